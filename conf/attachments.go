@@ -1,0 +1,433 @@
+package conf
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/utils"
+	"gopkg.in/yaml.v3"
+)
+
+// Attachments is a parsed attachment file: the interfaces a container gets,
+// in order.
+type Attachments struct {
+	File       string
+	Interfaces []*Chain
+}
+
+// Defaults are the values an attachment file may leave out.
+type Defaults struct {
+	// IfName is the first interface's name when the file leaves it out: the
+	// runtime's CNI_IFNAME.
+	IfName string
+	// ListName is the name of nicmux's network configuration list; the
+	// default delegate network name is "<ListName>-<ifname>".
+	ListName string
+	// CNIVersion is the network configuration list's version.
+	CNIVersion string
+}
+
+// LoadAttachments reads and parses the attachment file at path.
+func LoadAttachments(path string, d Defaults) (*Attachments, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
+	}
+	return ParseAttachments(path, data, d)
+}
+
+// ParseAttachments parses an attachment file's contents. path names the file
+// in errors and anchors relative conflist paths.
+//
+// Parsing is strict: unknown keys, duplicate keys, duplicate or invalid
+// interface names, an entry with both or neither of plugins and conflist, and
+// an empty list are all errors naming the line, column and field.
+func ParseAttachments(path string, data []byte, d Defaults) (*Attachments, error) {
+	p := &parser{file: path, dir: filepath.Dir(path), d: d}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "not valid YAML", Err: err}
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Field: "interfaces", Msg: "the file is empty: it must list at least one interface"}
+	}
+	return p.document(doc.Content[0])
+}
+
+type parser struct {
+	file string
+	dir  string
+	d    Defaults
+}
+
+func (p *parser) errorf(n *yaml.Node, field, format string, args ...any) *Error {
+	e := &Error{Code: types.ErrInvalidNetworkConfig, File: p.file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	return e
+}
+
+// mapping checks that n is a mapping with no duplicate keys and only the
+// allowed ones, and returns its key nodes and value nodes by key.
+func (p *parser) mapping(n *yaml.Node, field string, allowed ...string) (map[string]*yaml.Node, map[string]*yaml.Node, error) {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		return nil, nil, p.errorf(n, field, "must be a mapping, not %s", kindName(n))
+	}
+	keys := map[string]*yaml.Node{}
+	vals := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		name := k.Value
+		if k.Kind != yaml.ScalarNode {
+			return nil, nil, p.errorf(k, field, "keys must be plain strings")
+		}
+		if _, dup := keys[name]; dup {
+			return nil, nil, p.errorf(k, join(field, name), "duplicate key (first at line %d)", keys[name].Line)
+		}
+		if allowed != nil && !contains(allowed, name) {
+			return nil, nil, p.errorf(k, join(field, name), "unknown field (allowed: %v)", allowed)
+		}
+		keys[name], vals[name] = k, resolve(v)
+	}
+	return keys, vals, nil
+}
+
+func (p *parser) document(root *yaml.Node) (*Attachments, error) {
+	_, vals, err := p.mapping(root, "", "interfaces")
+	if err != nil {
+		return nil, err
+	}
+	list, ok := vals["interfaces"]
+	if !ok {
+		return nil, p.errorf(root, "interfaces", "is required")
+	}
+	if list.Kind != yaml.SequenceNode {
+		return nil, p.errorf(list, "interfaces", "must be a list, not %s", kindName(list))
+	}
+	if len(list.Content) == 0 {
+		return nil, p.errorf(list, "interfaces", "the list is empty: it must list at least one interface")
+	}
+	a := &Attachments{File: p.file}
+	seen := map[string]int{}
+	for i, entry := range list.Content {
+		c, err := p.entry(i, entry)
+		if err != nil {
+			return nil, err
+		}
+		if first, dup := seen[c.IfName]; dup {
+			return nil, p.errorf(entry, fmt.Sprintf("interfaces[%d].ifname", i), "duplicate interface %q (also interfaces[%d])", c.IfName, first)
+		}
+		seen[c.IfName] = i
+		a.Interfaces = append(a.Interfaces, c)
+	}
+	return a, nil
+}
+
+func (p *parser) entry(i int, n *yaml.Node) (*Chain, error) {
+	field := fmt.Sprintf("interfaces[%d]", i)
+	keys, vals, err := p.mapping(n, field, "ifname", "network", "cniVersion", "plugins", "conflist", "disableCheck", "disableGC")
+	if err != nil {
+		return nil, err
+	}
+	str := func(key string) (string, *yaml.Node, error) {
+		v, ok := vals[key]
+		if !ok {
+			return "", nil, nil
+		}
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+			return "", v, p.errorf(v, join(field, key), "must be a string, not %s", kindName(v))
+		}
+		return v.Value, v, nil
+	}
+	c := &Chain{}
+
+	ifname, ifNode, err := str("ifname")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ifNode == nil && i == 0:
+		ifname = p.d.IfName
+	case ifNode == nil:
+		return nil, p.errorf(n, join(field, "ifname"), "is required on every entry but the first")
+	}
+	if e := utils.ValidateInterfaceName(ifname); e != nil {
+		at := ifNode
+		if at == nil {
+			at = n
+		}
+		return nil, p.errorf(at, join(field, "ifname"), "invalid interface name %q: %s", ifname, cniMsg(e))
+	}
+	c.IfName = ifname
+
+	var plugins, conflist = vals["plugins"], vals["conflist"]
+	switch {
+	case plugins != nil && conflist != nil:
+		return nil, p.errorf(keys["conflist"], field, "has both plugins and conflist: give exactly one")
+	case plugins == nil && conflist == nil:
+		return nil, p.errorf(n, field, "has neither plugins nor conflist: give exactly one")
+	case plugins != nil:
+		if c.Plugins, err = p.plugins(join(field, "plugins"), plugins); err != nil {
+			return nil, err
+		}
+	default:
+		if err := p.conflist(c, join(field, "conflist"), conflist); err != nil {
+			return nil, err
+		}
+	}
+
+	network, netNode, err := str("network")
+	if err != nil {
+		return nil, err
+	}
+	if netNode != nil {
+		c.Network = network
+	}
+	if c.Network == "" {
+		c.Network = p.d.ListName + "-" + c.IfName
+	}
+	if e := utils.ValidateNetworkName(c.Network); e != nil {
+		at := netNode
+		if at == nil {
+			at = n
+		}
+		return nil, p.errorf(at, join(field, "network"), "invalid network name %q: %s", c.Network, cniMsg(e))
+	}
+
+	ver, verNode, err := str("cniVersion")
+	if err != nil {
+		return nil, err
+	}
+	if verNode != nil {
+		c.CNIVersion = ver
+	}
+	if c.CNIVersion == "" {
+		c.CNIVersion = p.d.CNIVersion
+	}
+	if !IsSupportedVersion(c.CNIVersion) {
+		at := verNode
+		if at == nil {
+			at = n
+		}
+		return nil, p.errorf(at, join(field, "cniVersion"), "%q is not supported (supported: %v)", c.CNIVersion, SupportedVersions())
+	}
+
+	for key, dst := range map[string]*bool{"disableCheck": &c.DisableCheck, "disableGC": &c.DisableGC} {
+		if v, ok := vals[key]; ok {
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+				return nil, p.errorf(v, join(field, key), "must be true or false")
+			}
+			*dst = v.Value == "true"
+		}
+	}
+	return c, nil
+}
+
+func (p *parser) plugins(field string, n *yaml.Node) ([]*Plugin, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, p.errorf(n, field, "must be a list of plugin configurations, not %s", kindName(n))
+	}
+	if len(n.Content) == 0 {
+		return nil, p.errorf(n, field, "the list is empty: a chain needs at least one plugin")
+	}
+	var out []*Plugin
+	for j, pn := range n.Content {
+		pf := fmt.Sprintf("%s[%d]", field, j)
+		pn = resolve(pn)
+		if _, _, err := p.mapping(pn, pf); err != nil {
+			return nil, err
+		}
+		v, err := p.value(pf, pn)
+		if err != nil {
+			return nil, err
+		}
+		obj := v.(map[string]any)
+		typ, ok := obj["type"].(string)
+		if !ok || typ == "" {
+			return nil, p.errorf(pn, join(pf, "type"), "is required: the delegate plugin's binary name")
+		}
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return nil, p.errorf(pn, pf, "cannot encode as JSON: %v", err)
+		}
+		plugin, err := parsePlugin(b)
+		if err != nil {
+			return nil, p.errorf(pn, pf, "%v", err)
+		}
+		out = append(out, plugin)
+	}
+	return out, nil
+}
+
+func (p *parser) conflist(c *Chain, field string, n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || n.Value == "" {
+		return p.errorf(n, field, "must be the path of a .conflist or .conf file")
+	}
+	path := n.Value
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(p.dir, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return p.errorf(n, field, "cannot read %s: %v", path, err)
+	}
+	parsed, err := parseConfList(data)
+	if err != nil {
+		return p.errorf(n, field, "%s: %v", path, err)
+	}
+	c.Plugins = parsed.Plugins
+	c.Network = parsed.Network
+	c.CNIVersion = parsed.CNIVersion
+	c.DisableCheck = parsed.DisableCheck
+	c.DisableGC = parsed.DisableGC
+	return nil
+}
+
+// value converts a YAML node into the value encoding/json would have decoded
+// from the equivalent JSON.
+func (p *parser) value(field string, n *yaml.Node) (any, error) {
+	n = resolve(n)
+	switch n.Kind {
+	case yaml.MappingNode:
+		obj := map[string]any{}
+		var merges []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" {
+				merges = append(merges, v)
+				continue
+			}
+			if k.Kind != yaml.ScalarNode {
+				return nil, p.errorf(k, field, "keys must be plain strings")
+			}
+			if _, dup := obj[k.Value]; dup {
+				return nil, p.errorf(k, join(field, k.Value), "duplicate key")
+			}
+			val, err := p.value(join(field, k.Value), v)
+			if err != nil {
+				return nil, err
+			}
+			obj[k.Value] = val
+		}
+		// YAML merge keys ("<<: *anchor") fill in what the mapping lacks.
+		for _, m := range merges {
+			mv, err := p.value(field, m)
+			if err != nil {
+				return nil, err
+			}
+			src, ok := mv.(map[string]any)
+			if !ok {
+				return nil, p.errorf(m, field, "merge key needs a mapping")
+			}
+			for k, v := range src {
+				if _, set := obj[k]; !set {
+					obj[k] = v
+				}
+			}
+		}
+		return obj, nil
+	case yaml.SequenceNode:
+		arr := make([]any, 0, len(n.Content))
+		for i, item := range n.Content {
+			v, err := p.value(fmt.Sprintf("%s[%d]", field, i), item)
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+		}
+		return arr, nil
+	case yaml.ScalarNode:
+		return p.scalar(field, n)
+	}
+	return nil, p.errorf(n, field, "unsupported YAML node")
+}
+
+func (p *parser) scalar(field string, n *yaml.Node) (any, error) {
+	switch n.Tag {
+	case "!!null":
+		return nil, nil
+	case "!!bool":
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return nil, p.errorf(n, field, "%v", err)
+		}
+		return b, nil
+	case "!!int":
+		var i int64
+		if err := n.Decode(&i); err == nil {
+			return json.Number(strconv.FormatInt(i, 10)), nil
+		}
+		var u uint64
+		if err := n.Decode(&u); err == nil {
+			return json.Number(strconv.FormatUint(u, 10)), nil
+		}
+		return nil, p.errorf(n, field, "integer %s is out of range", n.Value)
+	case "!!float":
+		var f float64
+		if err := n.Decode(&f); err != nil {
+			return nil, p.errorf(n, field, "%v", err)
+		}
+		if math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, p.errorf(n, field, "%s has no JSON form", n.Value)
+		}
+		return f, nil
+	}
+	// Strings, and tags JSON has no type for (timestamps, binary), keep the
+	// text as written.
+	return n.Value, nil
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		return resolve(n.Content[0])
+	}
+	return n
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "null"
+		}
+		return fmt.Sprintf("the scalar %q", n.Value)
+	}
+	return "empty"
+}
+
+func join(field, key string) string {
+	if field == "" {
+		return key
+	}
+	return field + "." + key
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func cniMsg(e *types.Error) string {
+	if e.Details != "" {
+		return e.Msg + ": " + e.Details
+	}
+	return e.Msg
+}

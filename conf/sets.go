@@ -1,0 +1,81 @@
+package conf
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// ArgSet is the CNI_ARGS key with which a job picks an attachment set: the
+// file "<value>.yaml" in the folder of the configured attachment file.
+const ArgSet = "NICMUX_ATTACHMENTS"
+
+var setNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// SetFromArgs returns the attachment set named in CNI_ARGS ("K=V;K=V"), or
+// "" when none is named.
+func SetFromArgs(cniArgs string) string {
+	for _, kv := range strings.Split(cniArgs, ";") {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && k == ArgSet {
+			return v
+		}
+	}
+	return ""
+}
+
+// ResolveSet returns the attachment file for set name: "<name>.yaml" in the
+// folder of base. An empty name selects base itself. The name may not leave
+// that folder, neither by its spelling nor through a symbolic link.
+func ResolveSet(base, name string) (string, error) {
+	if name == "" {
+		return base, nil
+	}
+	argErr := func(code uint, format string, args ...any) error {
+		return &Error{Code: code, File: "CNI_ARGS", Field: ArgSet, Msg: fmt.Sprintf(format, args...)}
+	}
+	if !setNameRE.MatchString(name) || strings.Contains(name, "..") {
+		return "", argErr(types.ErrInvalidEnvironmentVariables,
+			"%q is not a valid attachment set name (letters, digits, '.', '_' and '-', starting with a letter or digit)", name)
+	}
+	dir := filepath.Dir(base)
+	file := name
+	if !strings.HasSuffix(file, ".yaml") {
+		file += ".yaml"
+	}
+	path := filepath.Join(dir, file)
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", argErr(types.ErrInvalidNetworkConfig, "attachment folder %s: %v", dir, err)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if os.IsNotExist(err) {
+		return "", argErr(types.ErrInvalidNetworkConfig, "no attachment set %q in %s (available: %s)", name, dir, strings.Join(AvailableSets(dir), ", "))
+	}
+	if err != nil {
+		return "", argErr(types.ErrInvalidNetworkConfig, "attachment set %q: %v", name, err)
+	}
+	if filepath.Dir(real) != realDir {
+		return "", argErr(types.ErrInvalidEnvironmentVariables, "attachment set %q resolves to %s, outside %s", name, real, dir)
+	}
+	return path, nil
+}
+
+// AvailableSets lists the attachment set names in dir, sorted.
+func AvailableSets(dir string) []string {
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	var names []string
+	for _, m := range matches {
+		names = append(names, strings.TrimSuffix(filepath.Base(m), ".yaml"))
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return []string{"(none)"}
+	}
+	return names
+}

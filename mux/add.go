@@ -1,0 +1,277 @@
+package mux
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/delegate"
+	"github.com/nicmux/nicmux/state"
+)
+
+// invocation is what every verb starts from: the parsed configuration, the
+// logger, the store and the delegate runner.
+type invocation struct {
+	args   *skel.CmdArgs
+	nc     *conf.NetConf
+	log    *slog.Logger
+	store  *state.Store
+	runner *delegate.Runner
+	vl     *verbLog
+}
+
+func (p *Plugin) begin(verb string, args *skel.CmdArgs) (*invocation, func(), error) {
+	nc, err := conf.ParseNetConf(args.StdinData)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	log, closeLog := p.logger(nc)
+	inv := &invocation{
+		args:   args,
+		nc:     nc,
+		log:    log,
+		store:  &state.Store{Dir: nc.StateDir},
+		runner: p.runner(args),
+		vl:     &verbLog{log: log, verb: verb, id: args.ContainerID, start: p.now()},
+	}
+	return inv, closeLog, nil
+}
+
+// loadAttachments reads the attachment file chosen by the set name.
+func (inv *invocation) loadAttachments(set string) (*conf.Attachments, error) {
+	file, err := conf.ResolveSet(inv.nc.Attachments, set)
+	if err != nil {
+		return nil, err
+	}
+	return conf.LoadAttachments(file, conf.Defaults{IfName: inv.args.IfName, ListName: inv.nc.Name, CNIVersion: inv.nc.CNIVersion})
+}
+
+func (inv *invocation) env(ifname, netns string) delegate.Env {
+	return delegate.Env{
+		ContainerID:    inv.args.ContainerID,
+		NetNS:          netns,
+		IfName:         ifname,
+		CNIArgs:        inv.args.Args,
+		CapabilityArgs: inv.nc.RuntimeConfig,
+	}
+}
+
+// Add attaches every interface of the attachment file, in order, and prints
+// the merged result. On any failure it releases what it attached and leaves
+// no state behind.
+func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
+	inv, closeLog, err := p.begin("ADD", args)
+	defer closeLog()
+	if err != nil {
+		return err
+	}
+	defer func() { inv.vl.done(err) }()
+
+	if err := state.ValidateID(args.ContainerID); err != nil {
+		return err
+	}
+	set := conf.SetFromArgs(args.Args)
+	att, err := inv.loadAttachments(set)
+	if err != nil {
+		return err
+	}
+	nsID, err := identify(args.Netns)
+	if err != nil {
+		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
+	}
+	if nsID.IsZero() {
+		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: no network namespace at %q", args.Netns))
+	}
+
+	unlock, err := p.lock(ctx, inv.store, args.ContainerID)
+	if err != nil {
+		return err
+	}
+	removeLock := false
+	defer func() { unlock(removeLock) }()
+
+	old, err := inv.store.LoadContainer(args.ContainerID)
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		if err := p.replaceStale(ctx, inv, old, nsID); err != nil {
+			return err
+		}
+	}
+
+	c := &state.Container{
+		ContainerID:    args.ContainerID,
+		IfName:         args.IfName,
+		NetNS:          args.Netns,
+		NetNSID:        nsID,
+		ListName:       inv.nc.Name,
+		CNIVersion:     inv.nc.CNIVersion,
+		AttachmentFile: att.File,
+		Set:            set,
+		Created:        p.now().UTC(),
+	}
+	recs := make([]*state.Interface, len(att.Interfaces))
+	for i, chain := range att.Interfaces {
+		cfg, err := chain.ConfList()
+		if err != nil {
+			return fmt.Errorf("%s: encoding the chain: %w", chain.IfName, err)
+		}
+		c.Interfaces = append(c.Interfaces, chain.IfName)
+		recs[i] = &state.Interface{
+			ContainerID:    args.ContainerID,
+			IfName:         chain.IfName,
+			Network:        chain.Network,
+			CNIVersion:     chain.CNIVersion,
+			Config:         cfg,
+			NetNS:          args.Netns,
+			NetNSID:        nsID,
+			CNIArgs:        args.Args,
+			CapabilityArgs: inv.nc.RuntimeConfig,
+		}
+	}
+
+	// Record the plan before any delegate runs: whatever happens next, a
+	// later DEL or ADD knows what may need releasing. The container record
+	// goes first so that no interface record is ever without one.
+	if err := inv.store.SaveContainer(c); err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := inv.store.SaveInterface(r); err != nil {
+			return errors.Join(err, inv.store.RemoveContainer(args.ContainerID))
+		}
+	}
+	if err := inv.store.Sync(args.ContainerID); err != nil {
+		return errors.Join(err, inv.store.RemoveContainer(args.ContainerID))
+	}
+
+	results := make([]types.Result, len(att.Interfaces))
+	// toRelease[k] is chain k as far as it may hold resources.
+	toRelease := make([]*conf.Chain, 0, len(att.Interfaces))
+	for k, chain := range att.Interfaces {
+		start := time.Now()
+		res, err := inv.runner.Add(ctx, chain, inv.env(chain.IfName, args.Netns))
+		inv.vl.step(chain.IfName, time.Since(start))
+		results[k] = res // on failure, the partial result, for the rollback's DEL
+		if err == nil {
+			toRelease = append(toRelease, chain)
+			err = saveResult(inv.store, recs[k], res)
+		} else {
+			toRelease = append(toRelease, delegate.Prefix(chain, delegate.Attempted(err)))
+			err = fmt.Errorf("%s: %w", chain.IfName, err)
+		}
+		if err != nil {
+			rbErr := p.rollback(ctx, inv, toRelease, results)
+			if rbErr != nil {
+				return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+			}
+			removeLock = true
+			return err
+		}
+	}
+
+	merged, err := Merge(results, c.Interfaces, args.Netns, inv.nc.CNIVersion)
+	if err == nil {
+		c.Complete = true
+		err = inv.store.SaveContainer(c)
+	}
+	if err == nil {
+		err = inv.store.Sync(args.ContainerID)
+	}
+	if err != nil {
+		if rbErr := p.rollback(ctx, inv, att.Interfaces, results); rbErr != nil {
+			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+		}
+		removeLock = true
+		return err
+	}
+	warnAddressOrder(inv.log, merged, c.Interfaces)
+	return merged.PrintTo(p.stdout())
+}
+
+func saveResult(store *state.Store, rec *state.Interface, res types.Result) error {
+	b, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encoding result: %w", err)
+	}
+	rec.Result = b
+	return store.SaveInterface(rec)
+}
+
+// rollback releases chains[k], ..., chains[0] (the failed chain first, with
+// the partial result it reached) and removes the container's state once all
+// are released. It keeps the state of any chain it could not release, so a
+// later ADD or DEL can try again.
+func (p *Plugin) rollback(ctx context.Context, inv *invocation, chains []*conf.Chain, results []types.Result) error {
+	var errs []error
+	for i := len(chains) - 1; i >= 0; i-- {
+		chain := chains[i]
+		if len(chain.Plugins) > 0 {
+			if err := inv.runner.Del(ctx, chain, inv.env(chain.IfName, inv.args.Netns), results[i]); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", chain.IfName, err))
+				continue
+			}
+		}
+		if err := inv.store.RemoveInterface(inv.args.ContainerID, chain.IfName); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		inv.log.Error("rollback left state behind for a later DEL or ADD", "containerID", inv.args.ContainerID, "error", errors.Join(errs...))
+		return errors.Join(errs...)
+	}
+	return inv.store.RemoveContainer(inv.args.ContainerID)
+}
+
+// replaceStale deals with an ADD for a container that already has state. If
+// the recorded interfaces are live in the same namespace, the ADD is refused
+// and nothing changes. Otherwise the state is stale (the namespace was
+// recreated, as Nomad does after a failed CHECK or a reboot, or the earlier
+// ADD never completed): the old delegates are released with their stored
+// configuration, so the new ADD starts clean.
+func (p *Plugin) replaceStale(ctx context.Context, inv *invocation, old *state.Container, nsID state.NetNSID) error {
+	if old.Complete && old.NetNSID == nsID {
+		if live := liveLinks(inv.args.Netns, old.Interfaces); len(live) > 0 {
+			return withCode(ErrAlreadyAttached, fmt.Errorf(
+				"container %s is already attached: %s live in netns %s; DEL it first",
+				old.ContainerID, strings.Join(live, ", "), inv.args.Netns))
+		}
+	}
+	reason := "the earlier ADD did not complete"
+	if old.NetNSID != nsID {
+		reason = "the network namespace was recreated"
+	} else if old.Complete {
+		reason = "none of the recorded interfaces is left in the namespace"
+	}
+	inv.log.Warn("releasing stale attachment before ADD", "containerID", old.ContainerID, "reason", reason, "interfaces", old.Interfaces)
+	if err := p.release(ctx, inv, old); err != nil {
+		return fmt.Errorf("releasing the stale attachment of container %s (%s): %w", old.ContainerID, reason, err)
+	}
+	return nil
+}
+
+// liveLinks returns which of ifnames exist in the namespace at path.
+func liveLinks(path string, ifnames []string) []string {
+	h, err := openNS(path)
+	if err != nil {
+		return nil
+	}
+	defer h.Close()
+	var live []string
+	for _, ifname := range ifnames {
+		if h.linkExists(ifname) {
+			live = append(live, ifname)
+		}
+	}
+	return live
+}

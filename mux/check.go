@@ -1,0 +1,136 @@
+package mux
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/state"
+)
+
+// Check verifies every recorded interface independently: its chain's CHECK
+// with its own stored result as prevResult and its own CNI_IFNAME, and
+// nicmux's own netlink check that the link is up with the recorded MAC and
+// addresses. All failures are reported together, each naming its interface.
+//
+// It checks what ADD set up, not the current attachment file: a changed
+// file is logged as drift and never fails CHECK, because a false failure
+// makes Nomad tear down the namespace and kill the allocation.
+func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
+	inv, closeLog, err := p.begin("CHECK", args)
+	defer closeLog()
+	if err != nil {
+		return err
+	}
+	defer func() { inv.vl.done(err) }()
+	if err := state.ValidateID(args.ContainerID); err != nil {
+		return err
+	}
+
+	unlock, err := p.lock(ctx, inv.store, args.ContainerID)
+	if err != nil {
+		return err
+	}
+	defer unlock(false)
+
+	c, err := inv.store.LoadContainer(args.ContainerID)
+	if errors.Is(err, state.ErrNotFound) {
+		return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s has no nicmux state in %s: it was never attached, or was deleted", args.ContainerID, inv.nc.StateDir))
+	}
+	if err != nil {
+		return err
+	}
+	if !c.Complete {
+		return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s: the ADD of %v did not complete", args.ContainerID, c.Interfaces))
+	}
+	nsID, err := identify(args.Netns)
+	if err != nil {
+		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
+	}
+	if nsID != c.NetNSID {
+		return fmt.Errorf("%v: netns %s is not the namespace ADD attached (it was removed or recreated)", c.Interfaces, args.Netns)
+	}
+	p.logDrift(inv, c)
+
+	h, err := openNS(args.Netns)
+	if err != nil {
+		return fmt.Errorf("%v: %w", c.Interfaces, err)
+	}
+	defer h.Close()
+	var errs []error
+	for _, ifname := range c.Interfaces {
+		start := time.Now()
+		problems := p.checkOne(ctx, inv, h, c.ContainerID, ifname)
+		inv.vl.step(ifname, time.Since(start))
+		for _, err := range problems {
+			errs = append(errs, fmt.Errorf("%s: %w", ifname, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkOne returns every problem found with one interface.
+func (p *Plugin) checkOne(ctx context.Context, inv *invocation, h *nsHandle, id, ifname string) []error {
+	rec, err := inv.store.LoadInterface(id, ifname)
+	if err != nil {
+		return []error{err}
+	}
+	chain, prev, err := storedChain(rec)
+	if err != nil {
+		return []error{err}
+	}
+	if prev == nil {
+		return []error{errors.New("no result recorded: the interface was never fully attached")}
+	}
+	var errs []error
+	if conf.AtLeast(chain.CNIVersion, "0.4.0") && !chain.DisableCheck {
+		env := inv.env(ifname, inv.args.Netns)
+		env.CNIArgs, env.CapabilityArgs = rec.CNIArgs, rec.CapabilityArgs
+		if err := inv.runner.Check(ctx, chain, env, prev); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := h.verify(ifname, prev); err != nil {
+		errs = append(errs, fmt.Errorf("plugin nicmux (netlink check): %w", err))
+	}
+	return errs
+}
+
+// logDrift compares the attachment file as it is now with what ADD used and
+// logs any difference. Drift is expected after an operator edits the file;
+// it applies to new containers only.
+func (p *Plugin) logDrift(inv *invocation, c *state.Container) {
+	att, err := inv.loadAttachments(c.Set)
+	if err != nil {
+		inv.log.Warn("drift: the attachment file no longer loads; checking the recorded attachment", "containerID", c.ContainerID, "file", c.AttachmentFile, "error", err)
+		return
+	}
+	now := map[string][]byte{}
+	var order []string
+	for _, chain := range att.Interfaces {
+		b, err := chain.ConfList()
+		if err == nil {
+			now[chain.IfName] = b
+		}
+		order = append(order, chain.IfName)
+	}
+	if fmt.Sprint(order) != fmt.Sprint(c.Interfaces) {
+		inv.log.Warn("drift: the attachment file's interfaces changed since ADD", "containerID", c.ContainerID, "recorded", c.Interfaces, "file", order)
+		return
+	}
+	for _, ifname := range c.Interfaces {
+		rec, err := inv.store.LoadInterface(c.ContainerID, ifname)
+		if err != nil {
+			continue // checkOne reports it
+		}
+		if !bytes.Equal(rec.Config, now[ifname]) {
+			inv.log.Warn("drift: the interface's chain changed since ADD", "containerID", c.ContainerID, "interface", ifname)
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/types/create"
+
+	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/state"
+)
+
+// Del releases every recorded interface in reverse order, each with the
+// configuration, arguments and result stored at ADD. It goes on past a
+// failing interface and returns all failures; the state is removed only once
+// every interface is released, so a repeated DEL can finish the job. Without
+// state it falls back to the chains of the current attachment file.
+func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) (err error) {
+	inv, closeLog, err := p.begin("DEL", args)
+	defer closeLog()
+	if err != nil {
+		return err
+	}
+	defer func() { inv.vl.done(err) }()
+	if err := state.ValidateID(args.ContainerID); err != nil {
+		return err
+	}
+
+	unlock, err := p.lock(ctx, inv.store, args.ContainerID)
+	if err != nil {
+		return err
+	}
+	removeLock := false
+	defer func() { unlock(removeLock) }()
+
+	c, err := inv.store.LoadContainer(args.ContainerID)
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		err = p.delWithoutState(ctx, inv)
+	case err != nil:
+		return err
+	default:
+		err = p.release(ctx, inv, c)
+	}
+	removeLock = err == nil
+	return err
+}
+
+// release runs DEL for each of a container's recorded interfaces, last
+// first, removing each record once released and the container's state once
+// all are. An interface whose namespace is no longer the one recorded gets
+// an empty CNI_NETNS: its links went with the old namespace, and nothing in
+// a namespace that replaced it may be touched.
+func (p *Plugin) release(ctx context.Context, inv *invocation, c *state.Container) error {
+	cur, err := identify(inv.args.Netns)
+	if err != nil {
+		inv.log.Warn("cannot identify netns; releasing without it", "netns", inv.args.Netns, "error", err)
+	}
+	var errs []error
+	for i := len(c.Interfaces) - 1; i >= 0; i-- {
+		ifname := c.Interfaces[i]
+		start := time.Now()
+		err := p.releaseOne(ctx, inv, c.ContainerID, ifname, cur)
+		inv.vl.step(ifname, time.Since(start))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ifname, err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return inv.store.RemoveContainer(c.ContainerID)
+}
+
+func (p *Plugin) releaseOne(ctx context.Context, inv *invocation, id, ifname string, cur state.NetNSID) error {
+	rec, err := inv.store.LoadInterface(id, ifname)
+	if errors.Is(err, state.ErrNotFound) {
+		return nil // never attached, or already released
+	}
+	if err != nil {
+		return err
+	}
+	chain, prev, err := storedChain(rec)
+	if err != nil {
+		return err
+	}
+	netns := ""
+	if !cur.IsZero() && cur == rec.NetNSID {
+		netns = inv.args.Netns
+	}
+	env := inv.env(ifname, netns)
+	env.CNIArgs, env.CapabilityArgs = rec.CNIArgs, rec.CapabilityArgs
+	if err := inv.runner.Del(ctx, chain, env, prev); err != nil {
+		return err
+	}
+	return inv.store.RemoveInterface(id, ifname)
+}
+
+// storedChain rebuilds an interface's chain and result from its record.
+func storedChain(rec *state.Interface) (*conf.Chain, types.Result, error) {
+	chain, err := conf.ChainFromConfList(rec.IfName, rec.Config)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored configuration: %w", err)
+	}
+	if len(rec.Result) == 0 {
+		return chain, nil, nil
+	}
+	res, err := create.Create(rec.CNIVersion, rec.Result)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored result: %w", err)
+	}
+	res, err = res.GetAsVersion(chain.CNIVersion)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored result: %w", err)
+	}
+	return chain, res, nil
+}
+
+// delWithoutState handles DEL for a container nicmux has no record of: the
+// runtime may be retrying after a crash that lost nothing (nicmux records
+// before it acts) or cleaning up after a failed ADD. The current attachment
+// file's chains are released, which delegates treat as a no-op when they
+// hold nothing.
+func (p *Plugin) delWithoutState(ctx context.Context, inv *invocation) error {
+	att, err := inv.loadAttachments(conf.SetFromArgs(inv.args.Args))
+	if err != nil {
+		return fmt.Errorf("no state for container %s, and the attachment file cannot be read for a fallback DEL: %w", inv.args.ContainerID, err)
+	}
+	inv.log.Info("no state for container; releasing the attachment file's chains", "containerID", inv.args.ContainerID, "file", att.File)
+	var errs []error
+	for i := len(att.Interfaces) - 1; i >= 0; i-- {
+		chain := att.Interfaces[i]
+		start := time.Now()
+		err := inv.runner.Del(ctx, chain, inv.env(chain.IfName, inv.args.Netns), nil)
+		inv.vl.step(chain.IfName, time.Since(start))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", chain.IfName, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,61 @@
+package mux
+
+import (
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+)
+
+// Merge combines the chains' results, given in attachment order, into one
+// result at cniVersion, which is what the runtime (go-cni, and through it
+// Nomad) reads:
+//
+//   - every chain's interfaces, in order;
+//   - every IP with its interface index remapped into the merged list. An IP
+//     without an index is put on its chain's container interface (added if
+//     the chain reported none), because go-cni files an IP without an index
+//     under "eth0", whatever interface it is on;
+//   - routes concatenated; DNS from the first chain that has any.
+//
+// ifnames[k] and netns name chain k's container interface.
+func Merge(results []types.Result, ifnames []string, netns, cniVersion string) (types.Result, error) {
+	out := &types100.Result{CNIVersion: types100.ImplementedSpecVersion}
+	for k, r := range results {
+		res, err := types100.NewResultFromResult(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: converting result: %w", ifnames[k], err)
+		}
+		offset := len(out.Interfaces)
+		for _, iface := range res.Interfaces {
+			out.Interfaces = append(out.Interfaces, iface.Copy())
+		}
+		own := -1
+		if i := ownInterface(res, ifnames[k]); i >= 0 {
+			own = offset + i
+		}
+		for _, ip := range res.IPs {
+			c := ip.Copy()
+			var idx int
+			switch {
+			case ip.Interface != nil && *ip.Interface >= 0 && *ip.Interface < len(res.Interfaces):
+				idx = offset + *ip.Interface
+			default:
+				if own < 0 {
+					out.Interfaces = append(out.Interfaces, &types100.Interface{Name: ifnames[k], Sandbox: netns})
+					own = len(out.Interfaces) - 1
+				}
+				idx = own
+			}
+			c.Interface = &idx
+			out.IPs = append(out.IPs, c)
+		}
+		for _, rt := range res.Routes {
+			out.Routes = append(out.Routes, rt.Copy())
+		}
+		if out.DNS.IsEmpty() && !res.DNS.IsEmpty() {
+			out.DNS = *res.DNS.Copy()
+		}
+	}
+	return out.GetAsVersion(cniVersion)
+}

@@ -1,0 +1,153 @@
+package mux
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/nicmux/nicmux/state"
+)
+
+// identify returns the identity of the network namespace at path, or the
+// zero identity when there is none (empty path, or nothing there).
+func identify(path string) (state.NetNSID, error) {
+	if path == "" {
+		return state.NetNSID{}, nil
+	}
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return state.NetNSID{}, nil
+	}
+	if err != nil {
+		return state.NetNSID{}, fmt.Errorf("netns %s: %w", path, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return state.NetNSID{}, fmt.Errorf("netns %s: no inode information", path)
+	}
+	return state.NetNSID{Dev: uint64(st.Dev), Ino: st.Ino}, nil
+}
+
+// nsHandle is a netlink handle inside one network namespace.
+type nsHandle struct {
+	path string
+	h    *netlink.Handle
+}
+
+func openNS(path string) (*nsHandle, error) {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening netns %s: %w", path, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in netns %s: %w", path, err)
+	}
+	return &nsHandle{path: path, h: h}, nil
+}
+
+func (n *nsHandle) Close() { n.h.Close() }
+
+// linkExists reports whether a link named ifname is in the namespace.
+func (n *nsHandle) linkExists(ifname string) bool {
+	_, err := n.h.LinkByName(ifname)
+	return err == nil
+}
+
+// verify checks, with netlink, that the interface a chain's result describes
+// is in the namespace as recorded: the link exists and is up, and has the
+// recorded MAC and every recorded address. It reports every mismatch.
+func (n *nsHandle) verify(ifname string, result types.Result) error {
+	link, err := n.h.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("link %s not found in netns %s: %w", ifname, n.path, err)
+	}
+	var problems []string
+	attrs := link.Attrs()
+	if attrs.Flags&net.FlagUp == 0 {
+		problems = append(problems, "link is down")
+	}
+	if result == nil {
+		return joinProblems(problems)
+	}
+	res, err := types100.NewResultFromResult(result)
+	if err != nil {
+		return fmt.Errorf("reading the recorded result: %w", err)
+	}
+	own := ownInterface(res, ifname)
+	if own >= 0 && res.Interfaces[own].Mac != "" {
+		want, err := net.ParseMAC(res.Interfaces[own].Mac)
+		if err == nil && !strings.EqualFold(want.String(), attrs.HardwareAddr.String()) {
+			problems = append(problems, fmt.Sprintf("MAC is %s, recorded %s", attrs.HardwareAddr, want))
+		}
+	}
+	addrs, err := n.h.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("listing addresses of %s: %w", ifname, err)
+	}
+	for _, ip := range res.IPs {
+		if !ipBelongs(ip, own) {
+			continue
+		}
+		if !hasAddr(addrs, ip.Address) {
+			problems = append(problems, fmt.Sprintf("address %s is missing", ip.Address.String()))
+		}
+	}
+	return joinProblems(problems)
+}
+
+func joinProblems(problems []string) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(problems, ", "))
+}
+
+// ownInterface returns the index, in a chain's result, of the interface the
+// chain made inside the container: the one named ifname with a sandbox.
+func ownInterface(res *types100.Result, ifname string) int {
+	for i, iface := range res.Interfaces {
+		if iface.Name == ifname && iface.Sandbox != "" {
+			return i
+		}
+	}
+	for i, iface := range res.Interfaces {
+		if iface.Name == ifname {
+			return i
+		}
+	}
+	return -1
+}
+
+// ipBelongs reports whether a result's IP is on the container interface at
+// index own. An IP without an index is taken to be on it.
+func ipBelongs(ip *types100.IPConfig, own int) bool {
+	if ip.Interface == nil {
+		return true
+	}
+	return *ip.Interface == own
+}
+
+func hasAddr(addrs []netlink.Addr, want net.IPNet) bool {
+	for _, a := range addrs {
+		if a.IPNet == nil {
+			continue
+		}
+		wantOnes, wantBits := want.Mask.Size()
+		ones, bits := a.IPNet.Mask.Size()
+		if a.IPNet.IP.Equal(want.IP) && ones == wantOnes && bits == wantBits {
+			return true
+		}
+	}
+	return false
+}

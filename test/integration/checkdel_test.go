@@ -1,0 +1,408 @@
+package integration
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
+)
+
+// TestCheckCatchesBrokenInterface breaks eth1 in several ways; CHECK must
+// fail naming eth1 and only eth1.
+func TestCheckCatchesBrokenInterface(t *testing.T) {
+	breakers := map[string]func(l netlink.Link) error{
+		"deleted": func(l netlink.Link) error { return netlink.LinkDel(l) },
+		"re-addressed": func(l netlink.Link) error {
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				if err := netlink.AddrDel(l, &a); err != nil {
+					return err
+				}
+			}
+			_, ipn, _ := net.ParseCIDR("10.88.0.200/24")
+			ipn.IP = net.ParseIP("10.88.0.200")
+			return netlink.AddrAdd(l, &netlink.Addr{IPNet: ipn})
+		},
+		"down": func(l netlink.Link) error { return netlink.LinkSetDown(l) },
+	}
+	for name, breakIt := range breakers {
+		t.Run(name, func(t *testing.T) {
+			w := newWorld(t)
+			l := w.list(w.seed(), nil)
+			netns := newNS(t)
+			r := rt("chk-1", netns)
+			w.mustAdd(l, r)
+			if err := w.check(l, r); err != nil {
+				t.Fatalf("CHECK before breaking: %v", err)
+			}
+			inNS(t, netns, func() error {
+				link, err := netlink.LinkByName("eth1")
+				if err != nil {
+					return err
+				}
+				return breakIt(link)
+			})
+			err := w.check(l, r)
+			if err == nil {
+				t.Fatal("CHECK passed with eth1 " + name)
+			}
+			if !strings.Contains(err.Error(), "eth1: ") {
+				t.Errorf("CHECK error does not name eth1: %v", err)
+			}
+			if strings.Contains(err.Error(), "eth0: ") {
+				t.Errorf("CHECK error blames the healthy eth0: %v", err)
+			}
+			if err := w.del(l, r); err != nil {
+				t.Fatalf("DEL after breaking eth1: %v", err)
+			}
+			w.assertNothingLeft(netns, "svc", "storage")
+		})
+	}
+}
+
+// TestCheckReportsEveryInterface: with both interfaces broken, one CHECK
+// error names both.
+func TestCheckReportsEveryInterface(t *testing.T) {
+	w := newWorld(t)
+	l := w.list(w.seed(), nil)
+	netns := newNS(t)
+	r := rt("chk-2", netns)
+	w.mustAdd(l, r)
+	inNS(t, netns, func() error {
+		for _, n := range []string{"eth0", "eth1"} {
+			link, err := netlink.LinkByName(n)
+			if err != nil {
+				return err
+			}
+			if err := netlink.LinkSetDown(link); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	err := w.check(l, r)
+	if err == nil || !strings.Contains(err.Error(), "eth0: ") || !strings.Contains(err.Error(), "eth1: ") {
+		t.Fatalf("CHECK error = %v, want both eth0 and eth1 named", err)
+	}
+	if err := w.del(l, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckDrift: CHECK verifies what ADD set up. A changed or deleted
+// attachment file is logged as drift, never a failure, and DEL still
+// releases exactly what ADD created.
+func TestCheckDrift(t *testing.T) {
+	w := newWorld(t)
+	path := w.seed()
+	l := w.list(path, nil)
+	netns := newNS(t)
+	r := rt("drift-1", netns)
+	w.mustAdd(l, r)
+
+	changed := strings.Replace(seedYAML, `arp_ignore: "1"`, `arp_ignore: "2"`, 1) + `  - ifname: eth2
+    plugins: [{type: macvlan, master: {{.Master}}, ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [[{subnet: 10.66.0.0/24}]]}}]
+`
+	w.writeYAML("multi.yaml", changed)
+	if err := w.check(l, r); err != nil {
+		t.Fatalf("CHECK failed on drift: %v", err)
+	}
+	if b, _ := os.ReadFile(w.LogFile); !strings.Contains(string(b), "drift") {
+		t.Errorf("drift not logged:\n%s", b)
+	}
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.check(l, r); err != nil {
+		t.Fatalf("CHECK failed with the attachment file deleted: %v", err)
+	}
+	if err := w.del(l, r); err != nil {
+		t.Fatalf("DEL with the attachment file deleted: %v", err)
+	}
+	w.assertNothingLeft(netns, "svc", "storage")
+	if got := w.leases("multi-eth2"); len(got) != 0 {
+		t.Errorf("eth2 (never attached) has leases: %v", got)
+	}
+}
+
+// TestDelIdempotent: DEL twice; DEL after the namespace is gone; DEL of a
+// container nicmux never saw (falls back to the attachment file's chains).
+func TestDelIdempotent(t *testing.T) {
+	w := newWorld(t)
+	l := w.list(w.seed(), nil)
+
+	t.Run("twice", func(t *testing.T) {
+		netns := newNS(t)
+		r := rt("del-1", netns)
+		w.mustAdd(l, r)
+		for i := 0; i < 2; i++ {
+			if err := w.del(l, r); err != nil {
+				t.Fatalf("DEL %d: %v", i+1, err)
+			}
+		}
+		w.assertNothingLeft(netns, "svc", "storage")
+	})
+
+	t.Run("netns gone", func(t *testing.T) {
+		netns := newNS(t)
+		r := rt("del-2", netns)
+		w.mustAdd(l, r)
+		if err := destroyNSAt(netns); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.del(l, r); err != nil {
+			t.Fatalf("DEL with the netns gone: %v", err)
+		}
+		r.NetNS = ""
+		if err := w.del(l, r); err != nil {
+			t.Fatalf("DEL with no netns at all: %v", err)
+		}
+		for _, n := range []string{"svc", "storage"} {
+			if got := w.leases(n); len(got) != 0 {
+				t.Errorf("%s leases left: %v", n, got)
+			}
+		}
+		if got := w.stateFiles(); len(got) != 0 {
+			t.Errorf("state left: %v", got)
+		}
+		if got := bridgePorts(t, w.Bridge); len(got) != 0 {
+			t.Errorf("bridge ports left: %v", got)
+		}
+	})
+
+	t.Run("no state", func(t *testing.T) {
+		netns := newNS(t)
+		before := len(w.calls())
+		if err := w.del(l, rt("never-added", netns)); err != nil {
+			t.Fatalf("DEL of an unknown container: %v", err)
+		}
+		var seen []string
+		for _, c := range w.calls()[before:] {
+			seen = append(seen, c.Command+":"+c.IfName+":"+c.ContainerID)
+		}
+		if !equal(seen, []string{"DEL:eth1:never-added", "DEL:eth0:never-added"}) {
+			t.Errorf("fallback DEL calls = %v, want eth1 then eth0", seen)
+		}
+		if got := w.stateFiles(); len(got) != 0 {
+			t.Errorf("state left: %v", got)
+		}
+	})
+
+	t.Run("no state and no attachment file", func(t *testing.T) {
+		missing := w.list(filepath.Join(w.dir, "gone.yaml"), nil)
+		err := w.del(missing, rt("never-added-2", ""))
+		wantErr(t, err, types.ErrInvalidNetworkConfig, "gone.yaml", "never-added-2")
+	})
+}
+
+// TestConcurrentContainers attaches, checks and deletes many containers at
+// once on the same bridge and IPAM networks.
+func TestConcurrentContainers(t *testing.T) {
+	const n = 12
+	w := newWorld(t)
+	l := w.list(w.seed(), nil)
+	nets := make([]string, n)
+	for i := range nets {
+		nets[i] = newNS(t)
+	}
+	run := func(verb string, f func(i int) error) {
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				errs[i] = f(i)
+			}(i)
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("%s c%d: %v", verb, i, err)
+			}
+		}
+	}
+	// The bridge plugin pins the bridge's MAC on each ADD from what it read
+	// before attaching; ADDs racing to create the bridge can pin different
+	// MACs, and the bridge's own CHECK then fails for the earlier ones. A
+	// first container creates the bridge, as on any running client.
+	first := newNS(t)
+	w.mustAdd(l, rt("first", first))
+	defer func() {
+		if err := w.del(l, rt("first", first)); err != nil {
+			t.Error(err)
+		}
+	}()
+	ips := make([]string, n)
+	run("ADD", func(i int) error {
+		res, err := w.add(l, rt(fmt.Sprintf("c%d", i), nets[i]))
+		if err == nil {
+			ips[i] = res.IPs[0].Address.IP.String() + "," + res.IPs[1].Address.IP.String()
+		}
+		return err
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	sorted := append([]string(nil), ips...)
+	sort.Strings(sorted)
+	for i := 1; i < n; i++ {
+		if sorted[i] == sorted[i-1] {
+			t.Errorf("two containers share addresses %s", sorted[i])
+		}
+	}
+	if got := len(w.leases("svc")); got != n+1 {
+		t.Errorf("svc leases = %d, want %d", got, n+1)
+	}
+	if got := len(bridgePorts(t, w.Bridge)); got != n+1 {
+		t.Errorf("bridge ports = %d, want %d", got, n+1)
+	}
+	run("CHECK", func(i int) error { return w.check(l, rt(fmt.Sprintf("c%d", i), nets[i])) })
+	run("DEL", func(i int) error { return w.del(l, rt(fmt.Sprintf("c%d", i), nets[i])) })
+	for i := range nets {
+		if got := nsLinks(t, nets[i]); len(got) != 0 {
+			t.Errorf("c%d links left: %v", i, got)
+		}
+	}
+	for _, nw := range []string{"svc", "storage"} {
+		if got := w.leases(nw); len(got) != 1 {
+			t.Errorf("%s leases left besides the first container's: %v", nw, got)
+		}
+	}
+	wantState := []string{"containers/first/container.json", "containers/first/if-eth0.json", "containers/first/if-eth1.json", "locks/first.lock"}
+	if got := w.stateFiles(); !equal(got, wantState) {
+		t.Errorf("state left: %v", got)
+	}
+	if got := bridgePorts(t, w.Bridge); len(got) != 1 {
+		t.Errorf("bridge ports left besides the first container's: %v", got)
+	}
+}
+
+// TestCorruptState: a truncated or emptied record is an error naming the
+// file, never read as "nothing there".
+func TestCorruptState(t *testing.T) {
+	w := newWorld(t)
+	l := w.list(w.seed(), nil)
+	netns := newNS(t)
+	r := rt("corrupt-1", netns)
+	w.mustAdd(l, r)
+	dir := filepath.Join(w.StateDir, "containers", "corrupt-1")
+	eth1 := filepath.Join(dir, "if-eth1.json")
+	good, err := os.ReadFile(eth1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, eth1, string(good[:len(good)/2]))
+
+	err = w.check(l, r)
+	wantErr(t, err, types.ErrIOFailure, "eth1: ", eth1, "corrupt")
+
+	// DEL releases what it can (eth0), reports eth1, and keeps the state so
+	// a DEL after repair finishes the job.
+	err = w.del(l, r)
+	wantErr(t, err, types.ErrIOFailure, "eth1: ", eth1)
+	if got := w.leases("svc"); len(got) != 0 {
+		t.Errorf("eth0's lease not released: %v", got)
+	}
+	if got := w.leases("storage"); len(got) != 1 {
+		t.Errorf("eth1's lease should stay until its record is readable: %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "container.json")); err != nil {
+		t.Errorf("container record removed although eth1 was not released: %v", err)
+	}
+	writeFile(t, eth1, string(good))
+	if err := w.del(l, r); err != nil {
+		t.Fatalf("DEL after repair: %v", err)
+	}
+	w.assertNothingLeft(netns, "svc", "storage")
+
+	// An empty container record blocks ADD with an error naming it.
+	w.mustAdd(l, r)
+	cpath := filepath.Join(dir, "container.json")
+	writeFile(t, cpath, "")
+	_, err = w.add(l, r)
+	wantErr(t, err, types.ErrIOFailure, cpath, "empty")
+	err = w.del(l, r)
+	wantErr(t, err, types.ErrIOFailure, cpath)
+}
+
+// TestBadConfig: configuration errors reach the runtime with the spec's
+// code and a message naming the file, line, column and field.
+func TestBadConfig(t *testing.T) {
+	w := newWorld(t)
+	netns := newNS(t)
+	cases := []struct {
+		name, yaml string
+		code       uint
+		parts      []string
+	}{
+		{"unknown key", "interfaces:\n  - ifname: eth0\n    plugin: []\n", 7, []string{"bad.yaml:3:5", "interfaces[0].plugin", "unknown field"}},
+		{"both", "interfaces:\n  - plugins: [{type: bridge}]\n    conflist: x.conflist\n", 7, []string{"bad.yaml:3:5", "both plugins and conflist"}},
+		{"neither", "interfaces:\n  - ifname: eth0\n", 7, []string{"bad.yaml:2:5", "neither plugins nor conflist"}},
+		{"duplicate ifname", "interfaces:\n  - plugins: [{type: bridge}]\n  - ifname: eth0\n    plugins: [{type: bridge}]\n", 7, []string{"bad.yaml:3:5", `duplicate interface "eth0"`}},
+		{"bad ifname", "interfaces:\n  - ifname: eth0\n    plugins: [{type: bridge}]\n  - ifname: a:b\n    plugins: [{type: bridge}]\n", 7, []string{"bad.yaml:4:13", "interfaces[1].ifname"}},
+		{"empty list", "interfaces: []\n", 7, []string{"bad.yaml:1:13", "interfaces", "empty"}},
+		{"no type", "interfaces:\n  - plugins: [{bridge: br0}]\n", 7, []string{"bad.yaml:2:15", "interfaces[0].plugins[0].type"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(w.dir, "bad.yaml")
+			writeFile(t, path, c.yaml)
+			_, err := w.add(w.list(path, nil), rt("bad-1", netns))
+			wantErr(t, err, c.code, c.parts...)
+			if got := w.stateFiles(); len(got) != 0 {
+				t.Errorf("state left by a refused ADD: %v", got)
+			}
+		})
+	}
+	t.Run("missing attachments", func(t *testing.T) {
+		l := w.list("", nil)
+		_, err := w.add(l, rt("bad-2", netns))
+		wantErr(t, err, types.ErrInvalidNetworkConfig, "attachments", "required")
+	})
+	t.Run("attachments not a string", func(t *testing.T) {
+		l := w.list("x", map[string]any{"attachments": 42})
+		_, err := w.add(l, rt("bad-3", netns))
+		wantErr(t, err, types.ErrDecodingFailure, "attachments")
+	})
+	t.Run("missing plugin binary", func(t *testing.T) {
+		path := filepath.Join(w.dir, "missing.yaml")
+		writeFile(t, path, "interfaces:\n  - plugins: [{type: no-such-plugin}]\n")
+		_, err := w.add(w.list(path, nil), rt("bad-4", netns))
+		wantErr(t, err, types.ErrInvalidNetworkConfig, "eth0: plugin no-such-plugin")
+		if strings.Contains(err.Error(), "rollback") {
+			t.Errorf("a plugin that never ran was rolled back: %v", err)
+		}
+		if got := w.stateFiles(); len(got) != 0 {
+			t.Errorf("state left: %v", got)
+		}
+	})
+}
+
+// TestBareRun: Nomad fingerprints nicmux by running it with no arguments
+// and no CNI_COMMAND.
+func TestBareRun(t *testing.T) {
+	cmd := exec.Command(nicmuxBin())
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bare nicmux: %v\n%s", err, out)
+	}
+	for _, want := range []string{"CNI nicmux plugin v0.1.0", "0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("bare output %q lacks %q", out, want)
+		}
+	}
+}

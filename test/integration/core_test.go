@@ -1,0 +1,226 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+)
+
+// TestSeedJob attaches the seed job, checks it and deletes it, asserting
+// the merged result, the kernel state, the leases and the state files.
+func TestSeedJob(t *testing.T) {
+	w := newWorld(t)
+	l := w.list(w.seed(), nil)
+	netns := newNS(t)
+	r := rt("alloc-1", netns)
+
+	res := w.mustAdd(l, r)
+
+	// The merged result: every chain's interfaces, IPs pointing at the right
+	// container interface, eth0's first.
+	if len(res.IPs) != 2 {
+		t.Fatalf("merged result has %d IPs, want 2: %v", len(res.IPs), res)
+	}
+	want := []struct{ ifname, prefix string }{{"eth0", "10.77.0."}, {"eth1", "10.88.0."}}
+	for i, ip := range res.IPs {
+		if ip.Interface == nil || *ip.Interface < 0 || *ip.Interface >= len(res.Interfaces) {
+			t.Fatalf("IP %d has invalid interface index %v (%d interfaces)", i, ip.Interface, len(res.Interfaces))
+		}
+		iface := res.Interfaces[*ip.Interface]
+		if iface.Name != want[i].ifname || iface.Sandbox != netns {
+			t.Errorf("IP %d (%s) is on %q sandbox %q, want %s in %s", i, ip.Address.String(), iface.Name, iface.Sandbox, want[i].ifname, netns)
+		}
+		if !strings.HasPrefix(ip.Address.IP.String(), want[i].prefix) {
+			t.Errorf("IP %d = %s, want in %s0/24", i, ip.Address.String(), want[i].prefix)
+		}
+	}
+	if len(res.Routes) != 1 || res.Routes[0].Dst.String() != "0.0.0.0/0" {
+		t.Errorf("routes = %v, want eth0's default route only", res.Routes)
+	}
+
+	// The kernel: both links in the container, with their addresses; the
+	// macvlan's arp_ignore set on eth1 (tuning got CNI_IFNAME=eth1).
+	if got := nsLinks(t, netns); !equal(got, []string{"eth0", "eth1"}) {
+		t.Fatalf("links in netns = %v, want [eth0 eth1]", got)
+	}
+	for i, ifname := range []string{"eth0", "eth1"} {
+		if got := nsAddrs(t, netns, ifname); len(got) != 1 || got[0] != res.IPs[i].Address.String() {
+			t.Errorf("%s addresses = %v, want [%s]", ifname, got, res.IPs[i].Address.String())
+		}
+	}
+	assertSysctl(t, netns, "net/ipv4/conf/eth1/arp_ignore", "1")
+	assertSysctl(t, netns, "net/ipv4/conf/eth0/arp_ignore", "0")
+	inNS(t, netns, func() error {
+		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, rt := range routes {
+			if rt.Dst == nil || rt.Dst.String() == "0.0.0.0/0" {
+				if rt.Gw.String() != "10.77.0.1" {
+					t.Errorf("default route via %s, want 10.77.0.1", rt.Gw)
+				}
+				return nil
+			}
+		}
+		t.Errorf("no default route in netns: %v", routes)
+		return nil
+	})
+
+	// Leases: one per network, for this container and its own ifname.
+	if got := w.leases("svc"); len(got) != 1 || got[res.IPs[0].Address.IP.String()] != "alloc-1/eth0" {
+		t.Errorf("svc leases = %v", got)
+	}
+	if got := w.leases("storage"); len(got) != 1 || got[res.IPs[1].Address.IP.String()] != "alloc-1/eth1" {
+		t.Errorf("storage leases = %v", got)
+	}
+
+	// State: a container record and one record per interface, private.
+	wantFiles := []string{"containers/alloc-1/container.json", "containers/alloc-1/if-eth0.json", "containers/alloc-1/if-eth1.json", "locks/alloc-1.lock"}
+	if got := w.stateFiles(); !equal(got, wantFiles) {
+		t.Errorf("state files = %v, want %v", got, wantFiles)
+	}
+	assertMode(t, filepath.Join(w.StateDir, "containers", "alloc-1"), 0o700|os.ModeDir)
+	assertMode(t, filepath.Join(w.StateDir, "containers", "alloc-1", "if-eth1.json"), 0o600)
+	var c struct {
+		Kind       string   `json:"kind"`
+		Interfaces []string `json:"interfaces"`
+		Complete   bool     `json:"complete"`
+		IfName     string   `json:"ifname"`
+	}
+	readJSON(t, filepath.Join(w.StateDir, "containers", "alloc-1", "container.json"), &c)
+	if c.Kind != "nicmuxContainerV1" || !c.Complete || !equal(c.Interfaces, []string{"eth0", "eth1"}) || c.IfName != "eth0" {
+		t.Errorf("container record = %+v", c)
+	}
+	var rec struct {
+		Network string          `json:"network"`
+		Config  json.RawMessage `json:"config"`
+		Result  json.RawMessage `json:"result"`
+	}
+	readJSON(t, filepath.Join(w.StateDir, "containers", "alloc-1", "if-eth1.json"), &rec)
+	if rec.Network != "storage" || !strings.Contains(string(rec.Config), `"type":"macvlan"`) || !strings.Contains(string(rec.Result), res.IPs[1].Address.IP.String()) {
+		t.Errorf("eth1 record: network %q config %s result %s", rec.Network, rec.Config, rec.Result)
+	}
+
+	if err := w.check(l, r); err != nil {
+		t.Fatalf("CHECK after ADD: %v", err)
+	}
+
+	if err := w.del(l, r); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if got := nsLinks(t, netns); len(got) != 0 {
+		t.Errorf("links left in netns after DEL: %v", got)
+	}
+	if got := w.leases("svc"); len(got) != 0 {
+		t.Errorf("svc leases left after DEL: %v", got)
+	}
+	if got := w.leases("storage"); len(got) != 0 {
+		t.Errorf("storage leases left after DEL: %v", got)
+	}
+	if got := w.stateFiles(); len(got) != 0 {
+		t.Errorf("state left after DEL: %v", got)
+	}
+	if got := bridgePorts(t, w.Bridge); len(got) != 0 {
+		t.Errorf("bridge ports left after DEL: %v", got)
+	}
+}
+
+// TestIsolation shows what each chain is handed: its own CNI_IFNAME, and a
+// prevResult holding only its own interface's result, on ADD and on CHECK.
+func TestIsolation(t *testing.T) {
+	w := newWorld(t)
+	l := w.list(w.seed(), nil)
+	netns := newNS(t)
+	r := rt("iso-1", netns)
+	r.Args = [][2]string{{"IgnoreUnknown", "true"}, {"NOMAD_JOB_ID", "web"}}
+
+	w.mustAdd(l, r)
+	if err := w.check(l, r); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+	calls := w.calls()
+	var seen []string
+	for _, c := range calls {
+		seen = append(seen, c.Command+":"+c.IfName)
+		prev := c.prevResult(t)
+		if prev == nil {
+			t.Fatalf("%s on %s: recorder got no prevResult", c.Command, c.IfName)
+		}
+		for _, iface := range prev.Interfaces {
+			if iface.Sandbox != "" && iface.Name != c.IfName {
+				t.Errorf("%s on %s: prevResult holds another chain's interface %s", c.Command, c.IfName, iface.Name)
+			}
+		}
+		wantNet := map[string]string{"10.77.0.": "eth0", "10.88.0.": "eth1"}
+		for _, ip := range prev.IPs {
+			for prefix, owner := range wantNet {
+				if strings.HasPrefix(ip.Address.IP.String(), prefix) && owner != c.IfName {
+					t.Errorf("%s on %s: prevResult holds %s's address %s", c.Command, c.IfName, owner, ip.Address.String())
+				}
+			}
+		}
+		if !strings.Contains(c.Args, "NOMAD_JOB_ID=web") {
+			t.Errorf("%s on %s: CNI_ARGS %q lost the runtime's args", c.Command, c.IfName, c.Args)
+		}
+		if c.Netns != netns || c.ContainerID != "iso-1" {
+			t.Errorf("%s on %s: netns %q container %q", c.Command, c.IfName, c.Netns, c.ContainerID)
+		}
+		var conf struct {
+			Name string `json:"name"`
+		}
+		_ = json.Unmarshal(c.Stdin, &conf)
+		if wantName := map[string]string{"eth0": "svc", "eth1": "storage"}[c.IfName]; conf.Name != wantName {
+			t.Errorf("%s on %s: network name %q, want %q", c.Command, c.IfName, conf.Name, wantName)
+		}
+	}
+	if !equal(seen, []string{"ADD:eth0", "ADD:eth1", "CHECK:eth0", "CHECK:eth1"}) {
+		t.Errorf("recorded calls = %v", seen)
+	}
+	if err := w.del(l, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func assertSysctl(t *testing.T, netns, key, want string) {
+	t.Helper()
+	inNS(t, netns, func() error {
+		b, err := os.ReadFile(filepath.Join("/proc/sys", key))
+		if err != nil {
+			return err
+		}
+		if got := strings.TrimSpace(string(b)); got != want {
+			t.Errorf("sysctl %s = %s, want %s", key, got, want)
+		}
+		return nil
+	})
+}
+
+func assertMode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode() & (os.ModePerm | os.ModeDir); got != want {
+		t.Errorf("%s mode = %v, want %v", path, got, want)
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+var _ = types100.Result{}
