@@ -5,6 +5,7 @@
 package delegate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -216,4 +217,83 @@ func Prefix(c *conf.Chain, n int) *conf.Chain {
 		cp.Plugins = c.Plugins[:n]
 	}
 	return &cp
+}
+
+// GC runs GC for every plugin of the chain (spec 1.1), handing each the
+// attachments of this chain that are still valid, under both the current
+// and the legacy key, as libcni does. It goes on past a failing plugin.
+//
+// GC also goes to each plugin's IPAM plugin, with the same configuration:
+// the spec leaves forwarding GC to IPAM to the main plugin, and the
+// reference main plugins (bridge, macvlan, ...) do not do it yet, so their
+// host-local leases would never be collected. GC is idempotent, so a main
+// plugin that does forward it does no harm.
+func (r *Runner) GC(ctx context.Context, c *conf.Chain, valid []types.GCAttachment) error {
+	if valid == nil {
+		valid = []types.GCAttachment{}
+	}
+	inject := map[string]any{"cni.dev/valid-attachments": valid, "cni.dev/attachments": valid}
+	return r.each(ctx, "GC", c, inject, true)
+}
+
+// Status runs STATUS for every plugin of the chain (spec 1.1) and stops at
+// the first that is not ready.
+func (r *Runner) Status(ctx context.Context, c *conf.Chain) error {
+	return r.each(ctx, "STATUS", c, nil, false)
+}
+
+// each runs a verb that takes no container (GC, STATUS) on every plugin.
+func (r *Runner) each(ctx context.Context, verb string, c *conf.Chain, inject map[string]any, goOn bool) error {
+	ex := r.exec()
+	var errs []error
+	for i, p := range c.Plugins {
+		fail := func(err error) error { return &PluginError{Plugin: p.Type, Index: i, Err: err} }
+		path, err := ex.FindInPath(p.Type, r.Path)
+		if err != nil {
+			errs = append(errs, fail(&NotFoundError{Plugin: p.Type, Err: err}))
+		} else if stdin, err := injectConfig(c, p, inject); err != nil {
+			errs = append(errs, fail(err))
+		} else if err := invoke.ExecPluginWithoutResult(ctx, path, stdin, &invoke.Args{Command: verb, Path: joinPath(r.Path)}, ex); err != nil {
+			errs = append(errs, fail(err))
+		} else if ipam := ipamType(p); verb == "GC" && ipam != "" {
+			if err := r.ipamGC(ctx, ex, ipam, stdin); err != nil {
+				errs = append(errs, fail(fmt.Errorf("ipam %s: %w", ipam, err)))
+			}
+		}
+		if len(errs) > 0 && !goOn {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func injectConfig(c *conf.Chain, p *conf.Plugin, inject map[string]any) ([]byte, error) {
+	var obj map[string]any
+	dec := json.NewDecoder(bytes.NewReader(p.Bytes))
+	dec.UseNumber()
+	if err := dec.Decode(&obj); err != nil {
+		return nil, fmt.Errorf("decoding plugin configuration: %w", err)
+	}
+	obj["name"], obj["cniVersion"] = c.Network, c.CNIVersion
+	for k, v := range inject {
+		obj[k] = v
+	}
+	return json.Marshal(obj)
+}
+
+func (r *Runner) ipamGC(ctx context.Context, ex invoke.Exec, ipam string, stdin []byte) error {
+	path, err := ex.FindInPath(ipam, r.Path)
+	if err != nil {
+		return &NotFoundError{Plugin: ipam, Err: err}
+	}
+	return invoke.ExecPluginWithoutResult(ctx, path, stdin, &invoke.Args{Command: "GC", Path: joinPath(r.Path)}, ex)
+}
+
+// ipamType returns the type of a plugin's IPAM section, if it has one.
+func ipamType(p *conf.Plugin) string {
+	var pc types.PluginConf
+	if json.Unmarshal(p.Bytes, &pc) != nil {
+		return ""
+	}
+	return pc.IPAM.Type
 }

@@ -104,15 +104,32 @@ func (p *Plugin) runner(args *skel.CmdArgs) *delegate.Runner {
 	return &delegate.Runner{Path: path, Exec: p.Exec, Stderr: p.stderr()}
 }
 
-// lock takes the container's lock within LockTimeout.
-func (p *Plugin) lock(ctx context.Context, store *state.Store, id string) (func(remove bool), error) {
-	timeout := p.LockTimeout
-	if timeout == 0 {
-		timeout = DefaultLockTimeout
+func (p *Plugin) lockTimeout() time.Duration {
+	if p.LockTimeout == 0 {
+		return DefaultLockTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return p.LockTimeout
+}
+
+// lock takes the store lock shared (keeping GC out) and then the container's
+// own lock, within LockTimeout. unlock(true) also removes the container's
+// lock file, once its state is gone.
+func (p *Plugin) lock(ctx context.Context, store *state.Store, id string) (func(remove bool), error) {
+	ctx, cancel := context.WithTimeout(ctx, p.lockTimeout())
 	defer cancel()
-	return store.Lock(ctx, id)
+	unlockStore, err := store.LockStore(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := store.Lock(ctx, id)
+	if err != nil {
+		unlockStore()
+		return nil, err
+	}
+	return func(remove bool) {
+		unlock(remove)
+		unlockStore()
+	}, nil
 }
 
 // codedError carries a CNI error code for an error of nicmux's own.

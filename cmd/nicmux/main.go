@@ -3,13 +3,14 @@
 package main
 
 import (
-	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
+	"os"
 
-	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/mux"
 )
 
 func main() {
-	skel.PluginMainFuncs(mux.New().Funcs(), version.PluginSupports(conf.SupportedVersions()...), mux.About())
+	if e := mux.Run(mux.New(), os.Getenv); e != nil {
+		_ = e.Print()
+		os.Exit(1)
+	}
 }

@@ -455,14 +455,17 @@ func (w *world) leases(network string) map[string]string {
 	return out
 }
 
-// stateFiles lists the files under the state folder, relative to it.
+// stateFiles lists the files under the state folder, relative to it, but
+// the store-wide lock file gc.lock, which stays.
 func (w *world) stateFiles() []string {
 	w.t.Helper()
 	var out []string
 	_ = filepath.Walk(w.StateDir, func(path string, info os.FileInfo, err error) error {
 		if err == nil && !info.IsDir() {
 			rel, _ := filepath.Rel(w.StateDir, path)
-			out = append(out, rel)
+			if rel != "gc.lock" {
+				out = append(out, rel)
+			}
 		}
 		return nil
 	})
@@ -560,4 +563,13 @@ func renderTo(t *testing.T, out *strings.Builder, tmpl string, data any) {
 	if err := template.Must(template.New("t").Parse(tmpl)).Execute(out, data); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func (w *world) mustResult(r types.Result) *types100.Result {
+	w.t.Helper()
+	res, err := types100.NewResultFromResult(r)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return res
 }

@@ -1,0 +1,199 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// gcYAML is the seed job at spec 1.1 with a recorder in each chain; eth1's
+// chain can opt out of GC.
+const gcYAML = `interfaces:
+  - ifname: eth0
+    network: svc
+    plugins:
+      - type: bridge
+        bridge: {{.Bridge}}
+        ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [[{subnet: 10.77.0.0/24}]]}
+      - {type: recorder, recordFile: {{.RecordFile}}}
+  - ifname: eth1
+    network: storage
+    disableGC: true
+    plugins:
+      - type: macvlan
+        master: {{.Master}}
+        ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [[{subnet: 10.88.0.0/24}]]}
+      - {type: recorder, recordFile: {{.RecordFile}}}
+`
+
+func gcWorld(t *testing.T) (*world, *libcni.NetworkConfigList) {
+	w := newWorld(t)
+	w.CNIVersion = "1.1.0"
+	w.Name = "gc" + randHex(3)
+	w.Master = makeMaster(t)
+	return w, w.list(w.writeYAML("multi.yaml", gcYAML), nil)
+}
+
+// TestGC releases exactly the stored containers the runtime no longer lists
+// (links, leases, state), leaves the listed ones intact, and forwards GC to
+// the chains with only their live delegate attachments.
+func TestGC(t *testing.T) {
+	w, l := gcWorld(t)
+	nets := map[string]string{}
+	for _, id := range []string{"live", "stale-a", "stale-b"} {
+		nets[id] = newNS(t)
+		w.mustAdd(l, rt(id, nets[id]))
+	}
+	// An orphan lease no nicmux container holds: the forwarded host-local GC
+	// must collect it.
+	orphan := filepath.Join(w.IPAMDir, "svc", "10.77.0.250")
+	writeFile(t, orphan, "orphan-container\r\neth0")
+	// The runtime lost its own cache (libcni would otherwise DEL the stale
+	// ones itself before calling GC): nicmux's state is all there is.
+	if err := os.RemoveAll(filepath.Join(w.dir, "cache")); err != nil {
+		t.Fatal(err)
+	}
+
+	err := w.cni.GCNetworkList(t.Context(), l, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: "live", IfName: "eth0"}}})
+	if err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	for _, id := range []string{"stale-a", "stale-b"} {
+		if got := nsLinks(t, nets[id]); len(got) != 0 {
+			t.Errorf("%s: links left: %v", id, got)
+		}
+		if _, err := os.Stat(filepath.Join(w.StateDir, "containers", id)); !os.IsNotExist(err) {
+			t.Errorf("%s: state left (%v)", id, err)
+		}
+	}
+	for n, want := range map[string]string{"svc": "live/eth0", "storage": "live/eth1"} {
+		got := w.leases(n)
+		if len(got) != 1 {
+			t.Errorf("%s leases = %v, want only the live container's", n, got)
+		}
+		for _, owner := range got {
+			if owner != want {
+				t.Errorf("%s lease held by %s, want %s", n, owner, want)
+			}
+		}
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("the orphan lease survived the forwarded GC")
+	}
+	if got := nsLinks(t, nets["live"]); !equal(got, []string{"eth0", "eth1"}) {
+		t.Errorf("live container's links = %v", got)
+	}
+	if err := w.check(l, rt("live", nets["live"])); err != nil {
+		t.Errorf("CHECK of the live container after GC: %v", err)
+	}
+
+	// The forwarded GC: eth0's chain got only its live pair; eth1's chain
+	// (disableGC) got none.
+	var gcs []recordedCall
+	for _, c := range w.calls() {
+		if c.Command == "GC" {
+			gcs = append(gcs, c)
+		}
+	}
+	if len(gcs) != 1 {
+		t.Fatalf("recorder saw %d GC calls, want 1 (eth0's chain only)", len(gcs))
+	}
+	if s := string(gcs[0].Stdin); !strings.Contains(s, `"cni.dev/valid-attachments":[{"containerID":"live","ifname":"eth0"}]`) || !strings.Contains(s, `"name":"svc"`) {
+		t.Errorf("GC handed to eth0's chain: %s", s)
+	}
+	if err := w.del(l, rt("live", nets["live"])); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGCDisabled: nicmux's own disableGC releases nothing.
+func TestGCDisabled(t *testing.T) {
+	w, _ := gcWorld(t)
+	l := w.list(filepath.Join(w.dir, "multi.yaml"), map[string]any{"disableGC": true})
+	netns := newNS(t)
+	w.mustAdd(l, rt("kept", netns))
+	if err := os.RemoveAll(filepath.Join(w.dir, "cache")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cni.GCNetworkList(t.Context(), l, &libcni.GCArgs{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := nsLinks(t, netns); len(got) != 2 {
+		t.Errorf("links = %v, want both kept", got)
+	}
+	if err := w.del(l, rt("kept", netns)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCnitoolGCAndStatus drives GC and STATUS through cnitool, a runtime
+// of its own. cnitool's GC lists no valid attachments: everything of the
+// network is collected.
+func TestCnitoolGCAndStatus(t *testing.T) {
+	w, l := gcWorld(t)
+	netDir := filepath.Join(w.dir, "net.d")
+	if err := os.MkdirAll(netDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(netDir, "multi.conflist"), string(l.Bytes))
+	netns := newNS(t)
+	w.mustAdd(l, rt("tool-1", netns))
+
+	cnitool := func(args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(binDir(), "cnitool"), args...)
+		cmd.Env = append(os.Environ(), "CNI_PATH="+strings.Join(cniPath(), ":"), "NETCONFPATH="+netDir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := cnitool("status", w.Name, netns); err != nil {
+		t.Fatalf("cnitool status: %v\n%s", err, out)
+	}
+	if out, err := cnitool("gc", w.Name, netns); err != nil {
+		t.Fatalf("cnitool gc: %v\n%s", err, out)
+	}
+	w.assertNothingLeft(netns, "svc", "storage")
+
+	writeFile(t, filepath.Join(w.dir, "multi.yaml"), "interfaces: [")
+	out, err := cnitool("status", w.Name, netns)
+	if err == nil || !strings.Contains(out, "multi.yaml") {
+		t.Errorf("cnitool status with a broken attachment file: %v\n%s", err, out)
+	}
+}
+
+// TestStatus: ready, and each way of not being ready with its code.
+func TestStatus(t *testing.T) {
+	w, l := gcWorld(t)
+	status := func(l *libcni.NetworkConfigList) error { return w.cni.GetStatusNetworkList(t.Context(), l) }
+	if err := status(l); err != nil {
+		t.Fatalf("STATUS: %v", err)
+	}
+
+	t.Run("broken set in the folder", func(t *testing.T) {
+		bad := filepath.Join(w.dir, "storage.yaml")
+		writeFile(t, bad, "interfaces:\n  - ifname: eth0\n")
+		defer os.Remove(bad)
+		wantErr(t, status(l), types.ErrPluginNotAvailable, "storage.yaml:2:5")
+	})
+	t.Run("state folder not writable", func(t *testing.T) {
+		file := filepath.Join(w.dir, "a-file")
+		writeFile(t, file, "")
+		bad := w.list(filepath.Join(w.dir, "multi.yaml"), map[string]any{"stateDir": filepath.Join(file, "state")})
+		wantErr(t, status(bad), types.ErrPluginNotAvailable, "state folder", "a-file")
+	})
+	for code, want := range map[uint]uint{types.ErrLimitedConnectivity: types.ErrLimitedConnectivity, 7: types.ErrPluginNotAvailable} {
+		t.Run("delegate not ready", func(t *testing.T) {
+			yaml := strings.Replace(gcYAML, "{type: recorder, recordFile: {{.RecordFile}}}\n  - ifname: eth1",
+				"{type: recorder, recordFile: {{.RecordFile}}, failOn: [STATUS], failCode: "+strconv.FormatUint(uint64(code), 10)+"}\n  - ifname: eth1", 1)
+			path := w.writeYAML("status.yaml", yaml)
+			defer os.Remove(path)
+			bad := w.list(path, nil)
+			wantErr(t, status(bad), want, "eth0 (network svc)", "plugin recorder")
+		})
+	}
+}
