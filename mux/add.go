@@ -54,6 +54,12 @@ func (inv *invocation) loadAttachments(set string) (*conf.Attachments, error) {
 	return conf.LoadAttachments(file, conf.Defaults{IfName: inv.args.IfName, ListName: inv.nc.Name, CNIVersion: inv.nc.CNIVersion})
 }
 
+// parallel reports whether independent chains run at the same time: the
+// default, unless the configuration says "parallel": false.
+func (inv *invocation) parallel() bool {
+	return inv.nc.Parallel == nil || *inv.nc.Parallel
+}
+
 func (inv *invocation) env(ifname, netns string) delegate.Env {
 	return delegate.Env{
 		ContainerID:    inv.args.ContainerID,
@@ -64,9 +70,9 @@ func (inv *invocation) env(ifname, netns string) delegate.Env {
 	}
 }
 
-// Add attaches every interface of the attachment file, in order, and prints
-// the merged result. On any failure it releases what it attached and leaves
-// no state behind.
+// Add attaches every interface of the attachment file and prints the merged
+// result. On any failure it releases what it attached and leaves no state
+// behind.
 func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 	inv, closeLog, err := p.begin("ADD", args)
 	defer closeLog()
@@ -109,6 +115,32 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 		}
 	}
 
+	c, recs, err := p.plan(inv, att, set, nsID)
+	if err != nil {
+		return err
+	}
+	results, toRelease, err := p.addChains(ctx, inv, att.Interfaces, recs)
+	var merged types.Result
+	if err == nil {
+		merged, err = p.complete(inv, c, results)
+	}
+	if err != nil {
+		if rbErr := p.rollback(ctx, inv, c.Interfaces, toRelease, results); rbErr != nil {
+			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+		}
+		removeLock = true
+		return err
+	}
+	warnAddressOrder(inv.log, merged, c.Interfaces)
+	return merged.PrintTo(p.stdout())
+}
+
+// plan records, before any delegate runs, the container and each interface
+// with the exact chain it gets: whatever happens next, a later DEL or ADD
+// knows what may need releasing. The container record goes first, so that
+// no interface record is ever without one.
+func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID state.NetNSID) (*state.Container, []*state.Interface, error) {
+	args := inv.args
 	c := &state.Container{
 		ContainerID:    args.ContainerID,
 		IfName:         args.IfName,
@@ -124,7 +156,7 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 	for i, chain := range att.Interfaces {
 		cfg, err := chain.ConfList()
 		if err != nil {
-			return fmt.Errorf("%s: encoding the chain: %w", chain.IfName, err)
+			return nil, nil, fmt.Errorf("%s: encoding the chain: %w", chain.IfName, err)
 		}
 		c.Interfaces = append(c.Interfaces, chain.IfName)
 		recs[i] = &state.Interface{
@@ -139,64 +171,64 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 			CapabilityArgs: inv.nc.RuntimeConfig,
 		}
 	}
-
-	// Record the plan before any delegate runs: whatever happens next, a
-	// later DEL or ADD knows what may need releasing. The container record
-	// goes first so that no interface record is ever without one.
 	if err := inv.store.SaveContainer(c); err != nil {
-		return err
+		return nil, nil, err
 	}
-	for _, r := range recs {
-		if err := inv.store.SaveInterface(r); err != nil {
-			return errors.Join(err, inv.store.RemoveContainer(args.ContainerID))
-		}
-	}
-	if err := inv.store.Sync(args.ContainerID); err != nil {
-		return errors.Join(err, inv.store.RemoveContainer(args.ContainerID))
-	}
-
-	results := make([]types.Result, len(att.Interfaces))
-	// toRelease[k] is chain k as far as it may hold resources.
-	toRelease := make([]*conf.Chain, 0, len(att.Interfaces))
-	for k, chain := range att.Interfaces {
-		start := time.Now()
-		res, err := inv.runner.Add(ctx, chain, inv.env(chain.IfName, args.Netns))
-		inv.vl.step(chain.IfName, time.Since(start))
-		results[k] = res // on failure, the partial result, for the rollback's DEL
-		if err == nil {
-			toRelease = append(toRelease, chain)
-			err = saveResult(inv.store, recs[k], res)
-		} else {
-			toRelease = append(toRelease, delegate.Prefix(chain, delegate.Attempted(err)))
-			err = fmt.Errorf("%s: %w", chain.IfName, err)
-		}
-		if err != nil {
-			rbErr := p.rollback(ctx, inv, toRelease, results)
-			if rbErr != nil {
-				return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
-			}
-			removeLock = true
-			return err
-		}
-	}
-
-	merged, err := Merge(results, c.Interfaces, args.Netns, inv.nc.CNIVersion)
-	if err == nil {
-		c.Complete = true
-		err = inv.store.SaveContainer(c)
-	}
+	errs := make([]error, len(recs))
+	each(len(recs), inv.parallel(), func(i int) { errs[i] = inv.store.SaveInterface(recs[i]) })
+	err := errors.Join(errs...)
 	if err == nil {
 		err = inv.store.Sync(args.ContainerID)
 	}
 	if err != nil {
-		if rbErr := p.rollback(ctx, inv, att.Interfaces, results); rbErr != nil {
-			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
-		}
-		removeLock = true
-		return err
+		return nil, nil, errors.Join(err, inv.store.RemoveContainer(args.ContainerID))
 	}
-	warnAddressOrder(inv.log, merged, c.Interfaces)
-	return merged.PrintTo(p.stdout())
+	return c, recs, nil
+}
+
+// addChains runs every chain's ADD (see schedule for what runs at the same
+// time) and records each result. It returns the results (partial ones for
+// failed chains) and, per chain, the part that may hold resources (nil for a
+// chain that never ran), for the rollback. Failures come back in file order.
+func (p *Plugin) addChains(ctx context.Context, inv *invocation, chains []*conf.Chain, recs []*state.Interface) ([]types.Result, []*conf.Chain, error) {
+	results := make([]types.Result, len(chains))
+	toRelease := make([]*conf.Chain, len(chains))
+	errs := make([]error, len(chains))
+	runGroups(schedule(chains, inv.parallel()), func(k int) bool {
+		chain := chains[k]
+		start := time.Now()
+		res, err := inv.runner.Add(ctx, chain, inv.env(chain.IfName, inv.args.Netns))
+		inv.vl.step(chain.IfName, start)
+		results[k] = res
+		if err != nil {
+			toRelease[k] = delegate.Prefix(chain, delegate.Attempted(err))
+			errs[k] = fmt.Errorf("%s: %w", chain.IfName, err)
+			return false
+		}
+		toRelease[k] = chain
+		if err := saveResult(inv.store, recs[k], res); err != nil {
+			errs[k] = fmt.Errorf("%s: %w", chain.IfName, err)
+			return false
+		}
+		return true
+	})
+	return results, toRelease, errors.Join(errs...)
+}
+
+// complete merges the results and marks the container's record complete.
+func (p *Plugin) complete(inv *invocation, c *state.Container, results []types.Result) (types.Result, error) {
+	merged, err := Merge(results, c.Interfaces, inv.args.Netns, inv.nc.CNIVersion)
+	if err != nil {
+		return nil, err
+	}
+	c.Complete = true
+	if err := inv.store.SaveContainer(c); err != nil {
+		return nil, err
+	}
+	if err := inv.store.Sync(c.ContainerID); err != nil {
+		return nil, err
+	}
+	return merged, nil
 }
 
 func saveResult(store *state.Store, rec *state.Interface, res types.Result) error {
@@ -208,21 +240,20 @@ func saveResult(store *state.Store, rec *state.Interface, res types.Result) erro
 	return store.SaveInterface(rec)
 }
 
-// rollback releases chains[k], ..., chains[0] (the failed chain first, with
-// the partial result it reached) and removes the container's state once all
-// are released. It keeps the state of any chain it could not release, so a
-// later ADD or DEL can try again.
-func (p *Plugin) rollback(ctx context.Context, inv *invocation, chains []*conf.Chain, results []types.Result) error {
+// rollback releases, last first, every chain that ran (a failed chain as far
+// as it got, with the partial result it reached; nil entries never ran) and
+// removes the container's state once all are released. It keeps the state
+// of any chain it could not release, so a later ADD or DEL can try again.
+func (p *Plugin) rollback(ctx context.Context, inv *invocation, ifnames []string, chains []*conf.Chain, results []types.Result) error {
 	var errs []error
 	for i := len(chains) - 1; i >= 0; i-- {
-		chain := chains[i]
-		if len(chain.Plugins) > 0 {
-			if err := inv.runner.Del(ctx, chain, inv.env(chain.IfName, inv.args.Netns), results[i]); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", chain.IfName, err))
+		if chain := chains[i]; chain != nil && len(chain.Plugins) > 0 {
+			if err := inv.runner.Del(ctx, chain, inv.env(ifnames[i], inv.args.Netns), results[i]); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", ifnames[i], err))
 				continue
 			}
 		}
-		if err := inv.store.RemoveInterface(inv.args.ContainerID, chain.IfName); err != nil {
+		if err := inv.store.RemoveInterface(inv.args.ContainerID, ifnames[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}

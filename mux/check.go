@@ -58,25 +58,25 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
 	}
 	p.logDrift(inv, c)
 
-	h, err := openNS(args.Netns)
-	if err != nil {
-		return fmt.Errorf("%v: %w", c.Interfaces, err)
-	}
-	defer h.Close()
-	var errs []error
-	for _, ifname := range c.Interfaces {
+	problems := make([][]error, len(c.Interfaces))
+	each(len(c.Interfaces), inv.parallel(), func(i int) {
 		start := time.Now()
-		problems := p.checkOne(ctx, inv, h, c.ContainerID, ifname)
-		inv.vl.step(ifname, time.Since(start))
-		for _, err := range problems {
+		problems[i] = p.checkDelegates(ctx, inv, c.ContainerID, c.Interfaces[i])
+		inv.vl.step(c.Interfaces[i], start)
+	})
+	var errs []error
+	for i, ifname := range c.Interfaces {
+		for _, err := range problems[i] {
 			errs = append(errs, fmt.Errorf("%s: %w", ifname, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// checkOne returns every problem found with one interface.
-func (p *Plugin) checkOne(ctx context.Context, inv *invocation, h *nsHandle, id, ifname string) []error {
+// checkDelegates returns every problem found with one interface: its chain's
+// CHECK, then nicmux's own netlink check (on a handle of its own: chains are
+// checked at the same time).
+func (p *Plugin) checkDelegates(ctx context.Context, inv *invocation, id, ifname string) []error {
 	rec, err := inv.store.LoadInterface(id, ifname)
 	if err != nil {
 		return []error{err}
@@ -96,6 +96,11 @@ func (p *Plugin) checkOne(ctx context.Context, inv *invocation, h *nsHandle, id,
 			errs = append(errs, err)
 		}
 	}
+	h, err := openNS(inv.args.Netns)
+	if err != nil {
+		return append(errs, fmt.Errorf("plugin nicmux (netlink check): %w", err))
+	}
+	defer h.Close()
 	if err := h.verify(ifname, prev); err != nil {
 		errs = append(errs, fmt.Errorf("plugin nicmux (netlink check): %w", err))
 	}

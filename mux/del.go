@@ -60,14 +60,20 @@ func (p *Plugin) release(ctx context.Context, inv *invocation, c *state.Containe
 	if err != nil {
 		inv.log.Warn("cannot identify netns; releasing without it", "netns", inv.args.Netns, "error", err)
 	}
-	var errs []error
-	for i := len(c.Interfaces) - 1; i >= 0; i-- {
-		ifname := c.Interfaces[i]
+	failures := make([]error, len(c.Interfaces))
+	n := len(c.Interfaces)
+	each(n, inv.parallel(), func(j int) {
+		i := n - 1 - j // last first, when serial
 		start := time.Now()
-		err := p.releaseOne(ctx, inv, c.ContainerID, ifname, cur)
-		inv.vl.step(ifname, time.Since(start))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ifname, err))
+		if err := p.releaseOne(ctx, inv, c.ContainerID, c.Interfaces[i], cur); err != nil {
+			failures[i] = fmt.Errorf("%s: %w", c.Interfaces[i], err)
+		}
+		inv.vl.step(c.Interfaces[i], start)
+	})
+	var errs []error
+	for i := n - 1; i >= 0; i-- {
+		if failures[i] != nil {
+			errs = append(errs, failures[i])
 		}
 	}
 	if len(errs) > 0 {
@@ -136,7 +142,7 @@ func (p *Plugin) delWithoutState(ctx context.Context, inv *invocation) error {
 		chain := att.Interfaces[i]
 		start := time.Now()
 		err := inv.runner.Del(ctx, chain, inv.env(chain.IfName, inv.args.Netns), nil)
-		inv.vl.step(chain.IfName, time.Since(start))
+		inv.vl.step(chain.IfName, start)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", chain.IfName, err))
 		}

@@ -138,7 +138,7 @@ func (p *Plugin) forwardGC(ctx context.Context, inv *invocation, sets map[string
 			if err := inv.runner.GC(ctx, chain, live[chain.Network]); err != nil {
 				errs = append(errs, fmt.Errorf("%s (network %s): %w", chain.IfName, chain.Network, err))
 			}
-			inv.vl.step(chain.Network, time.Since(start))
+			inv.vl.step(chain.Network, start)
 		}
 	}
 	return errs

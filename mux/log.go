@@ -4,6 +4,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/nicmux/nicmux/conf"
@@ -40,21 +42,61 @@ func level(s string) slog.Level {
 	return slog.LevelInfo
 }
 
-// verbLog records one verb's outcome.
+// verbLog records one verb's outcome: its duration, each interface's, and
+// how much of it nicmux spent waiting for delegates (the union of the
+// interfaces' intervals, which overlap when chains run in parallel).
 type verbLog struct {
 	log   *slog.Logger
 	verb  string
 	id    string
 	start time.Time
+
+	mu    sync.Mutex
 	steps []any
+	spans [][2]time.Time
 }
 
-func (v *verbLog) step(ifname string, d time.Duration) {
-	v.steps = append(v.steps, slog.Duration(ifname, d))
+// step records that ifname's delegates ran from start until now.
+func (v *verbLog) step(ifname string, start time.Time) {
+	end := time.Now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.steps = append(v.steps, slog.Duration(ifname, end.Sub(start)))
+	v.spans = append(v.spans, [2]time.Time{start, end})
+}
+
+// delegateTime is the wall time during which at least one delegate ran.
+func (v *verbLog) delegateTime() time.Duration {
+	spans := append([][2]time.Time(nil), v.spans...)
+	sort.Slice(spans, func(i, j int) bool { return spans[i][0].Before(spans[j][0]) })
+	var total time.Duration
+	var cur [2]time.Time
+	for i, s := range spans {
+		switch {
+		case i == 0:
+			cur = s
+		case !s[0].After(cur[1]):
+			if s[1].After(cur[1]) {
+				cur[1] = s[1]
+			}
+		default:
+			total += cur[1].Sub(cur[0])
+			cur = s
+		}
+	}
+	if len(spans) > 0 {
+		total += cur[1].Sub(cur[0])
+	}
+	return total
 }
 
 func (v *verbLog) done(err error, attrs ...any) {
-	attrs = append([]any{"verb", v.verb, "containerID", v.id, "duration", time.Since(v.start)}, attrs...)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	total := time.Since(v.start)
+	delegates := v.delegateTime()
+	attrs = append([]any{"verb", v.verb, "containerID", v.id, "duration", total,
+		"delegates", delegates, "own", total - delegates}, attrs...)
 	if len(v.steps) > 0 {
 		attrs = append(attrs, slog.Group("interfaces", v.steps...))
 	}

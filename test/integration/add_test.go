@@ -76,49 +76,55 @@ func (w *world) assertNothingLeft(netns string, networks ...string) {
 // leave nothing behind and report the same error naming the interface and
 // plugin with the delegate's code.
 func TestRollbackAtEachPosition(t *testing.T) {
-	for failAt := 0; failAt < 3; failAt++ {
-		t.Run(fmt.Sprintf("eth%d", failAt), func(t *testing.T) {
-			w := newWorld(t)
-			w.Master = makeMaster(t)
-			fw := &failWorld{world: w, FailAt: failAt}
-			var buf strings.Builder
-			path := filepath.Join(w.dir, "multi.yaml")
-			renderTo(t, &buf, threeYAML, fw)
-			writeFile(t, path, buf.String())
-			l := w.list(path, nil)
-			netns := newNS(t)
-			r := rt("rb-1", netns)
-
-			for try := 1; try <= 3; try++ {
-				_, err := w.add(l, r)
-				wantErr(t, err, types.ErrInvalidNetworkConfig,
-					fmt.Sprintf("eth%d: plugin recorder: recorder told to fail ADD on eth%d", failAt, failAt))
-				if err != nil && (strings.Contains(err.Error(), "file exists") || strings.Contains(err.Error(), "duplicate")) {
-					t.Errorf("try %d: %v", try, err)
-				}
-				w.assertNothingLeft(netns, "svc", "storage", "backup")
-			}
-
-			// With the fault fixed, the same container attaches cleanly.
-			fw.FailAt = -1
-			buf.Reset()
-			renderTo(t, &buf, threeYAML, fw)
-			writeFile(t, path, buf.String())
-			res := w.mustAdd(l, r)
-			if len(res.IPs) != 3 {
-				t.Fatalf("IPs = %v", res.IPs)
-			}
-			for _, n := range []string{"svc", "storage", "backup"} {
-				if got := w.leases(n); len(got) != 1 {
-					t.Errorf("%s leases after the fixed ADD = %v, want one", n, got)
-				}
-			}
-			if err := w.del(l, r); err != nil {
-				t.Fatal(err)
-			}
-			w.assertNothingLeft(netns, "svc", "storage", "backup")
-		})
+	for _, parallel := range []bool{true, false} {
+		for failAt := 0; failAt < 3; failAt++ {
+			t.Run(fmt.Sprintf("parallel=%v/eth%d", parallel, failAt), func(t *testing.T) {
+				testRollbackAt(t, failAt, parallel)
+			})
+		}
 	}
+}
+
+func testRollbackAt(t *testing.T, failAt int, parallel bool) {
+	w := newWorld(t)
+	w.Master = makeMaster(t)
+	fw := &failWorld{world: w, FailAt: failAt}
+	var buf strings.Builder
+	path := filepath.Join(w.dir, "multi.yaml")
+	renderTo(t, &buf, threeYAML, fw)
+	writeFile(t, path, buf.String())
+	l := w.list(path, map[string]any{"parallel": parallel})
+	netns := newNS(t)
+	r := rt("rb-1", netns)
+
+	for try := 1; try <= 3; try++ {
+		_, err := w.add(l, r)
+		wantErr(t, err, types.ErrInvalidNetworkConfig,
+			fmt.Sprintf("eth%d: plugin recorder: recorder told to fail ADD on eth%d", failAt, failAt))
+		if err != nil && (strings.Contains(err.Error(), "file exists") || strings.Contains(err.Error(), "duplicate")) {
+			t.Errorf("try %d: %v", try, err)
+		}
+		w.assertNothingLeft(netns, "svc", "storage", "backup")
+	}
+
+	// With the fault fixed, the same container attaches cleanly.
+	fw.FailAt = -1
+	buf.Reset()
+	renderTo(t, &buf, threeYAML, fw)
+	writeFile(t, path, buf.String())
+	res := w.mustAdd(l, r)
+	if len(res.IPs) != 3 {
+		t.Fatalf("IPs = %v", res.IPs)
+	}
+	for _, n := range []string{"svc", "storage", "backup"} {
+		if got := w.leases(n); len(got) != 1 {
+			t.Errorf("%s leases after the fixed ADD = %v, want one", n, got)
+		}
+	}
+	if err := w.del(l, r); err != nil {
+		t.Fatal(err)
+	}
+	w.assertNothingLeft(netns, "svc", "storage", "backup")
 }
 
 // TestRollbackRealPluginFailure: the second chain's own reference plugin

@@ -1,0 +1,112 @@
+package mux
+
+import (
+	"encoding/json"
+	"sync"
+
+	"github.com/nicmux/nicmux/conf"
+)
+
+// schedule splits a container's chains into groups that may run at the same
+// time, each group in file order. Without parallel there is one group.
+//
+// Chains that plug into the same bridge stay in one group: the bridge
+// plugin creates the bridge and pins its MAC from what it read before
+// attaching, so two of its ADDs racing on a new bridge can pin different
+// MACs, and its CHECK then fails for the first. Different bridges,
+// macvlans, and chains sharing an IPAM network (host-local locks its store)
+// run concurrently.
+func schedule(chains []*conf.Chain, parallel bool) [][]int {
+	if !parallel {
+		all := make([]int, len(chains))
+		for i := range all {
+			all[i] = i
+		}
+		return [][]int{all}
+	}
+	var groups [][]int
+	byBridge := map[string]int{}
+	for i, c := range chains {
+		g := -1
+		for _, br := range bridges(c) {
+			if j, ok := byBridge[br]; ok {
+				g = j
+				break
+			}
+		}
+		if g < 0 {
+			g = len(groups)
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+		for _, br := range bridges(c) {
+			byBridge[br] = g
+		}
+	}
+	return groups
+}
+
+// bridges returns the bridges a chain's plugins plug into.
+func bridges(c *conf.Chain) []string {
+	var out []string
+	for _, p := range c.Plugins {
+		var v struct {
+			Bridge *string `json:"bridge"`
+		}
+		if json.Unmarshal(p.Bytes, &v) != nil {
+			continue
+		}
+		switch {
+		case v.Bridge != nil:
+			out = append(out, *v.Bridge)
+		case p.Type == "bridge":
+			out = append(out, "cni0") // the bridge plugin's default
+		}
+	}
+	return out
+}
+
+// runGroups calls f for every index of every group: the groups at the same
+// time, each group's indices in order, stopping a group at the first index
+// for which f returns false. A single group runs on the caller's goroutine.
+func runGroups(groups [][]int, f func(i int) bool) {
+	runGroup := func(g []int) {
+		for _, i := range g {
+			if !f(i) {
+				return
+			}
+		}
+	}
+	if len(groups) == 1 {
+		runGroup(groups[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runGroup(g)
+		}()
+	}
+	wg.Wait()
+}
+
+// each calls f for 0..n-1, concurrently when parallel.
+func each(n int, parallel bool, f func(i int)) {
+	if !parallel || n < 2 {
+		for i := 0; i < n; i++ {
+			f(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(i)
+		}()
+	}
+	wg.Wait()
+}
