@@ -14,7 +14,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
@@ -25,7 +24,7 @@ type Runner struct {
 	// Path is where plugin binaries are looked up (the runtime's CNI_PATH).
 	Path []string
 	// Exec runs plugins; nil runs the binaries found in Path.
-	Exec invoke.Exec
+	Exec Exec
 	// Stderr receives the plugins' standard error when Exec is nil.
 	Stderr io.Writer
 }
@@ -77,7 +76,7 @@ type NotFoundError struct {
 func (e *NotFoundError) Error() string { return e.Err.Error() }
 func (e *NotFoundError) Unwrap() error { return e.Err }
 
-func (r *Runner) exec() invoke.Exec {
+func (r *Runner) exec() Exec {
 	if r.Exec != nil {
 		return r.Exec
 	}
@@ -85,7 +84,7 @@ func (r *Runner) exec() invoke.Exec {
 	if stderr == nil {
 		stderr = os.Stderr
 	}
-	return &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: stderr}}
+	return &RawExec{Stderr: stderr}
 }
 
 // Add runs the chain's ADD. It returns the chain's result at the chain's
@@ -141,7 +140,7 @@ func (r *Runner) Del(ctx context.Context, c *conf.Chain, env Env, prev types.Res
 	return errors.Join(errs...)
 }
 
-func (r *Runner) run(ctx context.Context, ex invoke.Exec, verb string, c *conf.Chain, i int, prev types.Result, env Env, withResult bool) (types.Result, error) {
+func (r *Runner) run(ctx context.Context, ex Exec, verb string, c *conf.Chain, i int, prev types.Result, env Env, withResult bool) (types.Result, error) {
 	p := c.Plugins[i]
 	fail := func(err error) error { return &PluginError{Plugin: p.Type, Index: i, Err: err} }
 	path, err := ex.FindInPath(p.Type, r.Path)
@@ -152,22 +151,16 @@ func (r *Runner) run(ctx context.Context, ex invoke.Exec, verb string, c *conf.C
 	if err != nil {
 		return nil, fail(err)
 	}
-	args := &invoke.Args{
-		Command:       verb,
-		ContainerID:   env.ContainerID,
-		NetNS:         env.NetNS,
-		IfName:        env.IfName,
-		PluginArgsStr: env.CNIArgs,
-		Path:          joinPath(r.Path),
-	}
+	args := environ{command: verb, containerID: env.ContainerID, netns: env.NetNS,
+		ifname: env.IfName, args: env.CNIArgs, path: joinPath(r.Path)}
 	if withResult {
-		res, err := invoke.ExecPluginWithResult(ctx, path, stdin, args, ex)
+		res, err := execWithResult(ctx, ex, path, stdin, args)
 		if err != nil {
 			return nil, fail(err)
 		}
 		return res, nil
 	}
-	if err := invoke.ExecPluginWithoutResult(ctx, path, stdin, args, ex); err != nil {
+	if err := execWithoutResult(ctx, ex, path, stdin, args); err != nil {
 		return nil, fail(err)
 	}
 	return nil, nil
@@ -253,7 +246,7 @@ func (r *Runner) each(ctx context.Context, verb string, c *conf.Chain, inject ma
 			errs = append(errs, fail(&NotFoundError{Plugin: p.Type, Err: err}))
 		} else if stdin, err := injectConfig(c, p, inject); err != nil {
 			errs = append(errs, fail(err))
-		} else if err := invoke.ExecPluginWithoutResult(ctx, path, stdin, &invoke.Args{Command: verb, Path: joinPath(r.Path)}, ex); err != nil {
+		} else if err := execWithoutResult(ctx, ex, path, stdin, environ{command: verb, path: joinPath(r.Path)}); err != nil {
 			errs = append(errs, fail(err))
 		} else if ipam := ipamType(p); verb == "GC" && ipam != "" {
 			if err := r.ipamGC(ctx, ex, ipam, stdin); err != nil {
@@ -281,12 +274,12 @@ func injectConfig(c *conf.Chain, p *conf.Plugin, inject map[string]any) ([]byte,
 	return json.Marshal(obj)
 }
 
-func (r *Runner) ipamGC(ctx context.Context, ex invoke.Exec, ipam string, stdin []byte) error {
+func (r *Runner) ipamGC(ctx context.Context, ex Exec, ipam string, stdin []byte) error {
 	path, err := ex.FindInPath(ipam, r.Path)
 	if err != nil {
 		return &NotFoundError{Plugin: ipam, Err: err}
 	}
-	return invoke.ExecPluginWithoutResult(ctx, path, stdin, &invoke.Args{Command: "GC", Path: joinPath(r.Path)}, ex)
+	return execWithoutResult(ctx, ex, path, stdin, environ{command: "GC", path: joinPath(r.Path)})
 }
 
 // ipamType returns the type of a plugin's IPAM section, if it has one.

@@ -483,7 +483,7 @@ func TestCheck(t *testing.T) {
 
 func TestPrefix(t *testing.T) {
 	c := chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`, `{"type":"b"}`, `{"type":"c"}`)
-	types := func(c *conf.Chain) []string {
+	pluginTypes := func(c *conf.Chain) []string {
 		var out []string
 		for _, p := range c.Plugins {
 			out = append(out, p.Type)
@@ -502,14 +502,14 @@ func TestPrefix(t *testing.T) {
 		{4, []string{"a", "b", "c"}},
 	} {
 		p := Prefix(c, tc.n)
-		if got := types(p); !reflect.DeepEqual(got, tc.want) {
+		if got := pluginTypes(p); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("Prefix(%d) = %v, want %v", tc.n, got, tc.want)
 		}
 		if p == c || p.IfName != c.IfName || p.Network != c.Network || p.CNIVersion != c.CNIVersion {
 			t.Errorf("Prefix(%d) is not a copy of the chain: %+v", tc.n, p)
 		}
 	}
-	if got := types(c); !reflect.DeepEqual(got, []string{"a", "b", "c"}) {
+	if got := pluginTypes(c); !reflect.DeepEqual(got, []string{"a", "b", "c"}) {
 		t.Errorf("Prefix changed the original: %v", got)
 	}
 }

@@ -97,6 +97,9 @@ type fakeExec struct {
 	// resultVersion, when set, is the version ADD results are printed at
 	// instead of the configuration's cniVersion.
 	resultVersion string
+	// hook, when set, is called with every call once it is recorded,
+	// before the call returns; tests use it to order concurrent calls.
+	hook func(fakeCall)
 }
 
 var _ invoke.Exec = (*fakeExec)(nil)
@@ -144,6 +147,13 @@ func (f *fakeExec) SetResultVersion(v string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.resultVersion = v
+}
+
+// SetHook makes every call run hook once recorded (nil for none).
+func (f *fakeExec) SetHook(hook func(fakeCall)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hook = hook
 }
 
 // Calls returns a copy of the calls so far.
@@ -213,7 +223,12 @@ func (f *fakeExec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte
 	}
 	res := f.results[fakeKey{c.Plugin, c.IfName}]
 	resVer := f.resultVersion
+	hook := f.hook
 	f.mu.Unlock()
+
+	if hook != nil {
+		hook(c)
+	}
 
 	if fail {
 		return nil, types.NewError(code, fmt.Sprintf("fake %s failed %s", c.Plugin, c.Command), "on "+c.IfName)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -112,7 +113,7 @@ func storedChain(rec *state.Interface) (*conf.Chain, types.Result, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("stored configuration: %w", err)
 	}
-	if len(rec.Result) == 0 {
+	if r := strings.TrimSpace(string(rec.Result)); r == "" || r == "null" {
 		return chain, nil, nil
 	}
 	res, err := create.Create(rec.CNIVersion, rec.Result)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nicmux/nicmux/conf"
@@ -97,6 +98,12 @@ func (v *verbLog) done(err error, attrs ...any) {
 	delegates := v.delegateTime()
 	attrs = append([]any{"verb", v.verb, "containerID", v.id, "duration", total,
 		"delegates", delegates, "own", total - delegates}, attrs...)
+	// nicmux's own CPU time and peak memory, without its delegates'.
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		attrs = append(attrs, "cpu", cpu, "maxrssKB", ru.Maxrss)
+	}
 	if len(v.steps) > 0 {
 		attrs = append(attrs, slog.Group("interfaces", v.steps...))
 	}

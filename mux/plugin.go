@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -40,7 +39,7 @@ func About() string { return "CNI nicmux plugin v" + Version }
 // the process's streams and the way delegates are run.
 type Plugin struct {
 	// Exec runs delegate plugins; nil runs the binaries in CNI_PATH.
-	Exec invoke.Exec
+	Exec delegate.Exec
 	// Stdout receives the CNI result.
 	Stdout io.Writer
 	// Stderr receives delegates' stderr and, without a log file, nicmux's

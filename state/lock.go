@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,11 +55,16 @@ func (s *Store) Lock(ctx context.Context, containerID string) (unlock func(remov
 			f.Close()
 			continue
 		}
+		var once sync.Once
 		return func(remove bool) {
-			if remove {
-				_ = os.Remove(path)
-			}
-			_ = f.Close() // closing the descriptor releases the flock
+			// Only the holder may remove the file: a second call, after
+			// another process took the lock, must not.
+			once.Do(func() {
+				if remove {
+					_ = os.Remove(path)
+				}
+				_ = f.Close() // closing the descriptor releases the flock
+			})
 		}, nil
 	}
 }

@@ -17,13 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"text/template"
 
@@ -32,22 +29,17 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-)
 
-const inNetnsEnv = "NICMUX_TEST_IN_NETNS"
+	"github.com/nicmux/nicmux/test/netnsutil"
+)
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "integration tests make network namespaces and links: run them as root (make integration)")
 		os.Exit(1)
 	}
-	if os.Getenv(inNetnsEnv) == "" {
-		os.Exit(reexecInNetns())
-	}
-	if err := setLoUp(); err != nil {
-		fmt.Fprintln(os.Stderr, "bringing lo up:", err)
-		os.Exit(1)
+	if code := netnsutil.ReexecInPrivateNetns(); code >= 0 {
+		os.Exit(code)
 	}
 	for _, b := range []string{nicmuxBin(), filepath.Join(pluginsDir(), "bridge"), filepath.Join(testPluginsDir(), "recorder")} {
 		if _, err := os.Stat(b); err != nil {
@@ -56,33 +48,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(m.Run())
-}
-
-// reexecInNetns runs this test binary again in a new network namespace and
-// returns its exit code.
-func reexecInNetns() int {
-	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
-	cmd.Env = append(os.Environ(), inNetnsEnv+"=1")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	err := cmd.Run()
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		return exitErr.ExitCode()
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "re-running tests in a private netns:", err)
-		return 1
-	}
-	return 0
-}
-
-func setLoUp() error {
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	return netlink.LinkSetUp(lo)
 }
 
 func repoRoot() string {
@@ -105,50 +70,8 @@ func randHex(n int) string {
 
 // --- network namespaces ---------------------------------------------------
 
-// createNSAt makes a new network namespace and bind-mounts it at path, as
-// `ip netns add` does.
-func createNSAt(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	var wg sync.WaitGroup
-	var nsErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		// The thread is left locked: it ends with the goroutine rather than
-		// go back to the pool in another namespace.
-		runtime.LockOSThread()
-		if nsErr = unix.Unshare(unix.CLONE_NEWNET); nsErr != nil {
-			return
-		}
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		nsErr = unix.Mount(self, path, "none", unix.MS_BIND, "")
-	}()
-	wg.Wait()
-	if nsErr != nil {
-		os.Remove(path)
-		return fmt.Errorf("creating netns at %s: %w", path, nsErr)
-	}
-	return nil
-}
-
-// destroyNSAt unmounts and removes the namespace at path. The namespace and
-// every link in it go away once nothing holds it.
-func destroyNSAt(path string) error {
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmounting %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return nil
-}
+func createNSAt(path string) error  { return netnsutil.CreateAt(path) }
+func destroyNSAt(path string) error { return netnsutil.DestroyAt(path) }
 
 // newNS gives the test a fresh container namespace, removed at cleanup.
 func newNS(t *testing.T) string {
@@ -218,20 +141,11 @@ func nsAddrs(t *testing.T, path, ifname string) []string {
 func makeMaster(t *testing.T) string {
 	t.Helper()
 	name := "mv" + randHex(4)
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatalf("adding veth %s: %v", name, err)
+	del, err := netnsutil.AddVethMaster(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = netlink.LinkDel(veth) })
-	for _, n := range []string{name, name + "p"} {
-		l, err := netlink.LinkByName(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	t.Cleanup(del)
 	return name
 }
 

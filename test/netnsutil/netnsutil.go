@@ -1,0 +1,119 @@
+// Package netnsutil makes and removes network namespaces for nicmux's tests
+// and benchmarks, the way `ip netns add` does, and runs a test process in a
+// private network namespace so that every "host" link it makes dies with it.
+package netnsutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// PrivateEnv is set in the environment of a process re-run by
+// ReexecInPrivateNetns.
+const PrivateEnv = "NICMUX_IN_PRIVATE_NETNS"
+
+// ReexecInPrivateNetns runs this program again, with the same arguments, in
+// a new network namespace with lo up, and returns its exit code; it returns
+// -1 when the process already is that re-run one, to go on.
+func ReexecInPrivateNetns() int {
+	if os.Getenv(PrivateEnv) != "" {
+		if err := linkUp("lo"); err != nil {
+			fmt.Fprintln(os.Stderr, "bringing lo up:", err)
+			return 1
+		}
+		return -1
+	}
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Env = append(os.Environ(), PrivateEnv+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return exitErr.ExitCode()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "re-running in a private netns:", err)
+		return 1
+	}
+	return 0
+}
+
+// CreateAt makes a new network namespace and bind-mounts it at path.
+func CreateAt(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	var wg sync.WaitGroup
+	var nsErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// The thread stays locked: it ends with the goroutine rather than go
+		// back to the pool in another namespace.
+		runtime.LockOSThread()
+		if nsErr = unix.Unshare(unix.CLONE_NEWNET); nsErr != nil {
+			return
+		}
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		nsErr = unix.Mount(self, path, "none", unix.MS_BIND, "")
+	}()
+	wg.Wait()
+	if nsErr != nil {
+		os.Remove(path)
+		return fmt.Errorf("creating netns at %s: %w", path, nsErr)
+	}
+	return nil
+}
+
+// DestroyAt unmounts and removes the namespace at path; the namespace and
+// its links go away once nothing holds it.
+func DestroyAt(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmounting %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// AddVethMaster makes a veth pair named name and name+"p" in the current
+// namespace, both up, to serve as a macvlan master (not every kernel has
+// dummy links). The returned func deletes it.
+func AddVethMaster(name string) (func(), error) {
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return nil, fmt.Errorf("adding veth %s: %w", name, err)
+	}
+	del := func() { _ = netlink.LinkDel(veth) }
+	for _, n := range []string{name, name + "p"} {
+		if err := linkUp(n); err != nil {
+			del()
+			return nil, err
+		}
+	}
+	return del, nil
+}
+
+func linkUp(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(l)
+}
