@@ -522,27 +522,43 @@ func TestAddFailedRollbackThenAddReleasesFirst(t *testing.T) {
 }
 
 func TestAddAgainReleasesStaleState(t *testing.T) {
-	// A second ADD for the same container: the namespace (a plain file
-	// here) holds none of the recorded links, so the old attachment is
-	// released and the ADD starts clean.
-	h := newHarness(t)
-	h.mustAdd(h.args(""))
-	h.fake.Reset()
-	h.netns = h.newNetNS("netns-b") // a recreated namespace
-	h.mustAdd(h.args(""))
-	calls := h.fake.Calls()
-	want := append(expectCalls("DEL", true, 2, 1, 0), expectCalls("ADD", false, 0, 1, 2)...)
-	if !reflect.DeepEqual(summary(calls), want) {
-		t.Fatalf("calls = %v, want %v", summary(calls), want)
-	}
-	for _, c := range calls[:6] {
-		if c.NetNS != "" {
-			t.Errorf("%s: CNI_NETNS = %q; the old namespace is gone, nothing in the new one may be touched", c, c.NetNS)
-		}
-	}
-	c, err := h.store.LoadContainer(testID)
-	if err != nil || !c.Complete || c.NetNS != h.netns {
-		t.Errorf("state = %+v, %v", c, err)
+	// A second ADD for the same container whose recorded links are not in
+	// the namespace (a plain file here, which netlink cannot enter): the
+	// old attachment is released and the ADD starts clean.
+	for _, recreated := range []bool{false, true} {
+		t.Run(fmt.Sprintf("recreated=%v", recreated), func(t *testing.T) {
+			h := newHarness(t)
+			h.mustAdd(h.args(""))
+			h.fake.Reset()
+			oldNetNS := h.netns
+			if recreated {
+				h.netns = h.newNetNS("netns-b")
+			}
+			h.mustAdd(h.args(""))
+			calls := h.fake.Calls()
+			want := append(expectCalls("DEL", true, 2, 1, 0), expectCalls("ADD", false, 0, 1, 2)...)
+			if !reflect.DeepEqual(summary(calls), want) {
+				t.Fatalf("calls = %v, want %v", summary(calls), want)
+			}
+			for _, c := range calls[:6] {
+				// A recreated namespace: the old links went with the old
+				// one, and nothing in the new one may be touched.
+				wantNS := oldNetNS
+				if recreated {
+					wantNS = ""
+				}
+				if c.NetNS != wantNS {
+					t.Errorf("%s: CNI_NETNS = %q, want %q", c, c.NetNS, wantNS)
+				}
+				if !c.HasPrevResult() {
+					t.Errorf("%s: released without its stored result", c)
+				}
+			}
+			c, err := h.store.LoadContainer(testID)
+			if err != nil || !c.Complete || c.NetNS != h.netns {
+				t.Errorf("state = %+v, %v", c, err)
+			}
+		})
 	}
 }
 
@@ -859,7 +875,7 @@ func TestAddWithoutCNIVersion(t *testing.T) {
 	if err := json.Unmarshal(h.stdout.Bytes(), &hdr); err != nil {
 		t.Fatal(err)
 	}
-	// BUG: Add (mux/add.go) passes the netconf's empty cniVersion to
+	// BUG: Plugin.complete (mux/add.go) passes the netconf's empty cniVersion to
 	// Merge, whose GetAsVersion("") converts to 0.1.0: the runtime gets
 	// {"cniVersion":"0.1.0","ip4":...} with no interfaces, the format
 	// conf.SupportedVersions excludes because it cannot express several
