@@ -63,7 +63,18 @@ type parser struct {
 	file string
 	dir  string
 	d    Defaults
+
+	// active holds the mappings and lists value is inside of, to refuse an
+	// alias that refers to its own ancestor (which would recurse forever).
+	active map[*yaml.Node]bool
+	// values counts the values value has produced, aliases expanded, to
+	// refuse files that expand exponentially ("billion laughs").
+	values int
 }
+
+// maxValues bounds the number of values in an attachment file's plugin
+// configurations after aliases are expanded.
+const maxValues = 100000
 
 func (p *parser) errorf(n *yaml.Node, field, format string, args ...any) *Error {
 	e := &Error{Code: types.ErrInvalidNetworkConfig, File: p.file, Field: field, Msg: fmt.Sprintf(format, args...)}
@@ -253,7 +264,7 @@ func (p *parser) plugins(field string, n *yaml.Node) ([]*Plugin, error) {
 		if !ok || typ == "" {
 			return nil, p.errorf(pn, join(pf, "type"), "is required: the delegate plugin's binary name")
 		}
-		b, err := json.Marshal(obj)
+		b, err := MarshalJSON(obj)
 		if err != nil {
 			return nil, p.errorf(pn, pf, "cannot encode as JSON: %v", err)
 		}
@@ -293,7 +304,21 @@ func (p *parser) conflist(c *Chain, field string, n *yaml.Node) error {
 // value converts a YAML node into the value encoding/json would have decoded
 // from the equivalent JSON.
 func (p *parser) value(field string, n *yaml.Node) (any, error) {
+	at := n // an alias's own position, to report the alias itself
 	n = resolve(n)
+	if p.values++; p.values > maxValues {
+		return nil, p.errorf(at, field, "too large: more than %d values once aliases are expanded", maxValues)
+	}
+	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		if p.active[n] {
+			return nil, p.errorf(at, field, "an alias refers to a mapping or list that contains it")
+		}
+		if p.active == nil {
+			p.active = map[*yaml.Node]bool{}
+		}
+		p.active[n] = true
+		defer delete(p.active, n)
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		obj := map[string]any{}
@@ -301,7 +326,12 @@ func (p *parser) value(field string, n *yaml.Node) (any, error) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Tag == "!!merge" {
-				merges = append(merges, v)
+				// "<<: [*a, *b]" merges each mapping in turn.
+				if rv := resolve(v); rv.Kind == yaml.SequenceNode {
+					merges = append(merges, rv.Content...)
+				} else {
+					merges = append(merges, v)
+				}
 				continue
 			}
 			if k.Kind != yaml.ScalarNode {

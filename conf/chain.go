@@ -47,7 +47,7 @@ func (c *Chain) ConfList() ([]byte, error) {
 	for _, p := range c.Plugins {
 		cl.Plugins = append(cl.Plugins, p.Bytes)
 	}
-	return json.Marshal(cl)
+	return MarshalJSON(cl)
 }
 
 // ChainFromConfList rebuilds the chain for ifname from .conflist bytes made

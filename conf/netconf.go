@@ -83,7 +83,7 @@ func (nc *NetConf) validate() error {
 			return bad(field, "%q must be an absolute path", p)
 		}
 	}
-	if nc.CNIVersion != "" && !IsSupportedVersion(nc.CNIVersion) {
+	if !IsSupportedVersion(nc.CNIVersion) {
 		return &Error{Code: types.ErrIncompatibleCNIVersion, File: "network config " + quoteName(nc.Name),
 			Field: "cniVersion", Msg: fmt.Sprintf("%q is not supported (supported: %v)", nc.CNIVersion, SupportedVersions())}
 	}
@@ -154,4 +154,16 @@ func compactJSON(b []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// marshalJSON is json.Marshal without HTML escaping: plugin configurations
+// pass through nicmux byte for byte, "<", ">" and "&" included.
+func MarshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -66,12 +66,17 @@ func ResolveSet(base, name string) (string, error) {
 	return path, nil
 }
 
-// AvailableSets lists the attachment set names in dir, sorted.
+// AvailableSets lists the attachment set names in dir, sorted. Files whose
+// name no set could select (such as hidden ones) are left out.
 func AvailableSets(dir string) []string {
-	matches, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	// Not filepath.Glob: dir may hold glob metacharacters.
+	entries, _ := os.ReadDir(dir)
 	var names []string
-	for _, m := range matches {
-		names = append(names, strings.TrimSuffix(filepath.Base(m), ".yaml"))
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".yaml")
+		if ok && setNameRE.MatchString(name) && !strings.Contains(name, "..") {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	if len(names) == 0 {

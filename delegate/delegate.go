@@ -174,12 +174,12 @@ func BuildConfig(c *conf.Chain, p *conf.Plugin, prev types.Result, caps map[stri
 	if err := json.Unmarshal(p.Bytes, &obj); err != nil {
 		return nil, fmt.Errorf("decoding plugin configuration: %w", err)
 	}
-	name, _ := json.Marshal(c.Network)
-	ver, _ := json.Marshal(c.CNIVersion)
+	name, _ := conf.MarshalJSON(c.Network)
+	ver, _ := conf.MarshalJSON(c.CNIVersion)
 	obj["name"], obj["cniVersion"] = name, ver
 	delete(obj, "prevResult")
 	if prev != nil {
-		b, err := json.Marshal(prev)
+		b, err := conf.MarshalJSON(prev)
 		if err != nil {
 			return nil, fmt.Errorf("encoding prevResult: %w", err)
 		}
@@ -192,13 +192,13 @@ func BuildConfig(c *conf.Chain, p *conf.Plugin, prev types.Result, caps map[stri
 		}
 	}
 	if len(rc) > 0 {
-		b, err := json.Marshal(rc)
+		b, err := conf.MarshalJSON(rc)
 		if err != nil {
 			return nil, fmt.Errorf("encoding runtimeConfig: %w", err)
 		}
 		obj["runtimeConfig"] = b
 	}
-	return json.Marshal(obj)
+	return conf.MarshalJSON(obj)
 }
 
 func joinPath(p []string) string { return strings.Join(p, string(os.PathListSeparator)) }
@@ -271,7 +271,7 @@ func injectConfig(c *conf.Chain, p *conf.Plugin, inject map[string]any) ([]byte,
 	for k, v := range inject {
 		obj[k] = v
 	}
-	return json.Marshal(obj)
+	return conf.MarshalJSON(obj)
 }
 
 func (r *Runner) ipamGC(ctx context.Context, ex Exec, ipam string, stdin []byte) error {

@@ -102,7 +102,12 @@ type fakeExec struct {
 	hook func(fakeCall)
 }
 
-var _ invoke.Exec = (*fakeExec)(nil)
+// The fake fits both the CNI library's invoke.Exec and delegate.Exec (the
+// same method set).
+var (
+	_ invoke.Exec = (*fakeExec)(nil)
+	_ Exec        = (*fakeExec)(nil)
+)
 
 func newFakeExec() *fakeExec {
 	return &fakeExec{

@@ -122,7 +122,7 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 	results, toRelease, err := p.addChains(ctx, inv, att.Interfaces, recs)
 	var merged types.Result
 	if err == nil {
-		merged, err = p.complete(inv, c, recs, results)
+		merged, err = p.complete(inv, c, results)
 	}
 	if err != nil {
 		if rbErr := p.rollback(ctx, inv, c.Interfaces, toRelease, results); rbErr != nil {
@@ -194,7 +194,7 @@ func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID s
 }
 
 // addChains runs every chain's ADD (see schedule for what runs at the same
-// time). It returns the results (partial ones for failed chains) and, per
+// time) and records each result. It returns the results (partial ones for failed chains) and, per
 // chain, the part that may hold resources (nil for a chain that never ran),
 // for the rollback. Failures come back in file order.
 func (p *Plugin) addChains(ctx context.Context, inv *invocation, chains []*conf.Chain, recs []*state.Interface) ([]types.Result, []*conf.Chain, error) {
@@ -213,25 +213,22 @@ func (p *Plugin) addChains(ctx context.Context, inv *invocation, chains []*conf.
 			return false
 		}
 		toRelease[k] = chain
+		// Recorded at once, so that a rollback that fails, or a crash
+		// before the ADD completes, leaves the result for the DEL that
+		// finishes the job.
+		if err := saveResult(inv.store, recs[k], res); err != nil {
+			errs[k] = fmt.Errorf("%s: %w", chain.IfName, err)
+			return false
+		}
 		return true
 	})
 	return results, toRelease, errors.Join(errs...)
 }
 
-// complete merges the results, records each chain's result (at the same
-// time), then marks the container's record complete.
-func (p *Plugin) complete(inv *invocation, c *state.Container, recs []*state.Interface, results []types.Result) (types.Result, error) {
+// complete merges the results and marks the container's record complete.
+func (p *Plugin) complete(inv *invocation, c *state.Container, results []types.Result) (types.Result, error) {
 	merged, err := Merge(results, c.Interfaces, inv.args.Netns, inv.nc.CNIVersion)
 	if err != nil {
-		return nil, err
-	}
-	errs := make([]error, len(recs))
-	each(len(recs), true, func(i int) {
-		if errs[i] = saveResult(inv.store, recs[i], results[i]); errs[i] != nil {
-			errs[i] = fmt.Errorf("%s: %w", recs[i].IfName, errs[i])
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	c.Complete = true

@@ -61,20 +61,31 @@ func (p *Plugin) release(ctx context.Context, inv *invocation, c *state.Containe
 	if err != nil {
 		inv.log.Warn("cannot identify netns; releasing without it", "netns", inv.args.Netns, "error", err)
 	}
-	failures := make([]error, len(c.Interfaces))
 	n := len(c.Interfaces)
-	each(n, inv.parallel(), func(j int) {
-		i := n - 1 - j // last first, when serial
-		start := time.Now()
-		if err := p.releaseOne(ctx, inv, c.ContainerID, c.Interfaces[i], cur); err != nil {
-			failures[i] = fmt.Errorf("%s: %w", c.Interfaces[i], err)
+	failures := make([]error, n)
+	// Records are read first, so the DELs can be scheduled like the ADDs.
+	stored := make([]*storedIf, n)
+	chains := make([]*conf.Chain, n)
+	for i, ifname := range c.Interfaces {
+		stored[i], failures[i] = loadStored(inv.store, c.ContainerID, ifname)
+		chains[i] = &conf.Chain{IfName: ifname}
+		if stored[i] != nil {
+			chains[i] = stored[i].chain
 		}
+	}
+	runGroups(reversed(schedule(chains, inv.parallel())), func(i int) bool {
+		if stored[i] == nil {
+			return true
+		}
+		start := time.Now()
+		failures[i] = p.releaseOne(ctx, inv, stored[i], cur)
 		inv.vl.step(c.Interfaces[i], start)
+		return true // best effort: go on past a failure
 	})
 	var errs []error
 	for i := n - 1; i >= 0; i-- {
 		if failures[i] != nil {
-			errs = append(errs, failures[i])
+			errs = append(errs, fmt.Errorf("%s: %w", c.Interfaces[i], failures[i]))
 		}
 	}
 	if len(errs) > 0 {
@@ -83,28 +94,41 @@ func (p *Plugin) release(ctx context.Context, inv *invocation, c *state.Containe
 	return inv.store.RemoveContainer(c.ContainerID)
 }
 
-func (p *Plugin) releaseOne(ctx context.Context, inv *invocation, id, ifname string, cur state.NetNSID) error {
-	rec, err := inv.store.LoadInterface(id, ifname)
+// storedIf is one interface's record with its chain and result rebuilt.
+type storedIf struct {
+	rec   *state.Interface
+	chain *conf.Chain
+	prev  types.Result
+}
+
+// loadStored reads one interface's record; it returns nil and no error
+// when there is none (never attached, or already released).
+func loadStored(store *state.Store, id, ifname string) (*storedIf, error) {
+	rec, err := store.LoadInterface(id, ifname)
 	if errors.Is(err, state.ErrNotFound) {
-		return nil // never attached, or already released
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	chain, prev, err := storedChain(rec)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return &storedIf{rec: rec, chain: chain, prev: prev}, nil
+}
+
+func (p *Plugin) releaseOne(ctx context.Context, inv *invocation, s *storedIf, cur state.NetNSID) error {
 	netns := ""
-	if !cur.IsZero() && cur == rec.NetNSID {
+	if !cur.IsZero() && cur == s.rec.NetNSID {
 		netns = inv.args.Netns
 	}
-	env := inv.env(ifname, netns)
-	env.CNIArgs, env.CapabilityArgs = rec.CNIArgs, rec.CapabilityArgs
-	if err := inv.runner.Del(ctx, chain, env, prev); err != nil {
+	env := inv.env(s.rec.IfName, netns)
+	env.CNIArgs, env.CapabilityArgs = s.rec.CNIArgs, s.rec.CapabilityArgs
+	if err := inv.runner.Del(ctx, s.chain, env, s.prev); err != nil {
 		return err
 	}
-	return inv.store.RemoveInterface(id, ifname)
+	return inv.store.RemoveInterface(s.rec.ContainerID, s.rec.IfName)
 }
 
 // storedChain rebuilds an interface's chain and result from its record.
@@ -128,14 +152,20 @@ func storedChain(rec *state.Interface) (*conf.Chain, types.Result, error) {
 }
 
 // delWithoutState handles DEL for a container nicmux has no record of: the
-// runtime may be retrying after a crash that lost nothing (nicmux records
-// before it acts) or cleaning up after a failed ADD. The current attachment
-// file's chains are released, which delegates treat as a no-op when they
-// hold nothing.
+// runtime may be repeating a DEL or cleaning up after a failed ADD. To be
+// safe the current attachment file's chains are released, which delegates
+// treat as a no-op when they hold nothing; if the file cannot be read there
+// is nothing left to do.
 func (p *Plugin) delWithoutState(ctx context.Context, inv *invocation) error {
 	att, err := inv.loadAttachments(conf.SetFromArgs(inv.args.Args))
 	if err != nil {
-		return fmt.Errorf("no state for container %s, and the attachment file cannot be read for a fallback DEL: %w", inv.args.ContainerID, err)
+		// nicmux records its plan before any delegate runs, so without
+		// state it holds nothing: the container was never attached, or a
+		// DEL already released it. Failing would only make the runtime
+		// retry forever.
+		inv.log.Warn("no state for container and no attachment file to fall back on: nothing to release",
+			"containerID", inv.args.ContainerID, "error", err)
+		return nil
 	}
 	inv.log.Info("no state for container; releasing the attachment file's chains", "containerID", inv.args.ContainerID, "file", att.File)
 	var errs []error

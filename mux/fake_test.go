@@ -16,6 +16,8 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/types/create"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/nicmux/nicmux/delegate"
 )
 
 // fakeCall is one recorded delegate invocation.
@@ -102,7 +104,12 @@ type fakeExec struct {
 	hook func(fakeCall)
 }
 
-var _ invoke.Exec = (*fakeExec)(nil)
+// The fake fits both the CNI library's invoke.Exec and delegate.Exec (the
+// same method set).
+var (
+	_ invoke.Exec   = (*fakeExec)(nil)
+	_ delegate.Exec = (*fakeExec)(nil)
+)
 
 func newFakeExec() *fakeExec {
 	return &fakeExec{

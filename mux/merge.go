@@ -21,7 +21,13 @@ import (
 // ifnames[k] and netns name chain k's container interface.
 func Merge(results []types.Result, ifnames []string, netns, cniVersion string) (types.Result, error) {
 	out := &types100.Result{CNIVersion: types100.ImplementedSpecVersion}
+	if len(ifnames) < len(results) {
+		return nil, fmt.Errorf("merging %d results for %d interfaces", len(results), len(ifnames))
+	}
 	for k, r := range results {
+		if r == nil {
+			return nil, fmt.Errorf("%s: no result to merge", ifnames[k])
+		}
 		res, err := types100.NewResultFromResult(r)
 		if err != nil {
 			return nil, fmt.Errorf("%s: converting result: %w", ifnames[k], err)

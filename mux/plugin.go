@@ -6,7 +6,6 @@ package mux
 
 import (
 	"context"
-	"errors"
 	"io"
 	"os"
 	"strings"
@@ -176,7 +175,7 @@ func findCode(err error) (uint, bool) {
 	case *state.CorruptError:
 		return types.ErrIOFailure, true
 	}
-	if errors.Is(err, state.ErrLockTimeout) {
+	if err == state.ErrLockTimeout {
 		return types.ErrTryAgainLater, true
 	}
 	switch u := err.(type) {

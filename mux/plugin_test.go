@@ -499,6 +499,17 @@ func TestAddFailedRollbackThenAddReleasesFirst(t *testing.T) {
 	h := newHarness(t)
 	failedRollback(t, h)
 
+	// BUG: since commit 8af5141 Plugin.addChains (mux/add.go) no longer
+	// records a chain's result when its ADD succeeds: Plugin.complete
+	// records all results only after every chain succeeded. eth1's ADD
+	// succeeded and its rollback DEL failed, so its record is all that is
+	// left to release it with, and it has no result: the later DEL of this
+	// 0.4.0 chain runs without prevResult (same after a crash between the
+	// chains' ADDs and complete).
+	if rec, err := h.store.LoadInterface(testID, "eth1"); err != nil || len(rec.Result) == 0 {
+		t.Errorf("eth1's record after its failed release has no result (err %v)", err)
+	}
+
 	h.mustAdd(h.args(""))
 	calls := h.fake.Calls()
 	want := append(expectCalls("DEL", true, 1), expectCalls("ADD", false, 0, 1, 2)...)
@@ -511,8 +522,9 @@ func TestAddFailedRollbackThenAddReleasesFirst(t *testing.T) {
 		if c.Args != "K=V" || c.NetNS != h.netns {
 			t.Errorf("%s: args/netns = %q/%q, want the recorded K=V/%s", c, c.Args, c.NetNS, h.netns)
 		}
+		// BUG: (same as above) no prevResult.
 		if got := ipOf(c.PrevResult(t)); got != defaultIP("beta2", "eth1") {
-			t.Errorf("%s: prevResult IP %s, want eth1's stored result", c, got)
+			t.Errorf("%s: prevResult IP %q, want eth1's stored result", c, got)
 		}
 	}
 	c, err := h.store.LoadContainer(testID)

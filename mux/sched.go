@@ -46,6 +46,20 @@ func schedule(chains []*conf.Chain, parallel bool) [][]int {
 	return groups
 }
 
+// reversed returns the groups for a teardown: the last group first, each
+// group's chains last first.
+func reversed(groups [][]int) [][]int {
+	out := make([][]int, 0, len(groups))
+	for g := len(groups) - 1; g >= 0; g-- {
+		r := make([]int, 0, len(groups[g]))
+		for i := len(groups[g]) - 1; i >= 0; i-- {
+			r = append(r, groups[g][i])
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // bridges returns the bridges a chain's plugins plug into.
 func bridges(c *conf.Chain) []string {
 	var out []string

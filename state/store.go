@@ -16,6 +16,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -175,7 +176,9 @@ func (s *Store) LoadInterface(id, ifname string) (*Interface, error) {
 	if r.ContainerID != id || r.IfName != ifname {
 		return nil, &CorruptError{Path: path, Err: fmt.Errorf("records %q/%q", r.ContainerID, r.IfName)}
 	}
-	if len(r.Config) == 0 {
+	// A record saved without a configuration holds "config":null, which
+	// decodes to the 4 bytes "null", not to an empty RawMessage.
+	if cfg := bytes.TrimSpace(r.Config); len(cfg) == 0 || cfg[0] != '{' {
 		return nil, &CorruptError{Path: path, Err: errors.New("no delegate configuration")}
 	}
 	return r, nil
@@ -212,6 +215,9 @@ func (s *Store) SaveInterface(r *Interface) error {
 
 // Sync makes the renames of a container's records durable.
 func (s *Store) Sync(id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
 	return syncDir(s.ContainerDir(id))
 }
 
@@ -285,10 +291,17 @@ func (s *Store) ensureDir(id string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
+	_, statErr := os.Stat(s.containersDir())
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating state folder: %w", err)
 	}
-	// The new folder's own entry must survive a crash too.
+	// The new folder's own entry must survive a crash too, and so must that
+	// of the containers folder if it was created just now.
+	if errors.Is(statErr, fs.ErrNotExist) {
+		if err := syncDir(s.Dir); err != nil {
+			return err
+		}
+	}
 	return syncDir(s.containersDir())
 }
 
