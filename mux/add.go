@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -201,6 +202,8 @@ func (p *Plugin) addChains(ctx context.Context, inv *invocation, chains []*conf.
 	results := make([]types.Result, len(chains))
 	toRelease := make([]*conf.Chain, len(chains))
 	errs := make([]error, len(chains))
+	saveErrs := make([]error, len(chains))
+	var saves sync.WaitGroup
 	runGroups(schedule(chains, inv.parallel()), func(k int) bool {
 		chain := chains[k]
 		start := time.Now()
@@ -215,14 +218,19 @@ func (p *Plugin) addChains(ctx context.Context, inv *invocation, chains []*conf.
 		toRelease[k] = chain
 		// Recorded at once, so that a rollback that fails, or a crash
 		// before the ADD completes, leaves the result for the DEL that
-		// finishes the job.
-		if err := saveResult(inv.store, recs[k], res); err != nil {
-			errs[k] = fmt.Errorf("%s: %w", chain.IfName, err)
-			return false
-		}
+		// finishes the job; in the background, so that its fsync overlaps
+		// the next chain.
+		saves.Add(1)
+		go func() {
+			defer saves.Done()
+			if err := saveResult(inv.store, recs[k], res); err != nil {
+				saveErrs[k] = fmt.Errorf("%s: %w", chain.IfName, err)
+			}
+		}()
 		return true
 	})
-	return results, toRelease, errors.Join(errs...)
+	saves.Wait()
+	return results, toRelease, errors.Join(append(errs, saveErrs...)...)
 }
 
 // complete merges the results and marks the container's record complete.

@@ -217,7 +217,7 @@ func TestDelIdempotent(t *testing.T) {
 // TestConcurrentContainers attaches, checks and deletes many containers at
 // once on the same bridge and IPAM networks.
 func TestConcurrentContainers(t *testing.T) {
-	const n = 12
+	const n = 64 // issue 5: 64 containers at once
 	w := newWorld(t)
 	l := w.list(w.seed(), nil)
 	nets := make([]string, n)
