@@ -1,0 +1,360 @@
+package nomad
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	gocni "github.com/containerd/go-cni"
+	"github.com/containernetworking/cni/libcni"
+)
+
+// This file re-implements, from NOMAD.md, how a Nomad client drives CNI
+// through go-cni. Nothing here is Nomad's code.
+
+// nomadNode is a Nomad client agent's CNI settings.
+type nomadNode struct {
+	CNIPath   string // cni_path: a colon-separated list of folders
+	ConfigDir string // cni_config_dir
+}
+
+// setupTries and setupInterval are Nomad's retry of a failed network setup,
+// with no teardown between tries.
+const (
+	setupTries    = 3
+	setupInterval = time.Second
+)
+
+// networkName is the CNI network a job's mode names: Nomad lower-cases
+// "cni/<name>".
+func networkName(mode string) (string, error) {
+	name, ok := strings.CutPrefix(strings.ToLower(mode), "cni/")
+	if !ok || name == "" {
+		return "", fmt.Errorf("network mode %q is not cni/<name>", mode)
+	}
+	return name, nil
+}
+
+// findConfig returns the configuration for the network: the first file of
+// the config dir, sorted, with a .conf, .conflist or .json extension whose
+// name matches. isList reports a .conflist.
+func (n nomadNode) findConfig(name string) (data []byte, isList bool, err error) {
+	files, err := libcni.ConfFiles(n.ConfigDir, []string{".conf", ".conflist", ".json"})
+	if err != nil {
+		return nil, false, err
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		data, isList, got, err := readConfig(f)
+		if err == nil && got == name {
+			return data, isList, nil
+		}
+	}
+	return nil, false, fmt.Errorf("no CNI network config found in %s with name %q", n.ConfigDir, name)
+}
+
+func readConfig(file string) (data []byte, isList bool, name string, err error) {
+	if data, err = os.ReadFile(file); err != nil {
+		return nil, false, "", err
+	}
+	if strings.HasSuffix(file, ".conflist") {
+		l, err := libcni.ConfListFromBytes(data)
+		if err != nil {
+			return nil, false, "", err
+		}
+		return data, true, l.Name, nil
+	}
+	c, err := libcni.ConfFromBytes(data)
+	if err != nil {
+		return nil, false, "", err
+	}
+	return data, false, c.Network.Name, nil
+}
+
+// client makes a fresh go-cni client as Nomad does and loads the network
+// the mode names.
+func (n nomadNode) client(mode string) (gocni.CNI, error) {
+	c, err := gocni.New(gocni.WithPluginDir(filepath.SplitList(n.CNIPath)), gocni.WithInterfacePrefix("eth"))
+	if err != nil {
+		return nil, err
+	}
+	name, err := networkName(mode)
+	if err != nil {
+		return nil, err
+	}
+	data, isList, err := n.findConfig(name)
+	if err != nil {
+		return nil, err
+	}
+	load := gocni.WithConf(data)
+	if isList {
+		load = gocni.WithConfListBytes(data)
+	}
+	return c, c.Load(load)
+}
+
+// alloc is one allocation's network as Nomad's network hook sees it.
+type alloc struct {
+	ID, Region, Namespace, JobID, Group string
+	NetNS                               string
+	Mode                                string
+	// Ports are the port mappings: one per port and protocol.
+	Ports []gocni.PortMapping
+	// Args are the job's network.cni.args, verbatim.
+	Args map[string]string
+}
+
+// labels are the CNI_ARGS Nomad gives ADD and CHECK.
+func (a *alloc) labels() map[string]string {
+	l := map[string]string{
+		"IgnoreUnknown":    "true",
+		"NOMAD_REGION":     a.Region,
+		"NOMAD_NAMESPACE":  a.Namespace,
+		"NOMAD_JOB_ID":     a.JobID,
+		"NOMAD_GROUP_NAME": a.Group,
+		"NOMAD_ALLOC_ID":   a.ID,
+	}
+	for k, v := range a.Args {
+		l[k] = v
+	}
+	return l
+}
+
+func (a *alloc) setupOpts() []gocni.NamespaceOpts {
+	return []gocni.NamespaceOpts{gocni.WithCapabilityPortMap(a.Ports), gocni.WithLabels(a.labels())}
+}
+
+// setup is Nomad's network setup: up to three tries, a second apart, with
+// no Remove between. It returns the result and every failed try's error.
+func (n nomadNode) setup(a *alloc) (*gocni.Result, []error) {
+	c, err := n.client(a.Mode)
+	if err != nil {
+		return nil, []error{err}
+	}
+	var errs []error
+	for try := 1; try <= setupTries; try++ {
+		res, err := c.Setup(context.Background(), a.ID, a.NetNS, a.setupOpts()...)
+		if err == nil {
+			return res, errs
+		}
+		errs = append(errs, err)
+		if try < setupTries {
+			time.Sleep(setupInterval)
+		}
+	}
+	return nil, errs
+}
+
+// check is the CHECK Nomad runs on restore, from a fresh client.
+func (n nomadNode) check(a *alloc) error {
+	c, err := n.client(a.Mode)
+	if err != nil {
+		return err
+	}
+	return c.Check(context.Background(), a.ID, a.NetNS, a.setupOpts()...)
+}
+
+// remove is Nomad's teardown: Status first (go-cni >= 1.1.11 asks plugins
+// of a 1.1.0 list; an error skips the teardown), then Remove with the port
+// mappings and no labels.
+func (n nomadNode) remove(a *alloc) error {
+	c, err := n.client(a.Mode)
+	if err != nil {
+		return err
+	}
+	if err := c.Status(); err != nil {
+		return fmt.Errorf("status failed, teardown skipped: %w", err)
+	}
+	return c.Remove(context.Background(), a.ID, a.NetNS, gocni.WithCapabilityPortMap(a.Ports))
+}
+
+// restoreOutcome is what a client restart did to an allocation.
+type restoreOutcome struct {
+	Checked   bool  // the CHECK gate was open and CHECK ran
+	CheckErr  error // CHECK's error
+	Rebuilt   bool  // the netns was destroyed and set up again
+	Result    *gocni.Result
+	SetupErrs []error // the rebuild's failed tries
+}
+
+// restore is a client restart finding the allocation's netns: if the
+// bridge plugin in cni_path is recent enough, CHECK from a fresh client; on
+// failure destroy the netns WITHOUT Remove, make a new one at the same path
+// and set up again with the same allocation ID.
+func (n nomadNode) restore(a *alloc) restoreOutcome {
+	var out restoreOutcome
+	if _, err := os.Stat(a.NetNS); err != nil || !checkGateOpen(fingerprint(n.CNIPath)) {
+		return out
+	}
+	out.Checked = true
+	if out.CheckErr = n.check(a); out.CheckErr == nil {
+		return out
+	}
+	out.Rebuilt = true
+	if err := destroyNetNS(a.NetNS); err != nil {
+		out.SetupErrs = []error{err}
+		return out
+	}
+	if err := createNetNS(a.NetNS); err != nil {
+		out.SetupErrs = []error{err}
+		return out
+	}
+	out.Result, out.SetupErrs = n.setup(a)
+	return out
+}
+
+// allocAddress is the address Nomad reports for the allocation (1.9 and
+// later): interface names sorted, the first interface with a sandbox and an
+// IPv4 address.
+func allocAddress(res *gocni.Result) (string, net.IP, error) {
+	for _, name := range sortedNames(res) {
+		iface := res.Interfaces[name]
+		if iface.Sandbox == "" {
+			continue
+		}
+		for _, ip := range iface.IPConfigs {
+			if ip.IP.To4() != nil {
+				return name, ip.IP, nil
+			}
+		}
+	}
+	return "", nil, errors.New("no interface with an address")
+}
+
+// allocAddress18 is Nomad 1.8.x's choice: the first IP of the first
+// sandboxed interface with any IP.
+func allocAddress18(res *gocni.Result) (string, net.IP, error) {
+	for _, name := range sortedNames(res) {
+		iface := res.Interfaces[name]
+		if iface.Sandbox != "" && len(iface.IPConfigs) > 0 {
+			return name, iface.IPConfigs[0].IP, nil
+		}
+	}
+	return "", nil, errors.New("no interface with an address")
+}
+
+func sortedNames(res *gocni.Result) []string {
+	var names []string
+	for name := range res.Interfaces {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+var versionRE = regexp.MustCompile(`v?(\d+)\.(\d+)\.(\d+)`)
+
+// fingerprint runs every file in cni_path with no arguments and no
+// CNI_COMMAND (3 s each) and returns the version each printed first, or ""
+// when it printed none.
+func fingerprint(cniPath string) map[string]string {
+	out := map[string]string{}
+	for _, dir := range filepath.SplitList(cniPath) {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			info, err := e.Info()
+			if err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0 && !strings.HasPrefix(e.Name(), ".") {
+				out[e.Name()] = pluginVersion(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	return out
+}
+
+func pluginVersion(bin string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CNI_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	b, _ := cmd.CombinedOutput() // CNI's skel prints it on stderr
+	first, _, _ := strings.Cut(string(b), "\n")
+	if m := versionRE.FindStringSubmatch(first); m != nil {
+		return m[1] + "." + m[2] + "." + m[3]
+	}
+	return ""
+}
+
+// checkGateOpen is Nomad's CHECK gate: the bridge plugin in cni_path
+// reports version 1.3.0 or later.
+func checkGateOpen(fp map[string]string) bool {
+	m := versionRE.FindStringSubmatch(fp["bridge"])
+	if m == nil {
+		return false
+	}
+	v := [3]int{}
+	for i := range v {
+		v[i], _ = strconv.Atoi(m[i+1])
+	}
+	return v[0] > 1 || (v[0] == 1 && v[1] >= 3)
+}
+
+// newAlloc makes an allocation of the example job in this world: a fresh
+// netns at /var/run/netns/<allocID>, one port mapping per port and
+// protocol, and the given job CNI args (nil for none).
+func (w *world) newAlloc(args map[string]string) *alloc {
+	w.t.Helper()
+	a := &alloc{ID: newUUID(), Region: "global", Namespace: "default", JobID: w.job.Job, Group: w.job.Group,
+		Mode: w.job.Mode, Args: args}
+	a.NetNS = filepath.Join(netnsDir, a.ID)
+	for _, p := range w.job.Ports {
+		host := 20000 + int(hostPorts.Add(1))
+		for _, proto := range []string{"tcp", "udp"} {
+			a.Ports = append(a.Ports, gocni.PortMapping{HostPort: int32(host), ContainerPort: int32(p.To), Protocol: proto})
+		}
+	}
+	failIf(w.t, createNetNS(a.NetNS), "creating the allocation's netns")
+	w.t.Cleanup(func() { _ = destroyNetNS(a.NetNS) })
+	return a
+}
+
+// hostPorts hands out Nomad's dynamic host ports, unique within the run.
+var hostPorts atomic.Int32
+
+// mustSetup sets the allocation up as Nomad does and wants it to work on
+// the first try.
+func (w *world) mustSetup(a *alloc) *gocni.Result {
+	w.t.Helper()
+	res, errs := w.node.setup(a)
+	if res == nil || len(errs) > 0 {
+		w.t.Fatalf("setup of %s: %v", a.ID, errs)
+	}
+	return res
+}
+
+// logLines returns nicmux's log lines that contain all of parts.
+func (w *world) logLines(parts ...string) []string {
+	w.t.Helper()
+	f, err := os.Open(w.LogFile)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+next:
+	for sc.Scan() {
+		for _, p := range parts {
+			if !strings.Contains(sc.Text(), p) {
+				continue next
+			}
+		}
+		out = append(out, sc.Text())
+	}
+	return out
+}
