@@ -13,6 +13,8 @@ CNI_BIN_DIR     ?= /opt/cni/bin
 # The go-cni suite's module, and its modfile for the go-cni v1.1.12 leg.
 NOMAD_DIR       := test/nomad
 NOMAD_V1112     := go.v1112.mod
+# The side-by-side benchmark's module.
+BENCH_DIR       := test/bench
 
 .PHONY: all build plugins testplugins install demo test unit integration nomad lint bench clean
 
@@ -52,6 +54,7 @@ lint:
 	$(GO) mod tidy -diff
 	cd $(NOMAD_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(NOMAD_DIR) && $(GO) vet -modfile=$(NOMAD_V1112) ./... && $(GO) mod tidy -modfile=$(NOMAD_V1112) -diff
+	cd $(BENCH_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 
 unit:
 	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/...
@@ -71,8 +74,14 @@ nomad: build plugins testplugins
 
 test: lint unit integration nomad
 
+# The testing.B benchmarks (conf parsing, state write/read, result merge),
+# then the side-by-side benchmark (test/bench, its own module; needs root):
+# nicmux vs the same chains attached directly by go-cni, serially and in
+# parallel, nicmux's own cost, bare start and scale. It writes
+# test/bench/RESULTS.md.
 bench: build plugins testplugins
-	$(GO) test -run '^$$' -bench . -benchmem ./conf/... ./state/... ./mux/...
+	$(GO) test -run '^$$' -bench . -benchmem ./conf/ ./state/ ./mux/
+	cd $(BENCH_DIR) && $(GO) run . -bin $(BIN) -out RESULTS.md
 
 clean:
 	rm -rf $(BIN)

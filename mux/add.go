@@ -120,10 +120,12 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
-	results, toRelease, err := p.addChains(ctx, inv, att.Interfaces, recs)
+	results, toRelease, saved, err := p.addChains(ctx, inv, att.Interfaces, recs)
 	var merged types.Result
 	if err == nil {
-		merged, err = p.complete(inv, c, results)
+		merged, err = p.complete(inv, c, results, saved)
+	} else {
+		_ = saved() // the rollback needs the results on disk, should it fail
 	}
 	if err != nil {
 		if rbErr := p.rollback(ctx, inv, c.Interfaces, toRelease, results); rbErr != nil {
@@ -195,12 +197,14 @@ func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID s
 }
 
 // addChains runs every chain's ADD (see schedule for what runs at the same
-// time) and records each result. It returns the results (partial ones for failed chains) and, per
-// chain, the part that may hold resources (nil for a chain that never ran),
-// for the rollback. Failures come back in file order.
-func (p *Plugin) addChains(ctx context.Context, inv *invocation, chains []*conf.Chain, recs []*state.Interface) ([]types.Result, []*conf.Chain, error) {
-	results := make([]types.Result, len(chains))
-	toRelease := make([]*conf.Chain, len(chains))
+// time) and records each result in the background. It returns the results
+// (partial ones for failed chains) and, per chain, the part that may hold
+// resources (nil for a chain that never ran), for the rollback; saved waits
+// for the records and reports their failures. Failures come back in file
+// order.
+func (p *Plugin) addChains(ctx context.Context, inv *invocation, chains []*conf.Chain, recs []*state.Interface) (results []types.Result, toRelease []*conf.Chain, saved func() error, err error) {
+	results = make([]types.Result, len(chains))
+	toRelease = make([]*conf.Chain, len(chains))
 	errs := make([]error, len(chains))
 	saveErrs := make([]error, len(chains))
 	var saves sync.WaitGroup
@@ -229,19 +233,34 @@ func (p *Plugin) addChains(ctx context.Context, inv *invocation, chains []*conf.
 		}()
 		return true
 	})
-	saves.Wait()
-	return results, toRelease, errors.Join(append(errs, saveErrs...)...)
+	saved = func() error {
+		saves.Wait()
+		return errors.Join(saveErrs...)
+	}
+	return results, toRelease, saved, errors.Join(errs...)
 }
 
 // complete merges the results and marks the container's record complete.
-func (p *Plugin) complete(inv *invocation, c *state.Container, results []types.Result) (types.Result, error) {
+// That record is written while the last results are still being written:
+// both are fsynced before the folder is, and should a crash keep the first
+// but not a result, CHECK reports the missing result rather than pass.
+func (p *Plugin) complete(inv *invocation, c *state.Container, results []types.Result, saved func() error) (types.Result, error) {
 	merged, err := Merge(results, c.Interfaces, inv.args.Netns, inv.nc.CNIVersion)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, saved())
 	}
 	c.Complete = true
-	if err := inv.store.SaveContainer(c); err != nil {
-		return nil, err
+	cErr := inv.store.SaveContainer(c)
+	if err := saved(); err != nil {
+		if cErr == nil {
+			// Not complete after all: a later ADD must release it.
+			c.Complete = false
+			cErr = inv.store.SaveContainer(c)
+		}
+		return nil, errors.Join(err, cErr)
+	}
+	if cErr != nil {
+		return nil, cErr
 	}
 	if err := inv.store.Sync(c.ContainerID); err != nil {
 		return nil, err
@@ -289,7 +308,7 @@ func (p *Plugin) rollback(ctx context.Context, inv *invocation, ifnames []string
 // ADD never completed): the old delegates are released with their stored
 // configuration, so the new ADD starts clean.
 func (p *Plugin) replaceStale(ctx context.Context, inv *invocation, old *state.Container, nsID state.NetNSID) error {
-	if old.Complete && old.NetNSID == nsID {
+	if old.Complete && old.NetNSID.Same(nsID) {
 		if live := liveLinks(inv.args.Netns, old.Interfaces); len(live) > 0 {
 			return withCode(ErrAlreadyAttached, fmt.Errorf(
 				"container %s is already attached: %s live in netns %s; DEL it first",
@@ -297,7 +316,7 @@ func (p *Plugin) replaceStale(ctx context.Context, inv *invocation, old *state.C
 		}
 	}
 	reason := "the earlier ADD did not complete"
-	if old.NetNSID != nsID {
+	if !old.NetNSID.Same(nsID) {
 		reason = "the network namespace was recreated"
 	} else if old.Complete {
 		reason = "none of the recorded interfaces is left in the namespace"

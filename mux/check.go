@@ -53,7 +53,7 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
 	}
-	if nsID != c.NetNSID {
+	if !nsID.Same(c.NetNSID) {
 		return fmt.Errorf("%v: netns %s is not the namespace ADD attached (it was removed or recreated)", c.Interfaces, args.Netns)
 	}
 	p.logDrift(inv, c)

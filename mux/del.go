@@ -120,7 +120,7 @@ func loadStored(store *state.Store, id, ifname string) (*storedIf, error) {
 
 func (p *Plugin) releaseOne(ctx context.Context, inv *invocation, s *storedIf, cur state.NetNSID) error {
 	netns := ""
-	if !cur.IsZero() && cur == s.rec.NetNSID {
+	if cur.Same(s.rec.NetNSID) {
 		netns = inv.args.Netns
 	}
 	env := inv.env(s.rec.IfName, netns)

@@ -5,9 +5,12 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nicmux/nicmux/conf"
 )
@@ -98,12 +101,7 @@ func (v *verbLog) done(err error, attrs ...any) {
 	delegates := v.delegateTime()
 	attrs = append([]any{"verb", v.verb, "containerID", v.id, "duration", total,
 		"delegates", delegates, "own", total - delegates}, attrs...)
-	// nicmux's own CPU time and peak memory, without its delegates'.
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		attrs = append(attrs, "cpu", cpu, "maxrssKB", ru.Maxrss)
-	}
+	attrs = append(attrs, "cpu", processCPU(), "peakRSSKB", peakRSSKB())
 	if len(v.steps) > 0 {
 		attrs = append(attrs, slog.Group("interfaces", v.steps...))
 	}
@@ -116,3 +114,30 @@ func (v *verbLog) done(err error, attrs ...any) {
 
 // discard is a logger for paths where configuration could not be read.
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// processCPU is nicmux's own CPU time so far (all its threads, none of its
+// delegates'), to the nanosecond: getrusage counts in scheduler ticks.
+func processCPU() time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// peakRSSKB is nicmux's own peak resident memory (VmHWM). getrusage's
+// maxrss would not do: Linux carries the larger high-water mark across
+// execve, so it reports at least the runtime's size that started nicmux.
+func peakRSSKB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb
+		}
+	}
+	return 0
+}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -13,6 +14,7 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/nicmux/nicmux/state"
 )
@@ -34,7 +36,56 @@ func identify(path string) (state.NetNSID, error) {
 	if !ok {
 		return state.NetNSID{}, fmt.Errorf("netns %s: no inode information", path)
 	}
-	return state.NetNSID{Dev: uint64(st.Dev), Ino: st.Ino}, nil
+	id := state.NetNSID{Dev: uint64(st.Dev), Ino: st.Ino}
+	// Without a cookie (an old kernel, or not a namespace) the inode is
+	// all there is to go by.
+	id.Cookie, _ = netnsCookie(path)
+	return id, nil
+}
+
+// netnsCookie returns the cookie of the namespace at path, read from a
+// socket made inside it. The work runs on a goroutine of its own, locked to
+// its thread: if the thread cannot be moved back it is left locked and ends
+// with the goroutine, instead of serving other code in the wrong namespace.
+func netnsCookie(path string) (uint64, error) {
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return 0, err
+	}
+	defer target.Close()
+	type answer struct {
+		cookie uint64
+		err    error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- answer{err: err}
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			ch <- answer{err: err}
+			return
+		}
+		fd, sockErr := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err := netns.Set(orig); err == nil {
+			runtime.UnlockOSThread()
+		}
+		if sockErr != nil {
+			ch <- answer{err: sockErr}
+			return
+		}
+		defer unix.Close(fd)
+		cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		ch <- answer{cookie: cookie, err: err}
+	}()
+	a := <-ch
+	return a.cookie, a.err
 }
 
 // nsHandle is a netlink handle inside one network namespace.

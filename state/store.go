@@ -53,14 +53,26 @@ func (e *CorruptError) Error() string {
 func (e *CorruptError) Unwrap() error { return e.Err }
 
 // NetNSID identifies a network namespace: the device and inode of its nsfs
-// file. A namespace recreated at the same path has a different identity.
+// file, and its cookie. The kernel reuses a freed namespace's inode number,
+// so a namespace recreated at the same path may get the old one back; the
+// cookie (SO_NETNS_COOKIE, Linux 5.14 and later) is never reused while the
+// system runs. Cookie is zero where the kernel has none.
 type NetNSID struct {
-	Dev uint64 `json:"dev"`
-	Ino uint64 `json:"ino"`
+	Dev    uint64 `json:"dev"`
+	Ino    uint64 `json:"ino"`
+	Cookie uint64 `json:"cookie,omitempty"`
 }
 
 // IsZero reports whether id identifies nothing (the namespace was not found).
 func (id NetNSID) IsZero() bool { return id == NetNSID{} }
+
+// Same reports whether id and other identify the same, existing namespace.
+func (id NetNSID) Same(other NetNSID) bool {
+	if id.IsZero() || id.Dev != other.Dev || id.Ino != other.Ino {
+		return false
+	}
+	return id.Cookie == 0 || other.Cookie == 0 || id.Cookie == other.Cookie
+}
 
 // Container is what ADD chose for one container.
 type Container struct {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,14 +64,7 @@ func CreateAt(path string) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		// The thread stays locked: it ends with the goroutine rather than go
-		// back to the pool in another namespace.
-		runtime.LockOSThread()
-		if nsErr = unix.Unshare(unix.CLONE_NEWNET); nsErr != nil {
-			return
-		}
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		nsErr = unix.Mount(self, path, "none", unix.MS_BIND, "")
+		nsErr = unshareAndMount(path)
 	}()
 	wg.Wait()
 	if nsErr != nil {
@@ -78,6 +72,31 @@ func CreateAt(path string) error {
 		return fmt.Errorf("creating netns at %s: %w", path, nsErr)
 	}
 	return nil
+}
+
+// unshareAndMount moves the calling thread into a new network namespace,
+// bind-mounts it at path and moves the thread back. The thread must not stay
+// there: a goroutine that ends locked to the main thread leaves that thread
+// in the namespace for good (Go cannot end the main thread), which keeps the
+// namespace and its links alive after DestroyAt.
+func unshareAndMount(path string) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return err
+	}
+	self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+	mountErr := unix.Mount(self, path, "none", unix.MS_BIND, "")
+	if err := netns.Set(orig); err != nil {
+		// The thread stays locked and ends with the goroutine.
+		return errors.Join(mountErr, err)
+	}
+	runtime.UnlockOSThread()
+	return mountErr
 }
 
 // DestroyAt unmounts and removes the namespace at path; the namespace and

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
+)
+
+// cniCacheDir is libcni's default cache, which go-cni always uses: the ADD
+// results CHECK and DEL read back live in its results folder.
+const cniCacheDir = "/var/lib/cni"
+
+// env is one benchmark run: the binaries, a temporary folder holding every
+// variant's IPAM, state and log, and name sources that never repeat.
+type env struct {
+	bin     string // folder holding nicmux
+	plugins string // folder holding the reference plugins
+	dir     string
+	// tag is in every network, link and container name of the run, so the
+	// run can find (and remove) exactly what it left in libcni's cache.
+	tag string
+
+	seq     atomic.Int64
+	subnets atomic.Int64
+
+	mu     sync.Mutex
+	netnss map[string]bool
+}
+
+func newEnv(bin string) *env {
+	bin, err := filepath.Abs(bin)
+	must(err, "resolving -bin")
+	e := &env{bin: bin, plugins: filepath.Join(bin, "plugins"), tag: randHex(2), netnss: map[string]bool{}}
+	for _, p := range []string{filepath.Join(bin, "nicmux"), e.plugin("bridge"), e.plugin("macvlan"),
+		e.plugin("host-local"), e.plugin("tuning")} {
+		if _, err := os.Stat(p); err != nil {
+			fatalf("missing %s: run `make build plugins` first (or `make bench`)", p)
+		}
+	}
+	e.dir, err = os.MkdirTemp("", "nicmux-bench-")
+	must(err, "making the run's folder")
+	atCleanup(func() { _ = os.RemoveAll(e.dir) })
+	atCleanup(e.removeCacheEntries)
+	atCleanup(e.destroyAllNetns)
+	return e
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (e *env) plugin(name string) string { return filepath.Join(e.plugins, name) }
+func (e *env) pluginDirs() []string      { return []string{e.bin, e.plugins} }
+
+// name returns a run-unique name: the run's tag, a kind and a sequence number.
+func (e *env) name(kind string) string {
+	return fmt.Sprintf("nmb%s%s%d", e.tag, kind, e.seq.Add(1))
+}
+
+// subnet returns a /24 no other chain of the run uses.
+func (e *env) subnet() string {
+	k := e.subnets.Add(1)
+	if k >= 64*256 {
+		fatalf("out of subnets")
+	}
+	return fmt.Sprintf("10.%d.%d.0/24", 64+k/256, k%256)
+}
+
+// folder makes a folder under the run's folder.
+func (e *env) folder(parts ...string) string {
+	dir := filepath.Join(append([]string{e.dir}, parts...)...)
+	must(os.MkdirAll(dir, 0o755), "making %s", dir)
+	return dir
+}
+
+// newNetns makes a fresh container namespace under /run/netns.
+func (e *env) newNetns() string {
+	path := filepath.Join("/run/netns", e.name("ns"))
+	must(netnsutil.CreateAt(path), "making a container netns")
+	e.mu.Lock()
+	e.netnss[path] = true
+	e.mu.Unlock()
+	return path
+}
+
+func (e *env) destroyNetns(path string) {
+	must(netnsutil.DestroyAt(path), "removing netns %s", path)
+	e.mu.Lock()
+	delete(e.netnss, path)
+	e.mu.Unlock()
+}
+
+func (e *env) destroyAllNetns() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for path := range e.netnss {
+		_ = netnsutil.DestroyAt(path)
+	}
+}
+
+// cacheEntries lists the run's files in libcni's results cache.
+func (e *env) cacheEntries() []string {
+	m, _ := filepath.Glob(filepath.Join(cniCacheDir, "results", "nmb"+e.tag+"*"))
+	return m
+}
+
+func (e *env) removeCacheEntries() {
+	for _, f := range e.cacheEntries() {
+		_ = os.Remove(f)
+	}
+}
+
+// addMaster makes a veth pair to serve as a macvlan master; it dies with
+// the private netns at the latest.
+func (e *env) addMaster() string {
+	name := e.name("m")
+	del, err := netnsutil.AddVethMaster(name)
+	must(err, "making macvlan master")
+	atCleanup(del)
+	return name
+}
+
+// nsLinks lists the links of the namespace at path, without lo.
+func nsLinks(path string) ([]string, error) {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening netns %s: %w", path, err)
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	defer nh.Close()
+	links, err := nh.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing links in %s: %w", path, err)
+	}
+	var names []string
+	for _, l := range links {
+		if l.Attrs().Name != "lo" {
+			names = append(names, l.Attrs().Name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// bridgePorts lists the links enslaved to a bridge of the run's namespace.
+func bridgePorts(bridge string) ([]string, error) {
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", bridge, err)
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
+}

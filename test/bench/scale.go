@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	gocni "github.com/containerd/go-cni"
+
+	"github.com/nicmux/nicmux/state"
+)
+
+const (
+	scaleContainers = 64     // containers attached at once
+	fillCount       = 10_000 // containers already in the stateDir
+)
+
+func seedScenario() scenario { return scenarios(nil)[0] }
+
+// scaleConcurrent attaches scaleContainers containers through nicmux (seed
+// job) at once, checks them at once, detaches them at once, and asserts
+// that nothing is left. It returns each phase's wall time.
+func scaleConcurrent(e *env) [nVerbs]time.Duration {
+	v := newVariant(e, seedScenario(), nicmuxParallel, []string{e.addMaster()})
+	v.label = fmt.Sprintf("scale %d/%s", scaleContainers, v.kind)
+	v.iterate() // the bridge exists before the containers race for it
+	ids, nss := make([]string, scaleContainers), make([]string, scaleContainers)
+	for i := range ids {
+		ids[i], nss[i] = e.name("c"), e.newNetns()
+	}
+	results := make([]*gocni.Result, scaleContainers)
+	var phases [nVerbs]time.Duration
+	phases[vADD] = v.concurrently(vADD, func(ctx context.Context, i int) (err error) {
+		results[i], err = v.add(ctx, ids[i], nss[i])
+		return err
+	})
+	for i := range ids {
+		must(v.verifyAdded(results[i], nss[i]), "%s: after ADD of %s", v.label, ids[i])
+	}
+	phases[vCHECK] = v.concurrently(vCHECK, func(ctx context.Context, i int) error { return v.check(ctx, ids[i], nss[i]) })
+	phases[vDEL] = v.concurrently(vDEL, func(ctx context.Context, i int) error { return v.del(ctx, ids[i], nss[i]) })
+	for i, ns := range nss {
+		must(verifyEmpty(ns), "%s: after DEL of %s", v.label, ids[i])
+		e.destroyNetns(ns)
+		v.samples = append(v.samples, sample{id: ids[i], d: phases})
+	}
+	v.assertNoLeaks(nil)
+	v.costs() // every verb of every container logged "ok", none a warning
+	return phases
+}
+
+// concurrently runs f for every container at once and returns the wall time
+// until the last one returned; any failure ends the run.
+func (v *variant) concurrently(verb int, f func(ctx context.Context, i int) error) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
+	defer cancel()
+	errs := make([]error, scaleContainers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range scaleContainers {
+		wg.Go(func() { errs[i] = f(ctx, i) })
+	}
+	wg.Wait()
+	d := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		fatalf("%s: %s of %d containers at once: %v%s", v.label, verbNames[verb], scaleContainers, err, v.logTail())
+	}
+	return d
+}
+
+// scaleState measures the seed job through nicmux with fillCount containers
+// already in its stateDir and with an empty one, interleaved.
+func scaleState(e *env, reps int) (empty, full []sample) {
+	master := e.addMaster()
+	ve := newVariant(e, seedScenario(), nicmuxParallel, []string{master})
+	vf := newVariant(e, seedScenario(), nicmuxParallel, []string{master})
+	ve.label, vf.label = "stateDir empty", fmt.Sprintf("stateDir with %d containers", fillCount)
+	ve.iterate()
+	vf.iterate()
+	prefix := fillState(e, vf)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	vs := []*variant{ve, vf}
+	for r := range reps {
+		for _, i := range rng.Perm(len(vs)) {
+			vs[i].samples = append(vs[i].samples, vs[i].iterate())
+		}
+		progress("stateDir round %d/%d", r+1, reps)
+	}
+	ve.assertNoLeaks(nil)
+	vf.assertNoLeaks(func(rel string) bool { return strings.HasPrefix(rel, "containers/"+prefix) })
+	assertFilled(vf, prefix)
+	ve.costs()
+	vf.costs()
+	return ve.samples, vf.samples
+}
+
+// fillState writes fillCount containers' records into v's stateDir, copied
+// from a real ADD's with the container ID and netns path rewritten. It
+// returns the prefix of their IDs.
+func fillState(e *env, v *variant) string {
+	tmpl, files := recordTemplate(e, v)
+	prefix := "nmbfill" + e.tag + "-"
+	for i := range fillCount {
+		id := fmt.Sprintf("%s%06d", prefix, i)
+		dir := filepath.Join(v.state, "containers", id)
+		must(os.MkdirAll(dir, 0o700), "filling the stateDir")
+		for name, b := range files {
+			b = bytes.ReplaceAll(b, []byte(tmpl.id), []byte(id))
+			b = bytes.ReplaceAll(b, []byte(tmpl.ns), []byte("/run/netns/"+id))
+			must(os.WriteFile(filepath.Join(dir, name), b, 0o600), "filling the stateDir")
+		}
+	}
+	for _, id := range []string{prefix + "000000", fmt.Sprintf("%s%06d", prefix, fillCount-1)} {
+		must(loadable(v.state, id), "a record written to fill the stateDir does not load")
+	}
+	progress("filled %s with %d containers' records", v.state, fillCount)
+	return prefix
+}
+
+type container struct{ id, ns string }
+
+// recordTemplate runs a real ADD and returns the container's record files,
+// then removes the container.
+func recordTemplate(e *env, v *variant) (container, map[string][]byte) {
+	c := container{id: e.name("tmpl"), ns: e.newNetns()}
+	defer e.destroyNetns(c.ns)
+	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
+	defer cancel()
+	_, err := v.add(ctx, c.id, c.ns)
+	must(err, "%s: ADD of the template container", v.label)
+	dir := filepath.Join(v.state, "containers", c.id)
+	entries, err := os.ReadDir(dir)
+	must(err, "reading the template's records")
+	files := map[string][]byte{}
+	for _, en := range entries {
+		files[en.Name()], err = os.ReadFile(filepath.Join(dir, en.Name()))
+		must(err, "reading the template's records")
+	}
+	names := slices.Sorted(maps.Keys(files))
+	if !slices.Equal(names, []string{"container.json", "if-eth0.json", "if-eth1.json"}) {
+		fatalf("the template container's records are %v, want container.json, if-eth0.json, if-eth1.json", names)
+	}
+	must(v.del(ctx, c.id, c.ns), "%s: DEL of the template container", v.label)
+	return c, files
+}
+
+// loadable reads a container's records with nicmux's own store.
+func loadable(dir, id string) error {
+	s := &state.Store{Dir: dir}
+	c, err := s.LoadContainer(id)
+	if err != nil {
+		return err
+	}
+	for _, ifname := range c.Interfaces {
+		if _, err := s.LoadInterface(id, ifname); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// assertFilled checks that every filled container is still in the stateDir.
+func assertFilled(v *variant, prefix string) {
+	entries, err := os.ReadDir(filepath.Join(v.state, "containers"))
+	must(err, "listing %s", v.state)
+	n := 0
+	for _, en := range entries {
+		if strings.HasPrefix(en.Name(), prefix) {
+			n++
+		}
+	}
+	if n != fillCount {
+		fatalf("%s: %d filled containers left in the stateDir, want %d", v.label, n, fillCount)
+	}
+}
