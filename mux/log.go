@@ -30,8 +30,17 @@ func (p *Plugin) logger(nc *conf.NetConf) (*slog.Logger, func()) {
 		l.Warn("cannot open log file; logging to stderr", "logFile", nc.LogFile, "error", err)
 		return l, func() {}
 	}
-	h := slog.NewTextHandler(f, &slog.HandlerOptions{Level: level(nc.LogLevel)})
+	h := slog.NewTextHandler(f, &slog.HandlerOptions{Level: level(nc.LogLevel), ReplaceAttr: utc})
 	return slog.New(h), func() { _ = f.Close() }
+}
+
+// utc logs times in UTC: one log line per run should not cost loading the
+// local time zone.
+func utc(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 {
+		a.Value = slog.TimeValue(a.Value.Time().UTC())
+	}
+	return a
 }
 
 func level(s string) slog.Level {
