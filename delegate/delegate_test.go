@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nicmux/nicmux/delegate/delegatetest"
 	"net"
 	"os"
 	"reflect"
@@ -138,12 +139,12 @@ func TestBuildConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := decodeObj(t, b)
-		got := decodeResult(t, out["prevResult"])
-		if ipOf(got) != "10.1.2.3" || len(got.Interfaces) != 1 || got.Interfaces[0].Name != "eth1" {
+		got := delegatetest.DecodeResult(t, out["prevResult"])
+		if delegatetest.IPOf(got) != "10.1.2.3" || len(got.Interfaces) != 1 || got.Interfaces[0].Name != "eth1" {
 			t.Errorf("prevResult = %s, want the given result", out["prevResult"])
 		}
-		if got.CNIVersion != "1.1.0" { // decodeResult converts; check the raw version
-			t.Fatalf("decodeResult did not convert: %s", got.CNIVersion)
+		if got.CNIVersion != "1.1.0" { // delegatetest.DecodeResult converts; check the raw version
+			t.Fatalf("delegatetest.DecodeResult did not convert: %s", got.CNIVersion)
 		}
 		if v := decodeObj(t, out["prevResult"])["cniVersion"]; string(v) != `"1.0.0"` {
 			t.Errorf("prevResult cniVersion = %s, want 1.0.0", v)
@@ -200,7 +201,7 @@ func TestAddChainsPrevResults(t *testing.T) {
 		{"0.3.1", "1.0.0"}, {"0.4.0", "1.1.0"}, {"1.0.0", "0.4.0"}, {"1.0.0", "0.3.1"},
 	} {
 		t.Run(tc.chainVer+"/"+tc.pluginVer, func(t *testing.T) {
-			f := newFakeExec()
+			f := delegatetest.New()
 			f.SetResultVersion(tc.pluginVer)
 			for i, p := range []string{"a", "b", "c"} {
 				r := testResult(fmt.Sprintf("10.0.%d.2", i+1))
@@ -219,12 +220,12 @@ func TestAddChainsPrevResults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ipOf(got) != "10.0.3.2" {
-				t.Errorf("chain result IP = %s, want the last plugin's 10.0.3.2", ipOf(got))
+			if delegatetest.IPOf(got) != "10.0.3.2" {
+				t.Errorf("chain result IP = %s, want the last plugin's 10.0.3.2", delegatetest.IPOf(got))
 			}
 			calls := f.Calls()
-			if want := []string{"ADD a/eth1", "ADD b/eth1", "ADD c/eth1"}; !reflect.DeepEqual(summary(calls), want) {
-				t.Fatalf("calls = %v, want %v", summary(calls), want)
+			if want := []string{"ADD a/eth1", "ADD b/eth1", "ADD c/eth1"}; !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+				t.Fatalf("calls = %v, want %v", delegatetest.Summary(calls), want)
 			}
 			for i, call := range calls {
 				if call.ContainerID != "ctr-1" || call.NetNS != "/run/netns/x" || call.Args != "IgnoreUnknown=true;K=V" ||
@@ -241,8 +242,8 @@ func TestAddChainsPrevResults(t *testing.T) {
 					continue
 				}
 				prev := call.PrevResult(t)
-				if want := fmt.Sprintf("10.0.%d.2", i); ipOf(prev) != want {
-					t.Errorf("plugin %d prevResult IP = %s, want the previous plugin's %s", i, ipOf(prev), want)
+				if want := fmt.Sprintf("10.0.%d.2", i); delegatetest.IPOf(prev) != want {
+					t.Errorf("plugin %d prevResult IP = %s, want the previous plugin's %s", i, delegatetest.IPOf(prev), want)
 				}
 			}
 		})
@@ -251,7 +252,7 @@ func TestAddChainsPrevResults(t *testing.T) {
 
 func TestAddFailure(t *testing.T) {
 	t.Run("plugin fails", func(t *testing.T) {
-		f := newFakeExec()
+		f := delegatetest.New()
 		f.SetResult("a", "eth1", testResult("10.0.1.2"))
 		f.FailOn("b", "ADD", "eth1", 11)
 		c := chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`, `{"type":"b"}`, `{"type":"c"}`)
@@ -273,15 +274,15 @@ func TestAddFailure(t *testing.T) {
 		if res == nil {
 			t.Fatal("no partial result returned")
 		}
-		if r100, _ := types100.NewResultFromResult(res); ipOf(r100) != "10.0.1.2" {
+		if r100, _ := types100.NewResultFromResult(res); delegatetest.IPOf(r100) != "10.0.1.2" {
 			t.Errorf("partial result = %v, want a's", res)
 		}
-		if want := []string{"ADD a/eth1", "ADD b/eth1"}; !reflect.DeepEqual(summary(f.Calls()), want) {
-			t.Errorf("calls = %v, want %v", summary(f.Calls()), want)
+		if want := []string{"ADD a/eth1", "ADD b/eth1"}; !reflect.DeepEqual(delegatetest.Summary(f.Calls()), want) {
+			t.Errorf("calls = %v, want %v", delegatetest.Summary(f.Calls()), want)
 		}
 	})
 	t.Run("first plugin fails", func(t *testing.T) {
-		f := newFakeExec()
+		f := delegatetest.New()
 		f.FailOn("a", "ADD", "*", 7)
 		c := chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`, `{"type":"b"}`)
 		res, err := (&Runner{Exec: f}).Add(context.Background(), c, env("/x"))
@@ -293,7 +294,7 @@ func TestAddFailure(t *testing.T) {
 		}
 	})
 	t.Run("binary not found", func(t *testing.T) {
-		f := newFakeExec()
+		f := delegatetest.New()
 		f.NotFound("b")
 		c := chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`, `{"type":"b"}`, `{"type":"c"}`)
 		_, err := (&Runner{Path: []string{"/opt/cni/bin"}, Exec: f}).Add(context.Background(), c, env("/x"))
@@ -308,12 +309,12 @@ func TestAddFailure(t *testing.T) {
 		if got := Attempted(err); got != 1 {
 			t.Errorf("Attempted = %d, want 1 (b never ran)", got)
 		}
-		if want := []string{"ADD a/eth1"}; !reflect.DeepEqual(summary(f.Calls()), want) {
-			t.Errorf("calls = %v, want %v", summary(f.Calls()), want)
+		if want := []string{"ADD a/eth1"}; !reflect.DeepEqual(delegatetest.Summary(f.Calls()), want) {
+			t.Errorf("calls = %v, want %v", delegatetest.Summary(f.Calls()), want)
 		}
 	})
 	t.Run("empty chain", func(t *testing.T) {
-		f := newFakeExec()
+		f := delegatetest.New()
 		_, err := (&Runner{Exec: f}).Add(context.Background(), &conf.Chain{IfName: "eth1", CNIVersion: "1.0.0"}, env("/x"))
 		if err == nil {
 			t.Fatal("an empty chain returned no error")
@@ -364,7 +365,7 @@ func TestPluginErrorMessage(t *testing.T) {
 func TestDel(t *testing.T) {
 	for _, ver := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(ver, func(t *testing.T) {
-			f := newFakeExec()
+			f := delegatetest.New()
 			f.FailOn("b", "DEL", "eth1", 11)
 			f.FailOn("a", "DEL", "eth1", 5)
 			c := chainOf(t, "eth1", "n", ver, `{"type":"a"}`, `{"type":"b"}`, `{"type":"c"}`)
@@ -374,8 +375,8 @@ func TestDel(t *testing.T) {
 			}
 			err = (&Runner{Exec: f}).Del(context.Background(), c, env("/x"), prev)
 			calls := f.Calls()
-			if want := []string{"DEL c/eth1", "DEL b/eth1", "DEL a/eth1"}; !reflect.DeepEqual(summary(calls), want) {
-				t.Fatalf("calls = %v, want %v (reverse, past failures)", summary(calls), want)
+			if want := []string{"DEL c/eth1", "DEL b/eth1", "DEL a/eth1"}; !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+				t.Fatalf("calls = %v, want %v (reverse, past failures)", delegatetest.Summary(calls), want)
 			}
 			if err == nil {
 				t.Fatal("failures were not reported")
@@ -401,7 +402,7 @@ func TestDel(t *testing.T) {
 				if call.HasPrevResult() != withPrev {
 					t.Errorf("%s: prevResult present = %v, want %v", call, call.HasPrevResult(), withPrev)
 				}
-				if withPrev && ipOf(call.PrevResult(t)) != "10.9.9.9" {
+				if withPrev && delegatetest.IPOf(call.PrevResult(t)) != "10.9.9.9" {
 					t.Errorf("%s: prevResult = %s", call, call.Conf["prevResult"])
 				}
 				if call.Str("cniVersion") != ver {
@@ -413,7 +414,7 @@ func TestDel(t *testing.T) {
 }
 
 func TestDelNilPrevAndSuccess(t *testing.T) {
-	f := newFakeExec()
+	f := delegatetest.New()
 	c := chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`, `{"type":"b"}`)
 	if err := (&Runner{Exec: f}).Del(context.Background(), c, env(""), nil); err != nil {
 		t.Fatal(err)
@@ -426,13 +427,13 @@ func TestDelNilPrevAndSuccess(t *testing.T) {
 			t.Errorf("%s: CNI_NETNS = %q, want empty", call, call.NetNS)
 		}
 	}
-	if want := []string{"DEL b/eth1", "DEL a/eth1"}; !reflect.DeepEqual(summary(f.Calls()), want) {
-		t.Errorf("calls = %v, want %v", summary(f.Calls()), want)
+	if want := []string{"DEL b/eth1", "DEL a/eth1"}; !reflect.DeepEqual(delegatetest.Summary(f.Calls()), want) {
+		t.Errorf("calls = %v, want %v", delegatetest.Summary(f.Calls()), want)
 	}
 }
 
 func TestDelNotFoundGoesOn(t *testing.T) {
-	f := newFakeExec()
+	f := delegatetest.New()
 	f.NotFound("b")
 	c := chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`, `{"type":"b"}`, `{"type":"c"}`)
 	err := (&Runner{Exec: f}).Del(context.Background(), c, env("/x"), nil)
@@ -440,8 +441,8 @@ func TestDelNotFoundGoesOn(t *testing.T) {
 	if !errors.As(err, &nf) {
 		t.Errorf("error = %v, want a NotFoundError", err)
 	}
-	if want := []string{"DEL c/eth1", "DEL a/eth1"}; !reflect.DeepEqual(summary(f.Calls()), want) {
-		t.Errorf("calls = %v, want %v", summary(f.Calls()), want)
+	if want := []string{"DEL c/eth1", "DEL a/eth1"}; !reflect.DeepEqual(delegatetest.Summary(f.Calls()), want) {
+		t.Errorf("calls = %v, want %v", delegatetest.Summary(f.Calls()), want)
 	}
 }
 
@@ -450,21 +451,21 @@ func TestCheck(t *testing.T) {
 	c := chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`, `{"type":"b"}`, `{"type":"c"}`)
 
 	t.Run("success", func(t *testing.T) {
-		f := newFakeExec()
+		f := delegatetest.New()
 		if err := (&Runner{Exec: f}).Check(context.Background(), c, env("/x"), prev); err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"CHECK a/eth1", "CHECK b/eth1", "CHECK c/eth1"}; !reflect.DeepEqual(summary(f.Calls()), want) {
-			t.Errorf("calls = %v, want %v", summary(f.Calls()), want)
+		if want := []string{"CHECK a/eth1", "CHECK b/eth1", "CHECK c/eth1"}; !reflect.DeepEqual(delegatetest.Summary(f.Calls()), want) {
+			t.Errorf("calls = %v, want %v", delegatetest.Summary(f.Calls()), want)
 		}
 		for _, call := range f.Calls() {
-			if ipOf(call.PrevResult(t)) != "10.4.4.4" {
+			if delegatetest.IPOf(call.PrevResult(t)) != "10.4.4.4" {
 				t.Errorf("%s: prevResult = %s, want the given one", call, call.Conf["prevResult"])
 			}
 		}
 	})
 	t.Run("stops at first failure", func(t *testing.T) {
-		f := newFakeExec()
+		f := delegatetest.New()
 		f.FailOn("b", "CHECK", "eth1", 4)
 		err := (&Runner{Exec: f}).Check(context.Background(), c, env("/x"), prev)
 		var pe *PluginError
@@ -475,8 +476,8 @@ func TestCheck(t *testing.T) {
 		if !errors.As(err, &te) || te.Code != 4 {
 			t.Errorf("code not kept: %v", err)
 		}
-		if want := []string{"CHECK a/eth1", "CHECK b/eth1"}; !reflect.DeepEqual(summary(f.Calls()), want) {
-			t.Errorf("calls = %v, want %v", summary(f.Calls()), want)
+		if want := []string{"CHECK a/eth1", "CHECK b/eth1"}; !reflect.DeepEqual(delegatetest.Summary(f.Calls()), want) {
+			t.Errorf("calls = %v, want %v", delegatetest.Summary(f.Calls()), want)
 		}
 	})
 }

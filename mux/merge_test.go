@@ -3,6 +3,7 @@ package mux
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/nicmux/nicmux/delegate/delegatetest"
 	"math/rand/v2"
 	"net"
 	"reflect"
@@ -218,7 +219,7 @@ func TestMergeInputVersions(t *testing.T) {
 	var results []types.Result
 	var ifnames []string
 	for k, v := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
-		cp := copyResult(base)
+		cp := delegatetest.CopyResult(base)
 		cp.Interfaces[0].Name = fmt.Sprintf("eth%d", k)
 		r, err := cp.GetAsVersion(v)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nicmux/nicmux/delegate/delegatetest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -66,7 +67,7 @@ type harness struct {
 	attach   string
 	stateDir string
 	netns    string // a regular file standing in for a netns
-	fake     *fakeExec
+	fake     *delegatetest.Exec
 	p        *Plugin
 	stdout   *bytes.Buffer
 	stderr   *bytes.Buffer
@@ -89,7 +90,7 @@ func newHarnessMode(t *testing.T, parallel bool) *harness {
 		dir:      dir,
 		attach:   filepath.Join(dir, "multi.yaml"),
 		stateDir: filepath.Join(dir, "state"),
-		fake:     newFakeExec(),
+		fake:     delegatetest.New(),
 		stdout:   &bytes.Buffer{},
 		stderr:   &bytes.Buffer{},
 	}
@@ -202,9 +203,9 @@ func byIf(calls []string) map[string][]string {
 
 // assertCalls checks calls against want: exactly when chains run serially;
 // when they run in parallel, the same calls in the same order per interface.
-func (h *harness) assertCalls(what string, calls []fakeCall, want []string) bool {
+func (h *harness) assertCalls(what string, calls []delegatetest.Call, want []string) bool {
 	h.t.Helper()
-	got := summary(calls)
+	got := delegatetest.Summary(calls)
 	if !h.parallel {
 		if !reflect.DeepEqual(got, want) {
 			h.t.Errorf("%s =\n%v\nwant\n%v", what, got, want)
@@ -223,7 +224,9 @@ func (h *harness) assertCalls(what string, calls []fakeCall, want []string) bool
 func chainIndex(ifname string) int { return slices.Index(chainIfs, ifname) }
 
 // pluginIndex returns the position of plugin in its chain.
-func pluginIndex(c fakeCall) int { return slices.Index(chainPlugins[chainIndex(c.IfName)], c.Plugin) }
+func pluginIndex(c delegatetest.Call) int {
+	return slices.Index(chainPlugins[chainIndex(c.IfName)], c.Plugin)
+}
 
 func TestAdd(t *testing.T) {
 	modes(t, func(t *testing.T, h *harness) {
@@ -258,7 +261,7 @@ func TestAdd(t *testing.T) {
 				t.Errorf("%s: prevResult interfaces = %v, want only its own", c, got)
 			}
 			before := chainPlugins[chainIndex(c.IfName)][pi-1]
-			if want := defaultIP(before, c.IfName); ipOf(prev) != want || len(prev.IPs) != 1 {
+			if want := delegatetest.DefaultIP(before, c.IfName); delegatetest.IPOf(prev) != want || len(prev.IPs) != 1 {
 				t.Errorf("%s: prevResult IPs = %v, want only %s (from %s)", c, prev.IPs, want, before)
 			}
 		}
@@ -273,7 +276,7 @@ func TestAdd(t *testing.T) {
 		if err := json.Unmarshal(h.stdout.Bytes(), &hdr); err != nil || hdr.CNIVersion != "1.0.0" {
 			t.Fatalf("stdout = %q (%v), want a 1.0.0 result", h.stdout, err)
 		}
-		merged := decodeResult(t, h.stdout.Bytes())
+		merged := delegatetest.DecodeResult(t, h.stdout.Bytes())
 		if !reflect.DeepEqual(names(merged), chainIfs) {
 			t.Errorf("merged interfaces = %v, want %v", names(merged), chainIfs)
 		}
@@ -282,7 +285,7 @@ func TestAdd(t *testing.T) {
 			if k < len(merged.Interfaces) && merged.Interfaces[k].Sandbox != h.netns {
 				t.Errorf("%s sandbox = %q", ifname, merged.Interfaces[k].Sandbox)
 			}
-			want := defaultIP(chainPlugins[k][1], ifname)
+			want := delegatetest.DefaultIP(chainPlugins[k][1], ifname)
 			if k >= len(merged.IPs) || merged.IPs[k].Address.IP.String() != want || *merged.IPs[k].Interface != k {
 				t.Errorf("merged IPs = %v, want %s on %d", merged.IPs, want, k)
 			}
@@ -310,7 +313,7 @@ func TestAdd(t *testing.T) {
 				t.Errorf("%s record = %+v", ifname, rec)
 				continue
 			}
-			if got := ipOf(decodeResult(t, rec.Result)); got != defaultIP(chainPlugins[k][1], ifname) {
+			if got := delegatetest.IPOf(delegatetest.DecodeResult(t, rec.Result)); got != delegatetest.DefaultIP(chainPlugins[k][1], ifname) {
 				t.Errorf("%s stored result IP = %s", ifname, got)
 			}
 		}
@@ -379,11 +382,11 @@ func testAddFailureRollsBack(t *testing.T, h *harness, k, at int, code uint) {
 	}
 	calls := h.fake.Calls()
 	if len(calls) != len(wantAdd)+len(wantDel) {
-		t.Fatalf("calls =\n%v\nwant ADDs\n%v\nthen DELs\n%v", summary(calls), wantAdd, wantDel)
+		t.Fatalf("calls =\n%v\nwant ADDs\n%v\nthen DELs\n%v", delegatetest.Summary(calls), wantAdd, wantDel)
 	}
 	h.assertCalls("ADD calls", calls[:len(wantAdd)], wantAdd)
 	// The rollback runs after every ADD, last chain first, always serially.
-	if got := summary(calls[len(wantAdd):]); !reflect.DeepEqual(got, wantDel) {
+	if got := delegatetest.Summary(calls[len(wantAdd):]); !reflect.DeepEqual(got, wantDel) {
 		t.Errorf("rollback calls =\n%v\nwant\n%v", got, wantDel)
 	}
 	// Rollback DELs carry each chain's own result (the partial one for
@@ -399,12 +402,12 @@ func testAddFailureRollsBack(t *testing.T, h *harness, k, at int, code uint) {
 				t.Errorf("%s: prevResult %s, but no plugin of the chain succeeded", c, c.Conf["prevResult"])
 			}
 		case kc == k:
-			if got := ipOf(c.PrevResult(t)); got != defaultIP(chainPlugins[k][0], c.IfName) {
+			if got := delegatetest.IPOf(c.PrevResult(t)); got != delegatetest.DefaultIP(chainPlugins[k][0], c.IfName) {
 				t.Errorf("%s: prevResult IP %s, want the partial result", c, got)
 			}
 		default:
 			prev := c.PrevResult(t)
-			if got := ipOf(prev); got != defaultIP(chainPlugins[kc][1], c.IfName) || !reflect.DeepEqual(names(prev), []string{c.IfName}) {
+			if got := delegatetest.IPOf(prev); got != delegatetest.DefaultIP(chainPlugins[kc][1], c.IfName) || !reflect.DeepEqual(names(prev), []string{c.IfName}) {
 				t.Errorf("%s: prevResult %s, want the chain's own result", c, c.Conf["prevResult"])
 			}
 		}
@@ -424,7 +427,7 @@ func TestAddSeveralFailuresInParallel(t *testing.T) {
 	if CodeOf(err) != 7 || !strings.HasPrefix(err.Error(), "eth0: plugin alpha: ") || !strings.Contains(err.Error(), "eth2: plugin gamma2: ") {
 		t.Errorf("error = %q (code %d), want eth0's then eth2's failure", err, CodeOf(err))
 	}
-	dels := summary(h.fake.CallsOf("DEL"))
+	dels := delegatetest.Summary(h.fake.CallsOf("DEL"))
 	want := []string{"DEL gamma2/eth2", "DEL gamma/eth2", "DEL beta2/eth1", "DEL beta/eth1", "DEL alpha/eth0"}
 	if !reflect.DeepEqual(dels, want) {
 		t.Errorf("rollback = %v, want %v", dels, want)
@@ -448,7 +451,7 @@ func TestAddNotFoundRollsBack(t *testing.T) {
 	}
 	want := append(expectCalls("ADD", false, 0), "ADD beta/eth1", "DEL beta/eth1")
 	want = append(want, expectCalls("DEL", true, 0)...)
-	if got := summary(h.fake.Calls()); !reflect.DeepEqual(got, want) {
+	if got := delegatetest.Summary(h.fake.Calls()); !reflect.DeepEqual(got, want) {
 		t.Errorf("calls = %v, want %v (beta2 never ran, so it gets no DEL)", got, want)
 	}
 	h.assertNoState()
@@ -473,7 +476,7 @@ func failedRollback(t *testing.T, h *harness) {
 	// The rollback goes on past eth1's failure.
 	want := append(expectCalls("ADD", false, 0, 1), "ADD gamma/eth2", "DEL gamma/eth2")
 	want = append(want, expectCalls("DEL", true, 1, 0)...)
-	if got := summary(h.fake.Calls()); !reflect.DeepEqual(got, want) {
+	if got := delegatetest.Summary(h.fake.Calls()); !reflect.DeepEqual(got, want) {
 		t.Errorf("calls = %v, want %v", got, want)
 	}
 	c, err := h.store.LoadContainer(testID)
@@ -513,8 +516,8 @@ func TestAddFailedRollbackThenAddReleasesFirst(t *testing.T) {
 	h.mustAdd(h.args(""))
 	calls := h.fake.Calls()
 	want := append(expectCalls("DEL", true, 1), expectCalls("ADD", false, 0, 1, 2)...)
-	if !reflect.DeepEqual(summary(calls), want) {
-		t.Fatalf("calls = %v, want %v (release eth1 first, then ADD)", summary(calls), want)
+	if !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+		t.Fatalf("calls = %v, want %v (release eth1 first, then ADD)", delegatetest.Summary(calls), want)
 	}
 	for _, c := range calls[:2] {
 		// Released with what the failed ADD recorded: its CNI_ARGS and
@@ -523,7 +526,7 @@ func TestAddFailedRollbackThenAddReleasesFirst(t *testing.T) {
 			t.Errorf("%s: args/netns = %q/%q, want the recorded K=V/%s", c, c.Args, c.NetNS, h.netns)
 		}
 		// BUG: (same as above) no prevResult.
-		if got := ipOf(c.PrevResult(t)); got != defaultIP("beta2", "eth1") {
+		if got := delegatetest.IPOf(c.PrevResult(t)); got != delegatetest.DefaultIP("beta2", "eth1") {
 			t.Errorf("%s: prevResult IP %q, want eth1's stored result", c, got)
 		}
 	}
@@ -549,8 +552,8 @@ func TestAddAgainReleasesStaleState(t *testing.T) {
 			h.mustAdd(h.args(""))
 			calls := h.fake.Calls()
 			want := append(expectCalls("DEL", true, 2, 1, 0), expectCalls("ADD", false, 0, 1, 2)...)
-			if !reflect.DeepEqual(summary(calls), want) {
-				t.Fatalf("calls = %v, want %v", summary(calls), want)
+			if !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+				t.Fatalf("calls = %v, want %v", delegatetest.Summary(calls), want)
 			}
 			for _, c := range calls[:6] {
 				// A recreated namespace: the old links went with the old
@@ -585,15 +588,15 @@ func TestDelUsesStoredConfig(t *testing.T) {
 		t.Fatalf("DEL: %v", err)
 	}
 	calls := h.fake.Calls()
-	if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(summary(calls), want) {
-		t.Fatalf("calls = %v, want %v", summary(calls), want)
+	if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+		t.Fatalf("calls = %v, want %v", delegatetest.Summary(calls), want)
 	}
 	for _, c := range calls {
 		k := map[string]int{"eth0": 0, "eth1": 1, "eth2": 2}[c.IfName]
 		if c.NetNS != h.netns || c.ContainerID != testID || c.Args != "A=1" {
 			t.Errorf("%s: env = %+v, want the netns and the ADD's CNI_ARGS", c, c)
 		}
-		if got := ipOf(c.PrevResult(t)); got != defaultIP(chainPlugins[k][1], c.IfName) {
+		if got := delegatetest.IPOf(c.PrevResult(t)); got != delegatetest.DefaultIP(chainPlugins[k][1], c.IfName) {
 			t.Errorf("%s: prevResult IP %s, want the chain's stored result", c, got)
 		}
 	}
@@ -616,8 +619,8 @@ func TestDelTwice(t *testing.T) {
 		if err := h.del(h.args("")); err != nil {
 			t.Fatalf("DEL #%d: %v", i+1, err)
 		}
-		if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(summary(h.fake.Calls()), want) {
-			t.Errorf("DEL #%d calls = %v, want %v", i+1, summary(h.fake.Calls()), want)
+		if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(delegatetest.Summary(h.fake.Calls()), want) {
+			t.Errorf("DEL #%d calls = %v, want %v", i+1, delegatetest.Summary(h.fake.Calls()), want)
 		}
 		h.assertNoState()
 	}
@@ -653,8 +656,8 @@ func TestDelWithoutStateFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := h.fake.Calls()
-	if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(summary(calls), want) {
-		t.Fatalf("calls = %v, want %v", summary(calls), want)
+	if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+		t.Fatalf("calls = %v, want %v", delegatetest.Summary(calls), want)
 	}
 	for _, c := range calls {
 		if c.HasPrevResult() {
@@ -675,8 +678,8 @@ func TestDelWithoutStateReportsAllFailures(t *testing.T) {
 	if err == nil {
 		t.Fatal("DEL succeeded")
 	}
-	if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(summary(h.fake.Calls()), want) {
-		t.Errorf("calls = %v, want %v (going on past failures)", summary(h.fake.Calls()), want)
+	if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(delegatetest.Summary(h.fake.Calls()), want) {
+		t.Errorf("calls = %v, want %v (going on past failures)", delegatetest.Summary(h.fake.Calls()), want)
 	}
 	for _, s := range []string{"eth2: plugin gamma2", "eth0: plugin alpha"} {
 		if !strings.Contains(err.Error(), s) {
@@ -697,8 +700,8 @@ func TestDelFailureKeepsState(t *testing.T) {
 	if err == nil || CodeOf(err) != 11 || !strings.Contains(err.Error(), "eth1: plugin beta") {
 		t.Fatalf("DEL error = %v (code %d)", err, CodeOf(err))
 	}
-	if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(summary(h.fake.Calls()), want) {
-		t.Errorf("calls = %v, want %v", summary(h.fake.Calls()), want)
+	if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(delegatetest.Summary(h.fake.Calls()), want) {
+		t.Errorf("calls = %v, want %v", delegatetest.Summary(h.fake.Calls()), want)
 	}
 	// Only eth1 is left to release.
 	for ifname, want := range map[string]bool{"eth0": false, "eth1": true, "eth2": false} {
@@ -714,8 +717,8 @@ func TestDelFailureKeepsState(t *testing.T) {
 	if err := h.del(h.args("")); err != nil {
 		t.Fatal(err)
 	}
-	if want := expectCalls("DEL", true, 1); !reflect.DeepEqual(summary(h.fake.Calls()), want) {
-		t.Errorf("retry calls = %v, want %v", summary(h.fake.Calls()), want)
+	if want := expectCalls("DEL", true, 1); !reflect.DeepEqual(delegatetest.Summary(h.fake.Calls()), want) {
+		t.Errorf("retry calls = %v, want %v", delegatetest.Summary(h.fake.Calls()), want)
 	}
 	h.assertNoState()
 }
@@ -777,8 +780,8 @@ func TestAttachmentSet(t *testing.T) {
 	const args = "IgnoreUnknown=true;NICMUX_ATTACHMENTS=storage"
 	h.mustAdd(h.args(args))
 	calls := h.fake.Calls()
-	if want := []string{"ADD sigma/eth0", "ADD tau/stor0"}; !reflect.DeepEqual(summary(calls), want) {
-		t.Fatalf("calls = %v, want %v (storage.yaml)", summary(calls), want)
+	if want := []string{"ADD sigma/eth0", "ADD tau/stor0"}; !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+		t.Fatalf("calls = %v, want %v (storage.yaml)", delegatetest.Summary(calls), want)
 	}
 	for _, c := range calls {
 		if c.Args != args {
@@ -795,7 +798,7 @@ func TestAttachmentSet(t *testing.T) {
 	if c.Set != "storage" || c.AttachmentFile != filepath.Join(h.dir, "storage.yaml") || !reflect.DeepEqual(c.Interfaces, []string{"eth0", "stor0"}) {
 		t.Errorf("container record = %+v", c)
 	}
-	merged := decodeResult(t, h.stdout.Bytes())
+	merged := delegatetest.DecodeResult(t, h.stdout.Bytes())
 	if !reflect.DeepEqual(names(merged), []string{"eth0", "stor0"}) {
 		t.Errorf("merged interfaces = %v", names(merged))
 	}
@@ -805,8 +808,8 @@ func TestAttachmentSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls = h.fake.Calls()
-	if want := []string{"DEL tau/stor0", "DEL sigma/eth0"}; !reflect.DeepEqual(summary(calls), want) {
-		t.Fatalf("DEL calls = %v, want %v (the recorded set's chains)", summary(calls), want)
+	if want := []string{"DEL tau/stor0", "DEL sigma/eth0"}; !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+		t.Fatalf("DEL calls = %v, want %v (the recorded set's chains)", delegatetest.Summary(calls), want)
 	}
 	for _, c := range calls {
 		if c.Args != args {
@@ -985,7 +988,7 @@ func TestDelParallel(t *testing.T) {
 	h.assertCalls("DEL calls", h.fake.Calls(), expectCalls("DEL", true, 2, 1, 0))
 	for _, c := range h.fake.Calls() {
 		k := chainIndex(c.IfName)
-		if got := ipOf(c.PrevResult(t)); got != defaultIP(chainPlugins[k][1], c.IfName) {
+		if got := delegatetest.IPOf(c.PrevResult(t)); got != delegatetest.DefaultIP(chainPlugins[k][1], c.IfName) {
 			t.Errorf("%s: prevResult IP %s, want its own chain's stored result", c, got)
 		}
 	}
@@ -1035,7 +1038,7 @@ func TestAddParallelKeepsSharedBridgeSerial(t *testing.T) {
 	// if eth1 runs at the same time as eth0.
 	eth1Started := make(chan struct{})
 	var once sync.Once
-	h.fake.SetHook(func(c fakeCall) {
+	h.fake.SetHook(func(c delegatetest.Call) {
 		switch c.String() {
 		case "ADD macvlan/eth1":
 			once.Do(func() { close(eth1Started) })
@@ -1051,7 +1054,7 @@ func TestAddParallelKeepsSharedBridgeSerial(t *testing.T) {
 	if d := time.Since(start); d >= 5*time.Second {
 		t.Errorf("ADD took %v: eth1 did not run beside eth0", d)
 	}
-	got := summary(h.fake.Calls())
+	got := delegatetest.Summary(h.fake.Calls())
 	pos := func(s string) int { return slices.Index(got, s) }
 	if pos("ADD macvlan/eth1") > pos("ADD tune/eth0") {
 		t.Errorf("calls = %v: eth1 should run beside eth0", got)
@@ -1059,7 +1062,7 @@ func TestAddParallelKeepsSharedBridgeSerial(t *testing.T) {
 	if pos("ADD bridge/eth2") < pos("ADD tune/eth0") {
 		t.Errorf("calls = %v: eth2 shares br0 with eth0 and must wait for it", got)
 	}
-	merged := decodeResult(t, h.stdout.Bytes())
+	merged := delegatetest.DecodeResult(t, h.stdout.Bytes())
 	if !reflect.DeepEqual(names(merged), chainIfs) {
 		t.Errorf("merged interfaces = %v, want file order %v", names(merged), chainIfs)
 	}
@@ -1073,14 +1076,14 @@ func TestAddParallelFailureStopsSharedBridgeGroup(t *testing.T) {
 	if err == nil || CodeOf(err) != 11 || !strings.HasPrefix(err.Error(), "eth0: plugin tune: ") {
 		t.Fatalf("error = %v (code %d)", err, CodeOf(err))
 	}
-	adds := summary(h.fake.CallsOf("ADD"))
+	adds := delegatetest.Summary(h.fake.CallsOf("ADD"))
 	if slices.Contains(adds, "ADD bridge/eth2") {
 		t.Errorf("ADD calls = %v: eth2 is in eth0's group and must not run after eth0 failed", adds)
 	}
 	if !slices.Contains(adds, "ADD macvlan/eth1") {
 		t.Errorf("ADD calls = %v: eth1 is independent and runs", adds)
 	}
-	dels := summary(h.fake.CallsOf("DEL"))
+	dels := delegatetest.Summary(h.fake.CallsOf("DEL"))
 	if want := []string{"DEL macvlan/eth1", "DEL tune/eth0", "DEL bridge/eth0"}; !reflect.DeepEqual(dels, want) {
 		t.Errorf("rollback = %v, want %v (eth2 never ran)", dels, want)
 	}

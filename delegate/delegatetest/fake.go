@@ -1,4 +1,8 @@
-package delegate
+// Package delegatetest provides a fake plugin runner for unit tests of
+// nicmux's logic: it records every delegate call (verb, CNI variables and
+// stdin), answers with configurable results, and fails or goes missing on
+// demand, without running any binary.
+package delegatetest
 
 import (
 	"context"
@@ -18,8 +22,8 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 )
 
-// fakeCall is one recorded delegate invocation.
-type fakeCall struct {
+// Call is one recorded delegate invocation.
+type Call struct {
 	Plugin      string // base name of the plugin path
 	Command     string // CNI_COMMAND
 	IfName      string // CNI_IFNAME
@@ -32,33 +36,33 @@ type fakeCall struct {
 	Conf map[string]json.RawMessage
 }
 
-func (c fakeCall) String() string { return c.Command + " " + c.Plugin + "/" + c.IfName }
+func (c Call) String() string { return c.Command + " " + c.Plugin + "/" + c.IfName }
 
 // HasPrevResult reports whether the plugin got a prevResult.
-func (c fakeCall) HasPrevResult() bool {
+func (c Call) HasPrevResult() bool {
 	_, ok := c.Conf["prevResult"]
 	return ok
 }
 
 // PrevResult decodes the prevResult the plugin got, at 1.1.0, or nil.
-func (c fakeCall) PrevResult(t testing.TB) *types100.Result {
+func (c Call) PrevResult(t testing.TB) *types100.Result {
 	t.Helper()
 	raw, ok := c.Conf["prevResult"]
 	if !ok {
 		return nil
 	}
-	return decodeResult(t, raw)
+	return DecodeResult(t, raw)
 }
 
 // Str returns a top-level string field of the plugin's configuration.
-func (c fakeCall) Str(key string) string {
+func (c Call) Str(key string) string {
 	var s string
 	_ = json.Unmarshal(c.Conf[key], &s)
 	return s
 }
 
-// decodeResult decodes a result of any version as a 1.1.0 result.
-func decodeResult(t testing.TB, raw []byte) *types100.Result {
+// DecodeResult decodes a result of any version as a 1.1.0 result.
+func DecodeResult(t testing.TB, raw []byte) *types100.Result {
 	t.Helper()
 	var hdr struct {
 		CNIVersion string `json:"cniVersion"`
@@ -80,17 +84,17 @@ func decodeResult(t testing.TB, raw []byte) *types100.Result {
 type fakeKey struct{ plugin, ifname string }
 type failKey struct{ plugin, verb, ifname string }
 
-// fakeExec is an invoke.Exec that runs no binary. It records every call,
+// Exec is an invoke.Exec that runs no binary. It records every call,
 // answers ADD with a result per (plugin, ifname) (by default one interface
-// named CNI_IFNAME in CNI_NETNS with defaultIP(plugin, ifname)), fails the
+// named CNI_IFNAME in CNI_NETNS with DefaultIP(plugin, ifname)), fails the
 // (plugin, verb, ifname) it is told to with a *types.Error, and reports the
 // plugins it is told to as missing from the path. It is safe for concurrent
 // use.
-type fakeExec struct {
+type Exec struct {
 	version.PluginDecoder
 
 	mu       sync.Mutex
-	calls    []fakeCall
+	calls    []Call
 	results  map[fakeKey]*types100.Result
 	fails    map[failKey]uint
 	notFound map[string]bool
@@ -99,18 +103,17 @@ type fakeExec struct {
 	resultVersion string
 	// hook, when set, is called with every call once it is recorded,
 	// before the call returns; tests use it to order concurrent calls.
-	hook func(fakeCall)
+	hook func(Call)
 }
 
 // The fake fits both the CNI library's invoke.Exec and delegate.Exec (the
 // same method set).
 var (
-	_ invoke.Exec = (*fakeExec)(nil)
-	_ Exec        = (*fakeExec)(nil)
+	_ invoke.Exec = (*Exec)(nil)
 )
 
-func newFakeExec() *fakeExec {
-	return &fakeExec{
+func New() *Exec {
+	return &Exec{
 		results:  map[fakeKey]*types100.Result{},
 		fails:    map[failKey]uint{},
 		notFound: map[string]bool{},
@@ -118,7 +121,7 @@ func newFakeExec() *fakeExec {
 }
 
 // SetResult makes ADD of plugin for ifname return r.
-func (f *fakeExec) SetResult(plugin, ifname string, r *types100.Result) {
+func (f *Exec) SetResult(plugin, ifname string, r *types100.Result) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.results[fakeKey{plugin, ifname}] = r
@@ -126,14 +129,14 @@ func (f *fakeExec) SetResult(plugin, ifname string, r *types100.Result) {
 
 // FailOn makes verb of plugin for ifname fail with code. ifname "*"
 // matches any interface.
-func (f *fakeExec) FailOn(plugin, verb, ifname string, code uint) {
+func (f *Exec) FailOn(plugin, verb, ifname string, code uint) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fails[failKey{plugin, verb, ifname}] = code
 }
 
 // ClearFailures undoes every FailOn and NotFound.
-func (f *fakeExec) ClearFailures() {
+func (f *Exec) ClearFailures() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fails = map[failKey]uint{}
@@ -141,36 +144,36 @@ func (f *fakeExec) ClearFailures() {
 }
 
 // NotFound makes FindInPath report plugin as missing.
-func (f *fakeExec) NotFound(plugin string) {
+func (f *Exec) NotFound(plugin string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.notFound[plugin] = true
 }
 
 // SetResultVersion makes ADD print results at v ("" for the config's).
-func (f *fakeExec) SetResultVersion(v string) {
+func (f *Exec) SetResultVersion(v string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.resultVersion = v
 }
 
 // SetHook makes every call run hook once recorded (nil for none).
-func (f *fakeExec) SetHook(hook func(fakeCall)) {
+func (f *Exec) SetHook(hook func(Call)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.hook = hook
 }
 
 // Calls returns a copy of the calls so far.
-func (f *fakeExec) Calls() []fakeCall {
+func (f *Exec) Calls() []Call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]fakeCall(nil), f.calls...)
+	return append([]Call(nil), f.calls...)
 }
 
 // CallsOf returns the calls of one verb.
-func (f *fakeExec) CallsOf(verb string) []fakeCall {
-	var out []fakeCall
+func (f *Exec) CallsOf(verb string) []Call {
+	var out []Call
 	for _, c := range f.Calls() {
 		if c.Command == verb {
 			out = append(out, c)
@@ -180,13 +183,13 @@ func (f *fakeExec) CallsOf(verb string) []fakeCall {
 }
 
 // Reset forgets the calls so far.
-func (f *fakeExec) Reset() {
+func (f *Exec) Reset() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = nil
 }
 
-func (f *fakeExec) FindInPath(plugin string, paths []string) (string, error) {
+func (f *Exec) FindInPath(plugin string, paths []string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.notFound[plugin] {
@@ -199,14 +202,14 @@ func (f *fakeExec) FindInPath(plugin string, paths []string) (string, error) {
 	return filepath.Join(dir, plugin), nil
 }
 
-func (f *fakeExec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
+func (f *Exec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
 	env := map[string]string{}
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			env[k] = v
 		}
 	}
-	c := fakeCall{
+	c := Call{
 		Plugin:      filepath.Base(pluginPath),
 		Command:     env["CNI_COMMAND"],
 		IfName:      env["CNI_IFNAME"],
@@ -242,9 +245,9 @@ func (f *fakeExec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte
 		return nil, nil
 	}
 	if res == nil {
-		res = defaultResult(c.Plugin, c.IfName, c.NetNS)
+		res = DefaultResult(c.Plugin, c.IfName, c.NetNS)
 	} else {
-		res = copyResult(res)
+		res = CopyResult(res)
 	}
 	if resVer == "" {
 		resVer = c.Str("cniVersion")
@@ -256,28 +259,28 @@ func (f *fakeExec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte
 	return json.Marshal(out)
 }
 
-// defaultIP is the address the fake gives plugin for ifname by default.
-func defaultIP(plugin, ifname string) string {
+// DefaultIP is the address the fake gives plugin for ifname by default.
+func DefaultIP(plugin, ifname string) string {
 	h := fnv.New32a()
 	h.Write([]byte(plugin + "/" + ifname))
 	s := h.Sum32()
 	return fmt.Sprintf("10.%d.%d.2", byte(s>>8), byte(s))
 }
 
-// defaultResult is what the fake's ADD returns when not told otherwise.
-func defaultResult(plugin, ifname, netns string) *types100.Result {
+// DefaultResult is what the fake's ADD returns when not told otherwise.
+func DefaultResult(plugin, ifname, netns string) *types100.Result {
 	zero := 0
 	return &types100.Result{
 		CNIVersion: types100.ImplementedSpecVersion,
 		Interfaces: []*types100.Interface{{Name: ifname, Sandbox: netns, Mac: "02:00:00:00:00:01"}},
 		IPs: []*types100.IPConfig{{
 			Interface: &zero,
-			Address:   net.IPNet{IP: net.ParseIP(defaultIP(plugin, ifname)).To4(), Mask: net.CIDRMask(24, 32)},
+			Address:   net.IPNet{IP: net.ParseIP(DefaultIP(plugin, ifname)).To4(), Mask: net.CIDRMask(24, 32)},
 		}},
 	}
 }
 
-func copyResult(r *types100.Result) *types100.Result {
+func CopyResult(r *types100.Result) *types100.Result {
 	out := &types100.Result{CNIVersion: r.CNIVersion, DNS: *r.DNS.Copy()}
 	if out.CNIVersion == "" {
 		out.CNIVersion = types100.ImplementedSpecVersion
@@ -294,16 +297,16 @@ func copyResult(r *types100.Result) *types100.Result {
 	return out
 }
 
-// ipOf returns the first IP address of a result, or "".
-func ipOf(r *types100.Result) string {
+// IPOf returns the first IP address of a result, or "".
+func IPOf(r *types100.Result) string {
 	if r == nil || len(r.IPs) == 0 {
 		return ""
 	}
 	return r.IPs[0].Address.IP.String()
 }
 
-// summary lists calls as "VERB plugin/ifname".
-func summary(calls []fakeCall) []string {
+// Summary lists calls as "VERB plugin/ifname".
+func Summary(calls []Call) []string {
 	out := make([]string, len(calls))
 	for i, c := range calls {
 		out[i] = c.String()
