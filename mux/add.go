@@ -46,6 +46,31 @@ func (p *Plugin) begin(verb string, args *skel.CmdArgs) (*invocation, func(), er
 	return inv, closeLog, nil
 }
 
+// do runs one verb: it reads nicmux's configuration, opens the log, and logs
+// the verb's outcome.
+func (p *Plugin) do(verb string, args *skel.CmdArgs, f func(*invocation) error) (err error) {
+	inv, closeLog, err := p.begin(verb, args)
+	defer closeLog()
+	if err != nil {
+		return err
+	}
+	defer func() { inv.vl.done(err) }()
+	return f(inv)
+}
+
+// locked runs f holding the store lock (shared) and the container's lock.
+// f reports whether the container's state is gone, so that its lock file
+// goes too.
+func (p *Plugin) locked(ctx context.Context, inv *invocation, f func() (gone bool, err error)) error {
+	unlock, err := p.lock(ctx, inv.store, inv.args.ContainerID)
+	if err != nil {
+		return err
+	}
+	gone, err := f()
+	unlock(gone)
+	return err
+}
+
 // loadAttachments reads the attachment file chosen by the set name.
 func (inv *invocation) loadAttachments(set string) (*conf.Attachments, error) {
 	file, err := conf.ResolveSet(inv.nc.Attachments, set)
@@ -74,51 +99,44 @@ func (inv *invocation) env(ifname, netns string) delegate.Env {
 // Add attaches every interface of the attachment file and prints the merged
 // result. On any failure it releases what it attached and leaves no state
 // behind.
-func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
-	inv, closeLog, err := p.begin("ADD", args)
-	defer closeLog()
-	if err != nil {
-		return err
-	}
-	defer func() { inv.vl.done(err) }()
+func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) error {
+	return p.do("ADD", args, func(inv *invocation) error { return p.add(ctx, inv) })
+}
 
-	if err := state.ValidateID(args.ContainerID); err != nil {
-		return err
-	}
-	set := conf.SetFromArgs(args.Args)
+func (p *Plugin) add(ctx context.Context, inv *invocation) error {
+	set := conf.SetFromArgs(inv.args.Args)
 	att, err := inv.loadAttachments(set)
 	if err != nil {
 		return err
 	}
-	nsID, err := identify(args.Netns)
+	nsID, err := identify(inv.args.Netns)
 	if err != nil {
 		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
 	}
 	if nsID.IsZero() {
-		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: no network namespace at %q", args.Netns))
+		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: no network namespace at %q", inv.args.Netns))
 	}
-
-	unlock, err := p.lock(ctx, inv.store, args.ContainerID)
-	if err != nil {
-		return err
-	}
-	removeLock := false
-	defer func() { unlock(removeLock) }()
-
-	old, err := inv.store.LoadContainer(args.ContainerID)
-	switch {
-	case errors.Is(err, state.ErrNotFound):
-	case err != nil:
-		return err
-	default:
-		if err := p.replaceStale(ctx, inv, old, nsID); err != nil {
-			return err
+	return p.locked(ctx, inv, func() (bool, error) {
+		old, err := inv.store.LoadContainer(inv.args.ContainerID)
+		switch {
+		case errors.Is(err, state.ErrNotFound):
+		case err != nil:
+			return false, err
+		default:
+			if err := p.replaceStale(ctx, inv, old, nsID); err != nil {
+				return false, err
+			}
 		}
-	}
+		return p.attach(ctx, inv, att, set, nsID)
+	})
+}
 
+// attach plans, runs the chains, completes and prints the merged result, or
+// rolls back. It reports whether the container's state is gone.
+func (p *Plugin) attach(ctx context.Context, inv *invocation, att *conf.Attachments, set string, nsID state.NetNSID) (gone bool, err error) {
 	c, recs, err := p.plan(inv, att, set, nsID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	results, toRelease, saved, err := p.addChains(ctx, inv, att.Interfaces, recs)
 	var merged types.Result
@@ -129,13 +147,12 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) (err error) {
 	}
 	if err != nil {
 		if rbErr := p.rollback(ctx, inv, c.Interfaces, toRelease, results); rbErr != nil {
-			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+			return false, errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
 		}
-		removeLock = true
-		return err
+		return true, err
 	}
 	warnAddressOrder(inv.log, merged, c.Interfaces)
-	return merged.PrintTo(p.stdout())
+	return false, merged.PrintTo(p.stdout())
 }
 
 // plan records, before any delegate runs, the container and each interface

@@ -22,23 +22,14 @@ import (
 // It checks what ADD set up, not the current attachment file: a changed
 // file is logged as drift and never fails CHECK, because a false failure
 // makes Nomad tear down the namespace and kill the allocation.
-func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) (err error) {
-	inv, closeLog, err := p.begin("CHECK", args)
-	defer closeLog()
-	if err != nil {
-		return err
-	}
-	defer func() { inv.vl.done(err) }()
-	if err := state.ValidateID(args.ContainerID); err != nil {
-		return err
-	}
+func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) error {
+	return p.do("CHECK", args, func(inv *invocation) error {
+		return p.locked(ctx, inv, func() (bool, error) { return false, p.check(ctx, inv) })
+	})
+}
 
-	unlock, err := p.lock(ctx, inv.store, args.ContainerID)
-	if err != nil {
-		return err
-	}
-	defer unlock(false)
-
+func (p *Plugin) check(ctx context.Context, inv *invocation) error {
+	args := inv.args
 	c, err := inv.store.LoadContainer(args.ContainerID)
 	if errors.Is(err, state.ErrNotFound) {
 		return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s has no nicmux state in %s: it was never attached, or was deleted", args.ContainerID, inv.nc.StateDir))

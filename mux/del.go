@@ -20,35 +20,19 @@ import (
 // failing interface and returns all failures; the state is removed only once
 // every interface is released, so a repeated DEL can finish the job. Without
 // state it falls back to the chains of the current attachment file.
-func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) (err error) {
-	inv, closeLog, err := p.begin("DEL", args)
-	defer closeLog()
-	if err != nil {
-		return err
-	}
-	defer func() { inv.vl.done(err) }()
-	if err := state.ValidateID(args.ContainerID); err != nil {
-		return err
-	}
-
-	unlock, err := p.lock(ctx, inv.store, args.ContainerID)
-	if err != nil {
-		return err
-	}
-	removeLock := false
-	defer func() { unlock(removeLock) }()
-
-	c, err := inv.store.LoadContainer(args.ContainerID)
-	switch {
-	case errors.Is(err, state.ErrNotFound):
-		err = p.delWithoutState(ctx, inv)
-	case err != nil:
-		return err
-	default:
-		err = p.release(ctx, inv, c)
-	}
-	removeLock = err == nil
-	return err
+func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
+	return p.do("DEL", args, func(inv *invocation) error {
+		return p.locked(ctx, inv, func() (bool, error) {
+			c, err := inv.store.LoadContainer(args.ContainerID)
+			switch {
+			case errors.Is(err, state.ErrNotFound):
+				err = p.delWithoutState(ctx, inv)
+			case err == nil:
+				err = p.release(ctx, inv, c)
+			}
+			return err == nil, err
+		})
+	})
 }
 
 // release runs DEL for each of a container's recorded interfaces, last

@@ -22,13 +22,12 @@ import (
 // delegate never collects a live attachment. It goes on past failures and
 // reports them all. GC holds the store lock exclusively: no ADD, CHECK or
 // DEL runs meanwhile.
-func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) (err error) {
-	inv, closeLog, err := p.begin("GC", args)
-	defer closeLog()
-	if err != nil {
-		return err
-	}
-	defer func() { inv.vl.done(err) }()
+func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
+	return p.do("GC", args, func(inv *invocation) error { return p.gc(ctx, inv) })
+}
+
+func (p *Plugin) gc(ctx context.Context, inv *invocation) error {
+	args := inv.args
 	if inv.nc.DisableGC {
 		inv.log.Info("GC disabled by disableGC")
 		return nil
@@ -156,14 +155,11 @@ func (p *Plugin) lockContainer(ctx context.Context, store *state.Store, id strin
 // writable, and every chain at 1.1.0 or later answers STATUS. Otherwise it
 // fails with code 50 naming the file or chain, or with a delegate's own 50
 // or 51 (51: existing containers have limited connectivity).
-func (p *Plugin) Status(ctx context.Context, args *skel.CmdArgs) (err error) {
-	inv, closeLog, err := p.begin("STATUS", args)
-	defer closeLog()
-	if err != nil {
-		return err
-	}
-	defer func() { inv.vl.done(err) }()
+func (p *Plugin) Status(ctx context.Context, args *skel.CmdArgs) error {
+	return p.do("STATUS", args, func(inv *invocation) error { return p.status(ctx, inv) })
+}
 
+func (p *Plugin) status(ctx context.Context, inv *invocation) error {
 	notReady := func(err error) error { return withCode(types.ErrPluginNotAvailable, err) }
 	files := []string{inv.nc.Attachments}
 	for _, name := range conf.AvailableSets(filepath.Dir(inv.nc.Attachments)) {
