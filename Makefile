@@ -55,6 +55,7 @@ lint:
 	cd $(NOMAD_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(NOMAD_DIR) && $(GO) vet -modfile=$(NOMAD_V1112) ./... && $(GO) mod tidy -modfile=$(NOMAD_V1112) -diff
 	cd $(BENCH_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd test/netnsutil && $(GO) vet ./... && $(GO) mod tidy -diff
 
 unit:
 	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/...

@@ -14,6 +14,9 @@ require (
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/nicmux/nicmux/test/netnsutil v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 )
+
+replace github.com/nicmux/nicmux/test/netnsutil => ./test/netnsutil

@@ -95,45 +95,21 @@ func inNS(t *testing.T, path string, f func() error) {
 // nsLinks lists the links in a namespace, without lo.
 func nsLinks(t *testing.T, path string) []string {
 	t.Helper()
-	var names []string
-	inNS(t, path, func() error {
-		links, err := netlink.LinkList()
-		if err != nil {
-			return err
-		}
-		for _, l := range links {
-			if l.Attrs().Name != "lo" {
-				names = append(names, l.Attrs().Name)
-			}
-		}
-		return nil
-	})
-	sort.Strings(names)
+	names, err := netnsutil.Links(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return names
 }
 
 // nsAddrs lists the global addresses of a link in a namespace, as CIDRs.
 func nsAddrs(t *testing.T, path, ifname string) []string {
 	t.Helper()
-	var out []string
-	inNS(t, path, func() error {
-		l, err := netlink.LinkByName(ifname)
-		if err != nil {
-			return err
-		}
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil {
-			return err
-		}
-		for _, a := range addrs {
-			if a.IP.IsGlobalUnicast() {
-				out = append(out, a.IPNet.String())
-			}
-		}
-		return nil
-	})
-	sort.Strings(out)
-	return out
+	addrs, err := netnsutil.Addrs(path, ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs
 }
 
 // makeMaster makes a veth pair in the test's own namespace, to serve as a

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"sync"
 	"syscall"
 
@@ -135,4 +136,59 @@ func linkUp(name string) error {
 		return err
 	}
 	return netlink.LinkSetUp(l)
+}
+
+// Do runs f with a netlink handle inside the namespace at path.
+func Do(path string, f func(h *netlink.Handle) error) error {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("opening netns %s: %w", path, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	defer h.Close()
+	if err := f(h); err != nil {
+		return fmt.Errorf("in netns %s: %w", path, err)
+	}
+	return nil
+}
+
+// Links lists the links in the namespace at path, without lo, sorted.
+func Links(path string) ([]string, error) {
+	var names []string
+	err := Do(path, func(h *netlink.Handle) error {
+		links, err := h.LinkList()
+		for _, l := range links {
+			if l.Attrs().Name != "lo" {
+				names = append(names, l.Attrs().Name)
+			}
+		}
+		return err
+	})
+	sort.Strings(names)
+	return names, err
+}
+
+// Addrs lists the global addresses of a link in the namespace at path, as
+// sorted CIDRs.
+func Addrs(path, ifname string) ([]string, error) {
+	var out []string
+	err := Do(path, func(h *netlink.Handle) error {
+		l, err := h.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+		for _, a := range addrs {
+			if a.IP.IsGlobalUnicast() {
+				out = append(out, a.IPNet.String())
+			}
+		}
+		return err
+	})
+	sort.Strings(out)
+	return out, err
 }

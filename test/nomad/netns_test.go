@@ -3,21 +3,18 @@ package nomad
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/nicmux/nicmux/test/netnsutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // netnsDir is where Nomad puts allocation namespaces: /var/run/netns/<allocID>.
@@ -35,116 +32,33 @@ func newUUID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
-// createNetNS makes a new network namespace and bind-mounts it at path, as
-// Nomad (and `ip netns add`) do.
-func createNetNS(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	var wg sync.WaitGroup
-	var nsErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		nsErr = unshareAndMount(path)
-	}()
-	wg.Wait()
-	if nsErr != nil {
-		os.Remove(path)
-		return fmt.Errorf("creating netns at %s: %w", path, nsErr)
-	}
-	return nil
-}
-
-// unshareAndMount moves the calling thread into a new network namespace,
-// bind-mounts it at path and moves the thread back. The thread must not
-// stay in the new namespace: a goroutine that ends locked to the main
-// thread leaves it there for good (Go cannot end the main thread), which
-// keeps the namespace, and its links, alive after destroyNetNS.
-func unshareAndMount(path string) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		return err
-	}
-	self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-	mountErr := unix.Mount(self, path, "none", unix.MS_BIND, "")
-	if err := netns.Set(orig); err != nil {
-		return errors.Join(mountErr, err) // the thread stays locked and ends with the goroutine
-	}
-	runtime.UnlockOSThread()
-	return mountErr
-}
-
-// destroyNetNS unmounts and removes the namespace at path; it and every link
-// in it go away. Nomad does this after a failed CHECK, WITHOUT a CNI DEL.
-func destroyNetNS(path string) error {
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmounting %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return nil
-}
+// createNetNS makes a new network namespace at path, as Nomad (and `ip
+// netns add`) do; destroyNetNS removes it, and every link in it goes too.
+// Nomad destroys an allocation's namespace after a failed CHECK, WITHOUT a
+// CNI DEL.
+func createNetNS(path string) error  { return netnsutil.CreateAt(path) }
+func destroyNetNS(path string) error { return netnsutil.DestroyAt(path) }
 
 // nsDo runs f with a netlink handle inside the namespace at path.
 func nsDo(t *testing.T, path string, f func(h *netlink.Handle) error) {
 	t.Helper()
-	ns, err := netns.GetFromPath(path)
-	failIf(t, err, "opening netns "+path)
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	failIf(t, err, "netlink in "+path)
-	defer h.Close()
-	failIf(t, f(h), "in netns "+path)
+	failIf(t, netnsutil.Do(path, f), "netlink")
 }
 
 // nsLinks lists the links in a namespace, without lo, sorted.
 func nsLinks(t *testing.T, path string) []string {
 	t.Helper()
-	var names []string
-	nsDo(t, path, func(h *netlink.Handle) error {
-		links, err := h.LinkList()
-		for _, l := range links {
-			if l.Attrs().Name != "lo" {
-				names = append(names, l.Attrs().Name)
-			}
-		}
-		return err
-	})
-	sort.Strings(names)
+	names, err := netnsutil.Links(path)
+	failIf(t, err, "listing links")
 	return names
 }
 
 // nsAddrs lists a link's global addresses in a namespace, as CIDRs.
 func nsAddrs(t *testing.T, path, ifname string) []string {
 	t.Helper()
-	var out []string
-	nsDo(t, path, func(h *netlink.Handle) error {
-		l, err := h.LinkByName(ifname)
-		if err != nil {
-			return err
-		}
-		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
-		for _, a := range addrs {
-			if a.IP.IsGlobalUnicast() {
-				out = append(out, a.IPNet.String())
-			}
-		}
-		return err
-	})
-	sort.Strings(out)
-	return out
+	addrs, err := netnsutil.Addrs(path, ifname)
+	failIf(t, err, "listing addresses")
+	return addrs
 }
 
 // nsMTU returns a link's MTU in a namespace.

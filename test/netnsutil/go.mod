@@ -1,0 +1,9 @@
+module github.com/nicmux/nicmux/test/netnsutil
+
+go 1.26.8
+
+require (
+	github.com/vishvananda/netlink v1.3.1
+	github.com/vishvananda/netns v0.0.5
+	golang.org/x/sys v0.49.0
+)
