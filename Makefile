@@ -73,7 +73,7 @@ nomad: build plugins testplugins
 	cd $(NOMAD_DIR) && $(GO) test -count=1 -timeout 20m ./...
 	cd $(NOMAD_DIR) && $(GO) test -modfile=$(NOMAD_V1112) -count=1 -timeout 20m ./...
 
-test: lint unit integration nomad
+test: lint unit integration nomad demo
 
 # The testing.B benchmarks (conf parsing, state write/read, result merge),
 # then the side-by-side benchmark (test/bench, its own module; needs root):

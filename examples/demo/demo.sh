@@ -105,10 +105,12 @@ cni check multi "$CTR_PATH" && echo "CHECK passed"
 
 step "break eth1 (delete its address), then CHECK again"
 ip -n "$CTR_NS" addr flush dev eth1
-if cni check multi "$CTR_PATH"; then
+if out=$(cni check multi "$CTR_PATH" 2>&1); then
 	echo "demo: CHECK should have failed" >&2
 	exit 1
 fi
+# cnitool prints its usage after any error: show the error only.
+echo "$out" | grep -m1 '^Error:'
 echo "(CHECK failed, naming eth1, as it should)"
 
 step "DEL"
@@ -117,8 +119,9 @@ cni del multi "$CTR_PATH" && echo "DEL done"
 step "what is left"
 echo "links in $CTR_NS:"; ip -n "$CTR_NS" -br link
 echo "IPAM leases:"; find "$WORK/ipam" -type f ! -name lock ! -name 'last_reserved_ip*' | sed 's/^/  /'
-echo "nicmux state:"; find "$WORK/state" -type f | sed 's/^/  /'
-leftover=$(find "$WORK/ipam" "$WORK/state" -type f ! -name lock ! -name 'last_reserved_ip*' | wc -l)
+# gc.lock is the store-wide lock file: it stays.
+echo "nicmux state:"; find "$WORK/state" -type f ! -name gc.lock | sed 's/^/  /'
+leftover=$(find "$WORK/ipam" "$WORK/state" -type f ! -name lock ! -name gc.lock ! -name 'last_reserved_ip*' | wc -l)
 links=$(ip -n "$CTR_NS" -br link | grep -vc '^lo' || true)
 if [[ $leftover -ne 0 || $links -ne 0 ]]; then
 	echo "demo: something was left behind" >&2
