@@ -107,8 +107,9 @@ func (nc *NetConf) GCValid() []types.GCAttachment {
 	return out
 }
 
-// GCValidGiven reports whether the GC call carried a list of valid attachments
-// at all. A GC without the list must not release anything.
+// GCValidGiven reports whether the GC call carried a list of valid
+// attachments at all. Without one, every attachment is garbage, as libcni
+// and cnitool mean it; nicmux logs that case.
 func GCValidGiven(stdin []byte) bool {
 	var probe map[string]json.RawMessage
 	if json.Unmarshal(stdin, &probe) != nil {

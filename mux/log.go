@@ -1,7 +1,6 @@
 package mux
 
 import (
-	"io"
 	"log/slog"
 	"os"
 	"sort"
@@ -120,9 +119,6 @@ func (v *verbLog) done(err error, attrs ...any) {
 	}
 	v.log.Info("ok", attrs...)
 }
-
-// discard is a logger for paths where configuration could not be read.
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // processCPU is nicmux's own CPU time so far (all its threads, none of its
 // delegates'), to the nanosecond: getrusage counts in scheduler ticks.

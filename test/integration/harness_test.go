@@ -125,23 +125,6 @@ func makeMaster(t *testing.T) string {
 	return name
 }
 
-// hostLinks lists the links in the test's own namespace whose name starts
-// with prefix.
-func hostLinks(t *testing.T, prefix string) []string {
-	t.Helper()
-	links, err := netlink.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Name, prefix) {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out
-}
-
 // bridgePorts lists the links enslaved to a bridge in the test's namespace.
 func bridgePorts(t *testing.T, bridge string) []string {
 	t.Helper()
