@@ -47,12 +47,22 @@ func (p *Plugin) check(ctx context.Context, inv *invocation) error {
 	if !nsID.Same(c.NetNSID) {
 		return fmt.Errorf("%v: netns %s is not the namespace ADD attached (it was removed or recreated)", c.Interfaces, args.Netns)
 	}
-	p.logDrift(inv, c)
+	// Each record is read once, for the drift log and for the checks.
+	recs := make([]*state.Interface, len(c.Interfaces))
+	recErrs := make([]error, len(c.Interfaces))
+	for i, ifname := range c.Interfaces {
+		recs[i], recErrs[i] = inv.store.LoadInterface(c.ContainerID, ifname)
+	}
+	p.logDrift(inv, c, recs)
 
 	problems := make([][]error, len(c.Interfaces))
 	each(len(c.Interfaces), inv.parallel(), func(i int) {
+		if recErrs[i] != nil {
+			problems[i] = []error{recErrs[i]}
+			return
+		}
 		start := time.Now()
-		problems[i] = p.checkDelegates(ctx, inv, c.ContainerID, c.Interfaces[i])
+		problems[i] = p.checkDelegates(ctx, inv, recs[i])
 		inv.vl.step(c.Interfaces[i], start)
 	})
 	var errs []error
@@ -67,11 +77,8 @@ func (p *Plugin) check(ctx context.Context, inv *invocation) error {
 // checkDelegates returns every problem found with one interface: its chain's
 // CHECK, then nicmux's own netlink check (on a handle of its own: chains are
 // checked at the same time).
-func (p *Plugin) checkDelegates(ctx context.Context, inv *invocation, id, ifname string) []error {
-	rec, err := inv.store.LoadInterface(id, ifname)
-	if err != nil {
-		return []error{err}
-	}
+func (p *Plugin) checkDelegates(ctx context.Context, inv *invocation, rec *state.Interface) []error {
+	ifname := rec.IfName
 	chain, prev, err := storedChain(rec)
 	if err != nil {
 		return []error{err}
@@ -101,7 +108,7 @@ func (p *Plugin) checkDelegates(ctx context.Context, inv *invocation, id, ifname
 // logDrift compares the attachment file as it is now with what ADD used and
 // logs any difference. Drift is expected after an operator edits the file;
 // it applies to new containers only.
-func (p *Plugin) logDrift(inv *invocation, c *state.Container) {
+func (p *Plugin) logDrift(inv *invocation, c *state.Container, recs []*state.Interface) {
 	att, err := inv.loadAttachments(c.Set)
 	if err != nil {
 		inv.log.Warn("drift: the attachment file no longer loads; checking the recorded attachment", "containerID", c.ContainerID, "file", c.AttachmentFile, "error", err)
@@ -120,13 +127,9 @@ func (p *Plugin) logDrift(inv *invocation, c *state.Container) {
 		inv.log.Warn("drift: the attachment file's interfaces changed since ADD", "containerID", c.ContainerID, "recorded", c.Interfaces, "file", order)
 		return
 	}
-	for _, ifname := range c.Interfaces {
-		rec, err := inv.store.LoadInterface(c.ContainerID, ifname)
-		if err != nil {
-			continue // checkOne reports it
-		}
-		if !bytes.Equal(rec.Config, now[ifname]) {
-			inv.log.Warn("drift: the interface's chain changed since ADD", "containerID", c.ContainerID, "interface", ifname)
+	for _, rec := range recs {
+		if rec != nil && !bytes.Equal(rec.Config, now[rec.IfName]) { // a missing record fails the check itself
+			inv.log.Warn("drift: the interface's chain changed since ADD", "containerID", c.ContainerID, "interface", rec.IfName)
 		}
 	}
 }
