@@ -37,6 +37,7 @@ type NetConf struct {
 	LogFile      string          `json:"logFile"`
 	LogLevel     string          `json:"logLevel"`
 	Parallel     *bool           `json:"parallel,omitempty"`
+	Prestart     *bool           `json:"prestart,omitempty"`
 	DisableCheck bool            `json:"disableCheck,omitempty"`
 	DisableGC    bool            `json:"disableGC,omitempty"`
 	Capabilities map[string]bool `json:"capabilities,omitempty"`

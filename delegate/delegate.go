@@ -12,7 +12,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -27,6 +30,33 @@ type Runner struct {
 	Exec Exec
 	// Stderr receives the plugins' standard error when Exec is nil.
 	Stderr io.Writer
+	// NoPrestart turns off starting plugins ahead (see Call).
+	NoPrestart bool
+	// AheadLimit bounds starting ahead: a plugin is started ahead only
+	// while fewer of the runner's plugin processes are alive; 0 means the
+	// number of CPUs nicmux may run on. Beyond that a process started
+	// early only takes CPU from those doing work.
+	AheadLimit int
+	// Observe, if set, is called as each plugin process ends, with when it
+	// was started (ahead or not) and when it ended.
+	Observe func(start, end time.Time)
+
+	live atomic.Int32 // plugin processes alive
+}
+
+func (r *Runner) aheadLimit() int32 {
+	if r.AheadLimit > 0 {
+		return int32(r.AheadLimit)
+	}
+	return int32(runtime.NumCPU())
+}
+
+// ended does the bookkeeping of a plugin process that ended.
+func (r *Runner) ended(start time.Time) {
+	r.live.Add(-1)
+	if r.Observe != nil {
+		r.Observe(start, time.Now())
+	}
 }
 
 // Env is what a chain gets from the runtime besides its configuration.
@@ -91,35 +121,14 @@ func (r *Runner) exec() Exec {
 // cniVersion. On failure it also returns the last result the chain reached
 // (nil if none), for the caller's rollback to hand to DEL.
 func (r *Runner) Add(ctx context.Context, c *conf.Chain, env Env) (types.Result, error) {
-	ex := r.exec()
-	var result types.Result
-	for i := range c.Plugins {
-		next, err := r.run(ctx, ex, "ADD", c, i, result, env, true)
-		if err != nil {
-			return result, err
-		}
-		result = next
-	}
-	if result == nil {
-		return nil, fmt.Errorf("chain for %s returned no result", c.IfName)
-	}
-	converted, err := result.GetAsVersion(c.CNIVersion)
-	if err != nil {
-		return result, fmt.Errorf("converting the chain's result to %s: %w", c.CNIVersion, err)
-	}
-	return converted, nil
+	return r.Start(ctx, "ADD", c, env).Run(nil)
 }
 
 // Check runs the chain's CHECK, every plugin with prev as prevResult, and
 // stops at the first failure, as libcni does.
 func (r *Runner) Check(ctx context.Context, c *conf.Chain, env Env, prev types.Result) error {
-	ex := r.exec()
-	for i := range c.Plugins {
-		if _, err := r.run(ctx, ex, "CHECK", c, i, prev, env, false); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := r.Start(ctx, "CHECK", c, env).Run(prev)
+	return err
 }
 
 // Del runs the chain's DEL in reverse order, every plugin with prev as
@@ -127,43 +136,186 @@ func (r *Runner) Check(ctx context.Context, c *conf.Chain, env Env, prev types.R
 // goes on past a failing plugin, so one failure does not leak what the
 // others hold, and returns every failure.
 func (r *Runner) Del(ctx context.Context, c *conf.Chain, env Env, prev types.Result) error {
-	if !conf.AtLeast(c.CNIVersion, "0.4.0") {
-		prev = nil
-	}
-	ex := r.exec()
-	var errs []error
-	for i := len(c.Plugins) - 1; i >= 0; i-- {
-		if _, err := r.run(ctx, ex, "DEL", c, i, prev, env, false); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	_, err := r.Start(ctx, "DEL", c, env).Run(prev)
+	return err
 }
 
-func (r *Runner) run(ctx context.Context, ex Exec, verb string, c *conf.Chain, i int, prev types.Result, env Env, withResult bool) (types.Result, error) {
-	p := c.Plugins[i]
-	fail := func(err error) error { return &PluginError{Plugin: p.Type, Index: i, Err: err} }
-	path, err := ex.FindInPath(p.Type, r.Path)
-	if err != nil {
-		return nil, fail(&NotFoundError{Plugin: p.Type, Err: err})
+// A Call is one verb (ADD, CHECK or DEL) of one chain, whose first plugin
+// (the last for DEL) may already be starting.
+//
+// Plugins are started one step ahead: while a plugin runs, the process of
+// the next one starts and waits for its configuration on standard input,
+// which it gets once the one before it has finished (ADD's prevResult
+// comes from it) and succeeded, as the chain requires; if the chain stops
+// there, the waiting process is killed, having read nothing. A Go plugin's
+// start-up, a few milliseconds, thus overlaps the plugin before it, and
+// Start lets the caller overlap the first plugin's with its own work.
+// Plugins that act before reading their configuration (none of the
+// reference plugins do) need NoPrestart.
+type Call struct {
+	r     *Runner
+	ctx   context.Context
+	ex    Exec
+	verb  string
+	c     *conf.Chain
+	env   Env
+	order []int
+	first *ahead // order[0], started by Start; nil once Run took it
+}
+
+// ahead is a plugin process started ahead.
+type ahead struct {
+	r     *Runner
+	proc  Started
+	start time.Time
+}
+
+func (a *ahead) abort() {
+	if a != nil {
+		a.proc.Abort()
+		a.r.ended(a.start)
 	}
-	stdin, err := BuildConfig(c, p, prev, env.CapabilityArgs)
+}
+
+// Start prepares the chain's verb and starts its first plugin. Run or
+// Abort must follow.
+func (r *Runner) Start(ctx context.Context, verb string, c *conf.Chain, env Env) *Call {
+	call := &Call{r: r, ctx: ctx, ex: r.exec(), verb: verb, c: c, env: env}
+	call.order = make([]int, len(c.Plugins))
+	for i := range call.order {
+		call.order[i] = i
+		if verb == "DEL" {
+			call.order[i] = len(c.Plugins) - 1 - i
+		}
+	}
+	if len(call.order) > 0 {
+		call.first = call.prestart(call.order[0])
+	}
+	return call
+}
+
+// Abort kills the process Start started if Run never took it. It is a
+// no-op on a nil Call and after Run.
+func (call *Call) Abort() {
+	if call != nil {
+		call.first.abort()
+		call.first = nil
+	}
+}
+
+// Run runs the verb on every plugin of the chain. For ADD it returns the
+// chain's result, prev being unused; see Add, Check and Del.
+func (call *Call) Run(prev types.Result) (types.Result, error) {
+	cur := call.first
+	call.first = nil
+	var result types.Result
+	var errs []error
+	if call.verb == "DEL" && !conf.AtLeast(call.c.CNIVersion, "0.4.0") {
+		prev = nil
+	}
+	for k, i := range call.order {
+		var next *ahead
+		if k+1 < len(call.order) {
+			next = call.prestart(call.order[k+1])
+		}
+		switch call.verb {
+		case "ADD":
+			res, err := call.run(i, result, cur, true)
+			if err != nil {
+				next.abort()
+				return result, err
+			}
+			result = res
+		case "CHECK":
+			if _, err := call.run(i, prev, cur, false); err != nil {
+				next.abort()
+				return nil, err
+			}
+		default:
+			if _, err := call.run(i, prev, cur, false); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		cur = next
+	}
+	if call.verb != "ADD" {
+		return nil, errors.Join(errs...)
+	}
+	if result == nil {
+		return nil, fmt.Errorf("chain for %s returned no result", call.c.IfName)
+	}
+	converted, err := result.GetAsVersion(call.c.CNIVersion)
 	if err != nil {
+		return result, fmt.Errorf("converting the chain's result to %s: %w", call.c.CNIVersion, err)
+	}
+	return converted, nil
+}
+
+func (call *Call) environ() environ {
+	e := call.env
+	return environ{command: call.verb, containerID: e.ContainerID, netns: e.NetNS,
+		ifname: e.IfName, args: e.CNIArgs, path: joinPath(call.r.Path)}
+}
+
+// prestart starts plugin i ahead when the Exec can and the AheadLimit
+// allows. It returns nil when it does not; run then starts the plugin, and
+// reports whatever stopped it.
+func (call *Call) prestart(i int) *ahead {
+	r := call.r
+	st, ok := call.ex.(Starter)
+	if !ok || r.NoPrestart || r.live.Load() >= r.aheadLimit() {
+		return nil
+	}
+	path, err := call.ex.FindInPath(call.c.Plugins[i].Type, r.Path)
+	if err != nil {
+		return nil
+	}
+	start := time.Now()
+	proc, err := st.StartPlugin(call.ctx, path, call.environ().list())
+	if err != nil {
+		return nil
+	}
+	r.live.Add(1)
+	return &ahead{r: r, proc: proc, start: start}
+}
+
+// run runs plugin i, on the process started ahead if there is one.
+func (call *Call) run(i int, prev types.Result, started *ahead, withResult bool) (types.Result, error) {
+	p := call.c.Plugins[i]
+	fail := func(err error) error { return &PluginError{Plugin: p.Type, Index: i, Err: err} }
+	stdin, err := BuildConfig(call.c, p, prev, call.env.CapabilityArgs)
+	if err != nil {
+		started.abort()
 		return nil, fail(err)
 	}
-	args := environ{command: verb, containerID: env.ContainerID, netns: env.NetNS,
-		ifname: env.IfName, args: env.CNIArgs, path: joinPath(r.Path)}
-	if withResult {
-		res, err := execWithResult(ctx, ex, path, stdin, args)
+	var exec func() ([]byte, error)
+	if started != nil {
+		exec = func() ([]byte, error) {
+			defer call.r.ended(started.start)
+			return started.proc.Feed(call.ctx, stdin)
+		}
+	} else {
+		path, err := call.ex.FindInPath(p.Type, call.r.Path)
 		if err != nil {
+			return nil, fail(&NotFoundError{Plugin: p.Type, Err: err})
+		}
+		exec = func() ([]byte, error) {
+			call.r.live.Add(1)
+			defer call.r.ended(time.Now())
+			return call.ex.ExecPlugin(call.ctx, path, stdin, call.environ().list())
+		}
+	}
+	if !withResult {
+		if _, err := exec(); err != nil {
 			return nil, fail(err)
 		}
-		return res, nil
+		return nil, nil
 	}
-	if err := execWithoutResult(ctx, ex, path, stdin, args); err != nil {
+	res, err := decodeResult(exec, stdin)
+	if err != nil {
 		return nil, fail(err)
 	}
-	return nil, nil
+	return res, nil
 }
 
 // BuildConfig returns the configuration one plugin of a chain gets on stdin:
@@ -246,7 +398,7 @@ func (r *Runner) each(ctx context.Context, verb string, c *conf.Chain, inject ma
 			errs = append(errs, fail(&NotFoundError{Plugin: p.Type, Err: err}))
 		} else if stdin, err := injectConfig(c, p, inject); err != nil {
 			errs = append(errs, fail(err))
-		} else if err := execWithoutResult(ctx, ex, path, stdin, environ{command: verb, path: joinPath(r.Path)}); err != nil {
+		} else if err := r.execPlain(ctx, ex, path, stdin, environ{command: verb, path: joinPath(r.Path)}); err != nil {
 			errs = append(errs, fail(err))
 		} else if ipam := ipamType(p); verb == "GC" && ipam != "" {
 			if err := r.ipamGC(ctx, ex, ipam, stdin); err != nil {
@@ -279,7 +431,7 @@ func (r *Runner) ipamGC(ctx context.Context, ex Exec, ipam string, stdin []byte)
 	if err != nil {
 		return &NotFoundError{Plugin: ipam, Err: err}
 	}
-	return execWithoutResult(ctx, ex, path, stdin, environ{command: "GC", path: joinPath(r.Path)})
+	return r.execPlain(ctx, ex, path, stdin, environ{command: "GC", path: joinPath(r.Path)})
 }
 
 // ipamType returns the type of a plugin's IPAM section, if it has one.
@@ -289,4 +441,12 @@ func ipamType(p *conf.Plugin) string {
 		return ""
 	}
 	return pc.IPAM.Type
+}
+
+// execPlain runs a plugin whose output does not matter (GC, STATUS).
+func (r *Runner) execPlain(ctx context.Context, ex Exec, path string, stdin []byte, env environ) error {
+	r.live.Add(1)
+	defer r.ended(time.Now())
+	_, err := ex.ExecPlugin(ctx, path, stdin, env.list())
+	return err
 }

@@ -1,15 +1,15 @@
 package delegate
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -37,30 +37,67 @@ type RawExec struct {
 // ExecPlugin runs a plugin and returns its standard output. A plugin that
 // fails gets its CNI error parsed from standard output.
 func (e *RawExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
-	var stdout, stderr bytes.Buffer
+	p, err := e.StartPlugin(ctx, pluginPath, environ)
+	if err != nil {
+		return nil, err
+	}
+	return p.Feed(ctx, stdin)
+}
+
+// Started is a plugin process started ahead of its configuration (see
+// Starter). Exactly one of Feed or Abort must be called.
+type Started interface {
+	// Feed hands the plugin its configuration and returns as ExecPlugin
+	// does.
+	Feed(ctx context.Context, stdin []byte) ([]byte, error)
+	// Abort kills the plugin, which has read nothing, and reaps it.
+	Abort()
+}
+
+// Starter is an Exec that can start a plugin before its configuration is
+// known: the process waits on its standard input. The runner uses it to
+// overlap a plugin's start-up (a few milliseconds for a Go binary) with
+// the work before it.
+type Starter interface {
+	StartPlugin(ctx context.Context, pluginPath string, environ []string) (Started, error)
+}
+
+// StartPlugin starts a plugin that waits for its configuration.
+func (e *RawExec) StartPlugin(ctx context.Context, pluginPath string, environ []string) (Started, error) {
 	for attempt := 0; ; attempt++ {
-		stdout.Reset()
-		stderr.Reset()
-		c := exec.CommandContext(ctx, pluginPath)
-		c.Env = environ
-		c.Stdin = bytes.NewReader(stdin)
-		c.Stdout, c.Stderr = &stdout, &stderr
-		err := c.Run()
-		if err == nil {
-			break
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
+		p, err := start(pluginPath, environ)
 		// A plugin binary being replaced is briefly "text file busy".
-		if strings.Contains(err.Error(), "text file busy") && attempt < 5 {
+		if errors.Is(err, syscall.ETXTBSY) && attempt < 5 {
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}
-		return nil, pluginErr(err, stdout.Bytes(), stderr.Bytes())
+		if err != nil {
+			return nil, pluginErr(err, nil, nil)
+		}
+		return &started{p: p, stderr: e.Stderr}, nil
 	}
-	if e.Stderr != nil && stderr.Len() > 0 {
-		_, _ = stderr.WriteTo(e.Stderr)
-	}
-	return stdout.Bytes(), nil
 }
+
+type started struct {
+	p      *proc
+	stderr io.Writer
+}
+
+func (s *started) Feed(ctx context.Context, stdin []byte) ([]byte, error) {
+	stdout, stderr, err := s.p.feed(ctx, stdin)
+	if err != nil {
+		return nil, pluginErr(err, stdout, stderr)
+	}
+	if s.stderr != nil && len(stderr) > 0 {
+		_, _ = s.stderr.Write(stderr)
+	}
+	return stdout, nil
+}
+
+func (s *started) Abort() { s.p.abort() }
 
 func pluginErr(err error, stdout, stderr []byte) error {
 	e := &types.Error{}
@@ -116,10 +153,11 @@ func (v environ) list() []string {
 	return out
 }
 
-// execWithResult runs a plugin and decodes its result. A result without a
-// cniVersion is taken to be at the configuration's version, as libcni does.
-func execWithResult(ctx context.Context, ex Exec, path string, stdin []byte, env environ) (types.Result, error) {
-	out, err := ex.ExecPlugin(ctx, path, stdin, env.list())
+// decodeResult runs a plugin through exec and decodes its result. A result
+// without a cniVersion is taken to be at the configuration's version, as
+// libcni does.
+func decodeResult(exec func() ([]byte, error), stdin []byte) (types.Result, error) {
+	out, err := exec()
 	if err != nil {
 		return nil, err
 	}
@@ -140,9 +178,4 @@ func execWithResult(ctx context.Context, ex Exec, path string, stdin []byte, env
 		return nil, fmt.Errorf("decoding the plugin's result: %w", err)
 	}
 	return res, nil
-}
-
-func execWithoutResult(ctx context.Context, ex Exec, path string, stdin []byte, env environ) error {
-	_, err := ex.ExecPlugin(ctx, path, stdin, env.list())
-	return err
 }

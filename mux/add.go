@@ -40,9 +40,10 @@ func (p *Plugin) begin(verb string, args *skel.CmdArgs) (*invocation, func(), er
 		nc:     nc,
 		log:    log,
 		store:  &state.Store{Dir: nc.StateDir},
-		runner: p.runner(args),
+		runner: p.runner(args, nc),
 		vl:     &verbLog{log: log, verb: verb, id: args.ContainerID, start: p.now()},
 	}
+	inv.runner.Observe = inv.vl.process
 	return inv, closeLog, nil
 }
 
@@ -116,6 +117,14 @@ func (p *Plugin) add(ctx context.Context, inv *invocation) error {
 	if nsID.IsZero() {
 		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: no network namespace at %q", inv.args.Netns))
 	}
+	// The first delegates start now: their start-up overlaps the lock and
+	// the plan, and they get their configuration once the plan is on disk.
+	groups := schedule(att.Interfaces, inv.parallel())
+	calls := startCalls(groups, len(att.Interfaces), func(k int) *delegate.Call {
+		chain := att.Interfaces[k]
+		return inv.runner.Start(ctx, "ADD", chain, inv.env(chain.IfName, inv.args.Netns))
+	})
+	defer calls.abort()
 	return p.locked(ctx, inv, func() (bool, error) {
 		old, err := inv.store.LoadContainer(inv.args.ContainerID)
 		switch {
@@ -127,18 +136,19 @@ func (p *Plugin) add(ctx context.Context, inv *invocation) error {
 				return false, err
 			}
 		}
-		return p.attach(ctx, inv, att, set, nsID)
+		return p.attach(ctx, inv, att, set, nsID, groups, calls)
 	})
 }
 
 // attach plans, runs the chains, completes and prints the merged result, or
 // rolls back. It reports whether the container's state is gone.
-func (p *Plugin) attach(ctx context.Context, inv *invocation, att *conf.Attachments, set string, nsID state.NetNSID) (gone bool, err error) {
-	c, recs, err := p.plan(inv, att, set, nsID)
+func (p *Plugin) attach(ctx context.Context, inv *invocation, att *conf.Attachments, set string, nsID state.NetNSID, groups [][]int, calls *calls) (gone bool, err error) {
+	c, recs, planSynced, err := p.plan(inv, att, set, nsID)
 	if err != nil {
 		return false, err
 	}
-	results, toRelease, saved, err := p.addChains(ctx, inv, att.Interfaces, recs)
+	results, toRelease, resultsSaved, err := p.addChains(inv, att.Interfaces, recs, groups, calls)
+	saved := func() error { return errors.Join(planSynced(), resultsSaved()) }
 	var merged types.Result
 	if err == nil {
 		merged, err = p.complete(inv, c, results, saved)
@@ -159,9 +169,9 @@ func (p *Plugin) attach(ctx context.Context, inv *invocation, att *conf.Attachme
 // with the exact chain it gets: whatever happens next, a later DEL or ADD
 // knows what may need releasing. The container record goes first, so that
 // no interface record is ever without one.
-func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID state.NetNSID) (*state.Container, []*state.Interface, error) {
+func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID state.NetNSID) (c *state.Container, recs []*state.Interface, synced func() error, err error) {
 	args := inv.args
-	c := &state.Container{
+	c = &state.Container{
 		ContainerID:    args.ContainerID,
 		IfName:         args.IfName,
 		NetNS:          args.Netns,
@@ -172,11 +182,11 @@ func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID s
 		Set:            set,
 		Created:        p.now().UTC(),
 	}
-	recs := make([]*state.Interface, len(att.Interfaces))
+	recs = make([]*state.Interface, len(att.Interfaces))
 	for i, chain := range att.Interfaces {
 		cfg, err := chain.ConfList()
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: encoding the chain: %w", chain.IfName, err)
+			return nil, nil, nil, fmt.Errorf("%s: encoding the chain: %w", chain.IfName, err)
 		}
 		c.Interfaces = append(c.Interfaces, chain.IfName)
 		recs[i] = &state.Interface{
@@ -191,26 +201,41 @@ func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID s
 			CapabilityArgs: inv.nc.RuntimeConfig,
 		}
 	}
-	// The records are written at the same time (their fsyncs overlap), then
-	// the folder is synced once; no delegate runs before that. A crash in
-	// between leaves at worst a container without its record, which GC and
-	// a later ADD treat as never attached, as it is.
-	errs := make([]error, len(recs)+1)
-	each(len(recs)+1, true, func(i int) {
-		if i == len(recs) {
+	// The folder is made, then the records are written (each fsynced, then
+	// renamed into place) while the folder's entry is synced: no delegate
+	// runs before every record is there for a later DEL or ADD to read.
+	// The folder's own sync, which makes those renames survive a power
+	// loss, overlaps the first delegates; ADD waits for it before it
+	// completes (see complete) or rolls back. A crash before it leaves at
+	// worst a container without its record, which GC and a later ADD treat
+	// as never attached, as it is.
+	id := args.ContainerID
+	if err := inv.store.MakeContainerDir(id); err != nil {
+		return nil, nil, nil, err
+	}
+	errs := make([]error, len(recs)+2)
+	each(len(recs)+2, true, func(i int) {
+		switch i {
+		case len(recs):
 			errs[i] = inv.store.SaveContainer(c)
-		} else {
+		case len(recs) + 1:
+			errs[i] = inv.store.SyncContainers()
+		default:
 			errs[i] = inv.store.SaveInterface(recs[i])
 		}
 	})
-	err := errors.Join(errs...)
-	if err == nil {
-		err = inv.store.Sync(args.ContainerID)
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, nil, errors.Join(err, inv.store.RemoveContainer(id))
 	}
-	if err != nil {
-		return nil, nil, errors.Join(err, inv.store.RemoveContainer(args.ContainerID))
-	}
-	return c, recs, nil
+	return c, recs, background(func() error { return inv.store.Sync(id) }), nil
+}
+
+// background runs f in its own goroutine; the returned func waits for it
+// and returns its error.
+func background(f func() error) (wait func() error) {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	return sync.OnceValue(func() error { return <-done })
 }
 
 // addChains runs every chain's ADD (see schedule for what runs at the same
@@ -219,16 +244,16 @@ func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID s
 // resources (nil for a chain that never ran), for the rollback; saved waits
 // for the records and reports their failures. Failures come back in file
 // order.
-func (p *Plugin) addChains(ctx context.Context, inv *invocation, chains []*conf.Chain, recs []*state.Interface) (results []types.Result, toRelease []*conf.Chain, saved func() error, err error) {
+func (p *Plugin) addChains(inv *invocation, chains []*conf.Chain, recs []*state.Interface, groups [][]int, calls *calls) (results []types.Result, toRelease []*conf.Chain, saved func() error, err error) {
 	results = make([]types.Result, len(chains))
 	toRelease = make([]*conf.Chain, len(chains))
 	errs := make([]error, len(chains))
 	saveErrs := make([]error, len(chains))
 	var saves sync.WaitGroup
-	runGroups(schedule(chains, inv.parallel()), func(k int) bool {
+	runGroups(groups, func(k int) bool {
 		chain := chains[k]
 		start := time.Now()
-		res, err := inv.runner.Add(ctx, chain, inv.env(chain.IfName, inv.args.Netns))
+		res, err := calls.take(k).Run(nil)
 		inv.vl.step(chain.IfName, start)
 		results[k] = res
 		if err != nil {
@@ -307,13 +332,13 @@ func (p *Plugin) rollback(ctx context.Context, inv *invocation, ifnames []string
 				continue
 			}
 		}
-		if err := inv.store.RemoveInterface(inv.args.ContainerID, ifnames[i]); err != nil {
+		if err := inv.store.UnlinkInterface(inv.args.ContainerID, ifnames[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		inv.log.Error("rollback left state behind for a later DEL or ADD", "containerID", inv.args.ContainerID, "error", errors.Join(errs...))
-		return errors.Join(errs...)
+		return errors.Join(append(errs, inv.store.Sync(inv.args.ContainerID))...)
 	}
 	return inv.store.RemoveContainer(inv.args.ContainerID)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/delegate"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -48,22 +49,50 @@ func (p *Plugin) check(ctx context.Context, inv *invocation) error {
 		return fmt.Errorf("%v: netns %s is not the namespace ADD attached (it was removed or recreated)", c.Interfaces, args.Netns)
 	}
 	// Each record is read once, for the drift log and for the checks.
-	recs := make([]*state.Interface, len(c.Interfaces))
-	recErrs := make([]error, len(c.Interfaces))
+	n := len(c.Interfaces)
+	recs := make([]*state.Interface, n)
+	stored := make([]*storedIf, n)
+	problems := make([][]error, n)
 	for i, ifname := range c.Interfaces {
-		recs[i], recErrs[i] = inv.store.LoadInterface(c.ContainerID, ifname)
+		rec, err := inv.store.LoadInterface(c.ContainerID, ifname)
+		if err == nil {
+			recs[i] = rec
+			stored[i], err = checkable(rec)
+		}
+		if err != nil {
+			problems[i] = []error{err}
+		}
 	}
+	// The delegates start before the drift log, which parses the
+	// attachment file: their start-up overlaps it.
+	groups := make([][]int, n)
+	for i := range groups {
+		groups[i] = []int{i}
+	}
+	if !inv.parallel() {
+		groups = [][]int{make([]int, n)}
+		for i := range groups[0] {
+			groups[0][i] = i
+		}
+	}
+	calls := startCalls(groups, n, func(i int) *delegate.Call {
+		s := stored[i]
+		if s == nil || !delegatesCheck(s.chain) {
+			return nil
+		}
+		return inv.runner.Start(ctx, "CHECK", s.chain, storedEnv(inv, s.rec, args.Netns))
+	})
+	defer calls.abort()
 	p.logDrift(inv, c, recs)
 
-	problems := make([][]error, len(c.Interfaces))
-	each(len(c.Interfaces), inv.parallel(), func(i int) {
-		if recErrs[i] != nil {
-			problems[i] = []error{recErrs[i]}
-			return
+	runGroups(groups, func(i int) bool {
+		if stored[i] == nil {
+			return true
 		}
 		start := time.Now()
-		problems[i] = p.checkDelegates(ctx, inv, recs[i])
+		problems[i] = p.checkOne(inv, stored[i], calls.take(i))
 		inv.vl.step(c.Interfaces[i], start)
+		return true
 	})
 	var errs []error
 	for i, ifname := range c.Interfaces {
@@ -74,23 +103,31 @@ func (p *Plugin) check(ctx context.Context, inv *invocation) error {
 	return errors.Join(errs...)
 }
 
-// checkDelegates returns every problem found with one interface: its chain's
-// CHECK, then nicmux's own netlink check (on a handle of its own: chains are
-// checked at the same time).
-func (p *Plugin) checkDelegates(ctx context.Context, inv *invocation, rec *state.Interface) []error {
-	ifname := rec.IfName
+// checkable rebuilds an interface's chain and result for CHECK.
+func checkable(rec *state.Interface) (*storedIf, error) {
 	chain, prev, err := storedChain(rec)
 	if err != nil {
-		return []error{err}
+		return nil, err
 	}
 	if prev == nil {
-		return []error{errors.New("no result recorded: the interface was never fully attached")}
+		return nil, errors.New("no result recorded: the interface was never fully attached")
 	}
+	return &storedIf{rec: rec, chain: chain, prev: prev}, nil
+}
+
+// delegatesCheck reports whether a chain's delegates get CHECK: from
+// cniVersion 0.4.0, unless the chain disables it.
+func delegatesCheck(chain *conf.Chain) bool {
+	return conf.AtLeast(chain.CNIVersion, "0.4.0") && !chain.DisableCheck
+}
+
+// checkOne returns every problem found with one interface: its chain's
+// CHECK (call, nil when its delegates get none), then nicmux's own netlink
+// check (on a handle of its own: chains are checked at the same time).
+func (p *Plugin) checkOne(inv *invocation, s *storedIf, call *delegate.Call) []error {
 	var errs []error
-	if conf.AtLeast(chain.CNIVersion, "0.4.0") && !chain.DisableCheck {
-		env := inv.env(ifname, inv.args.Netns)
-		env.CNIArgs, env.CapabilityArgs = rec.CNIArgs, rec.CapabilityArgs
-		if err := inv.runner.Check(ctx, chain, env, prev); err != nil {
+	if delegatesCheck(s.chain) {
+		if _, err := call.Run(s.prev); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -99,7 +136,7 @@ func (p *Plugin) checkDelegates(ctx context.Context, inv *invocation, rec *state
 		return append(errs, fmt.Errorf("plugin nicmux (netlink check): %w", err))
 	}
 	defer h.Close()
-	if err := h.verify(ifname, prev); err != nil {
+	if err := h.verify(s.rec.IfName, s.prev); err != nil {
 		errs = append(errs, fmt.Errorf("plugin nicmux (netlink check): %w", err))
 	}
 	return errs

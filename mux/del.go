@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types/create"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/delegate"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -57,12 +58,20 @@ func (p *Plugin) release(ctx context.Context, inv *invocation, c *state.Containe
 			chains[i] = stored[i].chain
 		}
 	}
-	runGroups(reversed(schedule(chains, inv.parallel())), func(i int) bool {
+	groups := reversed(schedule(chains, inv.parallel()))
+	calls := startCalls(groups, n, func(i int) *delegate.Call {
+		if stored[i] == nil {
+			return nil
+		}
+		return inv.runner.Start(ctx, "DEL", stored[i].chain, releaseEnv(inv, stored[i].rec, cur))
+	})
+	defer calls.abort()
+	runGroups(groups, func(i int) bool {
 		if stored[i] == nil {
 			return true
 		}
 		start := time.Now()
-		failures[i] = p.releaseOne(ctx, inv, stored[i], cur)
+		failures[i] = p.releaseOne(inv, stored[i], calls.take(i))
 		inv.vl.step(c.Interfaces[i], start)
 		return true // best effort: go on past a failure
 	})
@@ -73,7 +82,8 @@ func (p *Plugin) release(ctx context.Context, inv *invocation, c *state.Containe
 		}
 	}
 	if len(errs) > 0 {
-		return errors.Join(errs...)
+		// The records of the interfaces released are gone for good.
+		return errors.Join(append(errs, inv.store.Sync(c.ContainerID))...)
 	}
 	return inv.store.RemoveContainer(c.ContainerID)
 }
@@ -102,17 +112,31 @@ func loadStored(store *state.Store, id, ifname string) (*storedIf, error) {
 	return &storedIf{rec: rec, chain: chain, prev: prev}, nil
 }
 
-func (p *Plugin) releaseOne(ctx context.Context, inv *invocation, s *storedIf, cur state.NetNSID) error {
+// releaseEnv is what an interface's DEL gets: the arguments stored at ADD,
+// and the namespace only if it is still the one ADD attached.
+func releaseEnv(inv *invocation, rec *state.Interface, cur state.NetNSID) delegate.Env {
 	netns := ""
-	if cur.Same(s.rec.NetNSID) {
+	if cur.Same(rec.NetNSID) {
 		netns = inv.args.Netns
 	}
-	env := inv.env(s.rec.IfName, netns)
-	env.CNIArgs, env.CapabilityArgs = s.rec.CNIArgs, s.rec.CapabilityArgs
-	if err := inv.runner.Del(ctx, s.chain, env, s.prev); err != nil {
+	return storedEnv(inv, rec, netns)
+}
+
+// storedEnv is the environment of an interface's delegates with the
+// arguments stored at ADD.
+func storedEnv(inv *invocation, rec *state.Interface, netns string) delegate.Env {
+	env := inv.env(rec.IfName, netns)
+	env.CNIArgs, env.CapabilityArgs = rec.CNIArgs, rec.CapabilityArgs
+	return env
+}
+
+func (p *Plugin) releaseOne(inv *invocation, s *storedIf, call *delegate.Call) error {
+	if _, err := call.Run(s.prev); err != nil {
 		return err
 	}
-	return inv.store.RemoveInterface(s.rec.ContainerID, s.rec.IfName)
+	// Unlinked at once, so that a DEL repeated after a crash skips it; made
+	// durable by release, once for all interfaces.
+	return inv.store.UnlinkInterface(s.rec.ContainerID, s.rec.IfName)
 }
 
 // storedChain rebuilds an interface's chain and result from its record.

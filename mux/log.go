@@ -55,8 +55,9 @@ func level(s string) slog.Level {
 }
 
 // verbLog records one verb's outcome: its duration, each interface's, and
-// how much of it nicmux spent waiting for delegates (the union of the
-// interfaces' intervals, which overlap when chains run in parallel).
+// how much of it passed with at least one delegate process alive (the union
+// of the processes' lifetimes, which overlap when chains run in parallel or
+// a plugin was started ahead): the rest is nicmux's own time.
 type verbLog struct {
 	log   *slog.Logger
 	verb  string
@@ -68,16 +69,24 @@ type verbLog struct {
 	spans [][2]time.Time
 }
 
-// step records that ifname's delegates ran from start until now.
+// step records that ifname's chain ran from start until now.
 func (v *verbLog) step(ifname string, start time.Time) {
-	end := time.Now()
+	d := time.Since(start)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.steps = append(v.steps, slog.Duration(ifname, end.Sub(start)))
+	v.steps = append(v.steps, slog.Duration(ifname, d))
+}
+
+// process records that a delegate process was alive from start to end
+// (delegate.Runner's Observe).
+func (v *verbLog) process(start, end time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	v.spans = append(v.spans, [2]time.Time{start, end})
 }
 
-// delegateTime is the wall time during which at least one delegate ran.
+// delegateTime is the wall time during which at least one delegate process
+// was alive.
 func (v *verbLog) delegateTime() time.Duration {
 	spans := append([][2]time.Time(nil), v.spans...)
 	sort.Slice(spans, func(i, j int) bool { return spans[i][0].Before(spans[j][0]) })

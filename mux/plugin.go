@@ -92,14 +92,15 @@ func (p *Plugin) stdout() io.Writer {
 	return os.Stdout
 }
 
-func (p *Plugin) runner(args *skel.CmdArgs) *delegate.Runner {
+func (p *Plugin) runner(args *skel.CmdArgs, nc *conf.NetConf) *delegate.Runner {
 	var path []string
 	for _, d := range strings.Split(args.Path, string(os.PathListSeparator)) {
 		if d != "" {
 			path = append(path, d)
 		}
 	}
-	return &delegate.Runner{Path: path, Exec: p.Exec, Stderr: p.stderr()}
+	return &delegate.Runner{Path: path, Exec: p.Exec, Stderr: p.stderr(),
+		NoPrestart: nc.Prestart != nil && !*nc.Prestart}
 }
 
 func (p *Plugin) lockTimeout() time.Duration {

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/delegate"
 )
 
 // schedule splits a container's chains into groups that may run at the same
@@ -104,6 +105,55 @@ func runGroups(groups [][]int, f func(i int) bool) {
 		}()
 	}
 	wg.Wait()
+}
+
+// calls starts chains' delegates ahead of runGroups (see delegate.Call):
+// the first chain of every group at once, and each next chain of a group as
+// the one before it begins. Different groups touch different chains, so
+// take needs no lock.
+type calls struct {
+	start   func(i int) *delegate.Call
+	pending []*delegate.Call
+	next    []int // the chain after i in its group, or -1
+}
+
+func startCalls(groups [][]int, n int, start func(i int) *delegate.Call) *calls {
+	cs := &calls{start: start, pending: make([]*delegate.Call, n), next: make([]int, n)}
+	for i := range cs.next {
+		cs.next[i] = -1
+	}
+	for _, g := range groups {
+		for j := 0; j+1 < len(g); j++ {
+			cs.next[g[j]] = g[j+1]
+		}
+		if len(g) > 0 {
+			cs.pending[g[0]] = start(g[0])
+		}
+	}
+	return cs
+}
+
+// take returns chain i's call, started earlier if it was, and starts the
+// call of the chain after i in its group.
+func (cs *calls) take(i int) *delegate.Call {
+	call := cs.pending[i]
+	cs.pending[i] = nil
+	if call == nil {
+		call = cs.start(i)
+	}
+	if n := cs.next[i]; n >= 0 && cs.pending[n] == nil {
+		cs.pending[n] = cs.start(n)
+	}
+	return call
+}
+
+// abort kills what was started and never taken. Call it once the groups
+// are done.
+func (cs *calls) abort() {
+	for i, call := range cs.pending {
+		call.Abort()
+		cs.pending[i] = nil
+	}
 }
 
 // each calls f for 0..n-1, concurrently when parallel.

@@ -196,9 +196,10 @@ func (s *Store) LoadInterface(id, ifname string) (*Interface, error) {
 	return r, nil
 }
 
-// SaveContainer writes a container's record durably, creating its folder.
-// The folder itself is synced by the caller through Sync once a batch of
-// records is written.
+// SaveContainer writes a container's record, creating its folder if need
+// be. The record is fsynced before it is renamed into place; the caller
+// makes the rename durable with Sync (and a new folder's own entry with
+// SyncContainers) once a batch of records is written.
 func (s *Store) SaveContainer(c *Container) error {
 	if err := ValidateID(c.ContainerID); err != nil {
 		return err
@@ -210,7 +211,7 @@ func (s *Store) SaveContainer(c *Container) error {
 	return writeRecord(s.containerPath(c.ContainerID), c)
 }
 
-// SaveInterface writes one interface's record durably.
+// SaveInterface writes one interface's record, as SaveContainer does.
 func (s *Store) SaveInterface(r *Interface) error {
 	if err := ValidateID(r.ContainerID); err != nil {
 		return err
@@ -225,7 +226,17 @@ func (s *Store) SaveInterface(r *Interface) error {
 	return writeRecord(s.InterfacePath(r.ContainerID, r.IfName), r)
 }
 
-// Sync makes the renames of a container's records durable.
+// MakeContainerDir creates a container's folder (and the store's folders
+// on first use). The new folder's entry is durable once SyncContainers
+// returns, which may run at the same time as the first records' writes.
+func (s *Store) MakeContainerDir(id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	return s.ensureDir(id)
+}
+
+// Sync makes the renames and removals of a container's records durable.
 func (s *Store) Sync(id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
@@ -233,8 +244,16 @@ func (s *Store) Sync(id string) error {
 	return syncDir(s.ContainerDir(id))
 }
 
-// RemoveInterface deletes one interface's record; a missing one is no error.
-func (s *Store) RemoveInterface(id, ifname string) error {
+// SyncContainers makes the creation or removal of container folders
+// durable.
+func (s *Store) SyncContainers() error {
+	return syncDir(s.containersDir())
+}
+
+// UnlinkInterface deletes one interface's record, at once for every later
+// reader; it is durable once the caller's Sync or RemoveContainer returns.
+// A missing record is no error.
+func (s *Store) UnlinkInterface(id, ifname string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
@@ -244,7 +263,7 @@ func (s *Store) RemoveInterface(id, ifname string) error {
 	if err := os.Remove(s.InterfacePath(id, ifname)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing state record: %w", err)
 	}
-	return syncDir(s.ContainerDir(id))
+	return nil
 }
 
 // RemoveContainer deletes all of a container's records and its folder; a
@@ -298,6 +317,9 @@ func (s *Store) Containers() ([]string, error) {
 	return ids, nil
 }
 
+// ensureDir creates a container's folder. Its entry in containers/ is
+// synced by the caller (SyncContainers); when the store's own folders are
+// created, which happens once, their entries are synced here.
 func (s *Store) ensureDir(id string) error {
 	dir := s.ContainerDir(id)
 	if _, err := os.Stat(dir); err == nil {
@@ -307,14 +329,10 @@ func (s *Store) ensureDir(id string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating state folder: %w", err)
 	}
-	// The new folder's own entry must survive a crash too, and so must that
-	// of the containers folder if it was created just now.
 	if errors.Is(statErr, fs.ErrNotExist) {
-		if err := syncDir(s.Dir); err != nil {
-			return err
-		}
+		return errors.Join(syncDir(filepath.Dir(s.Dir)), syncDir(s.Dir))
 	}
-	return syncDir(s.containersDir())
+	return nil
 }
 
 func readRecord(path, kind string, v any) error {

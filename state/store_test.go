@@ -745,9 +745,10 @@ func TestPathSafety(t *testing.T) {
 				}
 				return err
 			}},
-			{"RemoveInterface", func(s *Store) error { return s.RemoveInterface(id, "eth0") }},
+			{"UnlinkInterface", func(s *Store) error { return s.UnlinkInterface(id, "eth0") }},
 			{"RemoveContainer", func(s *Store) error { return s.RemoveContainer(id) }},
 			{"Sync", func(s *Store) error { return s.Sync(id) }},
+			{"MakeContainerDir", func(s *Store) error { return s.MakeContainerDir(id) }},
 			{"Lock", func(s *Store) error {
 				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 				defer cancel()
@@ -770,7 +771,7 @@ func TestPathSafety(t *testing.T) {
 				}
 				return err
 			}},
-			{"RemoveInterface", func(s *Store) error { return s.RemoveInterface("c1", ifname) }},
+			{"UnlinkInterface", func(s *Store) error { return s.UnlinkInterface("c1", ifname) }},
 		}
 	}
 
@@ -836,7 +837,7 @@ func TestPathSafety(t *testing.T) {
 	}
 }
 
-func TestRemoveInterface(t *testing.T) {
+func TestUnlinkInterface(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, s *Store)
@@ -871,8 +872,8 @@ func TestRemoveInterface(t *testing.T) {
 			_, hadContainer := s.LoadContainer("c1")
 			_, hadNet1 := s.LoadInterface("c1", "net1")
 			for i := 0; i < 2; i++ {
-				if err := s.RemoveInterface("c1", "eth0"); err != nil {
-					t.Fatalf("RemoveInterface call %d: %v", i+1, err)
+				if err := s.UnlinkInterface("c1", "eth0"); err != nil {
+					t.Fatalf("UnlinkInterface call %d: %v", i+1, err)
 				}
 			}
 			if _, err := s.LoadInterface("c1", "eth0"); !errors.Is(err, ErrNotFound) {
@@ -1241,5 +1242,27 @@ func BenchmarkLoadInterface(b *testing.B) {
 		if len(got.Config) == 0 {
 			b.Fatal("no config")
 		}
+	}
+}
+
+// MakeContainerDir makes the folders ADD's plan writes into, with the
+// store's modes, and is idempotent; SyncContainers then syncs them.
+func TestMakeContainerDir(t *testing.T) {
+	s, _ := newStore(t)
+	if err := s.SyncContainers(); err != nil {
+		t.Errorf("SyncContainers on an empty store: %v", err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := s.MakeContainerDir("c1"); err != nil {
+			t.Fatalf("MakeContainerDir call %d: %v", i+1, err)
+		}
+	}
+	assertMode(t, s.ContainerDir("c1"), 0o700)
+	assertMode(t, filepath.Join(s.Dir, "containers"), 0o700)
+	if err := s.SyncContainers(); err != nil {
+		t.Errorf("SyncContainers: %v", err)
+	}
+	if _, err := s.LoadContainer("c1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a folder without records: LoadContainer = %v, want ErrNotFound", err)
 	}
 }

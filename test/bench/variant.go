@@ -114,7 +114,7 @@ func (v *variant) nicmuxList(dir string) []byte {
 	must(os.WriteFile(att, attachmentYAML(v.chains), 0o644), "writing %s", att)
 	v.state = filepath.Join(dir, "state")
 	v.logFile = filepath.Join(dir, "nicmux.log")
-	return nicmuxConflist(v.env.name("mux"), att, v.state, v.logFile, v.kind == nicmuxParallel)
+	return nicmuxConflist(v.env.name("mux"), att, v.state, v.logFile, v.kind == nicmuxParallel, !v.env.noPrestart)
 }
 
 func (v *variant) add(ctx context.Context, id, ns string) (*gocni.Result, error) {

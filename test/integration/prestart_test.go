@@ -1,0 +1,115 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// prestartYAML: eth0's chain fails at its second plugin when Fail is set;
+// the plugin after it, and eth1's first (with "parallel": false, eth1 runs
+// after eth0), are the ones nicmux starts ahead.
+const prestartYAML = `interfaces:
+  - ifname: eth0
+    network: svc
+    plugins:
+      - type: macvlan
+        master: {{.Master}}
+        ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [[{subnet: 10.77.0.0/24}]]}
+      - {type: recorder, recordFile: {{.RecordFile}}.first{{if .Fail}}, failOn: [ADD], failCode: 7{{end}}}
+      - {type: recorder, recordFile: {{.RecordFile}}}
+      - type: tuning
+  - ifname: eth1
+    network: storage
+    plugins:
+      - type: macvlan
+        master: {{.Master}}
+        ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [[{subnet: 10.88.0.0/24}]]}
+      - {type: recorder, recordFile: {{.RecordFile}}}
+`
+
+// TestPrestart: a plugin nicmux starts ahead (the default) acts only once
+// it gets its configuration, after the plugin before it succeeded; one
+// whose chain stops first is killed having done nothing, and no plugin
+// process outlives the verb. "prestart": false gives the same outcomes.
+func TestPrestart(t *testing.T) {
+	for _, prestart := range []bool{true, false} {
+		t.Run(fmt.Sprintf("prestart=%v", prestart), func(t *testing.T) {
+			w := newWorld(t)
+			w.Master = makeMaster(t)
+			pw := &prestartWorld{world: w, Fail: true}
+			path := filepath.Join(w.dir, "multi.yaml")
+			var buf strings.Builder
+			renderTo(t, &buf, prestartYAML, pw)
+			writeFile(t, path, buf.String())
+			l := w.list(path, map[string]any{"prestart": prestart, "parallel": false})
+			netns := newNS(t)
+			r := rt("pre-1", netns)
+
+			_, err := w.add(l, r)
+			wantErr(t, err, types.ErrInvalidNetworkConfig, "eth0: plugin recorder: recorder told to fail ADD on eth0")
+			assertNoPluginProcess(t)
+			w.assertNothingLeft(netns, "svc", "storage")
+			// Neither eth0's last recorder, after the failure, nor eth1
+			// ever ran.
+			if got := summary(w.calls()); len(got) != 0 {
+				t.Errorf("calls after the failed ADD = %v, want none", got)
+			}
+
+			pw.Fail = false
+			buf.Reset()
+			renderTo(t, &buf, prestartYAML, pw)
+			writeFile(t, path, buf.String())
+			w.mustAdd(l, r)
+			if err := w.check(l, r); err != nil {
+				t.Errorf("CHECK: %v", err)
+			}
+			if err := w.del(l, r); err != nil {
+				t.Fatal(err)
+			}
+			assertNoPluginProcess(t)
+			w.assertNothingLeft(netns, "svc", "storage")
+			// In file order, DEL in reverse.
+			want := []string{"ADD eth0", "ADD eth1", "CHECK eth0", "CHECK eth1", "DEL eth1", "DEL eth0"}
+			if got := summary(w.calls()); !equal(got, want) {
+				t.Errorf("calls = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+type prestartWorld struct {
+	*world
+	Fail bool
+}
+
+func summary(calls []recordedCall) []string {
+	var out []string
+	for _, c := range calls {
+		out = append(out, c.Command+" "+c.IfName)
+	}
+	return out
+}
+
+// assertNoPluginProcess checks that no process runs a plugin binary of the
+// test's CNI path: every delegate nicmux started, ahead or not, is gone.
+func assertNoPluginProcess(t *testing.T) {
+	t.Helper()
+	dirs := cniPath()
+	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, p := range procs {
+		exe, err := os.Readlink(p)
+		if err != nil {
+			continue
+		}
+		for _, d := range dirs {
+			if strings.HasPrefix(exe, d+string(os.PathSeparator)) {
+				t.Errorf("process %s still runs %s", filepath.Base(filepath.Dir(p)), exe)
+			}
+		}
+	}
+}
