@@ -110,6 +110,15 @@ func (p *Plugin) add(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	// The first delegates start now: their start-up overlaps identifying
+	// the namespace, the lock and the plan, and they get their
+	// configuration once the plan is on disk.
+	groups := schedule(att.Interfaces, inv.parallel())
+	calls := startCalls(groups, len(att.Interfaces), func(k int) *delegate.Call {
+		chain := att.Interfaces[k]
+		return inv.runner.Start(ctx, "ADD", chain, inv.env(chain.IfName, inv.args.Netns))
+	})
+	defer calls.abort()
 	nsID, err := identify(inv.args.Netns)
 	if err != nil {
 		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
@@ -117,14 +126,6 @@ func (p *Plugin) add(ctx context.Context, inv *invocation) error {
 	if nsID.IsZero() {
 		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: no network namespace at %q", inv.args.Netns))
 	}
-	// The first delegates start now: their start-up overlaps the lock and
-	// the plan, and they get their configuration once the plan is on disk.
-	groups := schedule(att.Interfaces, inv.parallel())
-	calls := startCalls(groups, len(att.Interfaces), func(k int) *delegate.Call {
-		chain := att.Interfaces[k]
-		return inv.runner.Start(ctx, "ADD", chain, inv.env(chain.IfName, inv.args.Netns))
-	})
-	defer calls.abort()
 	return p.locked(ctx, inv, func() (bool, error) {
 		old, err := inv.store.LoadContainer(inv.args.ContainerID)
 		switch {
@@ -143,12 +144,11 @@ func (p *Plugin) add(ctx context.Context, inv *invocation) error {
 // attach plans, runs the chains, completes and prints the merged result, or
 // rolls back. It reports whether the container's state is gone.
 func (p *Plugin) attach(ctx context.Context, inv *invocation, att *conf.Attachments, set string, nsID state.NetNSID, groups [][]int, calls *calls) (gone bool, err error) {
-	c, recs, planSynced, err := p.plan(inv, att, set, nsID)
+	c, recs, err := p.plan(inv, att, set, nsID)
 	if err != nil {
 		return false, err
 	}
-	results, toRelease, resultsSaved, err := p.addChains(inv, att.Interfaces, recs, groups, calls)
-	saved := func() error { return errors.Join(planSynced(), resultsSaved()) }
+	results, toRelease, saved, err := p.addChains(inv, att.Interfaces, recs, groups, calls)
 	var merged types.Result
 	if err == nil {
 		merged, err = p.complete(inv, c, results, saved)
@@ -165,11 +165,10 @@ func (p *Plugin) attach(ctx context.Context, inv *invocation, att *conf.Attachme
 	return false, merged.PrintTo(p.stdout())
 }
 
-// plan records, before any delegate runs, the container and each interface
-// with the exact chain it gets: whatever happens next, a later DEL or ADD
-// knows what may need releasing. The container record goes first, so that
-// no interface record is ever without one.
-func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID state.NetNSID) (c *state.Container, recs []*state.Interface, synced func() error, err error) {
+// plan records, before any delegate gets its configuration, the container
+// and each interface with the exact chain it gets: whatever happens next, a
+// later DEL or ADD knows what may need releasing.
+func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID state.NetNSID) (c *state.Container, recs []*state.Interface, err error) {
 	args := inv.args
 	c = &state.Container{
 		ContainerID:    args.ContainerID,
@@ -186,7 +185,7 @@ func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID s
 	for i, chain := range att.Interfaces {
 		cfg, err := chain.ConfList()
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("%s: encoding the chain: %w", chain.IfName, err)
+			return nil, nil, fmt.Errorf("%s: encoding the chain: %w", chain.IfName, err)
 		}
 		c.Interfaces = append(c.Interfaces, chain.IfName)
 		recs[i] = &state.Interface{
@@ -202,16 +201,14 @@ func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID s
 		}
 	}
 	// The folder is made, then the records are written (each fsynced, then
-	// renamed into place) while the folder's entry is synced: no delegate
-	// runs before every record is there for a later DEL or ADD to read.
-	// The folder's own sync, which makes those renames survive a power
-	// loss, overlaps the first delegates; ADD waits for it before it
-	// completes (see complete) or rolls back. A crash before it leaves at
-	// worst a container without its record, which GC and a later ADD treat
-	// as never attached, as it is.
+	// renamed into place) while the folder's entry is synced, then the
+	// folder itself: only then does any delegate get its configuration
+	// (those started ahead start up meanwhile). A crash in between leaves
+	// at worst a container without its record, which GC and a later ADD
+	// treat as never attached, as it is.
 	id := args.ContainerID
 	if err := inv.store.MakeContainerDir(id); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	errs := make([]error, len(recs)+2)
 	each(len(recs)+2, true, func(i int) {
@@ -224,18 +221,14 @@ func (p *Plugin) plan(inv *invocation, att *conf.Attachments, set string, nsID s
 			errs[i] = inv.store.SaveInterface(recs[i])
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
-		return nil, nil, nil, errors.Join(err, inv.store.RemoveContainer(id))
+	err = errors.Join(errs...)
+	if err == nil {
+		err = inv.store.Sync(id)
 	}
-	return c, recs, background(func() error { return inv.store.Sync(id) }), nil
-}
-
-// background runs f in its own goroutine; the returned func waits for it
-// and returns its error.
-func background(f func() error) (wait func() error) {
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	return sync.OnceValue(func() error { return <-done })
+	if err != nil {
+		return nil, nil, errors.Join(err, inv.store.RemoveContainer(id))
+	}
+	return c, recs, nil
 }
 
 // addChains runs every chain's ADD (see schedule for what runs at the same

@@ -167,7 +167,7 @@ func storedChain(rec *state.Interface) (*conf.Chain, types.Result, error) {
 func (p *Plugin) delWithoutState(ctx context.Context, inv *invocation) error {
 	att, err := inv.loadAttachments(conf.SetFromArgs(inv.args.Args))
 	if err != nil {
-		// nicmux records its plan before any delegate runs, so without
+		// nicmux records its plan before any delegate acts, so without
 		// state it holds nothing: the container was never attached, or a
 		// DEL already released it. Failing would only make the runtime
 		// retry forever.

@@ -335,7 +335,10 @@ func (s *Store) ensureDir(id string) error {
 	return nil
 }
 
-func readRecord(path, kind string, v any) error {
+// record is a Container or an Interface.
+type record interface{ kind() string }
+
+func readRecord(path, kind string, v record) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: %w", path, ErrNotFound)
@@ -346,20 +349,17 @@ func readRecord(path, kind string, v any) error {
 	if len(strings.TrimSpace(string(data))) == 0 {
 		return &CorruptError{Path: path, Err: errors.New("the file is empty")}
 	}
-	var hdr struct {
-		Kind string `json:"kind"`
-	}
-	if err := json.Unmarshal(data, &hdr); err != nil {
-		return &CorruptError{Path: path, Err: err}
-	}
-	if hdr.Kind != kind {
-		return &CorruptError{Path: path, Err: fmt.Errorf("kind is %q, want %q", hdr.Kind, kind)}
-	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return &CorruptError{Path: path, Err: err}
 	}
+	if got := v.kind(); got != kind {
+		return &CorruptError{Path: path, Err: fmt.Errorf("kind is %q, want %q", got, kind)}
+	}
 	return nil
 }
+
+func (c *Container) kind() string { return c.Kind }
+func (r *Interface) kind() string { return r.Kind }
 
 func writeRecord(path string, v any) error {
 	data, err := json.Marshal(v)

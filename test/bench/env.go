@@ -29,8 +29,6 @@ type env struct {
 	// tag is in every network, link and container name of the run, so the
 	// run can find (and remove) exactly what it left in libcni's cache.
 	tag string
-	// noPrestart turns off nicmux's starting of delegates ahead.
-	noPrestart bool
 
 	seq     atomic.Int64
 	subnets atomic.Int64

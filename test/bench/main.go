@@ -23,8 +23,6 @@ type options struct {
 	ns   []int
 	out  string
 	bin  string
-	// prestart is nicmux's "prestart" setting in the run.
-	prestart bool
 }
 
 func parseFlags() options {
@@ -34,10 +32,9 @@ func parseFlags() options {
 	flag.StringVar(&ns, "n", "1,2,4,8,16", "interface counts of the macvlan scenarios")
 	flag.StringVar(&o.out, "out", "", "markdown file to write the results to (default: stdout only)")
 	flag.StringVar(&o.bin, "bin", "../../bin", "the repository's bin folder (nicmux, plugins/)")
-	flag.BoolVar(&o.prestart, "prestart", true, "nicmux's \"prestart\" setting: start delegates ahead of their configuration")
 	flag.Parse()
 	if o.reps < 1 || flag.NArg() > 0 {
-		fatalf("usage: bench [-reps n] [-n 1,2,4] [-out file.md] [-bin dir] [-prestart=false]")
+		fatalf("usage: bench [-reps n] [-n 1,2,4] [-out file.md] [-bin dir]")
 	}
 	for _, f := range strings.Split(ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -63,7 +60,6 @@ func main() {
 
 func run(o options) {
 	e := newEnv(o.bin)
-	e.noPrestart = !o.prestart
 	r := &results{opts: o, started: time.Now(), loadStart: loadAvg(), scens: scenarios(o.ns), variants: map[string]*variant{}}
 	vs := buildMatrix(e, r.scens)
 	for _, v := range vs {

@@ -76,11 +76,26 @@ func (r *results) writeVerbs(b *strings.Builder) {
 		}
 	}
 	b.WriteString("\n")
+	fmt.Fprintf(b, "What starting delegates ahead buys, same run: nicmux with `\"prestart\": false` (noprestart) "+
+		"beside the default.\n\n")
+	fmt.Fprintf(b, "| scenario | verb | nicmux-serial | noprestart | ratio | nicmux-parallel | noprestart | ratio |\n")
+	fmt.Fprintf(b, "|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.scens {
+		for verb := range nVerbs {
+			ns, cs := durations(r.variant(s, nicmuxSerial).samples, verb), durations(r.variant(s, nicmuxSerialCold).samples, verb)
+			np, cp := durations(r.variant(s, nicmuxParallel).samples, verb), durations(r.variant(s, nicmuxParallelCold).samples, verb)
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Name, verbNames[verb],
+				medP90(ns), medP90(cs), ratio(median(ns), median(cs)),
+				medP90(np), medP90(cp), ratio(median(np), median(cp)))
+		}
+	}
+	b.WriteString("\n")
 }
 
 func (r *results) writeOwn(b *strings.Builder) {
 	fmt.Fprintf(b, "## nicmux's own cost, from its log: median ms, serial / parallel\n\n")
-	fmt.Fprintf(b, "own: nicmux's in-process wall time not spent waiting for a delegate. "+
+	fmt.Fprintf(b, "own: nicmux's in-process wall time during which none of its delegate processes was alive "+
+		"(a process started ahead counts from its start). "+
 		"cpu: nicmux's own CPU time (not its children's). "+
 		"wall − delegates: the driver-measured verb time minus nicmux's logged delegate time, "+
 		"so it also counts nicmux's process start, configuration parsing and exit. "+

@@ -21,19 +21,26 @@ import (
 type kind int
 
 const (
-	directSerial   kind = iota // N go-cni networks: SetupSerially, Check, Remove
-	directParallel             // N go-cni networks: Setup; CHECK and DEL in goroutines
-	nicmuxSerial               // one go-cni network: nicmux, "parallel": false
-	nicmuxParallel             // one go-cni network: nicmux, "parallel": true
+	directSerial       kind = iota // N go-cni networks: SetupSerially, Check, Remove
+	directParallel                 // N go-cni networks: Setup; CHECK and DEL in goroutines
+	nicmuxSerial                   // one go-cni network: nicmux, "parallel": false
+	nicmuxParallel                 // one go-cni network: nicmux, "parallel": true
+	nicmuxSerialCold               // nicmuxSerial with "prestart": false
+	nicmuxParallelCold             // nicmuxParallel with "prestart": false
 )
 
-var kinds = []kind{directSerial, directParallel, nicmuxSerial, nicmuxParallel}
+var kinds = []kind{directSerial, directParallel, nicmuxSerial, nicmuxParallel, nicmuxSerialCold, nicmuxParallelCold}
 
 func (k kind) String() string {
-	return [...]string{"direct-serial", "direct-parallel", "nicmux-serial", "nicmux-parallel"}[k]
+	return [...]string{"direct-serial", "direct-parallel", "nicmux-serial", "nicmux-parallel",
+		"nicmux-serial-noprestart", "nicmux-parallel-noprestart"}[k]
 }
 
-func (k kind) nicmux() bool { return k == nicmuxSerial || k == nicmuxParallel }
+func (k kind) nicmux() bool { return k >= nicmuxSerial }
+
+// parallel and prestart are nicmux's settings of those names.
+func (k kind) parallel() bool { return k == nicmuxParallel || k == nicmuxParallelCold }
+func (k kind) prestart() bool { return k == nicmuxSerial || k == nicmuxParallel }
 
 // The verbs, in the order an iteration runs them.
 const (
@@ -114,7 +121,7 @@ func (v *variant) nicmuxList(dir string) []byte {
 	must(os.WriteFile(att, attachmentYAML(v.chains), 0o644), "writing %s", att)
 	v.state = filepath.Join(dir, "state")
 	v.logFile = filepath.Join(dir, "nicmux.log")
-	return nicmuxConflist(v.env.name("mux"), att, v.state, v.logFile, v.kind == nicmuxParallel, !v.env.noPrestart)
+	return nicmuxConflist(v.env.name("mux"), att, v.state, v.logFile, v.kind.parallel(), v.kind.prestart())
 }
 
 func (v *variant) add(ctx context.Context, id, ns string) (*gocni.Result, error) {
