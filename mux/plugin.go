@@ -49,6 +49,9 @@ type Plugin struct {
 	LockTimeout time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// AheadLimit is the delegate runner's (see delegate.Runner); zero
+	// means the number of CPUs.
+	AheadLimit int
 }
 
 // New returns a Plugin bound to the process's standard streams.
@@ -100,7 +103,7 @@ func (p *Plugin) runner(args *skel.CmdArgs, nc *conf.NetConf) *delegate.Runner {
 		}
 	}
 	return &delegate.Runner{Path: path, Exec: p.Exec, Stderr: p.stderr(),
-		NoPrestart: nc.Prestart != nil && !*nc.Prestart}
+		NoPrestart: nc.Prestart != nil && !*nc.Prestart, AheadLimit: p.AheadLimit}
 }
 
 func (p *Plugin) lockTimeout() time.Duration {
