@@ -160,8 +160,27 @@ type Call struct {
 	c     *conf.Chain
 	env   Env
 	order []int
-	first *ahead // order[0], started by Start; nil once Run took it
+	first *starting // order[0], started by Start; nil once Run took it
 }
+
+// starting is a plugin being started ahead, in a goroutine of its own: a
+// fork waits for the child's exec, which on a busy machine can take
+// milliseconds the caller can use. get waits for it and returns nil if it
+// could not be started.
+type starting struct {
+	done chan struct{}
+	a    *ahead
+}
+
+func (s *starting) get() *ahead {
+	if s == nil {
+		return nil
+	}
+	<-s.done
+	return s.a
+}
+
+func (s *starting) abort() { s.get().abort() }
 
 // ahead is a plugin process started ahead.
 type ahead struct {
@@ -206,7 +225,7 @@ func (call *Call) Abort() {
 // Run runs the verb on every plugin of the chain. For ADD it returns the
 // chain's result, prev being unused; see Add, Check and Del.
 func (call *Call) Run(prev types.Result) (types.Result, error) {
-	cur := call.first
+	cur := call.first.get()
 	call.first = nil
 	var result types.Result
 	var errs []error
@@ -214,7 +233,7 @@ func (call *Call) Run(prev types.Result) (types.Result, error) {
 		prev = nil
 	}
 	for k, i := range call.order {
-		var next *ahead
+		var next *starting
 		if k+1 < len(call.order) {
 			next = call.prestart(call.order[k+1])
 		}
@@ -236,7 +255,7 @@ func (call *Call) Run(prev types.Result) (types.Result, error) {
 				errs = append(errs, err)
 			}
 		}
-		cur = next
+		cur = next.get()
 	}
 	if call.verb != "ADD" {
 		return nil, errors.Join(errs...)
@@ -260,23 +279,36 @@ func (call *Call) environ() environ {
 // prestart starts plugin i ahead when the Exec can and the AheadLimit
 // allows. It returns nil when it does not; run then starts the plugin, and
 // reports whatever stopped it.
-func (call *Call) prestart(i int) *ahead {
+func (call *Call) prestart(i int) *starting {
 	r := call.r
 	st, ok := call.ex.(Starter)
-	if !ok || r.NoPrestart || r.live.Load() >= r.aheadLimit() {
+	if !ok || r.NoPrestart {
 		return nil
 	}
-	path, err := call.ex.FindInPath(call.c.Plugins[i].Type, r.Path)
-	if err != nil {
-		return nil
+	// Counted from now, so that the limit holds while it starts.
+	for {
+		n := r.live.Load()
+		if n >= r.aheadLimit() {
+			return nil
+		}
+		if r.live.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
-	start := time.Now()
-	proc, err := st.StartPlugin(call.ctx, path, call.environ().list())
-	if err != nil {
-		return nil
-	}
-	r.live.Add(1)
-	return &ahead{r: r, proc: proc, start: start}
+	s := &starting{done: make(chan struct{})}
+	env := call.environ().list()
+	go func() {
+		defer close(s.done)
+		if path, err := call.ex.FindInPath(call.c.Plugins[i].Type, r.Path); err == nil {
+			start := time.Now()
+			if proc, err := st.StartPlugin(call.ctx, path, env); err == nil {
+				s.a = &ahead{r: r, proc: proc, start: start}
+				return
+			}
+		}
+		r.live.Add(-1)
+	}()
+	return s
 }
 
 // run runs plugin i, on the process started ahead if there is one.
