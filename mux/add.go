@@ -148,12 +148,18 @@ func (p *Plugin) attach(ctx context.Context, inv *invocation, att *conf.Attachme
 	if err != nil {
 		return false, err
 	}
+	// The record that marks the container complete is written while the
+	// chains run; complete only puts it in place.
+	done := *c
+	done.Complete = true
+	finished := prepare(inv.store, &done)
 	results, toRelease, saved, err := p.addChains(inv, att.Interfaces, recs, groups, calls)
 	var merged types.Result
 	if err == nil {
-		merged, err = p.complete(inv, c, results, saved)
+		merged, err = p.complete(inv, c, results, saved, finished)
 	} else {
 		_ = saved() // the rollback needs the results on disk, should it fail
+		_ = finished.discard()
 	}
 	if err != nil {
 		if rbErr := p.rollback(ctx, inv, c.Interfaces, toRelease, results); rbErr != nil {
@@ -275,32 +281,59 @@ func (p *Plugin) addChains(inv *invocation, chains []*conf.Chain, recs []*state.
 	return results, toRelease, saved, errors.Join(errs...)
 }
 
-// complete merges the results and marks the container's record complete.
-// That record is written while the last results are still being written:
-// both are fsynced before the folder is, and should a crash keep the first
-// but not a result, CHECK reports the missing result rather than pass.
-func (p *Plugin) complete(inv *invocation, c *state.Container, results []types.Result, saved func() error) (types.Result, error) {
+// complete merges the results and, once they are all on disk, puts the
+// record marking the container complete in place; one sync of the folder
+// makes every rename durable. Should a crash keep the mark but not a
+// result, CHECK reports the missing result rather than pass.
+func (p *Plugin) complete(inv *invocation, c *state.Container, results []types.Result, saved func() error, finished *prepared) (types.Result, error) {
 	merged, err := Merge(results, c.Interfaces, inv.args.Netns, inv.nc.CNIVersion)
+	if err == nil {
+		err = saved()
+	}
 	if err != nil {
-		return nil, errors.Join(err, saved())
+		// Not complete: the plan's record stays, for the rollback.
+		return nil, errors.Join(err, finished.discard())
 	}
-	c.Complete = true
-	cErr := inv.store.SaveContainer(c)
-	if err := saved(); err != nil {
-		if cErr == nil {
-			// Not complete after all: a later ADD must release it.
-			c.Complete = false
-			cErr = inv.store.SaveContainer(c)
-		}
-		return nil, errors.Join(err, cErr)
-	}
-	if cErr != nil {
-		return nil, cErr
+	if err := finished.commit(); err != nil {
+		return nil, err
 	}
 	if err := inv.store.Sync(c.ContainerID); err != nil {
 		return nil, err
 	}
+	c.Complete = true
 	return merged, nil
+}
+
+// prepared is a container record being written in the background (see
+// state.Store.PrepareContainer).
+type prepared struct {
+	done chan struct{}
+	p    *state.Pending
+	err  error
+}
+
+func prepare(store *state.Store, c *state.Container) *prepared {
+	pr := &prepared{done: make(chan struct{})}
+	go func() {
+		defer close(pr.done)
+		pr.p, pr.err = store.PrepareContainer(c)
+	}()
+	return pr
+}
+
+// commit waits for the record and puts it in place.
+func (pr *prepared) commit() error {
+	<-pr.done
+	if pr.err != nil {
+		return pr.err
+	}
+	return pr.p.Commit()
+}
+
+// discard waits for the record and removes it.
+func (pr *prepared) discard() error {
+	<-pr.done
+	return pr.p.Discard()
 }
 
 func saveResult(store *state.Store, rec *state.Interface, res types.Result) error {

@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/utils"
-	"github.com/google/renameio/v2"
 )
 
 // Record kinds, written into every record so a reader can tell a nicmux
@@ -362,21 +361,82 @@ func (c *Container) kind() string { return c.Kind }
 func (r *Interface) kind() string { return r.Kind }
 
 func writeRecord(path string, v any) error {
+	tmp, err := stage(path, v)
+	if err != nil {
+		return err
+	}
+	return commit(tmp, path)
+}
+
+// stage writes v's record to a new temporary file beside path, fsynced,
+// and returns its name.
+func stage(path string, v any) (string, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("encoding state record %s: %w", path, err)
+		return "", fmt.Errorf("encoding state record %s: %w", path, err)
 	}
-	t, err := renameio.NewPendingFile(path, renameio.WithTempDir(filepath.Dir(path)), renameio.WithStaticPermissions(0o600))
+	// CreateTemp makes the file 0600.
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
-		return fmt.Errorf("writing state record: %w", err)
+		return "", fmt.Errorf("writing state record: %w", err)
 	}
-	defer t.Cleanup()
-	if _, err := t.Write(data); err != nil {
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("writing state record %s: %w", path, err)
+	}
+	return f.Name(), nil
+}
+
+// commit renames a staged record into place; the caller syncs the folder.
+func commit(tmp, path string) error {
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("writing state record %s: %w", path, err)
 	}
-	// CloseAtomicallyReplace fsyncs the file before renaming it into place.
-	if err := t.CloseAtomicallyReplace(); err != nil {
-		return fmt.Errorf("writing state record %s: %w", path, err)
+	return nil
+}
+
+// Pending is a container record written and fsynced beside its place, to
+// be renamed into place later: ADD writes the record that marks it
+// complete while its delegates run, and puts it in place once they have
+// succeeded.
+type Pending struct {
+	tmp, path string
+}
+
+// PrepareContainer writes c's record to a temporary file in its folder,
+// fsynced; Commit or Discard must follow. Until then the folder holds an
+// extra file, which RemoveContainer removes with the rest.
+func (s *Store) PrepareContainer(c *Container) (*Pending, error) {
+	if err := ValidateID(c.ContainerID); err != nil {
+		return nil, err
+	}
+	c.Kind = KindContainer
+	path := s.containerPath(c.ContainerID)
+	tmp, err := stage(path, c)
+	if err != nil {
+		return nil, err
+	}
+	return &Pending{tmp: tmp, path: path}, nil
+}
+
+// Commit renames the record into place; the caller syncs the folder.
+func (p *Pending) Commit() error { return commit(p.tmp, p.path) }
+
+// Discard removes the record. It is a no-op on a nil Pending.
+func (p *Pending) Discard() error {
+	if p == nil {
+		return nil
+	}
+	if err := os.Remove(p.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing staged state record: %w", err)
 	}
 	return nil
 }

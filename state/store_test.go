@@ -1266,3 +1266,101 @@ func TestMakeContainerDir(t *testing.T) {
 		t.Errorf("a folder without records: LoadContainer = %v, want ErrNotFound", err)
 	}
 }
+
+// A prepared container record is invisible until committed, replaces the
+// record in one rename, and leaves nothing once discarded; an uncommitted
+// one goes with RemoveContainer.
+func TestPrepareContainer(t *testing.T) {
+	entries := func(t *testing.T, s *Store) []string {
+		t.Helper()
+		es, err := os.ReadDir(s.ContainerDir("c1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	t.Run("commit", func(t *testing.T) {
+		s, _ := newStore(t)
+		c := sampleContainer("c1")
+		c.Complete = false
+		if err := s.SaveContainer(c); err != nil {
+			t.Fatal(err)
+		}
+		done := *c
+		done.Complete = true
+		p, err := s.PrepareContainer(&done)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.LoadContainer("c1"); got == nil || got.Complete {
+			t.Fatalf("before Commit: %+v, want the incomplete record", got)
+		}
+		if n := len(entries(t, s)); n != 2 {
+			t.Errorf("folder holds %v, want the record and the prepared one", entries(t, s))
+		}
+		assertMode(t, p.tmp, 0o600)
+		if err := p.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Sync("c1"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.LoadContainer("c1"); err != nil || !got.Complete {
+			t.Errorf("after Commit: %+v, %v; want the complete record", got, err)
+		}
+		if got := entries(t, s); !reflect.DeepEqual(got, []string{"container.json"}) {
+			t.Errorf("folder holds %v", got)
+		}
+	})
+	t.Run("discard", func(t *testing.T) {
+		s, _ := newStore(t)
+		c := sampleContainer("c1")
+		if err := s.SaveContainer(c); err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.PrepareContainer(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 2; i++ {
+			if err := p.Discard(); err != nil {
+				t.Fatalf("Discard call %d: %v", i+1, err)
+			}
+		}
+		if got := entries(t, s); !reflect.DeepEqual(got, []string{"container.json"}) {
+			t.Errorf("folder holds %v", got)
+		}
+		var none *Pending
+		if err := none.Discard(); err != nil {
+			t.Errorf("nil Discard: %v", err)
+		}
+	})
+	t.Run("removed with the container", func(t *testing.T) {
+		s, _ := newStore(t)
+		c := sampleContainer("c1")
+		if err := s.SaveContainer(c); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.PrepareContainer(c); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RemoveContainer("c1"); err != nil {
+			t.Fatal(err)
+		}
+		if exists := fileExists(s.ContainerDir("c1")); exists {
+			t.Errorf("container folder left")
+		}
+	})
+	t.Run("invalid ID", func(t *testing.T) {
+		s, _ := newStore(t)
+		if _, err := s.PrepareContainer(sampleContainer("../x")); err == nil {
+			t.Error("PrepareContainer accepted an invalid ID")
+		}
+	})
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
