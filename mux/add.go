@@ -105,6 +105,8 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) error {
 }
 
 func (p *Plugin) add(ctx context.Context, inv *invocation) error {
+	// The namespace is identified while the attachment file is read.
+	current := identifyAsync(inv.args.Netns)
 	set := conf.SetFromArgs(inv.args.Args)
 	att, err := inv.loadAttachments(set)
 	if err != nil {
@@ -119,7 +121,7 @@ func (p *Plugin) add(ctx context.Context, inv *invocation) error {
 		return inv.runner.Start(ctx, "ADD", chain, inv.env(chain.IfName, inv.args.Netns))
 	})
 	defer calls.abort()
-	nsID, err := identify(inv.args.Netns)
+	nsID, err := current()
 	if err != nil {
 		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
 	}
@@ -390,7 +392,7 @@ func (p *Plugin) replaceStale(ctx context.Context, inv *invocation, old *state.C
 		reason = "none of the recorded interfaces is left in the namespace"
 	}
 	inv.log.Warn("releasing stale attachment before ADD", "containerID", old.ContainerID, "reason", reason, "interfaces", old.Interfaces)
-	if err := p.release(ctx, inv, old); err != nil {
+	if err := p.release(ctx, inv, old, func() (state.NetNSID, error) { return nsID, nil }); err != nil {
 		return fmt.Errorf("releasing the stale attachment of container %s (%s): %w", old.ContainerID, reason, err)
 	}
 	return nil

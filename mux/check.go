@@ -25,11 +25,16 @@ import (
 // makes Nomad tear down the namespace and kill the allocation.
 func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) error {
 	return p.do("CHECK", args, func(inv *invocation) error {
-		return p.locked(ctx, inv, func() (bool, error) { return false, p.check(ctx, inv) })
+		// The namespace is identified while the lock is taken and the
+		// records read.
+		current := identifyAsync(args.Netns)
+		return p.locked(ctx, inv, func() (bool, error) {
+			return false, p.check(ctx, inv, current)
+		})
 	})
 }
 
-func (p *Plugin) check(ctx context.Context, inv *invocation) error {
+func (p *Plugin) check(ctx context.Context, inv *invocation, current func() (state.NetNSID, error)) error {
 	args := inv.args
 	c, err := inv.store.LoadContainer(args.ContainerID)
 	if errors.Is(err, state.ErrNotFound) {
@@ -41,7 +46,7 @@ func (p *Plugin) check(ctx context.Context, inv *invocation) error {
 	if !c.Complete {
 		return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s: the ADD of %v did not complete", args.ContainerID, c.Interfaces))
 	}
-	nsID, err := identify(args.Netns)
+	nsID, err := current()
 	if err != nil {
 		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
 	}

@@ -23,13 +23,16 @@ import (
 // state it falls back to the chains of the current attachment file.
 func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 	return p.do("DEL", args, func(inv *invocation) error {
+		// The namespace is identified while the lock is taken and the
+		// records read.
+		current := identifyAsync(args.Netns)
 		return p.locked(ctx, inv, func() (bool, error) {
 			c, err := inv.store.LoadContainer(args.ContainerID)
 			switch {
 			case errors.Is(err, state.ErrNotFound):
 				err = p.delWithoutState(ctx, inv)
 			case err == nil:
-				err = p.release(ctx, inv, c)
+				err = p.release(ctx, inv, c, current)
 			}
 			return err == nil, err
 		})
@@ -40,12 +43,10 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error {
 // first, removing each record once released and the container's state once
 // all are. An interface whose namespace is no longer the one recorded gets
 // an empty CNI_NETNS: its links went with the old namespace, and nothing in
-// a namespace that replaced it may be touched.
-func (p *Plugin) release(ctx context.Context, inv *invocation, c *state.Container) error {
-	cur, err := identify(inv.args.Netns)
-	if err != nil {
-		inv.log.Warn("cannot identify netns; releasing without it", "netns", inv.args.Netns, "error", err)
-	}
+// a namespace that replaced it may be touched. current identifies the
+// namespace at CNI_NETNS now; one that cannot be identified is logged and
+// taken for none.
+func (p *Plugin) release(ctx context.Context, inv *invocation, c *state.Container, current func() (state.NetNSID, error)) error {
 	n := len(c.Interfaces)
 	failures := make([]error, n)
 	// Records are read first, so the DELs can be scheduled like the ADDs.
@@ -57,6 +58,10 @@ func (p *Plugin) release(ctx context.Context, inv *invocation, c *state.Containe
 		if stored[i] != nil {
 			chains[i] = stored[i].chain
 		}
+	}
+	cur, err := current()
+	if err != nil {
+		inv.log.Warn("cannot identify netns; releasing without it", "netns", inv.args.Netns, "error", err)
 	}
 	groups := reversed(schedule(chains, inv.parallel()))
 	calls := startCalls(groups, n, func(i int) *delegate.Call {

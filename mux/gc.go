@@ -109,7 +109,7 @@ func (p *Plugin) gcContainer(ctx context.Context, inv *invocation, id string, va
 	if err != nil {
 		return true, c.Set, nil, err
 	}
-	err = p.release(ctx, &sub, c)
+	err = p.release(ctx, &sub, c, func() (state.NetNSID, error) { return identify(sub.args.Netns) })
 	unlock(err == nil)
 	if err != nil {
 		return true, c.Set, nil, err
