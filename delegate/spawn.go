@@ -68,8 +68,11 @@ func (p *proc) feed(ctx context.Context, stdin []byte) (stdout, stderr []byte, e
 	werr := writeAll(p.stdin, stdin)
 	_ = unix.Close(p.stdin)
 	p.stdin = -1
-	status, waitErr := wait(p.pid)
+	// The child is reaped only once the killer is stopped, so that it can
+	// never signal a recycled pid.
+	_ = waitExit(p.pid) // should it fail, wait4 below still waits, and reports
 	canceled := stop()
+	status, waitErr := wait(p.pid)
 	stdout, rerr := readAll(p.stdout)
 	stderr, rerr2 := readAll(p.stderr)
 	switch {
@@ -125,6 +128,22 @@ func killOnDone(ctx context.Context, pid int) (stop func() error) {
 	}
 }
 
+// waitExit waits for the child pid to exit, leaving it to be reaped.
+func waitExit(pid int) error {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("waitid", err)
+		}
+		return nil
+	}
+}
+
+// wait reaps the child pid.
 func wait(pid int) (syscall.WaitStatus, error) {
 	var status syscall.WaitStatus
 	for {
