@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"sort"
@@ -112,6 +113,9 @@ func (v *verbLog) delegateTime() time.Duration {
 }
 
 func (v *verbLog) done(err error, attrs ...any) {
+	if err == nil && !v.log.Enabled(context.Background(), slog.LevelInfo) {
+		return // the line would be dropped: spare reading /proc
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	total := time.Since(v.start)

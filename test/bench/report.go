@@ -64,29 +64,29 @@ func (r *results) writeVerbs(b *strings.Builder) {
 		"direct-parallel: go-cni Setup (concurrent), libcni CHECK and DEL of all networks in goroutines. "+
 		"nicmux-*: nicmux as the one go-cni network, `\"parallel\": false` / `true`. "+
 		"Ratios are of medians.\n\n")
-	fmt.Fprintf(b, "| scenario | verb | direct-serial | nicmux-serial | ratio | direct-parallel | nicmux-parallel | ratio |\n")
-	fmt.Fprintf(b, "|---|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, s := range r.scens {
-		for verb := range nVerbs {
-			ds, ns := durations(r.variant(s, directSerial).samples, verb), durations(r.variant(s, nicmuxSerial).samples, verb)
-			dp, np := durations(r.variant(s, directParallel).samples, verb), durations(r.variant(s, nicmuxParallel).samples, verb)
-			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Name, verbNames[verb],
-				medP90(ds), medP90(ns), ratio(median(ns), median(ds)),
-				medP90(dp), medP90(np), ratio(median(np), median(dp)))
-		}
-	}
-	b.WriteString("\n")
+	r.writeRatios(b, [2][2]kind{{directSerial, nicmuxSerial}, {directParallel, nicmuxParallel}})
 	fmt.Fprintf(b, "What starting delegates ahead buys, same run: nicmux with `\"prestart\": false` (noprestart) "+
 		"beside the default.\n\n")
-	fmt.Fprintf(b, "| scenario | verb | nicmux-serial | noprestart | ratio | nicmux-parallel | noprestart | ratio |\n")
-	fmt.Fprintf(b, "|---|---|---:|---:|---:|---:|---:|---:|\n")
+	r.writeRatios(b, [2][2]kind{{nicmuxSerialCold, nicmuxSerial}, {nicmuxParallelCold, nicmuxParallel}})
+}
+
+// writeRatios writes a table of two pairs of variants per scenario and
+// verb: each pair's medians (p90) and the ratio of the second's median to
+// the first's.
+func (r *results) writeRatios(b *strings.Builder, pairs [2][2]kind) {
+	fmt.Fprintf(b, "| scenario | verb |")
+	for _, p := range pairs {
+		fmt.Fprintf(b, " %s | %s | ratio |", p[0], p[1])
+	}
+	fmt.Fprintf(b, "\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.scens {
 		for verb := range nVerbs {
-			ns, cs := durations(r.variant(s, nicmuxSerial).samples, verb), durations(r.variant(s, nicmuxSerialCold).samples, verb)
-			np, cp := durations(r.variant(s, nicmuxParallel).samples, verb), durations(r.variant(s, nicmuxParallelCold).samples, verb)
-			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Name, verbNames[verb],
-				medP90(ns), medP90(cs), ratio(median(ns), median(cs)),
-				medP90(np), medP90(cp), ratio(median(np), median(cp)))
+			fmt.Fprintf(b, "| %s | %s |", s.Name, verbNames[verb])
+			for _, p := range pairs {
+				base, x := durations(r.variant(s, p[0]).samples, verb), durations(r.variant(s, p[1]).samples, verb)
+				fmt.Fprintf(b, " %s | %s | %s |", medP90(base), medP90(x), ratio(median(x), median(base)))
+			}
+			b.WriteString("\n")
 		}
 	}
 	b.WriteString("\n")
