@@ -154,14 +154,14 @@ func (p *Plugin) attach(ctx context.Context, inv *invocation, att *conf.Attachme
 	// chains run; complete only puts it in place.
 	done := *c
 	done.Complete = true
-	finished := prepare(inv.store, &done)
+	finished := later(func() (*state.Pending, error) { return inv.store.PrepareContainer(&done) })
 	results, toRelease, saved, err := p.addChains(inv, att.Interfaces, recs, groups, calls)
 	var merged types.Result
 	if err == nil {
 		merged, err = p.complete(inv, c, results, saved, finished)
 	} else {
 		_ = saved() // the rollback needs the results on disk, should it fail
-		_ = finished.discard()
+		_ = discard(finished)
 	}
 	if err != nil {
 		if rbErr := p.rollback(ctx, inv, c.Interfaces, toRelease, results); rbErr != nil {
@@ -287,55 +287,32 @@ func (p *Plugin) addChains(inv *invocation, chains []*conf.Chain, recs []*state.
 // record marking the container complete in place; one sync of the folder
 // makes every rename durable. Should a crash keep the mark but not a
 // result, CHECK reports the missing result rather than pass.
-func (p *Plugin) complete(inv *invocation, c *state.Container, results []types.Result, saved func() error, finished *prepared) (types.Result, error) {
+func (p *Plugin) complete(inv *invocation, c *state.Container, results []types.Result, saved func() error, finished func() (*state.Pending, error)) (types.Result, error) {
 	merged, err := Merge(results, c.Interfaces, inv.args.Netns, inv.nc.CNIVersion)
 	if err == nil {
 		err = saved()
 	}
 	if err != nil {
 		// Not complete: the plan's record stays, for the rollback.
-		return nil, errors.Join(err, finished.discard())
+		return nil, errors.Join(err, discard(finished))
 	}
-	if err := finished.commit(); err != nil {
+	pending, err := finished()
+	if err == nil {
+		err = pending.Commit()
+	}
+	if err == nil {
+		err = inv.store.Sync(c.ContainerID)
+	}
+	if err != nil {
 		return nil, err
 	}
-	if err := inv.store.Sync(c.ContainerID); err != nil {
-		return nil, err
-	}
-	c.Complete = true
 	return merged, nil
 }
 
-// prepared is a container record being written in the background (see
-// state.Store.PrepareContainer).
-type prepared struct {
-	done chan struct{}
-	p    *state.Pending
-	err  error
-}
-
-func prepare(store *state.Store, c *state.Container) *prepared {
-	pr := &prepared{done: make(chan struct{})}
-	go func() {
-		defer close(pr.done)
-		pr.p, pr.err = store.PrepareContainer(c)
-	}()
-	return pr
-}
-
-// commit waits for the record and puts it in place.
-func (pr *prepared) commit() error {
-	<-pr.done
-	if pr.err != nil {
-		return pr.err
-	}
-	return pr.p.Commit()
-}
-
-// discard waits for the record and removes it.
-func (pr *prepared) discard() error {
-	<-pr.done
-	return pr.p.Discard()
+// discard waits for the record finished writes and removes it.
+func discard(finished func() (*state.Pending, error)) error {
+	pending, _ := finished() // nil if it could not be written
+	return pending.Discard()
 }
 
 func saveResult(store *state.Store, rec *state.Interface, res types.Result) error {

@@ -131,16 +131,16 @@ func delegatesCheck(chain *conf.Chain) bool {
 // check. Both only read, so the netlink check (on a handle of its own:
 // chains are checked at the same time) runs while the chain's does.
 func (p *Plugin) checkOne(inv *invocation, s *storedIf, call *delegate.Call) []error {
-	own := background(func() error {
+	own := later(func() (struct{}, error) {
 		h, err := openNS(inv.args.Netns)
 		if err != nil {
-			return fmt.Errorf("plugin nicmux (netlink check): %w", err)
+			return struct{}{}, fmt.Errorf("plugin nicmux (netlink check): %w", err)
 		}
 		defer h.Close()
 		if err := h.verify(s.rec.IfName, s.prev); err != nil {
-			return fmt.Errorf("plugin nicmux (netlink check): %w", err)
+			return struct{}{}, fmt.Errorf("plugin nicmux (netlink check): %w", err)
 		}
-		return nil
+		return struct{}{}, nil
 	})
 	var errs []error
 	if delegatesCheck(s.chain) {
@@ -148,18 +148,10 @@ func (p *Plugin) checkOne(inv *invocation, s *storedIf, call *delegate.Call) []e
 			errs = append(errs, err)
 		}
 	}
-	if err := own(); err != nil {
+	if _, err := own(); err != nil {
 		errs = append(errs, err)
 	}
 	return errs
-}
-
-// background runs f in a goroutine of its own; the returned func waits for
-// it and returns its error.
-func background(f func() error) (wait func() error) {
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	return func() error { return <-done }
 }
 
 // logDrift compares the attachment file as it is now with what ADD used and

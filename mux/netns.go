@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -44,23 +43,10 @@ func identify(path string) (state.NetNSID, error) {
 	return id, nil
 }
 
-// identifyAsync identifies the namespace at path in a goroutine of its
-// own (it takes a thread and a setns), while the caller goes on; the
-// returned func waits for the answer.
+// identifyAsync identifies the namespace at path while the caller goes on
+// (it takes a thread and a setns); the returned func waits for the answer.
 func identifyAsync(path string) func() (state.NetNSID, error) {
-	type answer struct {
-		id  state.NetNSID
-		err error
-	}
-	ch := make(chan answer, 1)
-	go func() {
-		id, err := identify(path)
-		ch <- answer{id, err}
-	}()
-	return sync.OnceValues(func() (state.NetNSID, error) {
-		a := <-ch
-		return a.id, a.err
-	})
+	return later(func() (state.NetNSID, error) { return identify(path) })
 }
 
 // netnsCookie returns the cookie of the namespace at path, read from a

@@ -156,6 +156,23 @@ func (cs *calls) abort() {
 	}
 }
 
+// later runs f in a goroutine of its own, while the caller goes on; the
+// returned func waits for f and returns what it returned, each time it is
+// called.
+func later[T any](f func() (T, error)) func() (T, error) {
+	done := make(chan struct{})
+	var v T
+	var err error
+	go func() {
+		defer close(done)
+		v, err = f()
+	}()
+	return func() (T, error) {
+		<-done
+		return v, err
+	}
+}
+
 // each calls f for 0..n-1, concurrently when parallel.
 func each(n int, parallel bool, f func(i int)) {
 	if !parallel || n < 2 {

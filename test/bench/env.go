@@ -157,22 +157,3 @@ func nsLinks(path string) ([]string, error) {
 	sort.Strings(names)
 	return names, nil
 }
-
-// bridgePorts lists the links enslaved to a bridge of the run's namespace.
-func bridgePorts(bridge string) ([]string, error) {
-	br, err := netlink.LinkByName(bridge)
-	if err != nil {
-		return nil, fmt.Errorf("bridge %s: %w", bridge, err)
-	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out, nil
-}

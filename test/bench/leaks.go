@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
 )
 
 // leaks lists what a variant left behind once all its containers are gone:
@@ -28,7 +30,7 @@ func (v *variant) leaks(keep func(rel string) bool) ([]string, error) {
 		out = append(out, s...)
 	}
 	if v.res.bridge != "" {
-		ports, err := bridgePorts(v.res.bridge)
+		ports, err := netnsutil.BridgePorts(v.res.bridge)
 		if err != nil {
 			return nil, err
 		}

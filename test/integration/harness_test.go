@@ -128,21 +128,11 @@ func makeMaster(t *testing.T) string {
 // bridgePorts lists the links enslaved to a bridge in the test's namespace.
 func bridgePorts(t *testing.T, bridge string) []string {
 	t.Helper()
-	br, err := netlink.LinkByName(bridge)
-	if err != nil {
-		return nil
-	}
-	links, err := netlink.LinkList()
+	ports, err := netnsutil.BridgePorts(bridge)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out
+	return ports
 }
 
 // --- a test's CNI world -----------------------------------------------------

@@ -192,3 +192,26 @@ func Addrs(path, ifname string) ([]string, error) {
 	sort.Strings(out)
 	return out, err
 }
+
+// BridgePorts lists the links enslaved to bridge in the caller's namespace;
+// none when there is no such bridge.
+func BridgePorts(bridge string) ([]string, error) {
+	br, err := netlink.LinkByName(bridge)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", bridge, err)
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
+}

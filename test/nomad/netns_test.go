@@ -185,19 +185,9 @@ func hostLinkExists(name string) bool {
 // bridgePorts lists the links enslaved to a bridge of the test host.
 func bridgePorts(t *testing.T, bridge string) []string {
 	t.Helper()
-	br, err := netlink.LinkByName(bridge)
-	if err != nil {
-		return nil
-	}
-	links, err := netlink.LinkList()
-	failIf(t, err, "listing host links")
-	var out []string
-	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out
+	ports, err := netnsutil.BridgePorts(bridge)
+	failIf(t, err, "listing bridge ports")
+	return ports
 }
 
 // ipOf returns the address part of a CIDR.
