@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 )
@@ -14,6 +15,12 @@ import (
 // DefaultStateDir is where nicmux keeps its per-container state when the
 // network configuration does not say otherwise.
 const DefaultStateDir = "/var/lib/cni/nicmux"
+
+// DefaultDelegateTimeout bounds each delegate plugin call when the network
+// configuration does not say otherwise.
+const DefaultDelegateTimeout = 60 * time.Second
+
+
 
 // SupportedVersions returns the CNI specification versions nicmux speaks,
 // oldest first. 0.1.0 and 0.2.0 are left out on purpose: their results carry
@@ -36,8 +43,14 @@ type NetConf struct {
 	StateDir     string          `json:"stateDir"`
 	LogFile      string          `json:"logFile"`
 	LogLevel     string          `json:"logLevel"`
-	Parallel     *bool           `json:"parallel,omitempty"`
-	Prestart     *bool           `json:"prestart,omitempty"`
+	// Parallel runs independent chains at the same time (default true).
+	Parallel bool `json:"parallel"`
+	// Prestart starts delegates' processes ahead (default true).
+	Prestart bool `json:"prestart"`
+	// DelegateTimeout bounds each delegate plugin call: a Go duration
+	// ("60s", the default). Timeout is its value.
+	DelegateTimeout string        `json:"delegateTimeout,omitempty"`
+	Timeout         time.Duration `json:"-"`
 	DisableCheck bool            `json:"disableCheck,omitempty"`
 	DisableGC    bool            `json:"disableGC,omitempty"`
 	Capabilities map[string]bool `json:"capabilities,omitempty"`
@@ -58,7 +71,7 @@ type NetConf struct {
 
 // ParseNetConf decodes and validates nicmux's network configuration.
 func ParseNetConf(stdin []byte) (*NetConf, error) {
-	nc := &NetConf{}
+	nc := &NetConf{Parallel: true, Prestart: true, Timeout: DefaultDelegateTimeout}
 	if err := json.Unmarshal(stdin, nc); err != nil {
 		return nil, decodeError(err)
 	}
@@ -87,6 +100,13 @@ func (nc *NetConf) validate() error {
 	if !IsSupportedVersion(nc.CNIVersion) {
 		return &Error{Code: types.ErrIncompatibleCNIVersion, File: "network config " + quoteName(nc.Name),
 			Field: "cniVersion", Msg: fmt.Sprintf("%q is not supported (supported: %v)", nc.CNIVersion, SupportedVersions())}
+	}
+	if nc.DelegateTimeout != "" {
+		d, err := time.ParseDuration(nc.DelegateTimeout)
+		if err != nil || d <= 0 {
+			return bad("delegateTimeout", "%q is not a positive Go duration such as \"60s\"", nc.DelegateTimeout)
+		}
+		nc.Timeout = d
 	}
 	switch nc.LogLevel {
 	case "", "debug", "info", "warn", "warning", "error":

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 )
@@ -16,7 +17,8 @@ func TestParseNetConfMinimal(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &NetConf{CNIVersion: "1.0.0", Name: "nomad", Type: "nicmux",
-		Attachments: "/etc/nicmux/default.yaml", StateDir: "/var/lib/cni/nicmux"}
+		Attachments: "/etc/nicmux/default.yaml", StateDir: "/var/lib/cni/nicmux",
+		Parallel: true, Prestart: true, Timeout: 60 * time.Second}
 	if !reflect.DeepEqual(nc, want) {
 		t.Errorf("got %+v\nwant %+v", nc, want)
 	}
@@ -52,8 +54,8 @@ func TestParseNetConfFull(t *testing.T) {
 	if nc.StateDir != "/run/nicmux" || nc.LogFile != "/var/log/nicmux.log" || nc.LogLevel != "debug" {
 		t.Errorf("paths and level: %+v", nc)
 	}
-	if nc.Parallel == nil || *nc.Parallel {
-		t.Errorf("Parallel = %v, want pointer to false", nc.Parallel)
+	if nc.Parallel {
+		t.Errorf("Parallel = %v, want false", nc.Parallel)
 	}
 	if !nc.DisableCheck || !nc.DisableGC {
 		t.Errorf("DisableCheck, DisableGC = %v, %v", nc.DisableCheck, nc.DisableGC)

@@ -5,119 +5,62 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
-	"github.com/nicmux/nicmux/delegate"
 	"github.com/nicmux/nicmux/state"
 )
 
 // Check verifies every recorded interface independently: its chain's CHECK
-// with its own stored result as prevResult and its own CNI_IFNAME, and
+// with its own recorded result as prevResult and its own CNI_IFNAME, and
 // nicmux's own netlink check that the link is up with the recorded MAC and
-// addresses. All failures are reported together, each naming its interface.
+// addresses. All failures are reported together, each naming its
+// interface. CHECK only reads: it works on a read-only state folder.
 //
 // It checks what ADD set up, not the current attachment file: a changed
 // file is logged as drift and never fails CHECK, because a false failure
 // makes Nomad tear down the namespace and kill the allocation.
 func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs) error {
-	return p.do("CHECK", args, func(inv *invocation) error {
-		// The namespace is identified while the lock is taken and the
-		// records read.
-		current := identifyAsync(args.Netns)
-		return p.locked(ctx, inv, func() (bool, error) {
-			return false, p.check(ctx, inv, current)
-		})
-	})
+	return p.do(ctx, "CHECK", args, (*verb).check)
 }
 
-func (p *Plugin) check(ctx context.Context, inv *invocation, current func() (state.NetNSID, error)) error {
-	args := inv.args
-	c, err := inv.store.LoadContainer(args.ContainerID)
-	if errors.Is(err, state.ErrNotFound) {
-		return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s has no nicmux state in %s: it was never attached, or was deleted", args.ContainerID, inv.nc.StateDir))
-	}
-	if err != nil {
+func (v *verb) check(ctx context.Context) error {
+	if err := v.openStore(true); err != nil {
 		return err
 	}
-	if !c.Complete {
-		return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s: the ADD of %v did not complete", args.ContainerID, c.Interfaces))
-	}
-	nsID, err := current()
-	if err != nil {
-		return withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
-	}
-	if !nsID.Same(c.NetNSID) {
-		return fmt.Errorf("%v: netns %s is not the namespace ADD attached (it was removed or recreated)", c.Interfaces, args.Netns)
-	}
-	// Each record is read once, for the drift log and for the checks.
-	n := len(c.Interfaces)
-	recs := make([]*state.Interface, n)
-	stored := make([]*storedIf, n)
-	problems := make([][]error, n)
-	for i, ifname := range c.Interfaces {
-		rec, err := inv.store.LoadInterface(c.ContainerID, ifname)
-		if err == nil {
-			recs[i] = rec
-			stored[i], err = checkable(rec)
+	id := v.args.ContainerID
+	return v.locked(ctx, id, state.Shared, func() error {
+		rec, err := v.store.Load(id)
+		if isNotFound(err) {
+			return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s has no nicmux state in %s: it was never attached, or was deleted", id, v.nc.StateDir))
 		}
 		if err != nil {
-			problems[i] = []error{err}
+			return err
 		}
-	}
-	// The delegates start before the drift log, which parses the
-	// attachment file: their start-up overlaps it.
-	groups := make([][]int, n)
-	for i := range groups {
-		groups[i] = []int{i}
-	}
-	if !inv.parallel() {
-		groups = [][]int{make([]int, n)}
-		for i := range groups[0] {
-			groups[0][i] = i
+		if !rec.Complete {
+			return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s: the ADD of %v did not complete", id, rec.IfNames()))
 		}
-	}
-	calls := startCalls(groups, n, func(i int) *delegate.Call {
-		s := stored[i]
-		if s == nil || !delegatesCheck(s.chain) {
-			return nil
+		v.vl.set = rec.Set()
+		if !v.sameNetNS(rec.Plan.NetNSID) {
+			return fmt.Errorf("%v: netns %s is not the namespace ADD attached (it was removed or recreated)", rec.IfNames(), v.args.Netns)
 		}
-		return inv.runner.Start(ctx, "CHECK", s.chain, storedEnv(inv, s.rec, args.Netns))
-	})
-	defer calls.abort()
-	p.logDrift(inv, c, recs)
-
-	runGroups(groups, func(i int) bool {
-		if stored[i] == nil {
+		atts := fromRecord(rec)
+		v.vl.atts = atts
+		groups := schedule(make([]*conf.Chain, len(atts)), v.nc.Parallel) // CHECK only reads: no bridge to share
+		for _, g := range groups {
+			if a := atts[g[0]]; a.chain != nil && delegatesCheck(a.chain) {
+				v.runner.Warm("CHECK", a.chain, a.env(v.args.Netns))
+			}
+		}
+		v.logDrift(rec, atts)
+		runGroups(atts, groups, v.warm("CHECK", v.args.Netns), func(a *attachment) bool {
+			a.err = v.checkOne(ctx, a)
 			return true
-		}
-		start := time.Now()
-		problems[i] = p.checkOne(inv, stored[i], calls.take(i))
-		inv.vl.step(c.Interfaces[i], start)
-		return true
+		})
+		return failures(atts)
 	})
-	var errs []error
-	for i, ifname := range c.Interfaces {
-		for _, err := range problems[i] {
-			errs = append(errs, fmt.Errorf("%s: %w", ifname, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// checkable rebuilds an interface's chain and result for CHECK.
-func checkable(rec *state.Interface) (*storedIf, error) {
-	chain, prev, err := storedChain(rec)
-	if err != nil {
-		return nil, err
-	}
-	if prev == nil {
-		return nil, errors.New("no result recorded: the interface was never fully attached")
-	}
-	return &storedIf{rec: rec, chain: chain, prev: prev}, nil
 }
 
 // delegatesCheck reports whether a chain's delegates get CHECK: from
@@ -127,58 +70,66 @@ func delegatesCheck(chain *conf.Chain) bool {
 }
 
 // checkOne returns every problem found with one interface: its chain's
-// CHECK (call, nil when its delegates get none), then nicmux's own netlink
-// check. Both only read, so the netlink check (on a handle of its own:
-// chains are checked at the same time) runs while the chain's does.
-func (p *Plugin) checkOne(inv *invocation, s *storedIf, call *delegate.Call) []error {
-	own := later(func() (struct{}, error) {
-		h, err := openNS(inv.args.Netns)
+// CHECK, then nicmux's own netlink check. Both only read, so the netlink
+// check (on a handle of its own: chains are checked at the same time) runs
+// while the chain's does.
+func (v *verb) checkOne(ctx context.Context, a *attachment) error {
+	switch {
+	case a.chain == nil:
+		return fmt.Errorf("its record cannot be used: %w", a.chainErr)
+	case a.result == nil && a.lost != nil:
+		return fmt.Errorf("its result record was lost (%w): the interface cannot be checked", a.lost)
+	case a.result == nil:
+		return errors.New("its result record was lost (the host crashed after ADD?): the interface cannot be checked")
+	}
+	own := make(chan error, 1)
+	go func() {
+		h, err := openNS(v.args.Netns)
+		if err == nil {
+			err = h.verify(a.ifname, a.result)
+			h.Close()
+		}
 		if err != nil {
-			return struct{}{}, fmt.Errorf("plugin nicmux (netlink check): %w", err)
+			err = fmt.Errorf("plugin nicmux (netlink check): %w", err)
 		}
-		defer h.Close()
-		if err := h.verify(s.rec.IfName, s.prev); err != nil {
-			return struct{}{}, fmt.Errorf("plugin nicmux (netlink check): %w", err)
-		}
-		return struct{}{}, nil
-	})
+		own <- err
+	}()
 	var errs []error
-	if delegatesCheck(s.chain) {
-		if _, err := call.Run(s.prev); err != nil {
+	if delegatesCheck(a.chain) {
+		if err := v.runner.Check(ctx, a.chain, a.env(v.args.Netns), a.result); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if _, err := own(); err != nil {
+	if err := <-own; err != nil {
 		errs = append(errs, err)
 	}
-	return errs
+	return errors.Join(errs...)
 }
 
 // logDrift compares the attachment file as it is now with what ADD used and
 // logs any difference. Drift is expected after an operator edits the file;
 // it applies to new containers only.
-func (p *Plugin) logDrift(inv *invocation, c *state.Container, recs []*state.Interface) {
-	att, err := inv.loadAttachments(c.Set)
+func (v *verb) logDrift(rec *state.Record, atts []*attachment) {
+	att, err := v.loadAttachments(rec.Set())
 	if err != nil {
-		inv.log.Warn("drift: the attachment file no longer loads; checking the recorded attachment", "containerID", c.ContainerID, "file", c.AttachmentFile, "error", err)
+		v.log.Warn("drift: the attachment file no longer loads; checking the recorded attachment", "containerID", rec.ContainerID, "file", rec.Plan.AttachmentFile, "error", err)
 		return
 	}
 	now := map[string][]byte{}
 	var order []string
-	for _, chain := range att.Interfaces {
-		b, err := chain.ConfList()
-		if err == nil {
-			now[chain.IfName] = b
+	for _, c := range att.Interfaces {
+		if b, err := c.ConfList(); err == nil {
+			now[c.IfName] = b
 		}
-		order = append(order, chain.IfName)
+		order = append(order, c.IfName)
 	}
-	if fmt.Sprint(order) != fmt.Sprint(c.Interfaces) {
-		inv.log.Warn("drift: the attachment file's interfaces changed since ADD", "containerID", c.ContainerID, "recorded", c.Interfaces, "file", order)
+	if fmt.Sprint(order) != fmt.Sprint(rec.IfNames()) {
+		v.log.Warn("drift: the attachment file's interfaces changed since ADD", "containerID", rec.ContainerID, "recorded", rec.IfNames(), "file", order)
 		return
 	}
-	for _, rec := range recs {
-		if rec != nil && !bytes.Equal(rec.Config, now[rec.IfName]) { // a missing record fails the check itself
-			inv.log.Warn("drift: the interface's chain changed since ADD", "containerID", c.ContainerID, "interface", rec.IfName)
+	for _, a := range atts {
+		if len(a.planned.Config) > 0 && !bytes.Equal(a.planned.Config, now[a.ifname]) {
+			v.log.Warn("drift: the interface's chain changed since ADD", "containerID", rec.ContainerID, "interface", a.ifname)
 		}
 	}
 }

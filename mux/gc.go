@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -15,201 +15,238 @@ import (
 	"github.com/nicmux/nicmux/state"
 )
 
-// GC (spec 1.1) releases, as DEL would, every container of this network whose
-// attachment (container ID, runtime ifname) the runtime no longer lists as
-// valid, then forwards GC to every chain of the attachment sets in use with
-// that chain's own valid (container ID, delegate ifname) pairs, so that a
-// delegate never collects a live attachment. It goes on past failures and
-// reports them all. GC holds the store lock exclusively: no ADD, CHECK or
-// DEL runs meanwhile.
+// gcForwardLimit bounds GC's forwarding to the delegates, during which ADDs
+// wait to record their plans (see state.Store.Barrier): a hung delegate
+// must not hold up the node's ADDs for long.
+const gcForwardLimit = 10 * time.Second
+
+// GC (spec 1.1) releases, as DEL would, every container of this network
+// whose attachment (container ID, runtime ifname) the runtime no longer
+// lists as valid, then forwards GC to every chain of the attachment files
+// with the attachments nicmux still knows, so that a delegate never
+// collects a live one. A valid attachment is never collected, whatever
+// state nicmux has or lacks for it: a container whose record cannot be read
+// is neither released nor left out of what the delegates are told is
+// valid. It goes on past failures and reports them all.
 func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
-	return p.do("GC", args, func(inv *invocation) error { return p.gc(ctx, inv) })
+	return p.do(ctx, "GC", args, (*verb).gc)
 }
 
-func (p *Plugin) gc(ctx context.Context, inv *invocation) error {
-	args := inv.args
-	if inv.nc.DisableGC {
-		inv.log.Info("GC disabled by disableGC")
+func (v *verb) gc(ctx context.Context) error {
+	if v.nc.DisableGC {
+		v.log.Info("GC disabled by disableGC")
 		return nil
 	}
 	valid := map[types.GCAttachment]bool{}
-	for _, a := range inv.nc.GCValid() {
+	for _, a := range v.nc.GCValid() {
 		valid[a] = true
 	}
-	if !conf.GCValidGiven(args.StdinData) {
-		inv.log.Warn("GC without cni.dev/valid-attachments: every attachment of this network is collected")
+	if !conf.GCValidGiven(v.args.StdinData) {
+		v.log.Warn("GC without cni.dev/valid-attachments: every attachment of this network is collected")
 	}
-
-	lockCtx, cancel := context.WithTimeout(ctx, p.lockTimeout())
-	unlockStore, err := inv.store.LockStore(lockCtx, true)
-	cancel()
-	if err != nil {
+	if err := v.openStore(false); err != nil {
 		return err
 	}
-	defer unlockStore()
-
-	ids, err := inv.store.Containers()
-	if err != nil {
-		return err
+	stale := func(rec *state.Record) bool {
+		return rec.Plan.ListName == v.nc.Name && !valid[types.GCAttachment{ContainerID: rec.ContainerID, IfName: rec.Plan.IfName}]
 	}
-	var errs []error
-	live := map[string][]types.GCAttachment{} // delegate network -> valid pairs
-	sets := map[string]bool{"": true}
-	released := 0
-	for _, id := range ids {
-		keep, set, pairs, err := p.gcContainer(ctx, inv, id, valid)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("container %s: %w", id, err))
-		}
-		if keep {
-			sets[set] = true
-			for network, ps := range pairs {
-				live[network] = append(live[network], ps...)
-			}
-		} else if err == nil {
-			released++
-		}
-	}
-	if err := inv.store.SweepLocks(); err != nil {
-		errs = append(errs, err)
-	}
-	errs = append(errs, p.forwardGC(ctx, inv, sets, live)...)
-	inv.log.Info("GC", "containers", len(ids), "released", released)
+	released, errs := v.collect(ctx, stale)
+	errs = append(errs, v.forward(ctx, validIDs(valid))...)
+	v.log.Info("GC", "released", released)
 	return errors.Join(errs...)
 }
 
-// gcContainer releases one container unless the runtime lists it as valid
-// (or it belongs to another network). It returns whether the container
-// stays, with its attachment set and its delegate pairs by network.
-func (p *Plugin) gcContainer(ctx context.Context, inv *invocation, id string, valid map[types.GCAttachment]bool) (bool, string, map[string][]types.GCAttachment, error) {
-	c, err := inv.store.LoadContainer(id)
-	if errors.Is(err, state.ErrNotFound) {
-		// A folder without a container record: an ADD crashed before it
-		// recorded anything, so no delegate ran.
-		return false, "", nil, inv.store.RemoveContainer(id)
+func validIDs(valid map[types.GCAttachment]bool) []string {
+	var ids []string
+	for a := range valid {
+		ids = append(ids, a.ContainerID)
 	}
-	if err != nil {
-		return true, "", nil, err // never release what cannot be read
-	}
-	if c.ListName != inv.nc.Name || valid[types.GCAttachment{ContainerID: id, IfName: c.IfName}] {
-		pairs := map[string][]types.GCAttachment{}
-		for _, ifname := range c.Interfaces {
-			rec, err := inv.store.LoadInterface(id, ifname)
-			if err != nil {
-				continue
-			}
-			pairs[rec.Network] = append(pairs[rec.Network], types.GCAttachment{ContainerID: id, IfName: ifname})
-		}
-		return true, c.Set, pairs, nil
-	}
-	inv.log.Info("GC: releasing an attachment the runtime no longer lists", "containerID", id, "interfaces", c.Interfaces)
-	sub := *inv
-	sub.args = &skel.CmdArgs{ContainerID: id, Netns: c.NetNS, IfName: c.IfName, Path: inv.args.Path}
-	unlock, err := p.lockContainer(ctx, inv.store, id)
-	if err != nil {
-		return true, c.Set, nil, err
-	}
-	err = p.release(ctx, &sub, c, func() (state.NetNSID, error) { return identify(sub.args.Netns) })
-	unlock(err == nil)
-	if err != nil {
-		return true, c.Set, nil, err
-	}
-	return false, c.Set, nil, nil
+	return ids
 }
 
-// forwardGC sends GC to every chain (once per delegate network) of the
-// attachment sets in use.
-func (p *Plugin) forwardGC(ctx context.Context, inv *invocation, sets map[string]bool, live map[string][]types.GCAttachment) []error {
-	var errs []error
-	done := map[string]bool{}
-	for set := range sets {
-		att, err := inv.loadAttachments(set)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("attachment set %q: %w", set, err))
+// collect releases, as DEL would, every container with state for which
+// stale says so, each under its lock. A container whose record cannot be
+// read is never released: its error is reported.
+func (v *verb) collect(ctx context.Context, stale func(*state.Record) bool) (released int, errs []error) {
+	ids, err := v.store.Containers()
+	if err != nil {
+		return 0, []error{err}
+	}
+	for _, id := range ids {
+		rec, err := v.store.Load(id)
+		switch {
+		case rec == nil && isNotFound(err):
+			// A folder a crash left before its plan was recorded: no
+			// delegate ran.
+		case err != nil:
+			errs = append(errs, fmt.Errorf("container %s: %w", id, err))
+			continue
+		case !stale(rec):
 			continue
 		}
-		for _, chain := range att.Interfaces {
-			if done[chain.Network] || chain.DisableGC || !conf.AtLeast(chain.CNIVersion, "1.1.0") {
-				continue
-			}
-			done[chain.Network] = true
-			start := time.Now()
-			if err := inv.runner.GC(ctx, chain, live[chain.Network]); err != nil {
-				errs = append(errs, fmt.Errorf("%s (network %s): %w", chain.IfName, chain.Network, err))
-			}
-			inv.vl.step(chain.Network, start)
+		if ok, err := v.collectOne(ctx, id, stale); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: %w", id, err))
+		} else if ok {
+			released++
 		}
 	}
+	if err := v.store.SweepLocks(); err != nil {
+		errs = append(errs, err)
+	}
+	return released, errs
+}
+
+// collectOne releases one container under its lock, having read its record
+// again: an ADD may have replaced it meanwhile.
+func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Record) bool) (released bool, err error) {
+	err = v.locked(ctx, id, state.Exclusive, func() error {
+		rec, err := v.store.Load(id)
+		switch {
+		case rec == nil && isNotFound(err):
+			return v.store.Remove(id)
+		case err != nil:
+			return err
+		case !stale(rec):
+			return nil
+		}
+		v.log.Info("GC: releasing an attachment the runtime no longer lists", "containerID", id, "interfaces", rec.IfNames())
+		netns := ""
+		if cur, err := identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
+			netns = rec.Plan.NetNS
+		}
+		if err := v.teardown(ctx, fromRecord(rec), netns, v.nc.Parallel); err != nil {
+			return err
+		}
+		released = true
+		return v.store.Remove(id)
+	})
+	return released, err
+}
+
+// forward sends GC to every chain (once per delegate network) of the
+// attachment files in the folder, each with the attachments of its network
+// that nicmux still knows. It holds GC's barrier (state.Store.Barrier)
+// from the moment it reads the records until the delegates are done, so
+// that an ADD's plan is either read here or recorded after the delegates'
+// GC; and it gives up after gcForwardLimit.
+func (v *verb) forward(ctx context.Context, valid []string) []error {
+	var errs []error
+	var chains []*conf.Chain
+	seen := map[string]bool{}
+	var ifnames []string
+	for _, f := range v.attachmentFiles() {
+		att, err := conf.LoadAttachments(f, conf.Defaults{IfName: "eth0", ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, c := range att.Interfaces {
+			ifnames = append(ifnames, c.IfName)
+			if seen[c.Network] || c.DisableGC || !conf.AtLeast(c.CNIVersion, "1.1.0") {
+				continue
+			}
+			seen[c.Network] = true
+			chains = append(chains, c)
+		}
+	}
+	if len(chains) == 0 {
+		return errs
+	}
+	lockCtx, cancel := v.lockCtx(ctx)
+	release, err := v.store.Barrier(lockCtx, state.Exclusive)
+	cancel()
+	if err != nil {
+		return append(errs, err)
+	}
+	defer release()
+	live, err := v.liveAttachments(valid, ifnames)
+	if err != nil {
+		return append(errs, err)
+	}
+	ctx, cancel = context.WithTimeout(ctx, min(v.nc.Timeout, gcForwardLimit))
+	defer cancel()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, c := range chains {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := v.runner.GC(ctx, c, live(c.Network)); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s (network %s): %w", c.IfName, c.Network, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
 	return errs
 }
 
-// lockContainer takes one container's lock (the caller holds the store lock).
-func (p *Plugin) lockContainer(ctx context.Context, store *state.Store, id string) (func(remove bool), error) {
-	ctx, cancel := context.WithTimeout(ctx, p.lockTimeout())
-	defer cancel()
-	return store.Lock(ctx, id)
+// liveAttachments returns, for a delegate network, the (container ID,
+// delegate ifname) pairs nicmux must keep there: every interface of every
+// container it has state for. A container whose record cannot be read, or
+// that the runtime lists as valid without nicmux having state for it,
+// keeps every interface name the attachment files use, in every network.
+func (v *verb) liveAttachments(valid, ifnames []string) (func(network string) []types.GCAttachment, error) {
+	ids, err := v.store.Containers()
+	if err != nil {
+		return nil, err
+	}
+	byNetwork := map[string][]types.GCAttachment{}
+	var unknown []string
+	known := map[string]bool{}
+	for _, id := range ids {
+		known[id] = true
+		rec, err := v.store.Load(id)
+		if rec == nil && isNotFound(err) {
+			continue
+		}
+		if rec == nil || rec.Plan == nil || err != nil {
+			unknown = append(unknown, id)
+		}
+		if rec == nil {
+			continue
+		}
+		for _, it := range rec.Interfaces {
+			ifnames = append(ifnames, it.IfName)
+			if it.Network == "" {
+				unknown = append(unknown, id)
+				continue
+			}
+			byNetwork[it.Network] = append(byNetwork[it.Network], types.GCAttachment{ContainerID: id, IfName: it.IfName})
+		}
+	}
+	for _, id := range valid {
+		if !known[id] {
+			unknown = append(unknown, id)
+		}
+	}
+	return func(network string) []types.GCAttachment {
+		out := append([]types.GCAttachment{}, byNetwork[network]...)
+		seen := map[types.GCAttachment]bool{}
+		for _, a := range out {
+			seen[a] = true
+		}
+		for _, id := range unknown {
+			for _, ifname := range ifnames {
+				if a := (types.GCAttachment{ContainerID: id, IfName: ifname}); !seen[a] {
+					seen[a] = true
+					out = append(out, a)
+				}
+			}
+		}
+		return out
+	}, nil
 }
 
-// Status (spec 1.1) reports whether nicmux can serve ADD: the attachment
-// file and every attachment set in its folder parse, the state folder is
-// writable, and every chain at 1.1.0 or later answers STATUS. Otherwise it
-// fails with code 50 naming the file or chain, or with a delegate's own 50
-// or 51 (51: existing containers have limited connectivity).
-func (p *Plugin) Status(ctx context.Context, args *skel.CmdArgs) error {
-	return p.do("STATUS", args, func(inv *invocation) error { return p.status(ctx, inv) })
-}
-
-func (p *Plugin) status(ctx context.Context, inv *invocation) error {
-	notReady := func(err error) error { return withCode(types.ErrPluginNotAvailable, err) }
-	files := []string{inv.nc.Attachments}
-	for _, name := range conf.AvailableSets(filepath.Dir(inv.nc.Attachments)) {
-		path := filepath.Join(filepath.Dir(inv.nc.Attachments), name+".yaml")
-		if path != inv.nc.Attachments && name != "(none)" {
+// attachmentFiles lists the attachment file and every set in its folder.
+func (v *verb) attachmentFiles() []string {
+	files := []string{v.nc.Attachments}
+	dir := filepath.Dir(v.nc.Attachments)
+	for _, name := range conf.AvailableSets(dir) {
+		if path := filepath.Join(dir, name+".yaml"); path != v.nc.Attachments && name != "(none)" {
 			files = append(files, path)
 		}
 	}
-	var chains []*conf.Chain
-	seen := map[string]bool{}
-	for _, f := range files {
-		att, err := conf.LoadAttachments(f, conf.Defaults{IfName: "eth0", ListName: inv.nc.Name, CNIVersion: inv.nc.CNIVersion})
-		if err != nil {
-			return notReady(fmt.Errorf("not ready: %w", err))
-		}
-		for _, c := range att.Interfaces {
-			if !seen[c.Network] {
-				seen[c.Network] = true
-				chains = append(chains, c)
-			}
-		}
-	}
-	if err := writable(inv.nc.StateDir); err != nil {
-		return notReady(fmt.Errorf("not ready: state folder %s: %w", inv.nc.StateDir, err))
-	}
-	for _, c := range chains {
-		if !conf.AtLeast(c.CNIVersion, "1.1.0") {
-			continue
-		}
-		if err := inv.runner.Status(ctx, c); err != nil {
-			err = fmt.Errorf("not ready: %s (network %s): %w", c.IfName, c.Network, err)
-			if code := CodeOf(err); code == types.ErrPluginNotAvailable || code == types.ErrLimitedConnectivity {
-				return err
-			}
-			return notReady(err)
-		}
-	}
-	return nil
-}
-
-// writable checks that dir exists (or can be made) and takes a new file.
-func writable(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".status-*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
+	return files
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/delegate"
 )
 
 // logger returns the verb's logger: to logFile at logLevel when configured,
@@ -55,35 +56,48 @@ func level(s string) slog.Level {
 	return slog.LevelInfo
 }
 
-// verbLog records one verb's outcome: its duration, each interface's, and
-// how much of it passed with at least one delegate process alive (the union
-// of the processes' lifetimes, which overlap when chains run in parallel or
-// a plugin was started ahead): the rest is nicmux's own time.
+// verbLog records one verb's outcome for its log line: the container, its
+// namespace, the attachment set and file, the CNI code, each interface's
+// outcome and duration, the rollback's, and how much of the verb passed with
+// at least one delegate process alive (the union of the processes'
+// lifetimes, which overlap when chains run in parallel or a plugin was
+// started ahead): the rest is nicmux's own time. With logLevel debug, every
+// delegate call gets a line of its own.
 type verbLog struct {
 	log   *slog.Logger
 	verb  string
 	id    string
+	netns string
 	start time.Time
 
+	// Set by the verb as it learns them.
+	file, set string
+	atts      []*attachment
+	rollback  error
+
 	mu    sync.Mutex
-	steps []any
 	spans [][2]time.Time
 }
 
-// step records that ifname's chain ran from start until now.
-func (v *verbLog) step(ifname string, start time.Time) {
-	d := time.Since(start)
+// call is the delegate runner's Observe: one plugin call ended.
+func (v *verbLog) call(s delegate.Span) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.steps = append(v.steps, slog.Duration(ifname, d))
-}
-
-// process records that a delegate process was alive from start to end
-// (delegate.Runner's Observe).
-func (v *verbLog) process(start, end time.Time) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.spans = append(v.spans, [2]time.Time{start, end})
+	if !s.Started.IsZero() {
+		v.spans = append(v.spans, [2]time.Time{s.Started, s.Done})
+	}
+	v.mu.Unlock()
+	if !v.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	attrs := []any{"verb", s.Verb, "containerID", v.id, "interface", s.IfName, "plugin", s.Plugin}
+	if !s.Fed.IsZero() {
+		attrs = append(attrs, "duration", s.Done.Sub(s.Fed), "startedAhead", s.Fed.Sub(s.Started))
+	}
+	if s.Err != nil {
+		v.log.Debug("delegate failed", append(attrs, "error", s.Err.Error())...)
+		return
+	}
+	v.log.Debug("delegate", attrs...)
 }
 
 // delegateTime is the wall time during which at least one delegate process
@@ -112,7 +126,26 @@ func (v *verbLog) delegateTime() time.Duration {
 	return total
 }
 
-func (v *verbLog) done(err error, attrs ...any) {
+// outcomes words each interface's outcome: "ok 12ms", "failed", "not run".
+func (v *verbLog) outcomes() []any {
+	var out []any
+	for _, a := range v.atts {
+		word := "ok"
+		switch {
+		case a.err != nil:
+			word = "failed"
+		case a.took == 0:
+			word = "not run"
+		}
+		if a.took > 0 {
+			word += " " + a.took.Round(10*time.Microsecond).String()
+		}
+		out = append(out, slog.String(a.ifname, word))
+	}
+	return out
+}
+
+func (v *verbLog) done(err error) {
 	if err == nil && !v.log.Enabled(context.Background(), slog.LevelInfo) {
 		return // the line would be dropped: spare reading /proc
 	}
@@ -120,13 +153,28 @@ func (v *verbLog) done(err error, attrs ...any) {
 	defer v.mu.Unlock()
 	total := time.Since(v.start)
 	delegates := v.delegateTime()
-	attrs = append([]any{"verb", v.verb, "containerID", v.id, "duration", total,
-		"delegates", delegates, "own", total - delegates}, attrs...)
-	attrs = append(attrs, "cpu", processCPU(), "peakRSSKB", peakRSSKB())
-	if len(v.steps) > 0 {
-		attrs = append(attrs, slog.Group("interfaces", v.steps...))
+	attrs := []any{"verb", v.verb, "containerID", v.id}
+	if v.netns != "" {
+		attrs = append(attrs, "netns", v.netns)
+	}
+	if v.file != "" {
+		attrs = append(attrs, "file", v.file)
+	}
+	if v.set != "" {
+		attrs = append(attrs, "set", v.set)
+	}
+	attrs = append(attrs, "duration", total, "delegates", delegates, "own", total-delegates,
+		"cpu", processCPU(), "peakRSSKB", peakRSSKB())
+	if o := v.outcomes(); len(o) > 0 {
+		attrs = append(attrs, slog.Group("interfaces", o...))
 	}
 	if err != nil {
+		attrs = append(attrs, "code", CodeOf(err))
+		if v.rollback != nil {
+			attrs = append(attrs, "rollback", "failed: "+v.rollback.Error())
+		} else if v.verb == "ADD" && len(v.atts) > 0 {
+			attrs = append(attrs, "rollback", "ok")
+		}
 		v.log.Error("failed", append(attrs, "error", err.Error())...)
 		return
 	}

@@ -43,12 +43,6 @@ func identify(path string) (state.NetNSID, error) {
 	return id, nil
 }
 
-// identifyAsync identifies the namespace at path while the caller goes on
-// (it takes a thread and a setns); the returned func waits for the answer.
-func identifyAsync(path string) func() (state.NetNSID, error) {
-	return later(func() (state.NetNSID, error) { return identify(path) })
-}
-
 // netnsCookie returns the cookie of the namespace at path, read from a
 // socket made inside it. The work runs on a goroutine of its own, locked to
 // its thread: if the thread cannot be moved back it is left locked and ends

@@ -2,10 +2,16 @@
 // out to several interfaces, each with its own delegate chain, its own
 // CNI_IFNAME and its own prevResult, recorded on disk so that CHECK and DEL
 // work from what ADD did.
+//
+// Each verb is a short read over a []*attachment, one per interface
+// (attachment.go); the shared prologue is invocation.go, the one place
+// that runs chains at the same time is schedule.go, and every release
+// (rollback, DEL, stale state, GC) goes through teardown.go.
 package mux
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"strings"
@@ -14,13 +20,12 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/delegate"
 	"github.com/nicmux/nicmux/state"
 )
 
 // Version is nicmux's own release, printed when it is run bare.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 // DefaultLockTimeout bounds the wait for another verb on the same container.
 const DefaultLockTimeout = 30 * time.Second
@@ -95,43 +100,11 @@ func (p *Plugin) stdout() io.Writer {
 	return os.Stdout
 }
 
-func (p *Plugin) runner(args *skel.CmdArgs, nc *conf.NetConf) *delegate.Runner {
-	var path []string
-	for _, d := range strings.Split(args.Path, string(os.PathListSeparator)) {
-		if d != "" {
-			path = append(path, d)
-		}
-	}
-	return &delegate.Runner{Path: path, Exec: p.Exec, Stderr: p.stderr(),
-		NoPrestart: nc.Prestart != nil && !*nc.Prestart, AheadLimit: p.AheadLimit}
-}
-
 func (p *Plugin) lockTimeout() time.Duration {
 	if p.LockTimeout == 0 {
 		return DefaultLockTimeout
 	}
 	return p.LockTimeout
-}
-
-// lock takes the store lock shared (keeping GC out) and then the container's
-// own lock, within LockTimeout. unlock(true) also removes the container's
-// lock file, once its state is gone.
-func (p *Plugin) lock(ctx context.Context, store *state.Store, id string) (func(remove bool), error) {
-	ctx, cancel := context.WithTimeout(ctx, p.lockTimeout())
-	defer cancel()
-	unlockStore, err := store.LockStore(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := store.Lock(ctx, id)
-	if err != nil {
-		unlockStore()
-		return nil, err
-	}
-	return func(remove bool) {
-		unlock(remove)
-		unlockStore()
-	}, nil
 }
 
 // codedError carries a CNI error code for an error of nicmux's own.
@@ -140,14 +113,20 @@ type codedError struct {
 	err  error
 }
 
-func (e *codedError) Error() string { return e.err.Error() }
-func (e *codedError) Unwrap() error { return e.err }
-
+func (e *codedError) Error() string  { return e.err.Error() }
+func (e *codedError) Unwrap() error  { return e.err }
+func (e *codedError) CNICode() uint  { return e.code }
 func withCode(code uint, err error) error { return &codedError{code: code, err: err} }
 
-// ToCNIError turns an error into the *types.Error the runtime sees. The code
-// is that of the first error in the tree that carries one: a delegate's own
-// CNI error keeps its code.
+// coder is an error that knows its CNI code: nicmux's own (codedError),
+// conf's, state's and delegate's errors, which a plugin's own CNI error
+// inside keeps.
+type coder interface {
+	error
+	CNICode() uint
+}
+
+// ToCNIError turns an error into the *types.Error the runtime sees.
 func ToCNIError(err error) error {
 	if err == nil {
 		return nil
@@ -156,41 +135,21 @@ func ToCNIError(err error) error {
 	return types.NewError(CodeOf(err), msg, "")
 }
 
-// CodeOf returns the CNI error code for err.
+// CodeOf returns the CNI error code for err: that of the first error in the
+// tree that carries one (errors.As walks the tree in order), a foreign
+// *types.Error's next, a lock timeout's (11, try again later) last; 999
+// for an error that carries none.
 func CodeOf(err error) uint {
-	if code, ok := findCode(err); ok {
-		return code
+	var c coder
+	if errors.As(err, &c) {
+		return c.CNICode()
+	}
+	var te *types.Error
+	if errors.As(err, &te) {
+		return te.Code
+	}
+	if errors.Is(err, state.ErrLockTimeout) {
+		return types.ErrTryAgainLater
 	}
 	return types.ErrInternal
-}
-
-func findCode(err error) (uint, bool) {
-	switch e := err.(type) {
-	case nil:
-		return 0, false
-	case *codedError:
-		return e.code, true
-	case *types.Error:
-		return e.Code, true
-	case *conf.Error:
-		return e.CNICode(), true
-	case *delegate.NotFoundError:
-		return types.ErrInvalidNetworkConfig, true
-	case *state.CorruptError:
-		return types.ErrIOFailure, true
-	}
-	if err == state.ErrLockTimeout {
-		return types.ErrTryAgainLater, true
-	}
-	switch u := err.(type) {
-	case interface{ Unwrap() []error }:
-		for _, inner := range u.Unwrap() {
-			if code, ok := findCode(inner); ok {
-				return code, true
-			}
-		}
-	case interface{ Unwrap() error }:
-		return findCode(u.Unwrap())
-	}
-	return 0, false
 }

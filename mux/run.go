@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/state"
 )
 
 // Run is nicmux's main: it checks the environment, naming any offending
@@ -36,6 +37,10 @@ func checkEnv(getenv func(string) string) *types.Error {
 	if id := getenv("CNI_CONTAINERID"); id != "" {
 		if e := utils.ValidateContainerID(id); e != nil {
 			return types.NewError(e.Code, fmt.Sprintf("CNI_CONTAINERID %q: %s", id, e.Msg), e.Details)
+		}
+		if len(id) > state.MaxIDLength {
+			return types.NewError(types.ErrInvalidEnvironmentVariables,
+				fmt.Sprintf("CNI_CONTAINERID %.40q...: %d characters, more than the %d nicmux accepts", id, len(id), state.MaxIDLength), "")
 		}
 	}
 	if ifname := getenv("CNI_IFNAME"); ifname != "" {

@@ -1,129 +1,67 @@
-// Package state is nicmux's on-disk store: for each container, one record of
-// what ADD chose (container.json) and one record per interface
-// (if-<ifname>.json) holding the exact delegate configuration, arguments and
-// result, so that CHECK and DEL work from what ADD did, not from a
-// configuration that may have changed since.
+// Package state is nicmux's on-disk store. For each container it keeps the
+// plan ADD made (every interface's exact delegate configuration and
+// arguments, and the namespace's identity), each interface's result, and
+// whether the ADD completed, so that CHECK and DEL work from what ADD did,
+// not from a configuration that may have changed since.
 //
-// Layout under the state folder:
+// Layout under the state folder (docs/state.md has the formats):
 //
-//	containers/<containerID>/container.json
-//	containers/<containerID>/if-<ifname>.json
-//	locks/<containerID>.lock
+//	containers/<containerID>/container.json      the plan
+//	containers/<containerID>/if-<ifname>.json    an interface's result
+//	containers/<containerID>/complete.json       the mark of a complete ADD
+//	containers/<containerID>/released-<ifname>   the mark of a released interface
+//	locks/<containerID>.lock                     the container's lock
+//	gc.lock                                      GC's barrier (see Barrier)
 //
-// Every write is atomic and durable (temporary file, fsync, rename, fsync of
-// the folder); folders are 0700 and files 0600. An empty or malformed record
-// is reported as a *CorruptError, never read as "no state".
+// Durability: the plan is durable (written, fsynced, renamed, folders
+// fsynced) before Begin returns, which is before any delegate gets its
+// configuration. Results and marks are written atomically (a temporary file
+// renamed into place) but not fsynced: a crash that loses the page cache
+// also destroys every network namespace, and DEL and a later ADD release
+// from the plan. A lost or torn result is read as "unknown", never as an
+// error that pins the container. Removals are not fsynced either: a
+// removal lost in a crash only makes a later DEL release again, which the
+// delegates treat as a no-op.
+//
+// Safety: nothing below the state folder is reached through a symbolic
+// link (every name is opened relative to its folder with O_NOFOLLOW), and
+// the folders must belong to nicmux's user and be writable by nobody else.
+// Container IDs and interface names are validated before they become names.
 package state
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/utils"
+	"golang.org/x/sys/unix"
 )
 
-// Record kinds, written into every record so a reader can tell a nicmux
-// record of this format from anything else.
+// MaxIDLength is the longest container ID nicmux accepts: the ID becomes a
+// file name with ".lock" appended, and file names have at most 255 bytes.
+const MaxIDLength = 250
+
+// File names inside a container's folder.
 const (
-	KindContainer = "nicmuxContainerV1"
-	KindInterface = "nicmuxInterfaceV1"
+	planFile     = "container.json"
+	completeName = "complete.json"
 )
 
-// ErrNotFound is returned when a container or interface has no record.
-var ErrNotFound = errors.New("no state recorded")
-
-// CorruptError reports a record that exists but cannot be used.
-type CorruptError struct {
-	Path string
-	Err  error
-}
-
-func (e *CorruptError) Error() string {
-	return fmt.Sprintf("state record %s is corrupt: %v", e.Path, e.Err)
-}
-
-func (e *CorruptError) Unwrap() error { return e.Err }
-
-// NetNSID identifies a network namespace: the device and inode of its nsfs
-// file, and its cookie. The kernel reuses a freed namespace's inode number,
-// so a namespace recreated at the same path may get the old one back; the
-// cookie (SO_NETNS_COOKIE, Linux 5.14 and later) is never reused while the
-// system runs. Cookie is zero where the kernel has none.
-type NetNSID struct {
-	Dev    uint64 `json:"dev"`
-	Ino    uint64 `json:"ino"`
-	Cookie uint64 `json:"cookie,omitempty"`
-}
-
-// IsZero reports whether id identifies nothing (the namespace was not found).
-func (id NetNSID) IsZero() bool { return id == NetNSID{} }
-
-// Same reports whether id and other identify the same, existing namespace.
-func (id NetNSID) Same(other NetNSID) bool {
-	if id.IsZero() || id.Dev != other.Dev || id.Ino != other.Ino {
-		return false
-	}
-	return id.Cookie == 0 || other.Cookie == 0 || id.Cookie == other.Cookie
-}
-
-// Container is what ADD chose for one container.
-type Container struct {
-	Kind        string `json:"kind"`
-	ContainerID string `json:"containerID"`
-	// IfName is the runtime's CNI_IFNAME at ADD: the attachment the runtime
-	// knows (and names in GC's valid attachments).
-	IfName  string  `json:"ifname"`
-	NetNS   string  `json:"netns"`
-	NetNSID NetNSID `json:"netnsID"`
-	// ListName and CNIVersion are those of nicmux's own configuration list.
-	ListName   string `json:"listName"`
-	CNIVersion string `json:"cniVersion"`
-	// AttachmentFile is the attachment file ADD read; Set the set name
-	// chosen through CNI_ARGS, if any.
-	AttachmentFile string `json:"attachmentFile"`
-	Set            string `json:"set,omitempty"`
-	// Interfaces lists the interface names in attachment order.
-	Interfaces []string `json:"interfaces"`
-	// Complete is set once every interface was added and the merged result
-	// returned; a record left incomplete marks an ADD that failed or crashed.
-	Complete bool      `json:"complete"`
-	Created  time.Time `json:"created"`
-}
-
-// Interface is one interface's record.
-type Interface struct {
-	Kind        string `json:"kind"`
-	ContainerID string `json:"containerID"`
-	IfName      string `json:"ifname"`
-	Network     string `json:"network"`
-	CNIVersion  string `json:"cniVersion"`
-	// Config is the chain's configuration list, exactly as used at ADD.
-	Config json.RawMessage `json:"config"`
-	// Result is the chain's result at CNIVersion; empty until the chain's
-	// ADD succeeded.
-	Result         json.RawMessage            `json:"result,omitempty"`
-	NetNS          string                     `json:"netns"`
-	NetNSID        NetNSID                    `json:"netnsID"`
-	CNIArgs        string                     `json:"cniArgs,omitempty"`
-	CapabilityArgs map[string]json.RawMessage `json:"capabilityArgs,omitempty"`
-}
-
-// Store is the state folder. The zero value is not usable: set Dir.
-type Store struct {
-	Dir string
-}
+func resultFile(ifname string) string   { return "if-" + ifname + ".json" }
+func releasedFile(ifname string) string { return "released-" + ifname }
 
 // ValidateID checks a container ID before it becomes part of a path.
 func ValidateID(containerID string) error {
 	if e := utils.ValidateContainerID(containerID); e != nil {
 		return fmt.Errorf("container ID %q: %w", containerID, e)
+	}
+	if len(containerID) > MaxIDLength {
+		return fmt.Errorf("container ID %.20q...: longer than %d characters", containerID, MaxIDLength)
 	}
 	return nil
 }
@@ -136,322 +74,485 @@ func ValidateIfName(ifname string) error {
 	return nil
 }
 
-func (s *Store) containersDir() string { return filepath.Join(s.Dir, "containers") }
-func (s *Store) locksDir() string      { return filepath.Join(s.Dir, "locks") }
-func (s *Store) lockPath(id string) string {
-	return filepath.Join(s.locksDir(), id+".lock")
+// Store is an open state folder. Close it when done.
+type Store struct {
+	root       *dir
+	containers *dir // nil when read-only and absent
+	locks      *dir // nil when read-only and absent
+	readOnly   bool
 }
 
-// ContainerDir is the folder holding a container's records.
-func (s *Store) ContainerDir(id string) string { return filepath.Join(s.containersDir(), id) }
-
-func (s *Store) containerPath(id string) string {
-	return filepath.Join(s.ContainerDir(id), "container.json")
+// Open opens the state folder at path, creating it and its folders if need
+// be, for a verb that writes. The folder and its folders must belong to
+// nicmux's user and be writable by nobody else.
+func Open(path string) (*Store, error) {
+	root, err := openRoot(path, true)
+	if err != nil {
+		return nil, stateDirErr(path, err)
+	}
+	s := &Store{root: root}
+	var created bool
+	if s.containers, created, err = openDir(root, "containers", true); err == nil {
+		var c2 bool
+		s.locks, c2, err = openDir(root, "locks", true)
+		created = created || c2
+	}
+	if err == nil && created {
+		// Once per store: the new folders' entries.
+		err = root.sync()
+	}
+	if err != nil {
+		s.Close()
+		return nil, stateDirErr(path, err)
+	}
+	return s, nil
 }
 
-// InterfacePath is the path of one interface's record.
-func (s *Store) InterfacePath(id, ifname string) string {
-	return filepath.Join(s.ContainerDir(id), "if-"+ifname+".json")
+// OpenReadOnly opens the state folder at path for a verb that only reads
+// (CHECK, and the operator's show): it creates nothing and works on a
+// read-only file system.
+func OpenReadOnly(path string) (*Store, error) {
+	root, err := openRoot(path, false)
+	if err != nil {
+		return nil, stateDirErr(path, err)
+	}
+	s := &Store{root: root, readOnly: true}
+	for name, d := range map[string]**dir{"containers": &s.containers, "locks": &s.locks} {
+		if *d, _, err = openDir(root, name, false); err != nil && !errors.Is(err, ErrNotFound) {
+			s.Close()
+			return nil, stateDirErr(path, err)
+		}
+	}
+	return s, nil
 }
 
-// LoadContainer reads a container's record. It returns an error wrapping
-// ErrNotFound when there is none.
-func (s *Store) LoadContainer(id string) (*Container, error) {
+// stateDirErr names the state folder in an error about it.
+func stateDirErr(path string, err error) error {
+	var unsafe *UnsafeError
+	if errors.As(err, &unsafe) || strings.HasPrefix(err.Error(), "stateDir") {
+		return err
+	}
+	return &DirError{Path: path, Err: err}
+}
+
+// DirError reports a state folder that cannot be used: missing, read-only,
+// full.
+type DirError struct {
+	Path string
+	Err  error
+}
+
+func (e *DirError) Error() string { return "stateDir " + e.Path + ": " + e.Err.Error() }
+func (e *DirError) Unwrap() error { return e.Err }
+
+// CNICode is the spec's I/O failure.
+func (e *DirError) CNICode() uint { return types.ErrIOFailure }
+
+// Path is the state folder's path.
+func (s *Store) Path() string { return s.root.path }
+
+// Close closes the store's folders.
+func (s *Store) Close() {
+	if s == nil {
+		return
+	}
+	s.root.close()
+	s.containers.close()
+	s.locks.close()
+}
+
+// Load reads a container's record. It returns an error wrapping ErrNotFound
+// when the container has no record. When the container's plan is missing
+// while its folder holds result records, or cannot be read, Load returns
+// both an error (wrapping ErrNotFound, or a *CorruptError) and a Record
+// without Plan whose Interfaces are those the result records describe, so
+// that a DEL can release what is still known.
+func (s *Store) Load(id string) (*Record, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
-	c := &Container{}
-	if err := readRecord(s.containerPath(id), KindContainer, c); err != nil {
+	if s.containers == nil {
+		return nil, fmt.Errorf("%s/containers: %w", s.root.path, ErrNotFound)
+	}
+	d, _, err := openDir(s.containers, id, false)
+	if err != nil {
 		return nil, err
 	}
-	if c.ContainerID != id {
-		return nil, &CorruptError{Path: s.containerPath(id), Err: fmt.Errorf("records container %q", c.ContainerID)}
-	}
-	return c, nil
-}
-
-// LoadInterface reads one interface's record. It returns an error wrapping
-// ErrNotFound when there is none.
-func (s *Store) LoadInterface(id, ifname string) (*Interface, error) {
-	if err := ValidateID(id); err != nil {
+	defer d.close()
+	entries, err := d.names()
+	if err != nil {
 		return nil, err
 	}
-	if err := ValidateIfName(ifname); err != nil {
-		return nil, err
+	present := map[string]bool{}
+	for _, e := range entries {
+		present[e.Name()] = true
 	}
-	r := &Interface{}
-	path := s.InterfacePath(id, ifname)
-	if err := readRecord(path, KindInterface, r); err != nil {
-		return nil, err
+	rec := &Record{ContainerID: id, Format: 2}
+	planPath := d.path + "/" + planFile
+	data, err := d.readFile(planFile)
+	if err == nil {
+		err = rec.decodePlan(planPath, data)
 	}
-	if r.ContainerID != id || r.IfName != ifname {
-		return nil, &CorruptError{Path: path, Err: fmt.Errorf("records %q/%q", r.ContainerID, r.IfName)}
+	if err != nil {
+		rec.Complete = present[completeName]
+		salvaged := s.salvage(d, entries, rec)
+		if errors.Is(err, ErrNotFound) && !salvaged {
+			return nil, err
+		}
+		return rec, err
 	}
-	// A record saved without a configuration holds "config":null, which
-	// decodes to the 4 bytes "null", not to an empty RawMessage.
-	if cfg := bytes.TrimSpace(r.Config); len(cfg) == 0 || cfg[0] != '{' {
-		return nil, &CorruptError{Path: path, Err: errors.New("no delegate configuration")}
+	if rec.Format == 1 {
+		return rec, s.loadV1(d, rec, present)
 	}
-	return r, nil
+	rec.Complete = present[completeName]
+	for _, it := range rec.Interfaces {
+		if present[releasedFile(it.IfName)] {
+			it.Released = true
+			continue
+		}
+		if !present[resultFile(it.IfName)] {
+			continue // never saved, or lost: unknown
+		}
+		f, err := readResult(d, id, it.IfName)
+		if err != nil {
+			it.ResultErr = err
+			continue
+		}
+		it.Result = f.Result
+	}
+	return rec, nil
 }
 
-// SaveContainer writes a container's record, creating its folder if need
-// be. The record is fsynced before it is renamed into place; the caller
-// makes the rename durable with Sync (and a new folder's own entry with
-// SyncContainers) once a batch of records is written.
-func (s *Store) SaveContainer(c *Container) error {
-	if err := ValidateID(c.ContainerID); err != nil {
+// decodePlan reads container.json in either format.
+func (rec *Record) decodePlan(path string, data []byte) error {
+	var cf containerFile
+	kind, err := decode(path, data, nil, KindContainer, kindContainerV1)
+	if err != nil {
 		return err
 	}
-	c.Kind = KindContainer
-	if err := s.ensureDir(c.ContainerID); err != nil {
+	if kind == kindContainerV1 {
+		var v1 containerV1
+		if _, err := decode(path, data, &v1, kindContainerV1); err != nil {
+			return err
+		}
+		if v1.ContainerID != rec.ContainerID {
+			return &CorruptError{Path: path, Err: fmt.Errorf("records container %q", v1.ContainerID)}
+		}
+		rec.Format = 1
+		rec.Complete = v1.Complete
+		rec.Plan = &Plan{ContainerID: v1.ContainerID, IfName: v1.IfName, NetNS: v1.NetNS, NetNSID: v1.NetNSID,
+			ListName: v1.ListName, CNIVersion: v1.CNIVersion, AttachmentFile: v1.AttachmentFile, Set: v1.Set, Created: v1.Created}
+		for _, ifname := range v1.Interfaces {
+			if err := ValidateIfName(ifname); err != nil {
+				return &CorruptError{Path: path, Err: err}
+			}
+			rec.Plan.Interfaces = append(rec.Plan.Interfaces, Planned{IfName: ifname})
+		}
+		return nil
+	}
+	if _, err := decode(path, data, &cf, KindContainer); err != nil {
 		return err
 	}
-	return writeRecord(s.containerPath(c.ContainerID), c)
-}
-
-// SaveInterface writes one interface's record, as SaveContainer does.
-func (s *Store) SaveInterface(r *Interface) error {
-	if err := ValidateID(r.ContainerID); err != nil {
-		return err
+	if cf.ContainerID != rec.ContainerID {
+		return &CorruptError{Path: path, Err: fmt.Errorf("records container %q", cf.ContainerID)}
 	}
-	if err := ValidateIfName(r.IfName); err != nil {
-		return err
+	seen := map[string]bool{}
+	for i := range cf.Interfaces {
+		p := &cf.Interfaces[i]
+		if err := ValidateIfName(p.IfName); err != nil || seen[p.IfName] {
+			return &CorruptError{Path: path, Err: fmt.Errorf("interfaces[%d]: bad or repeated name %q", i, p.IfName)}
+		}
+		seen[p.IfName] = true
+		if err := checkConfig(path, p); err != nil {
+			return err
+		}
 	}
-	r.Kind = KindInterface
-	if err := s.ensureDir(r.ContainerID); err != nil {
-		return err
-	}
-	return writeRecord(s.InterfacePath(r.ContainerID, r.IfName), r)
-}
-
-// MakeContainerDir creates a container's folder (and the store's folders
-// on first use). The new folder's entry is durable once SyncContainers
-// returns, which may run at the same time as the first records' writes.
-func (s *Store) MakeContainerDir(id string) error {
-	if err := ValidateID(id); err != nil {
-		return err
-	}
-	return s.ensureDir(id)
-}
-
-// Sync makes the renames and removals of a container's records durable.
-func (s *Store) Sync(id string) error {
-	if err := ValidateID(id); err != nil {
-		return err
-	}
-	return syncDir(s.ContainerDir(id))
-}
-
-// SyncContainers makes the creation or removal of container folders
-// durable.
-func (s *Store) SyncContainers() error {
-	return syncDir(s.containersDir())
-}
-
-// UnlinkInterface deletes one interface's record, at once for every later
-// reader; it is durable once the caller's Sync or RemoveContainer returns.
-// A missing record is no error.
-func (s *Store) UnlinkInterface(id, ifname string) error {
-	if err := ValidateID(id); err != nil {
-		return err
-	}
-	if err := ValidateIfName(ifname); err != nil {
-		return err
-	}
-	if err := os.Remove(s.InterfacePath(id, ifname)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("removing state record: %w", err)
+	plan := cf.Plan
+	rec.Plan = &plan
+	for _, p := range plan.Interfaces {
+		rec.Interfaces = append(rec.Interfaces, &Interface{Planned: p})
 	}
 	return nil
 }
 
-// RemoveContainer deletes all of a container's records and its folder; a
-// missing folder is no error. The container record goes last, so that a crash
-// part way leaves a container that is still known and can be removed again.
-func (s *Store) RemoveContainer(id string) error {
+// loadV1 fills a nicmux 0.1 record's interfaces from their records, which
+// held the configuration with the result; 0.1 removed an interface's record
+// once it was released.
+func (s *Store) loadV1(d *dir, rec *Record, present map[string]bool) error {
+	for _, p := range rec.Plan.Interfaces {
+		it := &Interface{Planned: p}
+		rec.Interfaces = append(rec.Interfaces, it)
+		if !present[resultFile(p.IfName)] {
+			it.Released = true
+			continue
+		}
+		f, err := readResult(d, rec.ContainerID, p.IfName)
+		if err != nil {
+			// 0.1 kept the configuration only here: without it the
+			// interface can only be released from the attachment file.
+			it.ResultErr = err
+			continue
+		}
+		it.Planned = f.Planned
+		it.Result = f.Result
+	}
+	return nil
+}
+
+// salvage fills rec, whose plan is missing or unreadable, from the result
+// records in the folder. It reports whether there was any.
+func (s *Store) salvage(d *dir, entries []fs.DirEntry, rec *Record) bool {
+	any := false
+	for _, e := range entries {
+		name := e.Name()
+		ifname, ok := strings.CutPrefix(name, "if-")
+		if !ok {
+			continue
+		}
+		ifname, ok = strings.CutSuffix(ifname, ".json")
+		if !ok || ValidateIfName(ifname) != nil {
+			continue
+		}
+		any = true
+		it := &Interface{Planned: Planned{IfName: ifname}}
+		if f, err := readResult(d, rec.ContainerID, ifname); err != nil {
+			it.ResultErr = err
+		} else {
+			it.Planned, it.Result = f.Planned, f.Result
+			rec.set, rec.netns, rec.netnsID = f.Set, f.NetNS, f.NetNSID
+		}
+		rec.Interfaces = append(rec.Interfaces, it)
+	}
+	return any
+}
+
+// readResult reads and checks one interface's result record.
+func readResult(d *dir, id, ifname string) (*interfaceFile, error) {
+	name := resultFile(ifname)
+	path := d.path + "/" + name
+	data, err := d.readFile(name)
+	if err != nil {
+		return nil, err
+	}
+	f := &interfaceFile{}
+	if _, err := decode(path, data, f, KindInterface, kindInterfaceV1); err != nil {
+		return nil, err
+	}
+	if f.ContainerID != id || f.IfName != ifname {
+		return nil, &CorruptError{Path: path, Err: fmt.Errorf("records %q/%q", f.ContainerID, f.IfName)}
+	}
+	if err := checkConfig(path, &f.Planned); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Txn is an ADD in progress: its plan is durable; results and the
+// completion mark follow.
+type Txn struct {
+	s    *Store
+	d    *dir
+	plan *Plan
+	set  string
+}
+
+// Begin records a container's plan, durably, before any delegate acts: a
+// crash or kill at any later point leaves a DEL everything it needs. The
+// container must have no record (Remove a stale one first); files left in
+// its folder by a crash before an earlier plan was complete are removed.
+func (s *Store) Begin(p *Plan) (*Txn, error) {
+	if s.readOnly {
+		return nil, &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+	}
+	if err := ValidateID(p.ContainerID); err != nil {
+		return nil, err
+	}
+	for i := range p.Interfaces {
+		if err := ValidateIfName(p.Interfaces[i].IfName); err != nil {
+			return nil, err
+		}
+	}
+	data, err := marshal(containerFile{Kind: KindContainer, Plan: *p})
+	if err != nil {
+		return nil, err
+	}
+	d, created, err := openDir(s.containers, p.ContainerID, true)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Txn, error) {
+		d.close()
+		return nil, err
+	}
+	if !created {
+		if err := clear(d); err != nil {
+			return fail(err)
+		}
+	}
+	// The plan's own fsync, its folder's entry, and the new folder's entry
+	// in containers/: only then is the plan sure to be found after a
+	// crash.
+	if err := d.writeFile(planFile, data, true); err != nil {
+		return fail(err)
+	}
+	if err := d.sync(); err != nil {
+		return fail(err)
+	}
+	if created {
+		if err := s.containers.sync(); err != nil {
+			return fail(err)
+		}
+	}
+	return &Txn{s: s, d: d, plan: p, set: p.Set}, nil
+}
+
+// clear removes the files of a folder that has no plan.
+func clear(d *dir) error {
+	entries, err := d.names()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := d.remove(e.Name()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SaveResult records one interface's result. It is atomic, not durable: a
+// result lost in a crash reads as unknown.
+func (t *Txn) SaveResult(ifname string, result json.RawMessage) error {
+	var planned *Planned
+	for i := range t.plan.Interfaces {
+		if t.plan.Interfaces[i].IfName == ifname {
+			planned = &t.plan.Interfaces[i]
+		}
+	}
+	if planned == nil {
+		return fmt.Errorf("saving the result of %s: not in the plan", ifname)
+	}
+	data, err := marshal(interfaceFile{Kind: KindInterface, ContainerID: t.plan.ContainerID, Planned: *planned,
+		Result: result, NetNS: t.plan.NetNS, NetNSID: t.plan.NetNSID, Set: t.set, Saved: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	return t.d.writeFile(resultFile(ifname), data, false)
+}
+
+// Complete marks the ADD complete. Like results, the mark is atomic, not
+// durable.
+func (t *Txn) Complete() error {
+	data, err := marshal(completeFile{Kind: KindComplete, ContainerID: t.plan.ContainerID, Completed: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	return t.d.writeFile(completeName, data, false)
+}
+
+// Close ends the transaction; the records stay.
+func (t *Txn) Close() { t.d.close() }
+
+// Release marks one interface of a container released, so that a DEL
+// repeated after a partial failure skips it, and drops its result.
+func (s *Store) Release(id, ifname string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	dir := s.ContainerDir(id)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+	if err := ValidateIfName(ifname); err != nil {
+		return err
 	}
+	d, _, err := openDir(s.containers, id, false)
 	if err != nil {
-		return fmt.Errorf("reading state folder: %w", err)
+		return err
 	}
-	for _, e := range entries {
-		if e.Name() == "container.json" {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("removing state record: %w", err)
-		}
+	defer d.close()
+	if err := d.create(releasedFile(ifname)); err != nil {
+		return err
 	}
-	if err := os.Remove(filepath.Join(dir, "container.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("removing state record: %w", err)
-	}
-	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("removing state folder: %w", err)
-	}
-	return syncDir(s.containersDir())
+	return d.remove(resultFile(ifname))
 }
 
-// Containers lists the IDs of all containers with state, for GC. Folder names
-// that are not valid container IDs are skipped.
+// Remove deletes a container's records and folder; a missing folder is no
+// error, and a symbolic link planted in its place is removed itself. The
+// plan goes last, so a removal cut short leaves a container that is still
+// known.
+func (s *Store) Remove(id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	d, _, err := openDir(s.containers, id, false)
+	var unsafe *UnsafeError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case errors.As(err, &unsafe):
+		return s.containers.remove(id)
+	case err != nil:
+		return err
+	}
+	defer d.close()
+	entries, err := d.names()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() != planFile {
+			if err := d.remove(e.Name()); err != nil {
+				return err
+			}
+		}
+	}
+	if err := d.remove(planFile); err != nil {
+		return err
+	}
+	return s.containers.removeDir(id)
+}
+
+// Containers lists the IDs of all containers with state. Names that are not
+// valid container IDs are skipped.
 func (s *Store) Containers() ([]string, error) {
-	entries, err := os.ReadDir(s.containersDir())
-	if errors.Is(err, fs.ErrNotExist) {
+	if s.containers == nil {
 		return nil, nil
 	}
+	entries, err := s.containers.names()
 	if err != nil {
-		return nil, fmt.Errorf("listing state: %w", err)
+		return nil, err
 	}
 	var ids []string
 	for _, e := range entries {
-		if e.IsDir() && ValidateID(e.Name()) == nil {
+		if ValidateID(e.Name()) == nil {
 			ids = append(ids, e.Name())
 		}
 	}
 	return ids, nil
 }
 
-// ensureDir creates a container's folder. Its entry in containers/ is
-// synced by the caller (SyncContainers); when the store's own folders are
-// created, which happens once, their entries are synced here.
-func (s *Store) ensureDir(id string) error {
-	dir := s.ContainerDir(id)
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	}
-	_, statErr := os.Stat(s.containersDir())
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating state folder: %w", err)
-	}
-	if errors.Is(statErr, fs.ErrNotExist) {
-		return errors.Join(syncDir(filepath.Dir(s.Dir)), syncDir(s.Dir))
-	}
-	return nil
-}
-
-// record is a Container or an Interface.
-type record interface{ kind() string }
-
-func readRecord(path, kind string, v record) error {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: %w", path, ErrNotFound)
-	}
+func marshal(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("reading state record: %w", err)
+		return nil, fmt.Errorf("encoding state record: %w", err)
 	}
-	if len(strings.TrimSpace(string(data))) == 0 {
-		return &CorruptError{Path: path, Err: errors.New("the file is empty")}
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return &CorruptError{Path: path, Err: err}
-	}
-	if got := v.kind(); got != kind {
-		return &CorruptError{Path: path, Err: fmt.Errorf("kind is %q, want %q", got, kind)}
-	}
-	return nil
+	return b, nil
 }
 
-func (c *Container) kind() string { return c.Kind }
-func (r *Interface) kind() string { return r.Kind }
-
-func writeRecord(path string, v any) error {
-	tmp, err := stage(path, v)
-	if err != nil {
-		return err
+// Has reports whether container id has a folder in the store.
+func (s *Store) Has(id string) bool {
+	if s.containers == nil || ValidateID(id) != nil {
+		return false
 	}
-	return commit(tmp, path)
+	var st unix.Stat_t
+	return unix.Fstatat(s.containers.fd, id, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
 }
 
-// stage writes v's record to a new temporary file beside path, fsynced,
-// and returns its name.
-func stage(path string, v any) (string, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("encoding state record %s: %w", path, err)
+// CheckWritable checks that the state folder takes a new file.
+func (s *Store) CheckWritable() error {
+	if s.readOnly {
+		return &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
 	}
-	// CreateTemp makes the file 0600.
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return "", fmt.Errorf("writing state record: %w", err)
+	name := ".status-check"
+	if err := s.root.writeFile(name, nil, false); err != nil {
+		return &DirError{Path: s.root.path, Err: err}
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return "", fmt.Errorf("writing state record %s: %w", path, err)
-	}
-	return f.Name(), nil
-}
-
-// commit renames a staged record into place; the caller syncs the folder.
-func commit(tmp, path string) error {
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("writing state record %s: %w", path, err)
-	}
-	return nil
-}
-
-// Pending is a container record written and fsynced beside its place, to
-// be renamed into place later: ADD writes the record that marks it
-// complete while its delegates run, and puts it in place once they have
-// succeeded.
-type Pending struct {
-	tmp, path string
-}
-
-// PrepareContainer writes c's record to a temporary file in its folder,
-// fsynced; Commit or Discard must follow. Until then the folder holds an
-// extra file, which RemoveContainer removes with the rest.
-func (s *Store) PrepareContainer(c *Container) (*Pending, error) {
-	if err := ValidateID(c.ContainerID); err != nil {
-		return nil, err
-	}
-	c.Kind = KindContainer
-	path := s.containerPath(c.ContainerID)
-	tmp, err := stage(path, c)
-	if err != nil {
-		return nil, err
-	}
-	return &Pending{tmp: tmp, path: path}, nil
-}
-
-// Commit renames the record into place; the caller syncs the folder.
-func (p *Pending) Commit() error { return commit(p.tmp, p.path) }
-
-// Discard removes the record. It is a no-op on a nil Pending.
-func (p *Pending) Discard() error {
-	if p == nil {
-		return nil
-	}
-	if err := os.Remove(p.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("removing staged state record: %w", err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("syncing state folder: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing state folder %s: %w", dir, err)
-	}
-	return nil
+	return s.root.remove(name)
 }

@@ -290,13 +290,13 @@ func TestCrashMidAdd(t *testing.T) {
 	if err == nil {
 		t.Fatal("ADD should have been killed")
 	}
-	// The crashed ADD left its record, marked incomplete, and its leases.
+	// The crashed ADD left its plan, not marked complete, and its leases.
 	var c struct {
-		Complete bool `json:"complete"`
+		Kind string `json:"kind"`
 	}
 	readJSON(t, filepath.Join(w.StateDir, "containers", "crash-1", "container.json"), &c)
-	if c.Complete {
-		t.Fatal("the killed ADD's record says complete")
+	if _, err := os.Stat(filepath.Join(w.StateDir, "containers", "crash-1", "complete.json")); err == nil || c.Kind == "" {
+		t.Fatalf("the killed ADD's record says complete, or has no plan (%+v, %v)", c, err)
 	}
 	if len(w.leases("storage")) != 1 || len(w.leases("svc")) != 1 {
 		t.Fatalf("expected the killed ADD to hold leases: svc %v storage %v", w.leases("svc"), w.leases("storage"))

@@ -288,7 +288,7 @@ func TestConcurrentContainers(t *testing.T) {
 			t.Errorf("%s leases left besides the first container's: %v", nw, got)
 		}
 	}
-	wantState := []string{"containers/first/container.json", "containers/first/if-eth0.json", "containers/first/if-eth1.json", "locks/first.lock"}
+	wantState := []string{"containers/first/complete.json", "containers/first/container.json", "containers/first/if-eth0.json", "containers/first/if-eth1.json", "locks/first.lock"}
 	if got := w.stateFiles(); !equal(got, wantState) {
 		t.Errorf("state left: %v", got)
 	}
@@ -297,8 +297,11 @@ func TestConcurrentContainers(t *testing.T) {
 	}
 }
 
-// TestCorruptState: a truncated or emptied record is an error naming the
-// file, never read as "nothing there".
+// TestCorruptState: a truncated or emptied record is reported, naming the
+// file, never read as "nothing there", and never pins the container: DEL
+// releases every interface from what can still be read (the plan, when a
+// result record is torn; the result records and the attachment file, when
+// the plan is) and ends with no state.
 func TestCorruptState(t *testing.T) {
 	w := newWorld(t)
 	l := w.list(w.seed(), nil)
@@ -316,33 +319,23 @@ func TestCorruptState(t *testing.T) {
 	err = w.check(l, r)
 	wantErr(t, err, types.ErrIOFailure, "eth1: ", eth1, "corrupt")
 
-	// DEL releases what it can (eth0), reports eth1, and keeps the state so
-	// a DEL after repair finishes the job.
-	err = w.del(l, r)
-	wantErr(t, err, types.ErrIOFailure, "eth1: ", eth1)
-	if got := w.leases("svc"); len(got) != 0 {
-		t.Errorf("eth0's lease not released: %v", got)
-	}
-	if got := w.leases("storage"); len(got) != 1 {
-		t.Errorf("eth1's lease should stay until its record is readable: %v", got)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "container.json")); err != nil {
-		t.Errorf("container record removed although eth1 was not released: %v", err)
-	}
-	writeFile(t, eth1, string(good))
+	// DEL releases both: eth1 with its planned chain, without prevResult.
 	if err := w.del(l, r); err != nil {
-		t.Fatalf("DEL after repair: %v", err)
+		t.Fatalf("DEL with eth1's result torn: %v", err)
 	}
 	w.assertNothingLeft(netns, "svc", "storage")
 
-	// An empty container record blocks ADD with an error naming it.
+	// An empty plan: the container is still attached, so an ADD is refused
+	// naming the record; DEL releases it from the result records.
 	w.mustAdd(l, r)
 	cpath := filepath.Join(dir, "container.json")
 	writeFile(t, cpath, "")
 	_, err = w.add(l, r)
-	wantErr(t, err, types.ErrIOFailure, cpath, "empty")
-	err = w.del(l, r)
-	wantErr(t, err, types.ErrIOFailure, cpath)
+	wantErr(t, err, 100, "already attached", cpath, "empty")
+	if err := w.del(l, r); err != nil {
+		t.Fatalf("DEL with the plan emptied: %v", err)
+	}
+	w.assertNothingLeft(netns, "svc", "storage")
 }
 
 // TestBadConfig: configuration errors reach the runtime with the spec's
@@ -407,7 +400,7 @@ func TestBareRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bare nicmux: %v\n%s", err, out)
 	}
-	for _, want := range []string{"CNI nicmux plugin v0.1.0", "0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"} {
+	for _, want := range []string{"CNI nicmux plugin v0.2.0", "0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("bare output %q lacks %q", out, want)
 		}

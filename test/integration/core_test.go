@@ -81,22 +81,34 @@ func TestSeedJob(t *testing.T) {
 		t.Errorf("storage leases = %v", got)
 	}
 
-	// State: a container record and one record per interface, private.
-	wantFiles := []string{"containers/alloc-1/container.json", "containers/alloc-1/if-eth0.json", "containers/alloc-1/if-eth1.json", "locks/alloc-1.lock"}
+	// State: the plan, one result record per interface and the completion
+	// mark, private.
+	wantFiles := []string{"containers/alloc-1/complete.json", "containers/alloc-1/container.json", "containers/alloc-1/if-eth0.json", "containers/alloc-1/if-eth1.json", "locks/alloc-1.lock"}
 	if got := w.stateFiles(); !equal(got, wantFiles) {
 		t.Errorf("state files = %v, want %v", got, wantFiles)
 	}
 	assertMode(t, filepath.Join(w.StateDir, "containers", "alloc-1"), 0o700|os.ModeDir)
 	assertMode(t, filepath.Join(w.StateDir, "containers", "alloc-1", "if-eth1.json"), 0o600)
 	var c struct {
-		Kind       string   `json:"kind"`
-		Interfaces []string `json:"interfaces"`
-		Complete   bool     `json:"complete"`
-		IfName     string   `json:"ifname"`
+		Kind       string `json:"kind"`
+		Interfaces []struct {
+			IfName  string          `json:"ifname"`
+			Network string          `json:"network"`
+			Config  json.RawMessage `json:"config"`
+		} `json:"interfaces"`
+		IfName string `json:"ifname"`
 	}
 	readJSON(t, filepath.Join(w.StateDir, "containers", "alloc-1", "container.json"), &c)
-	if c.Kind != "nicmuxContainerV1" || !c.Complete || !equal(c.Interfaces, []string{"eth0", "eth1"}) || c.IfName != "eth0" {
+	if c.Kind != "nicmuxContainerV2" || len(c.Interfaces) != 2 || c.Interfaces[0].IfName != "eth0" || c.Interfaces[1].IfName != "eth1" ||
+		c.Interfaces[1].Network != "storage" || !strings.Contains(string(c.Interfaces[1].Config), `"type":"macvlan"`) || c.IfName != "eth0" {
 		t.Errorf("container record = %+v", c)
+	}
+	var done struct {
+		Kind string `json:"kind"`
+	}
+	readJSON(t, filepath.Join(w.StateDir, "containers", "alloc-1", "complete.json"), &done)
+	if done.Kind != "nicmuxCompleteV1" {
+		t.Errorf("completion mark = %+v", done)
 	}
 	var rec struct {
 		Network string          `json:"network"`

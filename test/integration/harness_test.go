@@ -436,3 +436,9 @@ func (w *world) mustResult(r types.Result) *types100.Result {
 	}
 	return res
 }
+
+// log returns nicmux's log so far.
+func (w *world) log() string {
+	b, _ := os.ReadFile(w.LogFile)
+	return string(b)
+}

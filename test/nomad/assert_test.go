@@ -83,19 +83,29 @@ func (w *world) stateFiles(allocID string) []string {
 	return out
 }
 
-// containerRecord is the part of nicmux's container.json the suite reads.
+// containerRecord is the part of nicmux's container.json (its plan) the
+// suite reads, and whether complete.json marks the ADD complete.
 type containerRecord struct {
-	ContainerID    string   `json:"containerID"`
-	AttachmentFile string   `json:"attachmentFile"`
-	Set            string   `json:"set"`
-	Interfaces     []string `json:"interfaces"`
-	Complete       bool     `json:"complete"`
+	ContainerID    string `json:"containerID"`
+	AttachmentFile string `json:"attachmentFile"`
+	Set            string `json:"set"`
+	Planned        []struct {
+		IfName string `json:"ifname"`
+	} `json:"interfaces"`
+	Interfaces []string `json:"-"`
+	Complete   bool     `json:"-"`
 }
 
 func (w *world) container(allocID string) containerRecord {
 	w.t.Helper()
 	var c containerRecord
-	readJSON(w.t, filepath.Join(w.StateDir, "containers", allocID, "container.json"), &c)
+	dir := filepath.Join(w.StateDir, "containers", allocID)
+	readJSON(w.t, filepath.Join(dir, "container.json"), &c)
+	for _, p := range c.Planned {
+		c.Interfaces = append(c.Interfaces, p.IfName)
+	}
+	_, err := os.Stat(filepath.Join(dir, "complete.json"))
+	c.Complete = err == nil
 	return c
 }
 
@@ -103,7 +113,7 @@ func (w *world) container(allocID string) containerRecord {
 // interface, the set ADD chose, and the lock.
 func (w *world) wantState(allocID, set string, ifnames ...string) {
 	w.t.Helper()
-	want := []string{filepath.Join("containers", allocID, "container.json")}
+	want := []string{filepath.Join("containers", allocID, "complete.json"), filepath.Join("containers", allocID, "container.json")}
 	for _, n := range ifnames {
 		want = append(want, filepath.Join("containers", allocID, "if-"+n+".json"))
 	}

@@ -1,0 +1,294 @@
+package delegate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"golang.org/x/sys/unix"
+)
+
+// Output caps: what is kept of a plugin's standard output (its result or
+// its error) and standard error. The rest is read and dropped, so a plugin
+// that writes without end costs CPU until its timeout, never memory.
+const (
+	maxStdout = 1 << 20
+	maxStderr = 64 << 10
+	// maxQuoted is what of a failing plugin's output goes into an error
+	// message (and from there into the runtime's log).
+	maxQuoted = 4 << 10
+)
+
+// outputGrace bounds the wait for a plugin's output once it has exited: a
+// grandchild that inherited its standard output (an iptables it ran, say)
+// and keeps it open must not hold up the verb.
+const outputGrace = 100 * time.Millisecond
+
+// proc is one plugin process, started and waiting for its configuration on
+// standard input: it can be started ahead, while nicmux still works out
+// that configuration, and killed having done nothing if it is never sent.
+//
+// Every plugin runs in a process group of its own, so that a timeout kills
+// what it started too (an IPAM plugin, an iptables), and with a
+// parent-death signal, so that it dies with nicmux: a runtime that gives up
+// on nicmux kills it, and a plugin that went on would finish its ADD after
+// the runtime's DEL. (The parent-death signal is sent when the thread that
+// forked the plugin ends; Go never ends a thread except one left locked by
+// a goroutine that returns, which nicmux only does on a goroutine that
+// starts no process.)
+//
+// os/exec starts it: FIGURE-TBD
+type proc struct {
+	cmd     *exec.Cmd
+	stdin   *os.File // the pipe's write end; nil once closed
+	stdout  *capped
+	stderr  *capped
+	started time.Time
+}
+
+// startProc starts the plugin at path with env, waiting on its input.
+func startProc(path string, env []string) (*proc, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{stdin: w, stdout: &capped{max: maxStdout}, stderr: &capped{max: maxStderr}}
+	p.cmd = &exec.Cmd{
+		Path:        path,
+		Args:        []string{path},
+		Env:         env,
+		Stdin:       r,
+		Stdout:      p.stdout,
+		Stderr:      p.stderr,
+		WaitDelay:   outputGrace,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+	}
+	for attempt := 0; ; attempt++ {
+		err = p.cmd.Start()
+		// A plugin binary being replaced is briefly "text file busy".
+		if errors.Is(err, syscall.ETXTBSY) && attempt < 5 {
+			time.Sleep(100 * time.Millisecond)
+			p.cmd = &exec.Cmd{Path: path, Args: p.cmd.Args, Env: env, Stdin: r, Stdout: p.stdout, Stderr: p.stderr,
+				WaitDelay: outputGrace, SysProcAttr: p.cmd.SysProcAttr}
+			continue
+		}
+		break
+	}
+	_ = r.Close()
+	if err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	p.started = time.Now()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// feed hands the plugin its input and waits for it to exit, killing its
+// process group if ctx ends first. It returns the plugin's output, and an
+// error if it did not exit with status 0.
+func (p *proc) feed(ctx context.Context, stdin []byte) ([]byte, error) {
+	pid := p.pid()
+	// The group is killed only while its leader is unreaped, so that a
+	// signal can never reach a process that got the pid afterwards.
+	var mu sync.Mutex
+	reaped, killed := false, false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !reaped {
+			killed = true
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	})
+	if dl, ok := ctx.Deadline(); ok {
+		_ = p.stdin.SetWriteDeadline(dl)
+	}
+	// A plugin may exit without reading its input (EPIPE): what counts is
+	// how it exits.
+	_, werr := p.stdin.Write(stdin)
+	_ = p.stdin.Close()
+	p.stdin = nil
+	waitExited(pid)
+	stop()
+	mu.Lock()
+	reaped = true
+	mu.Unlock()
+	err := p.cmd.Wait()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // the plugin exited; a grandchild holds its output
+	}
+	out := p.stdout.bytes()
+	switch {
+	case killed:
+		return out, &killedError{cause: context.Cause(ctx)}
+	case err != nil:
+		return out, err
+	case werr != nil && !errors.Is(werr, syscall.EPIPE):
+		return out, fmt.Errorf("writing the plugin's input: %w", werr)
+	}
+	return out, nil
+}
+
+// abort kills a process that was never fed, and reaps it.
+func (p *proc) abort() {
+	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+	if p.stdin != nil {
+		_ = p.stdin.Close()
+	}
+	_ = p.cmd.Wait()
+}
+
+// waitExited waits for the child pid to exit, leaving it to be reaped.
+func waitExited(pid int) {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return // on any other error, Wait below still waits, and reports
+		}
+	}
+}
+
+// killedError is a plugin killed because its time was up or the verb was
+// canceled.
+type killedError struct{ cause error }
+
+func (e *killedError) Error() string {
+	return fmt.Sprintf("killed, with its process group: %v", e.cause)
+}
+
+func (e *killedError) Unwrap() error { return e.cause }
+
+// TimeoutError is the cause of a plugin killed at its deadline.
+type TimeoutError struct {
+	Timeout time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("timed out after %v (delegateTimeout)", e.Timeout)
+}
+
+func (e *TimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// capped keeps the first max bytes written to it and counts the rest.
+type capped struct {
+	max   int
+	mu    sync.Mutex
+	buf   []byte
+	total int64
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total += int64(len(p))
+	if room := c.max - len(c.buf); room > 0 {
+		c.buf = append(c.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (c *capped) bytes() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf
+}
+
+// cut reports whether output was dropped, and how much there was.
+func (c *capped) cut() (bool, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total > int64(len(c.buf)), c.total
+}
+
+// pluginError turns a failed plugin run into the error nicmux reports: the
+// plugin's own CNI error when it printed one (its code kept), else an
+// internal error (999) that says how it ended. What is quoted is capped.
+func (p *proc) pluginError(out []byte, err error) error {
+	var killed *killedError
+	if errors.As(err, &killed) {
+		return types.NewError(types.ErrInternal, killed.Error(), "")
+	}
+	how := err.Error()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			how = "killed by signal " + ws.Signal().String()
+		}
+	}
+	e := &types.Error{}
+	if len(out) > 0 && json.Unmarshal(out, e) == nil && e.Code != 0 {
+		e.Msg = quote(e.Msg)
+		e.Details = quote(e.Details)
+		return e
+	}
+	stdoutCut, stdoutTotal := p.stdout.cut()
+	_, stderrTotal := p.stderr.cut()
+	stderr := p.stderr.bytes()
+	switch {
+	case len(out) == 0 && len(stderr) == 0:
+		return types.NewError(types.ErrInternal, fmt.Sprintf("plugin failed (%s) with no error message", how), "")
+	case len(out) == 0:
+		return types.NewError(types.ErrInternal, fmt.Sprintf("plugin failed (%s); its stderr: %s", how, quoteCut(stderr, stderrTotal)), "")
+	}
+	what := "output that is not a CNI error"
+	if e.Code == 0 && json.Valid(out) {
+		what = "a CNI error without a code"
+	}
+	if stdoutCut {
+		what = "output cut at " + strconv.Itoa(maxStdout) + " bytes"
+	}
+	return types.NewError(types.ErrInternal, fmt.Sprintf("plugin failed (%s) with %s: %s", how, what, quoteCut(out, stdoutTotal)), "")
+}
+
+// quote caps a message quoted from a plugin.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	return quoteCut([]byte(s), int64(len(s)))
+}
+
+// quoteCut quotes the start of b, which was total bytes long, saying what
+// was cut.
+func quoteCut(b []byte, total int64) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) <= maxQuoted && total <= int64(len(b)) {
+		return strconv.Quote(s)
+	}
+	if len(s) > maxQuoted {
+		s = s[:maxQuoted]
+	}
+	return fmt.Sprintf("%s... (cut: %d bytes in all)", strconv.Quote(s), total)
+}
+
+// startTicks returns a process's start time in clock ticks since boot
+// (/proc/<pid>/stat, field 22): with the pid, it names the process for as
+// long as the system runs.
+func startTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+	}
+	return strconv.ParseUint(fields[19], 10, 64) // field 22 overall
+}

@@ -1,0 +1,121 @@
+package mux
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/nicmux/nicmux/conf"
+)
+
+// This file is the one place where chains run at the same time.
+
+// schedule splits a container's chains into groups that may run at the same
+// time, each group in file order. Without parallel there is one group.
+//
+// Chains that plug into the same bridge stay in one group: the bridge
+// plugin creates the bridge and pins its MAC from what it read before
+// attaching, so two of its ADDs racing on a new bridge can pin different
+// MACs, and its CHECK then fails for the first. Different bridges,
+// macvlans, and chains sharing an IPAM network (host-local locks its store)
+// run concurrently. A chain that is not known (nil) runs alone.
+func schedule(chains []*conf.Chain, parallel bool) [][]int {
+	if !parallel {
+		all := make([]int, len(chains))
+		for i := range all {
+			all[i] = i
+		}
+		return [][]int{all}
+	}
+	var groups [][]int
+	byBridge := map[string]int{}
+	for i, c := range chains {
+		g := -1
+		for _, br := range bridges(c) {
+			if j, ok := byBridge[br]; ok {
+				g = j
+				break
+			}
+		}
+		if g < 0 {
+			g = len(groups)
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+		for _, br := range bridges(c) {
+			byBridge[br] = g
+		}
+	}
+	return groups
+}
+
+// reversed returns the groups for a teardown: the last group first, each
+// group's chains last first.
+func reversed(groups [][]int) [][]int {
+	out := make([][]int, 0, len(groups))
+	for g := len(groups) - 1; g >= 0; g-- {
+		r := make([]int, 0, len(groups[g]))
+		for i := len(groups[g]) - 1; i >= 0; i-- {
+			r = append(r, groups[g][i])
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// bridges returns the bridges a chain's plugins plug into.
+func bridges(c *conf.Chain) []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for _, p := range c.Plugins {
+		var v struct {
+			Bridge *string `json:"bridge"`
+		}
+		if json.Unmarshal(p.Bytes, &v) != nil {
+			continue
+		}
+		switch {
+		case v.Bridge != nil:
+			out = append(out, *v.Bridge)
+		case p.Type == "bridge":
+			out = append(out, "cni0") // the bridge plugin's default
+		}
+	}
+	return out
+}
+
+// runGroups calls f for the attachments of every group: the groups at the
+// same time, each group's attachments in order, a group stopping at the
+// first f that returns false. As f starts on an attachment, warm (if set)
+// is called for the next of its group, whose first plugin can then start
+// while this one runs. A single group runs on the caller's goroutine.
+func runGroups(atts []*attachment, groups [][]int, warm func(*attachment), f func(*attachment) bool) {
+	runGroup := func(g []int) {
+		for k, i := range g {
+			if warm != nil && k+1 < len(g) {
+				warm(atts[g[k+1]])
+			}
+			start := time.Now()
+			ok := f(atts[i])
+			atts[i].took = time.Since(start)
+			if !ok {
+				return
+			}
+		}
+	}
+	if len(groups) == 1 {
+		runGroup(groups[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runGroup(g)
+		}()
+	}
+	wg.Wait()
+}

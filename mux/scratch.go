@@ -1,0 +1,137 @@
+package mux
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/nicmux/nicmux/conf"
+)
+
+// needsScratch reports whether a chain's DEL needs its container interface
+// to undo what it set up on the host. The reference bridge and ptp plugins
+// read the interface's addresses to remove their ipMasq rules, and tuning
+// restores its backup onto the interface before it deletes the backup:
+// with an empty CNI_NETNS they release their IPAM only, and the rules and
+// the backup stay for good. Other plugins keep the empty CNI_NETNS they
+// always got for a namespace that is gone (host-device, for one, would move
+// whatever it finds there to the host).
+func needsScratch(c *conf.Chain) bool {
+	for _, p := range c.Plugins {
+		switch p.Type {
+		case "bridge", "ptp", "tuning":
+			return true
+		}
+	}
+	return false
+}
+
+// scratchNS is a network namespace of nicmux's own, made for releasing
+// interfaces whose namespace is gone (Nomad recreated it, or the host
+// rebooted): it holds, for each interface, a link of that name with the
+// addresses ADD recorded, so that the delegates' DEL finds what it needs
+// and tears down what it set up on the host. Nothing else is ever in it,
+// and it goes when nicmux closes it (or exits): it is held by a descriptor,
+// not mounted, so a crash leaves nothing behind.
+type scratchNS struct {
+	fd    int
+	path  string
+	h     *netlink.Handle
+	peers int
+}
+
+// newScratchNS makes an empty namespace. The thread that makes it goes back
+// to nicmux's own namespace; if it cannot, it is left locked and ends with
+// its goroutine, which starts no process.
+func newScratchNS() (*scratchNS, error) {
+	type answer struct {
+		fd  int
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- answer{err: err}
+			return
+		}
+		defer orig.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- answer{err: fmt.Errorf("unshare: %w", err)}
+			return
+		}
+		fd, openErr := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err := netns.Set(orig); err == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- answer{fd: fd, err: openErr}
+	}()
+	a := <-ch
+	if a.err != nil {
+		return nil, fmt.Errorf("making a scratch network namespace: %w", a.err)
+	}
+	h, err := netlink.NewHandleAt(netns.NsHandle(a.fd))
+	if err != nil {
+		_ = unix.Close(a.fd)
+		return nil, fmt.Errorf("netlink in the scratch namespace: %w", err)
+	}
+	return &scratchNS{fd: a.fd, h: h, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), a.fd)}, nil
+}
+
+// add puts a link named ifname in the namespace, with the addresses (and
+// MAC) result records for it.
+func (s *scratchNS) add(ifname string, result types.Result) error {
+	s.peers++
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ifname}, PeerName: fmt.Sprintf("nmxpeer%d", s.peers)}
+	if err := s.h.LinkAdd(veth); err != nil {
+		return fmt.Errorf("scratch link %s: %w", ifname, err)
+	}
+	if result == nil {
+		return nil
+	}
+	res, err := types100.NewResultFromResult(result)
+	if err != nil {
+		return err
+	}
+	link, err := s.h.LinkByName(ifname)
+	if err != nil {
+		return err
+	}
+	own := ownInterface(res, ifname)
+	if own >= 0 && res.Interfaces[own].Mac != "" {
+		if mac, err := net.ParseMAC(res.Interfaces[own].Mac); err == nil {
+			_ = s.h.LinkSetHardwareAddr(link, mac)
+		}
+	}
+	var errs []error
+	for _, ip := range res.IPs {
+		if !ipBelongs(ip, own) {
+			continue
+		}
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip.Address.IP, Mask: ip.Address.Mask}, Flags: unix.IFA_F_NODAD}
+		if err := s.h.AddrAdd(link, addr); err != nil {
+			errs = append(errs, fmt.Errorf("scratch address %s on %s: %w", ip.Address.String(), ifname, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// close lets the namespace go.
+func (s *scratchNS) close() {
+	if s == nil {
+		return
+	}
+	s.h.Close()
+	_ = unix.Close(s.fd)
+}

@@ -1,0 +1,254 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// Record kinds, written into every record so that a reader can tell a
+// nicmux record of this format from anything else (and from the format
+// before it, which Load still reads: see docs/state.md).
+const (
+	KindContainer = "nicmuxContainerV2" // the plan
+	KindInterface = "nicmuxInterfaceV2" // one interface's result
+	KindComplete  = "nicmuxCompleteV1"  // the mark of a complete ADD
+
+	kindContainerV1 = "nicmuxContainerV1"
+	kindInterfaceV1 = "nicmuxInterfaceV1"
+)
+
+// ErrNotFound is returned when a container has no record.
+var ErrNotFound = errors.New("no state recorded")
+
+// CorruptError reports a record that exists but cannot be used.
+type CorruptError struct {
+	Path string
+	Err  error
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("state record %s is corrupt: %v", e.Path, e.Err)
+}
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// CNICode is the spec's I/O failure.
+func (e *CorruptError) CNICode() uint { return types.ErrIOFailure }
+
+// UnsafeError reports a folder or file of the store that nicmux refuses to
+// use: a symbolic link, or something another user could change.
+type UnsafeError struct {
+	Path   string
+	Reason string
+}
+
+func (e *UnsafeError) Error() string { return "stateDir: " + e.Path + " " + e.Reason }
+
+// CNICode is the spec's I/O failure.
+func (e *UnsafeError) CNICode() uint { return types.ErrIOFailure }
+
+// NetNSID identifies a network namespace: the device and inode of its nsfs
+// file, and its cookie. The kernel reuses a freed namespace's inode number,
+// so a namespace recreated at the same path may get the old one back; the
+// cookie (SO_NETNS_COOKIE, Linux 5.14 and later) is never reused while the
+// system runs. Cookie is zero where the kernel has none.
+type NetNSID struct {
+	Dev    uint64 `json:"dev"`
+	Ino    uint64 `json:"ino"`
+	Cookie uint64 `json:"cookie,omitempty"`
+}
+
+// IsZero reports whether id identifies nothing (the namespace was not found).
+func (id NetNSID) IsZero() bool { return id == NetNSID{} }
+
+// Same reports whether id and other identify the same, existing namespace.
+func (id NetNSID) Same(other NetNSID) bool {
+	if id.IsZero() || id.Dev != other.Dev || id.Ino != other.Ino {
+		return false
+	}
+	return id.Cookie == 0 || other.Cookie == 0 || id.Cookie == other.Cookie
+}
+
+// Plan is what ADD chose for one container, made durable by Begin before
+// any delegate gets its configuration: everything a later DEL needs to
+// release every interface, whatever happens after.
+type Plan struct {
+	ContainerID string `json:"containerID"`
+	// IfName is the runtime's CNI_IFNAME at ADD: the attachment the runtime
+	// knows (and names in GC's valid attachments).
+	IfName  string  `json:"ifname"`
+	NetNS   string  `json:"netns"`
+	NetNSID NetNSID `json:"netnsID"`
+	// ListName and CNIVersion are those of nicmux's own configuration list.
+	ListName   string `json:"listName"`
+	CNIVersion string `json:"cniVersion"`
+	// AttachmentFile is the attachment file ADD read; Set the set name
+	// chosen through CNI_ARGS, if any.
+	AttachmentFile string    `json:"attachmentFile"`
+	Set            string    `json:"set,omitempty"`
+	Created        time.Time `json:"created"`
+	// Interfaces are the container's interfaces in attachment order.
+	Interfaces []Planned `json:"interfaces"`
+}
+
+// Planned is one interface of a plan: its chain exactly as ADD runs it.
+type Planned struct {
+	IfName     string `json:"ifname"`
+	Network    string `json:"network"`
+	CNIVersion string `json:"cniVersion"`
+	// Config is the chain's configuration list.
+	Config         json.RawMessage            `json:"config"`
+	CNIArgs        string                     `json:"cniArgs,omitempty"`
+	CapabilityArgs map[string]json.RawMessage `json:"capabilityArgs,omitempty"`
+}
+
+// Record is a container's state as read back.
+type Record struct {
+	ContainerID string
+	// Plan is nil when the container's record is missing or unreadable
+	// (see Load); Interfaces then holds what the result records tell.
+	Plan *Plan
+	// Complete is set once the ADD returned its merged result.
+	Complete bool
+	// Interfaces are the plan's interfaces, in order, with what is known
+	// of each.
+	Interfaces []*Interface
+	// Format is the record format: 2, or 1 for a container attached by
+	// nicmux 0.1.
+	Format int
+	// set and netns are what the result records name, when the plan is
+	// lost.
+	set     string
+	netns   string
+	netnsID NetNSID
+}
+
+// NetNS is the namespace ADD attached, by path and identity: the plan's,
+// or when the plan is lost, the one its result records name.
+func (r *Record) NetNS() (string, NetNSID) {
+	if r.Plan != nil {
+		return r.Plan.NetNS, r.Plan.NetNSID
+	}
+	return r.netns, r.netnsID
+}
+
+// Set is the attachment set the container was attached with: the plan's,
+// or when the plan is lost, the one its result records name.
+func (r *Record) Set() string {
+	if r.Plan != nil {
+		return r.Plan.Set
+	}
+	return r.set
+}
+
+// Interface is one planned interface and what is known of it.
+type Interface struct {
+	Planned
+	// Result is the chain's result at CNIVersion; nil when unknown: the
+	// chain never succeeded, or its record was lost (see ResultErr).
+	Result json.RawMessage
+	// ResultErr says why a result record exists but cannot be read.
+	ResultErr error
+	// Released is set once the interface's chain was released.
+	Released bool
+}
+
+// IfNames lists the record's interface names in order.
+func (r *Record) IfNames() []string {
+	out := make([]string, len(r.Interfaces))
+	for i, it := range r.Interfaces {
+		out[i] = it.IfName
+	}
+	return out
+}
+
+// Interface returns the record's interface named ifname, or nil.
+func (r *Record) Interface(ifname string) *Interface {
+	for _, it := range r.Interfaces {
+		if it.IfName == ifname {
+			return it
+		}
+	}
+	return nil
+}
+
+// containerFile is container.json: the plan, with its kind.
+type containerFile struct {
+	Kind string `json:"kind"`
+	Plan
+}
+
+// interfaceFile is if-<ifname>.json: one interface's result, with a copy of
+// its plan so that it can be released should the plan be lost.
+type interfaceFile struct {
+	Kind        string `json:"kind"`
+	ContainerID string `json:"containerID"`
+	Planned
+	Result  json.RawMessage `json:"result,omitempty"`
+	NetNS   string          `json:"netns,omitempty"`
+	NetNSID NetNSID         `json:"netnsID"`
+	Set     string          `json:"set,omitempty"`
+	Saved   time.Time       `json:"saved,omitzero"`
+}
+
+// completeFile is complete.json.
+type completeFile struct {
+	Kind        string    `json:"kind"`
+	ContainerID string    `json:"containerID"`
+	Completed   time.Time `json:"completed"`
+}
+
+// containerV1 is nicmux 0.1's container.json.
+type containerV1 struct {
+	Kind           string    `json:"kind"`
+	ContainerID    string    `json:"containerID"`
+	IfName         string    `json:"ifname"`
+	NetNS          string    `json:"netns"`
+	NetNSID        NetNSID   `json:"netnsID"`
+	ListName       string    `json:"listName"`
+	CNIVersion     string    `json:"cniVersion"`
+	AttachmentFile string    `json:"attachmentFile"`
+	Set            string    `json:"set,omitempty"`
+	Interfaces     []string  `json:"interfaces"`
+	Complete       bool      `json:"complete"`
+	Created        time.Time `json:"created"`
+}
+
+// decode reads a record of the given kinds into v, naming path in errors.
+func decode(path string, data []byte, v any, kinds ...string) (kind string, err error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return "", &CorruptError{Path: path, Err: errors.New("the file is empty")}
+	}
+	var probe struct {
+		Kind string `json:"kind"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return "", &CorruptError{Path: path, Err: err}
+	}
+	known := false
+	for _, k := range kinds {
+		known = known || probe.Kind == k
+	}
+	if !known {
+		return "", &CorruptError{Path: path, Err: fmt.Errorf("kind is %q, want %q", probe.Kind, kinds[0])}
+	}
+	if v != nil {
+		if err := json.Unmarshal(data, v); err != nil {
+			return "", &CorruptError{Path: path, Err: err}
+		}
+	}
+	return probe.Kind, nil
+}
+
+// checkConfig refuses a planned interface without a chain configuration.
+func checkConfig(path string, p *Planned) error {
+	if cfg := bytes.TrimSpace(p.Config); len(cfg) == 0 || cfg[0] != '{' {
+		return &CorruptError{Path: path, Err: fmt.Errorf("interface %q has no delegate configuration", p.IfName)}
+	}
+	return nil
+}
