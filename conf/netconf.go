@@ -20,8 +20,6 @@ const DefaultStateDir = "/var/lib/cni/nicmux"
 // configuration does not say otherwise.
 const DefaultDelegateTimeout = 60 * time.Second
 
-
-
 // SupportedVersions returns the CNI specification versions nicmux speaks,
 // oldest first. 0.1.0 and 0.2.0 are left out on purpose: their results carry
 // no interface list, so a merged multi-interface result cannot be expressed.
@@ -36,24 +34,24 @@ func IsSupportedVersion(v string) bool {
 
 // NetConf is nicmux's own entry in the runtime's network configuration list.
 type NetConf struct {
-	CNIVersion   string          `json:"cniVersion"`
-	Name         string          `json:"name"`
-	Type         string          `json:"type"`
-	Attachments  string          `json:"attachments"`
-	StateDir     string          `json:"stateDir"`
-	LogFile      string          `json:"logFile"`
-	LogLevel     string          `json:"logLevel"`
+	CNIVersion  string `json:"cniVersion"`
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	Attachments string `json:"attachments"`
+	StateDir    string `json:"stateDir"`
+	LogFile     string `json:"logFile"`
+	LogLevel    string `json:"logLevel"`
 	// Parallel runs independent chains at the same time (default true).
 	Parallel bool `json:"parallel"`
 	// Prestart starts delegates' processes ahead (default true).
 	Prestart bool `json:"prestart"`
 	// DelegateTimeout bounds each delegate plugin call: a Go duration
 	// ("60s", the default). Timeout is its value.
-	DelegateTimeout string        `json:"delegateTimeout,omitempty"`
-	Timeout         time.Duration `json:"-"`
-	DisableCheck bool            `json:"disableCheck,omitempty"`
-	DisableGC    bool            `json:"disableGC,omitempty"`
-	Capabilities map[string]bool `json:"capabilities,omitempty"`
+	DelegateTimeout string          `json:"delegateTimeout,omitempty"`
+	Timeout         time.Duration   `json:"-"`
+	DisableCheck    bool            `json:"disableCheck,omitempty"`
+	DisableGC       bool            `json:"disableGC,omitempty"`
+	Capabilities    map[string]bool `json:"capabilities,omitempty"`
 
 	// RuntimeConfig holds the capability arguments the runtime injected
 	// (libcni only injects those that nicmux's entry declares). They are

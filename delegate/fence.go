@@ -103,4 +103,3 @@ func bootID() string {
 	}
 	return string(bytes.TrimSpace(b))
 }
-

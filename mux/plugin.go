@@ -113,9 +113,9 @@ type codedError struct {
 	err  error
 }
 
-func (e *codedError) Error() string  { return e.err.Error() }
-func (e *codedError) Unwrap() error  { return e.err }
-func (e *codedError) CNICode() uint  { return e.code }
+func (e *codedError) Error() string       { return e.err.Error() }
+func (e *codedError) Unwrap() error       { return e.err }
+func (e *codedError) CNICode() uint       { return e.code }
 func withCode(code uint, err error) error { return &codedError{code: code, err: err} }
 
 // coder is an error that knows its CNI code: nicmux's own (codedError),
