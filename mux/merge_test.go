@@ -3,12 +3,13 @@ package mux
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/nicmux/nicmux/delegate/delegatetest"
 	"math/rand/v2"
 	"net"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nicmux/nicmux/delegate/delegatetest"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"

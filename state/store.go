@@ -113,6 +113,10 @@ func Open(path string) (*Store, error) {
 // read-only file system.
 func OpenReadOnly(path string) (*Store, error) {
 	root, err := openRoot(path, false)
+	if errors.Is(err, unix.ENOENT) {
+		// Nothing was ever recorded: a store that holds nothing.
+		return &Store{root: &dir{fd: -1, path: path}, readOnly: true}, nil
+	}
 	if err != nil {
 		return nil, stateDirErr(path, err)
 	}

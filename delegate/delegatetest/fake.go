@@ -102,7 +102,8 @@ type Exec struct {
 	// instead of the configuration's cniVersion.
 	resultVersion string
 	// hook, when set, is called with every call once it is recorded,
-	// before the call returns; tests use it to order concurrent calls.
+	// before its answer is chosen; tests use it to order concurrent calls
+	// and to change the answer.
 	hook func(Call)
 }
 
@@ -225,18 +226,22 @@ func (f *Exec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte, en
 
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
+	hook := f.hook
+	f.mu.Unlock()
+
+	// The hook runs before the answer is chosen, so it may change it.
+	if hook != nil {
+		hook(c)
+	}
+
+	f.mu.Lock()
 	code, fail := f.fails[failKey{c.Plugin, c.Command, c.IfName}]
 	if !fail {
 		code, fail = f.fails[failKey{c.Plugin, c.Command, "*"}]
 	}
 	res := f.results[fakeKey{c.Plugin, c.IfName}]
 	resVer := f.resultVersion
-	hook := f.hook
 	f.mu.Unlock()
-
-	if hook != nil {
-		hook(c)
-	}
 
 	if fail {
 		return nil, types.NewError(code, fmt.Sprintf("fake %s failed %s", c.Plugin, c.Command), "on "+c.IfName)
