@@ -41,6 +41,7 @@ $(BIN)/plugins/.stamped-$(PLUGINS_VERSION):
 
 testplugins:
 	$(GO) build -o $(BIN)/testplugins/recorder ./test/plugins/recorder
+	$(GO) build -o $(BIN)/testplugins/ifrename ./test/plugins/ifrename
 
 install: build
 	install -D -m 0755 $(BIN)/nicmux $(DESTDIR)$(CNI_BIN_DIR)/nicmux
@@ -69,7 +70,6 @@ integration: build plugins testplugins
 # and with go.v1112.mod (go-cni v1.1.12: Nomad 1.9.6-1.10.x). It needs root
 # and iptables.
 nomad: build plugins testplugins
-	cd $(NOMAD_DIR) && $(GO) build -o $(BIN)/testplugins/ifrename ./plugins/ifrename
 	cd $(NOMAD_DIR) && $(GO) test -count=1 -timeout 20m ./...
 	cd $(NOMAD_DIR) && $(GO) test -modfile=$(NOMAD_V1112) -count=1 -timeout 20m ./...
 
