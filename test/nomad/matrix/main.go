@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,17 +31,22 @@ import (
 )
 
 func main() {
+	os.Exit(run())
+}
+
+// run runs the legs and returns the exit status: 1 if a leg failed.
+func run() int {
 	jobs := flag.Int("j", 4, "legs run at the same time")
 	only := flag.String("legs", "", "comma-separated legs to run (default: all)")
 	goCmd := flag.String("go", "go", "the go command")
-	run := flag.String("run", "", "passed to the test binaries as -test.run")
+	runRE := flag.String("run", "", "passed to the test binaries as -test.run")
 	verbose := flag.Bool("v", false, "passed to the test binaries as -test.v")
 	timeout := flag.Duration("timeout", 20*time.Minute, "per leg, passed as -test.timeout")
 	table := flag.Bool("table", false, "print docs/nomad.md's table of tested versions and exit")
 	flag.Parse()
 	if *table {
 		fmt.Print(legs.Markdown())
-		return
+		return 0
 	}
 	if *jobs < 1 {
 		fatalf("-j must be at least 1")
@@ -61,10 +67,15 @@ func main() {
 		fatalf("%v", err)
 	}
 	defer os.RemoveAll(tmp)
+	// An interrupt from the terminal reaches the test binaries too, which
+	// stop and clean up after themselves; this process waits for them, then
+	// removes its binaries. (A handler, not SIG_IGN, which they would
+	// inherit.)
+	signal.Notify(make(chan os.Signal, 1), os.Interrupt)
 
 	args := []string{"-test.count=1", "-test.timeout=" + timeout.String()}
-	if *run != "" {
-		args = append(args, "-test.run="+*run)
+	if *runRE != "" {
+		args = append(args, "-test.run="+*runRE)
 	}
 	if *verbose {
 		args = append(args, "-test.v")
@@ -99,8 +110,9 @@ func main() {
 	}
 	if failed > 0 {
 		fmt.Printf("%d of %d legs failed\n", failed, len(selected))
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // pick returns the legs named in a comma-separated list, or all.
