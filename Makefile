@@ -1,8 +1,12 @@
 # nicmux build, test and demo. Everything lands in ./bin.
 GO              ?= go
 BIN             := $(CURDIR)/bin
-# The reference plugins the tests and the demo run, at a pinned release.
+# The reference plugins the tests and the demo run, at a pinned release,
+# into bin/plugins.
 PLUGINS_VERSION := v1.10.0
+# Other releases, each into bin/plugins-<version>, for the go-cni suite:
+# v1.3.0 is what Nomad's own setup script installs.
+NOMAD_PLUGINS_VERSIONS := v1.3.0
 PLUGINS_MODULE  := github.com/containernetworking/plugins
 PLUGINS         := main/bridge main/macvlan main/ptp main/loopback \
                    ipam/host-local ipam/static meta/tuning meta/portmap
@@ -10,9 +14,11 @@ PLUGINS         := main/bridge main/macvlan main/ptp main/loopback \
 CNI_VERSION     := v1.3.1
 DESTDIR         ?=
 CNI_BIN_DIR     ?= /opt/cni/bin
-# The go-cni suite's module, and its modfile for the go-cni v1.1.12 leg.
+# The go-cni suite's module; its legs' modfiles besides go.mod; how many
+# legs run at the same time.
 NOMAD_DIR       := test/nomad
-NOMAD_V1112     := go.v1112.mod
+NOMAD_MODFILES  := $(patsubst $(NOMAD_DIR)/%,%,$(wildcard $(NOMAD_DIR)/legs/*.mod))
+NOMAD_JOBS      ?= 4
 # The side-by-side benchmark's module.
 BENCH_DIR       := test/bench
 
@@ -29,18 +35,29 @@ build:
 # go.mod, exactly as that release pins its dependencies.
 # The version is stamped as in the release binaries: run bare, a plugin then
 # prints it, and Nomad runs CHECK only if the bridge plugin's is >= 1.3.0.
-plugins: $(BIN)/plugins/.stamped-$(PLUGINS_VERSION)
+plugins: $(BIN)/plugins/.stamped-$(PLUGINS_VERSION) \
+	$(foreach v,$(NOMAD_PLUGINS_VERSIONS),$(BIN)/plugins-$(v)/.stamped)
+
+# install-plugins,folder,version
+define install-plugins
+	mkdir -p $(1)
+	GOBIN=$(1) $(GO) install \
+		-ldflags="-X $(PLUGINS_MODULE)/pkg/utils/buildversion.BuildVersion=$(2)" \
+		$(foreach p,$(PLUGINS),$(PLUGINS_MODULE)/plugins/$(p)@$(2))
+endef
 
 $(BIN)/plugins/.stamped-$(PLUGINS_VERSION):
-	mkdir -p $(BIN)/plugins
-	GOBIN=$(BIN)/plugins $(GO) install \
-		-ldflags="-X $(PLUGINS_MODULE)/pkg/utils/buildversion.BuildVersion=$(PLUGINS_VERSION)" \
-		$(foreach p,$(PLUGINS),$(PLUGINS_MODULE)/plugins/$(p)@$(PLUGINS_VERSION))
+	$(call install-plugins,$(BIN)/plugins,$(PLUGINS_VERSION))
 	GOBIN=$(BIN) $(GO) install github.com/containernetworking/cni/cnitool@$(CNI_VERSION)
+	touch $@
+
+$(BIN)/plugins-%/.stamped:
+	$(call install-plugins,$(BIN)/plugins-$*,$*)
 	touch $@
 
 testplugins:
 	$(GO) build -o $(BIN)/testplugins/recorder ./test/plugins/recorder
+	$(GO) build -o $(BIN)/testplugins/ifrename ./test/plugins/ifrename
 
 install: build
 	install -D -m 0755 $(BIN)/nicmux $(DESTDIR)$(CNI_BIN_DIR)/nicmux
@@ -53,7 +70,8 @@ lint:
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	cd $(NOMAD_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
-	cd $(NOMAD_DIR) && $(GO) vet -modfile=$(NOMAD_V1112) ./... && $(GO) mod tidy -modfile=$(NOMAD_V1112) -diff
+	cd $(NOMAD_DIR) && for m in $(NOMAD_MODFILES); do \
+		$(GO) vet -modfile=$$m ./... && $(GO) mod tidy -modfile=$$m -diff || exit 1; done
 	cd $(BENCH_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd test/netnsutil && $(GO) vet ./... && $(GO) mod tidy -diff
 
@@ -64,14 +82,14 @@ unit:
 integration: build plugins testplugins
 	$(GO) test -count=1 -timeout 20m ./test/...
 
-# The go-cni suite (test/nomad, its own module, pinning Nomad's go-cni) runs
-# twice on the same sources: with go.mod (go-cni v1.1.9: Nomad 1.8.x-1.9.4)
-# and with go.v1112.mod (go-cni v1.1.12: Nomad 1.9.6-1.10.x). It needs root
-# and iptables.
+# The go-cni suite (test/nomad, its own module) runs once per leg: one per
+# go-cni / containernetworking/cni pair some Nomad release pins (go.mod and
+# the modfiles in test/nomad/legs), and the newest pair again with the
+# reference plugins Nomad's setup script installs (v1.3.0). The legs are
+# listed in test/nomad/legs/legs.go; ./matrix builds one test binary per
+# modfile and runs NOMAD_JOBS legs at a time. It needs root and iptables.
 nomad: build plugins testplugins
-	cd $(NOMAD_DIR) && $(GO) build -o $(BIN)/testplugins/ifrename ./plugins/ifrename
-	cd $(NOMAD_DIR) && $(GO) test -count=1 -timeout 20m ./...
-	cd $(NOMAD_DIR) && $(GO) test -modfile=$(NOMAD_V1112) -count=1 -timeout 20m ./...
+	cd $(NOMAD_DIR) && $(GO) run ./matrix -go $(GO) -j $(NOMAD_JOBS)
 
 test: lint unit integration nomad demo
 

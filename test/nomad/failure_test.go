@@ -1,6 +1,9 @@
 package nomad
 
 import (
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -8,19 +11,23 @@ import (
 // three times, a second apart, with no Remove between: every try must fail
 // the same clean way (no "file exists", no duplicate allocation from an
 // earlier try's leftovers), and nothing may be left. With the attachment
-// file fixed, the same allocation sets up.
+// file fixed, the same allocation sets up. With reference plugins before
+// v1.4.0, a missing macvlan master makes macvlan's DEL fail too, and the
+// case asserts what follows from that instead (wantStuckOnMissingMaster).
 func TestFailingSecondInterface(t *testing.T) {
+	const missing = "nosuchmaster"
 	cases := []struct {
-		name string
-		edit func(w *world) chainEdit
-		want string
+		name          string
+		edit          func(w *world) chainEdit
+		want          string
+		missingMaster bool
 	}{
 		// macvlan fails before it allocates anything.
-		{"macvlan master missing", func(*world) chainEdit { return withMaster("multi", "eth1", "nosuchmaster") },
-			"eth1: plugin macvlan: Link not found"},
+		{"macvlan master missing", func(*world) chainEdit { return withMaster("multi", "eth1", missing) },
+			"eth1: plugin macvlan: Link not found", true},
 		// tuning fails after macvlan made a link and host-local a lease.
 		{"tuning fails after macvlan and host-local", func(*world) chainEdit { return withBadSysctl("multi", "eth1") },
-			"eth1: plugin tuning:"},
+			"eth1: plugin tuning:", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -34,12 +41,18 @@ func TestFailingSecondInterface(t *testing.T) {
 			}
 			t.Logf("every try: %v", errs[0])
 			for i, err := range errs {
+				if containsAny(err.Error(), "file exists", "duplicate", "already") {
+					t.Errorf("try %d tripped over an earlier try's leftovers: %v", i+1, err)
+				}
+			}
+			if c.missingMaster && macvlanDelNeedsMaster() {
+				w.wantStuckOnMissingMaster(a, errs, missing)
+				return
+			}
+			for i, err := range errs {
 				wantCNIError(t, err, cniCode(errs[0]), c.want)
 				if err.Error() != errs[0].Error() {
 					t.Errorf("try %d failed differently from try 1:\n%v\n%v", i+1, err, errs[0])
-				}
-				if containsAny(err.Error(), "file exists", "duplicate", "already") {
-					t.Errorf("try %d tripped over an earlier try's leftovers: %v", i+1, err)
 				}
 			}
 			w.assertClean(a, networks(t, "multi")...)
@@ -51,6 +64,58 @@ func TestFailingSecondInterface(t *testing.T) {
 			w.assertClean(a, networks(t, "multi")...)
 		})
 	}
+}
+
+// wantStuckOnMissingMaster asserts what a missing macvlan master does with
+// reference plugins before v1.4.0 (macvlanDelLimit). nicmux's rollback of
+// eth1 is a macvlan DEL, which fails like the ADD, so nicmux keeps eth1's
+// record for a later DEL or ADD; each of Nomad's next tries releases that
+// record first, which fails the same way. Nothing else is left: eth0 is
+// rolled back, and macvlan failed before it made anything. With the
+// attachment file fixed, the same allocation still fails, on that release;
+// once a link with the old master's name exists again, the release works,
+// the allocation sets up and Remove leaves nothing.
+func (w *world) wantStuckOnMissingMaster(a *alloc, errs []error, master string) {
+	t := w.t
+	t.Helper()
+	t.Logf("reference plugins %s: %s", leg.Plugins, macvlanDelLimit)
+	const linkNotFound = "eth1: plugin macvlan: Link not found"
+	for i, err := range errs {
+		want := []string{linkNotFound, "rollback: " + linkNotFound}
+		if i > 0 {
+			want = []string{"releasing the stale attachment", linkNotFound}
+		}
+		for _, p := range want {
+			if !strings.Contains(err.Error(), p) {
+				t.Errorf("try %d: %v; with plugins %s want %q (%s)", i+1, err, leg.Plugins, p, macvlanDelLimit)
+			}
+		}
+	}
+	w.assertResourcesGone(a, networks(t, "multi")...)
+	w.wantBridgePorts(0)
+	if got := w.stateFiles(a.ID); !slices.Contains(got, filepath.Join("containers", a.ID, "if-eth1.json")) {
+		t.Errorf("state = %v, want eth1's record kept for a later DEL (its rollback failed)", got)
+	}
+
+	// Nomad's teardown: nicmux's DEL runs the stored chain and fails the
+	// same way, but go-cni drops DEL errors that contain "not found".
+	if err := w.node.remove(a); err != nil {
+		t.Errorf("teardown: %v; want go-cni to drop the DEL's %q", err, linkNotFound)
+	}
+	if got := w.stateFiles(a.ID); !slices.Contains(got, filepath.Join("containers", a.ID, "if-eth1.json")) {
+		t.Errorf("state after the teardown = %v, want eth1's record still kept (its DEL failed)", got)
+	}
+
+	w.install()
+	_, err := w.node.setupOnce(a)
+	if err == nil || !strings.Contains(err.Error(), "releasing the stale attachment") || !strings.Contains(err.Error(), linkNotFound) {
+		t.Errorf("setup with the file fixed: %v; with plugins %s want the stale release to fail with %q", err, leg.Plugins, linkNotFound)
+	}
+	makeHostLink(t, master)
+	res := w.mustSetup(a)
+	w.wantAttached(a, res, "multi")
+	failIf(t, w.node.remove(a), "remove")
+	w.assertClean(a, networks(t, "multi")...)
 }
 
 // withBadSysctl makes one interface's tuning plugin set a sysctl that does

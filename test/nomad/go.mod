@@ -3,14 +3,19 @@ module github.com/nicmux/nicmux/test/nomad
 go 1.26.8
 
 require (
-	github.com/containerd/go-cni v1.1.9
-	github.com/containernetworking/cni v1.2.3
+	github.com/containerd/go-cni v1.1.13
+	github.com/containernetworking/cni v1.3.0
 	github.com/hashicorp/hcl/v2 v2.25.0
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	github.com/zclconf/go-cty v1.19.0
 	golang.org/x/sys v0.49.0
 	gopkg.in/yaml.v3 v3.0.1
+)
+
+require (
+	github.com/petermattis/goid v0.0.0-20240813172612-4fcff4a6cae7 // indirect
+	github.com/sasha-s/go-deadlock v0.3.5 // indirect
 )
 
 require (

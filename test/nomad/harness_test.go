@@ -7,6 +7,11 @@
 // binary and the reference plugins in real network namespaces and loads the
 // very files in examples/nomad, with test paths substituted.
 //
+// The suite runs once per leg (package legs): each leg links one go-cni /
+// containernetworking/cni pair some Nomad releases pin and runs one release
+// of the reference plugins; NICMUX_NOMAD_LEG names it, and `go run ./matrix`
+// runs them all.
+//
 // The tests need root. TestMain re-runs the test binary in a private network
 // namespace and a private mount namespace: the "host" side (bridges, macvlan
 // masters, iptables rules), /var/run/netns and /var/lib/cni (libcni's
@@ -25,17 +30,29 @@ import (
 	"syscall"
 	"testing"
 
-	gocni "github.com/containerd/go-cni"
-	"github.com/containernetworking/cni/libcni"
+	"github.com/nicmux/nicmux/test/nomad/legs"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
+// inChildEnv marks the re-run in private namespaces. Only reexecIsolated
+// sets it: set by hand, the run would put its tmpfs mounts over the real
+// host's /var/run/netns and /var/lib/cni.
 const inChildEnv = "NICMUX_NOMAD_TEST_CHILD"
+
+// leg is the run of the suite this is (package legs): the go-cni and cni
+// versions it claims to link, the Nomad releases it stands for and the
+// reference plugins it runs. NICMUX_NOMAD_LEG names it; unset, legs.Default.
+var leg legs.Leg
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "the go-cni suite makes network namespaces, links and iptables rules: run it as root (make nomad)")
+		os.Exit(1)
+	}
+	var err error
+	if leg, err = legs.Current(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	if os.Getenv(inChildEnv) == "" {
@@ -51,7 +68,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Printf("go-cni %s, containernetworking/cni %s\n", moduleVersion(gocni.New), moduleVersion(libcni.ConfFiles))
+	fmt.Println(leg)
+	for _, l := range legLimitations() {
+		fmt.Println("  upstream limitation, asserted where it applies:", l)
+	}
 	os.Exit(m.Run())
 }
 
@@ -132,7 +152,7 @@ func repoRoot() string {
 
 func binDir() string         { return filepath.Join(repoRoot(), "bin") }
 func nicmuxBin() string      { return filepath.Join(binDir(), "nicmux") }
-func pluginsDir() string     { return filepath.Join(binDir(), "plugins") }
+func pluginsDir() string     { return filepath.Join(binDir(), leg.PluginsDir) }
 func testPluginsDir() string { return filepath.Join(binDir(), "testplugins") }
 func examplesDir() string    { return filepath.Join(repoRoot(), "examples", "nomad") }
 

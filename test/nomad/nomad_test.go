@@ -3,15 +3,12 @@ package nomad
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -156,6 +153,15 @@ func (n nomadNode) setup(a *alloc) (*gocni.Result, []error) {
 	return nil, errs
 }
 
+// setupOnce is one try of Nomad's setup, for a test that needs one.
+func (n nomadNode) setupOnce(a *alloc) (*gocni.Result, error) {
+	c, err := n.client(a.Mode)
+	if err != nil {
+		return nil, err
+	}
+	return c.Setup(context.Background(), a.ID, a.NetNS, a.setupOpts()...)
+}
+
 // check is the CHECK Nomad runs on restore, from a fresh client.
 func (n nomadNode) check(a *alloc) error {
 	c, err := n.client(a.Mode)
@@ -214,45 +220,6 @@ func (n nomadNode) restore(a *alloc) restoreOutcome {
 	return out
 }
 
-// allocAddress is the address Nomad reports for the allocation (1.9 and
-// later): interface names sorted, the first interface with a sandbox and an
-// IPv4 address.
-func allocAddress(res *gocni.Result) (string, net.IP, error) {
-	for _, name := range sortedNames(res) {
-		iface := res.Interfaces[name]
-		if iface.Sandbox == "" {
-			continue
-		}
-		for _, ip := range iface.IPConfigs {
-			if ip.IP.To4() != nil {
-				return name, ip.IP, nil
-			}
-		}
-	}
-	return "", nil, errors.New("no interface with an address")
-}
-
-// allocAddress18 is Nomad 1.8.x's choice: the first IP of the first
-// sandboxed interface with any IP.
-func allocAddress18(res *gocni.Result) (string, net.IP, error) {
-	for _, name := range sortedNames(res) {
-		iface := res.Interfaces[name]
-		if iface.Sandbox != "" && len(iface.IPConfigs) > 0 {
-			return name, iface.IPConfigs[0].IP, nil
-		}
-	}
-	return "", nil, errors.New("no interface with an address")
-}
-
-func sortedNames(res *gocni.Result) []string {
-	var names []string
-	for name := range res.Interfaces {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
-}
-
 var versionRE = regexp.MustCompile(`v?(\d+)\.(\d+)\.(\d+)`)
 
 // fingerprint runs every file in cni_path with no arguments and no
@@ -292,15 +259,7 @@ func pluginVersion(bin string) string {
 // checkGateOpen is Nomad's CHECK gate: the bridge plugin in cni_path
 // reports version 1.3.0 or later.
 func checkGateOpen(fp map[string]string) bool {
-	m := versionRE.FindStringSubmatch(fp["bridge"])
-	if m == nil {
-		return false
-	}
-	v := [3]int{}
-	for i := range v {
-		v[i], _ = strconv.Atoi(m[i+1])
-	}
-	return v[0] > 1 || (v[0] == 1 && v[1] >= 3)
+	return fp["bridge"] != "" && compareVersions(fp["bridge"], "1.3.0") >= 0
 }
 
 // newAlloc makes an allocation of the example job in this world: a fresh

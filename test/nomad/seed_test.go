@@ -1,6 +1,7 @@
 package nomad
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +20,9 @@ func TestFingerprint(t *testing.T) {
 		t.Errorf("nicmux took %s to print its version; Nomad allows 3 s", d)
 	}
 	fp := fingerprint(testCNIPath())
+	if want := strings.TrimPrefix(leg.Plugins, "v"); fp["bridge"] != want {
+		t.Errorf("bridge in cni_path reports version %q, the leg runs the reference plugins %s (from bin/%s)", fp["bridge"], leg.Plugins, leg.PluginsDir)
+	}
 	if !checkGateOpen(fp) {
 		t.Errorf("bridge reports version %q: Nomad's CHECK gate (bridge >= 1.3.0) is closed, restore would never CHECK; "+
 			"build the plugins with their release version stamped (make plugins)", fp["bridge"])
@@ -39,7 +43,8 @@ func TestSeedJob(t *testing.T) {
 	res := w.mustSetup(a)
 
 	w.wantAttached(a, res, "multi")
-	w.wantAllocAddress(res, a, "eth0")
+	eth0 := w.wantAllocAddress(res, a, "eth0")
+	t.Logf("Nomad %s reports eth0's %s as the allocation address", strings.Join(leg.Releases, ", "), eth0)
 	if got := nsSysctl(t, a.NetNS, "net/ipv4/conf/eth1/arp_ignore"); got != "1" {
 		t.Errorf("eth1 arp_ignore = %s, want 1 (tuning ran with CNI_IFNAME=eth1)", got)
 	}

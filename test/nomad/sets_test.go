@@ -41,7 +41,9 @@ func TestJobSets(t *testing.T) {
 
 // TestBadSetNames: a set name that could leave the attachment folder, or
 // names no set, is refused on every try with a CNI error naming
-// NICMUX_ATTACHMENTS, and leaves nothing.
+// NICMUX_ATTACHMENTS, and leaves nothing. The cases run at the same time
+// (nothing is ever attached, so they cannot disturb each other): each spends
+// two seconds in Nomad's pauses between tries.
 func TestBadSetNames(t *testing.T) {
 	w := newWorld(t)
 	w.install()
@@ -61,6 +63,8 @@ func TestBadSetNames(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			w := w.in(t)
 			a := w.newAlloc(map[string]string{"NICMUX_ATTACHMENTS": c.name})
 			res, errs := w.node.setup(a)
 			if res != nil || len(errs) != setupTries {
@@ -85,9 +89,7 @@ func TestAddressOrderWarning(t *testing.T) {
 	a := w.newAlloc(map[string]string{"NICMUX_ATTACHMENTS": "backwards"})
 	res := w.mustSetup(a)
 
-	if name, _, err := allocAddress(res); err != nil || name != "eth1" {
-		t.Errorf("Nomad reports the address of %q (%v), want eth1's: it sorts before svc0", name, err)
-	}
+	w.wantAllocAddress(res, a, "eth1") // eth1 sorts before svc0
 	if got := w.logLines("level=WARN", "first=svc0", "nomadPicks=eth1"); len(got) != 1 {
 		t.Errorf("nicmux warnings about the address order = %v, want one naming svc0 and eth1", got)
 	}

@@ -58,6 +58,14 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
+// in returns this world for a subtest: the same node, files and links,
+// with failures and cleanups reported to t.
+func (w *world) in(t *testing.T) *world {
+	c := *w
+	c.t = t
+	return &c
+}
+
 // token maps a host link name used in the examples to this world's.
 func (w *world) token(name string) string {
 	m := map[string]string{"nicmux0": w.Bridge, "ens4": w.Master, "ens5": w.StorageMaster}
