@@ -164,7 +164,7 @@ func (p *Plugin) status(ctx context.Context, inv *invocation) error {
 	files := []string{inv.nc.Attachments}
 	for _, name := range conf.AvailableSets(filepath.Dir(inv.nc.Attachments)) {
 		path := filepath.Join(filepath.Dir(inv.nc.Attachments), name+".yaml")
-		if path != inv.nc.Attachments && name != "(none)" {
+		if path != inv.nc.Attachments {
 			files = append(files, path)
 		}
 	}
