@@ -1,5 +1,13 @@
 # nicmux build, test and demo. Everything lands in ./bin.
-GO              ?= go
+# Go and gofmt are found without relying on the caller's PATH: sudo's
+# secure_path (stock Debian) drops /usr/local/go/bin, where Go's own
+# installer puts them. GO=... and GOFMT=... still win.
+ifndef GO
+GO              := $(firstword $(shell command -v go 2>/dev/null) $(wildcard /usr/local/go/bin/go) go)
+endif
+ifndef GOFMT
+GOFMT           := $(firstword $(shell command -v gofmt 2>/dev/null) $(wildcard $(dir $(GO))gofmt /usr/local/go/bin/gofmt) gofmt)
+endif
 BIN             := $(CURDIR)/bin
 # The reference plugins the tests and the demo run, at a pinned release,
 # into bin/plugins.
@@ -65,8 +73,11 @@ install: build
 demo: build plugins
 	./examples/demo/demo.sh
 
+# The assignment keeps gofmt's exit status: a missing gofmt fails lint
+# instead of listing no file.
 lint:
-	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	@out="$$($(GOFMT) -l .)" || { echo "lint: $(GOFMT) -l failed"; exit 1; }; \
+		test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	cd $(NOMAD_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
@@ -76,7 +87,7 @@ lint:
 	cd test/netnsutil && $(GO) vet ./... && $(GO) mod tidy -diff
 
 unit:
-	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/...
+	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/... ./cli/...
 
 # Integration tests need root: they make network namespaces and links.
 integration: build plugins testplugins

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -18,6 +19,11 @@ import (
 type Attachments struct {
 	File       string
 	Interfaces []*Chain
+
+	// root is the parsed file and refs the files its `conflist:` entries
+	// read, by entry index, for Locate.
+	root *yaml.Node
+	refs map[int]*source
 }
 
 // Defaults are the values an attachment file may leave out.
@@ -70,6 +76,9 @@ type parser struct {
 	// values counts the values value has produced, aliases expanded, to
 	// refuse files that expand exponentially ("billion laughs").
 	values int
+
+	// refs holds the files `conflist:` entries read, by entry index.
+	refs map[int]*source
 }
 
 // maxValues bounds the number of values in an attachment file's plugin
@@ -102,7 +111,7 @@ func (p *parser) mapping(n *yaml.Node, field string, allowed ...string) (map[str
 		if _, dup := keys[name]; dup {
 			return nil, nil, p.errorf(k, join(field, name), "duplicate key (first at line %d)", keys[name].Line)
 		}
-		if allowed != nil && !contains(allowed, name) {
+		if allowed != nil && !slices.Contains(allowed, name) {
 			return nil, nil, p.errorf(k, join(field, name), "unknown field (allowed: %v)", allowed)
 		}
 		keys[name], vals[name] = k, resolve(v)
@@ -125,7 +134,7 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 	if len(list.Content) == 0 {
 		return nil, p.errorf(list, "interfaces", "the list is empty: it must list at least one interface")
 	}
-	a := &Attachments{File: p.file}
+	a := &Attachments{File: p.file, root: root}
 	seen := map[string]int{}
 	for i, entry := range list.Content {
 		c, err := p.entry(i, entry)
@@ -138,6 +147,7 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 		seen[c.IfName] = i
 		a.Interfaces = append(a.Interfaces, c)
 	}
+	a.refs = p.refs
 	return a, nil
 }
 
@@ -189,9 +199,14 @@ func (p *parser) entry(i int, n *yaml.Node) (*Chain, error) {
 			return nil, err
 		}
 	default:
-		if err := p.conflist(c, join(field, "conflist"), conflist); err != nil {
+		src, err := p.conflist(c, join(field, "conflist"), conflist)
+		if err != nil {
 			return nil, err
 		}
+		if p.refs == nil {
+			p.refs = map[int]*source{}
+		}
+		p.refs[i] = src
 	}
 
 	network, netNode, err := str("network")
@@ -277,9 +292,9 @@ func (p *parser) plugins(field string, n *yaml.Node) ([]*Plugin, error) {
 	return out, nil
 }
 
-func (p *parser) conflist(c *Chain, field string, n *yaml.Node) error {
+func (p *parser) conflist(c *Chain, field string, n *yaml.Node) (*source, error) {
 	if n.Kind != yaml.ScalarNode || n.Value == "" {
-		return p.errorf(n, field, "must be the path of a .conflist or .conf file")
+		return nil, p.errorf(n, field, "must be the path of a .conflist or .conf file")
 	}
 	path := n.Value
 	if !filepath.IsAbs(path) {
@@ -287,18 +302,18 @@ func (p *parser) conflist(c *Chain, field string, n *yaml.Node) error {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return p.errorf(n, field, "cannot read %s: %v", path, err)
+		return nil, p.errorf(n, field, "cannot read %s: %v", path, err)
 	}
 	parsed, err := parseConfList(data)
 	if err != nil {
-		return p.errorf(n, field, "%s: %v", path, err)
+		return nil, p.errorf(n, field, "%s: %v", path, err)
 	}
 	c.Plugins = parsed.Plugins
 	c.Network = parsed.Network
 	c.CNIVersion = parsed.CNIVersion
 	c.DisableCheck = parsed.DisableCheck
 	c.DisableGC = parsed.DisableGC
-	return nil
+	return &source{file: path, data: data}, nil
 }
 
 // value converts a YAML node into the value encoding/json would have decoded
@@ -444,15 +459,6 @@ func join(field, key string) string {
 		return key
 	}
 	return field + "." + key
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func cniMsg(e *types.Error) string {

@@ -55,7 +55,11 @@ func ResolveSet(base, name string) (string, error) {
 	}
 	real, err := filepath.EvalSymlinks(path)
 	if os.IsNotExist(err) {
-		return "", argErr(types.ErrInvalidNetworkConfig, "no attachment set %q in %s (available: %s)", name, dir, strings.Join(AvailableSets(dir), ", "))
+		available := strings.Join(AvailableSets(dir), ", ")
+		if available == "" {
+			available = "(none)"
+		}
+		return "", argErr(types.ErrInvalidNetworkConfig, "no attachment set %q in %s (available: %s)", name, dir, available)
 	}
 	if err != nil {
 		return "", argErr(types.ErrInvalidNetworkConfig, "attachment set %q: %v", name, err)
@@ -66,8 +70,9 @@ func ResolveSet(base, name string) (string, error) {
 	return path, nil
 }
 
-// AvailableSets lists the attachment set names in dir, sorted. Files whose
-// name no set could select (such as hidden ones) are left out.
+// AvailableSets lists the attachment set names in dir, sorted; none when the
+// folder holds no set or cannot be read. Files whose name no set could select
+// (such as hidden ones) are left out.
 func AvailableSets(dir string) []string {
 	// Not filepath.Glob: dir may hold glob metacharacters.
 	entries, _ := os.ReadDir(dir)
@@ -79,8 +84,5 @@ func AvailableSets(dir string) []string {
 		}
 	}
 	sort.Strings(names)
-	if len(names) == 0 {
-		return []string{"(none)"}
-	}
 	return names
 }

@@ -172,8 +172,19 @@ func TestResolveSetMissingFolder(t *testing.T) {
 	}
 }
 
+// TestResolveSetNoSets: with no set in the folder, the message says so in
+// words, while AvailableSets lists nothing.
+func TestResolveSetNoSets(t *testing.T) {
+	dir := t.TempDir()
+	_, err := ResolveSet(filepath.Join(dir, "default.conf"), "storage")
+	want := `CNI_ARGS: NICMUX_ATTACHMENTS: no attachment set "storage" in ` + dir + " (available: (none))"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %s", err, want)
+	}
+}
+
 func TestAvailableSets(t *testing.T) {
-	if got := AvailableSets(t.TempDir()); !reflect.DeepEqual(got, []string{"(none)"}) {
+	if got := AvailableSets(t.TempDir()); len(got) != 0 {
 		t.Errorf("empty folder: %v", got)
 	}
 	// Hidden files, names no set could select and other files are not

@@ -244,7 +244,7 @@ func (v *verb) attachmentFiles() []string {
 	files := []string{v.nc.Attachments}
 	dir := filepath.Dir(v.nc.Attachments)
 	for _, name := range conf.AvailableSets(dir) {
-		if path := filepath.Join(dir, name+".yaml"); path != v.nc.Attachments && name != "(none)" {
+		if path := filepath.Join(dir, name+".yaml"); path != v.nc.Attachments {
 			files = append(files, path)
 		}
 	}

@@ -1,16 +1,14 @@
 // Command nicmux is a CNI meta-plugin: one CNI entry that gives a container
-// several interfaces, each through its own delegate plugin chain.
+// several interfaces, each through its own delegate plugin chain. Run with a
+// command (nicmux help), it also checks its configuration.
 package main
 
 import (
 	"os"
 
-	"github.com/nicmux/nicmux/mux"
+	"github.com/nicmux/nicmux/cli"
 )
 
 func main() {
-	if e := mux.Run(mux.New(), os.Getenv); e != nil {
-		_ = e.Print()
-		os.Exit(1)
-	}
+	os.Exit(cli.Main(os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
 }

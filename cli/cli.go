@@ -1,0 +1,241 @@
+// Package cli is nicmux's command line. Run by a CNI runtime (CNI_COMMAND
+// set) nicmux is the plugin; run bare it prints its version, which is how
+// Nomad fingerprints the binaries in its cni_path; run with a command it
+// serves a person or a script, in the style of ip, cnitool and nomad.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nicmux/nicmux/mux"
+)
+
+// Exit codes of the commands.
+const (
+	exitOK    = 0 // done, nothing wrong
+	exitFail  = 1 // the command ran and found errors, or failed
+	exitUsage = 2 // unknown command or flag, wrong arguments
+)
+
+// DefaultCNIPath is where the commands look for plugin binaries without
+// -cni-path or CNI_PATH: Nomad's default cni_path.
+const DefaultCNIPath = "/opt/cni/bin"
+
+// Main runs nicmux with args (the program name left out) and returns its
+// exit code. getenv, stdin, stdout and stderr serve the commands; the CNI
+// plugin (CNI_COMMAND set) and the bare run use the process's own
+// environment and streams, exactly as they did before there were commands.
+func Main(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Nomad's fingerprint (no arguments, no CNI variable) and every runtime
+	// call go straight to the plugin, so that the fingerprint costs nothing
+	// more than it did. Without CNI_COMMAND but with another CNI variable,
+	// mux.Run reports the missing variable; with arguments, CNI_PATH is
+	// just where a command finds plugins.
+	if len(args) == 0 || getenv("CNI_COMMAND") != "" {
+		return plugin(getenv)
+	}
+	return dispatch(&env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}, args)
+}
+
+// dispatch runs the command args name.
+func dispatch(e *env, args []string) int {
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help":
+		name = "help"
+	case "-version", "--version":
+		name = "version"
+	}
+	cmd := lookup(name)
+	if cmd == nil {
+		fmt.Fprintf(e.stderr, "nicmux: unknown command %q\n\n", name)
+		usage(e.stderr)
+		return exitUsage
+	}
+	return cmd.run(e, rest)
+}
+
+// plugin is nicmux as a CNI plugin: what main was before the commands.
+func plugin(getenv func(string) string) int {
+	if e := mux.Run(mux.New(), getenv); e != nil {
+		_ = e.Print()
+		return exitFail
+	}
+	return exitOK
+}
+
+// env is what a command runs with.
+type env struct {
+	getenv         func(string) string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// versionTimeout bounds a plugin's VERSION answer; zero means
+	// defaultVersionTimeout.
+	versionTimeout time.Duration
+}
+
+// command is one entry of the command table.
+type command struct {
+	name     string
+	synopsis string // the arguments after the name
+	summary  string
+	run      func(e *env, args []string) int
+}
+
+// commands is the command table, in the order help lists it. show, gc and
+// forget (the state store's inspection and repair) are to come here.
+func commands() []command {
+	return []command{
+		{"validate", "[-conflist FILE] [-cni-path DIRS] [-strict] [-json] [ATTACHMENT_FILE...]",
+			"check nicmux's conflist entry and attachment files before an allocation lands", runValidate},
+		{"version", "[-json]", "print nicmux's version, commit, Go version and the CNI versions it speaks", runVersion},
+		{"help", "[COMMAND]", "print this help, or a command's", runHelp},
+	}
+}
+
+func lookup(name string) *command {
+	for _, c := range commands() {
+		if c.name == name {
+			return &c
+		}
+	}
+	return nil
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `nicmux is a CNI meta-plugin: one CNI entry that gives a container several
+interfaces, each through its own delegate plugin chain.
+
+Usage:
+  nicmux                    print the version (how Nomad fingerprints plugins)
+  nicmux COMMAND [ARGS]     run a command
+  CNI_COMMAND=VERB nicmux   act as the CNI plugin (as a runtime runs it)
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run "nicmux COMMAND -h" for a command's flags. The commands find plugin
+binaries through -cni-path, else CNI_PATH, else `+DefaultCNIPath+`, and nicmux's
+entry through -conflist (the runtime's conflist).
+Exit status: 0 ok, 1 the command found errors or failed, 2 usage error.
+`)
+}
+
+func runHelp(e *env, args []string) int {
+	switch {
+	case len(args) == 0 || (len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help")):
+		usage(e.stdout)
+		return exitOK
+	case len(args) > 1:
+		fmt.Fprintln(e.stderr, "nicmux help: give at most one command")
+		return exitUsage
+	}
+	cmd := lookup(args[0])
+	if cmd == nil {
+		fmt.Fprintf(e.stderr, "nicmux help: unknown command %q\n\n", args[0])
+		usage(e.stderr)
+		return exitUsage
+	}
+	return cmd.run(e, []string{"-h"})
+}
+
+// flags is a command's flag set, parsed so that flags and arguments may mix
+// ("validate a.yaml -json") and "-h" prints the command's help on stdout.
+type flags struct {
+	*flag.FlagSet
+	cmd  *command
+	help string // what the command does, after its synopsis
+}
+
+func newFlags(name, help string) *flags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return &flags{FlagSet: fs, cmd: lookup(name), help: help}
+}
+
+// parse parses args and returns the arguments that are not flags, or an exit
+// code when the command should stop: exitOK after -h, exitUsage after a
+// bad flag.
+func (f *flags) parse(e *env, args []string) ([]string, int, bool) {
+	var rest []string
+	for {
+		err := f.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			f.usage(e.stdout)
+			return nil, exitOK, false
+		}
+		if err != nil {
+			return nil, f.fail(e, "%v", err), false
+		}
+		left := f.Args()
+		if len(left) == 0 {
+			return rest, 0, true
+		}
+		// flag stops at "--", which it consumes, or at the first non-flag.
+		if len(args) > len(left) && args[len(args)-len(left)-1] == "--" {
+			return append(rest, left...), 0, true
+		}
+		rest, args = append(rest, left[0]), left[1:]
+	}
+}
+
+// fail reports a usage error and returns exitUsage.
+func (f *flags) fail(e *env, format string, args ...any) int {
+	fmt.Fprintf(e.stderr, "nicmux %s: %s\n\n", f.Name(), fmt.Sprintf(format, args...))
+	f.usage(e.stderr)
+	return exitUsage
+}
+
+func (f *flags) usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: nicmux %s %s\n\n%s\n", f.cmd.name, f.cmd.synopsis, f.help)
+	has := false
+	f.VisitAll(func(*flag.Flag) { has = true })
+	if has {
+		fmt.Fprintln(w, "\nFlags:")
+		f.SetOutput(w)
+		f.PrintDefaults()
+		f.SetOutput(io.Discard)
+	}
+}
+
+// common holds the flags every command that looks at a deployment shares.
+type common struct {
+	cniPath  string
+	conflist string
+}
+
+func (c *common) register(f *flags) {
+	f.StringVar(&c.cniPath, "cni-path", "", "colon-separated `DIRS` holding the plugin binaries (default: $CNI_PATH, else "+DefaultCNIPath+")")
+	f.StringVar(&c.conflist, "conflist", "", "the runtime's conflist `FILE` (or .conf) whose plugin of type nicmux is the entry to use")
+}
+
+// path returns the folders to find plugin binaries in: -cni-path, else
+// CNI_PATH, else DefaultCNIPath, as a runtime's cni_path would list them.
+func (c *common) path(e *env) []string {
+	list := c.cniPath
+	if list == "" {
+		list = e.getenv("CNI_PATH")
+	}
+	if list == "" {
+		list = DefaultCNIPath
+	}
+	var out []string
+	for _, d := range filepath.SplitList(list) {
+		if d != "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func joinPath(dirs []string) string { return strings.Join(dirs, string(os.PathListSeparator)) }

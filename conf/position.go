@@ -1,0 +1,249 @@
+package conf
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Position is where something is written in a configuration file. Line and
+// Column count from 1; zero means the file as a whole.
+type Position struct {
+	File   string
+	Line   int
+	Column int
+}
+
+// String returns "file:line:col", or "file" when the place is unknown.
+func (p Position) String() string {
+	if p.Line == 0 {
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+}
+
+// source is a JSON file a `conflist:` entry read, kept so that Locate can
+// point into it.
+type source struct {
+	file string
+	data []byte
+}
+
+// Locate returns where field is written in the files a was parsed from.
+// field is a path as Error.Field spells it, e.g.
+// "interfaces[1].plugins[0].ipam.routes[0].dst": a key's position for a
+// mapping's field, an element's for a list index. Aliases and merge keys are
+// followed to where the value is written. A field inside the plugins of an
+// entry that names a `conflist:` file is located in that file (a .conf's
+// single object is its plugins[0]). When the field is not written (a default
+// applies), Locate returns its nearest written ancestor. Keys holding "." or
+// "[" cannot be named.
+func (a *Attachments) Locate(field string) Position {
+	if a.root == nil {
+		return Position{File: a.File}
+	}
+	steps := parseField(field)
+	if len(steps) >= 3 && steps[0].key == "interfaces" && steps[1].index >= 0 && steps[2].key == "plugins" {
+		if src := a.refs[steps[1].index]; src != nil {
+			return locateJSON(src.file, src.data, steps[2:], true)
+		}
+	}
+	n := locateYAML(a.root, steps)
+	return Position{File: a.File, Line: n.Line, Column: n.Column}
+}
+
+// LocateJSON returns where field (a path as in Attachments.Locate, e.g.
+// "plugins[0].logFile") is written in the JSON document data read from file:
+// the key's position for an object's member (the last one, as
+// encoding/json keeps the last of duplicate keys), the value's for an array
+// element, the nearest written ancestor when the field is absent, and the
+// file as a whole when data is not valid JSON.
+func LocateJSON(file string, data []byte, field string) Position {
+	return locateJSON(file, data, parseField(field), false)
+}
+
+// OffsetPosition returns the position of byte offset off in data, e.g. for a
+// json.SyntaxError.
+func OffsetPosition(file string, data []byte, off int) Position {
+	off = min(max(off, 0), len(data))
+	before := data[:off]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return Position{File: file, Line: line, Column: col}
+}
+
+// step is one element of a field path: a key, or (index >= 0) a list index.
+type step struct {
+	key   string
+	index int
+}
+
+func parseField(field string) []step {
+	var out []step
+	for part := range strings.SplitSeq(field, ".") {
+		key, rest, _ := strings.Cut(part, "[")
+		if key != "" {
+			out = append(out, step{key: key, index: -1})
+		}
+		for rest != "" {
+			num, after, _ := strings.Cut(rest, "]")
+			i, err := strconv.Atoi(num)
+			if err != nil || i < 0 {
+				return out
+			}
+			out = append(out, step{index: i})
+			rest = strings.TrimPrefix(after, "[")
+		}
+	}
+	return out
+}
+
+// locateYAML follows steps from n and returns the node that marks the
+// deepest step found: a key node, or a list element.
+func locateYAML(n *yaml.Node, steps []step) *yaml.Node {
+	mark := resolve(n)
+	val := mark
+	for _, s := range steps {
+		v := resolve(val)
+		var k, next *yaml.Node
+		if s.index < 0 {
+			k, next = yamlMember(v, s.key, 0)
+		} else if v.Kind == yaml.SequenceNode && s.index < len(v.Content) {
+			k, next = v.Content[s.index], v.Content[s.index]
+		}
+		if k == nil {
+			break
+		}
+		mark, val = k, next
+	}
+	return mark
+}
+
+// yamlMember finds key in mapping m, then in what its merge keys bring in,
+// and returns the key node and the value node.
+func yamlMember(m *yaml.Node, key string, depth int) (*yaml.Node, *yaml.Node) {
+	if m == nil || m.Kind != yaml.MappingNode || depth > 32 {
+		return nil, nil
+	}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if k.Tag == "!!merge" {
+			if rv := resolve(v); rv.Kind == yaml.SequenceNode {
+				merges = append(merges, rv.Content...)
+			} else {
+				merges = append(merges, v)
+			}
+			continue
+		}
+		if k.Kind == yaml.ScalarNode && k.Value == key {
+			return k, v
+		}
+	}
+	for _, mv := range merges {
+		if k, v := yamlMember(resolve(mv), key, depth+1); k != nil {
+			return k, v
+		}
+	}
+	return nil, nil
+}
+
+// jsonNode is a JSON value with the byte offsets of its members' keys and
+// its elements.
+type jsonNode struct {
+	off     int
+	keys    []string
+	keyOffs []int
+	members []*jsonNode
+	elems   []*jsonNode
+}
+
+// locateJSON walks steps in data. With ref set, data is a `conflist:` file
+// and steps start at its "plugins", which a .conf does not have: its object
+// is plugins[0].
+func locateJSON(file string, data []byte, steps []step, ref bool) Position {
+	root, err := readJSONNode(json.NewDecoder(bytes.NewReader(data)), data)
+	if err != nil {
+		return Position{File: file}
+	}
+	if ref && lastIndex(root.keys, "plugins") < 0 && len(steps) >= 2 && steps[1].index == 0 {
+		steps = steps[2:]
+	}
+	off, n := root.off, root
+	for _, s := range steps {
+		if s.index >= 0 {
+			if s.index >= len(n.elems) {
+				break
+			}
+			n = n.elems[s.index]
+			off = n.off
+			continue
+		}
+		i := lastIndex(n.keys, s.key)
+		if i < 0 {
+			break
+		}
+		off, n = n.keyOffs[i], n.members[i]
+	}
+	return OffsetPosition(file, data, off)
+}
+
+func lastIndex(list []string, s string) int {
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i] == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// readJSONNode reads the next value from dec. The decoder's offset is the end
+// of the last token; the next one starts after white space and the ","
+// or ":" before it.
+func readJSONNode(dec *json.Decoder, data []byte) (*jsonNode, error) {
+	n := &jsonNode{off: nextToken(data, dec.InputOffset())}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case json.Delim('{'):
+		for dec.More() {
+			keyOff := nextToken(data, dec.InputOffset())
+			kt, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			v, err := readJSONNode(dec, data)
+			if err != nil {
+				return nil, err
+			}
+			key, _ := kt.(string)
+			n.keys, n.keyOffs, n.members = append(n.keys, key), append(n.keyOffs, keyOff), append(n.members, v)
+		}
+		_, err = dec.Token()
+	case json.Delim('['):
+		for dec.More() {
+			v, err := readJSONNode(dec, data)
+			if err != nil {
+				return nil, err
+			}
+			n.elems = append(n.elems, v)
+		}
+		_, err = dec.Token()
+	}
+	return n, err
+}
+
+func nextToken(data []byte, off int64) int {
+	i := int(off)
+	for i < len(data) && strings.IndexByte(" \t\r\n,:", data[i]) >= 0 {
+		i++
+	}
+	return i
+}
