@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nicmux/nicmux/mux"
 	"github.com/nicmux/nicmux/test/netnsutil"
 )
 
@@ -145,9 +146,9 @@ func TestDispatch(t *testing.T) {
 		{name: "not yet: gc", args: []string{"gc"}, code: 2, errHas: `unknown command "gc"`},
 		{name: "not yet: list", args: []string{"list"}, code: 2, errHas: `unknown command "list"`},
 		{name: "unknown flag first", args: []string{"-x"}, code: 2, errHas: `unknown command "-x"`},
-		{name: "version", args: []string{"version"}, outHas: "nicmux 0.1.0\ncommit: "},
-		{name: "--version", args: []string{"--version"}, outHas: "nicmux 0.1.0\n"},
-		{name: "-version", args: []string{"-version"}, outHas: "nicmux 0.1.0\n"},
+		{name: "version", args: []string{"version"}, outHas: "nicmux " + mux.Version + "\ncommit: "},
+		{name: "--version", args: []string{"--version"}, outHas: "nicmux " + mux.Version + "\n"},
+		{name: "-version", args: []string{"-version"}, outHas: "nicmux " + mux.Version + "\n"},
 		{name: "version -json", args: []string{"version", "-json"}, outHas: `"cniVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]`},
 		{name: "version -h", args: []string{"version", "-h"}, outHas: "Usage: nicmux version [-json]"},
 		{name: "version argument", args: []string{"version", "x"}, code: 2, errHas: `nicmux version: takes no arguments, got "x"`},
@@ -213,7 +214,7 @@ func TestUsageListsCommands(t *testing.T) {
 // TestProcess runs the test binary as nicmux for the paths that use the
 // process's own streams: the bare run Nomad fingerprints, and the plugin.
 func TestProcess(t *testing.T) {
-	bare := "CNI nicmux plugin v0.1.0\nCNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n"
+	bare := "CNI nicmux plugin v" + mux.Version + "\nCNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n"
 	cases := []struct {
 		name           string
 		environ        []string
@@ -287,12 +288,12 @@ func TestBuildVersion(t *testing.T) {
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			v := buildVersion(tt.bi, tt.bi != nil)
-			if v.Commit != tt.commit || (tt.goVer != "" && v.Go != tt.goVer) || v.Version != "0.1.0" {
+			if v.Commit != tt.commit || (tt.goVer != "" && v.Go != tt.goVer) || v.Version != mux.Version {
 				t.Errorf("got %+v, want commit %s, go %s", v, tt.commit, tt.goVer)
 			}
 			var b bytes.Buffer
 			v.print(&b)
-			want := fmt.Sprintf("nicmux 0.1.0\ncommit: %s\ngo: %s\nCNI versions: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n", v.Commit, v.Go)
+			want := fmt.Sprintf("nicmux "+mux.Version+"\ncommit: %s\ngo: %s\nCNI versions: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n", v.Commit, v.Go)
 			if b.String() != want {
 				t.Errorf("printed %q, want %q", b.String(), want)
 			}

@@ -146,8 +146,8 @@ func recordTemplate(e *env, v *variant) (container, map[string][]byte) {
 		must(err, "reading the template's records")
 	}
 	names := slices.Sorted(maps.Keys(files))
-	if !slices.Equal(names, []string{"container.json", "if-eth0.json", "if-eth1.json"}) {
-		fatalf("the template container's records are %v, want container.json, if-eth0.json, if-eth1.json", names)
+	if !slices.Equal(names, []string{"complete.json", "container.json", "if-eth0.json", "if-eth1.json"}) {
+		fatalf("the template container's records are %v, want complete.json, container.json, if-eth0.json, if-eth1.json", names)
 	}
 	must(v.del(ctx, c.id, c.ns), "%s: DEL of the template container", v.label)
 	return c, files
@@ -155,14 +155,18 @@ func recordTemplate(e *env, v *variant) (container, map[string][]byte) {
 
 // loadable reads a container's records with nicmux's own store.
 func loadable(dir, id string) error {
-	s := &state.Store{Dir: dir}
-	c, err := s.LoadContainer(id)
+	s, err := state.Open(dir)
 	if err != nil {
 		return err
 	}
-	for _, ifname := range c.Interfaces {
-		if _, err := s.LoadInterface(id, ifname); err != nil {
-			return err
+	defer s.Close()
+	rec, err := s.Load(id)
+	if err != nil {
+		return err
+	}
+	for _, it := range rec.Interfaces {
+		if it.Result == nil || it.ResultErr != nil {
+			return fmt.Errorf("container %s: %s has no readable result", id, it.IfName)
 		}
 	}
 	return nil
