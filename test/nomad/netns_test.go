@@ -169,20 +169,6 @@ func makeMaster(t *testing.T, mtu int) string {
 	return name
 }
 
-// makeHostLink makes a link of the test host with the given name (a veth
-// pair with a random peer), up, deleted when the test ends.
-func makeHostLink(t *testing.T, name string) {
-	t.Helper()
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "mv" + randHex(4) + "p"}
-	failIf(t, netlink.LinkAdd(veth), "adding veth "+name)
-	t.Cleanup(func() { _ = netlink.LinkDel(veth) })
-	for _, n := range []string{name, veth.PeerName} {
-		l, err := netlink.LinkByName(n)
-		failIf(t, err, "finding "+n)
-		failIf(t, netlink.LinkSetUp(l), "bringing up "+n)
-	}
-}
-
 // deleteHostLink deletes a link of the test host, ignoring one that is gone.
 func deleteHostLink(name string) {
 	if l, err := netlink.LinkByName(name); err == nil {

@@ -272,3 +272,9 @@ func writeFile(t *testing.T, path string, b []byte) {
 	failIf(t, os.MkdirAll(filepath.Dir(path), 0o755), "creating folder")
 	failIf(t, os.WriteFile(path, b, 0o644), "writing "+path)
 }
+
+// log returns nicmux's log so far.
+func (w *world) log() string {
+	b, _ := os.ReadFile(w.LogFile)
+	return string(b)
+}
