@@ -3,6 +3,7 @@ package conf
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 type Attachments struct {
 	File       string
 	Interfaces []*Chain
+	// Warnings are what should be logged about the file itself.
+	Warnings []string
 
 	// root is the parsed file and refs the files its `conflist:` entries
 	// read, by entry index, for Locate.
@@ -38,13 +41,53 @@ type Defaults struct {
 	CNIVersion string
 }
 
+// maxFileSize bounds what is read of an attachment or conflist file: a
+// path such as /dev/zero, or any huge file, must not grow nicmux's memory.
+const maxFileSize = 1 << 20
+
 // LoadAttachments reads and parses the attachment file at path.
 func LoadAttachments(path string, d Defaults) (*Attachments, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
 	}
-	return ParseAttachments(path, data, d)
+	defer f.Close()
+	return loadFrom(f, path, d)
+}
+
+// loadFrom reads and parses an opened attachment file.
+func loadFrom(f *os.File, path string, d Defaults) (*Attachments, error) {
+	data, fi, err := readCapped(f)
+	if err != nil {
+		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
+	}
+	att, err := ParseAttachments(path, data, d)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		att.Warnings = append(att.Warnings, fmt.Sprintf("%s is writable by group or others (mode %04o): whoever can write it chooses what allocations are attached to; make it 0644 or stricter", path, fi.Mode().Perm()))
+	}
+	return att, nil
+}
+
+// readCapped reads a regular file of at most maxFileSize bytes.
+func readCapped(f *os.File) ([]byte, os.FileInfo, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(data) > maxFileSize {
+		return nil, nil, fmt.Errorf("larger than %d bytes", maxFileSize)
+	}
+	return data, fi, nil
 }
 
 // ParseAttachments parses an attachment file's contents. path names the file

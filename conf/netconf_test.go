@@ -241,3 +241,24 @@ func TestGCValidGiven(t *testing.T) {
 		}
 	}
 }
+
+func TestParseNetConfDelegateTimeout(t *testing.T) {
+	base := `{"cniVersion":"1.0.0","name":"n","type":"nicmux","attachments":"/a.yaml"`
+	for in, want := range map[string]time.Duration{"": 60 * time.Second, `"90s"`: 90 * time.Second, `"1m30s"`: 90 * time.Second} {
+		s := base + "}"
+		if in != "" {
+			s = base + `,"delegateTimeout":` + in + "}"
+		}
+		nc, err := ParseNetConf([]byte(s))
+		if err != nil || nc.Timeout != want {
+			t.Errorf("delegateTimeout %s: %v, %v; want %v", in, nc, err, want)
+		}
+	}
+	for _, in := range []string{`"0s"`, `"-1s"`, `"soon"`} {
+		_, err := ParseNetConf([]byte(base + `,"delegateTimeout":` + in + "}"))
+		var ce *Error
+		if !errors.As(err, &ce) || ce.CNICode() != types.ErrInvalidNetworkConfig || !strings.Contains(err.Error(), "delegateTimeout") {
+			t.Errorf("delegateTimeout %s: %v, want code 7 naming the field", in, err)
+		}
+	}
+}

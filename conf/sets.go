@@ -70,6 +70,33 @@ func ResolveSet(base, name string) (string, error) {
 	return path, nil
 }
 
+// LoadSet reads the attachment file for set name (see ResolveSet) and parses
+// it. The file is opened once and what was opened is checked, so a symbolic
+// link swapped in after the check cannot lead outside the folder.
+func LoadSet(base, name string, d Defaults) (*Attachments, error) {
+	path, err := ResolveSet(base, name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
+	}
+	defer f.Close()
+	if name != "" {
+		realDir, err := filepath.EvalSymlinks(filepath.Dir(base))
+		if err != nil {
+			return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "attachment folder", Err: err}
+		}
+		opened, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+		if err != nil || filepath.Dir(opened) != realDir {
+			return nil, &Error{Code: types.ErrInvalidEnvironmentVariables, File: "CNI_ARGS", Field: ArgSet,
+				Msg: fmt.Sprintf("attachment set %q resolves to %s, outside %s", name, opened, filepath.Dir(base))}
+		}
+	}
+	return loadFrom(f, path, d)
+}
+
 // AvailableSets lists the attachment set names in dir, sorted; none when the
 // folder holds no set or cannot be read. Files whose name no set could select
 // (such as hidden ones) are left out.

@@ -207,3 +207,62 @@ func TestAvailableSets(t *testing.T) {
 		t.Errorf("AvailableSets(%q) = %v, want [web]", odd, got)
 	}
 }
+
+func TestLoadSetChecksWhatItOpened(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	body := "interfaces:\n  - plugins: [{type: bridge}]\n"
+	for _, p := range []string{filepath.Join(dir, "multi.yaml"), filepath.Join(outside, "evil.yaml"), filepath.Join(dir, "real.yaml")} {
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(outside, "evil.yaml"), filepath.Join(dir, "evil.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real.yaml", filepath.Join(dir, "alias.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	d := Defaults{IfName: "eth0", ListName: "l", CNIVersion: "1.0.0"}
+	base := filepath.Join(dir, "multi.yaml")
+	if _, err := LoadSet(base, "alias", d); err != nil {
+		t.Errorf("a set linked inside the folder: %v", err)
+	}
+	_, err := LoadSet(base, "evil", d)
+	var ce *Error
+	if !errors.As(err, &ce) || ce.CNICode() != types.ErrInvalidEnvironmentVariables || !strings.Contains(err.Error(), "outside") {
+		t.Errorf("a set linked outside the folder: %v", err)
+	}
+}
+
+func TestLoadAttachmentsRefusesWhatIsNotAFile(t *testing.T) {
+	d := Defaults{IfName: "eth0", ListName: "l", CNIVersion: "1.0.0"}
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(big, append([]byte("interfaces: []\n#"), make([]byte, maxFileSize)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"/dev/zero": "not a regular file", big: "larger than 1048576 bytes"} {
+		_, err := LoadAttachments(path, d)
+		var ce *Error
+		if !errors.As(err, &ce) || ce.CNICode() != types.ErrInvalidNetworkConfig || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadAttachments(%s) = %v, want code 7 and %q", path, err, want)
+		}
+	}
+}
+
+func TestLoadAttachmentsWarnsWhenOthersCanWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "multi.yaml")
+	if err := os.WriteFile(path, []byte("interfaces:\n  - plugins: [{type: bridge}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	att, err := LoadAttachments(path, Defaults{IfName: "eth0", ListName: "l", CNIVersion: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(att.Warnings) != 1 || !strings.Contains(att.Warnings[0], "writable by group or others (mode 0666)") {
+		t.Errorf("warnings = %q", att.Warnings)
+	}
+}

@@ -165,11 +165,14 @@ func (v *verb) noteProc(p delegate.Proc) {
 
 // loadAttachments reads the attachment file chosen by the set name.
 func (v *verb) loadAttachments(set string) (*conf.Attachments, error) {
-	file, err := conf.ResolveSet(v.nc.Attachments, set)
+	att, err := conf.LoadSet(v.nc.Attachments, set, conf.Defaults{IfName: v.args.IfName, ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion})
 	if err != nil {
 		return nil, err
 	}
-	return conf.LoadAttachments(file, conf.Defaults{IfName: v.args.IfName, ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion})
+	for _, w := range att.Warnings {
+		v.log.Warn(w)
+	}
+	return att, nil
 }
 
 // current returns the attachment file's chains as they are now, for
