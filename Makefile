@@ -85,13 +85,14 @@ lint:
 		$(GO) vet -modfile=$$m ./... && $(GO) mod tidy -modfile=$$m -diff || exit 1; done
 	cd $(BENCH_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd test/netnsutil && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd test/integration && $(GO) vet ./... && $(GO) mod tidy -diff
 
 unit:
 	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/... ./cli/...
 
 # Integration tests need root: they make network namespaces and links.
 integration: build plugins testplugins
-	$(GO) test -count=1 -timeout 20m ./test/...
+	cd test/integration && $(GO) test -count=1 -timeout 20m ./...
 
 # The go-cni suite (test/nomad, its own module) runs once per leg: one per
 # go-cni / containernetworking/cni pair some Nomad release pins (go.mod and

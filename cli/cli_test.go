@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nicmux/nicmux/mux"
-	"github.com/nicmux/nicmux/test/netnsutil"
 )
 
 // mainEnv makes the test binary act as nicmux itself: TestMain then hands
@@ -33,7 +32,7 @@ func TestMain(m *testing.M) {
 	// As root (make test in CI), every test runs in a private network
 	// namespace, where the host-fact tests make their links.
 	if os.Geteuid() == 0 {
-		if code := netnsutil.ReexecInPrivateNetns(); code >= 0 {
+		if code := reexecInPrivateNetns(); code >= 0 {
 			os.Exit(code)
 		}
 	}

@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
-
-	"github.com/nicmux/nicmux/test/netnsutil"
 )
 
 // needPrivateNetns skips a test that makes links when not root: as root,
@@ -18,7 +16,7 @@ func needPrivateNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("makes links in a private network namespace: needs root (make test runs it so)")
 	}
-	if os.Getenv(netnsutil.PrivateEnv) == "" {
+	if os.Getenv(privateEnv) == "" {
 		t.Fatal("root, but not in the private network namespace TestMain makes")
 	}
 }
@@ -26,11 +24,7 @@ func needPrivateNetns(t *testing.T) {
 // addMaster makes a link named name with the given MTU, removed at cleanup.
 func addMaster(t *testing.T, name string, mtu int) {
 	t.Helper()
-	del, err := netnsutil.AddVethMaster(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(del)
+	addVeth(t, name)
 	setMTU(t, name, mtu)
 }
 
