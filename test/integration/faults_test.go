@@ -1,0 +1,213 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// TestDelegateTimeout: a delegate that hangs is killed at delegateTimeout
+// with its process group; the ADD fails naming the plugin and the
+// interface, and rolls back like any failure.
+func TestDelegateTimeout(t *testing.T) {
+	w := newWorld(t)
+	w.Master = makeMaster(t)
+	hang := strings.Replace(seedYAML, "      - type: tuning",
+		"      - {type: recorder, recordFile: {{.RecordFile}}, sleepOn: [ADD], sleepMs: 60000}\n      - type: tuning", 1)
+	l := w.list(w.writeYAML("multi.yaml", hang), map[string]any{"delegateTimeout": "1s"})
+	netns := newNS(t)
+	start := time.Now()
+	_, err := w.add(l, rt("hung-1", netns))
+	took := time.Since(start)
+	wantErr(t, err, types.ErrInternal, "eth1: plugin recorder", "timed out after 1s (delegateTimeout)", "killed")
+	if took > 10*time.Second {
+		t.Errorf("ADD took %v with a 1s delegateTimeout", took)
+	}
+	w.assertNothingLeft(netns, "svc", "storage")
+	if procs := pluginProcesses(t, "recorder"); len(procs) != 0 {
+		t.Errorf("recorder processes alive after the timeout: %v", procs)
+	}
+}
+
+// pluginProcesses lists the pids of live processes running the test plugin
+// binary name.
+func pluginProcesses(t *testing.T, name string) []string {
+	t.Helper()
+	want := filepath.Join(testPluginsDir(), name)
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err != nil || exe != want {
+			continue
+		}
+		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+			continue // a zombie acts no more
+		}
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// masqYAML puts eth0 on a bridge with ipMasq, as Nomad's own bridge network
+// does, and eth1 on a macvlan with tuning (which keeps a backup file).
+const masqYAML = `interfaces:
+  - ifname: eth0
+    network: svc
+    plugins:
+      - type: bridge
+        bridge: {{.Bridge}}
+        isGateway: true
+        ipMasq: true
+        ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [[{subnet: 10.77.0.0/24}]], routes: [{dst: 0.0.0.0/0}]}
+  - ifname: eth1
+    network: storage
+    plugins:
+      - type: macvlan
+        master: {{.Master}}
+        ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [[{subnet: 10.88.0.0/24}]]}
+      - type: tuning
+        mtu: 1400
+        dataDir: {{.IPAMDir}}/tuning
+`
+
+// natRulesOf returns the nat table's lines that name container id.
+func natRulesOf(t *testing.T, id string) []string {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		t.Fatalf("iptables-save: %v", err)
+	}
+	var lines []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, id) {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
+// TestRebuildReleasesWhatTheBridgeSetUp: Nomad's rebuild after a failed
+// CHECK (the namespace destroyed without DEL, recreated at the same path,
+// ADD again with the same ID) must not leave the old address's masquerade
+// rule, and the DEL after it succeeds at once. The stale release gives the
+// bridge and tuning a scratch namespace holding the old interface.
+func TestRebuildReleasesWhatTheBridgeSetUp(t *testing.T) {
+	w := newWorld(t)
+	w.Master = makeMaster(t)
+	l := w.list(w.writeYAML("multi.yaml", masqYAML), nil)
+	netns := newNS(t)
+	const id = "rebuilt-1"
+	first := w.mustAdd(l, rt(id, netns))
+	if len(natRulesOf(t, id)) == 0 {
+		t.Fatal("no masquerade rule after ADD: the test proves nothing")
+	}
+	if err := destroyNSAt(netns); err != nil {
+		t.Fatal(err)
+	}
+	if err := createNSAt(netns); err != nil {
+		t.Fatal(err)
+	}
+	second := w.mustAdd(l, rt(id, netns))
+	rules := natRulesOf(t, id)
+	if old := first.IPs[0].Address.IP.String(); old != second.IPs[0].Address.IP.String() {
+		for _, r := range rules {
+			if strings.Contains(r, old+"/") {
+				t.Errorf("the old address's rule is left after the rebuild: %s", r)
+			}
+		}
+	}
+	if err := w.del(l, rt(id, netns)); err != nil {
+		t.Fatalf("DEL after the rebuild: %v", err)
+	}
+	if rules := natRulesOf(t, id); len(rules) != 0 {
+		t.Errorf("nat rules of the container left after DEL: %v", rules)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(w.IPAMDir, "tuning")); len(entries) != 0 {
+		t.Errorf("tuning backups left: %v", entries)
+	}
+	w.assertNothingLeft(netns, "svc", "storage")
+}
+
+// TestRebuildWithFailingAddLeavesNoBackup: the same path when the new ADD
+// fails: its rollback and the stale release leave no tuning backup.
+func TestRebuildWithFailingAddLeavesNoBackup(t *testing.T) {
+	w := newWorld(t)
+	w.Master = makeMaster(t)
+	path := w.writeYAML("multi.yaml", masqYAML)
+	l := w.list(path, nil)
+	netns := newNS(t)
+	const id = "rebuilt-2"
+	w.mustAdd(l, rt(id, netns))
+	if err := destroyNSAt(netns); err != nil {
+		t.Fatal(err)
+	}
+	if err := createNSAt(netns); err != nil {
+		t.Fatal(err)
+	}
+	failing := masqYAML + "      - {type: recorder, recordFile: {{.RecordFile}}, failOn: [ADD], failCode: 7}\n"
+	w.writeYAML("multi.yaml", failing)
+	if _, err := w.add(l, rt(id, netns)); err == nil {
+		t.Fatal("the ADD meant to fail succeeded")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(w.IPAMDir, "tuning")); len(entries) != 0 {
+		t.Errorf("tuning backups left: %v", entries)
+	}
+	if rules := natRulesOf(t, id); len(rules) != 0 {
+		t.Errorf("nat rules of the container left: %v", rules)
+	}
+	w.assertNothingLeft(netns, "svc", "storage")
+}
+
+// TestCheckOnAReadOnlyStateDir: CHECK only reads; under Nomad a failed
+// CHECK rebuilds the allocation.
+func TestCheckOnAReadOnlyStateDir(t *testing.T) {
+	w := newWorld(t)
+	if err := os.MkdirAll(w.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", w.StateDir, "tmpfs", 0, "mode=0700"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(w.StateDir, syscall.MNT_DETACH) })
+	l := w.list(w.seed(), nil)
+	netns := newNS(t)
+	r := rt("ro-1", netns)
+	w.mustAdd(l, r)
+	if err := syscall.Mount("", w.StateDir, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.check(l, r); err != nil {
+		t.Errorf("CHECK on a read-only stateDir: %v", err)
+	}
+	err := w.del(l, r)
+	wantErr(t, err, types.ErrIOFailure, "stateDir")
+	if err := syscall.Mount("", w.StateDir, "", syscall.MS_REMOUNT, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.del(l, r); err != nil {
+		t.Fatalf("DEL once writable again: %v", err)
+	}
+	w.assertNothingLeft(netns, "svc", "storage")
+}
+
+// TestContainerIDTooLong: an ID that cannot become a file name is bad
+// environment (4), before anything is touched.
+func TestContainerIDTooLong(t *testing.T) {
+	w := newWorld(t)
+	l := w.list(w.seed(), nil)
+	netns := newNS(t)
+	_, err := w.add(l, rt(strings.Repeat("a", 251), netns))
+	wantErr(t, err, types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID", "250")
+	w.assertNothingLeft(netns, "svc", "storage")
+}
