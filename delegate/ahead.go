@@ -1,7 +1,7 @@
 package delegate
 
 import (
-	"slices"
+	"strings"
 
 	"github.com/nicmux/nicmux/conf"
 )
@@ -13,11 +13,17 @@ import (
 // and for hiding the first plugin's start behind nicmux's own work; it
 // costs mux nothing but the Warm hints and a Close.
 
-// warmKey names a process started ahead: plugin i of chain c, for verb.
+// warmKey names a process started ahead: a plugin binary with the
+// environment of one call. Any process of the same binary and environment
+// serves the call, whichever chain value named it.
 type warmKey struct {
-	verb   string
-	chain  *conf.Chain
-	plugin int
+	plugin string
+	env    string
+}
+
+func (r *Runner) warmKey(verb string, c *conf.Chain, env Env, i int) (warmKey, []string) {
+	environ := r.environ(verb, env)
+	return warmKey{plugin: c.Plugins[i].Type, env: strings.Join(environ, "\x00")}, environ
 }
 
 // starting is a plugin process being started ahead, in a goroutine of its
@@ -55,6 +61,13 @@ func (r *Runner) Warm(verb string, c *conf.Chain, env Env) {
 	if len(steps) == 0 {
 		return
 	}
+	key, _ := r.warmKey(verb, c, env, steps[0])
+	r.mu.Lock()
+	old := r.warm[key]
+	r.mu.Unlock()
+	if old != nil {
+		return // already warm
+	}
 	s := r.ahead(verb, c, env, steps[0])
 	if s == nil {
 		return
@@ -64,28 +77,24 @@ func (r *Runner) Warm(verb string, c *conf.Chain, env Env) {
 	if r.warm == nil {
 		r.warm = map[warmKey]*starting{}
 	}
-	key := warmKey{verb, c, steps[0]}
 	if old := r.warm[key]; old != nil {
-		defer old.abort()
+		defer s.abort() // warmed meanwhile
+		return
 	}
 	r.warm[key] = s
 }
 
-// takeWarm returns the process Warm started for the chain's first step, if
-// its environment is the one the call needs; a mismatch is killed.
+// takeWarm returns the process Warm started for the chain's first step
+// with the environment the call needs, if there is one.
 func (r *Runner) takeWarm(verb string, c *conf.Chain, env Env, steps []int) *starting {
 	if len(steps) == 0 {
 		return nil
 	}
+	key, _ := r.warmKey(verb, c, env, steps[0])
 	r.mu.Lock()
-	key := warmKey{verb, c, steps[0]}
+	defer r.mu.Unlock()
 	s := r.warm[key]
 	delete(r.warm, key)
-	r.mu.Unlock()
-	if s != nil && !slices.Equal(s.env, r.environ(verb, env)) {
-		s.abort()
-		return nil
-	}
 	return s
 }
 

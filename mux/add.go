@@ -28,6 +28,7 @@ func (v *verb) add(ctx context.Context) error {
 		return err
 	}
 	v.vl.file, v.vl.set = file.File, set
+	v.vl.mark("loaded")
 	atts, err := v.fromFile(file, set)
 	if err != nil {
 		return err
@@ -42,6 +43,7 @@ func (v *verb) add(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	v.vl.mark("netns")
 	if err := v.openStore(false); err != nil {
 		return err
 	}
@@ -49,11 +51,13 @@ func (v *verb) add(ctx context.Context) error {
 		if err := v.replaceStale(ctx, ns); err != nil {
 			return err
 		}
+		v.vl.mark("stale")
 		txn, err := v.begin(ctx, v.plan(atts, file.File, set, ns))
 		if err != nil {
 			return err
 		}
 		defer txn.Close()
+		v.vl.mark("planned")
 		v.vl.atts = atts
 		runGroups(atts, groups, v.warm("ADD", v.args.Netns), func(a *attachment) bool {
 			a.result, a.ran, a.err = v.runner.Add(ctx, a.chain, a.env(v.args.Netns))
@@ -65,6 +69,7 @@ func (v *verb) add(ctx context.Context) error {
 			}
 			return a.err == nil
 		})
+		v.vl.mark("chains")
 		if err := failures(atts); err != nil {
 			return v.rollback(ctx, atts, err)
 		}
@@ -75,8 +80,11 @@ func (v *verb) add(ctx context.Context) error {
 		if err != nil {
 			return v.rollback(ctx, atts, err)
 		}
+		v.vl.mark("completed")
 		warnAddressOrder(v.log, merged, ifnames(atts))
-		return merged.PrintTo(v.p.stdout())
+		err = merged.PrintTo(v.p.stdout())
+		v.vl.mark("printed")
+		return err
 	})
 }
 
@@ -91,6 +99,7 @@ func (v *verb) begin(ctx context.Context, plan *state.Plan) (*state.Txn, error) 
 		return nil, err
 	}
 	defer release()
+	v.vl.mark("barrier")
 	return v.store.Begin(plan)
 }
 

@@ -31,8 +31,13 @@ func (v *verb) check(ctx context.Context) error {
 		return err
 	}
 	id := v.args.ContainerID
+	cur := v.currentNetNS()
+	if rec, err := v.store.Load(id); err == nil && rec.Complete && cur.Same(rec.Plan.NetNSID) {
+		v.warmHeads("CHECK", fromRecord(rec), v.args.Netns) // see Del
+	}
 	return v.locked(ctx, id, state.Shared, func() error {
 		rec, err := v.store.Load(id)
+		v.vl.mark("loaded")
 		if isNotFound(err) {
 			return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s has no nicmux state in %s: it was never attached, or was deleted", id, v.nc.StateDir))
 		}
@@ -43,22 +48,19 @@ func (v *verb) check(ctx context.Context) error {
 			return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s: the ADD of %v did not complete", id, rec.IfNames()))
 		}
 		v.vl.set = rec.Set()
-		if !v.sameNetNS(rec.Plan.NetNSID) {
+		if !cur.Same(rec.Plan.NetNSID) {
 			return fmt.Errorf("%v: netns %s is not the namespace ADD attached (it was removed or recreated)", rec.IfNames(), v.args.Netns)
 		}
 		atts := fromRecord(rec)
 		v.vl.atts = atts
 		groups := schedule(make([]*conf.Chain, len(atts)), v.nc.Parallel) // CHECK only reads: no bridge to share
-		for _, g := range groups {
-			if a := atts[g[0]]; a.chain != nil && delegatesCheck(a.chain) {
-				v.runner.Warm("CHECK", a.chain, a.env(v.args.Netns))
-			}
-		}
+		v.warmHeads("CHECK", atts, v.args.Netns)
 		v.logDrift(rec, atts)
 		runGroups(atts, groups, v.warm("CHECK", v.args.Netns), func(a *attachment) bool {
 			a.err = v.checkOne(ctx, a)
 			return true
 		})
+		v.vl.mark("checked")
 		return failures(atts)
 	})
 }

@@ -26,8 +26,15 @@ func (v *verb) del(ctx context.Context) error {
 		return err
 	}
 	id := v.args.ContainerID
+	cur := v.currentNetNS()
+	// The plan never changes once written: its chains' first plugins can
+	// start while the lock is taken.
+	if rec, err := v.store.Load(id); err == nil && rec.Plan != nil && cur.Same(rec.Plan.NetNSID) {
+		v.warmHeads("DEL", fromRecord(rec), v.args.Netns)
+	}
 	return v.locked(ctx, id, state.Exclusive, func() error {
 		rec, err := v.store.Load(id)
+		v.vl.mark("loaded")
 		var unsafe *state.UnsafeError
 		switch {
 		case rec == nil && (isNotFound(err) || errors.As(err, &unsafe)):
@@ -51,25 +58,49 @@ func (v *verb) del(ctx context.Context) error {
 		}
 		v.vl.atts = atts
 		netns := v.args.Netns
-		if _, recorded := rec.NetNS(); !recorded.IsZero() && !v.sameNetNS(recorded) {
+		if _, recorded := rec.NetNS(); !recorded.IsZero() && !cur.Same(recorded) {
 			netns = "" // gone, or recreated: not the namespace ADD attached
 		}
-		if err := v.teardown(ctx, atts, netns, v.nc.Parallel); err != nil {
+		err = v.teardown(ctx, atts, netns, v.nc.Parallel)
+		v.vl.mark("released")
+		if err != nil {
 			return err
 		}
-		return v.store.Remove(id)
+		err = v.store.Remove(id)
+		v.vl.mark("removed")
+		return err
 	})
 }
 
-// sameNetNS reports whether CNI_NETNS is still the namespace recorded. One
-// that cannot be identified is logged and taken for another.
-func (v *verb) sameNetNS(recorded state.NetNSID) bool {
+// currentNetNS identifies the namespace at CNI_NETNS now. One that cannot
+// be identified is logged and taken for none.
+func (v *verb) currentNetNS() state.NetNSID {
 	cur, err := identify(v.args.Netns)
 	if err != nil {
-		v.log.Warn("cannot identify netns; releasing without it", "netns", v.args.Netns, "error", err)
-		return false
+		v.log.Warn("cannot identify netns; taking it for gone", "netns", v.args.Netns, "error", err)
+		return state.NetNSID{}
 	}
-	return cur.Same(recorded)
+	return cur
+}
+
+// warmHeads starts the first plugin of each group's first chain, as the
+// verb will schedule them.
+func (v *verb) warmHeads(name string, atts []*attachment, netns string) {
+	var groups [][]int
+	switch name {
+	case "CHECK": // only reads: no bridge to share
+		groups = schedule(make([]*conf.Chain, len(atts)), v.nc.Parallel)
+	case "DEL":
+		groups = reversed(schedule(chains(atts), v.nc.Parallel))
+	default:
+		groups = schedule(chains(atts), v.nc.Parallel)
+	}
+	warm := v.warm(name, netns)
+	for _, g := range groups {
+		if a := atts[g[0]]; !a.released {
+			warm(a)
+		}
+	}
 }
 
 // delWithoutState handles DEL for a container nicmux has no record of: the

@@ -45,10 +45,15 @@ func (p *Plugin) do(ctx context.Context, name string, args *skel.CmdArgs, f func
 	if err != nil {
 		return err
 	}
+	start := p.Start
+	if start.IsZero() {
+		start = p.now()
+	}
 	log, closeLog := p.logger(nc)
 	defer closeLog()
 	v := &verb{p: p, name: name, args: args, nc: nc, log: log,
-		vl: &verbLog{log: log, verb: name, id: args.ContainerID, netns: args.Netns, start: p.now()}}
+		vl: &verbLog{log: log, verb: name, id: args.ContainerID, netns: args.Netns, start: start}}
+	v.vl.mark("parsed")
 	v.runner = &delegate.Runner{
 		Path:       splitPath(args.Path),
 		Exec:       p.Exec,
@@ -100,6 +105,7 @@ func (v *verb) locked(ctx context.Context, id string, mode state.Mode, f func() 
 	if err != nil {
 		return err
 	}
+	v.vl.mark("locked")
 	if d := lock.Waited(); d > time.Millisecond {
 		v.log.Debug("waited for the container's lock", "containerID", id, "waited", d)
 	}

@@ -57,6 +57,9 @@ type Plugin struct {
 	// AheadLimit is the delegate runner's (see delegate.Runner); zero
 	// means the number of CPUs.
 	AheadLimit int
+	// Start is when the process's main began, from which the log's phases
+	// are measured; zero means when the verb began.
+	Start time.Time
 }
 
 // New returns a Plugin bound to the process's standard streams.

@@ -70,15 +70,13 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 		return netns
 	}
 	groups := reversed(schedule(chains(todo), parallel))
-	for _, g := range groups {
-		if a := todo[g[0]]; a.chain != nil {
-			v.runner.Warm("DEL", a.chain, a.env(where(a)))
-		}
-	}
 	warm := func(a *attachment) {
 		if a.chain != nil {
 			v.runner.Warm("DEL", a.chain, a.env(where(a)))
 		}
+	}
+	for _, g := range groups {
+		warm(todo[g[0]])
 	}
 	runGroups(todo, groups, warm, func(a *attachment) bool {
 		a.err = v.release(ctx, a, where(a), fallback)
