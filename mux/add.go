@@ -197,7 +197,8 @@ func (v *verb) replaceStale(ctx context.Context, ns state.NetNSID) error {
 		netns = v.args.Netns // an incomplete ADD in this very namespace
 	}
 	if err := v.teardown(ctx, atts, netns, v.nc.Parallel); err != nil {
-		return fmt.Errorf("releasing the stale attachment of container %s (%s): %w", id, reason, err)
+		return fmt.Errorf("releasing the stale attachment of container %s (%s): %w (a chain that cannot be released "+
+			"is retried with the attachment file's chain for it: fix it there, or see `nicmux forget`)", id, reason, err)
 	}
 	return v.store.Remove(id)
 }

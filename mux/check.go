@@ -47,7 +47,7 @@ func (v *verb) check(ctx context.Context) error {
 		if !rec.Complete {
 			return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s: the ADD of %v did not complete", id, rec.IfNames()))
 		}
-		v.vl.set = rec.Set()
+		v.vl.set, v.vl.file = rec.Set(), rec.Plan.AttachmentFile
 		if !cur.Same(rec.Plan.NetNSID) {
 			return fmt.Errorf("%v: netns %s is not the namespace ADD attached (it was removed or recreated)", rec.IfNames(), v.args.Netns)
 		}

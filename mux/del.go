@@ -52,6 +52,9 @@ func (v *verb) del(ctx context.Context) error {
 				"containerID", id, "error", err)
 		}
 		v.vl.set = rec.Set()
+		if rec.Plan != nil {
+			v.vl.file = rec.Plan.AttachmentFile
+		}
 		atts := fromRecord(rec)
 		if rec.Plan == nil {
 			atts = v.withFileChains(atts, id, rec.Set())
