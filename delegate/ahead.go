@@ -68,7 +68,7 @@ func (r *Runner) Warm(verb string, c *conf.Chain, env Env) {
 	if old != nil {
 		return // already warm
 	}
-	s := r.ahead(verb, c, env, steps[0])
+	s := r.ahead(verb, c, env, steps[0], false)
 	if s == nil {
 		return
 	}
@@ -99,13 +99,18 @@ func (r *Runner) takeWarm(verb string, c *conf.Chain, env Env, steps []int) *sta
 }
 
 // ahead starts plugin i of chain c for verb, unless the Runner does not
-// start ahead or as many of its processes as the AheadLimit are alive.
-func (r *Runner) ahead(verb string, c *conf.Chain, env Env, i int) *starting {
+// start ahead or as many of its processes as the AheadLimit are alive,
+// counting one more if due (a process about to start for the plugin due).
+func (r *Runner) ahead(verb string, c *conf.Chain, env Env, i int, due bool) *starting {
 	if r.Exec != nil || !r.Prestart {
 		return nil
 	}
 	r.mu.Lock()
-	if r.live >= r.aheadLimit() {
+	alive := r.live
+	if due {
+		alive++
+	}
+	if alive >= r.aheadLimit() {
 		r.mu.Unlock()
 		return nil
 	}

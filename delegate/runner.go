@@ -250,7 +250,9 @@ func (r *Runner) run(ctx context.Context, verb string, c *conf.Chain, env Env, p
 		cur := next
 		next = nil
 		if k+1 < len(steps) {
-			next = r.ahead(verb, c, env, steps[k+1])
+			// Without a process started ahead, the plugin due starts now:
+			// it counts as alive already.
+			next = r.ahead(verb, c, env, steps[k+1], cur == nil)
 		}
 		res, err := r.call(ctx, verb, c, i, env, result, cur)
 		switch {
@@ -492,6 +494,19 @@ func decodeResult(out, stdin []byte) (types.Result, error) {
 		var err error
 		if ver, err = (&version.ConfigDecoder{}).Decode(stdin); err != nil {
 			return nil, err
+		}
+		// The result types reject an empty cniVersion: write it in, as
+		// libcni's fixupResultVersion does.
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(out, &obj); err != nil {
+			return nil, fmt.Errorf("decoding the plugin's result: %w", err)
+		}
+		if obj == nil { // "null"
+			obj = map[string]json.RawMessage{}
+		}
+		obj["cniVersion"], _ = json.Marshal(ver)
+		if out, err = json.Marshal(obj); err != nil {
+			return nil, fmt.Errorf("decoding the plugin's result: %w", err)
 		}
 	}
 	res, err := create.Create(ver, out)

@@ -44,48 +44,59 @@ func identify(path string) (state.NetNSID, error) {
 }
 
 // netnsCookie returns the cookie of the namespace at path, read from a
-// socket made inside it. The work runs on a goroutine of its own, locked to
-// its thread: if the thread cannot be moved back it is left locked and ends
-// with the goroutine, instead of serving other code in the wrong namespace.
+// socket made inside it.
 func netnsCookie(path string) (uint64, error) {
 	target, err := netns.GetFromPath(path)
 	if err != nil {
 		return 0, err
 	}
 	defer target.Close()
-	type answer struct {
-		cookie uint64
-		err    error
-	}
-	ch := make(chan answer, 1)
+	var cookie uint64
+	onLockedThread(func(orig netns.NsHandle) bool {
+		if err = netns.Set(target); err != nil {
+			return true
+		}
+		fd, sockErr := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		restored := netns.Set(orig) == nil
+		if err = sockErr; err == nil {
+			cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+			unix.Close(fd)
+		}
+		return restored
+	}, &err)
+	return cookie, err
+}
+
+// onLockedThread runs f on a goroutine locked to a thread of its own, which
+// f may move into another network namespace; f gets the thread's own
+// namespace and says whether the thread is back in it. A thread that could
+// not be moved back must serve nothing else, and must not end either: a
+// plugin process forked earlier from that thread would get its parent-death
+// signal (Go ends a thread when a goroutine locked to it returns). So it
+// stays parked, locked, until nicmux exits, which a verb soon does. If the
+// thread's own namespace cannot be opened, *errp says why and f does not
+// run.
+func onLockedThread(f func(orig netns.NsHandle) (restored bool), errp *error) {
+	done := make(chan struct{})
 	go func() {
 		runtime.LockOSThread()
 		orig, err := netns.Get()
 		if err != nil {
+			*errp = err
+			close(done)
 			runtime.UnlockOSThread()
-			ch <- answer{err: err}
 			return
 		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
+		restored := f(orig)
+		orig.Close()
+		close(done)
+		if restored {
 			runtime.UnlockOSThread()
-			ch <- answer{err: err}
 			return
 		}
-		fd, sockErr := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
-		if sockErr != nil {
-			ch <- answer{err: sockErr}
-			return
-		}
-		defer unix.Close(fd)
-		cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-		ch <- answer{cookie: cookie, err: err}
+		select {} // parked for good: see above
 	}()
-	a := <-ch
-	return a.cookie, a.err
+	<-done
 }
 
 // nsHandle is a netlink handle inside one network namespace.

@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
-
+	
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
@@ -48,39 +47,23 @@ type scratchNS struct {
 	peers int
 }
 
-// newScratchNS makes an empty namespace. The thread that makes it goes back
-// to nicmux's own namespace; if it cannot, it is left locked and ends with
-// its goroutine, which starts no process.
+// newScratchNS makes an empty namespace (see onLockedThread for the thread
+// that makes it).
 func newScratchNS() (*scratchNS, error) {
-	type answer struct {
-		fd  int
-		err error
+	fd := -1
+	var err error
+	onLockedThread(func(orig netns.NsHandle) bool {
+		if err = unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			err = fmt.Errorf("unshare: %w", err)
+			return true
+		}
+		fd, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		return netns.Set(orig) == nil
+	}, &err)
+	if err != nil {
+		return nil, fmt.Errorf("making a scratch network namespace: %w", err)
 	}
-	ch := make(chan answer, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- answer{err: err}
-			return
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- answer{err: fmt.Errorf("unshare: %w", err)}
-			return
-		}
-		fd, openErr := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- answer{fd: fd, err: openErr}
-	}()
-	a := <-ch
-	if a.err != nil {
-		return nil, fmt.Errorf("making a scratch network namespace: %w", a.err)
-	}
+	a := struct{ fd int }{fd}
 	h, err := netlink.NewHandleAt(netns.NsHandle(a.fd))
 	if err != nil {
 		_ = unix.Close(a.fd)
