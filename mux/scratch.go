@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	
+
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
@@ -63,13 +63,12 @@ func newScratchNS() (*scratchNS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("making a scratch network namespace: %w", err)
 	}
-	a := struct{ fd int }{fd}
-	h, err := netlink.NewHandleAt(netns.NsHandle(a.fd))
+	h, err := netlink.NewHandleAt(netns.NsHandle(fd))
 	if err != nil {
-		_ = unix.Close(a.fd)
+		_ = unix.Close(fd)
 		return nil, fmt.Errorf("netlink in the scratch namespace: %w", err)
 	}
-	return &scratchNS{fd: a.fd, h: h, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), a.fd)}, nil
+	return &scratchNS{fd: fd, h: h, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)}, nil
 }
 
 // add puts a link named ifname in the namespace, with the addresses (and
