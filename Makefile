@@ -27,8 +27,10 @@ CNI_BIN_DIR     ?= /opt/cni/bin
 NOMAD_DIR       := test/nomad
 NOMAD_MODFILES  := $(patsubst $(NOMAD_DIR)/%,%,$(wildcard $(NOMAD_DIR)/legs/*.mod))
 NOMAD_JOBS      ?= 4
-# The side-by-side benchmark's module.
+# The side-by-side benchmark's module, and extra flags for it: the reported
+# figures come from BENCH_ARGS="-runs 3 -baseline DIR" (see test/bench).
 BENCH_DIR       := test/bench
+BENCH_ARGS      ?=
 
 .PHONY: all build plugins testplugins install demo test unit integration nomad lint bench clean
 
@@ -108,11 +110,13 @@ test: lint unit integration nomad demo
 # The testing.B benchmarks (conf parsing, state write/read, result merge),
 # then the side-by-side benchmark (test/bench, its own module; needs root):
 # nicmux vs the same chains attached directly by go-cni, serially and in
-# parallel, nicmux's own cost, bare start and scale. It writes
-# test/bench/RESULTS.md.
+# parallel, nicmux's own cost, where a verb's time goes, bare start and
+# scale. It writes test/bench/RESULTS.md. BENCH_ARGS goes to test/bench:
+# -runs K repeats it all for the figures' spread, -baseline DIR adds the
+# nicmux binary in DIR (an older release) as variants of their own.
 bench: build plugins testplugins
 	$(GO) test -run '^$$' -bench . -benchmem ./conf/ ./state/ ./mux/
-	cd $(BENCH_DIR) && $(GO) run . -bin $(BIN) -out RESULTS.md
+	cd $(BENCH_DIR) && $(GO) run . -bin $(BIN) -out RESULTS.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BIN)

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// bareRuns is how often each binary is started bare.
+// bareRuns is how often each binary is started bare in a run.
 const bareRuns = 200
 
 const helloSrc = `package main
@@ -20,26 +20,54 @@ import "os"
 func main() { os.Stdout.WriteString("hello\n") }
 `
 
-// bareStarts times nicmux run with an empty environment (Nomad's
-// fingerprint: it prints its version) and, as the floor, a static Go
-// hello-world built like nicmux, interleaved in a shuffled order.
-func bareStarts(e *env) (nicmux, hello []time.Duration) {
-	nm, hw := filepath.Join(e.bin, "nicmux"), buildHello(e)
-	for range 5 {
-		runBare(nm, "CNI nicmux plugin")
-		runBare(hw, "hello")
+// bareBin is a binary started bare, what it must print, and its start
+// times, one slice per run.
+type bareBin struct {
+	label, path, want string
+	runs              [][]time.Duration
+}
+
+// The bare binaries, in the order bareBins returns them.
+const (
+	bareNicmux   = iota // bin/nicmux, as Nomad's fingerprint runs it
+	bareHello           // a static Go hello-world: the floor
+	bareBaseline        // the -baseline nicmux, if any
+)
+
+// bareBins returns nicmux run with an empty environment (Nomad's
+// fingerprint: it prints its version), a static Go hello-world built like
+// nicmux as the floor, and the -baseline nicmux if there is one; each has
+// been started a few times.
+func bareBins(e *env) []*bareBin {
+	const version = "CNI nicmux plugin"
+	bins := []*bareBin{
+		{label: "bin/nicmux (prints its version)", path: filepath.Join(e.bin, "nicmux"), want: version},
+		{label: "static Go hello-world (floor)", path: buildHello(e), want: "hello"},
 	}
-	rng := rand.New(rand.NewPCG(seed, seed))
-	for range bareRuns {
-		if rng.IntN(2) == 0 {
-			nicmux = append(nicmux, runBare(nm, "CNI nicmux plugin"))
-			hello = append(hello, runBare(hw, "hello"))
-		} else {
-			hello = append(hello, runBare(hw, "hello"))
-			nicmux = append(nicmux, runBare(nm, "CNI nicmux plugin"))
+	if e.baseline != "" {
+		bins = append(bins, &bareBin{label: "-baseline nicmux", path: filepath.Join(e.baseline, "nicmux"), want: version})
+	}
+	for range 5 {
+		for _, b := range bins {
+			runBare(b.path, b.want)
 		}
 	}
-	return nicmux, hello
+	return bins
+}
+
+// bareStarts times every binary bareRuns times, interleaved in an order
+// shuffled for run run, as that run's figures.
+func bareStarts(bins []*bareBin, run int) {
+	rng := rand.New(rand.NewPCG(seed+uint64(run), seed))
+	ds := make([][]time.Duration, len(bins))
+	for range bareRuns {
+		for _, i := range rng.Perm(len(bins)) {
+			ds[i] = append(ds[i], runBare(bins[i].path, bins[i].want))
+		}
+	}
+	for i, b := range bins {
+		b.runs = append(b.runs, ds[i])
+	}
 }
 
 // runBare runs bin with an empty environment and checks it printed want.

@@ -23,9 +23,10 @@ const cniCacheDir = "/var/lib/cni"
 // env is one benchmark run: the binaries, a temporary folder holding every
 // variant's IPAM, state and log, and name sources that never repeat.
 type env struct {
-	bin     string // folder holding nicmux
-	plugins string // folder holding the reference plugins
-	dir     string
+	bin      string // folder holding nicmux
+	plugins  string // folder holding the reference plugins
+	baseline string // folder holding the -baseline nicmux, or ""
+	dir      string
 	// tag is in every network, link and container name of the run, so the
 	// run can find (and remove) exactly what it left in libcni's cache.
 	tag string
@@ -37,7 +38,7 @@ type env struct {
 	netnss map[string]bool
 }
 
-func newEnv(bin string) *env {
+func newEnv(bin, baseline string) *env {
 	bin, err := filepath.Abs(bin)
 	must(err, "resolving -bin")
 	e := &env{bin: bin, plugins: filepath.Join(bin, "plugins"), tag: randHex(2), netnss: map[string]bool{}}
@@ -45,6 +46,13 @@ func newEnv(bin string) *env {
 		e.plugin("host-local"), e.plugin("tuning")} {
 		if _, err := os.Stat(p); err != nil {
 			fatalf("missing %s: run `make build plugins` first (or `make bench`)", p)
+		}
+	}
+	if baseline != "" {
+		e.baseline, err = filepath.Abs(baseline)
+		must(err, "resolving -baseline")
+		if _, err := os.Stat(filepath.Join(e.baseline, "nicmux")); err != nil {
+			fatalf("-baseline: %v", err)
 		}
 	}
 	e.dir, err = os.MkdirTemp("", "nicmux-bench-")
@@ -63,6 +71,9 @@ func randHex(n int) string {
 
 func (e *env) plugin(name string) string { return filepath.Join(e.plugins, name) }
 func (e *env) pluginDirs() []string      { return []string{e.bin, e.plugins} }
+
+// baselineDirs is pluginDirs with the -baseline nicmux instead of bin's.
+func (e *env) baselineDirs() []string { return []string{e.baseline, e.plugins} }
 
 // name returns a run-unique name: the run's tag, a kind and a sequence number.
 func (e *env) name(kind string) string {

@@ -3,6 +3,10 @@
 // reference plugins in real network namespaces; then nicmux's own cost, its
 // bare start, and how it scales. It writes a markdown table (see -out).
 //
+// -runs repeats all of it and reports each figure as the median of the
+// runs' figures with their range; -baseline adds a second nicmux binary
+// (an older release) as variants of their own, interleaved with the rest.
+//
 // It needs root, and re-runs itself in a private network namespace so every
 // "host" link it makes dies with it. Any failure ends the run.
 package main
@@ -19,22 +23,27 @@ import (
 )
 
 type options struct {
-	reps int
-	ns   []int
-	out  string
-	bin  string
+	reps     int
+	runs     int
+	ns       []int
+	out      string
+	bin      string
+	baseline string
 }
 
 func parseFlags() options {
 	var o options
 	var ns string
-	flag.IntVar(&o.reps, "reps", 15, "measured repetitions of every variant")
+	flag.IntVar(&o.reps, "reps", 15, "measured repetitions of every variant in a run")
+	flag.IntVar(&o.runs, "runs", 1, "runs of everything, each shuffled its own way; figures are the median of the runs' and their range")
 	flag.StringVar(&ns, "n", "1,2,4,8,16", "interface counts of the macvlan scenarios")
 	flag.StringVar(&o.out, "out", "", "markdown file to write the results to (default: stdout only)")
 	flag.StringVar(&o.bin, "bin", "../../bin", "the repository's bin folder (nicmux, plugins/)")
+	flag.StringVar(&o.baseline, "baseline", "", "a folder holding another nicmux binary (e.g. the previous release) "+
+		"to run as the variants nicmux-serial-base and nicmux-parallel-base")
 	flag.Parse()
-	if o.reps < 1 || flag.NArg() > 0 {
-		fatalf("usage: bench [-reps n] [-n 1,2,4] [-out file.md] [-bin dir]")
+	if o.reps < 1 || o.runs < 1 || flag.NArg() > 0 {
+		fatalf("usage: bench [-reps n] [-runs k] [-n 1,2,4] [-out file.md] [-bin dir] [-baseline dir]")
 	}
 	for _, f := range strings.Split(ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -58,21 +67,30 @@ func main() {
 	cleanupAll()
 }
 
+// run sets everything up and warms it, then runs the matrix, the bare
+// starts, the stateDir comparison and the concurrent containers o.runs
+// times.
 func run(o options) {
-	e := newEnv(o.bin)
+	e := newEnv(o.bin, o.baseline)
 	r := &results{opts: o, started: time.Now(), loadStart: loadAvg(), scens: scenarios(o.ns), variants: map[string]*variant{}}
 	vs := buildMatrix(e, r.scens)
 	for _, v := range vs {
 		r.variants[v.label] = v
 	}
-	runMatrix(e, vs, o.reps)
-	progress("bare starts")
-	r.bareNicmux, r.bareHello = bareStarts(e)
-	progress("scale: %d containers at once", scaleContainers)
-	r.scalePhases = scaleConcurrent(e)
-	progress("scale: stateDir with %d containers", fillCount)
-	r.stateEmpty, r.stateFull = scaleState(e, o.reps)
-	e.assertCacheEmpty()
+	warmUp(vs)
+	r.bare = bareBins(e)
+	progress("scale: filling a stateDir with %d containers", fillCount)
+	r.state = newStateBench(e)
+	for run := range o.runs {
+		runMatrix(e, vs, o.reps, run)
+		progress("run %d: bare starts", run+1)
+		bareStarts(r.bare, run)
+		progress("run %d: stateDir with %d containers", run+1, fillCount)
+		r.state.measure(o.reps, run)
+		progress("run %d: %d containers at once", run+1, scaleContainers)
+		r.scale = append(r.scale, scaleConcurrent(e))
+		e.assertCacheEmpty()
+	}
 	r.elapsed, r.loadEnd = time.Since(r.started), loadAvg()
 	md := r.markdown(e)
 	fmt.Print(md)

@@ -7,11 +7,13 @@ import (
 	"time"
 )
 
-// seed fixes the shuffled order of the variants, so runs are comparable.
+// seed fixes the shuffled order of the variants, so runs are comparable;
+// run r of a -runs series shuffles with seed+r.
 const seed = 5
 
-// buildMatrix makes every variant of every scenario; a scenario's macvlan
-// masters are shared by its variants.
+// buildMatrix makes every variant of every scenario (the -baseline ones
+// only with a baseline); a scenario's macvlan masters are shared by its
+// variants.
 func buildMatrix(e *env, scens []scenario) []*variant {
 	var vs []*variant
 	for _, s := range scens {
@@ -20,28 +22,34 @@ func buildMatrix(e *env, scens []scenario) []*variant {
 			masters = append(masters, e.addMaster())
 		}
 		for _, k := range kinds {
-			vs = append(vs, newVariant(e, s, k, masters))
+			if !k.base() || e.baseline != "" {
+				vs = append(vs, newVariant(e, s, k, masters))
+			}
 		}
 	}
 	return vs
 }
 
-// runMatrix runs one unmeasured iteration of every variant (it creates the
-// bridges and warms the caches), then reps rounds, each running every
-// variant once in a shuffled order, then looks for leaks and checks
-// nicmux's logs.
-func runMatrix(e *env, vs []*variant, reps int) {
+// warmUp runs one unmeasured iteration of every variant: it creates the
+// bridges and warms the caches.
+func warmUp(vs []*variant) {
 	progress("warm-up: one iteration of each of %d variants", len(vs))
 	for _, v := range vs {
-		v.iterate()
+		v.iterate(-1)
 	}
-	rng := rand.New(rand.NewPCG(seed, seed))
+}
+
+// runMatrix runs reps rounds of run run, each running every variant once
+// in a shuffled order (its own for every run), then looks for leaks and
+// checks nicmux's logs.
+func runMatrix(e *env, vs []*variant, reps, run int) {
+	rng := rand.New(rand.NewPCG(seed+uint64(run), seed))
 	for r := range reps {
 		start := time.Now()
 		for _, i := range rng.Perm(len(vs)) {
-			vs[i].samples = append(vs[i].samples, vs[i].iterate())
+			vs[i].samples = append(vs[i].samples, vs[i].iterate(run))
 		}
-		progress("round %d/%d: %.1fs", r+1, reps, time.Since(start).Seconds())
+		progress("run %d, round %d/%d: %.1fs", run+1, r+1, reps, time.Since(start).Seconds())
 	}
 	for _, v := range vs {
 		v.assertNoLeaks(nil)

@@ -13,6 +13,18 @@ import (
 type logLine struct {
 	duration, delegates, own, cpu time.Duration
 	peakRSSKB                     int64
+	// mono is when the verb's process reached main, on CLOCK_MONOTONIC
+	// (ns), and phases the points it passed, from then; both are 0 and
+	// nil from a nicmux that does not log them (a -baseline release).
+	mono   int64
+	phases []phase
+}
+
+// phase is one point of a verb: its name and when it was reached, from
+// the start of nicmux's main.
+type phase struct {
+	name string
+	at   time.Duration
 }
 
 // readLog reads nicmux's log, keyed by verb and container ID. Any warning
@@ -67,7 +79,29 @@ func toLogLine(kv map[string]string) (logLine, error) {
 		return l, fmt.Errorf("field peakRSSKB: %w", err)
 	}
 	l.peakRSSKB = rss
+	if m, ok := kv["mono"]; ok {
+		if l.mono, err = strconv.ParseInt(m, 10, 64); err != nil {
+			return l, fmt.Errorf("field mono: %w", err)
+		}
+		if l.phases, err = parsePhases(kv["phases"]); err != nil {
+			return l, fmt.Errorf("field phases: %w", err)
+		}
+	}
 	return l, nil
+}
+
+// parsePhases reads "parsed=0.21 loaded=0.41 ..." (ms from the start).
+func parsePhases(s string) ([]phase, error) {
+	var out []phase
+	for _, f := range strings.Fields(s) {
+		name, v, ok := strings.Cut(f, "=")
+		at, err := strconv.ParseFloat(v, 64)
+		if !ok || name == "" || err != nil {
+			return nil, fmt.Errorf("%q is not name=milliseconds", f)
+		}
+		out = append(out, phase{name, time.Duration(at * float64(time.Millisecond))})
+	}
+	return out, nil
 }
 
 // parseLogfmt splits a slog text line into its key=value pairs; quoted

@@ -32,7 +32,7 @@ func seedScenario() scenario { return scenarios(nil)[0] }
 func scaleConcurrent(e *env) [nVerbs]time.Duration {
 	v := newVariant(e, seedScenario(), nicmuxParallel, []string{e.addMaster()})
 	v.label = fmt.Sprintf("scale %d/%s", scaleContainers, v.kind)
-	v.iterate() // the bridge exists before the containers race for it
+	v.iterate(-1) // the bridge exists before the containers race for it
 	ids, nss := make([]string, scaleContainers), make([]string, scaleContainers)
 	for i := range ids {
 		ids[i], nss[i] = e.name("c"), e.newNetns()
@@ -77,30 +77,46 @@ func (v *variant) concurrently(verb int, f func(ctx context.Context, i int) erro
 	return d
 }
 
-// scaleState measures the seed job through nicmux with fillCount containers
-// already in its stateDir and with an empty one, interleaved.
-func scaleState(e *env, reps int) (empty, full []sample) {
+// stateBench measures the seed job through nicmux with fillCount
+// containers already in its stateDir (full) and with an empty one (empty),
+// interleaved.
+type stateBench struct {
+	empty, full *variant
+	prefix      string // of the filled containers' IDs
+}
+
+// newStateBench makes both variants, runs each once and fills full's
+// stateDir.
+func newStateBench(e *env) *stateBench {
 	master := e.addMaster()
-	ve := newVariant(e, seedScenario(), nicmuxParallel, []string{master})
-	vf := newVariant(e, seedScenario(), nicmuxParallel, []string{master})
-	ve.label, vf.label = "stateDir empty", fmt.Sprintf("stateDir with %d containers", fillCount)
-	ve.iterate()
-	vf.iterate()
-	prefix := fillState(e, vf)
-	rng := rand.New(rand.NewPCG(seed, seed))
-	vs := []*variant{ve, vf}
+	sb := &stateBench{
+		empty: newVariant(e, seedScenario(), nicmuxParallel, []string{master}),
+		full:  newVariant(e, seedScenario(), nicmuxParallel, []string{master}),
+	}
+	sb.empty.label, sb.full.label = "stateDir empty", fmt.Sprintf("stateDir with %d containers", fillCount)
+	sb.empty.iterate(-1)
+	sb.full.iterate(-1)
+	sb.prefix = fillState(e, sb.full)
+	return sb
+}
+
+// measure runs reps rounds of run run, each running both variants in a
+// shuffled order, and asserts that each left nothing but the filled
+// records.
+func (sb *stateBench) measure(reps, run int) {
+	rng := rand.New(rand.NewPCG(seed+uint64(run), seed))
+	vs := []*variant{sb.empty, sb.full}
 	for r := range reps {
 		for _, i := range rng.Perm(len(vs)) {
-			vs[i].samples = append(vs[i].samples, vs[i].iterate())
+			vs[i].samples = append(vs[i].samples, vs[i].iterate(run))
 		}
-		progress("stateDir round %d/%d", r+1, reps)
+		progress("run %d, stateDir round %d/%d", run+1, r+1, reps)
 	}
-	ve.assertNoLeaks(nil)
-	vf.assertNoLeaks(func(rel string) bool { return strings.HasPrefix(rel, "containers/"+prefix) })
-	assertFilled(vf, prefix)
-	ve.costs()
-	vf.costs()
-	return ve.samples, vf.samples
+	sb.empty.assertNoLeaks(nil)
+	sb.full.assertNoLeaks(func(rel string) bool { return strings.HasPrefix(rel, "containers/"+sb.prefix) })
+	assertFilled(sb.full, sb.prefix)
+	sb.empty.costs()
+	sb.full.costs()
 }
 
 // fillState writes fillCount containers' records into v's stateDir, copied

@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
+	"golang.org/x/sys/unix"
 )
 
 // kind is how a scenario's chains are attached.
@@ -27,20 +28,31 @@ const (
 	nicmuxParallel                 // one go-cni network: nicmux, "parallel": true
 	nicmuxSerialCold               // nicmuxSerial with "prestart": false
 	nicmuxParallelCold             // nicmuxParallel with "prestart": false
+	nicmuxSerialBase               // nicmuxSerial run by the -baseline binary
+	nicmuxParallelBase             // nicmuxParallel run by the -baseline binary
 )
 
-var kinds = []kind{directSerial, directParallel, nicmuxSerial, nicmuxParallel, nicmuxSerialCold, nicmuxParallelCold}
+var kinds = []kind{directSerial, directParallel, nicmuxSerial, nicmuxParallel, nicmuxSerialCold, nicmuxParallelCold,
+	nicmuxSerialBase, nicmuxParallelBase}
 
 func (k kind) String() string {
 	return [...]string{"direct-serial", "direct-parallel", "nicmux-serial", "nicmux-parallel",
-		"nicmux-serial-noprestart", "nicmux-parallel-noprestart"}[k]
+		"nicmux-serial-noprestart", "nicmux-parallel-noprestart", "nicmux-serial-base", "nicmux-parallel-base"}[k]
 }
 
 func (k kind) nicmux() bool { return k >= nicmuxSerial }
 
+// base reports whether the -baseline binary runs the variant.
+func (k kind) base() bool { return k == nicmuxSerialBase || k == nicmuxParallelBase }
+
 // parallel and prestart are nicmux's settings of those names.
-func (k kind) parallel() bool { return k == nicmuxParallel || k == nicmuxParallelCold }
-func (k kind) prestart() bool { return k == nicmuxSerial || k == nicmuxParallel }
+func (k kind) parallel() bool {
+	return k == nicmuxParallel || k == nicmuxParallelCold || k == nicmuxParallelBase
+}
+func (k kind) prestart() bool { return k != nicmuxSerialCold && k != nicmuxParallelCold }
+
+// serial reports whether the chains are attached one after the other.
+func (k kind) serial() bool { return k == directSerial || (k.nicmux() && !k.parallel()) }
 
 // The verbs, in the order an iteration runs them.
 const (
@@ -55,10 +67,13 @@ var verbNames = [nVerbs]string{"ADD", "CHECK", "DEL"}
 // verbTimeout bounds one verb call: a hang is a failure, not a data point.
 const verbTimeout = 2 * time.Minute
 
-// sample is one measured iteration: a container and its verbs' wall times.
+// sample is one measured iteration: a container, its verbs' wall times and
+// when each verb's call began on CLOCK_MONOTONIC (ns), in run run (-runs).
 type sample struct {
-	id string
-	d  [nVerbs]time.Duration
+	id  string
+	run int
+	d   [nVerbs]time.Duration
+	at  [nVerbs]int64
 }
 
 // variant is one scenario attached one way, with its own IPAM folder (and
@@ -81,7 +96,11 @@ type variant struct {
 // newVariant sets up scenario s attached the k way, on the given macvlan
 // masters.
 func newVariant(e *env, s scenario, k kind, masters []string) *variant {
-	return newVariantIn(e, s, k, masters, e.pluginDirs())
+	dirs := e.pluginDirs()
+	if k.base() {
+		dirs = e.baselineDirs()
+	}
+	return newVariantIn(e, s, k, masters, dirs)
 }
 
 // newVariantIn is newVariant with the runtime's plugin folders (CNI_PATH).
@@ -125,7 +144,7 @@ func (v *variant) nicmuxList(dir string) []byte {
 }
 
 func (v *variant) add(ctx context.Context, id, ns string) (*gocni.Result, error) {
-	if v.kind == directSerial || v.kind == nicmuxSerial {
+	if v.kind.serial() {
 		return v.cni.SetupSerially(ctx, id, ns)
 	}
 	return v.cni.Setup(ctx, id, ns)
@@ -161,33 +180,57 @@ func (v *variant) eachList(ctx context.Context, id, ns string, f listVerb) error
 }
 
 // iterate attaches, checks and detaches a fresh container in a fresh
-// namespace, timing only the three verb calls.
-func (v *variant) iterate() sample {
+// namespace, timing only the three verb calls; the sample belongs to run.
+func (v *variant) iterate(run int) sample {
 	ns := v.env.newNetns()
 	defer v.env.destroyNetns(ns)
-	s := sample{id: v.env.name("c")}
+	s := sample{id: v.env.name("c"), run: run}
 	var res *gocni.Result
-	s.d[vADD] = v.timed(vADD, s.id, func(ctx context.Context) (err error) {
+	v.timed(&s, vADD, func(ctx context.Context) (err error) {
 		res, err = v.add(ctx, s.id, ns)
 		return err
 	})
 	must(v.verifyAdded(res, ns), "%s: after ADD of %s", v.label, s.id)
-	s.d[vCHECK] = v.timed(vCHECK, s.id, func(ctx context.Context) error { return v.check(ctx, s.id, ns) })
-	s.d[vDEL] = v.timed(vDEL, s.id, func(ctx context.Context) error { return v.del(ctx, s.id, ns) })
+	v.timed(&s, vCHECK, func(ctx context.Context) error { return v.check(ctx, s.id, ns) })
+	v.timed(&s, vDEL, func(ctx context.Context) error { return v.del(ctx, s.id, ns) })
 	must(verifyEmpty(ns), "%s: after DEL of %s", v.label, s.id)
 	return s
 }
 
-func (v *variant) timed(verb int, id string, f func(context.Context) error) time.Duration {
+// timed runs one verb's call and records in s when it began and how long
+// it took, on CLOCK_MONOTONIC: the clock nicmux logs its start on ("mono"),
+// so that its phases fall on the same time line.
+func (v *variant) timed(s *sample, verb int, f func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
 	defer cancel()
-	start := time.Now()
+	start := monoNow()
 	err := f(ctx)
-	d := time.Since(start)
+	end := monoNow()
 	if err != nil {
-		fatalf("%s: %s of container %s: %v%s", v.label, verbNames[verb], id, err, v.logTail())
+		fatalf("%s: %s of container %s: %v%s", v.label, verbNames[verb], s.id, err, v.logTail())
 	}
-	return d
+	s.at[verb], s.d[verb] = start, time.Duration(end-start)
+}
+
+// monoNow reads CLOCK_MONOTONIC, in nanoseconds.
+func monoNow() int64 {
+	var ts unix.Timespec
+	must(unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts), "reading CLOCK_MONOTONIC")
+	return ts.Nano()
+}
+
+// inRun is the variant's samples of one run.
+func (v *variant) inRun(run int) []sample { return inRun(v.samples, run) }
+
+// inRun picks the samples of one run.
+func inRun(samples []sample, run int) []sample {
+	var out []sample
+	for _, s := range samples {
+		if s.run == run {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // logTail is the end of nicmux's log, for a failure message.
