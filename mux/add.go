@@ -28,7 +28,16 @@ func (v *verb) add(ctx context.Context) error {
 		return err
 	}
 	v.vl.file, v.vl.set = file.File, set
-	atts, err := v.fromFile(file, set)
+	// The job's arguments are checked against the set before anything
+	// starts: a refused or bad ADD attaches nothing and records nothing.
+	job, err := conf.ParseJobArgs(v.args.Args)
+	if err != nil {
+		return err
+	}
+	if err := file.Permit(job); err != nil {
+		return err
+	}
+	atts, err := v.fromFile(file, set, job)
 	if err != nil {
 		return err
 	}
@@ -68,14 +77,18 @@ func (v *verb) add(ctx context.Context) error {
 		if err := failures(atts); err != nil {
 			return v.rollback(ctx, atts, err)
 		}
-		merged, err := Merge(results(atts), ifnames(atts), v.args.Netns, v.nc.CNIVersion)
+		primary := ""
+		if c := file.Primary(); c != nil {
+			primary = c.IfName
+		}
+		merged, err := Merge(results(atts), ifnames(atts), v.args.Netns, v.nc.CNIVersion, primary)
 		if err == nil {
 			err = txn.Complete()
 		}
 		if err != nil {
 			return v.rollback(ctx, atts, err)
 		}
-		warnAddressOrder(v.log, merged, ifnames(atts))
+		warnAddressOrder(v.log, merged, ifnames(atts), primary)
 		return merged.PrintTo(v.p.stdout())
 	})
 }
