@@ -20,6 +20,8 @@ import (
 type Attachments struct {
 	File       string
 	Interfaces []*Chain
+	// Allow says which Nomad jobs may select the set; nil: any job.
+	Allow *Allow
 	// Warnings are what should be logged about the file itself.
 	Warnings []string
 
@@ -122,6 +124,9 @@ type parser struct {
 
 	// refs holds the files `conflist:` entries read, by entry index.
 	refs map[int]*source
+	// primary is the value node of each entry's `primary: true`, by entry
+	// index, to point at the second one.
+	primary map[int]*yaml.Node
 }
 
 // maxValues bounds the number of values in an attachment file's plugin
@@ -163,7 +168,7 @@ func (p *parser) mapping(n *yaml.Node, field string, allowed ...string) (map[str
 }
 
 func (p *parser) document(root *yaml.Node) (*Attachments, error) {
-	_, vals, err := p.mapping(root, "", "interfaces")
+	_, vals, err := p.mapping(root, "", "interfaces", "allow")
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +184,7 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 	}
 	a := &Attachments{File: p.file, root: root}
 	seen := map[string]int{}
+	primary := -1
 	for i, entry := range list.Content {
 		c, err := p.entry(i, entry)
 		if err != nil {
@@ -187,16 +193,39 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 		if first, dup := seen[c.IfName]; dup {
 			return nil, p.errorf(entry, fmt.Sprintf("interfaces[%d].ifname", i), "duplicate interface %q (also interfaces[%d])", c.IfName, first)
 		}
+		if c.Primary && primary >= 0 {
+			return nil, p.errorf(p.primary[i], fmt.Sprintf("interfaces[%d].primary", i),
+				"only one interface may be primary: %s (interfaces[%d]) and %s (interfaces[%d]) both are",
+				a.Interfaces[primary].IfName, primary, c.IfName, i)
+		}
+		if c.Primary {
+			primary = i
+		}
 		seen[c.IfName] = i
 		a.Interfaces = append(a.Interfaces, c)
+	}
+	if n, ok := vals["allow"]; ok {
+		if a.Allow, err = p.allow(n); err != nil {
+			return nil, err
+		}
 	}
 	a.refs = p.refs
 	return a, nil
 }
 
+// Primary returns the interface marked `primary: true`, or nil.
+func (a *Attachments) Primary() *Chain {
+	for _, c := range a.Interfaces {
+		if c.Primary {
+			return c
+		}
+	}
+	return nil
+}
+
 func (p *parser) entry(i int, n *yaml.Node) (*Chain, error) {
 	field := fmt.Sprintf("interfaces[%d]", i)
-	keys, vals, err := p.mapping(n, field, "ifname", "network", "cniVersion", "plugins", "conflist", "disableCheck", "disableGC")
+	keys, vals, err := p.mapping(n, field, "ifname", "network", "cniVersion", "plugins", "conflist", "disableCheck", "disableGC", "primary")
 	if err != nil {
 		return nil, err
 	}
@@ -288,13 +317,19 @@ func (p *parser) entry(i int, n *yaml.Node) (*Chain, error) {
 		return nil, p.errorf(at, join(field, "cniVersion"), "%q is not supported (supported: %v)", c.CNIVersion, SupportedVersions())
 	}
 
-	for key, dst := range map[string]*bool{"disableCheck": &c.DisableCheck, "disableGC": &c.DisableGC} {
+	for key, dst := range map[string]*bool{"disableCheck": &c.DisableCheck, "disableGC": &c.DisableGC, "primary": &c.Primary} {
 		if v, ok := vals[key]; ok {
 			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
 				return nil, p.errorf(v, join(field, key), "must be true or false")
 			}
 			*dst = v.Value == "true"
 		}
+	}
+	if c.Primary {
+		if p.primary == nil {
+			p.primary = map[int]*yaml.Node{}
+		}
+		p.primary[i] = vals["primary"]
 	}
 	return c, nil
 }

@@ -223,7 +223,7 @@ var invalidCases = map[string]wantErr{
 	"null-document.yaml":       {1, 1, "", "must be a mapping, not null"},
 	"root-not-mapping.yaml":    {1, 1, "", "must be a mapping, not a list"},
 	"root-scalar.yaml":         {1, 1, "", `must be a mapping, not the scalar "just a string"`},
-	"root-unknown-key.yaml":    {3, 1, "interface", "unknown field (allowed: [interfaces])"},
+	"root-unknown-key.yaml":    {3, 1, "interface", "unknown field (allowed: [interfaces allow])"},
 	"root-duplicate-key.yaml":  {3, 1, "interfaces", "duplicate key (first at line 1)"},
 	"interfaces-missing.yaml":  {1, 1, "interfaces", "is required"},
 	"interfaces-empty.yaml":    {1, 13, "interfaces", "the list is empty"},
@@ -286,6 +286,19 @@ var invalidCases = map[string]wantErr{
 	"conflist-old-version.yaml":         {2, 5, "interfaces[0].cniVersion", `"0.2.0" is not supported`},
 	"conflist-empty-path.yaml":          {3, 15, "interfaces[0].conflist", "must be the path of a .conflist or .conf file"},
 	"conflist-not-string.yaml":          {3, 15, "interfaces[0].conflist", "must be the path of a .conflist or .conf file"},
+
+	// The primary interface.
+	"primary-twice.yaml":    {6, 14, "interfaces[1].primary", "only one interface may be primary: eth0 (interfaces[0]) and eth1 (interfaces[1]) both are"},
+	"primary-not-bool.yaml": {3, 14, "interfaces[0].primary", "must be true or false"},
+
+	// Allow rules.
+	"allow-empty.yaml":              {1, 8, "allow", "give namespaces, jobs or both"},
+	"allow-unknown-key.yaml":        {2, 3, "allow.namespace", "unknown field (allowed: [namespaces jobs])"},
+	"allow-empty-list.yaml":         {4, 9, "allow.jobs", "the list is empty, which no job matches"},
+	"allow-bad-pattern.yaml":        {2, 22, "allow.namespaces[1]", `"team-[a" is not a valid pattern`},
+	"allow-not-list.yaml":           {2, 15, "allow.namespaces", `must be a list of patterns, not the scalar "prod"`},
+	"allow-pattern-not-string.yaml": {3, 7, "allow.jobs[0]", "must be a non-empty pattern, not a mapping"},
+	"allow-not-mapping.yaml":        {1, 8, "allow", "must be a mapping, not a list"},
 }
 
 func TestParseAttachmentsInvalid(t *testing.T) {

@@ -19,7 +19,11 @@ type Chain struct {
 	CNIVersion   string
 	DisableCheck bool
 	DisableGC    bool
-	Plugins      []*Plugin
+	// Primary marks the interface whose addresses the runtime should take
+	// as the container's (see the attachment file's `primary`). It is the
+	// entry's, not the chain's: ConfList leaves it out.
+	Primary bool
+	Plugins []*Plugin
 }
 
 // Plugin is one entry of a chain.

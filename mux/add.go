@@ -29,7 +29,16 @@ func (v *verb) add(ctx context.Context) error {
 	}
 	v.vl.file, v.vl.set = file.File, set
 	v.vl.mark("loaded")
-	atts, err := v.fromFile(file, set)
+	// The job's arguments are checked against the set before anything
+	// starts: a refused or bad ADD attaches nothing and records nothing.
+	job, err := conf.ParseJobArgs(v.args.Args)
+	if err != nil {
+		return err
+	}
+	if err := file.Permit(job); err != nil {
+		return err
+	}
+	atts, err := v.fromFile(file, set, job)
 	if err != nil {
 		return err
 	}
@@ -73,7 +82,11 @@ func (v *verb) add(ctx context.Context) error {
 		if err := failures(atts); err != nil {
 			return v.rollback(ctx, atts, err)
 		}
-		merged, err := Merge(results(atts), ifnames(atts), v.args.Netns, v.nc.CNIVersion)
+		primary := ""
+		if c := file.Primary(); c != nil {
+			primary = c.IfName
+		}
+		merged, err := Merge(results(atts), ifnames(atts), v.args.Netns, v.nc.CNIVersion, primary)
 		if err == nil {
 			err = txn.Complete()
 		}
@@ -81,7 +94,7 @@ func (v *verb) add(ctx context.Context) error {
 			return v.rollback(ctx, atts, err)
 		}
 		v.vl.mark("completed")
-		warnAddressOrder(v.log, merged, ifnames(atts))
+		warnAddressOrder(v.log, merged, ifnames(atts), primary)
 		err = merged.PrintTo(v.p.stdout())
 		v.vl.mark("printed")
 		return err

@@ -48,9 +48,14 @@ func (a *attachment) env(netns string) delegate.Env {
 		CNIArgs: a.planned.CNIArgs, CapabilityArgs: a.planned.CapabilityArgs}
 }
 
-// fromFile makes ADD's attachments: the attachment file's chains, each with
-// the runtime's arguments.
-func (v *verb) fromFile(att *conf.Attachments, set string) ([]*attachment, error) {
+// fromFile makes ADD's attachments: the attachment file's chains, each
+// with the runtime's arguments and the job's for its interface (see
+// conf.Attachments.Bind), which the plan records for CHECK and DEL.
+func (v *verb) fromFile(att *conf.Attachments, set string, job *conf.JobArgs) ([]*attachment, error) {
+	caps, err := att.Bind(job, v.nc.RuntimeConfig)
+	if err != nil {
+		return nil, err
+	}
 	atts := make([]*attachment, 0, len(att.Interfaces))
 	for _, c := range att.Interfaces {
 		cfg, err := c.ConfList()
@@ -59,7 +64,7 @@ func (v *verb) fromFile(att *conf.Attachments, set string) ([]*attachment, error
 		}
 		atts = append(atts, &attachment{id: v.args.ContainerID, set: set, ifname: c.IfName, chain: c,
 			planned: state.Planned{IfName: c.IfName, Network: c.Network, CNIVersion: c.CNIVersion, Config: cfg,
-				CNIArgs: v.args.Args, CapabilityArgs: v.nc.RuntimeConfig}})
+				CNIArgs: job.Delegated, CapabilityArgs: caps[c.IfName]}})
 	}
 	return atts, nil
 }

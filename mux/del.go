@@ -121,9 +121,18 @@ func (v *verb) delWithoutState(ctx context.Context) error {
 		return nil
 	}
 	v.log.Info("no state for container; releasing the attachment file's chains", "containerID", v.args.ContainerID, "file", att.File)
-	atts, err := v.fromFile(att, set)
+	// Nomad's DEL has no CNI_ARGS; another runtime's may, and a DEL must
+	// not fail for arguments an ADD would have refused.
+	job, err := conf.ParseJobArgs(v.args.Args)
+	var atts []*attachment
+	if err == nil {
+		atts, err = v.fromFile(att, set, job)
+	}
 	if err != nil {
-		return err
+		v.log.Warn("the job's arguments do not apply to the attachment file: releasing without them", "containerID", v.args.ContainerID, "error", err)
+		if atts, err = v.fromFile(att, set, &conf.JobArgs{Delegated: v.args.Args}); err != nil {
+			return err
+		}
 	}
 	v.vl.atts = atts
 	return v.teardown(ctx, atts, v.args.Netns, false)

@@ -2,6 +2,7 @@ package mux
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -16,14 +17,18 @@ import (
 //     without an index is put on its chain's container interface (added if
 //     the chain reported none), because go-cni files an IP without an index
 //     under "eth0", whatever interface it is on;
-//   - routes concatenated; DNS from the first chain that has any.
+//   - routes concatenated; DNS from the first chain that has any;
+//   - with a primary interface (the attachment file's `primary: true`),
+//     only that chain's interfaces keep their sandbox (see shapeForPrimary).
 //
-// ifnames[k] and netns name chain k's container interface.
-func Merge(results []types.Result, ifnames []string, netns, cniVersion string) (types.Result, error) {
+// ifnames[k] and netns name chain k's container interface; primary is ""
+// or one of ifnames.
+func Merge(results []types.Result, ifnames []string, netns, cniVersion, primary string) (types.Result, error) {
 	out := &types100.Result{CNIVersion: types100.ImplementedSpecVersion}
 	if len(ifnames) < len(results) {
 		return nil, fmt.Errorf("merging %d results for %d interfaces", len(results), len(ifnames))
 	}
+	var keep []int // the primary chain's interfaces in out
 	for k, r := range results {
 		if r == nil {
 			return nil, fmt.Errorf("%s: no result to merge", ifnames[k])
@@ -62,6 +67,34 @@ func Merge(results []types.Result, ifnames []string, netns, cniVersion string) (
 		if out.DNS.IsEmpty() && !res.DNS.IsEmpty() {
 			out.DNS = *res.DNS.Copy()
 		}
+		if ifnames[k] == primary {
+			for i := offset; i < len(out.Interfaces); i++ {
+				keep = append(keep, i)
+			}
+			if own >= 0 && out.Interfaces[own].Sandbox == "" {
+				out.Interfaces[own].Sandbox = netns
+			}
+		}
+	}
+	if primary != "" {
+		shapeForPrimary(out, keep)
 	}
 	return out.GetAsVersion(cniVersion)
+}
+
+// shapeForPrimary clears the sandbox of every interface but keep (the
+// primary chain's), so that Nomad takes the primary interface's addresses
+// as the allocation's: go-cni files interfaces by name, and Nomad takes the
+// alphabetically first one with a sandbox and an IPv4 address (1.8.x: any
+// address), whatever the file order, skipping those without a sandbox (the
+// host side). The IPs stay, each on its interface. CHECK and DEL do not
+// read this result (each interface's own record serves them), but
+// whatever else does sees the other container interfaces as host-side
+// ones (docs/nomad.md, "The allocation address").
+func shapeForPrimary(res *types100.Result, keep []int) {
+	for i, iface := range res.Interfaces {
+		if !slices.Contains(keep, i) {
+			iface.Sandbox = ""
+		}
+	}
 }

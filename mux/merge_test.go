@@ -39,7 +39,7 @@ func route(dst string) *types.Route {
 // mergeOK runs Merge and returns the merged result at 1.1.0.
 func mergeOK(t testing.TB, results []types.Result, ifnames []string, ver string) *types100.Result {
 	t.Helper()
-	m, err := Merge(results, ifnames, testNetNS, ver)
+	m, err := Merge(results, ifnames, testNetNS, ver, "")
 	if err != nil {
 		t.Fatalf("Merge: %v", err)
 	}
@@ -246,7 +246,7 @@ func TestMergeOutputVersions(t *testing.T) {
 		IPs: []*types100.IPConfig{ipc("10.1.0.2/24", nil)}}
 	for _, ver := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(ver, func(t *testing.T) {
-			m, err := Merge([]types.Result{r0, r1}, []string{"eth0", "eth1"}, testNetNS, ver)
+			m, err := Merge([]types.Result{r0, r1}, []string{"eth0", "eth1"}, testNetNS, ver, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -355,7 +355,7 @@ func TestMergeProperty(t *testing.T) {
 			ifnames = append(ifnames, ifname)
 		}
 		outVer := versions[rng.IntN(len(versions))]
-		m, err := Merge(results, ifnames, testNetNS, outVer)
+		m, err := Merge(results, ifnames, testNetNS, outVer, "")
 		if err != nil {
 			t.Fatalf("iteration %d: Merge: %v", iter, err)
 		}
@@ -406,10 +406,62 @@ func BenchmarkMerge(b *testing.B) {
 			results, ifnames := benchResults(n)
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Merge(results, ifnames, testNetNS, "1.0.0"); err != nil {
+				if _, err := Merge(results, ifnames, testNetNS, "1.0.0", ""); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
+	}
+}
+
+// TestMergePrimary: with a primary interface, only its chain's interfaces
+// keep a sandbox, at every output version; nothing else changes. A primary
+// whose own interface came without a sandbox gets the namespace's.
+func TestMergePrimary(t *testing.T) {
+	results := func() []types.Result {
+		return []types.Result{
+			&types100.Result{CNIVersion: "1.0.0",
+				Interfaces: []*types100.Interface{{Name: "cni0"}, {Name: "veth1"}, {Name: "eth0", Sandbox: testNetNS}},
+				IPs:        []*types100.IPConfig{ipc("172.26.64.2/20", idx(2))}},
+			&types100.Result{CNIVersion: "1.0.0",
+				Interfaces: []*types100.Interface{{Name: "eth1"}}, // no sandbox reported
+				IPs:        []*types100.IPConfig{ipc("10.40.0.17/24", idx(0)), ipc("fd00:40::17/64", idx(0))}},
+			&types100.Result{CNIVersion: "1.0.0",
+				IPs: []*types100.IPConfig{ipc("10.50.0.2/24", nil)}}, // synthesized eth2
+		}
+	}
+	ifnames := []string{"eth0", "eth1", "eth2"}
+	for _, ver := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+		for _, primary := range []string{"", "eth0", "eth1", "eth2"} {
+			plain := mergeOK(t, results(), ifnames, ver)
+			m, err := Merge(results(), ifnames, testNetNS, ver, primary)
+			if err != nil {
+				t.Fatalf("%s/%q: %v", ver, primary, err)
+			}
+			got, _ := types100.NewResultFromResult(m)
+			assertIndicesValid(t, got)
+			if !reflect.DeepEqual(names(got), names(plain)) || len(got.IPs) != len(plain.IPs) {
+				t.Errorf("%s/%q: interfaces %v, %d IPs; want those of the plain merge, %v, %d", ver, primary, names(got), len(got.IPs), names(plain), len(plain.IPs))
+			}
+			for i, iface := range got.Interfaces {
+				want := plain.Interfaces[i].Sandbox
+				switch {
+				case primary != "" && iface.Name == primary:
+					want = testNetNS
+				case primary != "":
+					want = ""
+				}
+				if iface.Sandbox != want {
+					t.Errorf("%s/%q: %s sandbox = %q, want %q", ver, primary, iface.Name, iface.Sandbox, want)
+				}
+			}
+			want := primary
+			if primary == "" {
+				want = "eth0" // the alphabetically first sandboxed one with IPv4
+			}
+			if got := nomadPick(got); got != want {
+				t.Errorf("%s/%q: Nomad picks %q, want %q", ver, primary, got, want)
+			}
+		}
 	}
 }

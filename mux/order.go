@@ -8,10 +8,11 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 )
 
-// warnAddressOrder logs a warning when Nomad would not take the first
-// interface's address as the allocation's: Nomad sorts interface names and
+// warnAddressOrder logs a warning when Nomad would not take the address
+// the attachment file means as the allocation's: the primary interface's,
+// or without one, the first interface's. Nomad sorts interface names and
 // takes the first interface with a sandbox and an IPv4 address.
-func warnAddressOrder(log *slog.Logger, merged types.Result, ifnames []string) {
+func warnAddressOrder(log *slog.Logger, merged types.Result, ifnames []string, primary string) {
 	if len(ifnames) == 0 {
 		return
 	}
@@ -19,8 +20,15 @@ func warnAddressOrder(log *slog.Logger, merged types.Result, ifnames []string) {
 	if err != nil {
 		return
 	}
-	if picked := nomadPick(res); picked != "" && picked != ifnames[0] {
-		log.Warn("Nomad will report the address of another interface than the first: it takes the alphabetically first sandboxed interface with an IPv4 address",
+	picked := nomadPick(res)
+	switch {
+	case primary != "" && picked != primary:
+		// The others' sandboxes are cleared: Nomad 1.9 and later find no
+		// address at all, 1.8 takes the primary's first IPv6 address.
+		log.Warn("Nomad will not report the primary interface's address: it has no IPv4 address, and Nomad takes the first sandboxed interface with one",
+			"primary", primary)
+	case primary == "" && picked != "" && picked != ifnames[0]:
+		log.Warn("Nomad will report the address of another interface than the first: it takes the alphabetically first sandboxed interface with an IPv4 address; mark the interface you mean primary: true",
 			"first", ifnames[0], "nomadPicks", picked)
 	}
 }

@@ -27,13 +27,14 @@ type jobPort struct {
 	To    int
 }
 
-// jobSpec is what job.nomad.hcl tells Nomad about the group's network.
+// jobSpec is what a job file tells Nomad about the group's network.
 type jobSpec struct {
-	Job, Group  string
-	Mode        string
-	Ports       []jobPort
-	CNIArgs     map[string]string
-	AddressMode string
+	Job, Namespace, Group string
+	Mode                  string
+	Ports                 []jobPort
+	CNIArgs               map[string]string
+	// AddressModes are the services' address_mode, in order.
+	AddressModes []string
 }
 
 func parseHCL(t *testing.T, name string) *hclsyntax.Body {
@@ -48,15 +49,21 @@ func parseHCL(t *testing.T, name string) *hclsyntax.Body {
 	return f.Body.(*hclsyntax.Body)
 }
 
-// block returns the only block of a type in body.
-func block(t *testing.T, body *hclsyntax.Body, typ string) *hclsyntax.Block {
-	t.Helper()
+// blocks returns the blocks of a type in body.
+func blocks(body *hclsyntax.Body, typ string) []*hclsyntax.Block {
 	var found []*hclsyntax.Block
 	for _, b := range body.Blocks {
 		if b.Type == typ {
 			found = append(found, b)
 		}
 	}
+	return found
+}
+
+// block returns the only block of a type in body.
+func block(t *testing.T, body *hclsyntax.Body, typ string) *hclsyntax.Block {
+	t.Helper()
+	found := blocks(body, typ)
 	if len(found) != 1 {
 		t.Fatalf("want exactly one %q block, found %d", typ, len(found))
 	}
@@ -94,13 +101,22 @@ func readClientConfig(t *testing.T) clientConfig {
 }
 
 // readJob parses examples/nomad/job.nomad.hcl.
-func readJob(t *testing.T) jobSpec {
+func readJob(t *testing.T) jobSpec { return readJobFile(t, "job.nomad.hcl") }
+
+// readJobFile parses a job file of examples/nomad. A job without a
+// namespace is in Nomad's "default".
+func readJobFile(t *testing.T, name string) jobSpec {
 	t.Helper()
-	job := block(t, parseHCL(t, "job.nomad.hcl"), "job")
+	job := block(t, parseHCL(t, name), "job")
 	group := block(t, job.Body, "group")
 	network := block(t, group.Body, "network").Body
-	spec := jobSpec{Job: job.Labels[0], Group: group.Labels[0], Mode: attrString(t, network, "mode"),
-		AddressMode: attrString(t, block(t, group.Body, "service").Body, "address_mode")}
+	spec := jobSpec{Job: job.Labels[0], Namespace: "default", Group: group.Labels[0], Mode: attrString(t, network, "mode")}
+	if _, ok := job.Body.Attributes["namespace"]; ok {
+		spec.Namespace = attrString(t, job.Body, "namespace")
+	}
+	for _, s := range blocks(group.Body, "service") {
+		spec.AddressModes = append(spec.AddressModes, attrString(t, s.Body, "address_mode"))
+	}
 	for _, b := range network.Blocks {
 		if b.Type == "port" {
 			to, _ := attr(t, b.Body, "to").AsBigFloat().Int64()
@@ -122,10 +138,18 @@ func TestExamplesParse(t *testing.T) {
 		t.Errorf("client.hcl: cni_path %q, cni_config_dir %q; want Nomad's defaults spelled out", c.CNIPath, c.CNIConfigDir)
 	}
 	j := readJob(t)
-	want := fmt.Sprint(jobSpec{Job: "web", Group: "web", Mode: "cni/multi", Ports: []jobPort{{"http", 8080}},
-		CNIArgs: map[string]string{"NICMUX_ATTACHMENTS": "storage"}, AddressMode: "alloc"})
+	want := fmt.Sprint(jobSpec{Job: "web", Namespace: "default", Group: "web", Mode: "cni/multi", Ports: []jobPort{{"http", 8080}},
+		CNIArgs: map[string]string{"NICMUX_ATTACHMENTS": "storage"}, AddressModes: []string{"alloc"}})
 	if got := fmt.Sprint(j); got != want {
 		t.Errorf("job.nomad.hcl reads as %s, want %s", got, want)
+	}
+	j = readJobFile(t, "job-backend.nomad.hcl")
+	want = fmt.Sprint(jobSpec{Job: "db", Namespace: "backend", Group: "db", Mode: "cni/multi", Ports: []jobPort{{"pg", 5432}},
+		CNIArgs: map[string]string{"NICMUX_ATTACHMENTS": "backend", "NICMUX_IPS_eth1": "10.40.0.17/24,fd00:40::17/64",
+			"NICMUX_MAC_eth1": "02:00:0a:28:00:11"},
+		AddressModes: []string{"alloc", "alloc_ipv6"}})
+	if got := fmt.Sprint(j); got != want {
+		t.Errorf("job-backend.nomad.hcl reads as %s, want %s", got, want)
 	}
 }
 

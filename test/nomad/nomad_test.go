@@ -110,20 +110,28 @@ type alloc struct {
 	Ports []gocni.PortMapping
 	// Args are the job's network.cni.args, verbatim.
 	Args map[string]string
+	// Release is the Nomad client release whose CNI_ARGS the allocation
+	// gets (see labels); "" for the newest.
+	Release string
 }
 
-// labels are the CNI_ARGS Nomad gives ADD and CHECK.
+// labels are the CNI_ARGS Nomad gives ADD and CHECK: IgnoreUnknown=true,
+// from 1.8.2 the job's args, from 1.9.4 the allocation's identity
+// (NOMAD.md).
 func (a *alloc) labels() map[string]string {
-	l := map[string]string{
-		"IgnoreUnknown":    "true",
-		"NOMAD_REGION":     a.Region,
-		"NOMAD_NAMESPACE":  a.Namespace,
-		"NOMAD_JOB_ID":     a.JobID,
-		"NOMAD_GROUP_NAME": a.Group,
-		"NOMAD_ALLOC_ID":   a.ID,
+	sends := func(from string) bool { return a.Release == "" || compareVersions(a.Release, from) >= 0 }
+	l := map[string]string{"IgnoreUnknown": "true"}
+	if sends("1.9.4") {
+		l["NOMAD_REGION"] = a.Region
+		l["NOMAD_NAMESPACE"] = a.Namespace
+		l["NOMAD_JOB_ID"] = a.JobID
+		l["NOMAD_GROUP_NAME"] = a.Group
+		l["NOMAD_ALLOC_ID"] = a.ID
 	}
-	for k, v := range a.Args {
-		l[k] = v
+	if sends("1.8.2") {
+		for k, v := range a.Args {
+			l[k] = v
+		}
 	}
 	return l
 }
@@ -267,10 +275,17 @@ func checkGateOpen(fp map[string]string) bool {
 // protocol, and the given job CNI args (nil for none).
 func (w *world) newAlloc(args map[string]string) *alloc {
 	w.t.Helper()
-	a := &alloc{ID: newUUID(), Region: "global", Namespace: "default", JobID: w.job.Job, Group: w.job.Group,
-		Mode: w.job.Mode, Args: args}
+	return w.allocOf(w.job, args)
+}
+
+// allocOf makes an allocation of job in this world, as newAlloc does, in
+// the job's namespace.
+func (w *world) allocOf(job jobSpec, args map[string]string) *alloc {
+	w.t.Helper()
+	a := &alloc{ID: newUUID(), Region: "global", Namespace: job.Namespace, JobID: job.Job, Group: job.Group,
+		Mode: job.Mode, Args: args}
 	a.NetNS = filepath.Join(netnsDir, a.ID)
-	for _, p := range w.job.Ports {
+	for _, p := range job.Ports {
 		host := 20000 + int(hostPorts.Add(1))
 		for _, proto := range []string{"tcp", "udp"} {
 			a.Ports = append(a.Ports, gocni.PortMapping{HostPort: int32(host), ContainerPort: int32(p.To), Protocol: proto})
