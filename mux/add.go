@@ -45,9 +45,7 @@ func (v *verb) add(ctx context.Context) error {
 	// The first plugins start now, and wait for their input while the
 	// namespace is checked, the lock taken and the plan recorded.
 	groups := schedule(chains(atts), v.nc.Parallel)
-	for _, g := range groups {
-		v.runner.Warm("ADD", atts[g[0]].chain, atts[g[0]].env(v.args.Netns))
-	}
+	v.warmHeads("ADD", atts, v.args.Netns)
 	ns, err := targetNetNS(v.args.Netns)
 	if err != nil {
 		return err
