@@ -90,7 +90,7 @@ func (d *dir) checkOwner() error {
 		return &os.PathError{Op: "stat", Path: d.path, Err: err}
 	}
 	if euid := os.Geteuid(); int(st.Uid) != euid {
-		return &UnsafeError{Path: d.path, Reason: fmt.Sprintf("is owned by uid %d, not by nicmux's user (uid %d)", st.Uid, euid)}
+		return &UnsafeError{Path: d.path, Reason: fmt.Sprintf("is owned by uid %d, not by nicmux's user (uid %d): chown it to uid %d", st.Uid, euid, euid)}
 	}
 	if st.Mode&0o022 != 0 {
 		return &UnsafeError{Path: d.path, Reason: fmt.Sprintf("is writable by group or others (mode %04o): make it 0700", st.Mode&0o7777)}
@@ -117,7 +117,10 @@ func (d *dir) open(name string, flags int, perm uint32) (*os.File, error) {
 // readFile reads a record. A missing file wraps ErrNotFound; one that is not
 // a regular file, or too large, is a *CorruptError.
 func (d *dir) readFile(name string) ([]byte, error) {
-	f, err := d.open(name, unix.O_RDONLY, 0)
+	// O_NONBLOCK: opening a named pipe planted here would otherwise wait
+	// for a writer before the type check below. It changes nothing for a
+	// regular file.
+	f, err := d.open(name, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -284,8 +284,8 @@ func (s *Store) SweepLocks() error {
 		if !ok || ValidateID(id) != nil {
 			continue
 		}
-		if _, err := s.Load(id); !errors.Is(err, ErrNotFound) {
-			continue
+		if rec, err := s.Load(id); rec != nil || !errors.Is(err, ErrNotFound) {
+			continue // state, if only result records to salvage
 		}
 		l, err := s.TryAcquire(id)
 		if err != nil {
@@ -295,7 +295,7 @@ func (s *Store) SweepLocks() error {
 		if l == nil {
 			continue // held: its holder removes it, or a later sweep does
 		}
-		if _, err := s.Load(id); errors.Is(err, ErrNotFound) {
+		if rec, err := s.Load(id); rec == nil && errors.Is(err, ErrNotFound) {
 			l.Forget()
 		} else {
 			l.Release()

@@ -247,8 +247,14 @@ func decode(path string, data []byte, v any, kinds ...string) (kind string, err 
 
 // checkConfig refuses a planned interface without a chain configuration.
 func checkConfig(path string, p *Planned) error {
-	if cfg := bytes.TrimSpace(p.Config); len(cfg) == 0 || cfg[0] != '{' {
+	if !p.hasConfig() {
 		return &CorruptError{Path: path, Err: fmt.Errorf("interface %q has no delegate configuration", p.IfName)}
 	}
 	return nil
+}
+
+// hasConfig reports whether p holds a chain configuration (a JSON object).
+func (p *Planned) hasConfig() bool {
+	cfg := bytes.TrimSpace(p.Config)
+	return len(cfg) > 0 && cfg[0] == '{'
 }

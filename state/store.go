@@ -61,7 +61,8 @@ func ValidateID(containerID string) error {
 		return fmt.Errorf("container ID %q: %w", containerID, e)
 	}
 	if len(containerID) > MaxIDLength {
-		return fmt.Errorf("container ID %.20q...: longer than %d characters", containerID, MaxIDLength)
+		return fmt.Errorf("container ID %.20q...: %w", containerID,
+			types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("longer than %d characters", MaxIDLength), ""))
 	}
 	return nil
 }
@@ -242,16 +243,17 @@ func (rec *Record) decodePlan(path string, data []byte) error {
 		if v1.ContainerID != rec.ContainerID {
 			return &CorruptError{Path: path, Err: fmt.Errorf("records container %q", v1.ContainerID)}
 		}
-		rec.Format = 1
-		rec.Complete = v1.Complete
-		rec.Plan = &Plan{ContainerID: v1.ContainerID, IfName: v1.IfName, NetNS: v1.NetNS, NetNSID: v1.NetNSID,
+		plan := &Plan{ContainerID: v1.ContainerID, IfName: v1.IfName, NetNS: v1.NetNS, NetNSID: v1.NetNSID,
 			ListName: v1.ListName, CNIVersion: v1.CNIVersion, AttachmentFile: v1.AttachmentFile, Set: v1.Set, Created: v1.Created}
 		for _, ifname := range v1.Interfaces {
 			if err := ValidateIfName(ifname); err != nil {
 				return &CorruptError{Path: path, Err: err}
 			}
-			rec.Plan.Interfaces = append(rec.Plan.Interfaces, Planned{IfName: ifname})
+			plan.Interfaces = append(plan.Interfaces, Planned{IfName: ifname})
 		}
+		// Only a plan read whole is the record's: with an error, Load
+		// returns a record without plan.
+		rec.Format, rec.Complete, rec.Plan = 1, v1.Complete, plan
 		return nil
 	}
 	if _, err := decode(path, data, &cf, KindContainer); err != nil {
@@ -371,9 +373,20 @@ func (s *Store) Begin(p *Plan) (*Txn, error) {
 	if err := ValidateID(p.ContainerID); err != nil {
 		return nil, err
 	}
+	// What Load would refuse is refused here: a plan made durable must be
+	// usable by every later DEL.
+	seen := map[string]bool{}
 	for i := range p.Interfaces {
-		if err := ValidateIfName(p.Interfaces[i].IfName); err != nil {
+		it := &p.Interfaces[i]
+		if err := ValidateIfName(it.IfName); err != nil {
 			return nil, err
+		}
+		if seen[it.IfName] {
+			return nil, fmt.Errorf("plan of container %s: interface %s is planned twice", p.ContainerID, it.IfName)
+		}
+		seen[it.IfName] = true
+		if !it.hasConfig() {
+			return nil, fmt.Errorf("plan of container %s: interface %s has no delegate configuration", p.ContainerID, it.IfName)
 		}
 	}
 	data, err := marshal(containerFile{Kind: KindContainer, Plan: *p})
@@ -382,11 +395,11 @@ func (s *Store) Begin(p *Plan) (*Txn, error) {
 	}
 	d, created, err := openDir(s.containers, p.ContainerID, true)
 	if err != nil {
-		return nil, err
+		return nil, stateDirErr(s.root.path, err)
 	}
 	fail := func(err error) (*Txn, error) {
 		d.close()
-		return nil, err
+		return nil, stateDirErr(s.root.path, err) // read-only, full: the spec's I/O failure
 	}
 	if !created {
 		if err := clear(d); err != nil {
@@ -460,6 +473,9 @@ func (t *Txn) Close() { t.d.close() }
 // Release marks one interface of a container released, so that a DEL
 // repeated after a partial failure skips it, and drops its result.
 func (s *Store) Release(id, ifname string) error {
+	if s.readOnly {
+		return &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+	}
 	if err := ValidateID(id); err != nil {
 		return err
 	}
@@ -482,6 +498,9 @@ func (s *Store) Release(id, ifname string) error {
 // plan goes last, so a removal cut short leaves a container that is still
 // known.
 func (s *Store) Remove(id string) error {
+	if s.readOnly {
+		return &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+	}
 	if err := ValidateID(id); err != nil {
 		return err
 	}
