@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -184,11 +183,24 @@ func TestOpen(t *testing.T) {
 		}
 	})
 	t.Run("read-only, missing", func(t *testing.T) {
+		// Nothing was ever recorded: a store that holds nothing (CHECK
+		// then answers "no state", code 3), and creates nothing.
 		missing := filepath.Join(t.TempDir(), "state")
 		s, err := OpenReadOnly(missing)
-		var de *DirError
-		if !errors.As(err, &de) || !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("OpenReadOnly = %v, %v; want a *DirError wrapping fs.ErrNotExist", s, err)
+		if err != nil {
+			t.Fatalf("OpenReadOnly of a missing folder: %v", err)
+		}
+		defer s.Close()
+		if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
+			t.Errorf("Load = %v, %v; want ErrNotFound", rec, err)
+		}
+		if ids, err := s.Containers(); len(ids) != 0 || err != nil {
+			t.Errorf("Containers = %v, %v", ids, err)
+		}
+		if l, err := s.Acquire(t.Context(), "c1", Shared); err != nil {
+			t.Errorf("Acquire(Shared) = %v", err)
+		} else {
+			l.Release()
 		}
 		assertGone(t, missing)
 	})
