@@ -72,10 +72,41 @@ func (s *Store) openJournal() (*journal, error) {
 	return j, nil
 }
 
+// recoverIfJournal puts back, once per boot, the plans a crash lost, if
+// there is a journal: the first verb after a crash may be a DEL.
+func (s *Store) recoverIfJournal() error {
+	f, err := s.root.open(journalFile, unix.O_RDWR, 0)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, unix.EROFS) {
+		return nil // nothing to recover, or nothing that can be written
+	}
+	if err != nil {
+		return err
+	}
+	j := &journal{f: f}
+	defer j.close()
+	if err := s.recoverOnce(j); err != nil && !errors.Is(err, unix.EROFS) {
+		return err
+	}
+	return nil
+}
+
 // makeJournal makes plans.slots under a temporary name and renames it into
-// place, so that a journal is either whole or absent.
+// place, so that a journal is either whole or absent; the exclusive lock on
+// plans.boot makes sure only one is ever made, so that no plan is written
+// into a file another one replaces.
 func (s *Store) makeJournal() (*os.File, error) {
-	tmp := fmt.Sprintf(".%s.tmp-%d", journalFile, os.Getpid())
+	lock, err := s.root.open(bootFile, unix.O_RDWR|unix.O_CREAT, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return nil, err
+	}
+	if f, err := s.root.open(journalFile, unix.O_RDWR, 0); !errors.Is(err, ErrNotFound) {
+		return f, err // made meanwhile
+	}
+	tmp := "." + journalFile + ".tmp"
 	f, err := s.root.open(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
@@ -95,6 +126,13 @@ func (s *Store) makeJournal() (*os.File, error) {
 		return fail(err)
 	}
 	if err := s.root.sync(); err != nil {
+		return fail(err)
+	}
+	// A new journal holds no plan: nothing to recover this boot.
+	if err := lock.Truncate(0); err != nil {
+		return fail(err)
+	}
+	if _, err := lock.WriteAt([]byte(currentBoot()+"\n"), 0); err != nil {
 		return fail(err)
 	}
 	return f, nil

@@ -102,6 +102,9 @@ func Open(path string) (*Store, error) {
 		// Once per store: the new folders' entries.
 		err = root.sync()
 	}
+	if err == nil {
+		err = s.recoverIfJournal()
+	}
 	if err != nil {
 		s.Close()
 		return nil, stateDirErr(path, err)
@@ -406,19 +409,25 @@ func (s *Store) Begin(p *Plan) (*Txn, error) {
 			return fail(err)
 		}
 	}
-	// The plan's own fsync, its folder's entry, and the new folder's entry
-	// in containers/: only then is the plan sure to be found after a
-	// crash.
-	if err := d.writeFile(planFile, data, true); err != nil {
-		return fail(err)
+	// container.json first (what every reader reads), then durably: in a
+	// slot of the plan journal (journal.go), or else by fsyncing the file,
+	// its folder's entry and the new folder's entry in containers/. Only
+	// then is the plan sure to be found after a crash.
+	slot, err := -1, d.writeFile(planFile, data, false)
+	if err == nil {
+		slot, err = s.record(p.ContainerID, data)
 	}
-	if err := d.sync(); err != nil {
-		return fail(err)
-	}
-	if created {
-		if err := s.containers.sync(); err != nil {
-			return fail(err)
+	if err == nil && slot < 0 {
+		err = d.syncFile(planFile)
+		if err == nil {
+			err = d.sync()
 		}
+		if err == nil && created {
+			err = s.containers.sync()
+		}
+	}
+	if err != nil {
+		return fail(err)
 	}
 	return &Txn{s: s, d: d, plan: p, set: p.Set}, nil
 }
@@ -515,6 +524,7 @@ func (s *Store) Remove(id string) error {
 		return err
 	}
 	defer d.close()
+	s.release(id)
 	entries, err := d.names()
 	if err != nil {
 		return err
