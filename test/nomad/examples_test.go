@@ -3,7 +3,9 @@ package nomad
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
@@ -33,6 +35,7 @@ type jobSpec struct {
 	Mode        string
 	Ports       []jobPort
 	CNIArgs     map[string]string
+	Provider    string
 	AddressMode string
 }
 
@@ -99,8 +102,9 @@ func readJob(t *testing.T) jobSpec {
 	job := block(t, parseHCL(t, "job.nomad.hcl"), "job")
 	group := block(t, job.Body, "group")
 	network := block(t, group.Body, "network").Body
+	service := block(t, group.Body, "service").Body
 	spec := jobSpec{Job: job.Labels[0], Group: group.Labels[0], Mode: attrString(t, network, "mode"),
-		AddressMode: attrString(t, block(t, group.Body, "service").Body, "address_mode")}
+		Provider: attrString(t, service, "provider"), AddressMode: attrString(t, service, "address_mode")}
 	for _, b := range network.Blocks {
 		if b.Type == "port" {
 			to, _ := attr(t, b.Body, "to").AsBigFloat().Int64()
@@ -123,15 +127,17 @@ func TestExamplesParse(t *testing.T) {
 	}
 	j := readJob(t)
 	want := fmt.Sprint(jobSpec{Job: "web", Group: "web", Mode: "cni/multi", Ports: []jobPort{{"http", 8080}},
-		CNIArgs: map[string]string{"NICMUX_ATTACHMENTS": "storage"}, AddressMode: "alloc"})
+		CNIArgs: map[string]string{"NICMUX_ATTACHMENTS": "storage"}, Provider: "nomad", AddressMode: "alloc"})
 	if got := fmt.Sprint(j); got != want {
 		t.Errorf("job.nomad.hcl reads as %s, want %s", got, want)
 	}
 }
 
 // TestExampleConflist pins what docs/nomad.md promises of multi.conflist:
-// cniVersion 1.0.0, a lower-case name the job's mode names, and the
-// portMappings capability on the nicmux entry.
+// cniVersion 1.0.0, a lower-case name the job's mode names, the
+// portMappings capability on the nicmux entry, and a loopback plugin after
+// it (Nomad's exec and java tasks get no lo up otherwise; it passes
+// nicmux's result on).
 func TestExampleConflist(t *testing.T) {
 	var list struct {
 		CNIVersion string `json:"cniVersion"`
@@ -145,11 +151,28 @@ func TestExampleConflist(t *testing.T) {
 	readJSON(t, filepath.Join(examplesDir(), "multi.conflist"), &list)
 	name, err := networkName(readJob(t).Mode)
 	failIf(t, err, "the job's network mode")
-	if list.CNIVersion != "1.0.0" || list.Name != name || len(list.Plugins) != 1 {
-		t.Fatalf("multi.conflist: cniVersion %q, name %q, %d plugins; want 1.0.0, %q (the job's mode), one", list.CNIVersion, list.Name, len(list.Plugins), name)
+	if list.CNIVersion != "1.0.0" || list.Name != name || len(list.Plugins) != 2 {
+		t.Fatalf("multi.conflist: cniVersion %q, name %q, %d plugins; want 1.0.0, %q (the job's mode), two", list.CNIVersion, list.Name, len(list.Plugins), name)
 	}
 	p := list.Plugins[0]
 	if p.Type != "nicmux" || p.Attachments != "/etc/nicmux/multi.yaml" || !p.Capabilities["portMappings"] {
 		t.Errorf("multi.conflist's entry = %+v, want nicmux reading /etc/nicmux/multi.yaml, declaring portMappings", p)
+	}
+	if list.Plugins[1].Type != "loopback" {
+		t.Errorf("multi.conflist's second plugin is %q, want loopback", list.Plugins[1].Type)
+	}
+}
+
+// TestExamplesValidate: nicmux validate finds nothing to say, not even a
+// warning, of the examples as the suite installs them (the client's paths
+// and links put in), with the leg's plugins as the client's cni_path.
+func TestExamplesValidate(t *testing.T) {
+	w := newWorld(t)
+	w.install()
+	conflist := filepath.Join(w.node.ConfigDir, "multi.conflist")
+	cmd := exec.Command(nicmuxBin(), "validate", "-strict", "-conflist", conflist, "-cni-path", testCNIPath())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "ok: 3 files (") {
+		t.Errorf("nicmux validate -strict of the installed examples: %v\n%s", err, out)
 	}
 }
