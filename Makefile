@@ -32,7 +32,7 @@ NOMAD_JOBS      ?= 4
 BENCH_DIR       := test/bench
 BENCH_ARGS      ?=
 
-.PHONY: all build plugins testplugins install demo test unit integration nomad lint bench clean
+.PHONY: all build plugins testplugins install install-plugins demo test unit integration nomad lint bench clean
 
 all: build
 
@@ -69,8 +69,25 @@ testplugins:
 	$(GO) build -o $(BIN)/testplugins/recorder ./test/plugins/recorder
 	$(GO) build -o $(BIN)/testplugins/ifrename ./test/plugins/ifrename
 
+# install-bins,files: each file into CNI_BIN_DIR as a complete copy renamed
+# over the old one, so that a verb (or Nomad's fingerprint) starting
+# meanwhile runs the old binary or the new one, never a half-written file.
+define install-bins
+	install -d $(DESTDIR)$(CNI_BIN_DIR)
+	for f in $(1); do \
+		install -m 0755 $$f $(DESTDIR)$(CNI_BIN_DIR)/.$$(basename $$f).new && \
+		mv -f $(DESTDIR)$(CNI_BIN_DIR)/.$$(basename $$f).new $(DESTDIR)$(CNI_BIN_DIR)/$$(basename $$f) || exit 1; \
+	done
+endef
+
 install: build
-	install -D -m 0755 $(BIN)/nicmux $(DESTDIR)$(CNI_BIN_DIR)/nicmux
+	$(call install-bins,$(BIN)/nicmux)
+
+# The pinned reference plugins, version-stamped (Nomad runs CHECK only if
+# the bridge binary in its cni_path reports 1.3.0 or later), beside nicmux:
+# the plugins the attachment files name must be in Nomad's cni_path.
+install-plugins: $(BIN)/plugins/.stamped-$(PLUGINS_VERSION)
+	$(call install-bins,$(foreach p,$(PLUGINS),$(BIN)/plugins/$(notdir $(p))))
 
 demo: build plugins
 	./examples/demo/demo.sh

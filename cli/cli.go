@@ -82,6 +82,10 @@ type env struct {
 	// versionTimeout bounds a plugin's VERSION answer; zero means
 	// defaultVersionTimeout.
 	versionTimeout time.Duration
+	// parseOnly stops every command once its flags and the number of its
+	// arguments are checked, with exitOK: how the documentation's test
+	// checks the commands the docs show, without running them.
+	parseOnly bool
 }
 
 // command is one entry of the command table.
@@ -92,12 +96,17 @@ type command struct {
 	run      func(e *env, args []string) int
 }
 
-// commands is the command table, in the order help lists it. show, gc and
-// forget (the state store's inspection and repair) are to come here.
+// commands is the command table, in the order help lists it.
 func commands() []command {
 	return []command{
 		{"validate", "[-conflist FILE] [-cni-path DIRS] [-strict] [-json] [ATTACHMENT_FILE...]",
 			"check nicmux's conflist entry and attachment files before an allocation lands", runValidate},
+		{"show", "[-state-dir DIR | -conflist FILE] [-json] [CONTAINER_ID]",
+			"list the containers nicmux holds state for, or show one in detail", runShow},
+		{"gc", "[-dry-run] [-conflist FILE] [-cni-path DIRS] [-json]",
+			"release the containers whose network namespace is gone, as DEL would", runGC},
+		{"forget", "[-force] [-conflist FILE] [-cni-path DIRS] [-json] CONTAINER_ID",
+			"release what a stuck record holds and drop it (-force: even if not all of it)", runForget},
 		{"version", "[-json]", "print nicmux's version, commit, Go version and the CNI versions it speaks", runVersion},
 		{"help", "[COMMAND]", "print this help, or a command's", runHelp},
 	}
@@ -164,6 +173,28 @@ func newFlags(name, help string) *flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	return &flags{FlagSet: fs, cmd: lookup(name), help: help}
+}
+
+// parseN is parse, then a check that between min and max arguments
+// (max < 0: any number) are left, named what in the message; in parse-only
+// mode it then stops with exitOK.
+func (f *flags) parseN(e *env, args []string, min, max int, what string) ([]string, int, bool) {
+	rest, code, ok := f.parse(e, args)
+	switch {
+	case !ok:
+		return nil, code, false
+	case max == 0 && len(rest) > 0:
+		return nil, f.fail(e, "takes no arguments, got %q", rest[0]), false
+	case min == max && len(rest) != min:
+		return nil, f.fail(e, "give %s, got %d arguments", what, len(rest)), false
+	case len(rest) < min:
+		return nil, f.fail(e, "give %s", what), false
+	case max >= 0 && len(rest) > max:
+		return nil, f.fail(e, "give at most %s, got %d arguments", what, len(rest)), false
+	case e.parseOnly:
+		return nil, exitOK, false
+	}
+	return rest, 0, true
 }
 
 // parse parses args and returns the arguments that are not flags, or an exit

@@ -47,7 +47,7 @@ func runValidate(e *env, args []string) int {
 	c.register(f)
 	strict := f.Bool("strict", false, "fail (exit 1) on warnings too")
 	asJSON := f.Bool("json", false, "print the report as one JSON object")
-	files, code, ok := f.parse(e, args)
+	files, code, ok := f.parseN(e, args, 0, -1, "")
 	if !ok {
 		return code
 	}

@@ -59,12 +59,8 @@ func (v versionInfo) print(w io.Writer) {
 func runVersion(e *env, args []string) int {
 	f := newFlags("version", "Prints nicmux's version, the commit it was built from, its Go version and the\nCNI specification versions it speaks.")
 	asJSON := f.Bool("json", false, "print one JSON object")
-	rest, code, ok := f.parse(e, args)
-	if !ok {
+	if _, code, ok := f.parseN(e, args, 0, 0, ""); !ok {
 		return code
-	}
-	if len(rest) > 0 {
-		return f.fail(e, "takes no arguments, got %q", rest[0])
 	}
 	v := buildVersion(debug.ReadBuildInfo())
 	if *asJSON {

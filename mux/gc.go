@@ -47,10 +47,22 @@ func (v *verb) gc(ctx context.Context) error {
 	if err := v.openStore(false); err != nil {
 		return err
 	}
-	stale := func(rec *state.Record) bool {
-		return rec.Plan.ListName == v.nc.Name && !valid[types.GCAttachment{ContainerID: rec.ContainerID, IfName: rec.Plan.IfName}]
+	stale := func(rec *state.Record) string {
+		if rec.Plan.ListName == v.nc.Name && !valid[types.GCAttachment{ContainerID: rec.ContainerID, IfName: rec.Plan.IfName}] {
+			return "the runtime no longer lists it"
+		}
+		return ""
 	}
-	released, errs := v.collect(ctx, stale)
+	released := 0
+	var errs []error
+	for _, c := range v.collect(ctx, stale) {
+		switch {
+		case c.err != nil:
+			errs = append(errs, c.error())
+		case c.released && c.reason != "":
+			released++
+		}
+	}
 	errs = append(errs, v.forward(ctx, validIDs(valid))...)
 	v.log.Info("GC", "released", released)
 	return errors.Join(errs...)
@@ -64,52 +76,88 @@ func validIDs(valid map[types.GCAttachment]bool) []string {
 	return ids
 }
 
+// collected is what collect did with one container.
+type collected struct {
+	id string
+	// reason is why the predicate called it stale; "" for a folder that
+	// held no plan, or a record that cannot be read.
+	reason  string
+	ifnames []string // its interfaces, as the record read first names them
+	// released: its interfaces were released and its state removed.
+	released bool
+	// unreadable: its record cannot be read (err says why), so it was
+	// left alone.
+	unreadable bool
+	err        error // why it was not released
+}
+
+// error is c's failure, naming its container.
+func (c collected) error() error {
+	if c.id == "" || c.err == nil {
+		return c.err
+	}
+	return fmt.Errorf("container %s: %w", c.id, c.err)
+}
+
 // collect releases, as DEL would, every container with state for which
-// stale says so, each under its lock. A container whose record cannot be
-// read is never released: its error is reported.
-func (v *verb) collect(ctx context.Context, stale func(*state.Record) bool) (released int, errs []error) {
+// stale gives a reason, each under its lock, and removes the folders a
+// crash left without a plan. A container whose record cannot be read is
+// never released: its error is reported. It returns an entry for every
+// container it released or failed on (a failure to list the containers or
+// to sweep the lock files has no ID).
+func (v *verb) collect(ctx context.Context, stale func(*state.Record) string) []collected {
 	ids, err := v.store.Containers()
 	if err != nil {
-		return 0, []error{err}
+		return []collected{{err: err}}
 	}
+	var out []collected
 	for _, id := range ids {
 		rec, err := v.store.Load(id)
+		c := collected{id: id}
 		switch {
 		case rec == nil && isNotFound(err):
 			// A folder a crash left before its plan was recorded: no
 			// delegate ran.
 		case err != nil:
-			errs = append(errs, fmt.Errorf("container %s: %w", id, err))
+			out = append(out, collected{id: id, unreadable: true, err: err})
 			continue
-		case !stale(rec):
-			continue
+		default:
+			if c.reason = stale(rec); c.reason == "" {
+				continue
+			}
+			c.ifnames = rec.IfNames()
 		}
-		if ok, err := v.collectOne(ctx, id, stale); err != nil {
-			errs = append(errs, fmt.Errorf("container %s: %w", id, err))
-		} else if ok {
-			released++
+		if c.released, c.err = v.collectOne(ctx, id, stale); c.err != nil || c.released {
+			out = append(out, c)
 		}
 	}
 	if err := v.store.SweepLocks(); err != nil {
-		errs = append(errs, err)
+		out = append(out, collected{err: err})
 	}
-	return released, errs
+	return out
 }
 
 // collectOne releases one container under its lock, having read its record
-// again: an ADD may have replaced it meanwhile.
-func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Record) bool) (released bool, err error) {
+// again: an ADD may have replaced it meanwhile. A folder without a plan is
+// removed, and counts as released.
+func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Record) string) (released bool, err error) {
 	err = v.locked(ctx, id, state.Exclusive, func() error {
 		rec, err := v.store.Load(id)
 		switch {
 		case rec == nil && isNotFound(err):
-			return v.store.Remove(id)
+			if err := v.store.Remove(id); err != nil {
+				return err
+			}
+			released = true
+			return nil
 		case err != nil:
 			return err
-		case !stale(rec):
+		}
+		reason := stale(rec)
+		if reason == "" {
 			return nil
 		}
-		v.log.Info("GC: releasing an attachment the runtime no longer lists", "containerID", id, "interfaces", rec.IfNames())
+		v.log.Info(v.name+": releasing a stale attachment", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
 		netns := ""
 		if cur, err := identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
 			netns = rec.Plan.NetNS

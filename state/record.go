@@ -156,6 +156,9 @@ type Interface struct {
 	ResultErr error
 	// Released is set once the interface's chain was released.
 	Released bool
+	// Saved is when the result was recorded; zero when unknown (no result,
+	// or a record of nicmux 0.1, which did not say).
+	Saved time.Time
 }
 
 // IfNames lists the record's interface names in order.

@@ -226,7 +226,7 @@ func (s *Store) Load(id string) (*Record, error) {
 			it.ResultErr = err
 			continue
 		}
-		it.Result = f.Result
+		it.Result, it.Saved = f.Result, f.Saved
 	}
 	return rec, nil
 }
@@ -303,7 +303,7 @@ func (s *Store) loadV1(d *dir, rec *Record, present map[string]bool) error {
 			continue
 		}
 		it.Planned = f.Planned
-		it.Result = f.Result
+		it.Result, it.Saved = f.Result, f.Saved
 	}
 	return nil
 }
@@ -327,7 +327,7 @@ func (s *Store) salvage(d *dir, entries []fs.DirEntry, rec *Record) bool {
 		if f, err := readResult(d, rec.ContainerID, ifname); err != nil {
 			it.ResultErr = err
 		} else {
-			it.Planned, it.Result = f.Planned, f.Result
+			it.Planned, it.Result, it.Saved = f.Planned, f.Result, f.Saved
 			rec.set, rec.netns, rec.netnsID = f.Set, f.NetNS, f.NetNSID
 		}
 		rec.Interfaces = append(rec.Interfaces, it)

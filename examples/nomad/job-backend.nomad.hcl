@@ -27,6 +27,7 @@ job "db" {
     # Registers 10.40.0.17:5432: eth1's IPv4 address.
     service {
       name         = "db"
+      provider     = "nomad"
       port         = "pg"
       address_mode = "alloc"
     }
@@ -35,6 +36,7 @@ job "db" {
     # service out on older releases).
     service {
       name         = "db-v6"
+      provider     = "nomad"
       port         = "pg"
       address_mode = "alloc_ipv6"
     }

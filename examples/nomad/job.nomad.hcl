@@ -24,6 +24,8 @@ job "web" {
     service {
       name         = "web"
       port         = "http"
+      # Nomad's own service catalog: the job places without Consul.
+      provider     = "nomad"
       # The allocation's address: eth0's, see docs/nomad.md.
       address_mode = "alloc"
     }

@@ -3,7 +3,9 @@ package nomad
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
@@ -33,8 +35,10 @@ type jobSpec struct {
 	Mode                  string
 	Ports                 []jobPort
 	CNIArgs               map[string]string
-	// AddressModes are the services' address_mode, in order.
+	// AddressModes and Providers are the services' address_mode and
+	// provider, in order.
 	AddressModes []string
+	Providers    []string
 }
 
 func parseHCL(t *testing.T, name string) *hclsyntax.Body {
@@ -116,6 +120,7 @@ func readJobFile(t *testing.T, name string) jobSpec {
 	}
 	for _, s := range blocks(group.Body, "service") {
 		spec.AddressModes = append(spec.AddressModes, attrString(t, s.Body, "address_mode"))
+		spec.Providers = append(spec.Providers, attrString(t, s.Body, "provider"))
 	}
 	for _, b := range network.Blocks {
 		if b.Type == "port" {
@@ -139,7 +144,7 @@ func TestExamplesParse(t *testing.T) {
 	}
 	j := readJob(t)
 	want := fmt.Sprint(jobSpec{Job: "web", Namespace: "default", Group: "web", Mode: "cni/multi", Ports: []jobPort{{"http", 8080}},
-		CNIArgs: map[string]string{"NICMUX_ATTACHMENTS": "storage"}, AddressModes: []string{"alloc"}})
+		CNIArgs: map[string]string{"NICMUX_ATTACHMENTS": "storage"}, AddressModes: []string{"alloc"}, Providers: []string{"nomad"}})
 	if got := fmt.Sprint(j); got != want {
 		t.Errorf("job.nomad.hcl reads as %s, want %s", got, want)
 	}
@@ -147,15 +152,17 @@ func TestExamplesParse(t *testing.T) {
 	want = fmt.Sprint(jobSpec{Job: "db", Namespace: "backend", Group: "db", Mode: "cni/multi", Ports: []jobPort{{"pg", 5432}},
 		CNIArgs: map[string]string{"NICMUX_ATTACHMENTS": "backend", "NICMUX_IPS_eth1": "10.40.0.17/24,fd00:40::17/64",
 			"NICMUX_MAC_eth1": "02:00:0a:28:00:11"},
-		AddressModes: []string{"alloc", "alloc_ipv6"}})
+		AddressModes: []string{"alloc", "alloc_ipv6"}, Providers: []string{"nomad", "nomad"}})
 	if got := fmt.Sprint(j); got != want {
 		t.Errorf("job-backend.nomad.hcl reads as %s, want %s", got, want)
 	}
 }
 
 // TestExampleConflist pins what docs/nomad.md promises of multi.conflist:
-// cniVersion 1.0.0, a lower-case name the job's mode names, and the
-// portMappings capability on the nicmux entry.
+// cniVersion 1.0.0, a lower-case name the job's mode names, the
+// portMappings capability on the nicmux entry, and a loopback plugin after
+// it (Nomad's exec and java tasks get no lo up otherwise; it passes
+// nicmux's result on).
 func TestExampleConflist(t *testing.T) {
 	var list struct {
 		CNIVersion string `json:"cniVersion"`
@@ -169,11 +176,28 @@ func TestExampleConflist(t *testing.T) {
 	readJSON(t, filepath.Join(examplesDir(), "multi.conflist"), &list)
 	name, err := networkName(readJob(t).Mode)
 	failIf(t, err, "the job's network mode")
-	if list.CNIVersion != "1.0.0" || list.Name != name || len(list.Plugins) != 1 {
-		t.Fatalf("multi.conflist: cniVersion %q, name %q, %d plugins; want 1.0.0, %q (the job's mode), one", list.CNIVersion, list.Name, len(list.Plugins), name)
+	if list.CNIVersion != "1.0.0" || list.Name != name || len(list.Plugins) != 2 {
+		t.Fatalf("multi.conflist: cniVersion %q, name %q, %d plugins; want 1.0.0, %q (the job's mode), two", list.CNIVersion, list.Name, len(list.Plugins), name)
 	}
 	p := list.Plugins[0]
 	if p.Type != "nicmux" || p.Attachments != "/etc/nicmux/multi.yaml" || !p.Capabilities["portMappings"] {
 		t.Errorf("multi.conflist's entry = %+v, want nicmux reading /etc/nicmux/multi.yaml, declaring portMappings", p)
+	}
+	if list.Plugins[1].Type != "loopback" {
+		t.Errorf("multi.conflist's second plugin is %q, want loopback", list.Plugins[1].Type)
+	}
+}
+
+// TestExamplesValidate: nicmux validate finds nothing to say, not even a
+// warning, of the examples as the suite installs them (the client's paths
+// and links put in), with the leg's plugins as the client's cni_path.
+func TestExamplesValidate(t *testing.T) {
+	w := newWorld(t)
+	w.install()
+	conflist := filepath.Join(w.node.ConfigDir, "multi.conflist")
+	cmd := exec.Command(nicmuxBin(), "validate", "-strict", "-conflist", conflist, "-cni-path", testCNIPath())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "ok: 3 files (") {
+		t.Errorf("nicmux validate -strict of the installed examples: %v\n%s", err, out)
 	}
 }

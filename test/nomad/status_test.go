@@ -38,6 +38,9 @@ func TestWhyCNIVersion100(t *testing.T) {
 			if v == "1.1.0" && !pluginsSpeak110() {
 				w.wantPluginsRefuse110()
 				w.setChainVersion("1.0.0")
+				// The list's loopback refuses the 1.1.0 list like the
+				// chains' plugins, and the list's version is its own.
+				w.dropListPlugin("loopback")
 			}
 			a := w.newAlloc(nil)
 			w.mustSetup(a)
@@ -122,6 +125,23 @@ func (w *world) setChainVersion(v string) {
 		failIf(w.t, err, "encoding the set")
 		writeFile(w.t, path, out)
 	}
+}
+
+// dropListPlugin removes the plugins of a type from the installed
+// conflist.
+func (w *world) dropListPlugin(typ string) {
+	w.t.Helper()
+	path := filepath.Join(w.node.ConfigDir, "multi.conflist")
+	var list map[string]any
+	readJSON(w.t, path, &list)
+	var kept []any
+	for _, p := range list["plugins"].([]any) {
+		if p.(map[string]any)["type"] != typ {
+			kept = append(kept, p)
+		}
+	}
+	list["plugins"] = kept
+	writeJSON(w.t, path, list)
 }
 
 // setConflistVersion rewrites the installed conflist's cniVersion.

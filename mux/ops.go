@@ -1,0 +1,706 @@
+package mux
+
+// The operator's commands (nicmux show, gc and forget): what the state says
+// of each container, the release of the containers whose namespace is gone,
+// and the last resort for a record nothing can release. gc and forget run
+// as verbs (the prologue, the log, the container locks, the one teardown),
+// so that they are safe beside a running runtime and show up in the log.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/types/create"
+
+	"github.com/nicmux/nicmux/state"
+)
+
+// IdentifyNetNS returns the identity of the network namespace at path, or
+// the zero identity when nothing is there: what ADD records, and what a
+// namespace must still have to be the one ADD attached.
+func IdentifyNetNS(path string) (state.NetNSID, error) { return identify(path) }
+
+// A container's status, as the operator's commands word it.
+const (
+	// StatusLive: ADD completed and its namespace is still there.
+	StatusLive = "live"
+	// StatusIncomplete: ADD did not complete (it is running, or it failed
+	// and its rollback could not release everything) and its namespace is
+	// still there.
+	StatusIncomplete = "incomplete"
+	// StatusPartlyReleased: a DEL released some interfaces and failed on
+	// the others; the namespace is still there.
+	StatusPartlyReleased = "partly released"
+	// StatusStale: the namespace ADD attached is gone, or another one is at
+	// its path: nicmux gc releases it.
+	StatusStale = "stale"
+	// StatusUnreadable: the container's record cannot be read; what its
+	// other records tell is shown, and nothing releases it but a DEL or
+	// nicmux forget.
+	StatusUnreadable = "unreadable"
+	// StatusEmpty: a folder without a plan, left by a crash before ADD
+	// recorded one: no delegate ran. DEL and nicmux gc remove it.
+	StatusEmpty = "empty"
+)
+
+// An interface's state.
+const (
+	IfAttached = "attached" // held by a live container
+	IfPending  = "pending"  // held, waiting to be released
+	IfReleased = "released" // its chain was released
+)
+
+// Container is what nicmux's state says of one container.
+type Container struct {
+	ContainerID string `json:"containerID"`
+	Status      string `json:"status"`
+	// Error says why the record cannot be read (StatusUnreadable).
+	Error string `json:"error,omitempty"`
+	// List is the name of the conflist that attached it.
+	List           string `json:"list,omitempty"`
+	Set            string `json:"set,omitempty"`
+	AttachmentFile string `json:"attachmentFile,omitempty"`
+	// IfName is the runtime's CNI_IFNAME at ADD.
+	IfName   string      `json:"ifname,omitempty"`
+	NetNS    NetNSStatus `json:"netns"`
+	Complete bool        `json:"complete"`
+	// Format is the record's format: 2, or 1 for nicmux 0.1's.
+	Format     int         `json:"format,omitempty"`
+	Created    time.Time   `json:"created,omitzero"`
+	Interfaces []Interface `json:"interfaces"`
+	// StaleReason says why nicmux gc would release it.
+	StaleReason string `json:"staleReason,omitempty"`
+}
+
+// NetNSStatus is what is at the path of the namespace ADD attached.
+type NetNSStatus struct {
+	Path string `json:"path"`
+	// Exists: a network namespace is at Path.
+	Exists bool `json:"exists"`
+	// Attached: it is the very namespace ADD attached (same inode and
+	// cookie), not one made again at the same path.
+	Attached bool `json:"attached"`
+	// Error says why it could not be told.
+	Error string `json:"error,omitempty"`
+}
+
+// Interface is what the state says of one of a container's interfaces.
+type Interface struct {
+	IfName     string        `json:"ifname"`
+	Network    string        `json:"network,omitempty"`
+	CNIVersion string        `json:"cniVersion,omitempty"`
+	Chain      []ChainPlugin `json:"chain"`
+	State      string        `json:"state"`
+	MAC        string        `json:"mac,omitempty"`
+	Addresses  []string      `json:"addresses"`
+	// ResultKnown is false when the chain's result is not recorded: it
+	// never succeeded, or its record was lost (ResultError says why).
+	ResultKnown bool   `json:"resultKnown"`
+	ResultError string `json:"resultError,omitempty"`
+	// Saved is when the result was recorded.
+	Saved time.Time `json:"saved,omitzero"`
+	// The chain exactly as ADD ran it, with its arguments: only for one
+	// container shown in detail.
+	Config         json.RawMessage            `json:"config,omitempty"`
+	CNIArgs        string                     `json:"cniArgs,omitempty"`
+	CapabilityArgs map[string]json.RawMessage `json:"capabilityArgs,omitempty"`
+}
+
+// ChainPlugin is one plugin of a chain, and its IPAM plugin.
+type ChainPlugin struct {
+	Type string `json:"type"`
+	IPAM string `json:"ipam,omitempty"`
+}
+
+// Inventory is what a state folder holds.
+type Inventory struct {
+	StateDir   string       `json:"stateDir"`
+	Containers []*Container `json:"containers"`
+}
+
+// Inspect reads the state folder without writing anything (it works on a
+// read-only one): every container, by ID, or only the one id names, shown then in
+// detail (each chain's configuration and arguments). Records that cannot
+// be read are listed with their error. Asked for a container it has no
+// state of, it returns an error wrapping state.ErrNotFound.
+func Inspect(stateDir, id string) (*Inventory, error) {
+	store, err := state.OpenReadOnly(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	inv := &Inventory{StateDir: stateDir, Containers: []*Container{}}
+	ids := []string{id}
+	if id == "" {
+		if ids, err = store.Containers(); err != nil {
+			return nil, err
+		}
+		slices.Sort(ids)
+	} else if err := state.ValidateID(id); err != nil {
+		return nil, err
+	}
+	for _, cid := range ids {
+		rec, err := store.Load(cid)
+		if rec == nil && isNotFound(err) && !store.Has(cid) {
+			if id != "" {
+				return nil, fmt.Errorf("container %s: %w in %s", id, state.ErrNotFound, stateDir)
+			}
+			continue // removed while listing
+		}
+		inv.Containers = append(inv.Containers, describe(cid, rec, err, id != ""))
+	}
+	return inv, nil
+}
+
+// describe words a container's record, as Load returned it. With detail,
+// each interface carries its chain's configuration and arguments.
+func describe(id string, rec *state.Record, loadErr error, detail bool) *Container {
+	c := &Container{ContainerID: id, Interfaces: []Interface{}}
+	if rec == nil {
+		c.Status = StatusEmpty
+		if !isNotFound(loadErr) {
+			c.Status, c.Error = StatusUnreadable, loadErr.Error()
+		}
+		return c
+	}
+	if p := rec.Plan; p != nil {
+		c.List, c.AttachmentFile, c.IfName, c.Created = p.ListName, p.AttachmentFile, p.IfName, p.Created
+	}
+	c.Set, c.Complete, c.Format = rec.Set(), rec.Complete, rec.Format
+	path, recorded := rec.NetNS()
+	c.NetNS = NetNSStatus{Path: path}
+	cur, err := identify(path)
+	if err != nil {
+		c.NetNS.Error = err.Error()
+	} else {
+		c.NetNS.Exists = !cur.IsZero()
+		c.NetNS.Attached = c.NetNS.Exists && cur.Same(recorded)
+		c.StaleReason = staleReason(path, recorded, cur)
+	}
+	released := false
+	for _, it := range rec.Interfaces {
+		released = released || it.Released
+	}
+	switch {
+	case loadErr != nil:
+		c.Status, c.Error = StatusUnreadable, loadErr.Error()
+	case c.StaleReason != "":
+		c.Status = StatusStale
+	case !rec.Complete:
+		c.Status = StatusIncomplete
+	case released:
+		c.Status = StatusPartlyReleased
+	default:
+		c.Status = StatusLive
+	}
+	for _, it := range rec.Interfaces {
+		c.Interfaces = append(c.Interfaces, describeInterface(it, c.Status == StatusLive, detail))
+	}
+	return c
+}
+
+// staleReason says why a container whose namespace was recorded at path
+// with identity recorded, and is cur now, is stale; "" when it is not. A
+// namespace at the path whose identity was not recorded counts as the one
+// ADD attached: nothing tells otherwise.
+func staleReason(path string, recorded, cur state.NetNSID) string {
+	switch {
+	case cur.IsZero():
+		return fmt.Sprintf("its netns %s is gone", path)
+	case !recorded.IsZero() && !cur.Same(recorded):
+		return fmt.Sprintf("netns %s is another namespace than the one ADD attached (it was made again)", path)
+	}
+	return ""
+}
+
+func describeInterface(it *state.Interface, live, detail bool) Interface {
+	out := Interface{IfName: it.IfName, Network: it.Network, CNIVersion: it.CNIVersion, Chain: chainOf(it.Config),
+		Addresses: []string{}, Saved: it.Saved}
+	switch {
+	case it.Released:
+		out.State = IfReleased
+	case live:
+		out.State = IfAttached
+	default:
+		out.State = IfPending
+	}
+	if it.ResultErr != nil {
+		out.ResultError = it.ResultErr.Error()
+	}
+	if r := strings.TrimSpace(string(it.Result)); r != "" && r != "null" {
+		mac, addrs, err := resultAddresses(it)
+		if err != nil {
+			out.ResultError = err.Error()
+		} else {
+			out.ResultKnown, out.MAC, out.Addresses = true, mac, addrs
+		}
+	}
+	if detail {
+		out.Config, out.CNIArgs, out.CapabilityArgs = it.Config, it.CNIArgs, it.CapabilityArgs
+	}
+	return out
+}
+
+// resultAddresses reads the MAC and the addresses of the interface a
+// chain's recorded result describes.
+func resultAddresses(it *state.Interface) (mac string, addrs []string, err error) {
+	r, err := create.Create(it.CNIVersion, it.Result)
+	if err != nil {
+		return "", nil, fmt.Errorf("the recorded result: %w", err)
+	}
+	res, err := types100.NewResultFromResult(r)
+	if err != nil {
+		return "", nil, fmt.Errorf("the recorded result: %w", err)
+	}
+	own := ownInterface(res, it.IfName)
+	if own >= 0 {
+		mac = res.Interfaces[own].Mac
+	}
+	addrs = []string{}
+	for _, ip := range res.IPs {
+		if ipBelongs(ip, own) {
+			addrs = append(addrs, ip.Address.String())
+		}
+	}
+	return mac, addrs, nil
+}
+
+// pluginConf is what the operator's commands read of a chain's plugin.
+type pluginConf struct {
+	Type string `json:"type"`
+	IPAM struct {
+		Type    string `json:"type"`
+		DataDir string `json:"dataDir"`
+	} `json:"ipam"`
+}
+
+// chainConf reads a recorded chain's plugins; nil when it cannot.
+func chainConf(config json.RawMessage) []pluginConf {
+	var list struct {
+		Plugins []pluginConf `json:"plugins"`
+	}
+	if len(config) == 0 || json.Unmarshal(config, &list) != nil {
+		return nil
+	}
+	return list.Plugins
+}
+
+func chainOf(config json.RawMessage) []ChainPlugin {
+	out := []ChainPlugin{}
+	for _, p := range chainConf(config) {
+		out = append(out, ChainPlugin{Type: p.Type, IPAM: p.IPAM.Type})
+	}
+	return out
+}
+
+// OpsRequest is what an operator's command runs with: nicmux's entry as
+// the runtime hands it over (the conflist's name and cniVersion in it) and
+// where the plugin binaries are.
+type OpsRequest struct {
+	Config  []byte
+	CNIPath []string
+}
+
+func (r OpsRequest) args(id string) *skel.CmdArgs {
+	return &skel.CmdArgs{ContainerID: id, StdinData: r.Config, Path: strings.Join(r.CNIPath, ":")}
+}
+
+// GCReport is what nicmux gc did, or would do in a dry run.
+type GCReport struct {
+	List     string `json:"list"`
+	StateDir string `json:"stateDir"`
+	DryRun   bool   `json:"dryRun"`
+	// Released are the containers released (in a dry run: that would be),
+	// each with why.
+	Released []GCOutcome `json:"released"`
+	// Failed are the containers whose release failed; they are kept for a
+	// later DEL or gc.
+	Failed []GCOutcome `json:"failed"`
+	// Unreadable are the containers whose record cannot be read: never
+	// released by gc.
+	Unreadable []GCOutcome `json:"unreadable"`
+	// Kept counts this conflist's containers that are not stale; Other
+	// those of other conflists sharing the state folder.
+	Kept  int `json:"kept"`
+	Other int `json:"otherLists"`
+	// Forwarded is set once GC was forwarded to the chains; ForwardErrors
+	// are the chains' failures.
+	Forwarded     bool     `json:"forwarded"`
+	ForwardErrors []string `json:"forwardErrors"`
+	// Error is a failure of gc as a whole (the state folder cannot be
+	// opened or listed, the lock files cannot be swept).
+	Error string `json:"error,omitempty"`
+}
+
+// GCOutcome is what gc did with one container.
+type GCOutcome struct {
+	ContainerID string   `json:"containerID"`
+	Reason      string   `json:"reason,omitempty"`
+	Interfaces  []string `json:"interfaces,omitempty"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// emptyFolder is why a folder without a plan is removed.
+const emptyFolder = "a folder without a plan (a crash before ADD recorded one): no delegate ran"
+
+// CollectStale is nicmux gc: it releases, exactly as DEL would (the same
+// teardown, under each container's lock, so it is safe beside a running
+// runtime), every container of this conflist whose namespace is gone or is
+// not the one ADD attached, then forwards GC to the chains with the
+// attachments still recorded, as the GC verb does and under the same
+// barrier (unless the entry says disableGC). A record that cannot be read
+// is reported, never released. With dryRun it only reads, and says what it
+// would release. It logs through the entry's log file as a verb, and
+// returns an error when anything failed; the report says what.
+func (p *Plugin) CollectStale(ctx context.Context, req OpsRequest, dryRun bool) (*GCReport, error) {
+	r := &GCReport{DryRun: dryRun, Released: []GCOutcome{}, Failed: []GCOutcome{}, Unreadable: []GCOutcome{}, ForwardErrors: []string{}}
+	err := p.do(ctx, "nicmux gc", req.args(""), func(v *verb, ctx context.Context) error {
+		r.List, r.StateDir = v.nc.Name, v.nc.StateDir
+		if err := v.openStore(dryRun); err != nil {
+			r.Error = err.Error()
+			return err
+		}
+		kept := map[string]bool{}
+		other := map[string]bool{}
+		stale := func(rec *state.Record) string {
+			if rec.Plan.ListName != v.nc.Name {
+				other[rec.ContainerID] = true
+				return ""
+			}
+			path, recorded := rec.NetNS()
+			cur, err := identify(path)
+			why := ""
+			if err != nil {
+				v.log.Warn("nicmux gc: cannot identify the container's netns: kept", "containerID", rec.ContainerID, "netns", path, "error", err)
+			} else {
+				why = staleReason(path, recorded, cur)
+			}
+			kept[rec.ContainerID] = why == ""
+			return why
+		}
+		var errs []error
+		if dryRun {
+			v.survey(r, stale)
+			for _, o := range r.Unreadable {
+				errs = append(errs, fmt.Errorf("container %s: %s", o.ContainerID, o.Error))
+			}
+			if r.Error != "" {
+				errs = append(errs, errors.New(r.Error))
+			}
+		} else {
+			for _, c := range v.collect(ctx, stale) {
+				errs = append(errs, c.error())
+				r.note(c)
+			}
+		}
+		for id, k := range kept {
+			if k {
+				r.Kept++
+			}
+			delete(other, id)
+		}
+		r.Other = len(other)
+		switch {
+		case dryRun:
+		case v.nc.DisableGC:
+			v.log.Info("nicmux gc: GC not forwarded to the chains: disableGC")
+		default:
+			fwd := v.forward(ctx, nil)
+			r.Forwarded = true
+			for _, err := range fwd {
+				r.ForwardErrors = append(r.ForwardErrors, err.Error())
+			}
+			errs = append(errs, fwd...)
+		}
+		v.log.Info("nicmux gc", "dryRun", dryRun, "released", len(r.Released), "failed", len(r.Failed),
+			"unreadable", len(r.Unreadable), "kept", r.Kept)
+		return errors.Join(errs...)
+	})
+	if err != nil && r.StateDir == "" {
+		return nil, err // the entry did not parse
+	}
+	return r, err
+}
+
+// note files what collect did with one container.
+func (r *GCReport) note(c collected) {
+	o := GCOutcome{ContainerID: c.id, Reason: c.reason}
+	if c.err != nil {
+		o.Error = c.err.Error()
+	}
+	switch {
+	case c.id == "":
+		r.Error = o.Error
+	case c.unreadable:
+		r.Unreadable = append(r.Unreadable, o)
+	case c.err != nil:
+		r.Failed = append(r.Failed, o)
+	default:
+		if o.Reason == "" {
+			o.Reason = emptyFolder
+		}
+		o.Interfaces = c.ifnames
+		r.Released = append(r.Released, o)
+	}
+}
+
+// survey is a dry run of collect: it reads every record, takes no lock and
+// changes nothing.
+func (v *verb) survey(r *GCReport, stale func(*state.Record) string) {
+	ids, err := v.store.Containers()
+	if err != nil {
+		r.Error = err.Error()
+		return
+	}
+	for _, id := range ids {
+		rec, err := v.store.Load(id)
+		switch {
+		case rec == nil && isNotFound(err):
+			if v.store.Has(id) {
+				r.Released = append(r.Released, GCOutcome{ContainerID: id, Reason: emptyFolder})
+			}
+		case err != nil:
+			r.Unreadable = append(r.Unreadable, GCOutcome{ContainerID: id, Error: err.Error()})
+		default:
+			if why := stale(rec); why != "" {
+				r.Released = append(r.Released, GCOutcome{ContainerID: id, Reason: why, Interfaces: unreleased(rec)})
+			}
+		}
+	}
+}
+
+// unreleased lists a record's interfaces that are not released yet.
+func unreleased(rec *state.Record) []string {
+	var out []string
+	for _, it := range rec.Interfaces {
+		if !it.Released {
+			out = append(out, it.IfName)
+		}
+	}
+	return out
+}
+
+// ForgetReport is what nicmux forget found and did.
+type ForgetReport struct {
+	ContainerID string `json:"containerID"`
+	StateDir    string `json:"stateDir"`
+	// Record is what the record said before anything was released.
+	Record *Container `json:"record,omitempty"`
+	// Released are the interfaces released now; Left what may be left of
+	// those nothing released.
+	Released []string   `json:"released"`
+	Left     []Leftover `json:"left"`
+	// Dropped: the record is gone. Without force, a record whose
+	// interfaces could not all be released is kept.
+	Dropped bool `json:"dropped"`
+	Force   bool `json:"force"`
+}
+
+// Leftover is what a record says an interface that could not be released
+// may have left, and where to look.
+type Leftover struct {
+	IfName  string        `json:"ifname"`
+	Network string        `json:"network,omitempty"`
+	Chain   []ChainPlugin `json:"chain"`
+	// NetNS is the namespace its link may still be in; "" when the one ADD
+	// attached is gone (the link went with it).
+	NetNS     string   `json:"netns,omitempty"`
+	MAC       string   `json:"mac,omitempty"`
+	Addresses []string `json:"addresses"`
+	// ResultKnown is false when the chain's result was never recorded:
+	// what it holds is then unknown.
+	ResultKnown bool `json:"resultKnown"`
+	// Abandoned: nothing could even try to release it (its plugins are
+	// gone from the CNI path, or no configuration of it is left), so a
+	// DEL would have dropped it as well.
+	Abandoned bool   `json:"abandoned,omitempty"`
+	Error     string `json:"error,omitempty"`
+	// Hints are where to look, and commands to clean up by hand.
+	Hints []string `json:"hints"`
+}
+
+// ErrLive is why nicmux forget refuses a container whose interfaces are up
+// in the namespace ADD attached: that is the runtime's to delete.
+var ErrLive = errors.New("the container is live")
+
+// Forget is nicmux forget, for a record nothing else releases: it
+// releases, under the container's lock and through the one teardown, what
+// can be released (a chain that fails with its recorded configuration is
+// retried with the attachment file's, as in DEL), then removes the record.
+// If something could not be released, the record is kept, and the error
+// says so, unless force: then it is dropped all the same, and the report
+// lists what may be left, for the operator to clean up by hand. It refuses
+// a live container (ErrLive): one whose ADD completed, that no DEL
+// started on, with links up in the namespace ADD attached.
+func (p *Plugin) Forget(ctx context.Context, req OpsRequest, id string, force bool) (*ForgetReport, error) {
+	r := &ForgetReport{ContainerID: id, Force: force, Released: []string{}, Left: []Leftover{}}
+	if err := state.ValidateID(id); err != nil {
+		return nil, err
+	}
+	err := p.do(ctx, "nicmux forget", req.args(id), func(v *verb, ctx context.Context) error {
+		r.StateDir = v.nc.StateDir
+		if err := v.openStore(false); err != nil {
+			return err
+		}
+		return v.locked(ctx, id, state.Exclusive, func() error { return v.forget(ctx, r) })
+	})
+	if err != nil && r.StateDir == "" {
+		return nil, err
+	}
+	return r, err
+}
+
+func (v *verb) forget(ctx context.Context, r *ForgetReport) error {
+	id := r.ContainerID
+	rec, err := v.store.Load(id)
+	if rec == nil {
+		if !isNotFound(err) {
+			return err
+		}
+		if !v.store.Has(id) {
+			return fmt.Errorf("container %s: %w in %s", id, state.ErrNotFound, v.nc.StateDir)
+		}
+		r.Record = describe(id, nil, err, true)
+		r.Dropped = true
+		return v.store.Remove(id)
+	}
+	r.Record = describe(id, rec, err, true)
+	path, _ := rec.NetNS()
+	netns := ""
+	if r.Record.NetNS.Attached {
+		netns = path
+	}
+	// A complete ADD in its own namespace, that no DEL has started on, with
+	// its links up: a running allocation (its record readable or not), not
+	// a stuck record.
+	if rec.Complete && netns != "" && len(unreleased(rec)) == len(rec.Interfaces) {
+		if live := liveLinks(netns, rec.IfNames()); len(live) > 0 {
+			return fmt.Errorf("%w: %s up in netns %s, the namespace ADD attached: stop the allocation (or DEL it) instead, or remove the namespace first if it is a leftover",
+				ErrLive, strings.Join(live, ", "), path)
+		}
+	}
+	v.vl.set = rec.Set()
+	atts := fromRecord(rec)
+	if rec.Plan == nil {
+		atts = v.withFileChains(atts, id, rec.Set())
+	}
+	v.vl.atts = atts
+	before := map[*attachment]bool{}
+	for _, a := range atts {
+		before[a] = a.released
+	}
+	v.log.Info("nicmux forget: releasing", "containerID", id, "status", r.Record.Status, "interfaces", unreleased(rec))
+	terr := v.teardown(ctx, atts, netns, v.nc.Parallel)
+	gaveUp := map[*attachment]error{}
+	for _, ab := range v.abandoned {
+		gaveUp[ab.a] = ab.err
+	}
+	for _, a := range atts {
+		switch abErr, ok := gaveUp[a]; {
+		case a.err != nil:
+			r.Left = append(r.Left, leftover(a, netns, a.err, false))
+		case ok:
+			r.Left = append(r.Left, leftover(a, netns, abErr, true))
+		case a.released && !before[a]:
+			r.Released = append(r.Released, a.ifname)
+		}
+	}
+	if terr != nil && !r.Force {
+		return fmt.Errorf("the record is kept: %w", terr)
+	}
+	if err := v.store.Remove(id); err != nil {
+		return err
+	}
+	r.Dropped = true
+	if terr != nil {
+		v.log.Error("nicmux forget -force: dropped a record whose interfaces could not all be released", "containerID", id,
+			"mayBeLeft", leftIfNames(r.Left), "error", terr)
+	}
+	return nil
+}
+
+func leftIfNames(left []Leftover) []string {
+	var out []string
+	for _, l := range left {
+		out = append(out, l.IfName)
+	}
+	return out
+}
+
+// leftover says what an interface nothing released may have left, from
+// its record: netns is the namespace ADD attached, if it is still there.
+func leftover(a *attachment, netns string, err error, abandoned bool) Leftover {
+	l := Leftover{IfName: a.ifname, Network: a.planned.Network, Chain: chainOf(a.planned.Config), NetNS: netns,
+		Addresses: []string{}, Abandoned: abandoned}
+	if err != nil {
+		l.Error = err.Error()
+	}
+	if a.result != nil {
+		if res, err := types100.NewResultFromResult(a.result); err == nil {
+			own := ownInterface(res, a.ifname)
+			if own >= 0 {
+				l.MAC = res.Interfaces[own].Mac
+			}
+			for _, ip := range res.IPs {
+				if ipBelongs(ip, own) {
+					l.Addresses = append(l.Addresses, ip.Address.String())
+				}
+			}
+			l.ResultKnown = true
+		}
+	}
+	l.Hints = hints(a.id, l, chainConf(a.planned.Config))
+	return l
+}
+
+// hints are where an interface's leftovers may be, and how to remove them
+// by hand, for the plugins the reference set has.
+func hints(id string, l Leftover, plugins []pluginConf) []string {
+	var out []string
+	if l.NetNS != "" {
+		out = append(out, fmt.Sprintf("link %s in netns %s (with its host side, if it has one): nsenter --net=%s ip link del %s", l.IfName, l.NetNS, l.NetNS, l.IfName))
+	}
+	seen := map[string]bool{}
+	for _, p := range plugins {
+		switch {
+		case p.IPAM.Type == "host-local":
+			dir := p.IPAM.DataDir
+			if dir == "" {
+				dir = "/var/lib/cni/networks" // host-local's default
+			}
+			dir = filepath.Join(dir, l.Network)
+			if seen[dir] {
+				continue
+			}
+			seen[dir] = true
+			if !l.ResultKnown {
+				out = append(out, fmt.Sprintf("host-local leases of the container, if any, in %s: grep -l %s %s/*", dir, id, dir))
+				continue
+			}
+			for _, addr := range l.Addresses {
+				if ip, _, err := net.ParseCIDR(addr); err == nil {
+					out = append(out, fmt.Sprintf("host-local lease of %s: rm %s", ip, filepath.Join(dir, ip.String())))
+				}
+			}
+		case p.IPAM.Type != "":
+			out = append(out, fmt.Sprintf("what the IPAM plugin %s holds for container %s in network %s", p.IPAM.Type, id, l.Network))
+		}
+		if (p.Type == "portmap" || p.Type == "bridge" || p.Type == "ptp") && !seen["iptables"] {
+			seen["iptables"] = true
+			out = append(out, fmt.Sprintf("iptables rules (portmap, ipMasq) naming the container: iptables-save | grep %s", id))
+		}
+	}
+	if !l.ResultKnown && !slices.ContainsFunc(plugins, func(p pluginConf) bool { return p.IPAM.Type != "" }) && l.NetNS == "" {
+		out = append(out, fmt.Sprintf("whatever the chain's plugins hold for container %s, interface %s (its result is unknown)", id, l.IfName))
+	}
+	return out
+}
