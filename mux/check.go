@@ -84,28 +84,24 @@ func (v *verb) checkOne(ctx context.Context, a *attachment) error {
 	case a.result == nil:
 		return errors.New("its result record was lost (the host crashed after ADD?): the interface cannot be checked")
 	}
-	own := make(chan error, 1)
-	go func() {
+	// Both only read: the netlink check (on a handle of its own) runs
+	// while the chain's CHECK does.
+	var delegateErr, ownErr error
+	together(func() {
+		if delegatesCheck(a.chain) {
+			delegateErr = v.runner.Check(ctx, a.chain, a.env(v.args.Netns), a.result)
+		}
+	}, func() {
 		h, err := openNS(v.args.Netns)
 		if err == nil {
 			err = h.verify(a.ifname, a.result)
 			h.Close()
 		}
 		if err != nil {
-			err = fmt.Errorf("plugin nicmux (netlink check): %w", err)
+			ownErr = fmt.Errorf("plugin nicmux (netlink check): %w", err)
 		}
-		own <- err
-	}()
-	var errs []error
-	if delegatesCheck(a.chain) {
-		if err := v.runner.Check(ctx, a.chain, a.env(v.args.Netns), a.result); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := <-own; err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	})
+	return errors.Join(delegateErr, ownErr)
 }
 
 // logDrift compares the attachment file as it is now with what ADD used and

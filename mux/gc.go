@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -213,20 +212,21 @@ func (v *verb) forward(ctx context.Context, valid []string) []error {
 	}
 	ctx, cancel = context.WithTimeout(ctx, min(v.nc.Timeout, gcForwardLimit))
 	defer cancel()
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, c := range chains {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	failed := make([]error, len(chains))
+	calls := make([]func(), len(chains))
+	for i, c := range chains {
+		calls[i] = func() {
 			if err := v.runner.GC(ctx, c, live(c.Network)); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s (network %s): %w", c.IfName, c.Network, err))
-				mu.Unlock()
+				failed[i] = fmt.Errorf("%s (network %s): %w", c.IfName, c.Network, err)
 			}
-		}()
+		}
 	}
-	wg.Wait()
+	together(calls...)
+	for _, err := range failed {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errs
 }
 

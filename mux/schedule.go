@@ -119,3 +119,21 @@ func runGroups(atts []*attachment, groups [][]int, warm func(*attachment), f fun
 	}
 	wg.Wait()
 }
+
+// together runs every f at the same time and returns when all are done:
+// for work that only reads, or that touches nothing the others do (CHECK's
+// netlink check beside its chain's, GC forwarded to each network).
+func together(fs ...func()) {
+	var wg sync.WaitGroup
+	for _, f := range fs[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	}
+	if len(fs) > 0 {
+		fs[0]()
+	}
+	wg.Wait()
+}

@@ -86,8 +86,10 @@ func TestJournalHoldsThePlan(t *testing.T) {
 // puts the plan back from its slot, once.
 func TestJournalRecovers(t *testing.T) {
 	for name, lose := range map[string]func(dir string){
-		"plan lost":   func(dir string) { _ = os.Remove(filepath.Join(dir, "containers", "c1", planFile)) },
-		"plan torn":   func(dir string) { _ = os.WriteFile(filepath.Join(dir, "containers", "c1", planFile), []byte(`{"kind":`), 0o600) },
+		"plan lost": func(dir string) { _ = os.Remove(filepath.Join(dir, "containers", "c1", planFile)) },
+		"plan torn": func(dir string) {
+			_ = os.WriteFile(filepath.Join(dir, "containers", "c1", planFile), []byte(`{"kind":`), 0o600)
+		},
 		"folder lost": func(dir string) { _ = os.RemoveAll(filepath.Join(dir, "containers", "c1")) },
 	} {
 		t.Run(name, func(t *testing.T) {
