@@ -11,7 +11,7 @@ import (
 )
 
 // leaks lists what a variant left behind once all its containers are gone:
-// host-local leases, nicmux state files (but the store-wide gc.lock and what
+// host-local leases, nicmux state files (but the store-wide gc.lock, plans.slots, plans.boot and what
 // keep accepts) and ports of its bridge.
 func (v *variant) leaks(keep func(rel string) bool) ([]string, error) {
 	var out []string
@@ -79,7 +79,7 @@ func stateFiles(dir string, keep func(rel string) bool) ([]string, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, path)
-		if rel != "gc.lock" && (keep == nil || !keep(rel)) {
+		if !storeWide(rel) && (keep == nil || !keep(rel)) {
 			out = append(out, "state "+rel)
 		}
 		return nil
@@ -93,4 +93,10 @@ func (e *env) assertCacheEmpty() {
 	if c := e.cacheEntries(); len(c) > 0 {
 		fatalf("left in libcni's cache after DEL: %v", c)
 	}
+}
+
+// storeWide reports whether a state file belongs to no container and
+// stays: GC's barrier, the plan journal and its boot record.
+func storeWide(rel string) bool {
+	return rel == "gc.lock" || rel == "plans.slots" || rel == "plans.boot"
 }

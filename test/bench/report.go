@@ -217,7 +217,7 @@ func (r *results) writeBare(b *strings.Builder) {
 func (r *results) writeScale(b *strings.Builder) {
 	fmt.Fprintf(b, "## Scale (seed job, nicmux-parallel)\n\n")
 	fmt.Fprintf(b, "%d containers at once, each phase's wall time until the last returned; all succeeded, "+
-		"and nothing was left (container links, host-local leases, nicmux state but gc.lock, bridge ports, libcni cache).\n\n", scaleContainers)
+		"and nothing was left (container links, host-local leases, nicmux state but its store-wide files, bridge ports, libcni cache).\n\n", scaleContainers)
 	fmt.Fprintf(b, "| phase | wall ms |\n|---|---:|\n")
 	for verb := range nVerbs {
 		fmt.Fprintf(b, "| %d × %s | %s |\n", scaleContainers, verbNames[verb],

@@ -319,14 +319,15 @@ func (w *world) leases(network string) map[string]string {
 }
 
 // stateFiles lists the files under the state folder, relative to it, but
-// the store-wide lock file gc.lock, which stays.
+// the store-wide ones, which stay: GC's barrier gc.lock, and the plan
+// journal plans.slots with its plans.boot.
 func (w *world) stateFiles() []string {
 	w.t.Helper()
 	var out []string
 	_ = filepath.Walk(w.StateDir, func(path string, info os.FileInfo, err error) error {
 		if err == nil && !info.IsDir() {
 			rel, _ := filepath.Rel(w.StateDir, path)
-			if rel != "gc.lock" {
+			if rel != "gc.lock" && rel != "plans.slots" && rel != "plans.boot" {
 				out = append(out, rel)
 			}
 		}
