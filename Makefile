@@ -15,8 +15,13 @@ NOMAD_DIR       := test/nomad
 NOMAD_V1112     := go.v1112.mod
 # The side-by-side benchmark's module.
 BENCH_DIR       := test/bench
+# The torture suite's module; trials per randomized class of its short pass
+# (make test) and of its long one (make torture).
+TORTURE_DIR     := test/torture
+TORTURE_SHORT   ?= 1
+TORTURE_LONG    ?= 20
 
-.PHONY: all build plugins testplugins install demo test unit integration nomad lint bench clean
+.PHONY: all build plugins testplugins install demo test unit integration nomad torture torture-short lint bench clean
 
 all: build
 
@@ -41,6 +46,7 @@ $(BIN)/plugins/.stamped-$(PLUGINS_VERSION):
 
 testplugins:
 	$(GO) build -o $(BIN)/testplugins/recorder ./test/plugins/recorder
+	cd $(TORTURE_DIR) && $(GO) build -o $(BIN)/testplugins/torture ./plugins/torture
 
 install: build
 	install -D -m 0755 $(BIN)/nicmux $(DESTDIR)$(CNI_BIN_DIR)/nicmux
@@ -56,6 +62,7 @@ lint:
 	cd $(NOMAD_DIR) && $(GO) vet -modfile=$(NOMAD_V1112) ./... && $(GO) mod tidy -modfile=$(NOMAD_V1112) -diff
 	cd $(BENCH_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd test/netnsutil && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd $(TORTURE_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 
 unit:
 	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/...
@@ -73,7 +80,22 @@ nomad: build plugins testplugins
 	cd $(NOMAD_DIR) && $(GO) test -count=1 -timeout 20m ./...
 	cd $(NOMAD_DIR) && $(GO) test -modfile=$(NOMAD_V1112) -count=1 -timeout 20m ./...
 
-test: lint unit integration nomad demo
+# The torture suite (test/torture, its own module; needs root and
+# iptables): kill -9 at random points, faulty delegates, damaged state,
+# full and read-only state folders, GC under load, with every leak counted.
+# It prints a summary table per trial class and writes it to
+# $(BIN)/torture-*.md. torture-short is the pass `make test` runs (about a
+# minute); torture the long one (-torture.trials $(TORTURE_LONG)).
+# TORTURE_SEED=N reproduces a run.
+torture-short: build plugins testplugins
+	cd $(TORTURE_DIR) && $(GO) test -count=1 -timeout 20m . -args \
+		-torture.trials=$(TORTURE_SHORT) -torture.report=$(BIN)/torture-short.md
+
+torture: build plugins testplugins
+	cd $(TORTURE_DIR) && $(GO) test -count=1 -timeout 90m . -args \
+		-torture.trials=$(TORTURE_LONG) -torture.report=$(BIN)/torture-long.md
+
+test: lint unit integration nomad torture-short demo
 
 # The testing.B benchmarks (conf parsing, state write/read, result merge),
 # then the side-by-side benchmark (test/bench, its own module; needs root):

@@ -97,7 +97,7 @@ func runClass(t *testing.T, class string, trials int, f func(tr *trial)) {
 
 func runTrial(t *testing.T, class string, n int, f func(tr *trial)) {
 	seed := classSeed(class, n)
-	tr := &trial{t: t, class: class, n: n, seed: seed, rng: rand.New(rand.NewSource(seed)), settleFor: 3 * time.Second}
+	tr := &trial{t: t, class: class, n: n, seed: seed, rng: rand.New(rand.NewSource(seed)), settleFor: 2 * time.Second}
 	start := time.Now()
 	var leaks []leak
 	func() {

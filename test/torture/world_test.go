@@ -191,7 +191,8 @@ func (w *world) seedChains() map[string][]plugin {
 		"eth1": {
 			{"type": "macvlan", "master": w.Master, "mode": "bridge",
 				"ipam": plugin{"type": "host-local", "dataDir": w.IPAMDir, "ranges": []any{[]any{plugin{"subnet": w.stoNet}}}}},
-			{"type": "tuning", "dataDir": w.TuningDir, "sysctl": plugin{"net.ipv4.conf.IFNAME.arp_ignore": "1"}},
+			// An MTU makes tuning keep a backup file (a sysctl alone does not).
+			{"type": "tuning", "dataDir": w.TuningDir, "mtu": 1400, "sysctl": plugin{"net.ipv4.conf.IFNAME.arp_ignore": "1"}},
 		},
 	}
 }
