@@ -164,7 +164,7 @@ func misbehave(action string) func(tr *trial) {
 		w.arm()
 		o := w.run(nil, verb, c, nil)
 		w.disarm()
-		what := fmt.Sprintf("%s with a delegate that misbehaves (%s)", verb, f)
+		what := fmt.Sprintf("%s with a delegate that misbehaves (%s)", verb, action)
 		switch action {
 		case "slow":
 			tr.check(o.ok(), "%s: %s", what, o)

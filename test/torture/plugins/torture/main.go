@@ -157,7 +157,8 @@ func act(s *settings) {
 		if s.FloodTo == "stderr" {
 			w = os.Stderr
 		}
-		chunk := []byte(strings.Repeat("flood-from-the-torture-plugin ", 1<<15)[:1<<20])
+		line := "flood from the torture plugin.\n" // 31 bytes
+		chunk := []byte(strings.Repeat(line, 1<<20/len(line)+1)[:1<<20])
 		for i := 0; i < s.FloodMB; i++ {
 			if _, err := w.Write(chunk); err != nil {
 				break
