@@ -90,7 +90,8 @@ func slowDelegate(tr *trial) {
 	tr.logf("ADD killed: %s", o)
 	d := w.del(c)
 	tr.check(d.ok(), "the runtime's DEL after nicmux was killed mid-ADD: %s", d)
-	if ps := w.procs(); !tr.check(len(ps) == 0, "%d delegate process(es) of the killed ADD still running after the runtime's DEL returned (slowed %s plugin %d)", len(ps), ifname, pos) {
+	slowed := fmt.Sprintf("%s's %v", ifname, w.seedChains()[ifname][pos]["type"])
+	if ps := w.procs(); !tr.check(len(ps) == 0, "%d delegate process(es) of the killed ADD still running after the runtime's DEL returned (slowed: %s)", len(ps), slowed) {
 		for _, p := range ps {
 			tr.logf("alive after DEL: pid %d %s", p.pid, p.cmd)
 		}

@@ -12,7 +12,7 @@ import (
 )
 
 // maskRE matches what differs between trials with the same symptom.
-var maskRE = regexp.MustCompile(`\bt[0-9a-f]{12,16}\b|torture-[0-9a-f]+|tb[0-9a-f]{8}|tm[0-9a-f]{8}|\b10\.\d+\.\d+\.\d+\b|nicmux-torture-\d+|\b\d+(\.\d+)?(ms|s|µs|m)\b|pid \d+|\b\d{3,}\b`)
+var maskRE = regexp.MustCompile(`CNI-(DN-|SN-)?[0-9a-f]{20,}|\bt[0-9a-f]{12,16}\b|torture-[0-9a-f]+|tb[0-9a-f]{8}|tm[0-9a-f]{8}|\b10\.\d+\.\d+\.\d+\b|nicmux-torture-\d+|\b\d+(\.\d+)?(ms|s|µs|m)\b|pid \d+|\b\d{3,}\b`)
 
 // trial is one run of a trial class: its own world (folders, bridge,
 // namespaces), its own random source, the checks that failed and the leaks
