@@ -31,8 +31,13 @@ NOMAD_JOBS      ?= 4
 # figures come from BENCH_ARGS="-runs 3 -baseline DIR" (see test/bench).
 BENCH_DIR       := test/bench
 BENCH_ARGS      ?=
+# The torture suite's module; trials per randomized class of its short pass
+# (make test) and of its long one (make torture).
+TORTURE_DIR     := test/torture
+TORTURE_SHORT   ?= 1
+TORTURE_LONG    ?= 20
 
-.PHONY: all build plugins testplugins install install-plugins demo test unit integration nomad lint bench clean
+.PHONY: all build plugins testplugins install install-plugins demo test unit integration nomad torture torture-short lint bench clean
 
 all: build
 
@@ -68,6 +73,7 @@ $(BIN)/plugins-%/.stamped:
 testplugins:
 	$(GO) build -o $(BIN)/testplugins/recorder ./test/plugins/recorder
 	$(GO) build -o $(BIN)/testplugins/ifrename ./test/plugins/ifrename
+	cd $(TORTURE_DIR) && $(GO) build -o $(BIN)/testplugins/torture ./plugins/torture
 
 # install-bins,files: each file into CNI_BIN_DIR as a complete copy renamed
 # over the old one, so that a verb (or Nomad's fingerprint) starting
@@ -105,6 +111,7 @@ lint:
 	cd $(BENCH_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd test/netnsutil && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd test/integration && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd $(TORTURE_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 
 unit:
 	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/... ./cli/...
@@ -122,7 +129,22 @@ integration: build plugins testplugins
 nomad: build plugins testplugins
 	cd $(NOMAD_DIR) && $(GO) run ./matrix -go $(GO) -j $(NOMAD_JOBS)
 
-test: lint unit integration nomad demo
+# The torture suite (test/torture, its own module; needs root and
+# iptables): kill -9 at random points, faulty delegates, damaged state,
+# full and read-only state folders, GC under load, with every leak counted.
+# It prints a summary table per trial class and writes it to
+# $(BIN)/torture-*.md. torture-short is the pass `make test` runs (about a
+# minute); torture the long one (-torture.trials $(TORTURE_LONG)).
+# TORTURE_SEED=N reproduces a run.
+torture-short: build plugins testplugins
+	cd $(TORTURE_DIR) && $(GO) test -count=1 -timeout 20m . -args \
+		-torture.trials=$(TORTURE_SHORT) -torture.report=$(BIN)/torture-short.md
+
+torture: build plugins testplugins
+	cd $(TORTURE_DIR) && $(GO) test -count=1 -timeout 90m . -args \
+		-torture.trials=$(TORTURE_LONG) -torture.report=$(BIN)/torture-long.md
+
+test: lint unit integration nomad torture-short demo
 
 # The testing.B benchmarks (conf parsing, state write/read, result merge),
 # then the side-by-side benchmark (test/bench, its own module; needs root):

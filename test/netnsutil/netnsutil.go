@@ -26,8 +26,22 @@ const PrivateEnv = "NICMUX_IN_PRIVATE_NETNS"
 // ReexecInPrivateNetns runs this program again, with the same arguments, in
 // a new network namespace with lo up, and returns its exit code; it returns
 // -1 when the process already is that re-run one, to go on.
-func ReexecInPrivateNetns() int {
+func ReexecInPrivateNetns() int { return reexec(false) }
+
+// ReexecInPrivateNetnsAndMounts is ReexecInPrivateNetns with a private mount
+// namespace too (every mount made private first), so that the tmpfs and
+// read-only bind mounts a test makes, and the namespaces it bind-mounts,
+// are seen by no other process and vanish with the run.
+func ReexecInPrivateNetnsAndMounts() int { return reexec(true) }
+
+func reexec(mounts bool) int {
 	if os.Getenv(PrivateEnv) != "" {
+		if mounts {
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				fmt.Fprintln(os.Stderr, "making mounts private:", err)
+				return 1
+			}
+		}
 		if err := linkUp("lo"); err != nil {
 			fmt.Fprintln(os.Stderr, "bringing lo up:", err)
 			return 1
@@ -37,7 +51,11 @@ func ReexecInPrivateNetns() int {
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Env = append(os.Environ(), PrivateEnv+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	flags := uintptr(syscall.CLONE_NEWNET)
+	if mounts {
+		flags |= syscall.CLONE_NEWNS
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags}
 	err := cmd.Run()
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
