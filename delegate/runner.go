@@ -149,6 +149,12 @@ func (r *Runner) Add(ctx context.Context, c *conf.Chain, env Env) (result types.
 	return converted, c, nil
 }
 
+// isNotFound reports whether err is a plugin binary missing from the path.
+func isNotFound(err error) bool {
+	var nf *NotFoundError
+	return errors.As(err, &nf)
+}
+
 // attempted returns how many plugins of a chain of n may hold resources
 // after an ADD that failed with err: those before the failed one, and the
 // failed one itself unless it never ran (its binary was not found).
@@ -172,9 +178,12 @@ func (r *Runner) Check(ctx context.Context, c *conf.Chain, env Env, prev types.R
 }
 
 // Del runs the chain's DEL in reverse order, every plugin with prev as
-// prevResult (for chains at 0.4.0 or later, as libcni does). Unlike libcni it
-// goes on past a failing plugin, so one failure does not leak what the
-// others hold, and returns every failure.
+// prevResult (for chains at 0.4.0 or later), and stops at the first plugin
+// that fails, as libcni does: the plugins below it still hold what it needs
+// to finish on a retry (tuning restores its backup onto the link that
+// macvlan or bridge would otherwise delete, and can never remove the backup
+// once the link is gone). A plugin whose binary is missing holds nothing
+// that can be released: Del goes on past it, and returns every failure.
 func (r *Runner) Del(ctx context.Context, c *conf.Chain, env Env, prev types.Result) error {
 	if !conf.AtLeast(c.CNIVersion, "0.4.0") {
 		prev = nil
@@ -256,8 +265,11 @@ func (r *Runner) run(ctx context.Context, verb string, c *conf.Chain, env Env, p
 		}
 		res, err := r.call(ctx, verb, c, i, env, result, cur)
 		switch {
-		case err != nil && verb == "DEL":
+		case err != nil && verb == "DEL" && isNotFound(err):
 			errs = append(errs, err)
+		case err != nil && verb == "DEL":
+			next.abort()
+			return nil, errors.Join(append(errs, err)...)
 		case err != nil:
 			next.abort()
 			if verb == "ADD" {

@@ -460,7 +460,11 @@ func TestPluginError(t *testing.T) {
 func TestDel(t *testing.T) {
 	for _, ver := range conf.SupportedVersions() {
 		t.Run(ver, func(t *testing.T) {
+			// c is missing (Del goes on past it: it holds nothing that
+			// could be released), b fails (Del stops there, as libcni
+			// does: a holds what b needs for a retry).
 			f := delegatetest.New()
+			f.NotFound("c")
 			f.FailOn("b", "DEL", "eth1", 11)
 			f.FailOn("a", "DEL", "eth1", 5)
 			c := chainOf(t, "eth1", "n", ver, `{"type":"a"}`, `{"type":"b"}`, `{"type":"c"}`)
@@ -470,8 +474,8 @@ func TestDel(t *testing.T) {
 			}
 			err = (&Runner{Exec: f}).Del(context.Background(), c, testEnv("/x"), prev)
 			calls := f.Calls()
-			if want := []string{"DEL c/eth1", "DEL b/eth1", "DEL a/eth1"}; !reflect.DeepEqual(delegatetest.Summary(calls), want) {
-				t.Fatalf("calls = %v, want %v (reverse, past failures)", delegatetest.Summary(calls), want)
+			if want := []string{"DEL b/eth1"}; !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+				t.Fatalf("calls = %v, want %v (reverse, past the missing c, stopping at b)", delegatetest.Summary(calls), want)
 			}
 			var joined interface{ Unwrap() []error }
 			if !errors.As(err, &joined) {
@@ -486,7 +490,7 @@ func TestDel(t *testing.T) {
 				}
 				failed = append(failed, fmt.Sprintf("%s@%d:%d", pe.Plugin, pe.Index, pe.CNICode()))
 			}
-			if want := []string{"b@1:11", "a@0:5"}; !reflect.DeepEqual(failed, want) {
+			if want := []string{"c@2:7", "b@1:11"}; !reflect.DeepEqual(failed, want) {
 				t.Errorf("failures = %v, want %v", failed, want)
 			}
 			withPrev := conf.AtLeast(ver, "0.4.0")
