@@ -100,6 +100,9 @@ cni add multi "$CTR_PATH"
 step "ip addr in $CTR_NS"
 ip -n "$CTR_NS" addr
 
+step "nicmux show: what nicmux recorded for the container"
+"$BIN/nicmux" show -state-dir "$WORK/state"
+
 step "CHECK"
 cni check multi "$CTR_PATH" && echo "CHECK passed"
 
@@ -119,9 +122,11 @@ cni del multi "$CTR_PATH" && echo "DEL done"
 step "what is left"
 echo "links in $CTR_NS:"; ip -n "$CTR_NS" -br link
 echo "IPAM leases:"; find "$WORK/ipam" -type f ! -name lock ! -name 'last_reserved_ip*' | sed 's/^/  /'
-# gc.lock is the store-wide lock file: it stays.
-echo "nicmux state:"; find "$WORK/state" -type f ! -name gc.lock | sed 's/^/  /'
-leftover=$(find "$WORK/ipam" "$WORK/state" -type f ! -name lock ! -name gc.lock ! -name 'last_reserved_ip*' | wc -l)
+# The store-wide files stay: GC's barrier (gc.lock) and the plan journal
+# (plans.slots, plans.boot).
+storewide=(! -name gc.lock ! -name plans.slots ! -name plans.boot)
+echo "nicmux state:"; find "$WORK/state" -type f "${storewide[@]}" | sed 's/^/  /'
+leftover=$(find "$WORK/ipam" "$WORK/state" -type f ! -name lock "${storewide[@]}" ! -name 'last_reserved_ip*' | wc -l)
 links=$(ip -n "$CTR_NS" -br link | grep -vc '^lo' || true)
 if [[ $leftover -ne 0 || $links -ne 0 ]]; then
 	echo "demo: something was left behind" >&2
