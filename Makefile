@@ -114,7 +114,7 @@ lint:
 	cd $(TORTURE_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 
 unit:
-	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/... ./cli/...
+	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/... ./ns/... ./inspect/... ./cli/...
 
 # Integration tests need root: they make network namespaces and links.
 integration: build plugins testplugins

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/inspect"
 	"github.com/nicmux/nicmux/mux"
 	"github.com/nicmux/nicmux/state"
 )
@@ -130,7 +131,7 @@ func runShow(e *env, args []string) int {
 	if len(rest) == 1 {
 		id = rest[0]
 	}
-	inv, err := mux.Inspect(dir, id)
+	inv, err := inspect.Inspect(dir, id)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "nicmux show: %v\n", err)
 		return exitFail
@@ -141,7 +142,7 @@ func runShow(e *env, args []string) int {
 		printInventory(e.stdout, inv, id != "", time.Now())
 	}
 	for _, c := range inv.Containers {
-		if c.Status == mux.StatusUnreadable {
+		if c.Status == inspect.StatusUnreadable {
 			return exitFail
 		}
 	}
@@ -150,7 +151,7 @@ func runShow(e *env, args []string) int {
 
 // printInventory prints what show found: a block per container, its
 // interfaces in a table.
-func printInventory(w io.Writer, inv *mux.Inventory, detail bool, now time.Time) {
+func printInventory(w io.Writer, inv *inspect.Inventory, detail bool, now time.Time) {
 	if len(inv.Containers) == 0 {
 		fmt.Fprintf(w, "no container in %s\n", inv.StateDir)
 		return
@@ -177,7 +178,7 @@ func printInventory(w io.Writer, inv *mux.Inventory, detail bool, now time.Time)
 	fmt.Fprintf(w, "\n%d %s in %s: %s\n", len(inv.Containers), plural(len(inv.Containers), "container"), inv.StateDir, strings.Join(parts, ", "))
 }
 
-func printContainer(w io.Writer, c *mux.Container, detail bool, now time.Time) {
+func printContainer(w io.Writer, c *inspect.Container, detail bool, now time.Time) {
 	var about []string
 	if c.List != "" {
 		about = append(about, "list "+c.List)
@@ -196,7 +197,7 @@ func printContainer(w io.Writer, c *mux.Container, detail bool, now time.Time) {
 	if c.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", c.Error)
 	}
-	if c.Status == mux.StatusEmpty {
+	if c.Status == inspect.StatusEmpty {
 		fmt.Fprintln(w, "  a folder without a plan: a crash before ADD recorded one; no delegate ran (DEL or nicmux gc removes it)")
 		return
 	}
@@ -215,7 +216,7 @@ func printContainer(w io.Writer, c *mux.Container, detail bool, now time.Time) {
 	}
 }
 
-func netnsWords(ns mux.NetNSStatus) string {
+func netnsWords(ns inspect.NetNSStatus) string {
 	switch {
 	case ns.Error != "":
 		return "cannot tell: " + ns.Error
@@ -227,7 +228,7 @@ func netnsWords(ns mux.NetNSStatus) string {
 	return "gone"
 }
 
-func printInterfaces(w io.Writer, indent string, ifs []mux.Interface, now time.Time) {
+func printInterfaces(w io.Writer, indent string, ifs []inspect.Interface, now time.Time) {
 	if len(ifs) == 0 {
 		fmt.Fprintf(w, "%sno interface recorded\n", indent)
 		return
@@ -238,7 +239,7 @@ func printInterfaces(w io.Writer, indent string, ifs []mux.Interface, now time.T
 	for _, it := range ifs {
 		addrs := strings.Join(it.Addresses, ",")
 		switch {
-		case it.State == mux.IfReleased:
+		case it.State == inspect.IfReleased:
 			addrs = "-"
 		case !it.ResultKnown:
 			addrs = "result unknown"
@@ -260,7 +261,7 @@ func printInterfaces(w io.Writer, indent string, ifs []mux.Interface, now time.T
 	}
 }
 
-func printChainConfig(w io.Writer, it mux.Interface) {
+func printChainConfig(w io.Writer, it inspect.Interface) {
 	fmt.Fprintf(w, "  %s: chain at cniVersion %s", it.IfName, orDash(it.CNIVersion))
 	if it.CNIArgs != "" {
 		fmt.Fprintf(w, ", CNI_ARGS %s", it.CNIArgs)
@@ -285,7 +286,7 @@ func printChainConfig(w io.Writer, it mux.Interface) {
 
 // chainWords writes a chain as its plugin types, each IPAM plugin in
 // parentheses: "bridge(host-local) portmap".
-func chainWords(chain []mux.ChainPlugin) string {
+func chainWords(chain []inspect.ChainPlugin) string {
 	if len(chain) == 0 {
 		return "-"
 	}
@@ -449,7 +450,7 @@ func printForget(w io.Writer, r *mux.ForgetReport, err error, now time.Time) {
 		return // nothing recorded: the error says so
 	}
 	c := r.Record
-	if c.Status == mux.StatusEmpty {
+	if c.Status == inspect.StatusEmpty {
 		fmt.Fprintf(w, "container %s: a folder without a plan (no delegate ran): removed\n", c.ContainerID)
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -46,7 +47,7 @@ func (v *verb) add(ctx context.Context) error {
 	// namespace is checked, the lock taken and the plan recorded.
 	groups := schedule(chains(atts), v.nc.Parallel)
 	v.warmHeads("ADD", atts, v.args.Netns)
-	ns, err := targetNetNS(v.args.Netns)
+	target, err := targetNetNS(v.args.Netns)
 	if err != nil {
 		return err
 	}
@@ -55,11 +56,11 @@ func (v *verb) add(ctx context.Context) error {
 		return err
 	}
 	return v.locked(ctx, v.args.ContainerID, state.Exclusive, func() error {
-		if err := v.replaceStale(ctx, ns); err != nil {
+		if err := v.replaceStale(ctx, target); err != nil {
 			return err
 		}
 		v.vl.mark("stale")
-		txn, err := v.begin(ctx, v.plan(atts, file.File, set, ns))
+		txn, err := v.begin(ctx, v.plan(atts, file.File, set, target))
 		if err != nil {
 			return err
 		}
@@ -168,7 +169,7 @@ func (v *verb) rollback(ctx context.Context, atts []*attachment, cause error) er
 // recreated, as Nomad does after a failed CHECK or a reboot, or the earlier
 // ADD never completed): the old delegates are released with what was
 // recorded, so the new ADD starts clean.
-func (v *verb) replaceStale(ctx context.Context, ns state.NetNSID) error {
+func (v *verb) replaceStale(ctx context.Context, target state.NetNSID) error {
 	id := v.args.ContainerID
 	rec, rerr := v.store.Load(id)
 	switch {
@@ -178,9 +179,9 @@ func (v *verb) replaceStale(ctx context.Context, ns state.NetNSID) error {
 		return rerr
 	}
 	_, recorded := rec.NetNS()
-	same := recorded.Same(ns)
+	same := recorded.Same(target)
 	if same && rec.Complete {
-		if live := liveLinks(v.args.Netns, rec.IfNames()); len(live) > 0 {
+		if live := ns.LiveLinks(v.args.Netns, rec.IfNames()); len(live) > 0 {
 			err := fmt.Errorf("container %s is already attached: %s live in netns %s; DEL it first",
 				id, strings.Join(live, ", "), v.args.Netns)
 			if rerr != nil {
@@ -214,37 +215,21 @@ func (v *verb) replaceStale(ctx context.Context, ns state.NetNSID) error {
 	return v.store.Remove(id)
 }
 
-// liveLinks returns which of ifnames exist in the namespace at path.
-func liveLinks(path string, ifnames []string) []string {
-	h, err := openNS(path)
-	if err != nil {
-		return nil
-	}
-	defer h.Close()
-	var live []string
-	for _, ifname := range ifnames {
-		if h.linkExists(ifname) {
-			live = append(live, ifname)
-		}
-	}
-	return live
-}
-
 // targetNetNS checks ADD's CNI_NETNS before anything acts on it: a
 // namespace must be there, and must not be nicmux's own (the host's).
 func targetNetNS(path string) (state.NetNSID, error) {
 	bad := func(err error) (state.NetNSID, error) {
 		return state.NetNSID{}, withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
 	}
-	ns, err := identify(path)
+	id, err := ns.Identify(path)
 	if err != nil {
 		return bad(err)
 	}
-	if ns.IsZero() {
+	if id.IsZero() {
 		return bad(fmt.Errorf("no network namespace at %q", path))
 	}
-	if own, err := identify("/proc/self/ns/net"); err == nil && own.Same(ns) {
+	if ns.IsOwn(id) {
 		return bad(fmt.Errorf("%q is nicmux's own network namespace (the host's), not a container's", path))
 	}
-	return ns, nil
+	return id, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -92,9 +93,9 @@ func (v *verb) checkOne(ctx context.Context, a *attachment) error {
 			delegateErr = v.runner.Check(ctx, a.chain, a.env(v.args.Netns), a.result)
 		}
 	}, func() {
-		h, err := openNS(v.args.Netns)
+		h, err := ns.Open(v.args.Netns)
 		if err == nil {
-			err = h.verify(a.ifname, a.result)
+			err = h.Verify(a.ifname, a.result)
 			h.Close()
 		}
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -78,7 +79,7 @@ func (v *verb) del(ctx context.Context) error {
 // currentNetNS identifies the namespace at CNI_NETNS now. One that cannot
 // be identified is logged and taken for none.
 func (v *verb) currentNetNS() state.NetNSID {
-	cur, err := identify(v.args.Netns)
+	cur, err := ns.Identify(v.args.Netns)
 	if err != nil {
 		v.log.Warn("cannot identify netns; taking it for gone", "netns", v.args.Netns, "error", err)
 		return state.NetNSID{}

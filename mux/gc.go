@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -160,7 +161,7 @@ func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Reco
 		}
 		v.log.Info(v.name+": releasing a stale attachment", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
 		netns := ""
-		if cur, err := identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
+		if cur, err := ns.Identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
 			netns = rec.Plan.NetNS
 		}
 		if err := v.teardown(ctx, fromRecord(rec), netns, v.nc.Parallel); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/nicmux/nicmux/delegate/delegatetest"
+	"github.com/nicmux/nicmux/ns"
 )
 
 // jobYAML: eth0's alpha declares ips (and portMappings), eth1's beta ips
@@ -268,7 +269,7 @@ func TestPrimaryShapesTheResult(t *testing.T) {
 	rec := h.mustRecord()
 	for _, ifname := range chainIfs {
 		r := delegatetest.DecodeResult(t, rec.Interface(ifname).Result)
-		if own := ownInterface(r, ifname); own < 0 || r.Interfaces[own].Sandbox != h.netns {
+		if own := ns.OwnInterface(r, ifname); own < 0 || r.Interfaces[own].Sandbox != h.netns {
 			t.Errorf("%s: recorded result %v lost its sandbox", ifname, r.Interfaces)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/nicmux/nicmux/ns"
 )
 
 // Merge combines the chains' results, given in attachment order, into one
@@ -42,7 +43,7 @@ func Merge(results []types.Result, ifnames []string, netns, cniVersion, primary 
 			out.Interfaces = append(out.Interfaces, iface.Copy())
 		}
 		own := -1
-		if i := ownInterface(res, ifnames[k]); i >= 0 {
+		if i := ns.OwnInterface(res, ifnames[k]); i >= 0 {
 			own = offset + i
 		}
 		for _, ip := range res.IPs {

@@ -1,10 +1,11 @@
 package mux
 
-// The operator's commands (nicmux show, gc and forget): what the state says
-// of each container, the release of the containers whose namespace is gone,
-// and the last resort for a record nothing can release. gc and forget run
-// as verbs (the prologue, the log, the container locks, the one teardown),
-// so that they are safe beside a running runtime and show up in the log.
+// The operator's commands nicmux gc and forget: the release of the
+// containers whose namespace is gone, and the last resort for a record
+// nothing can release. They run as verbs (the prologue, the log, the
+// container locks, the one teardown), so that they are safe beside a
+// running runtime and show up in the log. nicmux show only reads (package
+// inspect).
 
 import (
 	"context"
@@ -15,264 +16,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/cni/pkg/types/create"
 
+	"github.com/nicmux/nicmux/inspect"
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
-
-// IdentifyNetNS returns the identity of the network namespace at path, or
-// the zero identity when nothing is there: what ADD records, and what a
-// namespace must still have to be the one ADD attached.
-func IdentifyNetNS(path string) (state.NetNSID, error) { return identify(path) }
-
-// A container's status, as the operator's commands word it.
-const (
-	// StatusLive: ADD completed and its namespace is still there.
-	StatusLive = "live"
-	// StatusIncomplete: ADD did not complete (it is running, or it failed
-	// and its rollback could not release everything) and its namespace is
-	// still there.
-	StatusIncomplete = "incomplete"
-	// StatusPartlyReleased: a DEL released some interfaces and failed on
-	// the others; the namespace is still there.
-	StatusPartlyReleased = "partly released"
-	// StatusStale: the namespace ADD attached is gone, or another one is at
-	// its path: nicmux gc releases it.
-	StatusStale = "stale"
-	// StatusUnreadable: the container's record cannot be read; what its
-	// other records tell is shown, and nothing releases it but a DEL or
-	// nicmux forget.
-	StatusUnreadable = "unreadable"
-	// StatusEmpty: a folder without a plan, left by a crash before ADD
-	// recorded one: no delegate ran. DEL and nicmux gc remove it.
-	StatusEmpty = "empty"
-)
-
-// An interface's state.
-const (
-	IfAttached = "attached" // held by a live container
-	IfPending  = "pending"  // held, waiting to be released
-	IfReleased = "released" // its chain was released
-)
-
-// Container is what nicmux's state says of one container.
-type Container struct {
-	ContainerID string `json:"containerID"`
-	Status      string `json:"status"`
-	// Error says why the record cannot be read (StatusUnreadable).
-	Error string `json:"error,omitempty"`
-	// List is the name of the conflist that attached it.
-	List           string `json:"list,omitempty"`
-	Set            string `json:"set,omitempty"`
-	AttachmentFile string `json:"attachmentFile,omitempty"`
-	// IfName is the runtime's CNI_IFNAME at ADD.
-	IfName   string      `json:"ifname,omitempty"`
-	NetNS    NetNSStatus `json:"netns"`
-	Complete bool        `json:"complete"`
-	// Format is the record's format: 2, or 1 for nicmux 0.1's.
-	Format     int         `json:"format,omitempty"`
-	Created    time.Time   `json:"created,omitzero"`
-	Interfaces []Interface `json:"interfaces"`
-	// StaleReason says why nicmux gc would release it.
-	StaleReason string `json:"staleReason,omitempty"`
-}
-
-// NetNSStatus is what is at the path of the namespace ADD attached.
-type NetNSStatus struct {
-	Path string `json:"path"`
-	// Exists: a network namespace is at Path.
-	Exists bool `json:"exists"`
-	// Attached: it is the very namespace ADD attached (same inode and
-	// cookie), not one made again at the same path.
-	Attached bool `json:"attached"`
-	// Error says why it could not be told.
-	Error string `json:"error,omitempty"`
-}
-
-// Interface is what the state says of one of a container's interfaces.
-type Interface struct {
-	IfName     string        `json:"ifname"`
-	Network    string        `json:"network,omitempty"`
-	CNIVersion string        `json:"cniVersion,omitempty"`
-	Chain      []ChainPlugin `json:"chain"`
-	State      string        `json:"state"`
-	MAC        string        `json:"mac,omitempty"`
-	Addresses  []string      `json:"addresses"`
-	// ResultKnown is false when the chain's result is not recorded: it
-	// never succeeded, or its record was lost (ResultError says why).
-	ResultKnown bool   `json:"resultKnown"`
-	ResultError string `json:"resultError,omitempty"`
-	// Saved is when the result was recorded.
-	Saved time.Time `json:"saved,omitzero"`
-	// The chain exactly as ADD ran it, with its arguments: only for one
-	// container shown in detail.
-	Config         json.RawMessage            `json:"config,omitempty"`
-	CNIArgs        string                     `json:"cniArgs,omitempty"`
-	CapabilityArgs map[string]json.RawMessage `json:"capabilityArgs,omitempty"`
-}
-
-// ChainPlugin is one plugin of a chain, and its IPAM plugin.
-type ChainPlugin struct {
-	Type string `json:"type"`
-	IPAM string `json:"ipam,omitempty"`
-}
-
-// Inventory is what a state folder holds.
-type Inventory struct {
-	StateDir   string       `json:"stateDir"`
-	Containers []*Container `json:"containers"`
-}
-
-// Inspect reads the state folder without writing anything (it works on a
-// read-only one): every container, by ID, or only the one id names, shown then in
-// detail (each chain's configuration and arguments). Records that cannot
-// be read are listed with their error. Asked for a container it has no
-// state of, it returns an error wrapping state.ErrNotFound.
-func Inspect(stateDir, id string) (*Inventory, error) {
-	store, err := state.OpenReadOnly(stateDir)
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
-	inv := &Inventory{StateDir: stateDir, Containers: []*Container{}}
-	ids := []string{id}
-	if id == "" {
-		if ids, err = store.Containers(); err != nil {
-			return nil, err
-		}
-		slices.Sort(ids)
-	} else if err := state.ValidateID(id); err != nil {
-		return nil, err
-	}
-	for _, cid := range ids {
-		rec, err := store.Load(cid)
-		if rec == nil && isNotFound(err) && !store.Has(cid) {
-			if id != "" {
-				return nil, fmt.Errorf("container %s: %w in %s", id, state.ErrNotFound, stateDir)
-			}
-			continue // removed while listing
-		}
-		inv.Containers = append(inv.Containers, describe(cid, rec, err, id != ""))
-	}
-	return inv, nil
-}
-
-// describe words a container's record, as Load returned it. With detail,
-// each interface carries its chain's configuration and arguments.
-func describe(id string, rec *state.Record, loadErr error, detail bool) *Container {
-	c := &Container{ContainerID: id, Interfaces: []Interface{}}
-	if rec == nil {
-		c.Status = StatusEmpty
-		if !isNotFound(loadErr) {
-			c.Status, c.Error = StatusUnreadable, loadErr.Error()
-		}
-		return c
-	}
-	if p := rec.Plan; p != nil {
-		c.List, c.AttachmentFile, c.IfName, c.Created = p.ListName, p.AttachmentFile, p.IfName, p.Created
-	}
-	c.Set, c.Complete, c.Format = rec.Set(), rec.Complete, rec.Format
-	path, recorded := rec.NetNS()
-	c.NetNS = NetNSStatus{Path: path}
-	cur, err := identify(path)
-	if err != nil {
-		c.NetNS.Error = err.Error()
-	} else {
-		c.NetNS.Exists = !cur.IsZero()
-		c.NetNS.Attached = c.NetNS.Exists && cur.Same(recorded)
-		c.StaleReason = staleReason(path, recorded, cur)
-	}
-	released := false
-	for _, it := range rec.Interfaces {
-		released = released || it.Released
-	}
-	switch {
-	case loadErr != nil:
-		c.Status, c.Error = StatusUnreadable, loadErr.Error()
-	case c.StaleReason != "":
-		c.Status = StatusStale
-	case !rec.Complete:
-		c.Status = StatusIncomplete
-	case released:
-		c.Status = StatusPartlyReleased
-	default:
-		c.Status = StatusLive
-	}
-	for _, it := range rec.Interfaces {
-		c.Interfaces = append(c.Interfaces, describeInterface(it, c.Status == StatusLive, detail))
-	}
-	return c
-}
-
-// staleReason says why a container whose namespace was recorded at path
-// with identity recorded, and is cur now, is stale; "" when it is not. A
-// namespace at the path whose identity was not recorded counts as the one
-// ADD attached: nothing tells otherwise.
-func staleReason(path string, recorded, cur state.NetNSID) string {
-	switch {
-	case cur.IsZero():
-		return fmt.Sprintf("its netns %s is gone", path)
-	case !recorded.IsZero() && !cur.Same(recorded):
-		return fmt.Sprintf("netns %s is another namespace than the one ADD attached (it was made again)", path)
-	}
-	return ""
-}
-
-func describeInterface(it *state.Interface, live, detail bool) Interface {
-	out := Interface{IfName: it.IfName, Network: it.Network, CNIVersion: it.CNIVersion, Chain: chainOf(it.Config),
-		Addresses: []string{}, Saved: it.Saved}
-	switch {
-	case it.Released:
-		out.State = IfReleased
-	case live:
-		out.State = IfAttached
-	default:
-		out.State = IfPending
-	}
-	if it.ResultErr != nil {
-		out.ResultError = it.ResultErr.Error()
-	}
-	if r := strings.TrimSpace(string(it.Result)); r != "" && r != "null" {
-		mac, addrs, err := resultAddresses(it)
-		if err != nil {
-			out.ResultError = err.Error()
-		} else {
-			out.ResultKnown, out.MAC, out.Addresses = true, mac, addrs
-		}
-	}
-	if detail {
-		out.Config, out.CNIArgs, out.CapabilityArgs = it.Config, it.CNIArgs, it.CapabilityArgs
-	}
-	return out
-}
-
-// resultAddresses reads the MAC and the addresses of the interface a
-// chain's recorded result describes.
-func resultAddresses(it *state.Interface) (mac string, addrs []string, err error) {
-	r, err := create.Create(it.CNIVersion, it.Result)
-	if err != nil {
-		return "", nil, fmt.Errorf("the recorded result: %w", err)
-	}
-	res, err := types100.NewResultFromResult(r)
-	if err != nil {
-		return "", nil, fmt.Errorf("the recorded result: %w", err)
-	}
-	own := ownInterface(res, it.IfName)
-	if own >= 0 {
-		mac = res.Interfaces[own].Mac
-	}
-	addrs = []string{}
-	for _, ip := range res.IPs {
-		if ipBelongs(ip, own) {
-			addrs = append(addrs, ip.Address.String())
-		}
-	}
-	return mac, addrs, nil
-}
 
 // pluginConf is what the operator's commands read of a chain's plugin.
 type pluginConf struct {
@@ -292,14 +43,6 @@ func chainConf(config json.RawMessage) []pluginConf {
 		return nil
 	}
 	return list.Plugins
-}
-
-func chainOf(config json.RawMessage) []ChainPlugin {
-	out := []ChainPlugin{}
-	for _, p := range chainConf(config) {
-		out = append(out, ChainPlugin{Type: p.Type, IPAM: p.IPAM.Type})
-	}
-	return out
 }
 
 // OpsRequest is what an operator's command runs with: nicmux's entry as
@@ -377,12 +120,12 @@ func (p *Plugin) CollectStale(ctx context.Context, req OpsRequest, dryRun bool) 
 				return ""
 			}
 			path, recorded := rec.NetNS()
-			cur, err := identify(path)
+			cur, err := ns.Identify(path)
 			why := ""
 			if err != nil {
 				v.log.Warn("nicmux gc: cannot identify the container's netns: kept", "containerID", rec.ContainerID, "netns", path, "error", err)
 			} else {
-				why = staleReason(path, recorded, cur)
+				why = inspect.StaleReason(path, recorded, cur)
 			}
 			kept[rec.ContainerID] = why == ""
 			return why
@@ -494,7 +237,7 @@ type ForgetReport struct {
 	ContainerID string `json:"containerID"`
 	StateDir    string `json:"stateDir"`
 	// Record is what the record said before anything was released.
-	Record *Container `json:"record,omitempty"`
+	Record *inspect.Container `json:"record,omitempty"`
 	// Released are the interfaces released now; Left what may be left of
 	// those nothing released.
 	Released []string   `json:"released"`
@@ -508,9 +251,9 @@ type ForgetReport struct {
 // Leftover is what a record says an interface that could not be released
 // may have left, and where to look.
 type Leftover struct {
-	IfName  string        `json:"ifname"`
-	Network string        `json:"network,omitempty"`
-	Chain   []ChainPlugin `json:"chain"`
+	IfName  string                `json:"ifname"`
+	Network string                `json:"network,omitempty"`
+	Chain   []inspect.ChainPlugin `json:"chain"`
 	// NetNS is the namespace its link may still be in; "" when the one ADD
 	// attached is gone (the link went with it).
 	NetNS     string   `json:"netns,omitempty"`
@@ -569,11 +312,11 @@ func (v *verb) forget(ctx context.Context, r *ForgetReport) error {
 		if !v.store.Has(id) {
 			return fmt.Errorf("container %s: %w in %s", id, state.ErrNotFound, v.nc.StateDir)
 		}
-		r.Record = describe(id, nil, err, true)
+		r.Record = inspect.Describe(id, nil, err, true)
 		r.Dropped = true
 		return v.store.Remove(id)
 	}
-	r.Record = describe(id, rec, err, true)
+	r.Record = inspect.Describe(id, rec, err, true)
 	path, _ := rec.NetNS()
 	netns := ""
 	if r.Record.NetNS.Attached {
@@ -583,7 +326,7 @@ func (v *verb) forget(ctx context.Context, r *ForgetReport) error {
 	// its links up: a running allocation (its record readable or not), not
 	// a stuck record.
 	if rec.Complete && netns != "" && len(unreleased(rec)) == len(rec.Interfaces) {
-		if live := liveLinks(netns, rec.IfNames()); len(live) > 0 {
+		if live := ns.LiveLinks(netns, rec.IfNames()); len(live) > 0 {
 			return fmt.Errorf("%w: %s up in netns %s, the namespace ADD attached: stop the allocation (or DEL it) instead, or remove the namespace first if it is a leftover",
 				ErrLive, strings.Join(live, ", "), path)
 		}
@@ -639,19 +382,19 @@ func leftIfNames(left []Leftover) []string {
 // leftover says what an interface nothing released may have left, from
 // its record: netns is the namespace ADD attached, if it is still there.
 func leftover(a *attachment, netns string, err error, abandoned bool) Leftover {
-	l := Leftover{IfName: a.ifname, Network: a.planned.Network, Chain: chainOf(a.planned.Config), NetNS: netns,
+	l := Leftover{IfName: a.ifname, Network: a.planned.Network, Chain: inspect.ChainOf(a.planned.Config), NetNS: netns,
 		Addresses: []string{}, Abandoned: abandoned}
 	if err != nil {
 		l.Error = err.Error()
 	}
 	if a.result != nil {
 		if res, err := types100.NewResultFromResult(a.result); err == nil {
-			own := ownInterface(res, a.ifname)
+			own := ns.OwnInterface(res, a.ifname)
 			if own >= 0 {
 				l.MAC = res.Interfaces[own].Mac
 			}
 			for _, ip := range res.IPs {
-				if ipBelongs(ip, own) {
+				if ns.OnInterface(ip, own) {
 					l.Addresses = append(l.Addresses, ip.Address.String())
 				}
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/delegate"
+	"github.com/nicmux/nicmux/ns"
 )
 
 // teardown releases atts: each chain's DEL with the arguments and result
@@ -58,14 +59,14 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 		}
 		return c
 	}
-	var scratch *scratchNS
+	var scratch *ns.Scratch
 	if netns == "" {
 		scratch = v.scratch(todo)
-		defer scratch.close()
+		defer scratch.Close()
 	}
 	where := func(a *attachment) string {
-		if scratch != nil && a.chain != nil && needsScratch(a.chain) {
-			return scratch.path
+		if scratch != nil && a.chain != nil && ns.NeedsScratch(a.chain) {
+			return scratch.Path()
 		}
 		return netns
 	}
@@ -189,23 +190,23 @@ func leftovers(a *attachment) string {
 // scratch makes a scratch namespace holding the interfaces of atts whose
 // chain needs one, or returns nil: without one (nicmux lacks the privilege,
 // or no chain needs it) those chains get an empty CNI_NETNS, as before.
-func (v *verb) scratch(atts []*attachment) *scratchNS {
+func (v *verb) scratch(atts []*attachment) *ns.Scratch {
 	var need []*attachment
 	for _, a := range atts {
-		if a.chain != nil && needsScratch(a.chain) {
+		if a.chain != nil && ns.NeedsScratch(a.chain) {
 			need = append(need, a)
 		}
 	}
 	if len(need) == 0 {
 		return nil
 	}
-	s, err := newScratchNS()
+	s, err := ns.NewScratch()
 	if err != nil {
 		v.log.Warn("releasing without the interfaces' namespace", "error", err)
 		return nil
 	}
 	for _, a := range need {
-		if err := s.add(a.ifname, a.result); err != nil {
+		if err := s.Add(a.ifname, a.result); err != nil {
 			v.log.Warn("scratch namespace", "interface", a.ifname, "error", err)
 		}
 	}

@@ -1,4 +1,10 @@
-package mux
+// Package ns is what nicmux does with network namespaces: it identifies
+// them (so that a namespace recreated at the same path is told apart), looks
+// inside them with netlink (CHECK's own check, the links an ADD would
+// duplicate), and makes scratch namespaces for releasing interfaces whose
+// namespace is gone. Every switch of a thread into another namespace goes
+// through onLockedThread.
+package ns
 
 import (
 	"errors"
@@ -19,9 +25,9 @@ import (
 	"github.com/nicmux/nicmux/state"
 )
 
-// identify returns the identity of the network namespace at path, or the
+// Identify returns the identity of the network namespace at path, or the
 // zero identity when there is none (empty path, or nothing there).
-func identify(path string) (state.NetNSID, error) {
+func Identify(path string) (state.NetNSID, error) {
 	if path == "" {
 		return state.NetNSID{}, nil
 	}
@@ -99,13 +105,14 @@ func onLockedThread(f func(orig netns.NsHandle) (restored bool), errp *error) {
 	<-done
 }
 
-// nsHandle is a netlink handle inside one network namespace.
-type nsHandle struct {
+// Handle is a netlink handle inside one network namespace.
+type Handle struct {
 	path string
 	h    *netlink.Handle
 }
 
-func openNS(path string) (*nsHandle, error) {
+// Open opens a netlink handle in the namespace at path.
+func Open(path string) (*Handle, error) {
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening netns %s: %w", path, err)
@@ -115,21 +122,22 @@ func openNS(path string) (*nsHandle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink in netns %s: %w", path, err)
 	}
-	return &nsHandle{path: path, h: h}, nil
+	return &Handle{path: path, h: h}, nil
 }
 
-func (n *nsHandle) Close() { n.h.Close() }
+// Close closes the handle.
+func (n *Handle) Close() { n.h.Close() }
 
-// linkExists reports whether a link named ifname is in the namespace.
-func (n *nsHandle) linkExists(ifname string) bool {
+// LinkExists reports whether a link named ifname is in the namespace.
+func (n *Handle) LinkExists(ifname string) bool {
 	_, err := n.h.LinkByName(ifname)
 	return err == nil
 }
 
-// verify checks, with netlink, that the interface a chain's result describes
+// Verify checks, with netlink, that the interface a chain's result describes
 // is in the namespace as recorded: the link exists and is up, and has the
 // recorded MAC and every recorded address. It reports every mismatch.
-func (n *nsHandle) verify(ifname string, result types.Result) error {
+func (n *Handle) Verify(ifname string, result types.Result) error {
 	link, err := n.h.LinkByName(ifname)
 	if err != nil {
 		return fmt.Errorf("link %s not found in netns %s: %w", ifname, n.path, err)
@@ -146,7 +154,7 @@ func (n *nsHandle) verify(ifname string, result types.Result) error {
 	if err != nil {
 		return fmt.Errorf("reading the recorded result: %w", err)
 	}
-	own := ownInterface(res, ifname)
+	own := OwnInterface(res, ifname)
 	if own >= 0 && res.Interfaces[own].Mac != "" {
 		want, err := net.ParseMAC(res.Interfaces[own].Mac)
 		if err == nil && !strings.EqualFold(want.String(), attrs.HardwareAddr.String()) {
@@ -158,7 +166,7 @@ func (n *nsHandle) verify(ifname string, result types.Result) error {
 		return fmt.Errorf("listing addresses of %s: %w", ifname, err)
 	}
 	for _, ip := range res.IPs {
-		if !ipBelongs(ip, own) {
+		if !OnInterface(ip, own) {
 			continue
 		}
 		if !hasAddr(addrs, ip.Address) {
@@ -175,9 +183,9 @@ func joinProblems(problems []string) error {
 	return errors.New(strings.Join(problems, ", "))
 }
 
-// ownInterface returns the index, in a chain's result, of the interface the
+// OwnInterface returns the index, in a chain's result, of the interface the
 // chain made inside the container: the one named ifname with a sandbox.
-func ownInterface(res *types100.Result, ifname string) int {
+func OwnInterface(res *types100.Result, ifname string) int {
 	for i, iface := range res.Interfaces {
 		if iface.Name == ifname && iface.Sandbox != "" {
 			return i
@@ -191,9 +199,9 @@ func ownInterface(res *types100.Result, ifname string) int {
 	return -1
 }
 
-// ipBelongs reports whether a result's IP is on the container interface at
+// OnInterface reports whether a result's IP is on the container interface at
 // index own. An IP without an index is taken to be on it.
-func ipBelongs(ip *types100.IPConfig, own int) bool {
+func OnInterface(ip *types100.IPConfig, own int) bool {
 	if ip.Interface == nil {
 		return true
 	}
@@ -212,4 +220,31 @@ func hasAddr(addrs []netlink.Addr, want net.IPNet) bool {
 		}
 	}
 	return false
+}
+
+// IsOwn reports whether id is nicmux's own network namespace (the host's,
+// for a CNI plugin). Device and inode tell it: reading the cookie would
+// cost a thread switch for nothing.
+func IsOwn(id state.NetNSID) bool {
+	var st unix.Stat_t
+	if unix.Stat("/proc/self/ns/net", &st) != nil {
+		return false
+	}
+	return id.Dev == uint64(st.Dev) && id.Ino == st.Ino
+}
+
+// LiveLinks returns which of ifnames exist in the namespace at path.
+func LiveLinks(path string, ifnames []string) []string {
+	h, err := Open(path)
+	if err != nil {
+		return nil
+	}
+	defer h.Close()
+	var live []string
+	for _, ifname := range ifnames {
+		if h.LinkExists(ifname) {
+			live = append(live, ifname)
+		}
+	}
+	return live
 }

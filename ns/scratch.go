@@ -1,4 +1,4 @@
-package mux
+package ns
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ import (
 	"github.com/nicmux/nicmux/conf"
 )
 
-// needsScratch reports whether a chain's DEL needs its container interface
+// NeedsScratch reports whether a chain's DEL needs its container interface
 // to undo what it set up on the host. The reference bridge and ptp plugins
 // read the interface's addresses to remove their ipMasq rules, and tuning
 // restores its backup onto the interface before it deletes the backup:
@@ -23,7 +23,7 @@ import (
 // the backup stay for good. Other plugins keep the empty CNI_NETNS they
 // always got for a namespace that is gone (host-device, for one, would move
 // whatever it finds there to the host).
-func needsScratch(c *conf.Chain) bool {
+func NeedsScratch(c *conf.Chain) bool {
 	for _, p := range c.Plugins {
 		switch p.Type {
 		case "bridge", "ptp", "tuning":
@@ -33,23 +33,23 @@ func needsScratch(c *conf.Chain) bool {
 	return false
 }
 
-// scratchNS is a network namespace of nicmux's own, made for releasing
+// Scratch is a network namespace of nicmux's own, made for releasing
 // interfaces whose namespace is gone (Nomad recreated it, or the host
 // rebooted): it holds, for each interface, a link of that name with the
 // addresses ADD recorded, so that the delegates' DEL finds what it needs
 // and tears down what it set up on the host. Nothing else is ever in it,
 // and it goes when nicmux closes it (or exits): it is held by a descriptor,
 // not mounted, so a crash leaves nothing behind.
-type scratchNS struct {
+type Scratch struct {
 	fd    int
 	path  string
 	h     *netlink.Handle
 	peers int
 }
 
-// newScratchNS makes an empty namespace (see onLockedThread for the thread
+// NewScratch makes an empty namespace (see onLockedThread for the thread
 // that makes it).
-func newScratchNS() (*scratchNS, error) {
+func NewScratch() (*Scratch, error) {
 	fd := -1
 	var err error
 	onLockedThread(func(orig netns.NsHandle) bool {
@@ -68,12 +68,12 @@ func newScratchNS() (*scratchNS, error) {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("netlink in the scratch namespace: %w", err)
 	}
-	return &scratchNS{fd: fd, h: h, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)}, nil
+	return &Scratch{fd: fd, h: h, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)}, nil
 }
 
-// add puts a link named ifname in the namespace, with the addresses (and
+// Add puts a link named ifname in the namespace, with the addresses (and
 // MAC) result records for it.
-func (s *scratchNS) add(ifname string, result types.Result) error {
+func (s *Scratch) Add(ifname string, result types.Result) error {
 	s.peers++
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ifname}, PeerName: fmt.Sprintf("nmxpeer%d", s.peers)}
 	if err := s.h.LinkAdd(veth); err != nil {
@@ -90,7 +90,7 @@ func (s *scratchNS) add(ifname string, result types.Result) error {
 	if err != nil {
 		return err
 	}
-	own := ownInterface(res, ifname)
+	own := OwnInterface(res, ifname)
 	if own >= 0 && res.Interfaces[own].Mac != "" {
 		if mac, err := net.ParseMAC(res.Interfaces[own].Mac); err == nil {
 			_ = s.h.LinkSetHardwareAddr(link, mac)
@@ -98,7 +98,7 @@ func (s *scratchNS) add(ifname string, result types.Result) error {
 	}
 	var errs []error
 	for _, ip := range res.IPs {
-		if !ipBelongs(ip, own) {
+		if !OnInterface(ip, own) {
 			continue
 		}
 		addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip.Address.IP, Mask: ip.Address.Mask}, Flags: unix.IFA_F_NODAD}
@@ -109,8 +109,11 @@ func (s *scratchNS) add(ifname string, result types.Result) error {
 	return errors.Join(errs...)
 }
 
-// close lets the namespace go.
-func (s *scratchNS) close() {
+// Path is where the delegates find the namespace: CNI_NETNS.
+func (s *Scratch) Path() string { return s.path }
+
+// Close lets the namespace go.
+func (s *Scratch) Close() {
 	if s == nil {
 		return
 	}

@@ -1,0 +1,39 @@
+package inspect
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nicmux/nicmux/state"
+)
+
+func TestStaleReason(t *testing.T) {
+	a := state.NetNSID{Dev: 4, Ino: 10, Cookie: 7}
+	for _, tc := range []struct {
+		recorded, cur state.NetNSID
+		want          string
+	}{
+		{a, a, ""},
+		{a, state.NetNSID{}, "is gone"},
+		{a, state.NetNSID{Dev: 4, Ino: 10, Cookie: 8}, "another namespace"},
+		{state.NetNSID{}, a, ""}, // nothing recorded: nothing tells otherwise
+	} {
+		got := StaleReason("/run/netns/x", tc.recorded, tc.cur)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("StaleReason(%v, %v) = %q, want %q", tc.recorded, tc.cur, got, tc.want)
+		}
+	}
+}
+
+func TestChainOf(t *testing.T) {
+	cfg := json.RawMessage(`{"name":"n","plugins":[{"type":"macvlan","ipam":{"type":"host-local"}},{"type":"tuning"}]}`)
+	want := []ChainPlugin{{Type: "macvlan", IPAM: "host-local"}, {Type: "tuning"}}
+	if got := ChainOf(cfg); !reflect.DeepEqual(got, want) {
+		t.Errorf("ChainOf = %v, want %v", got, want)
+	}
+	if got := ChainOf(json.RawMessage(`{`)); got == nil || len(got) != 0 {
+		t.Errorf("ChainOf(bad) = %#v, want empty, not nil (it prints as [])", got)
+	}
+}
