@@ -196,6 +196,23 @@ func TestOperationsDocCommands(t *testing.T) {
 	}
 }
 
+// TestReadmeCommands: the README's checked commands parse too.
+func TestReadmeCommands(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds, blocks, err := docCommands(string(b))
+	if err != nil || blocks == 0 {
+		t.Fatalf("README.md: %d checked blocks, %v", blocks, err)
+	}
+	for _, c := range cmds {
+		if code, stderr := parseOnly(c.args); code != exitOK {
+			t.Errorf("README.md:%d: nicmux %s: exit %d\n%s", c.line, strings.Join(c.args, " "), code, stderr)
+		}
+	}
+}
+
 // TestDocCommandsCheck: the check catches what it is for.
 func TestDocCommandsCheck(t *testing.T) {
 	doc := "text\n" + docMarker + "\n```sh\n" +
