@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,28 +22,11 @@ import (
 
 // aheadRunner is a Runner that starts ahead, and the log of what it
 // started and of its spans. Close is called when the test ends.
-func aheadRunner(t *testing.T, limit int) (*Runner, *procLog, *spanLog) {
-	procs, spans := &procLog{}, &spanLog{}
+func aheadRunner(t *testing.T, limit int) (*Runner, *procLog, *record[Span]) {
+	procs, spans := &procLog{}, &record[Span]{}
 	r := &Runner{Path: []string{pluginDir}, Prestart: true, AheadLimit: limit, Started: procs.add, Observe: spans.add}
 	t.Cleanup(r.Close)
 	return r, procs, spans
-}
-
-type spanLog struct {
-	mu    sync.Mutex
-	spans []Span
-}
-
-func (l *spanLog) add(s Span) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.spans = append(l.spans, s)
-}
-
-func (l *spanLog) get() []Span {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]Span(nil), l.spans...)
 }
 
 func markerEnv(dir string) Env {

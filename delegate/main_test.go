@@ -316,23 +316,27 @@ func startHelper(t *testing.T, name, dir string) (*exec.Cmd, *bufio.Reader) {
 	return cmd, bufio.NewReader(out)
 }
 
-// procLog records the processes a Runner reports as Started.
-type procLog struct {
+// record collects what a Runner reports (Started, Observe), from any
+// goroutine.
+type record[T any] struct {
 	mu    sync.Mutex
-	procs []Proc
+	items []T
 }
 
-func (l *procLog) add(p Proc) {
+func (l *record[T]) add(v T) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.procs = append(l.procs, p)
+	l.items = append(l.items, v)
 }
 
-func (l *procLog) get() []Proc {
+func (l *record[T]) get() []T {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]Proc(nil), l.procs...)
+	return append([]T(nil), l.items...)
 }
+
+// procLog records the processes a Runner reports as Started.
+type procLog struct{ record[Proc] }
 
 // wait waits up to 10 s for n processes to be reported and returns them;
 // they are killed when the test ends, should the test fail before.
