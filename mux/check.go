@@ -85,8 +85,6 @@ func (v *verb) checkOne(ctx context.Context, a *attachment) error {
 	case a.result == nil:
 		return errors.New("its result record was lost (the host crashed after ADD?): the interface cannot be checked")
 	}
-	// Both only read: the netlink check (on a handle of its own) runs
-	// while the chain's CHECK does.
 	var delegateErr, ownErr error
 	together(func() {
 		if delegatesCheck(a.chain) {

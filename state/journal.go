@@ -40,6 +40,7 @@ import (
 
 const (
 	journalFile = "plans.slots"
+	journalTmp  = ".plans.slots.tmp"
 	bootFile    = "plans.boot"
 	slotSize    = 16 << 10
 	slotCount   = 512
@@ -75,6 +76,7 @@ func (s *Store) openJournal() (*journal, error) {
 // recoverIfJournal puts back, once per boot, the plans a crash lost, if
 // there is a journal: the first verb after a crash may be a DEL.
 func (s *Store) recoverIfJournal() error {
+	s.sweepJournalTmp()
 	f, err := s.root.open(journalFile, unix.O_RDWR, 0)
 	if errors.Is(err, ErrNotFound) || errors.Is(err, unix.EROFS) {
 		return nil // nothing to recover, or nothing that can be written
@@ -88,6 +90,23 @@ func (s *Store) recoverIfJournal() error {
 		return err
 	}
 	return nil
+}
+
+// sweepJournalTmp removes the temporary file of a journal whose making was
+// cut short (nicmux killed), unless another verb is making one now.
+func (s *Store) sweepJournalTmp() {
+	var st unix.Stat_t
+	if unix.Fstatat(s.root.fd, journalTmp, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return
+	}
+	lock, err := s.root.open(bootFile, unix.O_RDWR|unix.O_CREAT, 0o600)
+	if err != nil {
+		return
+	}
+	defer lock.Close()
+	if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		_ = s.root.remove(journalTmp)
+	}
 }
 
 // makeJournal makes plans.slots under a temporary name and renames it into
@@ -106,7 +125,7 @@ func (s *Store) makeJournal() (*os.File, error) {
 	if f, err := s.root.open(journalFile, unix.O_RDWR, 0); !errors.Is(err, ErrNotFound) {
 		return f, err // made meanwhile
 	}
-	tmp := "." + journalFile + ".tmp"
+	tmp := journalTmp
 	f, err := s.root.open(tmp, unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err

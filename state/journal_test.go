@@ -227,3 +227,15 @@ func TestJournalLargePlan(t *testing.T) {
 		t.Errorf("%d interfaces, want %d", len(rec.Interfaces), len(p.Interfaces))
 	}
 }
+
+// TestJournalTmpSwept: a journal whose making was cut short (nicmux
+// killed) leaves its temporary file; the next verb removes it.
+func TestJournalTmpSwept(t *testing.T) {
+	_, dir := newStore(t)
+	tmp := filepath.Join(dir, journalTmp)
+	writeRaw(t, tmp, make([]byte, 4096))
+	openStore(t, dir)
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Errorf("%s left: %v", tmp, err)
+	}
+}
