@@ -419,12 +419,7 @@ func (p *parser) value(field string, n *yaml.Node) (any, error) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Tag == "!!merge" {
-				// "<<: [*a, *b]" merges each mapping in turn.
-				if rv := resolve(v); rv.Kind == yaml.SequenceNode {
-					merges = append(merges, rv.Content...)
-				} else {
-					merges = append(merges, v)
-				}
+				merges = append(merges, mergeSources(v)...)
 				continue
 			}
 			if k.Kind != yaml.ScalarNode {
@@ -515,6 +510,15 @@ func resolve(n *yaml.Node) *yaml.Node {
 		return resolve(n.Content[0])
 	}
 	return n
+}
+
+// mergeSources is what a merge key's value brings in: "<<: *a" one
+// mapping, "<<: [*a, *b]" each mapping in turn.
+func mergeSources(v *yaml.Node) []*yaml.Node {
+	if rv := resolve(v); rv.Kind == yaml.SequenceNode {
+		return rv.Content
+	}
+	return []*yaml.Node{v}
 }
 
 func kindName(n *yaml.Node) string {

@@ -134,11 +134,7 @@ func yamlMember(m *yaml.Node, key string, depth int) (*yaml.Node, *yaml.Node) {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
 		if k.Tag == "!!merge" {
-			if rv := resolve(v); rv.Kind == yaml.SequenceNode {
-				merges = append(merges, rv.Content...)
-			} else {
-				merges = append(merges, v)
-			}
+			merges = append(merges, mergeSources(v)...)
 			continue
 		}
 		if k.Kind == yaml.ScalarNode && k.Value == key {

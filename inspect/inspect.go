@@ -251,7 +251,14 @@ func resultAddresses(it *state.Interface) (mac string, addrs []string, err error
 	if err != nil {
 		return "", nil, fmt.Errorf("the recorded result: %w", err)
 	}
-	own := ns.OwnInterface(res, it.IfName)
+	mac, addrs = ownAddresses(res, it.IfName)
+	return mac, addrs, nil
+}
+
+// ownAddresses are the MAC and the addresses of interface ifname in a
+// chain's result.
+func ownAddresses(res *types100.Result, ifname string) (mac string, addrs []string) {
+	own := ns.OwnInterface(res, ifname)
 	if own >= 0 {
 		mac = res.Interfaces[own].Mac
 	}
@@ -261,25 +268,38 @@ func resultAddresses(it *state.Interface) (mac string, addrs []string, err error
 			addrs = append(addrs, ip.Address.String())
 		}
 	}
-	return mac, addrs, nil
+	return mac, addrs
+}
+
+// pluginConf is what the operator's commands read of a chain's plugin.
+type pluginConf struct {
+	Type string `json:"type"`
+	IPAM struct {
+		Type    string `json:"type"`
+		DataDir string `json:"dataDir"`
+	} `json:"ipam"`
+}
+
+// chainConf reads a recorded chain's plugins; nil when it cannot.
+func chainConf(config json.RawMessage) []pluginConf {
+	var list struct {
+		Plugins []pluginConf `json:"plugins"`
+	}
+	if len(config) == 0 || json.Unmarshal(config, &list) != nil {
+		return nil
+	}
+	return list.Plugins
 }
 
 // ChainOf reads a recorded chain's plugins and their IPAM plugins; empty
 // when the configuration cannot be read.
 func ChainOf(config json.RawMessage) []ChainPlugin {
-	var list struct {
-		Plugins []struct {
-			Type string `json:"type"`
-			IPAM struct {
-				Type string `json:"type"`
-			} `json:"ipam"`
-		} `json:"plugins"`
-	}
+	return chainPlugins(chainConf(config))
+}
+
+func chainPlugins(plugins []pluginConf) []ChainPlugin {
 	out := []ChainPlugin{}
-	if len(config) == 0 || json.Unmarshal(config, &list) != nil {
-		return out
-	}
-	for _, p := range list.Plugins {
+	for _, p := range plugins {
 		out = append(out, ChainPlugin{Type: p.Type, IPAM: p.IPAM.Type})
 	}
 	return out

@@ -9,41 +9,16 @@ package mux
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/nicmux/nicmux/inspect"
 	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
-
-// pluginConf is what the operator's commands read of a chain's plugin.
-type pluginConf struct {
-	Type string `json:"type"`
-	IPAM struct {
-		Type    string `json:"type"`
-		DataDir string `json:"dataDir"`
-	} `json:"ipam"`
-}
-
-// chainConf reads a recorded chain's plugins; nil when it cannot.
-func chainConf(config json.RawMessage) []pluginConf {
-	var list struct {
-		Plugins []pluginConf `json:"plugins"`
-	}
-	if len(config) == 0 || json.Unmarshal(config, &list) != nil {
-		return nil
-	}
-	return list.Plugins
-}
 
 // OpsRequest is what an operator's command runs with: nicmux's entry as
 // the runtime hands it over (the conflist's name and cniVersion in it) and
@@ -240,35 +215,12 @@ type ForgetReport struct {
 	Record *inspect.Container `json:"record,omitempty"`
 	// Released are the interfaces released now; Left what may be left of
 	// those nothing released.
-	Released []string   `json:"released"`
-	Left     []Leftover `json:"left"`
+	Released []string           `json:"released"`
+	Left     []inspect.Leftover `json:"left"`
 	// Dropped: the record is gone. Without force, a record whose
 	// interfaces could not all be released is kept.
 	Dropped bool `json:"dropped"`
 	Force   bool `json:"force"`
-}
-
-// Leftover is what a record says an interface that could not be released
-// may have left, and where to look.
-type Leftover struct {
-	IfName  string                `json:"ifname"`
-	Network string                `json:"network,omitempty"`
-	Chain   []inspect.ChainPlugin `json:"chain"`
-	// NetNS is the namespace its link may still be in; "" when the one ADD
-	// attached is gone (the link went with it).
-	NetNS     string   `json:"netns,omitempty"`
-	MAC       string   `json:"mac,omitempty"`
-	Addresses []string `json:"addresses"`
-	// ResultKnown is false when the chain's result was never recorded:
-	// what it holds is then unknown.
-	ResultKnown bool `json:"resultKnown"`
-	// Abandoned: nothing could even try to release it (its plugins are
-	// gone from the CNI path, or no configuration of it is left), so a
-	// DEL would have dropped it as well.
-	Abandoned bool   `json:"abandoned,omitempty"`
-	Error     string `json:"error,omitempty"`
-	// Hints are where to look, and commands to clean up by hand.
-	Hints []string `json:"hints"`
 }
 
 // ErrLive is why nicmux forget refuses a container whose interfaces are up
@@ -285,7 +237,7 @@ var ErrLive = errors.New("the container is live")
 // a live container (ErrLive): one whose ADD completed, that no DEL
 // started on, with links up in the namespace ADD attached.
 func (p *Plugin) Forget(ctx context.Context, req OpsRequest, id string, force bool) (*ForgetReport, error) {
-	r := &ForgetReport{ContainerID: id, Force: force, Released: []string{}, Left: []Leftover{}}
+	r := &ForgetReport{ContainerID: id, Force: force, Released: []string{}, Left: []inspect.Leftover{}}
 	if err := state.ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -371,7 +323,7 @@ func (v *verb) forget(ctx context.Context, r *ForgetReport) error {
 	return nil
 }
 
-func leftIfNames(left []Leftover) []string {
+func leftIfNames(left []inspect.Leftover) []string {
 	var out []string
 	for _, l := range left {
 		out = append(out, l.IfName)
@@ -379,71 +331,10 @@ func leftIfNames(left []Leftover) []string {
 	return out
 }
 
-// leftover says what an interface nothing released may have left, from
-// its record: netns is the namespace ADD attached, if it is still there.
-func leftover(a *attachment, netns string, err error, abandoned bool) Leftover {
-	l := Leftover{IfName: a.ifname, Network: a.planned.Network, Chain: inspect.ChainOf(a.planned.Config), NetNS: netns,
-		Addresses: []string{}, Abandoned: abandoned}
-	if err != nil {
-		l.Error = err.Error()
-	}
-	if a.result != nil {
-		if res, err := types100.NewResultFromResult(a.result); err == nil {
-			own := ns.OwnInterface(res, a.ifname)
-			if own >= 0 {
-				l.MAC = res.Interfaces[own].Mac
-			}
-			for _, ip := range res.IPs {
-				if ns.OnInterface(ip, own) {
-					l.Addresses = append(l.Addresses, ip.Address.String())
-				}
-			}
-			l.ResultKnown = true
-		}
-	}
-	l.Hints = hints(a.id, l, chainConf(a.planned.Config))
-	return l
-}
-
-// hints are where an interface's leftovers may be, and how to remove them
-// by hand, for the plugins the reference set has.
-func hints(id string, l Leftover, plugins []pluginConf) []string {
-	var out []string
-	if l.NetNS != "" {
-		out = append(out, fmt.Sprintf("link %s in netns %s (with its host side, if it has one): nsenter --net=%s ip link del %s", l.IfName, l.NetNS, l.NetNS, l.IfName))
-	}
-	seen := map[string]bool{}
-	for _, p := range plugins {
-		switch {
-		case p.IPAM.Type == "host-local":
-			dir := p.IPAM.DataDir
-			if dir == "" {
-				dir = "/var/lib/cni/networks" // host-local's default
-			}
-			dir = filepath.Join(dir, l.Network)
-			if seen[dir] {
-				continue
-			}
-			seen[dir] = true
-			if !l.ResultKnown {
-				out = append(out, fmt.Sprintf("host-local leases of the container, if any, in %s: grep -l %s %s/*", dir, id, dir))
-				continue
-			}
-			for _, addr := range l.Addresses {
-				if ip, _, err := net.ParseCIDR(addr); err == nil {
-					out = append(out, fmt.Sprintf("host-local lease of %s: rm %s", ip, filepath.Join(dir, ip.String())))
-				}
-			}
-		case p.IPAM.Type != "":
-			out = append(out, fmt.Sprintf("what the IPAM plugin %s holds for container %s in network %s", p.IPAM.Type, id, l.Network))
-		}
-		if (p.Type == "portmap" || p.Type == "bridge" || p.Type == "ptp") && !seen["iptables"] {
-			seen["iptables"] = true
-			out = append(out, fmt.Sprintf("iptables rules (portmap, ipMasq) naming the container: iptables-save | grep %s", id))
-		}
-	}
-	if !l.ResultKnown && !slices.ContainsFunc(plugins, func(p pluginConf) bool { return p.IPAM.Type != "" }) && l.NetNS == "" {
-		out = append(out, fmt.Sprintf("whatever the chain's plugins hold for container %s, interface %s (its result is unknown)", id, l.IfName))
-	}
-	return out
+// leftover says what an interface nothing released may have left: netns
+// is the namespace ADD attached, if it is still there.
+func leftover(a *attachment, netns string, err error, abandoned bool) inspect.Leftover {
+	planned := a.planned
+	planned.IfName = a.ifname
+	return inspect.LeftoverOf(a.id, planned, a.result, netns, err, abandoned)
 }
