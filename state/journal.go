@@ -56,7 +56,8 @@ type journal struct {
 
 // openJournal opens plans.slots in the state folder, making it (every
 // block written, so that rewriting one changes no metadata) if it is not
-// there, and puts back, once per boot, the plans a crash lost.
+// there. It does not recover: Open did (recoverIfJournal), and a journal
+// made since holds only plans of this boot.
 func (s *Store) openJournal() (*journal, error) {
 	f, err := s.root.open(journalFile, unix.O_RDWR, 0)
 	if errors.Is(err, ErrNotFound) {
@@ -65,16 +66,12 @@ func (s *Store) openJournal() (*journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &journal{f: f}
-	if err := s.recoverOnce(j); err != nil {
-		j.close()
-		return nil, err
-	}
-	return j, nil
+	return &journal{f: f}, nil
 }
 
 // recoverIfJournal puts back, once per boot, the plans a crash lost, if
-// there is a journal: the first verb after a crash may be a DEL.
+// there is a journal: the first verb after a crash may be a DEL. Open
+// calls it, so every store that can Begin has recovered.
 func (s *Store) recoverIfJournal() error {
 	s.sweepJournalTmp()
 	f, err := s.root.open(journalFile, unix.O_RDWR, 0)
