@@ -297,6 +297,12 @@ func (s *Store) release(id string) {
 	start := home(id)
 	for k := 0; k < slotProbes; k++ {
 		i := (start + k) % slotCount
+		// Read unlocked first: no other ADD takes a slot whose container
+		// still has its folder, so a slot that does not name id now will
+		// not while Remove runs. Only one that does is locked and freed.
+		if sl, err := j.readSlot(i); err != nil || sl.id != id {
+			continue
+		}
 		if ok, _ := j.lockSlot(i, unix.F_WRLCK); !ok {
 			continue
 		}
