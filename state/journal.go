@@ -171,10 +171,7 @@ func (j *journal) lockSlot(i int, how int16) (bool, error) {
 	return err == nil, err
 }
 
-func (j *journal) unlockSlot(i int) {
-	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: io.SeekStart, Start: int64(i) * slotSize, Len: slotSize}
-	_ = unix.FcntlFlock(j.f.Fd(), unix.F_OFD_SETLK, &lk)
-}
+func (j *journal) unlockSlot(i int) { _, _ = j.lockSlot(i, unix.F_UNLCK) }
 
 // slot is one slot's header.
 type slot struct {
@@ -199,14 +196,12 @@ func (j *journal) readSlot(i int) (slot, error) {
 		crc: binary.LittleEndian.Uint32(h[12:16])}, nil
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // write puts id's plan into slot i and waits for the disk.
 func (j *journal) write(i int, id string, plan []byte) error {
 	buf := make([]byte, slotHeader+len(plan))
 	copy(buf, slotMagic)
 	binary.LittleEndian.PutUint32(buf[8:12], uint32(len(plan)))
-	binary.LittleEndian.PutUint32(buf[12:16], crc32.Checksum(plan, castagnoli))
+	binary.LittleEndian.PutUint32(buf[12:16], checksum(plan))
 	binary.LittleEndian.PutUint16(buf[16:18], uint16(len(id)))
 	copy(buf[18:], id)
 	copy(buf[slotHeader:], plan)
@@ -232,10 +227,16 @@ func (j *journal) payload(i int, sl slot) []byte {
 	if _, err := j.f.ReadAt(b, int64(i)*slotSize+slotHeader); err != nil {
 		return nil
 	}
-	if crc32.Checksum(b, castagnoli) != sl.crc {
+	if checksum(b) != sl.crc {
 		return nil
 	}
 	return b
+}
+
+// checksum is a plan's CRC-32C; MakeTable returns the standard library's
+// own table for it, made once.
+func checksum(plan []byte) uint32 {
+	return crc32.Checksum(plan, crc32.MakeTable(crc32.Castagnoli))
 }
 
 // home is the slot id's probing starts at.
@@ -269,16 +270,18 @@ func (s *Store) record(id string, plan []byte) (int, error) {
 			continue // another ADD is writing there
 		}
 		sl, err := j.readSlot(i)
-		if err == nil && sl.id != "" && sl.id != id && ValidateID(sl.id) == nil && s.Has(sl.id) {
+		if err != nil {
+			j.unlockSlot(i)
+			return -1, nil // a journal that cannot be read: the plan is fsynced instead
+		}
+		if sl.id != "" && sl.id != id && s.Has(sl.id) {
 			j.unlockSlot(i)
 			continue // another container's
 		}
-		if err == nil {
-			err = j.write(i, id, plan)
-		}
+		err = j.write(i, id, plan)
 		j.unlockSlot(i)
 		if err != nil {
-			return -1, fmt.Errorf("writing the plan journal: %w", err)
+			return -1, fmt.Errorf("writing the plan journal %s: %w", j.f.Name(), err)
 		}
 		return i, nil
 	}

@@ -239,3 +239,17 @@ func TestJournalTmpSwept(t *testing.T) {
 		t.Errorf("%s left: %v", tmp, err)
 	}
 }
+
+// TestJournalUnreadable: a journal cut short (by hand, or by a file
+// system's repair) refuses no ADD: the plan is fsynced instead.
+func TestJournalUnreadable(t *testing.T) {
+	s, dir := newStore(t)
+	attach(t, s, "c0") // makes the journal
+	if err := os.Truncate(filepath.Join(dir, journalFile), 0); err != nil {
+		t.Fatal(err)
+	}
+	begin(t, s, samplePlan("c1"))
+	if rec := load(t, openStore(t, dir), "c1"); rec.Plan == nil {
+		t.Error("no plan")
+	}
+}
