@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -132,14 +133,16 @@ func (d *dir) readFile(name string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, &CorruptError{Path: f.Name(), Err: errors.New("not a regular file")}
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
-	if err != nil {
+	// Sized from the fstat, as os.ReadFile does: one read and the EOF.
+	var buf bytes.Buffer
+	buf.Grow(int(min(fi.Size(), maxRecord)) + bytes.MinRead)
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxRecord+1)); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
-	if len(data) > maxRecord {
+	if buf.Len() > maxRecord {
 		return nil, &CorruptError{Path: f.Name(), Err: fmt.Errorf("larger than %d bytes", maxRecord)}
 	}
-	return data, nil
+	return buf.Bytes(), nil
 }
 
 // writeFile puts data at name atomically: a new temporary file beside it,
