@@ -38,7 +38,6 @@ func (m Mode) flock() int {
 // Lock is a held container lock.
 type Lock struct {
 	f      *os.File // nil: a read-only store without the lock file
-	path   string
 	name   string
 	locks  *dir
 	waited time.Duration
@@ -67,7 +66,8 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 			}
 			return nil, &DirError{Path: s.root.path, Err: errors.New("no locks folder")}
 		}
-		f, err := s.locks.open(name, unix.O_RDWR|unix.O_CREAT, 0o600)
+		// O_APPEND: Note writes at the end without asking where it is.
+		f, err := s.locks.open(name, unix.O_RDWR|unix.O_CREAT|unix.O_APPEND, 0o600)
 		if err != nil && mode == Shared && (errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, ErrNotFound)) {
 			if f, err = s.locks.open(name, unix.O_RDONLY, 0); errors.Is(err, ErrNotFound) {
 				return &Lock{name: name}, nil
@@ -93,7 +93,7 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 			f.Close()
 			continue
 		}
-		return &Lock{f: f, path: f.Name(), name: name, locks: s.locks, waited: time.Since(start)}, nil
+		return &Lock{f: f, name: name, locks: s.locks, waited: time.Since(start)}, nil
 	}
 }
 
@@ -143,7 +143,7 @@ func (l *Lock) Notes() (string, error) {
 	}
 	b, err := io.ReadAll(io.NewSectionReader(l.f, 0, maxRecord))
 	if err != nil {
-		return "", fmt.Errorf("reading %s: %w", l.path, err)
+		return "", fmt.Errorf("reading %s: %w", l.f.Name(), err)
 	}
 	return string(b), nil
 }
@@ -153,11 +153,7 @@ func (l *Lock) Note(line string) error {
 	if l.f == nil {
 		return nil
 	}
-	st, err := l.f.Stat()
-	if err != nil {
-		return err
-	}
-	_, err = l.f.WriteAt([]byte(strings.TrimSuffix(line, "\n")+"\n"), st.Size())
+	_, err := l.f.WriteString(strings.TrimSuffix(line, "\n") + "\n")
 	return err
 }
 
