@@ -134,10 +134,12 @@ func OpenReadOnly(path string) (*Store, error) {
 	return s, nil
 }
 
-// stateDirErr names the state folder in an error about it.
+// stateDirErr names the state folder in an error about it, unless it
+// already does.
 func stateDirErr(path string, err error) error {
 	var unsafe *UnsafeError
-	if errors.As(err, &unsafe) || strings.HasPrefix(err.Error(), "stateDir") {
+	var dirErr *DirError
+	if errors.As(err, &unsafe) || errors.As(err, &dirErr) {
 		return err
 	}
 	return &DirError{Path: path, Err: err}
