@@ -241,11 +241,39 @@ func decode(path string, data []byte, v any, kinds ...string) (kind string, err 
 		return "", &CorruptError{Path: path, Err: fmt.Errorf("kind is %q, want %q", probe.Kind, kinds[0])}
 	}
 	if v != nil {
-		if err := json.Unmarshal(data, v); err != nil {
-			return "", &CorruptError{Path: path, Err: err}
+		if err := unmarshal(path, data, v); err != nil {
+			return "", err
 		}
 	}
 	return probe.Kind, nil
+}
+
+// unmarshal reads a record whose kind decode has checked into v.
+func unmarshal(path string, data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return &CorruptError{Path: path, Err: err}
+	}
+	return nil
+}
+
+// checkInterfaces refuses planned interfaces a DEL could not release: a bad
+// or repeated name, no chain configuration.
+func checkInterfaces(ps []Planned) error {
+	seen := map[string]bool{}
+	for i := range ps {
+		p := &ps[i]
+		if err := ValidateIfName(p.IfName); err != nil {
+			return err
+		}
+		if seen[p.IfName] {
+			return fmt.Errorf("interface %s is planned twice", p.IfName)
+		}
+		seen[p.IfName] = true
+		if !p.hasConfig() {
+			return fmt.Errorf("interface %s has no delegate configuration", p.IfName)
+		}
+	}
+	return nil
 }
 
 // checkConfig refuses a planned interface without a chain configuration.

@@ -158,6 +158,14 @@ func (e *DirError) Unwrap() error { return e.Err }
 // CNICode is the spec's I/O failure.
 func (e *DirError) CNICode() uint { return types.ErrIOFailure }
 
+// writable refuses a write to a store opened read-only.
+func (s *Store) writable() error {
+	if s.readOnly {
+		return &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+	}
+	return nil
+}
+
 // Path is the state folder's path.
 func (s *Store) Path() string { return s.root.path }
 
@@ -205,14 +213,15 @@ func (s *Store) Load(id string) (*Record, error) {
 	}
 	if err != nil {
 		rec.Complete = present[completeName]
-		salvaged := s.salvage(d, entries, rec)
+		salvaged := salvage(d, entries, rec)
 		if errors.Is(err, ErrNotFound) && !salvaged {
 			return nil, err
 		}
 		return rec, err
 	}
 	if rec.Format == 1 {
-		return rec, s.loadV1(d, rec, present)
+		loadV1(d, rec, present)
+		return rec, nil
 	}
 	rec.Complete = present[completeName]
 	for _, it := range rec.Interfaces {
@@ -235,14 +244,13 @@ func (s *Store) Load(id string) (*Record, error) {
 
 // decodePlan reads container.json in either format.
 func (rec *Record) decodePlan(path string, data []byte) error {
-	var cf containerFile
 	kind, err := decode(path, data, nil, KindContainer, kindContainerV1)
 	if err != nil {
 		return err
 	}
 	if kind == kindContainerV1 {
 		var v1 containerV1
-		if _, err := decode(path, data, &v1, kindContainerV1); err != nil {
+		if err := unmarshal(path, data, &v1); err != nil {
 			return err
 		}
 		if v1.ContainerID != rec.ContainerID {
@@ -261,22 +269,15 @@ func (rec *Record) decodePlan(path string, data []byte) error {
 		rec.Format, rec.Complete, rec.Plan = 1, v1.Complete, plan
 		return nil
 	}
-	if _, err := decode(path, data, &cf, KindContainer); err != nil {
+	var cf containerFile
+	if err := unmarshal(path, data, &cf); err != nil {
 		return err
 	}
 	if cf.ContainerID != rec.ContainerID {
 		return &CorruptError{Path: path, Err: fmt.Errorf("records container %q", cf.ContainerID)}
 	}
-	seen := map[string]bool{}
-	for i := range cf.Interfaces {
-		p := &cf.Interfaces[i]
-		if err := ValidateIfName(p.IfName); err != nil || seen[p.IfName] {
-			return &CorruptError{Path: path, Err: fmt.Errorf("interfaces[%d]: bad or repeated name %q", i, p.IfName)}
-		}
-		seen[p.IfName] = true
-		if err := checkConfig(path, p); err != nil {
-			return err
-		}
+	if err := checkInterfaces(cf.Interfaces); err != nil {
+		return &CorruptError{Path: path, Err: err}
 	}
 	plan := cf.Plan
 	rec.Plan = &plan
@@ -289,7 +290,7 @@ func (rec *Record) decodePlan(path string, data []byte) error {
 // loadV1 fills a nicmux 0.1 record's interfaces from their records, which
 // held the configuration with the result; 0.1 removed an interface's record
 // once it was released.
-func (s *Store) loadV1(d *dir, rec *Record, present map[string]bool) error {
+func loadV1(d *dir, rec *Record, present map[string]bool) {
 	for _, p := range rec.Plan.Interfaces {
 		it := &Interface{Planned: p}
 		rec.Interfaces = append(rec.Interfaces, it)
@@ -307,12 +308,11 @@ func (s *Store) loadV1(d *dir, rec *Record, present map[string]bool) error {
 		it.Planned = f.Planned
 		it.Result, it.Saved = f.Result, f.Saved
 	}
-	return nil
 }
 
 // salvage fills rec, whose plan is missing or unreadable, from the result
 // records in the folder. It reports whether there was any.
-func (s *Store) salvage(d *dir, entries []fs.DirEntry, rec *Record) bool {
+func salvage(d *dir, entries []fs.DirEntry, rec *Record) bool {
 	any := false
 	for _, e := range entries {
 		name := e.Name()
@@ -361,10 +361,8 @@ func readResult(d *dir, id, ifname string) (*interfaceFile, error) {
 // Txn is an ADD in progress: its plan is durable; results and the
 // completion mark follow.
 type Txn struct {
-	s    *Store
 	d    *dir
 	plan *Plan
-	set  string
 }
 
 // Begin records a container's plan, durably, before any delegate acts: a
@@ -372,27 +370,16 @@ type Txn struct {
 // container must have no record (Remove a stale one first); files left in
 // its folder by a crash before an earlier plan was complete are removed.
 func (s *Store) Begin(p *Plan) (*Txn, error) {
-	if s.readOnly {
-		return nil, &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+	if err := s.writable(); err != nil {
+		return nil, err
 	}
 	if err := ValidateID(p.ContainerID); err != nil {
 		return nil, err
 	}
 	// What Load would refuse is refused here: a plan made durable must be
 	// usable by every later DEL.
-	seen := map[string]bool{}
-	for i := range p.Interfaces {
-		it := &p.Interfaces[i]
-		if err := ValidateIfName(it.IfName); err != nil {
-			return nil, err
-		}
-		if seen[it.IfName] {
-			return nil, fmt.Errorf("plan of container %s: interface %s is planned twice", p.ContainerID, it.IfName)
-		}
-		seen[it.IfName] = true
-		if !it.hasConfig() {
-			return nil, fmt.Errorf("plan of container %s: interface %s has no delegate configuration", p.ContainerID, it.IfName)
-		}
+	if err := checkInterfaces(p.Interfaces); err != nil {
+		return nil, fmt.Errorf("plan of container %s: %w", p.ContainerID, err)
 	}
 	data, err := marshal(containerFile{Kind: KindContainer, Plan: *p})
 	if err != nil {
@@ -431,7 +418,7 @@ func (s *Store) Begin(p *Plan) (*Txn, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return &Txn{s: s, d: d, plan: p, set: p.Set}, nil
+	return &Txn{d: d, plan: p}, nil
 }
 
 // clear removes the files of a folder that has no plan.
@@ -461,7 +448,7 @@ func (t *Txn) SaveResult(ifname string, result json.RawMessage) error {
 		return fmt.Errorf("saving the result of %s: not in the plan", ifname)
 	}
 	data, err := marshal(interfaceFile{Kind: KindInterface, ContainerID: t.plan.ContainerID, Planned: *planned,
-		Result: result, NetNS: t.plan.NetNS, NetNSID: t.plan.NetNSID, Set: t.set, Saved: time.Now().UTC()})
+		Result: result, NetNS: t.plan.NetNS, NetNSID: t.plan.NetNSID, Set: t.plan.Set, Saved: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
@@ -484,8 +471,8 @@ func (t *Txn) Close() { t.d.close() }
 // Release marks one interface of a container released, so that a DEL
 // repeated after a partial failure skips it, and drops its result.
 func (s *Store) Release(id, ifname string) error {
-	if s.readOnly {
-		return &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+	if err := s.writable(); err != nil {
+		return err
 	}
 	if err := ValidateID(id); err != nil {
 		return err
@@ -509,8 +496,8 @@ func (s *Store) Release(id, ifname string) error {
 // plan goes last, so a removal cut short leaves a container that is still
 // known.
 func (s *Store) Remove(id string) error {
-	if s.readOnly {
-		return &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+	if err := s.writable(); err != nil {
+		return err
 	}
 	if err := ValidateID(id); err != nil {
 		return err
@@ -582,8 +569,8 @@ func (s *Store) Has(id string) bool {
 
 // CheckWritable checks that the state folder takes a new file.
 func (s *Store) CheckWritable() error {
-	if s.readOnly {
-		return &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+	if err := s.writable(); err != nil {
+		return err
 	}
 	name := ".status-check"
 	if err := s.root.writeFile(name, nil, false); err != nil {
