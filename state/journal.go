@@ -28,9 +28,10 @@ import (
 // fsynced (what every reader reads), and into a slot of plans.slots, a file
 // of fixed size allocated once, rewritten in place and fdatasynced (what
 // makes it durable). A crash that loses the page cache loses at worst the
-// first copy; the first verb after the next boot puts back every plan whose
-// slot outlived its container.json (recover). A slot belongs to a container
-// for as long as the container's folder exists; Remove frees it.
+// first copy; the first verb after the next boot that opens the store for
+// writing puts back every plan whose slot outlived its container.json
+// (recoverOnce). A slot belongs to a container for as long as the
+// container's folder exists; Remove frees it.
 //
 // Slots are locked with open file description locks on their byte range,
 // so that ADDs of different containers in different processes claim

@@ -12,13 +12,14 @@
 //	containers/<containerID>/released-<ifname>   the mark of a released interface
 //	locks/<containerID>.lock                     the container's lock
 //	gc.lock                                      GC's barrier (see Barrier)
+//	plans.slots, plans.boot                      the plan journal (journal.go)
 //
-// Durability: the plan is durable (written, fsynced, renamed, folders
-// fsynced) before Begin returns, which is before any delegate gets its
-// configuration. Results and marks are written atomically (a temporary file
-// renamed into place) but not fsynced: a crash that loses the page cache
-// also destroys every network namespace, and DEL and a later ADD release
-// from the plan. A lost or torn result is read as "unknown", never as an
+// Durability: the plan is durable before Begin returns, which is before any
+// delegate gets its configuration: fdatasynced in a slot of the plan
+// journal, or else container.json and its folders fsynced. Results and
+// marks are written atomically (a temporary file renamed into place) but
+// not fsynced: a crash that loses the page cache also destroys every
+// network namespace, and DEL and a later ADD release from the plan. A lost or torn result is read as "unknown", never as an
 // error that pins the container. Removals are not fsynced either: a
 // removal lost in a crash only makes a later DEL release again, which the
 // delegates treat as a no-op.
