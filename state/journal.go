@@ -350,6 +350,13 @@ func (s *Store) recoverOnce(j *journal) error {
 			continue // torn: the crash came before Begin returned
 		}
 		if err := s.restore(sl.id, plan); err != nil {
+			var unsafe *UnsafeError
+			if errors.As(err, &unsafe) {
+				// Every verb on that container refuses its folder and
+				// names it (DEL removes a link); failing here would
+				// refuse every verb on every container.
+				continue
+			}
 			return fmt.Errorf("putting back the plan of container %s: %w", sl.id, err)
 		}
 	}

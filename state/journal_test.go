@@ -253,3 +253,28 @@ func TestJournalUnreadable(t *testing.T) {
 		t.Error("no plan")
 	}
 }
+
+// TestJournalRecoverySkipsUnsafeFolder: a link planted at a lost
+// container's folder is refused by the verbs on that container (DEL removes
+// it), not by every verb of the boot: the other plans are put back.
+func TestJournalRecoverySkipsUnsafeFolder(t *testing.T) {
+	s, dir := newStore(t)
+	attach(t, s, "c1")
+	attach(t, s, "c2")
+	link := containerDir(dir, "c1")
+	for _, id := range []string{"c1", "c2"} {
+		if err := os.RemoveAll(containerDir(dir, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	writeRaw(t, filepath.Join(dir, bootFile), []byte("another-boot\n"))
+	s2 := openStore(t, dir)
+	if rec := load(t, s2, "c2"); rec.Plan == nil {
+		t.Error("c2's plan was not put back")
+	}
+	_, err := s2.Load("c1")
+	assertUnsafe(t, err, link)
+}
