@@ -1,8 +1,6 @@
 package delegate
 
 import (
-	"strings"
-
 	"github.com/nicmux/nicmux/conf"
 )
 
@@ -13,17 +11,18 @@ import (
 // and for hiding the first plugin's start behind nicmux's own work; it
 // costs mux nothing but the Warm hints and a Close.
 
-// warmKey names a process started ahead: a plugin binary with the
-// environment of one call. Any process of the same binary and environment
-// serves the call, whichever chain value named it.
+// warmKey names a process started ahead: a plugin binary and what sets
+// the environment of one call apart (nicmux's own environment and the
+// Runner's Path are the same for every call). Any process of the same
+// binary and environment serves the call, whichever chain value named it.
 type warmKey struct {
-	plugin string
-	env    string
+	plugin, verb                        string
+	containerID, netns, ifname, cniArgs string
 }
 
-func (r *Runner) warmKey(verb string, c *conf.Chain, env Env, i int) (warmKey, []string) {
-	environ := r.environ(verb, env)
-	return warmKey{plugin: c.Plugins[i].Type, env: strings.Join(environ, "\x00")}, environ
+func newWarmKey(verb string, c *conf.Chain, env Env, i int) warmKey {
+	return warmKey{plugin: c.Plugins[i].Type, verb: verb,
+		containerID: env.ContainerID, netns: env.NetNS, ifname: env.IfName, cniArgs: env.CNIArgs}
 }
 
 // starting is a plugin process being started ahead, in a goroutine of its
@@ -31,7 +30,6 @@ func (r *Runner) warmKey(verb string, c *conf.Chain, env Env, i int) (warmKey, [
 // milliseconds the caller can use.
 type starting struct {
 	r    *Runner
-	env  []string
 	done chan struct{}
 	p    *proc // nil if it could not be started
 }
@@ -61,7 +59,7 @@ func (r *Runner) Warm(verb string, c *conf.Chain, env Env) {
 	if len(steps) == 0 {
 		return
 	}
-	key, _ := r.warmKey(verb, c, env, steps[0])
+	key := newWarmKey(verb, c, env, steps[0])
 	r.mu.Lock()
 	old := r.warm[key]
 	r.mu.Unlock()
@@ -90,7 +88,7 @@ func (r *Runner) takeWarm(verb string, c *conf.Chain, env Env, steps []int) *sta
 	if len(steps) == 0 {
 		return nil
 	}
-	key, _ := r.warmKey(verb, c, env, steps[0])
+	key := newWarmKey(verb, c, env, steps[0])
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.warm[key]
@@ -116,7 +114,8 @@ func (r *Runner) ahead(verb string, c *conf.Chain, env Env, i int, due bool) *st
 	}
 	r.live++ // counted from now, so that the limit holds while it starts
 	r.mu.Unlock()
-	s := &starting{r: r, env: r.environ(verb, env), done: make(chan struct{})}
+	s := &starting{r: r, done: make(chan struct{})}
+	environ := r.environ(verb, env)
 	go func() {
 		defer close(s.done)
 		path, err := FindInPath(c.Plugins[i].Type, r.Path)
@@ -124,7 +123,7 @@ func (r *Runner) ahead(verb string, c *conf.Chain, env Env, i int, due bool) *st
 			r.ended() // the call reports it, when due
 			return
 		}
-		s.p, _ = r.start(path, s.env, true) // on failure start counts it gone
+		s.p, _ = r.start(path, environ, true) // on failure start counts it gone
 	}()
 	return s
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -252,12 +251,7 @@ func liveChildren(t *testing.T) int {
 	self := strconv.Itoa(os.Getpid())
 	n := 0
 	for _, e := range entries {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		if f := strings.Fields(string(b[i+1:])); len(f) > 1 && f[1] == self && f[0] != "Z" {
+		if f, err := statFields(e.Name()); err == nil && len(f) > 1 && f[1] == self && f[0] != "Z" {
 			n++
 		}
 	}

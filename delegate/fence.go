@@ -78,17 +78,9 @@ func groupAlive(pgid int) bool {
 		if e.Name()[0] < '0' || e.Name()[0] > '9' {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		// After the command name: state, ppid, pgrp.
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) >= 3 && f[2] == want && f[0] != "Z" && f[0] != "X" {
+		// State, ppid, pgrp.
+		f, err := statFields(e.Name())
+		if err == nil && len(f) >= 3 && f[2] == want && f[0] != "Z" && f[0] != "X" {
 			return true
 		}
 	}

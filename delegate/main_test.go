@@ -225,13 +225,8 @@ func helper(name string) int {
 // running reports whether pid is a process that can still act: alive and
 // not a zombie (whose reaper, init in a container, may be slow).
 func running(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+	f, err := statFields(strconv.Itoa(pid))
+	return err == nil && len(f) > 0 && f[0] != "Z" && f[0] != "X"
 }
 
 // eventually polls cond until it holds or d has passed.

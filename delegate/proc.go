@@ -1,6 +1,7 @@
 package delegate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,26 +70,24 @@ func startProc(path string, env []string) (*proc, error) {
 		return nil, err
 	}
 	p := &proc{stdin: w, stdout: &capped{max: maxStdout}, stderr: &capped{max: maxStderr}}
-	p.cmd = &exec.Cmd{
-		Path:        path,
-		Args:        []string{path},
-		Env:         env,
-		Stdin:       r,
-		Stdout:      p.stdout,
-		Stderr:      p.stderr,
-		WaitDelay:   outputGrace,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
-	}
 	for attempt := 0; ; attempt++ {
+		// A Cmd is started once, even if its Start failed.
+		p.cmd = &exec.Cmd{
+			Path:        path,
+			Args:        []string{path},
+			Env:         env,
+			Stdin:       r,
+			Stdout:      p.stdout,
+			Stderr:      p.stderr,
+			WaitDelay:   outputGrace,
+			SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+		}
 		err = p.cmd.Start()
 		// A plugin binary being replaced is briefly "text file busy".
-		if errors.Is(err, syscall.ETXTBSY) && attempt < 5 {
-			time.Sleep(100 * time.Millisecond)
-			p.cmd = &exec.Cmd{Path: path, Args: p.cmd.Args, Env: env, Stdin: r, Stdout: p.stdout, Stderr: p.stderr,
-				WaitDelay: outputGrace, SysProcAttr: p.cmd.SysProcAttr}
-			continue
+		if !errors.Is(err, syscall.ETXTBSY) || attempt == 5 {
+			break
 		}
-		break
+		time.Sleep(100 * time.Millisecond)
 	}
 	_ = r.Close()
 	if err != nil {
@@ -199,17 +198,16 @@ func (e *TimeoutError) Error() string {
 
 func (e *TimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
 
-// capped keeps the first max bytes written to it and counts the rest.
+// capped keeps the first max bytes written to it and counts the rest. It
+// needs no lock: os/exec's one copying goroutine writes to it, and Wait
+// returns only once that goroutine is done.
 type capped struct {
 	max   int
-	mu    sync.Mutex
 	buf   []byte
 	total int64
 }
 
 func (c *capped) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.total += int64(len(p))
 	if room := c.max - len(c.buf); room > 0 {
 		c.buf = append(c.buf, p[:min(room, len(p))]...)
@@ -217,16 +215,10 @@ func (c *capped) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (c *capped) bytes() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf
-}
+func (c *capped) bytes() []byte { return c.buf }
 
 // cut reports whether output was dropped, and how much there was.
 func (c *capped) cut() (bool, int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	return c.total > int64(len(c.buf)), c.total
 }
 
@@ -295,18 +287,27 @@ func quoteCut(b []byte, total int64) string {
 // (/proc/<pid>/stat, field 22): with the pid, it names the process for as
 // long as the system runs.
 func startTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	fields, err := statFields(strconv.Itoa(pid))
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) is in parentheses and may hold spaces.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	fields := strings.Fields(string(b[i+1:]))
 	if len(fields) < 20 {
 		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
 	}
 	return strconv.ParseUint(fields[19], 10, 64) // field 22 overall
+}
+
+// statFields returns the fields of /proc/<pid>/stat after the command name
+// (field 2, in parentheses, which may hold spaces): the state (field 3)
+// first.
+func statFields(pid string) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%s/stat: no command name", pid)
+	}
+	return strings.Fields(string(b[i+1:])), nil
 }

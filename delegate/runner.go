@@ -421,21 +421,17 @@ func (r *Runner) ended() {
 // environ is the environment of one plugin call: nicmux's own, with the CNI
 // variables set for the call.
 func (r *Runner) environ(verb string, env Env) []string {
-	set := map[string]string{
-		"CNI_COMMAND": verb, "CNI_CONTAINERID": env.ContainerID, "CNI_NETNS": env.NetNS,
-		"CNI_IFNAME": env.IfName, "CNI_ARGS": env.CNIArgs, "CNI_PATH": strings.Join(r.Path, string(os.PathListSeparator)),
-	}
-	out := make([]string, 0, len(os.Environ())+len(set))
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, ours := set[k]; !ours {
-			out = append(out, kv)
+	own := os.Environ()
+	out := make([]string, 0, len(own)+6)
+	for _, kv := range own {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH":
+			continue
 		}
+		out = append(out, kv)
 	}
-	for _, k := range []string{"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"} {
-		out = append(out, k+"="+set[k])
-	}
-	return out
+	return append(out, "CNI_COMMAND="+verb, "CNI_CONTAINERID="+env.ContainerID, "CNI_NETNS="+env.NetNS,
+		"CNI_IFNAME="+env.IfName, "CNI_ARGS="+env.CNIArgs, "CNI_PATH="+strings.Join(r.Path, string(os.PathListSeparator)))
 }
 
 // FindInPath returns the path of the first regular file named plugin in

@@ -57,20 +57,29 @@ func netnsCookie(path string) (uint64, error) {
 		return 0, err
 	}
 	defer target.Close()
-	var cookie uint64
+	var fd int
+	if err := inNetNS(target, func() (err error) {
+		fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	return unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+}
+
+// inNetNS runs f on a thread of onLockedThread's moved into the namespace
+// target, and moves the thread back.
+func inNetNS(target netns.NsHandle, f func() error) error {
+	var err error
 	onLockedThread(func(orig netns.NsHandle) bool {
 		if err = netns.Set(target); err != nil {
 			return true
 		}
-		fd, sockErr := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		restored := netns.Set(orig) == nil
-		if err = sockErr; err == nil {
-			cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-			unix.Close(fd)
-		}
-		return restored
+		err = f()
+		return netns.Set(orig) == nil
 	}, &err)
-	return cookie, err
+	return err
 }
 
 // onLockedThread runs f on a goroutine locked to a thread of its own, which
@@ -118,8 +127,14 @@ func Open(path string) (*Handle, error) {
 		return nil, fmt.Errorf("opening netns %s: %w", path, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
+	// Not netlink.NewHandleAt: it switches the caller's own thread, once
+	// for each netlink family (three, where nicmux asks rtnetlink only),
+	// and unlocks the thread whether or not it could move it back.
+	var h *netlink.Handle
+	if err := inNetNS(ns, func() (err error) {
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("netlink in netns %s: %w", path, err)
 	}
 	return &Handle{path: path, h: h}, nil

@@ -60,3 +60,48 @@ func TestIdentify(t *testing.T) {
 		t.Errorf("IsOwn: own %+v (%v) -> %v; a file -> %v", own, err, IsOwn(own), IsOwn(id))
 	}
 }
+
+// A scratch namespace holds the link and addresses a result records for
+// it, and a handle from Open looks inside it.
+func TestScratchOpen(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("makes a network namespace: needs root (make test runs it so)")
+	}
+	s, err := NewScratch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	zero := 0
+	res := &types100.Result{
+		CNIVersion: "1.0.0",
+		Interfaces: []*types100.Interface{{Name: "eth1", Sandbox: "/run/netns/x", Mac: "02:00:00:00:00:07"}},
+		IPs:        []*types100.IPConfig{{Interface: &zero, Address: net.IPNet{IP: net.IPv4(10, 0, 0, 2).To4(), Mask: net.CIDRMask(24, 32)}}},
+	}
+	if err := s.Add("eth1", res); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := Identify(s.Path()); err != nil || id.IsZero() || IsOwn(id) {
+		t.Errorf("Identify(scratch) = %+v, %v; want another namespace than nicmux's", id, err)
+	}
+	h, err := Open(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if !h.LinkExists("eth1") || h.LinkExists("eth2") {
+		t.Errorf("LinkExists: eth1 %v, eth2 %v; want eth1 only", h.LinkExists("eth1"), h.LinkExists("eth2"))
+	}
+	if got := LiveLinks(s.Path(), []string{"eth1", "eth2"}); len(got) != 1 || got[0] != "eth1" {
+		t.Errorf("LiveLinks = %v, want [eth1]", got)
+	}
+	// Scratch links stay down: that is all Verify finds amiss, until an
+	// address is recorded that the link does not have.
+	if err := h.Verify("eth1", res); err == nil || err.Error() != "link is down" {
+		t.Errorf("Verify = %v, want only the link down", err)
+	}
+	res.IPs[0].Address.IP = net.IPv4(10, 0, 0, 3).To4()
+	if err := h.Verify("eth1", res); err == nil || err.Error() != "link is down, address 10.0.0.3/24 is missing" {
+		t.Errorf("Verify = %v, want the link down and 10.0.0.3/24 missing", err)
+	}
+}

@@ -51,22 +51,25 @@ type Scratch struct {
 // that makes it).
 func NewScratch() (*Scratch, error) {
 	fd := -1
+	var h *netlink.Handle
 	var err error
 	onLockedThread(func(orig netns.NsHandle) bool {
 		if err = unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			err = fmt.Errorf("unshare: %w", err)
 			return true
 		}
-		fd, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if fd, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			// Made here, the handle's socket is in the scratch namespace
+			// without a switch back and forth (see Open).
+			if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+				_ = unix.Close(fd)
+				err = fmt.Errorf("netlink: %w", err)
+			}
+		}
 		return netns.Set(orig) == nil
 	}, &err)
 	if err != nil {
 		return nil, fmt.Errorf("making a scratch network namespace: %w", err)
-	}
-	h, err := netlink.NewHandleAt(netns.NsHandle(fd))
-	if err != nil {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("netlink in the scratch namespace: %w", err)
 	}
 	return &Scratch{fd: fd, h: h, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)}, nil
 }
