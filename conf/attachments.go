@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/utils"
@@ -49,7 +50,7 @@ const maxFileSize = 1 << 20
 
 // LoadAttachments reads and parses the attachment file at path.
 func LoadAttachments(path string, d Defaults) (*Attachments, error) {
-	f, err := os.Open(path)
+	f, err := openFile(path)
 	if err != nil {
 		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
 	}
@@ -71,6 +72,24 @@ func loadFrom(f *os.File, path string, d Defaults) (*Attachments, error) {
 		att.Warnings = append(att.Warnings, fmt.Sprintf("%s is writable by group or others (mode %04o): whoever can write it chooses what allocations are attached to; make it 0644 or stricter", path, fi.Mode().Perm()))
 	}
 	return att, nil
+}
+
+// openFile opens a configuration file for reading. O_NONBLOCK: a FIFO put
+// in the file's place would otherwise block the verb until a writer comes;
+// readCapped then refuses it as not a regular file.
+func openFile(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+}
+
+// readFile reads the configuration file at path as readCapped does.
+func readFile(path string) ([]byte, error) {
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, _, err := readCapped(f)
+	return data, err
 }
 
 // readCapped reads a regular file of at most maxFileSize bytes.
@@ -378,7 +397,7 @@ func (p *parser) conflist(c *Chain, field string, n *yaml.Node) (*source, error)
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(p.dir, path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, p.errorf(n, field, "cannot read %s: %v", path, err)
 	}
