@@ -143,9 +143,6 @@ type parser struct {
 
 	// refs holds the files `conflist:` entries read, by entry index.
 	refs map[int]*source
-	// primary is the value node of each entry's `primary: true`, by entry
-	// index, to point at the second one.
-	primary map[int]*yaml.Node
 }
 
 // maxValues bounds the number of values in an attachment file's plugin
@@ -213,7 +210,8 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 			return nil, p.errorf(entry, fmt.Sprintf("interfaces[%d].ifname", i), "duplicate interface %q (also interfaces[%d])", c.IfName, first)
 		}
 		if c.Primary && primary >= 0 {
-			return nil, p.errorf(p.primary[i], fmt.Sprintf("interfaces[%d].primary", i),
+			_, at := yamlMember(resolve(entry), "primary", 0)
+			return nil, p.errorf(resolve(at), fmt.Sprintf("interfaces[%d].primary", i),
 				"only one interface may be primary: %s (interfaces[%d]) and %s (interfaces[%d]) both are",
 				a.Interfaces[primary].IfName, primary, c.IfName, i)
 		}
@@ -343,12 +341,6 @@ func (p *parser) entry(i int, n *yaml.Node) (*Chain, error) {
 			}
 			*dst = v.Value == "true"
 		}
-	}
-	if c.Primary {
-		if p.primary == nil {
-			p.primary = map[int]*yaml.Node{}
-		}
-		p.primary[i] = vals["primary"]
 	}
 	return c, nil
 }
