@@ -157,6 +157,13 @@ func (p *parser) errorf(n *yaml.Node, field, format string, args ...any) *Error 
 	return e
 }
 
+// wrap is errorf for an error of its own, kept as the Error's Err.
+func (p *parser) wrap(n *yaml.Node, field string, err error, format string, args ...any) *Error {
+	e := p.errorf(n, field, format, args...)
+	e.Err = err
+	return e
+}
+
 // mapping checks that n is a mapping with no duplicate keys and only the
 // allowed ones, and returns its key nodes and value nodes by key.
 func (p *parser) mapping(n *yaml.Node, field string, allowed ...string) (map[string]*yaml.Node, map[string]*yaml.Node, error) {
@@ -391,11 +398,11 @@ func (p *parser) conflist(c *Chain, field string, n *yaml.Node) (*source, error)
 	}
 	data, err := readFile(path)
 	if err != nil {
-		return nil, p.errorf(n, field, "cannot read %s: %v", path, err)
+		return nil, p.wrap(n, field, err, "cannot read %s", path)
 	}
 	parsed, err := parseConfList(data)
 	if err != nil {
-		return nil, p.errorf(n, field, "%s: %v", path, err)
+		return nil, p.wrap(n, field, err, "%s", path)
 	}
 	c.Plugins = parsed.Plugins
 	c.Network = parsed.Network
