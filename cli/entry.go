@@ -72,7 +72,8 @@ func readEntry(file string) (*entry, *Finding) {
 	_ = json.Unmarshal(top["name"], &e.name)
 	_ = json.Unmarshal(top["cniVersion"], &e.cniVersion)
 	objects := []json.RawMessage{data}
-	if list, ok := top["plugins"]; ok {
+	list, isList := top["plugins"]
+	if isList {
 		objects = nil
 		if err := json.Unmarshal(list, &objects); err != nil {
 			return nil, e.fail("plugins", "the runtime refuses it too: make it a list of plugin objects", "must be a list of plugin objects: %v", err)
@@ -85,7 +86,7 @@ func readEntry(file string) (*entry, *Finding) {
 		_ = json.Unmarshal(obj, &p)
 		e.plugins = append(e.plugins, p.Type)
 		if p.Type == "nicmux" && e.raw == nil {
-			if _, isList := top["plugins"]; isList {
+			if isList {
 				e.index = i
 			}
 			if err := json.Unmarshal(obj, &e.raw); err != nil {
@@ -94,9 +95,9 @@ func readEntry(file string) (*entry, *Finding) {
 		}
 	}
 	if e.raw == nil {
-		field := "plugins"
-		if _, isList := top["plugins"]; !isList {
-			field = "type"
+		field := "type"
+		if isList {
+			field = "plugins"
 		}
 		return nil, e.fail(field, `nicmux's entry is the plugin with "type": "nicmux": pass the conflist that names it`, `no plugin of type "nicmux"`)
 	}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -116,10 +115,7 @@ func (r *report) printJSON(w io.Writer) {
 	if r.Findings == nil {
 		r.Findings = []Finding{}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(r)
+	printJSON(w, r)
 }
 
 func plural(n int, word string) string {

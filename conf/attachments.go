@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/utils"
@@ -49,7 +50,7 @@ const maxFileSize = 1 << 20
 
 // LoadAttachments reads and parses the attachment file at path.
 func LoadAttachments(path string, d Defaults) (*Attachments, error) {
-	f, err := os.Open(path)
+	f, err := openFile(path)
 	if err != nil {
 		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
 	}
@@ -71,6 +72,24 @@ func loadFrom(f *os.File, path string, d Defaults) (*Attachments, error) {
 		att.Warnings = append(att.Warnings, fmt.Sprintf("%s is writable by group or others (mode %04o): whoever can write it chooses what allocations are attached to; make it 0644 or stricter", path, fi.Mode().Perm()))
 	}
 	return att, nil
+}
+
+// openFile opens a configuration file for reading. O_NONBLOCK: a FIFO put
+// in the file's place would otherwise block the verb until a writer comes;
+// readCapped then refuses it as not a regular file.
+func openFile(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+}
+
+// readFile reads the configuration file at path as readCapped does.
+func readFile(path string) ([]byte, error) {
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, _, err := readCapped(f)
+	return data, err
 }
 
 // readCapped reads a regular file of at most maxFileSize bytes.
@@ -124,9 +143,6 @@ type parser struct {
 
 	// refs holds the files `conflist:` entries read, by entry index.
 	refs map[int]*source
-	// primary is the value node of each entry's `primary: true`, by entry
-	// index, to point at the second one.
-	primary map[int]*yaml.Node
 }
 
 // maxValues bounds the number of values in an attachment file's plugin
@@ -138,6 +154,13 @@ func (p *parser) errorf(n *yaml.Node, field, format string, args ...any) *Error 
 	if n != nil {
 		e.Line, e.Column = n.Line, n.Column
 	}
+	return e
+}
+
+// wrap is errorf for an error of its own, kept as the Error's Err.
+func (p *parser) wrap(n *yaml.Node, field string, err error, format string, args ...any) *Error {
+	e := p.errorf(n, field, format, args...)
+	e.Err = err
 	return e
 }
 
@@ -194,7 +217,8 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 			return nil, p.errorf(entry, fmt.Sprintf("interfaces[%d].ifname", i), "duplicate interface %q (also interfaces[%d])", c.IfName, first)
 		}
 		if c.Primary && primary >= 0 {
-			return nil, p.errorf(p.primary[i], fmt.Sprintf("interfaces[%d].primary", i),
+			_, at := yamlMember(resolve(entry), "primary", 0)
+			return nil, p.errorf(resolve(at), fmt.Sprintf("interfaces[%d].primary", i),
 				"only one interface may be primary: %s (interfaces[%d]) and %s (interfaces[%d]) both are",
 				a.Interfaces[primary].IfName, primary, c.IfName, i)
 		}
@@ -325,12 +349,6 @@ func (p *parser) entry(i int, n *yaml.Node) (*Chain, error) {
 			*dst = v.Value == "true"
 		}
 	}
-	if c.Primary {
-		if p.primary == nil {
-			p.primary = map[int]*yaml.Node{}
-		}
-		p.primary[i] = vals["primary"]
-	}
 	return c, nil
 }
 
@@ -378,13 +396,13 @@ func (p *parser) conflist(c *Chain, field string, n *yaml.Node) (*source, error)
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(p.dir, path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
-		return nil, p.errorf(n, field, "cannot read %s: %v", path, err)
+		return nil, p.wrap(n, field, err, "cannot read %s", path)
 	}
 	parsed, err := parseConfList(data)
 	if err != nil {
-		return nil, p.errorf(n, field, "%s: %v", path, err)
+		return nil, p.wrap(n, field, err, "%s", path)
 	}
 	c.Plugins = parsed.Plugins
 	c.Network = parsed.Network

@@ -449,6 +449,9 @@ func TestParseAttachmentsConflistPaths(t *testing.T) {
 	_, err = ParseAttachments(filepath.Join(other, "a.yaml"), []byte(yaml), testDefaults)
 	checkConfError(t, err, filepath.Join(other, "a.yaml"),
 		wantErr{4, 15, "interfaces[1].conflist", "cannot read " + filepath.Join(other, "near.conf")})
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%v does not wrap os.ErrNotExist", err)
+	}
 }
 
 func TestLoadAttachmentsMissingFile(t *testing.T) {

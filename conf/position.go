@@ -149,14 +149,31 @@ func yamlMember(m *yaml.Node, key string, depth int) (*yaml.Node, *yaml.Node) {
 	return nil, nil
 }
 
-// jsonNode is a JSON value with the byte offsets of its members' keys and
-// its elements.
+// jsonNode is a JSON value at byte offset off, with an object's members
+// or an array's elements.
 type jsonNode struct {
 	off     int
-	keys    []string
-	keyOffs []int
-	members []*jsonNode
+	members []jsonMember
 	elems   []*jsonNode
+}
+
+// jsonMember is an object's member: its key, where the key is written, and
+// its value.
+type jsonMember struct {
+	key string
+	off int
+	val *jsonNode
+}
+
+// member returns the last member named key, as encoding/json keeps the last
+// of duplicate keys; nil when there is none.
+func (n *jsonNode) member(key string) *jsonMember {
+	for i := len(n.members) - 1; i >= 0; i-- {
+		if n.members[i].key == key {
+			return &n.members[i]
+		}
+	}
+	return nil
 }
 
 // locateJSON walks steps in data. With ref set, data is a `conflist:` file
@@ -167,7 +184,7 @@ func locateJSON(file string, data []byte, steps []step, ref bool) Position {
 	if err != nil {
 		return Position{File: file}
 	}
-	if ref && lastIndex(root.keys, "plugins") < 0 && len(steps) >= 2 && steps[1].index == 0 {
+	if ref && root.member("plugins") == nil && len(steps) >= 2 && steps[1].index == 0 {
 		steps = steps[2:]
 	}
 	off, n := root.off, root
@@ -180,22 +197,13 @@ func locateJSON(file string, data []byte, steps []step, ref bool) Position {
 			off = n.off
 			continue
 		}
-		i := lastIndex(n.keys, s.key)
-		if i < 0 {
+		m := n.member(s.key)
+		if m == nil {
 			break
 		}
-		off, n = n.keyOffs[i], n.members[i]
+		off, n = m.off, m.val
 	}
 	return OffsetPosition(file, data, off)
-}
-
-func lastIndex(list []string, s string) int {
-	for i := len(list) - 1; i >= 0; i-- {
-		if list[i] == s {
-			return i
-		}
-	}
-	return -1
 }
 
 // readJSONNode reads the next value from dec. The decoder's offset is the end
@@ -220,7 +228,7 @@ func readJSONNode(dec *json.Decoder, data []byte) (*jsonNode, error) {
 				return nil, err
 			}
 			key, _ := kt.(string)
-			n.keys, n.keyOffs, n.members = append(n.keys, key), append(n.keyOffs, keyOff), append(n.members, v)
+			n.members = append(n.members, jsonMember{key: key, off: keyOff, val: v})
 		}
 		_, err = dec.Token()
 	case json.Delim('['):

@@ -1,7 +1,9 @@
 package conf
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,65 +38,84 @@ func ResolveSet(base, name string) (string, error) {
 	if name == "" {
 		return base, nil
 	}
-	argErr := func(code uint, format string, args ...any) error {
-		return &Error{Code: code, File: "CNI_ARGS", Field: ArgSet, Msg: fmt.Sprintf(format, args...)}
-	}
-	if !setNameRE.MatchString(name) || strings.Contains(name, "..") {
-		return "", argErr(types.ErrInvalidEnvironmentVariables,
-			"%q is not a valid attachment set name (letters, digits, '.', '_' and '-', starting with a letter or digit)", name)
-	}
-	dir := filepath.Dir(base)
-	file := name
-	if !strings.HasSuffix(file, ".yaml") {
-		file += ".yaml"
-	}
-	path := filepath.Join(dir, file)
-	realDir, err := filepath.EvalSymlinks(dir)
+	path, realDir, err := setPath(base, name)
 	if err != nil {
-		return "", argErr(types.ErrInvalidNetworkConfig, "attachment folder %s: %v", dir, err)
+		return "", err
 	}
 	real, err := filepath.EvalSymlinks(path)
-	if os.IsNotExist(err) {
-		available := strings.Join(AvailableSets(dir), ", ")
-		if available == "" {
-			available = "(none)"
-		}
-		return "", argErr(types.ErrInvalidNetworkConfig, "no attachment set %q in %s (available: %s)", name, dir, available)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", noSet(base, name)
 	}
 	if err != nil {
-		return "", argErr(types.ErrInvalidNetworkConfig, "attachment set %q: %v", name, err)
+		return "", setErr(types.ErrInvalidNetworkConfig, "attachment set %q: %v", name, err)
 	}
 	if filepath.Dir(real) != realDir {
-		return "", argErr(types.ErrInvalidEnvironmentVariables, "attachment set %q resolves to %s, outside %s", name, real, dir)
+		return "", outside(base, name, real)
 	}
 	return path, nil
 }
 
 // LoadSet reads the attachment file for set name (see ResolveSet) and parses
 // it. The file is opened once and what was opened is checked, so a symbolic
-// link swapped in after the check cannot lead outside the folder.
+// link swapped in between cannot lead outside the folder.
 func LoadSet(base, name string, d Defaults) (*Attachments, error) {
-	path, err := ResolveSet(base, name)
+	if name == "" {
+		return LoadAttachments(base, d)
+	}
+	path, realDir, err := setPath(base, name)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	f, err := openFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, noSet(base, name)
+	}
 	if err != nil {
 		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
 	}
 	defer f.Close()
-	if name != "" {
-		realDir, err := filepath.EvalSymlinks(filepath.Dir(base))
-		if err != nil {
-			return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "attachment folder", Err: err}
-		}
-		opened, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
-		if err != nil || filepath.Dir(opened) != realDir {
-			return nil, &Error{Code: types.ErrInvalidEnvironmentVariables, File: "CNI_ARGS", Field: ArgSet,
-				Msg: fmt.Sprintf("attachment set %q resolves to %s, outside %s", name, opened, filepath.Dir(base))}
-		}
+	opened, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	if err != nil || filepath.Dir(opened) != realDir {
+		return nil, outside(base, name, opened)
 	}
 	return loadFrom(f, path, d)
+}
+
+// setPath checks set name's spelling and returns its file and the real
+// path of the folder it must be in.
+func setPath(base, name string) (path, realDir string, err error) {
+	if !setNameRE.MatchString(name) || strings.Contains(name, "..") {
+		return "", "", setErr(types.ErrInvalidEnvironmentVariables,
+			"%q is not a valid attachment set name (letters, digits, '.', '_' and '-', starting with a letter or digit)", name)
+	}
+	dir := filepath.Dir(base)
+	realDir, err = filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", "", setErr(types.ErrInvalidNetworkConfig, "attachment folder %s: %v", dir, err)
+	}
+	file := name
+	if !strings.HasSuffix(file, ".yaml") {
+		file += ".yaml"
+	}
+	return filepath.Join(dir, file), realDir, nil
+}
+
+// setErr is an error in the set CNI_ARGS names.
+func setErr(code uint, format string, args ...any) error {
+	return &Error{Code: code, File: "CNI_ARGS", Field: ArgSet, Msg: fmt.Sprintf(format, args...)}
+}
+
+func noSet(base, name string) error {
+	dir := filepath.Dir(base)
+	available := strings.Join(AvailableSets(dir), ", ")
+	if available == "" {
+		available = "(none)"
+	}
+	return setErr(types.ErrInvalidNetworkConfig, "no attachment set %q in %s (available: %s)", name, dir, available)
+}
+
+func outside(base, name, real string) error {
+	return setErr(types.ErrInvalidEnvironmentVariables, "attachment set %q resolves to %s, outside %s", name, real, filepath.Dir(base))
 }
 
 // AvailableSets lists the attachment set names in dir, sorted; none when the

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -241,11 +242,21 @@ func TestLoadAttachmentsRefusesWhatIsNotAFile(t *testing.T) {
 	if err := os.WriteFile(big, append([]byte("interfaces: []\n#"), make([]byte, maxFileSize)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for path, want := range map[string]string{"/dev/zero": "not a regular file", big: "larger than 1048576 bytes"} {
+	// A FIFO must not block the verb waiting for a writer.
+	fifo := filepath.Join(t.TempDir(), "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{"/dev/zero": "not a regular file", fifo: "not a regular file", big: "larger than 1048576 bytes"} {
 		_, err := LoadAttachments(path, d)
 		var ce *Error
 		if !errors.As(err, &ce) || ce.CNICode() != types.ErrInvalidNetworkConfig || !strings.Contains(err.Error(), want) {
 			t.Errorf("LoadAttachments(%s) = %v, want code 7 and %q", path, err, want)
+		}
+		// The same through a conflist: reference.
+		_, err = ParseAttachments("/a.yaml", []byte("interfaces:\n  - conflist: "+path+"\n"), d)
+		if !errors.As(err, &ce) || ce.Field != "interfaces[0].conflist" || !strings.Contains(err.Error(), want) {
+			t.Errorf("conflist: %s = %v, want the field and %q", path, err, want)
 		}
 	}
 }
