@@ -200,10 +200,7 @@ func (v *verb) replaceStale(ctx context.Context, target state.NetNSID) error {
 		reason = "none of the recorded interfaces is left in the namespace"
 	}
 	v.log.Warn("releasing stale attachment before ADD", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
-	atts := fromRecord(rec)
-	if rec.Plan == nil {
-		atts = v.withFileChains(atts, id, rec.Set())
-	}
+	atts := v.toRelease(rec)
 	netns := ""
 	if same {
 		netns = v.args.Netns // an incomplete ADD in this very namespace

@@ -56,10 +56,7 @@ func (v *verb) del(ctx context.Context) error {
 		if rec.Plan != nil {
 			v.vl.file = rec.Plan.AttachmentFile
 		}
-		atts := fromRecord(rec)
-		if rec.Plan == nil {
-			atts = v.withFileChains(atts, id, rec.Set())
-		}
+		atts := v.toRelease(rec)
 		v.vl.atts = atts
 		netns := v.args.Netns
 		if _, recorded := rec.NetNS(); !recorded.IsZero() && !cur.Same(recorded) {

@@ -164,7 +164,7 @@ func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Reco
 		if cur, err := ns.Identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
 			netns = rec.Plan.NetNS
 		}
-		if err := v.teardown(ctx, fromRecord(rec), netns, v.nc.Parallel); err != nil {
+		if err := v.teardown(ctx, v.toRelease(rec), netns, v.nc.Parallel); err != nil {
 			return err
 		}
 		released = true

@@ -284,10 +284,7 @@ func (v *verb) forget(ctx context.Context, r *ForgetReport) error {
 		}
 	}
 	v.vl.set = rec.Set()
-	atts := fromRecord(rec)
-	if rec.Plan == nil {
-		atts = v.withFileChains(atts, id, rec.Set())
-	}
+	atts := v.toRelease(rec)
 	v.vl.atts = atts
 	before := map[*attachment]bool{}
 	for _, a := range atts {
