@@ -38,7 +38,11 @@ type attachment struct {
 	// released is set once the interface's chain has been released.
 	released bool
 	err      error
-	took     time.Duration // how long its chain ran
+	// abandoned says why a teardown gave up on the interface (nothing can
+	// release it): no longer kept, but what its record says may be left,
+	// which nicmux forget prints.
+	abandoned error
+	took      time.Duration // how long its chain ran
 }
 
 // env is what the attachment's chain gets from the runtime: the arguments

@@ -32,20 +32,10 @@ type verb struct {
 	runner *delegate.Runner
 
 	// The container lock held, and the plugin processes started, so that
-	// a successor can kill them should nicmux be killed (see noteProcs).
+	// a successor can kill them should nicmux be killed (see noteProc).
 	mu    sync.Mutex
 	lock  *state.Lock
 	procs []delegate.Proc
-	// abandoned are the interfaces a teardown gave up on (nothing could
-	// release them): no longer kept, but what their record says may be
-	// left, which nicmux forget prints.
-	abandoned []abandoned
-}
-
-// abandoned is an interface a teardown gave up on, and why.
-type abandoned struct {
-	a   *attachment
-	err error
 }
 
 // do runs one verb: it reads nicmux's configuration, opens the log, runs f,

@@ -124,9 +124,7 @@ func (v *verb) release(ctx context.Context, a *attachment, netns string, fallbac
 	if a.chain == nil && cur == nil || a.chain != nil && onlyNotFound(err) {
 		v.log.Error("abandoned an interface nothing can release: its record is dropped", "containerID", a.id,
 			"interface", a.ifname, "network", a.planned.Network, "mayBeLeft", leftovers(a), "error", err)
-		v.mu.Lock()
-		v.abandoned = append(v.abandoned, abandoned{a, err})
-		v.mu.Unlock()
+		a.abandoned = err
 		return nil
 	}
 	return err
