@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sync"
 
-	types100 "github.com/containernetworking/cni/pkg/types/100"
-
 	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/delegate"
 	"github.com/nicmux/nicmux/ns"
@@ -122,8 +120,10 @@ func (v *verb) release(ctx context.Context, a *attachment, netns string, fallbac
 		}
 	}
 	if a.chain == nil && cur == nil || a.chain != nil && onlyNotFound(err) {
+		l := leftover(a, "", err, true)
 		v.log.Error("abandoned an interface nothing can release: its record is dropped", "containerID", a.id,
-			"interface", a.ifname, "network", a.planned.Network, "mayBeLeft", leftovers(a), "error", err)
+			"interface", a.ifname, "network", l.Network, "mayBeLeft", l.Addresses, "resultKnown", l.ResultKnown,
+			"hints", l.Hints, "error", err)
 		a.abandoned = err
 		return nil
 	}
@@ -166,23 +166,6 @@ func onlyNotFound(err error) bool {
 	}
 	var nf *delegate.NotFoundError
 	return errors.As(err, &nf)
-}
-
-// leftovers says what an abandoned interface's record says may be left:
-// its addresses and link.
-func leftovers(a *attachment) string {
-	if a.result == nil {
-		return fmt.Sprintf("whatever network %s's chain holds for container %s, interface %s (its result is unknown)", a.planned.Network, a.id, a.ifname)
-	}
-	res, err := types100.NewResultFromResult(a.result)
-	if err != nil {
-		return "unknown"
-	}
-	var ips []string
-	for _, ip := range res.IPs {
-		ips = append(ips, ip.Address.String())
-	}
-	return fmt.Sprintf("network %s: addresses %v, link %s", a.planned.Network, ips, a.ifname)
 }
 
 // scratch makes a scratch namespace holding the interfaces of atts whose
