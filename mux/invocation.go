@@ -36,6 +36,10 @@ type verb struct {
 	mu    sync.Mutex
 	lock  *state.Lock
 	procs []delegate.Proc
+
+	// files is current's reading of each attachment set, once per verb.
+	filesMu sync.Mutex
+	files   map[string][]*conf.Chain
 }
 
 // do runs one verb: it reads nicmux's configuration, opens the log, runs f,
@@ -183,14 +187,24 @@ func (v *verb) loadAttachments(set string) (*conf.Attachments, error) {
 
 // current returns the attachment file's chains as they are now, for
 // releases that cannot use what was recorded; nil when the file does not
-// load (the reason is logged).
+// load (the reason is logged). Each set is read once per verb.
 func (v *verb) current(set string) []*conf.Chain {
-	att, err := v.loadAttachments(set)
-	if err != nil {
-		v.log.Warn("the attachment file does not load: no fallback for interfaces whose recorded chain cannot be released", "set", set, "error", err)
-		return nil
+	v.filesMu.Lock()
+	defer v.filesMu.Unlock()
+	if chains, ok := v.files[set]; ok {
+		return chains
 	}
-	return att.Interfaces
+	var chains []*conf.Chain
+	if att, err := v.loadAttachments(set); err != nil {
+		v.log.Warn("the attachment file does not load: no fallback for interfaces whose recorded chain cannot be released", "set", set, "error", err)
+	} else {
+		chains = att.Interfaces
+	}
+	if v.files == nil {
+		v.files = map[string][]*conf.Chain{}
+	}
+	v.files[set] = chains
+	return chains
 }
 
 // lockCtx bounds a wait for one of the store's locks.

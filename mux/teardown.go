@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/delegate"
@@ -45,18 +44,6 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 	if len(todo) == 0 {
 		return nil
 	}
-	var mu sync.Mutex
-	files := map[string][]*conf.Chain{}
-	fallback := func(set string) []*conf.Chain {
-		mu.Lock()
-		defer mu.Unlock()
-		c, ok := files[set]
-		if !ok {
-			c = v.current(set)
-			files[set] = c
-		}
-		return c
-	}
 	var scratch *ns.Scratch
 	if netns == "" {
 		scratch = v.scratch(todo)
@@ -78,7 +65,7 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 		warm(todo[g[0]])
 	}
 	runGroups(todo, groups, warm, func(a *attachment) bool {
-		a.err = v.release(ctx, a, where(a), fallback)
+		a.err = v.release(ctx, a, where(a))
 		a.released = a.err == nil
 		return true // best effort: go on past a failure
 	})
@@ -99,14 +86,14 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 }
 
 // release releases one interface (see teardown).
-func (v *verb) release(ctx context.Context, a *attachment, netns string, fallback func(set string) []*conf.Chain) error {
+func (v *verb) release(ctx context.Context, a *attachment, netns string) error {
 	err := a.chainErr
 	if a.chain != nil {
 		if err = v.runner.Del(ctx, a.chain, a.env(netns), a.result); err == nil {
 			return nil
 		}
 	}
-	cur := chainFor(fallback(a.set), a.ifname)
+	cur := chainFor(v.current(a.set), a.ifname)
 	if cur != nil && !sameChain(cur, a.chain) {
 		ferr := v.runner.Del(ctx, cur, a.env(netns), a.result)
 		if ferr == nil {
