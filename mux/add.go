@@ -46,7 +46,7 @@ func (v *verb) add(ctx context.Context) error {
 	// The first plugins start now, and wait for their input while the
 	// namespace is checked, the lock taken and the plan recorded.
 	groups := schedule(chains(atts), v.nc.Parallel)
-	v.warmHeads("ADD", atts, v.args.Netns)
+	v.warmHeads("ADD", atts, groups, v.args.Netns)
 	target, err := targetNetNS(v.args.Netns)
 	if err != nil {
 		return err

@@ -215,6 +215,18 @@ func (v *verb) lockCtx(ctx context.Context) (context.Context, context.CancelFunc
 // isNotFound reports whether err says there is no state.
 func isNotFound(err error) bool { return errors.Is(err, state.ErrNotFound) }
 
+// warmHeads starts the first plugin of each group's first chain, groups
+// being those the verb will run: before the verb takes its lock, so that
+// the plugins start while it waits.
+func (v *verb) warmHeads(name string, atts []*attachment, groups [][]int, netns string) {
+	warm := v.warm(name, netns)
+	for _, g := range groups {
+		if a := atts[g[0]]; !a.released {
+			warm(a)
+		}
+	}
+}
+
 // warm returns runGroups' warm hook for verb on netns: the next chain's
 // first plugin starts while the chain before it runs.
 func (v *verb) warm(name, netns string) func(*attachment) {

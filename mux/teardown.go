@@ -55,16 +55,12 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 		}
 		return netns
 	}
-	groups := reversed(schedule(chains(todo), parallel))
 	warm := func(a *attachment) {
 		if a.chain != nil {
 			v.runner.Warm("DEL", a.chain, a.env(where(a)))
 		}
 	}
-	for _, g := range groups {
-		warm(todo[g[0]])
-	}
-	runGroups(todo, groups, warm, func(a *attachment) bool {
+	runGroups(todo, releaseGroups(todo, parallel), warm, func(a *attachment) bool {
 		a.err = v.release(ctx, a, where(a))
 		a.released = a.err == nil
 		return true // best effort: go on past a failure
