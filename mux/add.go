@@ -174,7 +174,7 @@ func (v *verb) replaceStale(ctx context.Context, target state.NetNSID) error {
 	rec, rerr := v.store.Load(id)
 	switch {
 	case rec == nil && isNotFound(rerr):
-		return v.store.Remove(id) // a folder a crash left without a plan
+		return nil // Begin clears a folder a crash left without a plan
 	case rec == nil:
 		return rerr
 	}
