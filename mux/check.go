@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -119,8 +120,8 @@ func (v *verb) logDrift(rec *state.Record, atts []*attachment) {
 		}
 		order = append(order, c.IfName)
 	}
-	if fmt.Sprint(order) != fmt.Sprint(rec.IfNames()) {
-		v.log.Warn("drift: the attachment file's interfaces changed since ADD", "containerID", rec.ContainerID, "recorded", rec.IfNames(), "file", order)
+	if recorded := rec.IfNames(); !slices.Equal(order, recorded) {
+		v.log.Warn("drift: the attachment file's interfaces changed since ADD", "containerID", rec.ContainerID, "recorded", recorded, "file", order)
 		return
 	}
 	for _, a := range atts {

@@ -103,7 +103,7 @@ func (v *verb) openStore(readOnly bool) error {
 // plugin process has ended; if the container's state is gone, so is its
 // lock file.
 func (v *verb) locked(ctx context.Context, id string, mode state.Mode, f func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, v.p.lockTimeout())
+	ctx, cancel := v.lockCtx(ctx)
 	lock, err := v.store.Acquire(ctx, id, mode)
 	cancel()
 	if err != nil {
