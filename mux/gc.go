@@ -140,13 +140,16 @@ func (v *verb) collect(ctx context.Context, stale func(*state.Record) string) []
 }
 
 // collectOne releases one container under its lock, having read its record
-// again: an ADD may have replaced it meanwhile. A folder without a plan is
-// removed, and counts as released.
+// again: an ADD may have replaced it meanwhile, or a DEL removed it. A
+// folder without a plan is removed, and counts as released.
 func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Record) string) (released bool, err error) {
 	err = v.locked(ctx, id, state.Exclusive, func() error {
 		rec, err := v.store.Load(id)
 		switch {
 		case rec == nil && isNotFound(err):
+			if !v.store.Has(id) {
+				return nil // a DEL was first: nothing of ours to report
+			}
 			if err := v.store.Remove(id); err != nil {
 				return err
 			}
