@@ -138,13 +138,10 @@ func results(atts []*attachment) []types.Result {
 func (v *verb) rollback(ctx context.Context, atts []*attachment, cause error) error {
 	var ran []*attachment
 	for _, a := range atts {
-		if a.ran == nil {
-			// Never ran: nothing to release.
-			a.released = true
-			continue
+		if a.ran != nil { // one that never ran holds nothing
+			a.chain = a.ran
+			ran = append(ran, a)
 		}
-		a.chain = a.ran
-		ran = append(ran, a)
 	}
 	err := v.teardown(ctx, ran, v.args.Netns, false) // a failure path: one at a time, in order
 	v.vl.rollback = err
