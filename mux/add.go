@@ -46,7 +46,7 @@ func (v *verb) add(ctx context.Context) error {
 	// The first plugins start now, and wait for their input while the
 	// namespace is checked, the lock taken and the plan recorded.
 	groups := schedule(chains(atts), v.nc.Parallel)
-	v.warmHeads("ADD", atts, v.args.Netns)
+	v.warmHeads("ADD", atts, groups, v.args.Netns)
 	target, err := targetNetNS(v.args.Netns)
 	if err != nil {
 		return err
@@ -138,13 +138,10 @@ func results(atts []*attachment) []types.Result {
 func (v *verb) rollback(ctx context.Context, atts []*attachment, cause error) error {
 	var ran []*attachment
 	for _, a := range atts {
-		if a.ran == nil {
-			// Never ran: nothing to release.
-			a.released = true
-			continue
+		if a.ran != nil { // one that never ran holds nothing
+			a.chain = a.ran
+			ran = append(ran, a)
 		}
-		a.chain = a.ran
-		ran = append(ran, a)
 	}
 	err := v.teardown(ctx, ran, v.args.Netns, false) // a failure path: one at a time, in order
 	v.vl.rollback = err
@@ -174,7 +171,7 @@ func (v *verb) replaceStale(ctx context.Context, target state.NetNSID) error {
 	rec, rerr := v.store.Load(id)
 	switch {
 	case rec == nil && isNotFound(rerr):
-		return v.store.Remove(id) // a folder a crash left without a plan
+		return nil // Begin clears a folder a crash left without a plan
 	case rec == nil:
 		return rerr
 	}
@@ -200,10 +197,7 @@ func (v *verb) replaceStale(ctx context.Context, target state.NetNSID) error {
 		reason = "none of the recorded interfaces is left in the namespace"
 	}
 	v.log.Warn("releasing stale attachment before ADD", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
-	atts := fromRecord(rec)
-	if rec.Plan == nil {
-		atts = v.withFileChains(atts, id, rec.Set())
-	}
+	atts := v.toRelease(rec)
 	netns := ""
 	if same {
 		netns = v.args.Netns // an incomplete ADD in this very namespace

@@ -38,7 +38,11 @@ type attachment struct {
 	// released is set once the interface's chain has been released.
 	released bool
 	err      error
-	took     time.Duration // how long its chain ran
+	// abandoned says why a teardown gave up on the interface (nothing can
+	// release it): no longer kept, but what its record says may be left,
+	// which nicmux forget prints.
+	abandoned error
+	took      time.Duration // how long its chain ran
 }
 
 // env is what the attachment's chain gets from the runtime: the arguments
@@ -119,20 +123,25 @@ func decodeStored(it *state.Interface, version string) (types.Result, error) {
 	return res, nil
 }
 
-// withFileChains adds, to the attachments of a record that lost its plan,
-// an attachment for every chain of the attachment file that the record's
-// result records do not describe: without the plan, the file is the best
-// guess of what ADD attached.
-func (v *verb) withFileChains(atts []*attachment, id, set string) []*attachment {
+// toRelease makes the attachments a release of rec works on: those of the
+// record (fromRecord) and, when its plan is lost, one for every chain of
+// the attachment file that its result records do not describe: without
+// the plan, the file is the best guess of what ADD attached.
+func (v *verb) toRelease(rec *state.Record) []*attachment {
+	atts := fromRecord(rec)
+	if rec.Plan != nil {
+		return atts
+	}
 	known := map[string]bool{}
 	for _, a := range atts {
 		known[a.ifname] = true
 	}
+	set := rec.Set()
 	for _, c := range v.current(set) {
 		if known[c.IfName] {
 			continue
 		}
-		atts = append(atts, &attachment{id: id, set: set, ifname: c.IfName, chain: c,
+		atts = append(atts, &attachment{id: rec.ContainerID, set: set, ifname: c.IfName, chain: c,
 			planned: state.Planned{IfName: c.IfName, Network: c.Network, CNIVersion: c.CNIVersion}})
 	}
 	return atts

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -34,7 +35,8 @@ func (v *verb) check(ctx context.Context) error {
 	id := v.args.ContainerID
 	cur := v.currentNetNS()
 	if rec, err := v.store.Load(id); err == nil && rec.Complete && cur.Same(rec.Plan.NetNSID) {
-		v.warmHeads("CHECK", fromRecord(rec), v.args.Netns) // see Del
+		atts := fromRecord(rec) // see Del
+		v.warmHeads("CHECK", atts, checkGroups(len(atts), v.nc.Parallel), v.args.Netns)
 	}
 	return v.locked(ctx, id, state.Shared, func() error {
 		rec, err := v.store.Load(id)
@@ -54,10 +56,8 @@ func (v *verb) check(ctx context.Context) error {
 		}
 		atts := fromRecord(rec)
 		v.vl.atts = atts
-		groups := schedule(make([]*conf.Chain, len(atts)), v.nc.Parallel) // CHECK only reads: no bridge to share
-		v.warmHeads("CHECK", atts, v.args.Netns)
 		v.logDrift(rec, atts)
-		runGroups(atts, groups, v.warm("CHECK", v.args.Netns), func(a *attachment) bool {
+		runGroups(atts, checkGroups(len(atts), v.nc.Parallel), v.warm("CHECK", v.args.Netns), func(a *attachment) bool {
 			a.err = v.checkOne(ctx, a)
 			return true
 		})
@@ -120,8 +120,8 @@ func (v *verb) logDrift(rec *state.Record, atts []*attachment) {
 		}
 		order = append(order, c.IfName)
 	}
-	if fmt.Sprint(order) != fmt.Sprint(rec.IfNames()) {
-		v.log.Warn("drift: the attachment file's interfaces changed since ADD", "containerID", rec.ContainerID, "recorded", rec.IfNames(), "file", order)
+	if recorded := rec.IfNames(); !slices.Equal(order, recorded) {
+		v.log.Warn("drift: the attachment file's interfaces changed since ADD", "containerID", rec.ContainerID, "recorded", recorded, "file", order)
 		return
 	}
 	for _, a := range atts {

@@ -31,7 +31,8 @@ func (v *verb) del(ctx context.Context) error {
 	// The plan never changes once written: its chains' first plugins can
 	// start while the lock is taken.
 	if rec, err := v.store.Load(id); err == nil && rec.Plan != nil && cur.Same(rec.Plan.NetNSID) {
-		v.warmHeads("DEL", fromRecord(rec), v.args.Netns)
+		atts := fromRecord(rec)
+		v.warmHeads("DEL", atts, releaseGroups(atts, v.nc.Parallel), v.args.Netns)
 	}
 	return v.locked(ctx, id, state.Exclusive, func() error {
 		rec, err := v.store.Load(id)
@@ -56,10 +57,7 @@ func (v *verb) del(ctx context.Context) error {
 		if rec.Plan != nil {
 			v.vl.file = rec.Plan.AttachmentFile
 		}
-		atts := fromRecord(rec)
-		if rec.Plan == nil {
-			atts = v.withFileChains(atts, id, rec.Set())
-		}
+		atts := v.toRelease(rec)
 		v.vl.atts = atts
 		netns := v.args.Netns
 		if _, recorded := rec.NetNS(); !recorded.IsZero() && !cur.Same(recorded) {
@@ -85,26 +83,6 @@ func (v *verb) currentNetNS() state.NetNSID {
 		return state.NetNSID{}
 	}
 	return cur
-}
-
-// warmHeads starts the first plugin of each group's first chain, as the
-// verb will schedule them.
-func (v *verb) warmHeads(name string, atts []*attachment, netns string) {
-	var groups [][]int
-	switch name {
-	case "CHECK": // only reads: no bridge to share
-		groups = schedule(make([]*conf.Chain, len(atts)), v.nc.Parallel)
-	case "DEL":
-		groups = reversed(schedule(chains(atts), v.nc.Parallel))
-	default:
-		groups = schedule(chains(atts), v.nc.Parallel)
-	}
-	warm := v.warm(name, netns)
-	for _, g := range groups {
-		if a := atts[g[0]]; !a.released {
-			warm(a)
-		}
-	}
 }
 
 // delWithoutState handles DEL for a container nicmux has no record of: the

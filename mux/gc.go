@@ -140,13 +140,16 @@ func (v *verb) collect(ctx context.Context, stale func(*state.Record) string) []
 }
 
 // collectOne releases one container under its lock, having read its record
-// again: an ADD may have replaced it meanwhile. A folder without a plan is
-// removed, and counts as released.
+// again: an ADD may have replaced it meanwhile, or a DEL removed it. A
+// folder without a plan is removed, and counts as released.
 func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Record) string) (released bool, err error) {
 	err = v.locked(ctx, id, state.Exclusive, func() error {
 		rec, err := v.store.Load(id)
 		switch {
 		case rec == nil && isNotFound(err):
+			if !v.store.Has(id) {
+				return nil // a DEL was first: nothing of ours to report
+			}
 			if err := v.store.Remove(id); err != nil {
 				return err
 			}
@@ -164,7 +167,7 @@ func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Reco
 		if cur, err := ns.Identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
 			netns = rec.Plan.NetNS
 		}
-		if err := v.teardown(ctx, fromRecord(rec), netns, v.nc.Parallel); err != nil {
+		if err := v.teardown(ctx, v.toRelease(rec), netns, v.nc.Parallel); err != nil {
 			return err
 		}
 		released = true
@@ -180,25 +183,12 @@ func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Reco
 // that an ADD's plan is either read here or recorded after the delegates'
 // GC; and it gives up after gcForwardLimit.
 func (v *verb) forward(ctx context.Context, valid []string) []error {
-	var errs []error
-	var chains []*conf.Chain
-	seen := map[string]bool{}
-	var ifnames []string
-	for _, f := range v.attachmentFiles() {
-		att, err := conf.LoadAttachments(f, conf.Defaults{IfName: "eth0", ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion})
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, c := range att.Interfaces {
-			ifnames = append(ifnames, c.IfName)
-			if seen[c.Network] || c.DisableGC || !conf.AtLeast(c.CNIVersion, "1.1.0") {
-				continue
-			}
-			seen[c.Network] = true
-			chains = append(chains, c)
-		}
+	all, errs := v.everyChain()
+	ifnames := make([]string, len(all))
+	for i, c := range all {
+		ifnames[i] = c.IfName
 	}
+	chains := onePerNetwork(all, func(c *conf.Chain) bool { return !c.DisableGC && conf.AtLeast(c.CNIVersion, "1.1.0") })
 	if len(chains) == 0 {
 		return errs
 	}
@@ -290,8 +280,9 @@ func (v *verb) liveAttachments(valid, ifnames []string) (func(network string) []
 	}, nil
 }
 
-// attachmentFiles lists the attachment file and every set in its folder.
-func (v *verb) attachmentFiles() []string {
+// everyChain returns the chains of the attachment file and of every set in
+// its folder, in order, and the failures of the files that do not load.
+func (v *verb) everyChain() ([]*conf.Chain, []error) {
 	files := []string{v.nc.Attachments}
 	dir := filepath.Dir(v.nc.Attachments)
 	for _, name := range conf.AvailableSets(dir) {
@@ -299,5 +290,29 @@ func (v *verb) attachmentFiles() []string {
 			files = append(files, path)
 		}
 	}
-	return files
+	var chains []*conf.Chain
+	var errs []error
+	for _, f := range files {
+		att, err := conf.LoadAttachments(f, conf.Defaults{IfName: "eth0", ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		chains = append(chains, att.Interfaces...)
+	}
+	return chains, errs
+}
+
+// onePerNetwork returns, among the chains keep accepts, the first of each
+// delegate network: GC and STATUS go to a network once.
+func onePerNetwork(chains []*conf.Chain, keep func(*conf.Chain) bool) []*conf.Chain {
+	var out []*conf.Chain
+	seen := map[string]bool{}
+	for _, c := range chains {
+		if !seen[c.Network] && keep(c) {
+			seen[c.Network] = true
+			out = append(out, c)
+		}
+	}
+	return out
 }

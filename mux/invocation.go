@@ -32,20 +32,14 @@ type verb struct {
 	runner *delegate.Runner
 
 	// The container lock held, and the plugin processes started, so that
-	// a successor can kill them should nicmux be killed (see noteProcs).
+	// a successor can kill them should nicmux be killed (see noteProc).
 	mu    sync.Mutex
 	lock  *state.Lock
 	procs []delegate.Proc
-	// abandoned are the interfaces a teardown gave up on (nothing could
-	// release them): no longer kept, but what their record says may be
-	// left, which nicmux forget prints.
-	abandoned []abandoned
-}
 
-// abandoned is an interface a teardown gave up on, and why.
-type abandoned struct {
-	a   *attachment
-	err error
+	// files is current's reading of each attachment set, once per verb.
+	filesMu sync.Mutex
+	files   map[string][]*conf.Chain
 }
 
 // do runs one verb: it reads nicmux's configuration, opens the log, runs f,
@@ -109,7 +103,7 @@ func (v *verb) openStore(readOnly bool) error {
 // plugin process has ended; if the container's state is gone, so is its
 // lock file.
 func (v *verb) locked(ctx context.Context, id string, mode state.Mode, f func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, v.p.lockTimeout())
+	ctx, cancel := v.lockCtx(ctx)
 	lock, err := v.store.Acquire(ctx, id, mode)
 	cancel()
 	if err != nil {
@@ -193,14 +187,24 @@ func (v *verb) loadAttachments(set string) (*conf.Attachments, error) {
 
 // current returns the attachment file's chains as they are now, for
 // releases that cannot use what was recorded; nil when the file does not
-// load (the reason is logged).
+// load (the reason is logged). Each set is read once per verb.
 func (v *verb) current(set string) []*conf.Chain {
-	att, err := v.loadAttachments(set)
-	if err != nil {
-		v.log.Warn("the attachment file does not load: no fallback for interfaces whose recorded chain cannot be released", "set", set, "error", err)
-		return nil
+	v.filesMu.Lock()
+	defer v.filesMu.Unlock()
+	if chains, ok := v.files[set]; ok {
+		return chains
 	}
-	return att.Interfaces
+	var chains []*conf.Chain
+	if att, err := v.loadAttachments(set); err != nil {
+		v.log.Warn("the attachment file does not load: no fallback for interfaces whose recorded chain cannot be released", "set", set, "error", err)
+	} else {
+		chains = att.Interfaces
+	}
+	if v.files == nil {
+		v.files = map[string][]*conf.Chain{}
+	}
+	v.files[set] = chains
+	return chains
 }
 
 // lockCtx bounds a wait for one of the store's locks.
@@ -210,6 +214,18 @@ func (v *verb) lockCtx(ctx context.Context) (context.Context, context.CancelFunc
 
 // isNotFound reports whether err says there is no state.
 func isNotFound(err error) bool { return errors.Is(err, state.ErrNotFound) }
+
+// warmHeads starts the first plugin of each group's first chain, groups
+// being those the verb will run: before the verb takes its lock, so that
+// the plugins start while it waits.
+func (v *verb) warmHeads(name string, atts []*attachment, groups [][]int, netns string) {
+	warm := v.warm(name, netns)
+	for _, g := range groups {
+		if a := atts[g[0]]; !a.released {
+			warm(a)
+		}
+	}
+}
 
 // warm returns runGroups' warm hook for verb on netns: the next chain's
 // first plugin starts while the chain before it runs.

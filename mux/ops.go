@@ -284,10 +284,7 @@ func (v *verb) forget(ctx context.Context, r *ForgetReport) error {
 		}
 	}
 	v.vl.set = rec.Set()
-	atts := fromRecord(rec)
-	if rec.Plan == nil {
-		atts = v.withFileChains(atts, id, rec.Set())
-	}
+	atts := v.toRelease(rec)
 	v.vl.atts = atts
 	before := map[*attachment]bool{}
 	for _, a := range atts {
@@ -295,16 +292,12 @@ func (v *verb) forget(ctx context.Context, r *ForgetReport) error {
 	}
 	v.log.Info("nicmux forget: releasing", "containerID", id, "status", r.Record.Status, "interfaces", unreleased(rec))
 	terr := v.teardown(ctx, atts, netns, v.nc.Parallel)
-	gaveUp := map[*attachment]error{}
-	for _, ab := range v.abandoned {
-		gaveUp[ab.a] = ab.err
-	}
 	for _, a := range atts {
-		switch abErr, ok := gaveUp[a]; {
+		switch {
 		case a.err != nil:
 			r.Left = append(r.Left, leftover(a, netns, a.err, false))
-		case ok:
-			r.Left = append(r.Left, leftover(a, netns, abErr, true))
+		case a.abandoned != nil:
+			r.Left = append(r.Left, leftover(a, netns, a.abandoned, true))
 		case a.released && !before[a]:
 			r.Released = append(r.Released, a.ifname)
 		}

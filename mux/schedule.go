@@ -30,8 +30,9 @@ func schedule(chains []*conf.Chain, parallel bool) [][]int {
 	var groups [][]int
 	byBridge := map[string]int{}
 	for i, c := range chains {
+		brs := bridges(c)
 		g := -1
-		for _, br := range bridges(c) {
+		for _, br := range brs {
 			if j, ok := byBridge[br]; ok {
 				g = j
 				break
@@ -42,11 +43,22 @@ func schedule(chains []*conf.Chain, parallel bool) [][]int {
 			groups = append(groups, nil)
 		}
 		groups[g] = append(groups[g], i)
-		for _, br := range bridges(c) {
+		for _, br := range brs {
 			byBridge[br] = g
 		}
 	}
 	return groups
+}
+
+// releaseGroups are a teardown's groups: ADD's, reversed.
+func releaseGroups(atts []*attachment, parallel bool) [][]int {
+	return reversed(schedule(chains(atts), parallel))
+}
+
+// checkGroups are CHECK's groups for n chains: CHECK only reads, so chains
+// that share a bridge need not wait for each other.
+func checkGroups(n int, parallel bool) [][]int {
+	return schedule(make([]*conf.Chain, n), parallel)
 }
 
 // reversed returns the groups for a teardown: the last group first, each

@@ -33,22 +33,11 @@ func (v *verb) status(ctx context.Context) error {
 	if err := v.store.CheckWritable(); err != nil {
 		return notReady(err)
 	}
-	var chains []*conf.Chain
-	seen := map[string]bool{}
-	for _, f := range v.attachmentFiles() {
-		att, err := conf.LoadAttachments(f, conf.Defaults{IfName: "eth0", ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion})
-		if err != nil {
-			v.log.Warn("STATUS: an attachment file does not parse; ADDs that use it fail", "error", err)
-			continue
-		}
-		for _, c := range att.Interfaces {
-			if !seen[c.Network] && conf.AtLeast(c.CNIVersion, "1.1.0") {
-				seen[c.Network] = true
-				chains = append(chains, c)
-			}
-		}
+	all, errs := v.everyChain()
+	for _, err := range errs {
+		v.log.Warn("STATUS: an attachment file does not parse; ADDs that use it fail", "error", err)
 	}
-	for _, c := range chains {
+	for _, c := range onePerNetwork(all, func(c *conf.Chain) bool { return conf.AtLeast(c.CNIVersion, "1.1.0") }) {
 		if err := v.runner.Status(ctx, c); err != nil {
 			err = fmt.Errorf("not ready: %s (network %s): %w", c.IfName, c.Network, err)
 			if code := CodeOf(err); code == types.ErrPluginNotAvailable || code == types.ErrLimitedConnectivity {

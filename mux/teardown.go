@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
-
-	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/delegate"
@@ -47,18 +44,6 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 	if len(todo) == 0 {
 		return nil
 	}
-	var mu sync.Mutex
-	files := map[string][]*conf.Chain{}
-	fallback := func(set string) []*conf.Chain {
-		mu.Lock()
-		defer mu.Unlock()
-		c, ok := files[set]
-		if !ok {
-			c = v.current(set)
-			files[set] = c
-		}
-		return c
-	}
 	var scratch *ns.Scratch
 	if netns == "" {
 		scratch = v.scratch(todo)
@@ -70,17 +55,13 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 		}
 		return netns
 	}
-	groups := reversed(schedule(chains(todo), parallel))
 	warm := func(a *attachment) {
 		if a.chain != nil {
 			v.runner.Warm("DEL", a.chain, a.env(where(a)))
 		}
 	}
-	for _, g := range groups {
-		warm(todo[g[0]])
-	}
-	runGroups(todo, groups, warm, func(a *attachment) bool {
-		a.err = v.release(ctx, a, where(a), fallback)
+	runGroups(todo, releaseGroups(todo, parallel), warm, func(a *attachment) bool {
+		a.err = v.release(ctx, a, where(a))
 		a.released = a.err == nil
 		return true // best effort: go on past a failure
 	})
@@ -101,14 +82,14 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 }
 
 // release releases one interface (see teardown).
-func (v *verb) release(ctx context.Context, a *attachment, netns string, fallback func(set string) []*conf.Chain) error {
+func (v *verb) release(ctx context.Context, a *attachment, netns string) error {
 	err := a.chainErr
 	if a.chain != nil {
 		if err = v.runner.Del(ctx, a.chain, a.env(netns), a.result); err == nil {
 			return nil
 		}
 	}
-	cur := chainFor(fallback(a.set), a.ifname)
+	cur := chainFor(v.current(a.set), a.ifname)
 	if cur != nil && !sameChain(cur, a.chain) {
 		ferr := v.runner.Del(ctx, cur, a.env(netns), a.result)
 		if ferr == nil {
@@ -122,11 +103,11 @@ func (v *verb) release(ctx context.Context, a *attachment, netns string, fallbac
 		}
 	}
 	if a.chain == nil && cur == nil || a.chain != nil && onlyNotFound(err) {
+		l := leftover(a, "", err, true)
 		v.log.Error("abandoned an interface nothing can release: its record is dropped", "containerID", a.id,
-			"interface", a.ifname, "network", a.planned.Network, "mayBeLeft", leftovers(a), "error", err)
-		v.mu.Lock()
-		v.abandoned = append(v.abandoned, abandoned{a, err})
-		v.mu.Unlock()
+			"interface", a.ifname, "network", l.Network, "mayBeLeft", l.Addresses, "resultKnown", l.ResultKnown,
+			"hints", l.Hints, "error", err)
+		a.abandoned = err
 		return nil
 	}
 	return err
@@ -168,23 +149,6 @@ func onlyNotFound(err error) bool {
 	}
 	var nf *delegate.NotFoundError
 	return errors.As(err, &nf)
-}
-
-// leftovers says what an abandoned interface's record says may be left:
-// its addresses and link.
-func leftovers(a *attachment) string {
-	if a.result == nil {
-		return fmt.Sprintf("whatever network %s's chain holds for container %s, interface %s (its result is unknown)", a.planned.Network, a.id, a.ifname)
-	}
-	res, err := types100.NewResultFromResult(a.result)
-	if err != nil {
-		return "unknown"
-	}
-	var ips []string
-	for _, ip := range res.IPs {
-		ips = append(ips, ip.Address.String())
-	}
-	return fmt.Sprintf("network %s: addresses %v, link %s", a.planned.Network, ips, a.ifname)
 }
 
 // scratch makes a scratch namespace holding the interfaces of atts whose
