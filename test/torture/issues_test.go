@@ -130,15 +130,21 @@ func (w *world) hangTimeouts() {
 	w.deadline = 5 * time.Second
 }
 
+// wantHangEnded: verb, with a delegate of ifname hanging under
+// hangTimeouts, failed on its own and left no process running.
+func wantHangEnded(tr *trial, o outcome, verb, ifname string) {
+	wantTimedOut(tr, o, verb, ifname, time.Second)
+	time.Sleep(100 * time.Millisecond)
+	wantNoProcs(tr, "after the timed-out "+verb+" returned")
+}
+
 func timeoutAdd(tr *trial) {
 	w := tr.w
 	w.hangTimeouts()
 	w.setFaults(hangFault("eth1", "ADD"))
 	c := w.newCtr()
 	o := w.add(c)
-	wantTimedOut(tr, o, "ADD", "eth1", time.Second)
-	time.Sleep(100 * time.Millisecond)
-	wantNoProcs(tr, "after the timed-out ADD returned")
+	wantHangEnded(tr, o, "ADD", "eth1")
 	// No DEL: Nomad retries ADD without one; the rollback must have left
 	// nothing (the leak accounting follows).
 }
@@ -155,9 +161,7 @@ func timeoutCheck(tr *trial) {
 	tr.must(w.add(c), "ADD")
 	w.arm()
 	o := w.check(c)
-	wantTimedOut(tr, o, "CHECK", "eth0", time.Second)
-	time.Sleep(100 * time.Millisecond)
-	wantNoProcs(tr, "after the timed-out CHECK returned")
+	wantHangEnded(tr, o, "CHECK", "eth0")
 	w.disarm()
 	w.cleanupProcs()
 	tr.check(w.del(c).ok(), "DEL after the timed-out CHECK")
@@ -173,9 +177,7 @@ func timeoutDel(tr *trial) {
 	tr.must(w.add(c), "ADD")
 	w.arm()
 	o := w.del(c)
-	wantTimedOut(tr, o, "DEL", "eth1", time.Second)
-	time.Sleep(100 * time.Millisecond)
-	wantNoProcs(tr, "after the timed-out DEL returned")
+	wantHangEnded(tr, o, "DEL", "eth1")
 	w.cleanupProcs()
 	tr.check(w.del(c).ok(), "the DEL after a timed-out DEL must finish the job")
 }
