@@ -194,7 +194,10 @@ func TestShowOutput(t *testing.T) {
 			t.Errorf("show c1: exit %d, lacks %q:\n%s", code, want, stdout)
 		}
 	}
-	stdout, _, _ = run(t, pathEnv, "show", "-state-dir", w.stateDir, "-json", "c1")
+	stdout, _, code = run(t, pathEnv, "show", "-state-dir", w.stateDir, "-json", "c1")
+	if code != 0 {
+		t.Errorf("show -json c1: exit %d", code)
+	}
 	it = decodeObject(t, stdout)["containers"].([]any)[0].(map[string]any)["interfaces"].([]any)[0]
 	wantKeys(t, "interface in detail", it, "addresses", "chain", "cniArgs", "cniVersion", "config", "ifname", "mac", "network", "resultKnown", "saved", "state")
 

@@ -83,15 +83,7 @@ func TestParseJobArgsErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error: %+v", j)
 			}
-			var ce *Error
-			if !errors.As(err, &ce) || ce.CNICode() != types.ErrInvalidNetworkConfig {
-				t.Errorf("error %v is not a code-7 *conf.Error", err)
-			}
-			for _, p := range tt.parts {
-				if !strings.Contains(err.Error(), p) {
-					t.Errorf("error %q does not contain %q", err, p)
-				}
-			}
+			wantCode7(t, err, tt.parts...)
 		})
 	}
 }
@@ -144,7 +136,10 @@ func TestBind(t *testing.T) {
 	}
 
 	// No per-interface argument: every chain gets the runtime's.
-	none, _ := ParseJobArgs(nomadArgs)
+	none, err := ParseJobArgs(nomadArgs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	caps, err = a.Bind(none, runtime)
 	if err != nil || len(caps) != 3 || !reflect.DeepEqual(caps["eth1"], runtime) {
 		t.Errorf("Bind without job arguments = %v, %v", caps, err)
@@ -180,15 +175,7 @@ func TestBindErrors(t *testing.T) {
 			if caps != nil {
 				t.Errorf("capability arguments along with the error: %v", caps)
 			}
-			var ce *Error
-			if !errors.As(err, &ce) || ce.CNICode() != types.ErrInvalidNetworkConfig {
-				t.Errorf("error %v is not a code-7 *conf.Error", err)
-			}
-			for _, p := range tt.parts {
-				if !strings.Contains(err.Error(), p) {
-					t.Errorf("error %q does not contain %q", err, p)
-				}
-			}
+			wantCode7(t, err, tt.parts...)
 		})
 	}
 }
@@ -257,8 +244,11 @@ func TestParseAllowAndPrimary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c1, _ := a.Interfaces[1].ConfList()
-	c2, _ := b.Interfaces[1].ConfList()
+	c1, err1 := a.Interfaces[1].ConfList()
+	c2, err2 := b.Interfaces[1].ConfList()
+	if err1 != nil || err2 != nil {
+		t.Fatalf("ConfList: %v, %v", err1, err2)
+	}
 	if string(c1) != string(c2) || b.Primary() != nil {
 		t.Errorf("conflist with primary %s, without %s; primary without = %v", c1, c2, b.Primary())
 	}
@@ -309,15 +299,25 @@ func TestPermit(t *testing.T) {
 				}
 				return
 			}
-			var ce *Error
-			if !errors.As(err, &ce) || ce.CNICode() != types.ErrInvalidNetworkConfig {
-				t.Fatalf("error %v is not a code-7 *conf.Error", err)
-			}
-			for _, p := range tt.refusal {
-				if !strings.Contains(err.Error(), p) {
-					t.Errorf("error %q does not contain %q", err, p)
-				}
-			}
+			wantCode7(t, err, tt.refusal...)
 		})
+	}
+}
+
+// wantCode7 asserts err is a *conf.Error with code 7 whose message holds
+// every part.
+func wantCode7(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want a code-7 *conf.Error containing %q", parts)
+	}
+	var ce *Error
+	if !errors.As(err, &ce) || ce.CNICode() != types.ErrInvalidNetworkConfig {
+		t.Errorf("error %v is not a code-7 *conf.Error", err)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not contain %q", err, p)
+		}
 	}
 }

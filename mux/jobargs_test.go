@@ -123,7 +123,10 @@ func TestJobArgsReachTheirChainOnly(t *testing.T) {
 		// harness's fake namespace; the delegates' CHECK runs anyway.)
 		h.fake.Reset()
 		check := h.withRuntimeConfig(h.args("IgnoreUnknown=true;NICMUX_IPS_eth1=10.9.9.9/24"))
-		_ = h.p.Check(context.Background(), check)
+		err := h.p.Check(context.Background(), check)
+		if err == nil || strings.Count(err.Error(), "plugin ") != strings.Count(err.Error(), "plugin nicmux (netlink check): ") {
+			t.Errorf("CHECK = %v, want the netlink check's failure alone", err)
+		}
 		assertRuntimeConfigs(t, "CHECK", h.fake.CallsOf("CHECK"), nomadIdentity)
 
 		h.fake.Reset()

@@ -39,16 +39,22 @@ func route(dst string) *types.Route {
 // mergeOK runs Merge and returns the merged result at 1.1.0.
 func mergeOK(t testing.TB, results []types.Result, ifnames []string, ver string) *types100.Result {
 	t.Helper()
-	m, err := Merge(results, ifnames, testNetNS, ver, "")
+	return mergePrimaryOK(t, results, ifnames, ver, "")
+}
+
+// mergePrimaryOK is mergeOK with a primary interface.
+func mergePrimaryOK(t testing.TB, results []types.Result, ifnames []string, ver, primary string) *types100.Result {
+	t.Helper()
+	m, err := Merge(results, ifnames, testNetNS, ver, primary)
 	if err != nil {
-		t.Fatalf("Merge: %v", err)
+		t.Fatalf("Merge at %s, primary %q: %v", ver, primary, err)
 	}
 	if m.Version() != ver {
-		t.Fatalf("merged version = %s, want %s", m.Version(), ver)
+		t.Fatalf("merged version = %s, want %s (primary %q)", m.Version(), ver, primary)
 	}
 	r, err := types100.NewResultFromResult(m)
 	if err != nil {
-		t.Fatalf("converting merged result: %v", err)
+		t.Fatalf("converting merged result at %s, primary %q: %v", ver, primary, err)
 	}
 	return r
 }
@@ -434,11 +440,7 @@ func TestMergePrimary(t *testing.T) {
 	for _, ver := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		for _, primary := range []string{"", "eth0", "eth1", "eth2"} {
 			plain := mergeOK(t, results(), ifnames, ver)
-			m, err := Merge(results(), ifnames, testNetNS, ver, primary)
-			if err != nil {
-				t.Fatalf("%s/%q: %v", ver, primary, err)
-			}
-			got, _ := types100.NewResultFromResult(m)
+			got := mergePrimaryOK(t, results(), ifnames, ver, primary)
 			assertIndicesValid(t, got)
 			if !reflect.DeepEqual(names(got), names(plain)) || len(got.IPs) != len(plain.IPs) {
 				t.Errorf("%s/%q: interfaces %v, %d IPs; want those of the plain merge, %v, %d", ver, primary, names(got), len(got.IPs), names(plain), len(plain.IPs))

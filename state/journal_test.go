@@ -57,10 +57,16 @@ func TestJournalHoldsThePlan(t *testing.T) {
 	if len(slots) != 1 || slots[home("c1")] != "c1" {
 		t.Fatalf("slots = %v, want c1 at %d", slots, home("c1"))
 	}
-	f, _ := os.Open(filepath.Join(dir, journalFile))
+	f, err := os.Open(filepath.Join(dir, journalFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
 	j := &journal{f: f}
-	sl, _ := j.readSlot(home("c1"))
+	sl, err := j.readSlot(home("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	plan, err := os.ReadFile(filepath.Join(dir, "containers", "c1", planFile))
 	if err != nil {
 		t.Fatal(err)
@@ -85,18 +91,24 @@ func TestJournalHoldsThePlan(t *testing.T) {
 // container.json (or the whole folder); the first verb of the next boot
 // puts the plan back from its slot, once.
 func TestJournalRecovers(t *testing.T) {
-	for name, lose := range map[string]func(dir string){
-		"plan lost": func(dir string) { _ = os.Remove(filepath.Join(dir, "containers", "c1", planFile)) },
-		"plan torn": func(dir string) {
-			_ = os.WriteFile(filepath.Join(dir, "containers", "c1", planFile), []byte(`{"kind":`), 0o600)
+	for name, lose := range map[string]func(dir string) error{
+		"plan lost": func(dir string) error { return os.Remove(filepath.Join(dir, "containers", "c1", planFile)) },
+		"plan torn": func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "containers", "c1", planFile), []byte(`{"kind":`), 0o600)
 		},
-		"folder lost": func(dir string) { _ = os.RemoveAll(filepath.Join(dir, "containers", "c1")) },
+		"folder lost": func(dir string) error { return os.RemoveAll(filepath.Join(dir, "containers", "c1")) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, dir := newStore(t)
 			want := attach(t, s, "c1")
 			attach(t, s, "c2")
-			lose(dir)
+			// The plan is there to lose, and is lost.
+			if _, err := os.Stat(filepath.Join(dir, "containers", "c1", planFile)); err != nil {
+				t.Fatal(err)
+			}
+			if err := lose(dir); err != nil {
+				t.Fatal(err)
+			}
 			// The next boot.
 			writeRaw(t, filepath.Join(dir, bootFile), []byte("another-boot\n"))
 			s2 := openStore(t, dir)

@@ -109,8 +109,12 @@ func TestRebuildReleasesWhatTheBridgeSetUp(t *testing.T) {
 	netns := newNS(t)
 	const id = "rebuilt-1"
 	first := w.mustAdd(l, rt(id, netns))
-	if len(natRulesOf(t, id)) == 0 {
+	firstRules := natRulesOf(t, id)
+	if len(firstRules) == 0 {
 		t.Fatal("no masquerade rule after ADD: the test proves nothing")
+	}
+	if got := tuningBackups(t, w); len(got) != 1 {
+		t.Fatalf("tuning backups after ADD = %v, want one: the test proves nothing", got)
 	}
 	if err := destroyNSAt(netns); err != nil {
 		t.Fatal(err)
@@ -120,12 +124,23 @@ func TestRebuildReleasesWhatTheBridgeSetUp(t *testing.T) {
 	}
 	second := w.mustAdd(l, rt(id, netns))
 	rules := natRulesOf(t, id)
-	if old := first.IPs[0].Address.IP.String(); old != second.IPs[0].Address.IP.String() {
-		for _, r := range rules {
-			if strings.Contains(r, old+"/") {
-				t.Errorf("the old address's rule is left after the rebuild: %s", r)
-			}
+	// host-local hands out the address after the last one it reserved:
+	// the rebuilt container's differs, so a rule of the old one is told
+	// apart from the new one's.
+	old := first.IPs[0].Address.IP.String()
+	if old == second.IPs[0].Address.IP.String() {
+		t.Fatalf("the rebuilt container got the old address %s again: the test cannot tell the old rule from the new", old)
+	}
+	for _, r := range rules {
+		if strings.Contains(r, old+"/") {
+			t.Errorf("the old address's rule is left after the rebuild: %s", r)
 		}
+	}
+	if len(rules) != len(firstRules) {
+		t.Errorf("nat rules after the rebuild = %v, want as many as after the first ADD (%v)", rules, firstRules)
+	}
+	if got := tuningBackups(t, w); len(got) != 1 {
+		t.Errorf("tuning backups after the rebuild = %v, want the new ADD's one", got)
 	}
 	if err := w.del(l, rt(id, netns)); err != nil {
 		t.Fatalf("DEL after the rebuild: %v", err)
@@ -133,10 +148,24 @@ func TestRebuildReleasesWhatTheBridgeSetUp(t *testing.T) {
 	if rules := natRulesOf(t, id); len(rules) != 0 {
 		t.Errorf("nat rules of the container left after DEL: %v", rules)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(w.IPAMDir, "tuning")); len(entries) != 0 {
-		t.Errorf("tuning backups left: %v", entries)
+	if got := tuningBackups(t, w); len(got) != 0 {
+		t.Errorf("tuning backups left: %v", got)
 	}
 	w.assertNothingLeft(netns, "svc", "storage")
+}
+
+// tuningBackups lists the backup files the tuning plugin of masqYAML keeps.
+func tuningBackups(t *testing.T, w *world) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(w.IPAMDir, "tuning"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }
 
 // TestRebuildWithFailingAddLeavesNoBackup: the same path when the new ADD
@@ -149,6 +178,9 @@ func TestRebuildWithFailingAddLeavesNoBackup(t *testing.T) {
 	netns := newNS(t)
 	const id = "rebuilt-2"
 	w.mustAdd(l, rt(id, netns))
+	if got := tuningBackups(t, w); len(got) != 1 {
+		t.Fatalf("tuning backups after ADD = %v, want one: the test proves nothing", got)
+	}
 	if err := destroyNSAt(netns); err != nil {
 		t.Fatal(err)
 	}
@@ -157,11 +189,10 @@ func TestRebuildWithFailingAddLeavesNoBackup(t *testing.T) {
 	}
 	failing := masqYAML + "      - {type: recorder, recordFile: {{.RecordFile}}, failOn: [ADD], failCode: 7}\n"
 	w.writeYAML("multi.yaml", failing)
-	if _, err := w.add(l, rt(id, netns)); err == nil {
-		t.Fatal("the ADD meant to fail succeeded")
-	}
-	if entries, _ := os.ReadDir(filepath.Join(w.IPAMDir, "tuning")); len(entries) != 0 {
-		t.Errorf("tuning backups left: %v", entries)
+	_, err := w.add(l, rt(id, netns))
+	wantErr(t, err, types.ErrInvalidNetworkConfig, "eth1: plugin recorder: recorder told to fail ADD on eth1")
+	if got := tuningBackups(t, w); len(got) != 0 {
+		t.Errorf("tuning backups left: %v", got)
 	}
 	if rules := natRulesOf(t, id); len(rules) != 0 {
 		t.Errorf("nat rules of the container left: %v", rules)

@@ -2,9 +2,10 @@
 // a runtime does, with the real reference plugins, in real network
 // namespaces, and asserts kernel state, IPAM leases and nicmux's state files.
 //
-// The tests need root. TestMain re-runs the test binary in a private network
-// namespace, so the "host" side of every test (bridges, macvlan masters)
-// lives and dies with the run.
+// The tests need root. TestMain re-runs the test binary in private network
+// and mount namespaces, so the "host" side of every test (bridges, macvlan
+// masters) and the mounts a test makes (a read-only state folder) live and
+// die with the run.
 package integration
 
 import (
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "integration tests make network namespaces and links: run them as root (make integration)")
 		os.Exit(1)
 	}
-	if code := netnsutil.ReexecInPrivateNetns(); code >= 0 {
+	if code := netnsutil.ReexecInPrivateNetnsAndMounts(); code >= 0 {
 		os.Exit(code)
 	}
 	for _, b := range []string{nicmuxBin(), filepath.Join(pluginsDir(), "bridge"), filepath.Join(testPluginsDir(), "recorder")} {

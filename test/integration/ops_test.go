@@ -313,10 +313,11 @@ func TestShow(t *testing.T) {
 	}
 }
 
-// gcYAMLRace is the seed job's two chains at spec 1.1, so that nicmux gc
-// forwards GC to host-local, which then drops every lease it is not told
-// is live.
-const gcYAMLRace = `interfaces:
+// twoChainsYAML is the seed job's two chains, each of its plugin and
+// host-local alone. TestGCRacesLiveContainers runs it at spec 1.1, so that
+// nicmux gc forwards GC to host-local, which then drops every lease it is
+// not told is live; stuckYAML breaks it.
+const twoChainsYAML = `interfaces:
   - ifname: eth0
     network: svc
     plugins:
@@ -345,7 +346,7 @@ func TestGCRacesLiveContainers(t *testing.T) {
 	w.CNIVersion = "1.1.0"
 	w.Name = "gcrace"
 	w.Master = makeMaster(t)
-	l := w.list(w.writeYAML("multi.yaml", gcYAMLRace), nil)
+	l := w.list(w.writeYAML("multi.yaml", twoChainsYAML), nil)
 	conflist := w.conflistFile(l)
 	// The bridge plugin pins the bridge's MAC on each ADD from what it read
 	// before attaching; ADDs racing on a bridge without ports pin different
@@ -626,26 +627,14 @@ func TestGCDryRun(t *testing.T) {
 	}
 }
 
-// stuckYAML is issue 11's stuck record: eth1's host-local ranges nested one
-// level too shallow. The macvlan plugin makes its link, host-local refuses
-// the configuration, and macvlan's ADD fails without removing its link (its
-// cleanup tests a shadowed err: an upstream bug); nicmux's rollback then
-// fails too (macvlan's DEL runs host-local first, which refuses the same
-// configuration) and keeps a record holding the broken chain.
-const stuckYAML = `interfaces:
-  - ifname: eth0
-    network: svc
-    plugins:
-      - type: bridge
-        bridge: {{.Bridge}}
-        ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [[{subnet: 10.77.0.0/24}]]}
-  - ifname: eth1
-    network: storage
-    plugins:
-      - type: macvlan
-        master: {{.Master}}
-        ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [{subnet: 10.88.0.0/24}]}
-`
+// stuckYAML is issue 11's stuck record: twoChainsYAML with eth1's
+// host-local ranges nested one level too shallow. The macvlan plugin makes
+// its link, host-local refuses the configuration, and macvlan's ADD fails
+// without removing its link (its cleanup tests a shadowed err: an upstream
+// bug); nicmux's rollback then fails too (macvlan's DEL runs host-local
+// first, which refuses the same configuration) and keeps a record holding
+// the broken chain.
+var stuckYAML = strings.Replace(twoChainsYAML, "ranges: [[{subnet: 10.88.0.0/24}]]", "ranges: [{subnet: 10.88.0.0/24}]", 1)
 
 // stuck makes the stuck record of container id in a new namespace, and
 // returns the list and the namespace.
@@ -770,14 +759,13 @@ func TestForgetStuckRecord(t *testing.T) {
 // -force, and, once the namespace is gone as Nomad removes it after a
 // failed ADD, by nicmux gc. Nothing is left.
 func TestStuckRecordConverges(t *testing.T) {
-	fixed := strings.Replace(stuckYAML, "ranges: [{subnet: 10.88.0.0/24}]", "ranges: [[{subnet: 10.88.0.0/24}]]", 1)
 	for _, by := range []string{"DEL", "forget", "gc"} {
 		t.Run(by, func(t *testing.T) {
 			w := newWorld(t)
 			const id = "stuck-2"
 			l, netns := w.stuck(id)
 			conflist := w.conflistFile(l)
-			w.writeYAML("multi.yaml", fixed)
+			w.writeYAML("multi.yaml", twoChainsYAML)
 			switch by {
 			case "DEL":
 				if err := w.del(l, rt(id, netns)); err != nil {

@@ -48,7 +48,15 @@ func TestWhyCNIVersion100(t *testing.T) {
 			writeFile(t, broken, []byte("interfaces: [\n"))
 
 			t.Logf("go-cni %s, list %s", moduleVersion(gocni.New), v)
+			// go-cni asks the plugins of a 1.1.0 list for STATUS from
+			// 1.1.11 on, those of a 1.0.0 list never: the teardown below
+			// goes through nicmux's STATUS exactly then.
+			sendsStatus := v == "1.1.0" && compareVersions(moduleVersion(gocni.New), "v1.1.11") >= 0
+			before := len(w.logLines("verb=STATUS"))
 			failIf(t, w.node.remove(a), "remove with a broken set file beside the attachments")
+			if asked := len(w.logLines("verb=STATUS")) > before; asked != sendsStatus {
+				t.Errorf("the teardown asked nicmux for STATUS: %v, want %v (go-cni %s, list %s)", asked, sendsStatus, moduleVersion(gocni.New), v)
+			}
 			w.assertClean(a, networks(t, "multi")...)
 			failIf(t, os.Remove(broken), "removing the broken set")
 		})

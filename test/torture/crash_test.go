@@ -155,8 +155,7 @@ func misbehave(action string) func(tr *trial) {
 			s["action"], s["signal"] = "signal", []string{"KILL", "TERM"}[tr.rng.Intn(2)]
 		case "hang":
 			s["action"], s["child"] = "hang", true
-			w.extra["delegateTimeout"] = "1s"
-			w.deadline = 5 * time.Second
+			w.hangTimeouts()
 		case "slow":
 			s["delayMs"] = 300 + tr.rng.Intn(1200)
 		}

@@ -49,6 +49,8 @@ func gcKeepsLive(tr *trial, damage func(w *world, c *ctr) error, what string) {
 	}
 	o := w.gc(nil, c)
 	tr.logf("GC with %s listed valid, %s: %s", c.id, what, o)
+	// Whether GC reports the damaged record or not, it must have run.
+	tr.check(len(w.logLines("verb=GC")) > 0, "GC (%s) never reached nicmux: %s", what, o)
 	for _, n := range []string{"svc", "storage"} {
 		now := w.leasesOf(n, c)
 		for _, ip := range held[n] {
@@ -56,14 +58,13 @@ func gcKeepsLive(tr *trial, damage func(w *world, c *ctr) error, what string) {
 		}
 	}
 	c2 := w.newCtr()
-	if o2 := w.add(c2); o2.ok() {
-		for _, n := range []string{"svc", "storage"} {
-			for _, ip := range w.leasesOf(n, c2) {
-				tr.check(!slices.Contains(held[n], ip), "the next container got %s address %s, still in use by the live container (%s)", n, ip, what)
-			}
+	tr.must(w.add(c2), "ADD of the next container")
+	for _, n := range []string{"svc", "storage"} {
+		for _, ip := range w.leasesOf(n, c2) {
+			tr.check(!slices.Contains(held[n], ip), "the next container got %s address %s, still in use by the live container (%s)", n, ip, what)
 		}
-		tr.must(w.del(c2), "DEL of the next container")
 	}
+	tr.must(w.del(c2), "DEL of the next container")
 	// Put the state back: the DEL that ends the trial is not under test.
 	if err := snap.restore(w); err != nil {
 		tr.fatalf("restoring the state: %v", err)
@@ -121,24 +122,36 @@ func wantNoProcs(tr *trial, when string) {
 	}
 }
 
-func timeoutAdd(tr *trial) {
-	w := tr.w
+// hangTimeouts gives nicmux a delegateTimeout of 1 s, and the runtime a
+// deadline of 5 s: a verb with a hanging delegate must end by itself well
+// before the runtime gives up.
+func (w *world) hangTimeouts() {
 	w.extra["delegateTimeout"] = "1s"
 	w.deadline = 5 * time.Second
+}
+
+// wantHangEnded: verb, with a delegate of ifname hanging under
+// hangTimeouts, failed on its own and left no process running.
+func wantHangEnded(tr *trial, o outcome, verb, ifname string) {
+	wantTimedOut(tr, o, verb, ifname, time.Second)
+	time.Sleep(100 * time.Millisecond)
+	wantNoProcs(tr, "after the timed-out "+verb+" returned")
+}
+
+func timeoutAdd(tr *trial) {
+	w := tr.w
+	w.hangTimeouts()
 	w.setFaults(hangFault("eth1", "ADD"))
 	c := w.newCtr()
 	o := w.add(c)
-	wantTimedOut(tr, o, "ADD", "eth1", time.Second)
-	time.Sleep(100 * time.Millisecond)
-	wantNoProcs(tr, "after the timed-out ADD returned")
+	wantHangEnded(tr, o, "ADD", "eth1")
 	// No DEL: Nomad retries ADD without one; the rollback must have left
 	// nothing (the leak accounting follows).
 }
 
 func timeoutCheck(tr *trial) {
 	w := tr.w
-	w.extra["delegateTimeout"] = "1s"
-	w.deadline = 5 * time.Second
+	w.hangTimeouts()
 	// CHECK runs the chain ADD recorded: the fault is planted before ADD
 	// and armed after it.
 	f := hangFault("eth0", "CHECK")
@@ -148,9 +161,7 @@ func timeoutCheck(tr *trial) {
 	tr.must(w.add(c), "ADD")
 	w.arm()
 	o := w.check(c)
-	wantTimedOut(tr, o, "CHECK", "eth0", time.Second)
-	time.Sleep(100 * time.Millisecond)
-	wantNoProcs(tr, "after the timed-out CHECK returned")
+	wantHangEnded(tr, o, "CHECK", "eth0")
 	w.disarm()
 	w.cleanupProcs()
 	tr.check(w.del(c).ok(), "DEL after the timed-out CHECK")
@@ -158,8 +169,7 @@ func timeoutCheck(tr *trial) {
 
 func timeoutDel(tr *trial) {
 	w := tr.w
-	w.extra["delegateTimeout"] = "1s"
-	w.deadline = 5 * time.Second
+	w.hangTimeouts()
 	c := w.newCtr()
 	f := hangFault("eth1", "DEL")
 	f.s["armFile"], f.s["once"] = w.ArmFile, true
@@ -167,9 +177,7 @@ func timeoutDel(tr *trial) {
 	tr.must(w.add(c), "ADD")
 	w.arm()
 	o := w.del(c)
-	wantTimedOut(tr, o, "DEL", "eth1", time.Second)
-	time.Sleep(100 * time.Millisecond)
-	wantNoProcs(tr, "after the timed-out DEL returned")
+	wantHangEnded(tr, o, "DEL", "eth1")
 	w.cleanupProcs()
 	tr.check(w.del(c).ok(), "the DEL after a timed-out DEL must finish the job")
 }
@@ -416,18 +424,30 @@ func rebuildTuningFailedAdd(tr *trial) {
 	w.setFaults(f)
 	c := w.newCtr()
 	tr.must(w.add(c), "ADD")
+	if names := w.tuningBackups(); len(names) != 1 {
+		tr.fatalf("tuning backup files after ADD: %v, want one (the trial shows nothing without)", names)
+	}
 	w.rebuildNetns(c)
 	w.arm()
 	o := w.add(c)
 	w.disarm()
 	tr.check(!o.ok(), "the ADD after the rebuild was told to fail but succeeded")
-	entries, _ := os.ReadDir(w.TuningDir)
+	names := w.tuningBackups()
+	tr.check(len(names) == 0, "the failed ADD after a netns rebuild left tuning backup file(s) %v", names)
+	tr.check(w.del(c).ok(), "DEL after the failed ADD")
+}
+
+// tuningBackups lists the tuning plugin's backup files.
+func (w *world) tuningBackups() []string {
+	entries, err := os.ReadDir(w.TuningDir)
+	if err != nil && !os.IsNotExist(err) {
+		w.tr.fatalf("reading the tuning folder: %v", err)
+	}
 	var names []string
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	tr.check(len(names) == 0, "the failed ADD after a netns rebuild left tuning backup file(s) %v", names)
-	tr.check(w.del(c).ok(), "DEL after the failed ADD")
+	return names
 }
 
 // --- 7. GC under load ------------------------------------------------------------
@@ -520,6 +540,7 @@ func flood(to string) func(tr *trial) {
 			return
 		}
 		r := w.lastRun("ADD")
+		tr.check(r != nil, "no nicmux run of the ADD recorded")
 		msg := o.err.Error()
 		tr.check(len(msg) <= msgCap, "100 MB on a failing delegate's %s: the error message is %d bytes (cap it)", to, len(msg))
 		// A notice that the output was cut: looked for in the whole of a
@@ -593,7 +614,8 @@ func procSelfNetns(tr *trial) {
 	c.netns = "/proc/self/ns/net"
 	o := w.add(c)
 	tr.check(!o.ok(), "ADD with CNI_NETNS=/proc/self/ns/net succeeded")
-	if r := w.lastRun("ADD"); r != nil {
+	r := w.lastRun("ADD")
+	if tr.check(r != nil, "no nicmux run of the ADD recorded") {
 		dec := json.NewDecoder(strings.NewReader(string(r.stdout)))
 		docs := 0
 		for {
@@ -622,7 +644,7 @@ func hugeAttachments(path func(w *world) string, what string) func(tr *trial) {
 		c := w.newCtr()
 		o := w.add(c)
 		r := w.lastRun("ADD")
-		if r != nil {
+		if tr.check(r != nil, "no nicmux run of the ADD recorded") {
 			tr.check(!r.watchKilled, "nicmux reading an attachment file that is %s grew past %d MB (killed by the suite)", what, w.ex.maxRSSKB>>10)
 			tr.logf("peak RSS sampled: %d KB", r.peakRSSKB)
 		}
@@ -632,7 +654,6 @@ func hugeAttachments(path func(w *world) string, what string) func(tr *trial) {
 
 func setSymlinkSwap(tr *trial) {
 	w := tr.w
-	tr.noLeakCheck = false
 	dir := filepath.Dir(w.Attachments)
 	outside := filepath.Join(w.dir, "outside")
 	_ = os.MkdirAll(outside, 0o755)
@@ -642,7 +663,8 @@ func setSymlinkSwap(tr *trial) {
 			"plugins": []any{map[string]any{"type": "torture", "torture": map[string]any{"marker": marker}}}}}})
 		return string(b)
 	}
-	inside := chain(filepath.Join(w.dir, "inside-marker"))
+	insideMarker := filepath.Join(w.dir, "inside-marker")
+	inside := chain(insideMarker)
 	_ = os.WriteFile(filepath.Join(outside, "evil.yaml"), []byte(chain(escaped)), 0o644)
 	evil := filepath.Join(dir, "evil.yaml")
 	_ = os.WriteFile(evil, []byte(inside), 0o644)
@@ -691,6 +713,8 @@ func setSymlinkSwap(tr *trial) {
 	wg.Wait()
 	tr.logf("%d ADDs with NICMUX_ATTACHMENTS=evil while evil.yaml was swapped with a symlink out of the folder: %d ran the outside chain", n, escapes)
 	tr.check(escapes == 0, "NICMUX_ATTACHMENTS: %d of %d ADDs read the file a symlink swapped in points to, outside the folder", escapes, n)
+	// Some ADDs read the regular file: the set was looked up at all.
+	tr.check(countLines(insideMarker) > 0, "none of %d ADDs with NICMUX_ATTACHMENTS=evil ran the set inside the folder: the trial shows nothing", n)
 }
 
 func countLines(path string) int {

@@ -103,8 +103,12 @@ func (w *world) leaks() []leak {
 	}
 	// links: the host's (the suite's private netns) and every container
 	// netns still there.
+	// What cannot be counted counts as left: a leak class the accounting
+	// cannot read is no clean one.
 	br, _ := netlink.LinkByName(w.Bridge)
-	if links, err := netlink.LinkList(); err == nil {
+	if links, err := netlink.LinkList(); err != nil {
+		add("links", "cannot list the host's links: %v", err)
+	} else {
 		for _, l := range links {
 			n := l.Attrs().Name
 			if w.baseLink[n] || n == w.Bridge || n == w.Master || n == w.Master+"p" {
@@ -128,7 +132,10 @@ func (w *world) leaks() []leak {
 		if _, err := os.Stat(p); err != nil {
 			continue
 		}
-		links, _ := netnsutil.Links(p)
+		links, err := netnsutil.Links(p)
+		if err != nil {
+			add("links", "netns %s: cannot list its links: %v", filepath.Base(p), err)
+		}
 		for _, n := range links {
 			add("links", "netns %s link %s", filepath.Base(p), n)
 		}
@@ -146,7 +153,11 @@ func (w *world) leaks() []leak {
 	// iptables: rules naming a container of the trial, and per-container
 	// chains (the shared ones stay by design).
 	for _, table := range []string{"nat", "filter"} {
-		for _, line := range iptablesLines(table) {
+		lines, err := iptablesLines(table)
+		if err != nil {
+			add("iptables", "%s: %v", table, err)
+		}
+		for _, line := range lines {
 			if perContainerChain.MatchString(line) {
 				add("iptables", "%s: %s", table, line)
 				continue
@@ -160,7 +171,10 @@ func (w *world) leaks() []leak {
 		}
 	}
 	// tuning backups
-	entries, _ := os.ReadDir(w.TuningDir)
+	entries, err := os.ReadDir(w.TuningDir)
+	if err != nil && !os.IsNotExist(err) {
+		add("tuning", "cannot read %s: %v", w.TuningDir, err)
+	}
 	for _, e := range entries {
 		what := e.Name()
 		if b, err := os.ReadFile(filepath.Join(w.TuningDir, e.Name())); err == nil && !json.Valid(b) {
@@ -180,10 +194,10 @@ func (w *world) leaks() []leak {
 // CNI-DN-/CNI-SN- chains.
 var perContainerChain = regexp.MustCompile(`^:CNI-(DN-|SN-)?[0-9a-f]{20,}\b`)
 
-func iptablesLines(table string) []string {
+func iptablesLines(table string) ([]string, error) {
 	out, err := exec.Command("iptables-save", "-t", table).Output()
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("iptables-save -t %s: %w", table, err)
 	}
 	var lines []string
 	for _, l := range strings.Split(string(out), "\n") {
@@ -191,7 +205,7 @@ func iptablesLines(table string) []string {
 			lines = append(lines, l)
 		}
 	}
-	return lines
+	return lines, nil
 }
 
 // flushIptables empties the nat and filter tables of the suite's private
