@@ -282,18 +282,21 @@ func (v *verb) liveAttachments(valid, ifnames []string) (func(network string) []
 
 // everyChain returns the chains of the attachment file and of every set in
 // its folder, in order, and the failures of the files that do not load.
+// Each set is loaded as ADD loads it (conf.LoadSet): one that leads out of
+// the folder is a failure, never a chain to call.
 func (v *verb) everyChain() ([]*conf.Chain, []error) {
-	files := []string{v.nc.Attachments}
+	names := []string{""} // the attachment file itself
 	dir := filepath.Dir(v.nc.Attachments)
 	for _, name := range conf.AvailableSets(dir) {
-		if path := filepath.Join(dir, name+".yaml"); path != v.nc.Attachments {
-			files = append(files, path)
+		if filepath.Join(dir, name+".yaml") != v.nc.Attachments {
+			names = append(names, name)
 		}
 	}
+	d := conf.Defaults{IfName: "eth0", ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion}
 	var chains []*conf.Chain
 	var errs []error
-	for _, f := range files {
-		att, err := conf.LoadAttachments(f, conf.Defaults{IfName: "eth0", ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion})
+	for _, name := range names {
+		att, err := conf.LoadSet(v.nc.Attachments, name, d)
 		if err != nil {
 			errs = append(errs, err)
 			continue

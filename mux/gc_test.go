@@ -146,3 +146,32 @@ func TestGCForwardsToEverySet(t *testing.T) {
 		t.Errorf("GC calls = %v, want %v", got, want)
 	}
 }
+
+// TestGCSkipsASetOutsideTheFolder: a set that is a symbolic link out of
+// the attachment folder is refused by GC as by ADD: its plugins get no GC.
+func TestGCSkipsASetOutsideTheFolder(t *testing.T) {
+	h := newHarness(t)
+	h.write("multi.yaml", gcYAML)
+	if err := os.Remove(filepath.Join(h.dir, "storage.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "evil.yaml")
+	if err := os.WriteFile(outside, []byte(strings.ReplaceAll(gcYAML, "alpha", "omega")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(h.dir, "evil.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	err := h.gc()
+	if err == nil || !strings.Contains(err.Error(), `attachment set "evil" resolves to`) {
+		t.Errorf("GC error = %v, want the set outside the folder reported", err)
+	}
+	var got []string
+	for _, c := range h.fake.CallsOf("GC") {
+		got = append(got, c.Plugin)
+	}
+	slices.Sort(got)
+	if want := []string{"alpha", "beta", "lease"}; !slices.Equal(got, want) {
+		t.Errorf("GC calls = %v, want %v (none of the set outside the folder)", got, want)
+	}
+}
