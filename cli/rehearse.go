@@ -191,22 +191,7 @@ func printOutcome(w io.Writer, o rehearse.Outcome) {
 	if o.Release.As != "" {
 		name += " (as " + o.Release.As + ")"
 	}
-	switch {
-	case o.Interrupted:
-		fmt.Fprintf(w, "%-24s INTERRUPTED\n", name)
-	case o.Pass:
-		addr := ""
-		if o.Address != nil {
-			addr = fmt.Sprintf(": address %s %s", o.Address.Interface, o.Address.IP)
-		}
-		fmt.Fprintf(w, "%-24s pass%s\n", name, addr)
-	default:
-		plugin := ""
-		if o.Plugin != "" && !strings.Contains(o.Message, strconv.Quote(o.Plugin)) {
-			plugin = "plugin " + o.Plugin + ": "
-		}
-		fmt.Fprintf(w, "%-24s FAIL at %s: %s%s\n", name, o.Step, plugin, o.Message)
-	}
+	fmt.Fprintf(w, "%-24s %s\n", name, verdictWords(o))
 	for _, s := range o.Steps {
 		if (!s.OK || strings.HasPrefix(s.Name, rehearse.Rebuild)) && s.Note != "" {
 			fmt.Fprintf(w, "    %s: %s\n", s.Name, s.Note)
@@ -224,13 +209,26 @@ func printOutcome(w io.Writer, o rehearse.Outcome) {
 	}
 }
 
+// verdictWords says how a release's rehearsal ended.
+func verdictWords(o rehearse.Outcome) string {
+	switch {
+	case o.Interrupted:
+		return "INTERRUPTED"
+	case o.Pass && o.Address != nil:
+		return fmt.Sprintf("pass: address %s %s", o.Address.Interface, o.Address.IP)
+	case o.Pass:
+		return "pass"
+	}
+	plugin := ""
+	if o.Plugin != "" && !strings.Contains(o.Message, strconv.Quote(o.Plugin)) {
+		plugin = "plugin " + o.Plugin + ": "
+	}
+	return fmt.Sprintf("FAIL at %s: %s%s", o.Step, plugin, o.Message)
+}
+
 func printSummary(w io.Writer, rep *rehearse.Report) {
-	passed := 0
 	var cleaned []string
 	for _, o := range rep.Outcomes {
-		if o.Pass {
-			passed++
-		}
 		for _, c := range o.CleanedUp {
 			if !slices.Contains(cleaned, c) {
 				cleaned = append(cleaned, c)
@@ -247,7 +245,7 @@ func printSummary(w io.Writer, rep *rehearse.Report) {
 	if rep.Interrupted {
 		fmt.Fprintln(w, "interrupted: the releases left were not rehearsed; what the rehearsal made is removed")
 	}
-	fmt.Fprintf(w, "%s (network %q): %d of %d releases pass\n", rep.File, rep.Network, passed, len(rep.Outcomes))
+	fmt.Fprintf(w, "%s (network %q): %d of %d releases pass\n", rep.File, rep.Network, passed(rep), len(rep.Outcomes))
 }
 
 // jobArgs is a repeatable KEY=VALUE flag.
