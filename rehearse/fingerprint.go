@@ -34,10 +34,10 @@ func TakeFingerprint(ctx context.Context, dirs []string) Fingerprint {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
 			name := e.Name()
-			if _, seen := fp.Versions[name]; seen || strings.HasPrefix(name, ".") || !executable(e) {
+			path := filepath.Join(dir, name)
+			if _, seen := fp.Versions[name]; seen || strings.HasPrefix(name, ".") || !executable(path) {
 				continue
 			}
-			path := filepath.Join(dir, name)
 			fp.Versions[name] = bareVersion(ctx, path)
 			if name == "bridge" {
 				fp.Bridge = path
@@ -48,8 +48,10 @@ func TakeFingerprint(ctx context.Context, dirs []string) Fingerprint {
 	return fp
 }
 
-func executable(e os.DirEntry) bool {
-	info, err := e.Info()
+// executable reports a regular executable file, through symbolic links
+// (plugins are often linked into cni_path).
+func executable(path string) bool {
+	info, err := os.Stat(path)
 	return err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0
 }
 

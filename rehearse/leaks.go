@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -143,6 +144,51 @@ func linksIn(path string) ([]string, int) {
 		}
 	}
 	return names, nsid
+}
+
+// peers are the indexes of the host's veths whose peer is in the
+// rehearsal's netns: they go when the netns does.
+func (f *leakFinder) peers() []int {
+	if f.netnsDir == "" {
+		return nil
+	}
+	_, nsid := linksIn(f.netnsDir)
+	links, _ := netlink.LinkList()
+	var out []int
+	for _, l := range links {
+		if l.Type() == "veth" && nsid >= 0 && l.Attrs().NetNsID == nsid {
+			out = append(out, l.Attrs().Index)
+		}
+	}
+	return out
+}
+
+// waitGone waits up to timeout for the links to be gone.
+func waitGone(indexes []int, timeout time.Duration) {
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		left := 0
+		for _, i := range indexes {
+			if _, err := netlink.LinkByIndex(i); err == nil {
+				left++
+			}
+		}
+		if left == 0 {
+			return
+		}
+	}
+}
+
+// bridges are the names of the bridges that appeared since the rehearsal
+// began.
+func (f *leakFinder) bridges() []string {
+	fresh, _ := newSince(f.before)
+	var out []string
+	for _, l := range fresh {
+		if l.Type() == "bridge" {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
 }
 
 // madeBridges are the bridges that appeared on the host since the

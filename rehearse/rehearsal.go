@@ -280,8 +280,10 @@ func (r *rehearsal) finish(ctx context.Context) {
 		r.cleaned("DEL (the rehearsal's own)", r.c.del(ctx, r.rt(false)))
 	}
 	if r.made {
+		peers := r.finder.peers()
 		r.cleaned("its netns", destroyNetNS(r.netns))
 		r.finder.netnsDir = ""
+		waitGone(peers, netnsGoneTimeout)
 	}
 	for _, br := range madeBridges(r.finder.before) {
 		r.cleaned("bridge "+br.Attrs().Name+" (the bridge plugin makes it and leaves it)", netlink.LinkDel(br))
@@ -292,8 +294,16 @@ func (r *rehearsal) finish(ctx context.Context) {
 		}
 	}
 	r.out.Left = strs(r.finder.find(ctx))
+	for _, br := range r.finder.bridges() {
+		r.out.Left = append(r.out.Left, "bridge "+br+" made by the rehearsal, with ports")
+	}
 	_ = os.RemoveAll(r.cacheDir)
 }
+
+// netnsGoneTimeout bounds the wait for the links of a destroyed netns to
+// go: the kernel tears a namespace down asynchronously once it is
+// unmounted.
+const netnsGoneTimeout = 5 * time.Second
 
 func (r *rehearsal) cleaned(what string, err error) {
 	if err != nil {
