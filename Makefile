@@ -114,7 +114,8 @@ lint:
 	cd $(TORTURE_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 
 unit:
-	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/... ./ns/... ./inspect/... ./cli/...
+	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/... ./ns/... ./inspect/... ./cli/... \
+		./nomad/... ./rehearse/... ./adopt/...
 
 # Integration tests need root: they make network namespaces and links.
 integration: build plugins testplugins

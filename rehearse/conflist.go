@@ -42,7 +42,7 @@ const hostLocalDataDir = "/var/lib/cni/networks"
 
 // places are where the plugins of a configuration keep what a container
 // holds, for the leak check: host-local's data folders and nicmux's state
-// folders, with nicmux's conflist files to forget a record with.
+// folders.
 type places struct {
 	DataDirs  []string `json:"dataDirs"`
 	StateDirs []string `json:"stateDirs,omitempty"`
