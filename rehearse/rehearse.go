@@ -91,6 +91,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.File, err)
 	}
+	if list.Name != nomad.NetworkName(list.Name) {
+		return nil, fmt.Errorf("%s: the network name %q has capitals: Nomad lower-cases a job's mode cni/<name>, so no job finds it", o.File, list.Name)
+	}
 	rep := &Report{File: o.File, Network: list.Name, CNIPath: o.CNIPath, Fingerprint: TakeFingerprint(ctx, o.CNIPath)}
 	cache, err := os.MkdirTemp("", "nicmux-rehearse-cache-")
 	if err != nil {

@@ -110,6 +110,10 @@ func TestFindNetwork(t *testing.T) {
 	if _, err := Run(context.Background(), Options{File: "x.conflist", Data: []byte(`{`)}); err == nil {
 		t.Error("Run of a configuration that does not load: no error")
 	}
+	if _, err := Run(context.Background(), Options{File: "x.conf", Data: []byte(`{"cniVersion":"1.0.0","name":"Multi","type":"bridge"}`)}); err == nil ||
+		!strings.Contains(err.Error(), `the network name "Multi" has capitals`) {
+		t.Errorf("Run of a network no job finds: %v", err)
+	}
 }
 
 // TestPlacesOf: the host-local data folders and nicmux state folders a
