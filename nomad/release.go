@@ -130,14 +130,12 @@ func (r Release) SendsJobArgs() bool { return r.atLeast("1.8.2") }
 func (r Release) SendsIdentity() bool { return r.atLeast("1.9.4") }
 
 // RunsCheck reports whether the release runs CHECK on restore (a client
-// restart that finds the allocation's netns), given the CHECK gate.
+// restart that finds the allocation's netns), given the CHECK gate. When
+// CHECK fails, such a release destroys the netns WITHOUT DEL, makes it
+// again at the same path and sets the allocation up again (with its
+// retries) under the same container ID, once; a second failure fails the
+// allocation.
 func (r Release) RunsCheck() bool { return r.atLeast("1.9.5") }
-
-// RebuildsOnCheckFailure is what a release that runs CHECK does when it
-// fails: the netns is destroyed WITHOUT DEL, made again at the same path,
-// and set up again (with its retries) under the same container ID, once;
-// a second failure fails the allocation.
-const RebuildsOnCheckFailure = true
 
 // CallsStatus reports whether go-cni's Status, which Nomad calls before
 // every setup and every teardown, asks the plugins: from go-cni v1.1.11,
