@@ -193,7 +193,9 @@ func printOutcome(w io.Writer, o rehearse.Outcome) {
 	}
 	fmt.Fprintf(w, "%-24s %s\n", name, verdictWords(o))
 	for _, s := range o.Steps {
-		if (!s.OK || strings.HasPrefix(s.Name, rehearse.Rebuild)) && s.Note != "" {
+		// A passing ADD has a note when a try failed: worth seeing.
+		shown := !s.OK || strings.HasPrefix(s.Name, rehearse.Rebuild) || s.Name == rehearse.StepAdd
+		if shown && s.Note != "" {
 			fmt.Fprintf(w, "    %s: %s\n", s.Name, s.Note)
 		}
 	}
