@@ -42,11 +42,16 @@ const hostLocalDataDir = "/var/lib/cni/networks"
 
 // places are where the plugins of a configuration keep what a container
 // holds, for the leak check: host-local's data folders and nicmux's state
-// folders.
+// folders; and the bridges the bridge plugin makes for it.
 type places struct {
 	DataDirs  []string `json:"dataDirs"`
 	StateDirs []string `json:"stateDirs,omitempty"`
+	Bridges   []string `json:"bridges,omitempty"`
 }
+
+// bridgeDefault is the bridge plugin's bridge when a configuration names
+// none.
+const bridgeDefault = "cni0"
 
 // placesOf finds them in the configuration data and, for a nicmux entry,
 // in every attachment set of its attachment file's folder.
@@ -57,6 +62,7 @@ func placesOf(data []byte) places {
 	p.walk(doc)
 	sort.Strings(p.DataDirs)
 	sort.Strings(p.StateDirs)
+	sort.Strings(p.Bridges)
 	return p
 }
 
@@ -83,6 +89,8 @@ func (p *places) plugin(m map[string]any) {
 		return def
 	}
 	switch m["type"] {
+	case "bridge":
+		p.add(&p.Bridges, str("bridge", bridgeDefault))
 	case "host-local":
 		p.add(&p.DataDirs, str("dataDir", hostLocalDataDir))
 	case "nicmux":

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -178,33 +179,37 @@ func waitGone(indexes []int, timeout time.Duration) {
 	}
 }
 
-// bridges are the names of the bridges that appeared since the rehearsal
-// began.
+// bridges are the names of the bridges the configuration names that
+// appeared since the rehearsal began.
 func (f *leakFinder) bridges() []string {
-	fresh, _ := newSince(f.before)
 	var out []string
+	for _, l := range f.newBridges() {
+		out = append(out, l.Attrs().Name)
+	}
+	return out
+}
+
+// newBridges are the bridges the configuration names that appeared since
+// the rehearsal began: the bridge plugin made them for it. A bridge of
+// another name that appeared meanwhile is someone else's.
+func (f *leakFinder) newBridges() []netlink.Link {
+	fresh, _ := newSince(f.before)
+	var out []netlink.Link
 	for _, l := range fresh {
-		if l.Type() == "bridge" {
-			out = append(out, l.Attrs().Name)
+		if l.Type() == "bridge" && slices.Contains(f.places.Bridges, l.Attrs().Name) {
+			out = append(out, l)
 		}
 	}
 	return out
 }
 
-// madeBridges are the bridges that appeared on the host since the
-// rehearsal began and have no port: the bridge plugin makes its bridge and
-// never removes it, so the rehearsal does.
-func madeBridges(before hostLinks) []netlink.Link {
-	fresh, err := newSince(before)
-	if err != nil {
-		return nil
-	}
+// madeBridges are the bridges the rehearsal made that have no port: the
+// bridge plugin makes its bridge and never removes it, so the rehearsal
+// does.
+func (f *leakFinder) madeBridges() []netlink.Link {
 	all, _ := netlink.LinkList()
 	var out []netlink.Link
-	for _, l := range fresh {
-		if l.Type() != "bridge" {
-			continue
-		}
+	for _, l := range f.newBridges() {
 		ports := 0
 		for _, p := range all {
 			if p.Attrs().MasterIndex == l.Attrs().Index {

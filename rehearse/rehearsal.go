@@ -285,7 +285,7 @@ func (r *rehearsal) finish(ctx context.Context) {
 		r.finder.netnsDir = ""
 		waitGone(peers, netnsGoneTimeout)
 	}
-	for _, br := range madeBridges(r.finder.before) {
+	for _, br := range r.finder.madeBridges() {
 		r.cleaned("bridge "+br.Attrs().Name+" (the bridge plugin makes it and leaves it)", netlink.LinkDel(br))
 	}
 	for _, l := range r.finder.find(ctx) {

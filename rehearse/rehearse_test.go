@@ -126,12 +126,13 @@ func TestPlacesOf(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(etc, "storage.yaml"), []byte("interfaces: [{plugins: [{type: bridge, ipam: {type: host-local}}]}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	list := `{"cniVersion":"1.0.0","name":"n","plugins":[
+	list := `{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge","bridge":"br9"},{"type":"bridge"},
 	  {"type":"ifrename","ifname":"eth1","delegate":{"type":"macvlan","ipam":{"type":"host-local","dataDir":"/srv/b"}}},
 	  {"type":"nicmux","attachments":"` + filepath.Join(etc, "multi.yaml") + `"},
 	  {"type":"nicmux","attachments":"relative.yaml","stateDir":"/srv/state"}]}`
 	got := placesOf([]byte(list))
-	want := places{DataDirs: []string{"/srv/a", "/srv/b", hostLocalDataDir}, StateDirs: []string{"/srv/state", conf.DefaultStateDir}}
+	want := places{DataDirs: []string{"/srv/a", "/srv/b", hostLocalDataDir}, StateDirs: []string{"/srv/state", conf.DefaultStateDir},
+		Bridges: []string{"br9", bridgeDefault}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("placesOf = %+v, want %+v", got, want)
 	}
