@@ -21,6 +21,9 @@ type memStore struct {
 	// lostAnswers makes the next n transactions apply and then fail as
 	// unreachable: a client timing out after its write committed.
 	lostAnswers int
+	// downAfterTxn makes the next transaction apply, and then the store
+	// go down: a write that committed just before etcd stopped answering.
+	downAfterTxn bool
 }
 
 func newMemStore() *memStore { return &memStore{kv: map[string][]byte{}} }
@@ -78,6 +81,10 @@ func (m *memStore) Txn(ctx context.Context, t Txn) (bool, [][]KV, error) {
 		} else {
 			m.kv[op.Key] = append([]byte{}, op.Value...)
 		}
+	}
+	if m.downAfterTxn {
+		m.downAfterTxn, m.down = false, true
+		return false, nil, errDown
 	}
 	if m.lostAnswers > 0 {
 		m.lostAnswers--
