@@ -65,35 +65,15 @@ func (a *Allocator) Claim(ctx context.Context, id OwnerID, network string, want 
 		if err := backoff(ctx, i, lastErr); err != nil {
 			return nil, err
 		}
-		v, err := a.view(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if v.lease != nil {
-			return a.held(v, want)
-		}
-		if err := a.checkDef(ctx, v.def); err != nil {
-			return nil, err
-		}
-		p, err := a.plan(ctx, v, want)
-		if err != nil {
-			return nil, err
-		}
-		l := &Lease{Version: recordVersion, ContainerID: id.ContainerID, IfName: id.IfName, Network: network,
-			Node: a.node, Addrs: p.addrs, Claim: claim, Time: a.now().UTC()}
-		ok, got, err := a.store.Txn(ctx, p.txn(a, l))
+		c, err := a.claimOnce(ctx, id, network, want, claim)
 		switch {
 		case errors.Is(err, ErrUnavailable):
-			// It may have been applied: the next view tells.
-			lastErr = fmt.Errorf("pool %s: claiming %s: %w", a.pool.Name, l, err)
+			// A leader change, a member down or stopped: the claim may have
+			// been applied, and the next attempt's view tells.
+			lastErr = err
 			continue
-		case err != nil:
-			return nil, fmt.Errorf("pool %s: claiming %s: %w", a.pool.Name, l, err)
-		case ok:
-			return &Claimed{Lease: l, Blocks: v.blocksWith(p.newBlocks)}, nil
-		}
-		if err := a.refused(got, p, id); err != nil {
-			return nil, err
+		case err != nil || c != nil:
+			return c, err
 		}
 		lastErr = nil
 	}
@@ -101,6 +81,47 @@ func (a *Allocator) Claim(ctx context.Context, id OwnerID, network string, want 
 		return nil, lastErr
 	}
 	return nil, codeErr(types.ErrTryAgainLater, fmt.Errorf("pool %s: %d claims in a row lost the race for an address to other claims; try again", a.pool.Name, maxAttempts))
+}
+
+// claimOnce is one attempt of Claim, within half the time left, so that an
+// attempt sent to a member that stopped answering leaves time for another.
+// It returns nil and no error when it lost a race.
+func (a *Allocator) claimOnce(ctx context.Context, id OwnerID, network string, want []netip.Addr, claim string) (*Claimed, error) {
+	ctx, cancel := halfOf(ctx)
+	defer cancel()
+	v, err := a.view(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if v.lease != nil {
+		return a.held(v, want)
+	}
+	if err := a.checkDef(ctx, v.def); err != nil {
+		return nil, err
+	}
+	p, err := a.plan(ctx, v, want)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lease{Version: recordVersion, ContainerID: id.ContainerID, IfName: id.IfName, Network: network,
+		Node: a.node, Addrs: p.addrs, Claim: claim, Time: a.now().UTC()}
+	ok, got, err := a.store.Txn(ctx, p.txn(a, l))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("pool %s: claiming %s: %w", a.pool.Name, l, err)
+	case ok:
+		return &Claimed{Lease: l, Blocks: v.blocksWith(p.newBlocks)}, nil
+	}
+	return nil, a.refused(got, p, id)
+}
+
+// halfOf bounds ctx to half the time it has left.
+func halfOf(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(d)/2)
 }
 
 // backoff waits before attempt i when the last one got no answer (a leader

@@ -12,40 +12,20 @@ import (
 // Release frees owner id's lease and returns it, or nil when the owner
 // holds none. With claim set it frees that claim only: a lease the owner
 // claimed again since is kept. Two round trips, and two more each time the
-// owner's lease changes meanwhile.
+// owner's lease changes meanwhile or an attempt gets no answer.
 func (a *Allocator) Release(ctx context.Context, id OwnerID, claim string) (*Lease, error) {
-	key := a.keys.owner(id)
 	var lastErr error
 	for i := range maxAttempts {
 		if err := backoff(ctx, i, lastErr); err != nil {
 			return nil, err
 		}
-		got, err := a.store.Read(ctx, get(key))
-		if err != nil {
-			return nil, fmt.Errorf("pool %s: reading the lease of %s: %w", a.pool.Name, id, err)
-		}
-		if len(got[0]) == 0 {
-			return nil, nil
-		}
-		kv := got[0][0]
-		l, bad := decodeLease(kv.Key, kv.Value)
-		if bad == nil && claim != "" && l.Claim != claim {
-			return nil, nil
-		}
-		ok, err := a.drop(ctx, kv, l)
+		l, done, err := a.releaseOnce(ctx, id, claim)
 		if errors.Is(err, ErrUnavailable) {
 			lastErr = fmt.Errorf("pool %s: releasing the lease of %s: %w", a.pool.Name, id, err)
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("pool %s: releasing the lease of %s: %w", a.pool.Name, id, err)
-		}
-		if ok && bad != nil {
-			// Dropped so that it pins nothing; its addresses, unknown, stay.
-			return nil, codeErr(types.ErrIOFailure, fmt.Errorf("pool %s: %w: removed %w; the addresses it held stay leased: nicmux-ipam show lists them", a.pool.Name, ErrUnreadable, bad))
-		}
-		if ok {
-			return l, nil
+		if err != nil || done {
+			return l, err
 		}
 		lastErr = nil
 	}
@@ -53,6 +33,31 @@ func (a *Allocator) Release(ctx context.Context, id OwnerID, claim string) (*Lea
 		return nil, lastErr
 	}
 	return nil, codeErr(types.ErrTryAgainLater, fmt.Errorf("pool %s: the lease of %s changed %d times while releasing it; try again", a.pool.Name, id, maxAttempts))
+}
+
+// releaseOnce is one attempt of Release, within half the time left; done
+// is false when the lease changed under it.
+func (a *Allocator) releaseOnce(ctx context.Context, id OwnerID, claim string) (*Lease, bool, error) {
+	ctx, cancel := halfOf(ctx)
+	defer cancel()
+	got, err := a.store.Read(ctx, get(a.keys.owner(id)))
+	if err != nil || len(got[0]) == 0 {
+		return nil, err == nil, err
+	}
+	kv := got[0][0]
+	l, bad := decodeLease(kv.Key, kv.Value)
+	if bad == nil && claim != "" && l.Claim != claim {
+		return nil, true, nil
+	}
+	ok, err := a.drop(ctx, kv, l)
+	switch {
+	case err != nil || !ok:
+		return nil, false, err
+	case bad != nil:
+		// Dropped so that it pins nothing; its addresses, unknown, stay.
+		return nil, true, codeErr(types.ErrIOFailure, fmt.Errorf("pool %s: %w: removed %w; the addresses it held stay leased: nicmux-ipam show lists them", a.pool.Name, ErrUnreadable, bad))
+	}
+	return l, true, nil
 }
 
 // drop deletes an owner's key and its lease's keys (l nil: the owner key
