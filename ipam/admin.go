@@ -14,7 +14,7 @@ import (
 
 // listPools reads every pool defined under prefix, sorted by name; a
 // definition that cannot be read is reported in bad.
-func listPools(ctx context.Context, s Store, prefix string) (pools []*Pool, bad []error, err error) {
+func listPools(ctx context.Context, s Store, prefix string) (pools []*pool, bad []error, err error) {
 	k := keys{prefix: prefix}
 	got, err := s.Read(ctx, under(k.defs()))
 	if err != nil {
@@ -23,7 +23,7 @@ func listPools(ctx context.Context, s Store, prefix string) (pools []*Pool, bad 
 	for _, kv := range got[0] {
 		d, err := decodeDef(kv)
 		if err == nil {
-			var p *Pool
+			var p *pool
 			if p, err = poolFromDef(last(kv.Key), d); err == nil {
 				pools = append(pools, p)
 				continue
@@ -36,20 +36,20 @@ func listPools(ctx context.Context, s Store, prefix string) (pools []*Pool, bad 
 }
 
 // poolFromDef is the pool a stored definition describes.
-func poolFromDef(name string, d *poolDef) (*Pool, error) {
+func poolFromDef(name string, d *poolDef) (*pool, error) {
 	sets, err := parseRangeSets(d.Ranges)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: its definition: %w", name, err)
 	}
-	p := &Pool{Name: name, Sets: sets, BlockBits4: DefaultBlock4, BlockBits6: DefaultBlock6}
+	p := &pool{Name: name, Sets: sets, BlockBits4: defaultBlock4, BlockBits6: defaultBlock6}
 	if err := p.setBlockBits(&d.BlockPrefixLength); err != nil {
 		return nil, fmt.Errorf("pool %s: its definition: %w", name, err)
 	}
 	return p, nil
 }
 
-// BlockInfo is a claimed block.
-type BlockInfo struct {
+// blockInfo is a claimed block.
+type blockInfo struct {
 	ID   string    `json:"block"`
 	Node string    `json:"node"`
 	Time time.Time `json:"time"`
@@ -57,12 +57,12 @@ type BlockInfo struct {
 }
 
 // Blocks lists the pool's claimed blocks.
-func (a *Allocator) Blocks(ctx context.Context) ([]BlockInfo, []error, error) {
+func (a *allocator) Blocks(ctx context.Context) ([]blockInfo, []error, error) {
 	got, err := a.store.Read(ctx, under(a.keys.blocks()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("pool %s: listing its blocks: %w", a.pool.Name, err)
 	}
-	var out []BlockInfo
+	var out []blockInfo
 	var bad []error
 	for _, kv := range got[0] {
 		c, err := decodeBlockClaim(kv.Key, kv.Value)
@@ -70,14 +70,14 @@ func (a *Allocator) Blocks(ctx context.Context) ([]BlockInfo, []error, error) {
 			bad = append(bad, err)
 			continue
 		}
-		out = append(out, BlockInfo{ID: last(kv.Key), Node: c.Node, Time: c.Time, raw: kv})
+		out = append(out, blockInfo{ID: last(kv.Key), Node: c.Node, Time: c.Time, raw: kv})
 	}
 	return out, bad, nil
 }
 
 // FreeBlock drops a node's claim of a block, if it is still the one
 // listed; the block's leases stay.
-func (a *Allocator) FreeBlock(ctx context.Context, b BlockInfo) (bool, error) {
+func (a *allocator) FreeBlock(ctx context.Context, b blockInfo) (bool, error) {
 	ok, _, err := a.store.Txn(ctx, Txn{If: []Cond{holds(b.raw.Key, b.raw.Value)},
 		Then: []Op{del(b.raw.Key), del(a.keys.nodeBlock(b.Node, b.ID))}})
 	if err != nil {
@@ -86,33 +86,33 @@ func (a *Allocator) FreeBlock(ctx context.Context, b BlockInfo) (bool, error) {
 	return ok, nil
 }
 
-// SetReport is one range set's use.
-type SetReport struct {
+// setReport is one range set's use.
+type setReport struct {
 	Ranges string      `json:"ranges"`
 	Size   json.Number `json:"size"`
 	Used   int         `json:"used"`
 	Free   json.Number `json:"free"`
 }
 
-// NodeBlocks are the blocks one node claims in a pool.
-type NodeBlocks struct {
+// nodeBlocks are the blocks one node claims in a pool.
+type nodeBlocks struct {
 	Node   string   `json:"node"`
 	Blocks []string `json:"blocks"`
 }
 
-// PoolReport is what show prints of a pool.
-type PoolReport struct {
+// poolReport is what show prints of a pool.
+type poolReport struct {
 	Pool   string       `json:"pool"`
-	Sets   []SetReport  `json:"rangeSets"`
-	Blocks []NodeBlocks `json:"blocksPerNode"`
+	Sets   []setReport  `json:"rangeSets"`
+	Blocks []nodeBlocks `json:"blocksPerNode"`
 	Leases []*Lease     `json:"leases"`
 	Errors []string     `json:"errors,omitempty"`
 }
 
 // Report reads the pool's use: sizes, blocks per node and leases, those of
 // node only when node is set.
-func (a *Allocator) Report(ctx context.Context, node string) (*PoolReport, error) {
-	r := &PoolReport{Pool: a.pool.Name, Leases: []*Lease{}}
+func (a *allocator) Report(ctx context.Context, node string) (*poolReport, error) {
+	r := &poolReport{Pool: a.pool.Name, Leases: []*Lease{}}
 	held, bad, err := a.Leases(ctx)
 	if err != nil {
 		return nil, err
@@ -137,7 +137,7 @@ func (a *Allocator) Report(ctx context.Context, node string) (*PoolReport, error
 	}
 	for i, set := range a.pool.Sets {
 		size := set.size()
-		r.Sets = append(r.Sets, SetReport{Ranges: set.String(), Size: json.Number(size.String()), Used: used[i],
+		r.Sets = append(r.Sets, setReport{Ranges: set.String(), Size: json.Number(size.String()), Used: used[i],
 			Free: json.Number(size.sub(u64(uint64(used[i]))).String())})
 	}
 	r.Blocks = perNode(blocks, node)
@@ -145,17 +145,17 @@ func (a *Allocator) Report(ctx context.Context, node string) (*PoolReport, error
 }
 
 // perNode groups blocks by node, of node only when it is set.
-func perNode(blocks []BlockInfo, node string) []NodeBlocks {
+func perNode(blocks []blockInfo, node string) []nodeBlocks {
 	by := map[string][]string{}
 	for _, b := range blocks {
 		if node == "" || b.Node == node {
 			by[b.Node] = append(by[b.Node], b.ID)
 		}
 	}
-	out := []NodeBlocks{}
+	out := []nodeBlocks{}
 	for n, ids := range by {
 		sort.Strings(ids)
-		out = append(out, NodeBlocks{Node: n, Blocks: ids})
+		out = append(out, nodeBlocks{Node: n, Blocks: ids})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out

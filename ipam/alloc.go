@@ -21,14 +21,14 @@ import (
 // lease changes under it.
 const maxAttempts = 8
 
-// Allocator hands out a pool's addresses to the owners of one node. Every
+// allocator hands out a pool's addresses to the owners of one node. Every
 // claim is one compare-and-swap transaction that writes the lease's keys
 // only if none of them exists: two owners never get one address, whatever
 // runs at the same time on any node. It holds no lock and no state of its
 // own; it is safe for concurrent use.
-type Allocator struct {
+type allocator struct {
 	store Store
-	pool  *Pool
+	pool  *pool
 	keys  keys
 	node  string
 	// hint lists the blocks the node's records say it holds, so that the
@@ -37,14 +37,14 @@ type Allocator struct {
 	now  func() time.Time
 }
 
-// NewAllocator returns the allocator of pool for node, whose records list
+// newAllocator returns the allocator of pool for node, whose records list
 // hint as its blocks.
-func NewAllocator(s Store, p *Pool, prefix, node string, hint []string) *Allocator {
-	return &Allocator{store: s, pool: p, keys: keys{prefix: prefix, pool: p.Name}, node: node, hint: hint, now: time.Now}
+func newAllocator(s Store, p *pool, prefix, node string, hint []string) *allocator {
+	return &allocator{store: s, pool: p, keys: keys{prefix: prefix, pool: p.Name}, node: node, hint: hint, now: time.Now}
 }
 
-// Claimed is what a claim returns.
-type Claimed struct {
+// claimed is what a claim returns.
+type claimed struct {
 	Lease *Lease
 	// Held is true when the owner already held the lease (a repeated ADD).
 	Held bool
@@ -54,12 +54,12 @@ type Claimed struct {
 
 // Claim gives owner id one address of each range set: the address want
 // names in that set, else a free one. An owner that holds a lease gets it
-// back. claim identifies this claim (NewClaimID): a claim whose transaction
+// back. claim identifies this claim (newClaimID): a claim whose transaction
 // got no answer is looked for under it. Costs: two round trips when the
 // node's blocks have a free address; two more to claim a block; one more
 // to borrow an address from another node's block; two more per lost race
 // or unanswered transaction, at most maxAttempts times.
-func (a *Allocator) Claim(ctx context.Context, id OwnerID, network string, want []netip.Addr, claim string) (*Claimed, error) {
+func (a *allocator) Claim(ctx context.Context, id OwnerID, network string, want []netip.Addr, claim string) (*claimed, error) {
 	var lastErr error
 	for i := range maxAttempts {
 		if err := backoff(ctx, i, lastErr); err != nil {
@@ -86,7 +86,7 @@ func (a *Allocator) Claim(ctx context.Context, id OwnerID, network string, want 
 // claimOnce is one attempt of Claim, within half the time left, so that an
 // attempt sent to a member that stopped answering leaves time for another.
 // It returns nil and no error when it lost a race.
-func (a *Allocator) claimOnce(ctx context.Context, id OwnerID, network string, want []netip.Addr, claim string) (*Claimed, error) {
+func (a *allocator) claimOnce(ctx context.Context, id OwnerID, network string, want []netip.Addr, claim string) (*claimed, error) {
 	ctx, cancel := halfOf(ctx)
 	defer cancel()
 	v, err := a.view(ctx, id)
@@ -110,7 +110,7 @@ func (a *Allocator) claimOnce(ctx context.Context, id OwnerID, network string, w
 	case err != nil:
 		return nil, fmt.Errorf("pool %s: claiming %s: %w", a.pool.Name, l, err)
 	case ok:
-		return &Claimed{Lease: l, Blocks: v.blocksWith(p.newBlocks)}, nil
+		return &claimed{Lease: l, Blocks: v.blocksWith(p.newBlocks)}, nil
 	}
 	return nil, a.refused(got, p, id)
 }
@@ -142,13 +142,13 @@ func backoff(ctx context.Context, i int, lastErr error) error {
 
 // held answers a claim of an owner that holds a lease: the same lease,
 // unless it asks for another address.
-func (a *Allocator) held(v *view, want []netip.Addr) (*Claimed, error) {
+func (a *allocator) held(v *view, want []netip.Addr) (*claimed, error) {
 	for _, w := range want {
 		if !slices.Contains(v.lease.IPs(), w) {
 			return nil, configErr("pool %s: %s asks for %s but holds %s: DEL it first", a.pool.Name, v.lease.Owner(), w, v.lease)
 		}
 	}
-	return &Claimed{Lease: v.lease, Held: true, Blocks: v.blocks}, nil
+	return &claimed{Lease: v.lease, Held: true, Blocks: v.blocks}, nil
 }
 
 // view is what the first read of a claim saw.
@@ -169,7 +169,7 @@ func (v *view) blocksWith(more []string) []string {
 
 // view reads, in one round trip, the pool's definition, the owner's lease,
 // the node's blocks and the leases of the blocks the node's records list.
-func (a *Allocator) view(ctx context.Context, id OwnerID) (*view, error) {
+func (a *allocator) view(ctx context.Context, id OwnerID) (*view, error) {
 	reads := []Read{get(a.keys.def()), get(a.keys.owner(id)), keysUnder(a.keys.nodeBlocks(a.node))}
 	for _, b := range a.hint {
 		reads = append(reads, keysUnder(a.keys.blockLeases(b)))
@@ -200,7 +200,7 @@ func (a *Allocator) view(ctx context.Context, id OwnerID) (*view, error) {
 }
 
 // markUsed adds the addresses of lease keys to used.
-func (a *Allocator) markUsed(used map[netip.Addr]bool, kvs []KV) {
+func (a *allocator) markUsed(used map[netip.Addr]bool, kvs []KV) {
 	for _, kv := range kvs {
 		if _, ip, ok := a.keys.leaseAddr(kv.Key); ok {
 			used[ip] = true
@@ -219,7 +219,7 @@ func decodeDef(kv KV) (*poolDef, error) {
 // checkDef makes sure the store holds the pool's definition and that it is
 // this node's: two nodes whose configurations disagree must never hand out
 // one subnet as two pools.
-func (a *Allocator) checkDef(ctx context.Context, stored *poolDef) error {
+func (a *allocator) checkDef(ctx context.Context, stored *poolDef) error {
 	mine := a.pool.def()
 	if stored == nil {
 		mine.Node, mine.Time = a.node, a.now().UTC()
@@ -242,8 +242,8 @@ func (a *Allocator) checkDef(ctx context.Context, stored *poolDef) error {
 	return nil
 }
 
-// NewClaimID returns a new random claim ID.
-func NewClaimID() string {
+// newClaimID returns a new random claim ID.
+func newClaimID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
@@ -253,7 +253,7 @@ func NewClaimID() string {
 func pick[T any](s []T) T { return s[mrand.IntN(len(s))] }
 
 // fullErr reports a range set without a free address.
-func (a *Allocator) fullErr(set int) error {
+func (a *allocator) fullErr(set int) error {
 	n := a.pool.Sets[set].size()
 	return codeErr(ErrPoolFull, fmt.Errorf("pool %s is full: range set %s hands out %s addresses and every one is taken",
 		a.pool.Name, a.pool.Sets[set], group(n)))

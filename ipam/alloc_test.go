@@ -13,23 +13,23 @@ import (
 const testPrefix = "/t"
 
 // testPool makes a pool from range sets written as "subnet[,start-end[,gw]]".
-func testPool(t testing.TB, name string, bits4 int, sets ...[]RangeConf) *Pool {
+func testPool(t testing.TB, name string, bits4 int, sets ...[]rangeConf) *pool {
 	t.Helper()
 	rs, err := parseRangeSets(sets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Pool{Name: name, Sets: rs, BlockBits4: bits4, BlockBits6: DefaultBlock6}
+	return &pool{Name: name, Sets: rs, BlockBits4: bits4, BlockBits6: defaultBlock6}
 }
 
-func v4(subnet string) []RangeConf { return []RangeConf{{Subnet: subnet}} }
+func v4(subnet string) []rangeConf { return []rangeConf{{Subnet: subnet}} }
 
 func owner(i int) OwnerID { return OwnerID{ContainerID: fmt.Sprintf("c%04d", i), IfName: "eth1"} }
 
 // claim claims for owner i on a, failing the test on error.
-func claim(t testing.TB, a *Allocator, i int, want ...netip.Addr) *Lease {
+func claim(t testing.TB, a *allocator, i int, want ...netip.Addr) *Lease {
 	t.Helper()
-	c, err := a.Claim(context.Background(), owner(i), "net", want, NewClaimID())
+	c, err := a.Claim(context.Background(), owner(i), "net", want, newClaimID())
 	if err != nil {
 		t.Fatalf("claim %d: %v", i, err)
 	}
@@ -39,7 +39,7 @@ func claim(t testing.TB, a *Allocator, i int, want ...netip.Addr) *Lease {
 // leasesOf checks the store's invariants (every address leased once, each
 // owner key and its lease keys hold one value) and returns the leased
 // addresses.
-func leasesOf(t testing.TB, m *memStore, p *Pool) map[netip.Addr]string {
+func leasesOf(t testing.TB, m *memStore, p *pool) map[netip.Addr]string {
 	t.Helper()
 	k := keys{prefix: testPrefix, pool: p.Name}
 	out := map[netip.Addr]string{}
@@ -71,17 +71,17 @@ func leasesOf(t testing.TB, m *memStore, p *Pool) map[netip.Addr]string {
 func TestRoundTripsPerClaim(t *testing.T) {
 	m := newMemStore()
 	p := testPool(t, "rt", 26, v4("10.20.0.0/16"))
-	a := NewAllocator(m, p, testPrefix, "n1", nil)
+	a := newAllocator(m, p, testPrefix, "n1", nil)
 	// The first claim of the pool on the node: view, the definition, the
 	// pool's blocks, the new block's leases, the claim.
-	first, err := a.Claim(context.Background(), owner(0), "net", nil, NewClaimID())
+	first, err := a.Claim(context.Background(), owner(0), "net", nil, newClaimID())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := m.count(); got != 5 {
 		t.Errorf("first claim: %d round trips, want 5", got)
 	}
-	hinted := NewAllocator(m, p, testPrefix, "n1", first.Blocks)
+	hinted := newAllocator(m, p, testPrefix, "n1", first.Blocks)
 	blk, _ := p.blockByID(first.Blocks[0])
 	room := len(blk.free(nil)) - 1
 	for i := 1; i <= room-1; i++ {
@@ -93,13 +93,13 @@ func TestRoundTripsPerClaim(t *testing.T) {
 	}
 	// Without the hint, the node's block list costs one more read.
 	before := m.count()
-	claim(t, NewAllocator(m, p, testPrefix, "n1", nil), room)
+	claim(t, newAllocator(m, p, testPrefix, "n1", nil), room)
 	if got := m.count() - before; got != 3 {
 		t.Errorf("claim without the records' hint: %d round trips, want 3", got)
 	}
 	// The block is full: the next claim claims a block (two more reads).
 	before = m.count()
-	c, err := hinted.Claim(context.Background(), owner(room+1), "net", nil, NewClaimID())
+	c, err := hinted.Claim(context.Background(), owner(room+1), "net", nil, newClaimID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +115,12 @@ func TestConcurrentClaimsNeverShareAnAddress(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, nodes*per)
 	for n := range nodes {
-		a := NewAllocator(m, p, testPrefix, fmt.Sprintf("node%d", n), nil)
+		a := newAllocator(m, p, testPrefix, fmt.Sprintf("node%d", n), nil)
 		for i := range per {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := a.Claim(context.Background(), owner(n*per+i), "net", nil, NewClaimID()); err != nil {
+				if _, err := a.Claim(context.Background(), owner(n*per+i), "net", nil, newClaimID()); err != nil {
 					errs <- err
 				}
 			}()
@@ -140,8 +140,8 @@ func TestExhaustionBorrowAndReuse(t *testing.T) {
 	m := newMemStore()
 	// 10.40.0.0/28 hands out .1 to .14; blocks of 4.
 	p := testPool(t, "small", 30, v4("10.40.0.0/28"))
-	a := NewAllocator(m, p, testPrefix, "a", nil)
-	b := NewAllocator(m, p, testPrefix, "b", nil)
+	a := newAllocator(m, p, testPrefix, "a", nil)
+	b := newAllocator(m, p, testPrefix, "b", nil)
 	for i := range 10 {
 		claim(t, a, i)
 	}
@@ -150,9 +150,9 @@ func TestExhaustionBorrowAndReuse(t *testing.T) {
 		claim(t, b, i)
 	}
 	keysBefore := len(m.keysUnder(testPrefix))
-	_, err := b.Claim(context.Background(), owner(99), "net", nil, NewClaimID())
-	if CodeOf(err) != ErrPoolFull || !strings.Contains(err.Error(), "pool small is full") || !strings.Contains(err.Error(), "hands out 14 addresses") {
-		t.Fatalf("claim of a full pool: code %d, %v", CodeOf(err), err)
+	_, err := b.Claim(context.Background(), owner(99), "net", nil, newClaimID())
+	if codeOf(err) != ErrPoolFull || !strings.Contains(err.Error(), "pool small is full") || !strings.Contains(err.Error(), "hands out 14 addresses") {
+		t.Fatalf("claim of a full pool: code %d, %v", codeOf(err), err)
 	}
 	if got := len(m.keysUnder(testPrefix)); got != keysBefore {
 		t.Errorf("the failed claim left %d keys more", got-keysBefore)
@@ -173,8 +173,8 @@ func TestExhaustionBorrowAndReuse(t *testing.T) {
 func TestRequestedAddress(t *testing.T) {
 	m := newMemStore()
 	p := testPool(t, "static", 26, v4("10.50.0.0/24"))
-	a := NewAllocator(m, p, testPrefix, "a", nil)
-	b := NewAllocator(m, p, testPrefix, "b", nil)
+	a := newAllocator(m, p, testPrefix, "a", nil)
+	b := newAllocator(m, p, testPrefix, "b", nil)
 	want := netip.MustParseAddr("10.50.0.77")
 	if got := claim(t, a, 1, want); got.IPs()[0] != want {
 		t.Fatalf("got %s, want %s", got.IPs()[0], want)
@@ -182,20 +182,20 @@ func TestRequestedAddress(t *testing.T) {
 	if got := claim(t, a, 1, want); got.IPs()[0] != want {
 		t.Fatalf("repeated: got %s", got.IPs()[0])
 	}
-	_, err := b.Claim(context.Background(), owner(2), "net", []netip.Addr{want}, NewClaimID())
-	if CodeOf(err) != 7 || !strings.Contains(err.Error(), "held by container c0001 (eth1) on node a") {
-		t.Fatalf("conflict: code %d, %v", CodeOf(err), err)
+	_, err := b.Claim(context.Background(), owner(2), "net", []netip.Addr{want}, newClaimID())
+	if codeOf(err) != 7 || !strings.Contains(err.Error(), "held by container c0001 (eth1) on node a") {
+		t.Fatalf("conflict: code %d, %v", codeOf(err), err)
 	}
-	_, err = a.Claim(context.Background(), owner(1), "net", []netip.Addr{netip.MustParseAddr("10.50.0.78")}, NewClaimID())
-	if CodeOf(err) != 7 || !strings.Contains(err.Error(), "holds 10.50.0.77") {
-		t.Fatalf("other address for a holder: code %d, %v", CodeOf(err), err)
+	_, err = a.Claim(context.Background(), owner(1), "net", []netip.Addr{netip.MustParseAddr("10.50.0.78")}, newClaimID())
+	if codeOf(err) != 7 || !strings.Contains(err.Error(), "holds 10.50.0.77") {
+		t.Fatalf("other address for a holder: code %d, %v", codeOf(err), err)
 	}
 }
 
 func TestClaimWhoseAnswerIsLost(t *testing.T) {
 	m := newMemStore()
 	p := testPool(t, "lost", 26, v4("10.60.0.0/24"))
-	a := NewAllocator(m, p, testPrefix, "a", nil)
+	a := newAllocator(m, p, testPrefix, "a", nil)
 	claim(t, a, 0)
 	m.lostAnswers = 1
 	c, err := a.Claim(context.Background(), owner(1), "net", nil, "claim-1")
@@ -214,7 +214,7 @@ func TestClaimWhoseAnswerIsLost(t *testing.T) {
 func TestReleaseOfOneClaimKeepsALaterOne(t *testing.T) {
 	m := newMemStore()
 	p := testPool(t, "claims", 26, v4("10.70.0.0/24"))
-	a := NewAllocator(m, p, testPrefix, "a", nil)
+	a := newAllocator(m, p, testPrefix, "a", nil)
 	old := claim(t, a, 1)
 	if _, err := a.Release(context.Background(), owner(1), ""); err != nil {
 		t.Fatal(err)
@@ -239,19 +239,19 @@ func TestReleaseOfOneClaimKeepsALaterOne(t *testing.T) {
 
 func TestPoolDefinitionsMustAgree(t *testing.T) {
 	m := newMemStore()
-	a := NewAllocator(m, testPool(t, "shared", 26, v4("10.80.0.0/24")), testPrefix, "a", nil)
-	b := NewAllocator(m, testPool(t, "shared", 26, v4("10.80.0.0/23")), testPrefix, "b", nil)
+	a := newAllocator(m, testPool(t, "shared", 26, v4("10.80.0.0/24")), testPrefix, "a", nil)
+	b := newAllocator(m, testPool(t, "shared", 26, v4("10.80.0.0/23")), testPrefix, "b", nil)
 	claim(t, a, 1)
-	_, err := b.Claim(context.Background(), owner(2), "net", nil, NewClaimID())
-	if CodeOf(err) != 7 || !strings.Contains(err.Error(), "disagree with the pool's in etcd") || !strings.Contains(err.Error(), "written by node a") {
-		t.Fatalf("code %d, %v", CodeOf(err), err)
+	_, err := b.Claim(context.Background(), owner(2), "net", nil, newClaimID())
+	if codeOf(err) != 7 || !strings.Contains(err.Error(), "disagree with the pool's in etcd") || !strings.Contains(err.Error(), "written by node a") {
+		t.Fatalf("code %d, %v", codeOf(err), err)
 	}
 }
 
 func TestDualStackClaimsOneAddressPerSet(t *testing.T) {
 	m := newMemStore()
-	p := testPool(t, "dual", 26, v4("10.90.0.0/24"), []RangeConf{{Subnet: "fd90::/64"}})
-	a := NewAllocator(m, p, testPrefix, "a", nil)
+	p := testPool(t, "dual", 26, v4("10.90.0.0/24"), []rangeConf{{Subnet: "fd90::/64"}})
+	a := newAllocator(m, p, testPrefix, "a", nil)
 	l := claim(t, a, 1)
 	if len(l.Addrs) != 2 || !l.Addrs[0].IP.Is4() || !l.Addrs[1].IP.Is6() {
 		t.Fatalf("lease %s", l)
@@ -264,10 +264,10 @@ func TestDualStackClaimsOneAddressPerSet(t *testing.T) {
 func TestUnavailableStore(t *testing.T) {
 	m := newMemStore()
 	p := testPool(t, "down", 26, v4("10.95.0.0/24"))
-	a := NewAllocator(m, p, testPrefix, "a", nil)
+	a := newAllocator(m, p, testPrefix, "a", nil)
 	m.setDown(true)
-	_, err := a.Claim(context.Background(), owner(1), "net", nil, NewClaimID())
-	if !errors.Is(err, ErrUnavailable) || CodeOf(err) != 11 {
-		t.Fatalf("claim with the store down: code %d, %v", CodeOf(err), err)
+	_, err := a.Claim(context.Background(), owner(1), "net", nil, newClaimID())
+	if !errors.Is(err, ErrUnavailable) || codeOf(err) != 11 {
+		t.Fatalf("claim with the store down: code %d, %v", codeOf(err), err)
 	}
 }

@@ -8,17 +8,17 @@ import (
 	"strings"
 )
 
-// Block is an aligned piece of one range that one node claims, so that it
+// addrBlock is an aligned piece of one range that one node claims, so that it
 // hands out the block's addresses without contending with other nodes. A
 // subnet smaller than the pool's block size is one block.
-type Block struct {
+type addrBlock struct {
 	Prefix netip.Prefix
 	Set    int // the range set's index
-	r      Range
+	r      addrRange
 }
 
 // ID names the block in keys: its prefix with "-" for "/".
-func (b Block) ID() string { return blockID(b.Prefix) }
+func (b addrBlock) ID() string { return blockID(b.Prefix) }
 
 func blockID(p netip.Prefix) string {
 	return p.Addr().String() + "-" + strconv.Itoa(p.Bits())
@@ -39,7 +39,7 @@ func parseBlockID(id string) (netip.Prefix, error) {
 
 // span is the part of the block's range inside the block: the addresses
 // the block may hand out lie between first and last.
-func (b Block) span() (first, last netip.Addr) {
+func (b addrBlock) span() (first, last netip.Addr) {
 	first, last = b.Prefix.Addr(), lastAddr(b.Prefix)
 	if first.Less(b.r.Start) {
 		first = b.r.Start
@@ -52,7 +52,7 @@ func (b Block) span() (first, last netip.Addr) {
 
 // free lists the addresses of the block that may be handed out and are not
 // in used.
-func (b Block) free(used map[netip.Addr]bool) []netip.Addr {
+func (b addrBlock) free(used map[netip.Addr]bool) []netip.Addr {
 	var out []netip.Addr
 	first, last := b.span()
 	for a := first; a.IsValid() && !last.Less(a); a = a.Next() {
@@ -64,7 +64,7 @@ func (b Block) free(used map[netip.Addr]bool) []netip.Addr {
 }
 
 // blockBits is the prefix length of r's blocks.
-func (p *Pool) blockBits(r Range) int {
+func (p *pool) blockBits(r addrRange) int {
 	bits := p.BlockBits6
 	if r.Subnet.Addr().Is4() {
 		bits = p.BlockBits4
@@ -73,42 +73,42 @@ func (p *Pool) blockBits(r Range) int {
 }
 
 // blockOf returns the block that holds a, if the pool hands a out.
-func (p *Pool) blockOf(a netip.Addr) (Block, bool) {
+func (p *pool) blockOf(a netip.Addr) (addrBlock, bool) {
 	for i, set := range p.Sets {
 		if r, ok := set.find(a); ok {
 			pre, _ := a.Prefix(p.blockBits(r))
-			return Block{Prefix: pre, Set: i, r: r}, true
+			return addrBlock{Prefix: pre, Set: i, r: r}, true
 		}
 	}
-	return Block{}, false
+	return addrBlock{}, false
 }
 
 // blockByID returns the pool's block named id.
-func (p *Pool) blockByID(id string) (Block, bool) {
+func (p *pool) blockByID(id string) (addrBlock, bool) {
 	pre, err := parseBlockID(id)
 	if err != nil {
-		return Block{}, false
+		return addrBlock{}, false
 	}
 	for i, set := range p.Sets {
 		for _, r := range set {
 			if r.Subnet.Contains(pre.Addr()) && pre.Bits() == p.blockBits(r) {
-				return Block{Prefix: pre, Set: i, r: r}, true
+				return addrBlock{Prefix: pre, Set: i, r: r}, true
 			}
 		}
 	}
-	return Block{}, false
+	return addrBlock{}, false
 }
 
 // rangeBlocks is how the blocks of one range are numbered: count blocks
 // of prefix length bits from the one at first.
 type rangeBlocks struct {
-	r     Range
+	r     addrRange
 	bits  int
 	first u128
 	count u128
 }
 
-func (p *Pool) rangeBlocks(r Range) rangeBlocks {
+func (p *pool) rangeBlocks(r addrRange) rangeBlocks {
 	bits := p.blockBits(r)
 	host := addrBits(r.Start) - bits
 	first := toU128(r.Start).shr(host)
@@ -116,10 +116,10 @@ func (p *Pool) rangeBlocks(r Range) rangeBlocks {
 	return rangeBlocks{r: r, bits: bits, first: first, count: last.sub(first).add(u64(1))}
 }
 
-func (rb rangeBlocks) block(i u128, set int) Block {
+func (rb rangeBlocks) block(i u128, set int) addrBlock {
 	host := addrBits(rb.r.Start) - rb.bits
 	a := rb.first.add(i).shl(host).addr(rb.r.Start)
-	return Block{Prefix: netip.PrefixFrom(a, rb.bits), Set: set, r: rb.r}
+	return addrBlock{Prefix: netip.PrefixFrom(a, rb.bits), Set: set, r: rb.r}
 }
 
 // maxBlockWalk bounds the blocks one search for a free block looks at: a
@@ -130,7 +130,7 @@ const maxBlockWalk = 1 << 20
 // holds the claimed blocks' IDs) and that has an address to hand out. It
 // starts at a random block, so that nodes claiming at once rarely pick the
 // same one, and walks on from there.
-func (p *Pool) freeBlock(set int, claimed map[string]bool) (Block, bool) {
+func (p *pool) freeBlock(set int, claimed map[string]bool) (addrBlock, bool) {
 	var parts []rangeBlocks
 	var total u128
 	for _, r := range p.Sets[set] {
@@ -152,23 +152,23 @@ func (p *Pool) freeBlock(set int, claimed map[string]bool) (Block, bool) {
 			i = u128{}
 		}
 	}
-	return Block{}, false
+	return addrBlock{}, false
 }
 
 // blockAt is the i-th block of the ranges.
-func blockAt(parts []rangeBlocks, i u128, set int) Block {
+func blockAt(parts []rangeBlocks, i u128, set int) addrBlock {
 	for _, rb := range parts {
 		if i.cmp(rb.count) < 0 {
 			return rb.block(i, set)
 		}
 		i = i.sub(rb.count)
 	}
-	return Block{}
+	return addrBlock{}
 }
 
 // blocks lists every block of range set set, when there are at most limit.
-func (p *Pool) blocks(set, limit int) ([]Block, bool) {
-	var out []Block
+func (p *pool) blocks(set, limit int) ([]addrBlock, bool) {
+	var out []addrBlock
 	for _, r := range p.Sets[set] {
 		rb := p.rangeBlocks(r)
 		n, ok := rb.count.small(limit - len(out))

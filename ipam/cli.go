@@ -29,8 +29,8 @@ type Dialer func(EtcdConfig) (Store, error)
 // otherwise args name a command.
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, dial Dialer) int {
 	if len(args) == 0 || getenv("CNI_COMMAND") != "" {
-		p := &Plugin{Dial: dial, Hostname: os.Hostname, Stdout: stdout}
-		if e := skel.PluginMainFuncsWithError(p.Funcs(), Supported(), About()); e != nil {
+		p := &plugin{Dial: dial, Hostname: os.Hostname, Stdout: stdout}
+		if e := skel.PluginMainFuncsWithError(p.Funcs(), supported(), about()); e != nil {
 			_ = e.Print()
 			return exitFail
 		}
@@ -122,7 +122,7 @@ func runVersion(e *env, args []string) int {
 	v := struct {
 		Version     string   `json:"version"`
 		CNIVersions []string `json:"cniVersions"`
-	}{Version, Supported().SupportedVersions()}
+	}{Version, supported().SupportedVersions()}
 	if *asJSON {
 		printJSON(e.stdout, v)
 		return exitOK
@@ -197,11 +197,22 @@ func (c *etcdFlags) config(e *env) (EtcdConfig, error) {
 		if c.endpoints != "" || c.ca != "" || c.cert != "" || c.key != "" {
 			return EtcdConfig{}, errors.New("give -etcd-config or the endpoint and TLS flags, not both")
 		}
-		ec, err := LoadEtcdConfig(c.file)
-		if err == nil && c.prefix != "" {
-			ec.Prefix = c.prefix
+		ec, err := loadEtcdConfig(c.file)
+		if err != nil {
+			return ec, err
 		}
-		return ec, err
+		// -prefix and -timeout still apply, checked as in the file.
+		over, err := (&etcdConf{Endpoints: ec.Endpoints, Prefix: c.prefix, Timeout: c.timeout}).check("flags")
+		if err != nil {
+			return ec, err
+		}
+		if c.prefix != "" {
+			ec.Prefix = over.Prefix
+		}
+		if c.timeout != "" {
+			ec.Timeout = over.Timeout
+		}
+		return ec, nil
 	}
 	list := c.endpoints
 	if list == "" {
@@ -210,7 +221,7 @@ func (c *etcdFlags) config(e *env) (EtcdConfig, error) {
 	if list == "" {
 		return EtcdConfig{}, errors.New("give -endpoints URLS or -etcd-config FILE")
 	}
-	ec := EtcdConf{Endpoints: strings.Split(list, ","), CAFile: c.ca, CertFile: c.cert, KeyFile: c.key, Prefix: c.prefix, Timeout: c.timeout}
+	ec := etcdConf{Endpoints: strings.Split(list, ","), CAFile: c.ca, CertFile: c.cert, KeyFile: c.key, Prefix: c.prefix, Timeout: c.timeout}
 	return ec.check("flags")
 }
 

@@ -57,12 +57,12 @@ type conn struct {
 	store Store
 	ctx   context.Context
 	close func()
-	pools []*Pool
+	pools []*pool
 	bad   []error // pool definitions that cannot be read
 }
 
-func (c *conn) alloc(p *Pool, node string) *Allocator {
-	return NewAllocator(c.store, p, c.cfg.Prefix, node, nil)
+func (c *conn) alloc(p *pool, node string) *allocator {
+	return newAllocator(c.store, p, c.cfg.Prefix, node, nil)
 }
 
 func runShow(e *env, args []string) int {
@@ -82,9 +82,9 @@ func runShow(e *env, args []string) int {
 	}
 	defer c.close()
 	out := struct {
-		Pools  []*PoolReport `json:"pools"`
+		Pools  []*poolReport `json:"pools"`
 		Errors []string      `json:"errors,omitempty"`
-	}{Pools: []*PoolReport{}}
+	}{Pools: []*poolReport{}}
 	for _, err := range c.bad {
 		out.Errors = append(out.Errors, err.Error())
 	}
@@ -111,7 +111,7 @@ func runShow(e *env, args []string) int {
 	return exitOK
 }
 
-func printPools(w io.Writer, pools []*PoolReport, now time.Time) {
+func printPools(w io.Writer, pools []*poolReport, now time.Time) {
 	if len(pools) == 0 {
 		fmt.Fprintln(w, "no pool")
 	}
@@ -155,8 +155,8 @@ Run it on the node, with the dataDir and node name of its configuration.
 Exit status: 0 the records agree, 1 they disagree, a release stays queued,
 or etcd or the records cannot be read, 2 usage error.`
 
-// Finding is one disagreement check reports.
-type Finding struct {
+// finding is one disagreement check reports.
+type finding struct {
 	Pool   string `json:"pool"`
 	Owner  string `json:"owner"`
 	Kind   string `json:"kind"`
@@ -181,12 +181,12 @@ func runCheck(e *env, args []string) int {
 		return exitFail
 	}
 	defer c.close()
-	var findings []Finding
-	var completed []Queued
+	var findings []finding
+	var completed []queuedRelease
 	for _, p := range c.pools {
 		fs, done, err := c.checkPool(p, *node, *dataDir)
 		if err != nil {
-			findings = append(findings, Finding{Pool: p.Name, Kind: "error", Detail: err.Error()})
+			findings = append(findings, finding{Pool: p.Name, Kind: "error", Detail: err.Error()})
 		}
 		findings, completed = append(findings, fs...), append(completed, done...)
 	}
@@ -210,38 +210,38 @@ func runCheck(e *env, args []string) int {
 }
 
 // checkPool compares the node's records of p with etcd.
-func (c *conn) checkPool(p *Pool, node, dataDir string) ([]Finding, []Queued, error) {
+func (c *conn) checkPool(p *pool, node, dataDir string) ([]finding, []queuedRelease, error) {
 	dir := filepath.Join(dataDir, p.Name)
 	if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
 		return nil, nil, nil // the node never used the pool
 	}
-	rec := &Records{dir: dir}
+	rec := &records{dir: dir}
 	a := c.alloc(p, node)
 	done, err := drainQueue(c.ctx, rec, a, c.cfg)
-	var out []Finding
+	var out []finding
 	if err != nil {
-		out = append(out, Finding{Pool: p.Name, Kind: "queued", Detail: err.Error()})
+		out = append(out, finding{Pool: p.Name, Kind: "queued", Detail: err.Error()})
 	}
 	local, bad, err := rec.All()
 	if err != nil {
 		return out, done, err
 	}
 	for _, b := range bad {
-		out = append(out, Finding{Pool: p.Name, Kind: "unreadable", Detail: b.Error()})
+		out = append(out, finding{Pool: p.Name, Kind: "unreadable", Detail: b.Error()})
 	}
 	held, badEtcd, err := a.Leases(c.ctx)
 	if err != nil {
 		return out, done, unreachable(c.cfg, err)
 	}
 	for _, b := range badEtcd {
-		out = append(out, Finding{Pool: p.Name, Kind: "unreadable", Detail: b.Error()})
+		out = append(out, finding{Pool: p.Name, Kind: "unreadable", Detail: b.Error()})
 	}
 	return append(out, c.compare(a, p, node, local, held)...), done, nil
 }
 
 // compare matches the node's records with etcd's leases of the node.
-func (c *conn) compare(a *Allocator, p *Pool, node string, local []*Lease, held []Holding) []Finding {
-	var out []Finding
+func (c *conn) compare(a *allocator, p *pool, node string, local []*Lease, held []holding) []finding {
+	var out []finding
 	inEtcd := map[OwnerID]*Lease{}
 	for _, h := range held {
 		if h.Lease.Node == node {
@@ -253,22 +253,22 @@ func (c *conn) compare(a *Allocator, p *Pool, node string, local []*Lease, held 
 		delete(inEtcd, l.Owner())
 		switch {
 		case !ok:
-			out = append(out, Finding{Pool: p.Name, Owner: l.Owner().String(), Kind: "missing in etcd",
+			out = append(out, finding{Pool: p.Name, Owner: l.Owner().String(), Kind: "missing in etcd",
 				Detail: fmt.Sprintf("the node records %s; etcd does not%s", ipList(l), c.takenBy(a, l))})
 		case e.Claim != l.Claim || ipList(e) != ipList(l):
-			out = append(out, Finding{Pool: p.Name, Owner: l.Owner().String(), Kind: "differs",
+			out = append(out, finding{Pool: p.Name, Owner: l.Owner().String(), Kind: "differs",
 				Detail: fmt.Sprintf("the node records %s (claim %s), etcd %s (claim %s)", ipList(l), l.Claim, ipList(e), e.Claim)})
 		}
 	}
 	for id, e := range inEtcd {
-		out = append(out, Finding{Pool: p.Name, Owner: id.String(), Kind: "not recorded",
+		out = append(out, finding{Pool: p.Name, Owner: id.String(), Kind: "not recorded",
 			Detail: fmt.Sprintf("etcd records %s for the node, claimed %s; the node has no record of it", ipList(e), e.Time.Format(time.RFC3339))})
 	}
 	return out
 }
 
 // takenBy names the owners that hold l's addresses now, if any.
-func (c *conn) takenBy(a *Allocator, l *Lease) string {
+func (c *conn) takenBy(a *allocator, l *Lease) string {
 	var s []string
 	for _, ad := range l.Addrs {
 		got, err := c.store.Read(c.ctx, get(a.keys.lease(ad.Block, ad.IP)))

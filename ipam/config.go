@@ -16,17 +16,17 @@ import (
 // Defaults of the configuration.
 const (
 	DefaultDataDir = "/var/lib/cni/nicmux-ipam"
-	DefaultBlock4  = 26
-	DefaultBlock6  = 122
+	defaultBlock4  = 26
+	defaultBlock6  = 122
 )
 
-// Config is the plugin's configuration: the ipam object of the network
+// config is the plugin's configuration: the ipam object of the network
 // configuration, checked, with its defaults filled in, and what the runtime
 // asked for.
-type Config struct {
+type config struct {
 	CNIVersion string
 	Network    string // the network configuration's name
-	Pool       *Pool
+	Pool       *pool
 	Routes     []*types.Route
 	Etcd       EtcdConfig
 	Node       string
@@ -62,18 +62,18 @@ type netConf struct {
 type ipamConf struct {
 	Type              string          `json:"type"`
 	Pool              string          `json:"pool"`
-	Ranges            [][]RangeConf   `json:"ranges"`
+	Ranges            [][]rangeConf   `json:"ranges"`
 	Routes            []*types.Route  `json:"routes"`
-	Etcd              *EtcdConf       `json:"etcd"`
+	Etcd              *etcdConf       `json:"etcd"`
 	EtcdConfig        string          `json:"etcdConfig"`
 	Node              string          `json:"node"`
 	DataDir           string          `json:"dataDir"`
-	BlockPrefixLength *BlockLengths   `json:"blockPrefixLength"`
+	BlockPrefixLength *blockLengths   `json:"blockPrefixLength"`
 	ResolvConf        json.RawMessage `json:"resolvConf"`
 }
 
-// BlockLengths are the prefix lengths of the pool's blocks, per family.
-type BlockLengths struct {
+// blockLengths are the prefix lengths of the pool's blocks, per family.
+type blockLengths struct {
 	IPv4 int `json:"ipv4,omitempty"`
 	IPv6 int `json:"ipv6,omitempty"`
 }
@@ -89,10 +89,10 @@ func checkName(field, s string) error {
 	return nil
 }
 
-// ParseConfig reads the plugin's stdin and CNI_ARGS. hostname is the node
+// parseConfig reads the plugin's stdin and CNI_ARGS. hostname is the node
 // name when the configuration gives none. Errors name the field; they are
 // code 6 when the JSON cannot be decoded, 7 otherwise.
-func ParseConfig(stdin []byte, cniArgs string, hostname func() (string, error)) (*Config, error) {
+func parseConfig(stdin []byte, cniArgs string, hostname func() (string, error)) (*config, error) {
 	var nc netConf
 	if err := json.Unmarshal(stdin, &nc); err != nil {
 		return nil, codeErr(types.ErrDecodingFailure, fmt.Errorf("network configuration: %w", err))
@@ -106,7 +106,7 @@ func ParseConfig(stdin []byte, cniArgs string, hostname func() (string, error)) 
 	if err := dec.Decode(&ic); err != nil {
 		return nil, codeErr(types.ErrDecodingFailure, fmt.Errorf("ipam: %w", err))
 	}
-	c := &Config{CNIVersion: nc.CNIVersion, Network: nc.Name, Routes: ic.Routes, Valid: nc.Valid, PrevResult: nc.PrevResult}
+	c := &config{CNIVersion: nc.CNIVersion, Network: nc.Name, Routes: ic.Routes, Valid: nc.Valid, PrevResult: nc.PrevResult}
 	if err := c.fill(&ic, hostname); err != nil {
 		return nil, err
 	}
@@ -123,7 +123,7 @@ func ParseConfig(stdin []byte, cniArgs string, hostname func() (string, error)) 
 }
 
 // fill checks the ipam object and fills c from it.
-func (c *Config) fill(ic *ipamConf, hostname func() (string, error)) error {
+func (c *config) fill(ic *ipamConf, hostname func() (string, error)) error {
 	if ic.Pool == "" {
 		return configErr("ipam.pool: missing: name the address pool (nodes whose configurations name one pool share its addresses)")
 	}
@@ -134,7 +134,7 @@ func (c *Config) fill(ic *ipamConf, hostname func() (string, error)) error {
 	if err != nil {
 		return configErr("ipam.%v", err)
 	}
-	c.Pool = &Pool{Name: ic.Pool, Sets: sets, BlockBits4: DefaultBlock4, BlockBits6: DefaultBlock6}
+	c.Pool = &pool{Name: ic.Pool, Sets: sets, BlockBits4: defaultBlock4, BlockBits6: defaultBlock6}
 	if err := c.Pool.setBlockBits(ic.BlockPrefixLength); err != nil {
 		return configErr("ipam.blockPrefixLength: %v", err)
 	}
@@ -161,7 +161,7 @@ func (c *Config) fill(ic *ipamConf, hostname func() (string, error)) error {
 }
 
 // setBlockBits applies the configured block prefix lengths.
-func (p *Pool) setBlockBits(l *BlockLengths) error {
+func (p *pool) setBlockBits(l *blockLengths) error {
 	if l == nil {
 		return nil
 	}
@@ -182,7 +182,7 @@ func (p *Pool) setBlockBits(l *BlockLengths) error {
 
 // request adds the addresses the runtime asks for, from field: each must
 // be one the pool hands out, at most one per range set.
-func (c *Config) request(ips []string, field string) error {
+func (c *config) request(ips []string, field string) error {
 	for _, s := range ips {
 		a, err := parseIPOrCIDR(s)
 		if err != nil {

@@ -19,7 +19,7 @@ func TestParseConfigAsTheIssueShowsIt(t *testing.T) {
 	    "routes": [{"dst": "0.0.0.0/0"}],
 	    "etcd": {"endpoints": ["https://10.0.0.5:2379"], "caFile": "/etc/ca.pem", "certFile": "/etc/c.pem", "keyFile": "/etc/k.pem", "prefix": "/nicmux/ipam", "timeout": "3s"}},
 	  "runtimeConfig": {"ips": ["10.20.0.77/16"]}}`
-	c, err := ParseConfig([]byte(conf), "IgnoreUnknown=true;IP=fd20::77", host)
+	c, err := parseConfig([]byte(conf), "IgnoreUnknown=true;IP=fd20::77", host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,9 +68,9 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{`{"type": "nicmux-ipam", "pool": "p", "ranges": [[{"subnet": "10.0.0.0/24", "gateway": "10.0.0.1"}]], ` + etcd + `}`, "IP=10.0.0.1", 7, "CNI_ARGS IP: 10.0.0.1 is not an address pool p hands out"},
 		{`{"type": "nicmux-ipam", "pool": "p", "ranges": [[{"subnet": "10.0.0.0/24"}]], ` + etcd + `}`, "IP=10.0.0.5,10.0.0.6", 7, "both in range set 0"},
 	} {
-		_, err := ParseConfig([]byte(`{"cniVersion": "1.0.0", "name": "n", "ipam": `+tc.ipam+`}`), tc.args, host)
-		if err == nil || CodeOf(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s %s:\n got code %d, %v\nwant code %d, %q", tc.ipam, tc.args, CodeOf(err), err, tc.code, tc.want)
+		_, err := parseConfig([]byte(`{"cniVersion": "1.0.0", "name": "n", "ipam": `+tc.ipam+`}`), tc.args, host)
+		if err == nil || codeOf(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %s:\n got code %d, %v\nwant code %d, %q", tc.ipam, tc.args, codeOf(err), err, tc.code, tc.want)
 		}
 	}
 }
@@ -80,7 +80,7 @@ func TestEtcdConfigFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte(`{"endpoints": ["http://127.0.0.1:2379/"], "prefix": "/x", "timeout": "2s"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseConfig([]byte(`{"cniVersion": "1.0.0", "name": "n", "ipam": {"pool": "p", "ranges": [[{"subnet": "10.0.0.0/24"}]], "etcdConfig": "`+file+`", "node": "n1"}}`), "", host)
+	c, err := parseConfig([]byte(`{"cniVersion": "1.0.0", "name": "n", "ipam": {"pool": "p", "ranges": [[{"subnet": "10.0.0.0/24"}]], "etcdConfig": "`+file+`", "node": "n1"}}`), "", host)
 	if err != nil {
 		t.Fatal(err)
 	}

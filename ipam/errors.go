@@ -35,9 +35,9 @@ func configErr(format string, args ...any) error {
 	return codeErr(types.ErrInvalidNetworkConfig, fmt.Errorf(format, args...))
 }
 
-// CodeOf is the CNI code err is reported with: its own, 11 (try again
+// codeOf is the CNI code err is reported with: its own, 11 (try again
 // later) when the store is unavailable, else 999.
-func CodeOf(err error) uint {
+func codeOf(err error) uint {
 	var c *codedError
 	switch {
 	case errors.As(err, &c):
@@ -54,5 +54,5 @@ func toCNI(err error) error {
 	if err == nil {
 		return nil
 	}
-	return types.NewError(CodeOf(err), "nicmux-ipam: "+err.Error(), "")
+	return types.NewError(codeOf(err), "nicmux-ipam: "+err.Error(), "")
 }

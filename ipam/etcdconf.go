@@ -17,9 +17,9 @@ const (
 	DefaultTimeout = 5 * time.Second
 )
 
-// EtcdConf is the etcd object as written, in the configuration or in the
+// etcdConf is the etcd object as written, in the configuration or in the
 // etcdConfig file.
-type EtcdConf struct {
+type etcdConf struct {
 	Endpoints []string `json:"endpoints"`
 	CAFile    string   `json:"caFile,omitempty"`
 	CertFile  string   `json:"certFile,omitempty"`
@@ -41,25 +41,25 @@ type EtcdConfig struct {
 func (c EtcdConfig) String() string { return "etcd at " + strings.Join(c.Endpoints, ",") }
 
 // etcdFrom reads the etcd settings from the inline object or the file.
-func etcdFrom(inline *EtcdConf, file string) (EtcdConfig, error) {
+func etcdFrom(inline *etcdConf, file string) (EtcdConfig, error) {
 	switch {
 	case inline != nil && file != "":
 		return EtcdConfig{}, configErr("ipam: give etcd or etcdConfig, not both")
 	case inline != nil:
 		return inline.check("ipam.etcd")
 	case file != "":
-		return LoadEtcdConfig(file)
+		return loadEtcdConfig(file)
 	}
 	return EtcdConfig{}, configErr("ipam.etcd: missing: give etcd {endpoints: [...]} or etcdConfig: FILE")
 }
 
-// LoadEtcdConfig reads an etcd settings file (the etcd object as JSON).
-func LoadEtcdConfig(file string) (EtcdConfig, error) {
+// loadEtcdConfig reads an etcd settings file (the etcd object as JSON).
+func loadEtcdConfig(file string) (EtcdConfig, error) {
 	b, err := readFile("ipam.etcdConfig", file)
 	if err != nil {
 		return EtcdConfig{}, err
 	}
-	var ec EtcdConf
+	var ec etcdConf
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&ec); err != nil {
@@ -69,7 +69,7 @@ func LoadEtcdConfig(file string) (EtcdConfig, error) {
 }
 
 // check validates the settings; where names them in messages.
-func (ec *EtcdConf) check(where string) (EtcdConfig, error) {
+func (ec *etcdConf) check(where string) (EtcdConfig, error) {
 	c := EtcdConfig{CAFile: ec.CAFile, CertFile: ec.CertFile, KeyFile: ec.KeyFile, Prefix: ec.Prefix, Timeout: DefaultTimeout}
 	if len(ec.Endpoints) == 0 {
 		return c, configErr("%s.endpoints: missing: list the etcd client URLs, e.g. [\"https://10.0.0.5:2379\"]", where)

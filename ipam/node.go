@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Records are a node's own records of one pool, in its data folder:
+// records are a node's own records of one pool, in its data folder:
 //
 //	<dataDir>/<pool>/leases/<containerID>:<ifname>            what the node holds, per owner
 //	<dataDir>/<pool>/releases/<containerID>:<ifname>:<claim>  a release queued while etcd was away
@@ -29,12 +29,12 @@ import (
 // succeeds, and the next call on the node completes it. Every file is
 // written whole (temp file, fsync, rename, folder fsync) and opened
 // without following symbolic links.
-type Records struct {
+type records struct {
 	dir string
 }
 
-// Queued is a release that waits for etcd.
-type Queued struct {
+// queuedRelease is a release that waits for etcd.
+type queuedRelease struct {
 	Version     int    `json:"version"`
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifname"`
@@ -46,9 +46,9 @@ type Queued struct {
 }
 
 // Owner is the owner to release.
-func (q *Queued) Owner() OwnerID { return OwnerID{ContainerID: q.ContainerID, IfName: q.IfName} }
+func (q *queuedRelease) Owner() OwnerID { return OwnerID{ContainerID: q.ContainerID, IfName: q.IfName} }
 
-func (q *Queued) file() string {
+func (q *queuedRelease) file() string {
 	claim := q.Claim
 	if claim == "" {
 		claim = "any"
@@ -56,9 +56,9 @@ func (q *Queued) file() string {
 	return q.ContainerID + ":" + q.IfName + ":" + claim
 }
 
-// OpenRecords opens, making it if needed, the node's records of pool.
-func OpenRecords(dataDir, pool string) (*Records, error) {
-	r := &Records{dir: filepath.Join(dataDir, pool)}
+// openRecords opens, making it if needed, the node's records of pool.
+func openRecords(dataDir, pool string) (*records, error) {
+	r := &records{dir: filepath.Join(dataDir, pool)}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
 	}
@@ -85,19 +85,19 @@ func mkdirNoLink(dir string) error {
 	return nil
 }
 
-func (r *Records) path(parts ...string) string {
+func (r *records) path(parts ...string) string {
 	return filepath.Join(append([]string{r.dir}, parts...)...)
 }
 
 func ownerFile(id OwnerID) string { return id.ContainerID + ":" + id.IfName }
 
 // Hold records that the node holds l.
-func (r *Records) Hold(l *Lease) error {
+func (r *records) Hold(l *Lease) error {
 	return r.write(r.path("leases", ownerFile(l.Owner())), l)
 }
 
 // Held returns the lease the node records for id, or nil.
-func (r *Records) Held(id OwnerID) (*Lease, error) {
+func (r *records) Held(id OwnerID) (*Lease, error) {
 	name := r.path("leases", ownerFile(id))
 	b, err := readNoLink(name)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -114,10 +114,10 @@ func (r *Records) Held(id OwnerID) (*Lease, error) {
 }
 
 // Drop removes the node's record of id's lease.
-func (r *Records) Drop(id OwnerID) error { return r.remove(r.path("leases", ownerFile(id))) }
+func (r *records) Drop(id OwnerID) error { return r.remove(r.path("leases", ownerFile(id))) }
 
 // All lists the node's lease records; those that cannot be read are in bad.
-func (r *Records) All() (held []*Lease, bad []error, err error) {
+func (r *records) All() (held []*Lease, bad []error, err error) {
 	err = r.each("leases", func(name string, b []byte) {
 		l, err := decodeLease(name, b)
 		if err != nil {
@@ -130,7 +130,7 @@ func (r *Records) All() (held []*Lease, bad []error, err error) {
 }
 
 // Queue records a release for the next call to complete.
-func (r *Records) Queue(q Queued) error {
+func (r *records) Queue(q queuedRelease) error {
 	q.Version = recordVersion
 	return r.write(r.path("releases", q.file()), &q)
 }
@@ -138,16 +138,16 @@ func (r *Records) Queue(q Queued) error {
 // Queued lists the queued releases. A record that cannot be read is
 // listed from its name, releasing whatever the owner holds: it must not
 // pin the address for ever.
-func (r *Records) Queued() ([]Queued, error) {
-	var out []Queued
+func (r *records) Queued() ([]queuedRelease, error) {
+	var out []queuedRelease
 	err := r.each("releases", func(name string, b []byte) {
-		var q Queued
+		var q queuedRelease
 		if json.Unmarshal(b, &q) != nil || q.file() != filepath.Base(name) {
 			parts := strings.SplitN(filepath.Base(name), ":", 3)
 			if len(parts) != 3 {
 				return
 			}
-			q = Queued{ContainerID: parts[0], IfName: parts[1], Why: "unreadable record " + name}
+			q = queuedRelease{ContainerID: parts[0], IfName: parts[1], Why: "unreadable record " + name}
 		}
 		out = append(out, q)
 	})
@@ -156,7 +156,7 @@ func (r *Records) Queued() ([]Queued, error) {
 
 // Done removes a queued release, and the node's record of the lease it
 // released.
-func (r *Records) Done(q Queued) error {
+func (r *records) Done(q queuedRelease) error {
 	if err := r.remove(r.path("releases", filepath.Base(q.file()))); err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (r *Records) Done(q Queued) error {
 }
 
 // Blocks returns the node's blocks as last recorded; nil when none are.
-func (r *Records) Blocks() []string {
+func (r *records) Blocks() []string {
 	b, err := readNoLink(r.path("blocks"))
 	if err != nil {
 		return nil
@@ -182,7 +182,7 @@ func (r *Records) Blocks() []string {
 }
 
 // SetBlocks records the node's blocks, when they differ from the record.
-func (r *Records) SetBlocks(ids []string) error {
+func (r *records) SetBlocks(ids []string) error {
 	ids = slices.Clone(ids)
 	sort.Strings(ids)
 	if slices.Equal(ids, r.Blocks()) {
@@ -192,7 +192,7 @@ func (r *Records) SetBlocks(ids []string) error {
 }
 
 // each calls f with every file of a folder of the records.
-func (r *Records) each(folder string, f func(name string, b []byte)) error {
+func (r *records) each(folder string, f func(name string, b []byte)) error {
 	ents, err := os.ReadDir(r.path(folder))
 	if err != nil {
 		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
@@ -230,7 +230,7 @@ func readNoLink(name string) ([]byte, error) {
 
 // write writes v as JSON at name whole: a temp file beside it, fsynced,
 // renamed over it, and the folder fsynced.
-func (r *Records) write(name string, v any) error {
+func (r *records) write(name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -264,7 +264,7 @@ func (r *Records) write(name string, v any) error {
 }
 
 // remove removes name, if there, and fsyncs its folder.
-func (r *Records) remove(name string) error {
+func (r *records) remove(name string) error {
 	err := os.Remove(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

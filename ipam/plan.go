@@ -25,7 +25,7 @@ type wide struct {
 }
 
 // plan chooses the addresses of a claim.
-func (a *Allocator) plan(ctx context.Context, v *view, want []netip.Addr) (*plan, error) {
+func (a *allocator) plan(ctx context.Context, v *view, want []netip.Addr) (*plan, error) {
 	p := &plan{}
 	w := &wide{}
 	for set := range a.pool.Sets {
@@ -49,7 +49,7 @@ func (p *plan) add(a netip.Addr, block string, wanted bool) {
 
 // choose picks a free address of range set set: in the node's blocks, else
 // in a block it claims, else borrowed from another node's block.
-func (a *Allocator) choose(ctx context.Context, v *view, w *wide, p *plan, set int) (netip.Addr, string, error) {
+func (a *allocator) choose(ctx context.Context, v *view, w *wide, p *plan, set int) (netip.Addr, string, error) {
 	if err := a.readNodeBlocks(ctx, v); err != nil {
 		return netip.Addr{}, "", err
 	}
@@ -68,7 +68,7 @@ func (a *Allocator) choose(ctx context.Context, v *view, w *wide, p *plan, set i
 
 // readNodeBlocks reads the leases of the node's blocks that the first read
 // did not (its records did not list them), in one round trip.
-func (a *Allocator) readNodeBlocks(ctx context.Context, v *view) error {
+func (a *allocator) readNodeBlocks(ctx context.Context, v *view) error {
 	var ids []string
 	var reads []Read
 	for _, id := range v.blocks {
@@ -99,7 +99,7 @@ type pickedBlock struct {
 
 // newBlock picks a block of set that no node claims, and a free address of
 // it, for the claim to claim both.
-func (a *Allocator) newBlock(ctx context.Context, w *wide, p *plan, set int) (pickedBlock, bool, error) {
+func (a *allocator) newBlock(ctx context.Context, w *wide, p *plan, set int) (pickedBlock, bool, error) {
 	if w.claimed == nil {
 		got, err := a.store.Read(ctx, keysUnder(a.keys.blocks()))
 		if err != nil {
@@ -134,7 +134,7 @@ func (a *Allocator) newBlock(ctx context.Context, w *wide, p *plan, set int) (pi
 
 // borrow picks a free address of any block of set, when every block is
 // claimed: one read of the pool's leased addresses, keys only.
-func (a *Allocator) borrow(ctx context.Context, w *wide, set int) (netip.Addr, string, error) {
+func (a *allocator) borrow(ctx context.Context, w *wide, set int) (netip.Addr, string, error) {
 	if w.used == nil {
 		got, err := a.store.Read(ctx, keysUnder(a.keys.leases()))
 		if err != nil {
@@ -161,7 +161,7 @@ func (a *Allocator) borrow(ctx context.Context, w *wide, set int) (netip.Addr, s
 
 // txn is the claim's transaction: the lease's keys, the owner's key and
 // the new blocks, written only if none of them exists.
-func (p *plan) txn(a *Allocator, l *Lease) Txn {
+func (p *plan) txn(a *allocator, l *Lease) Txn {
 	val := l.encode()
 	owner := a.keys.owner(l.Owner())
 	t := Txn{If: []Cond{absent(owner)}, Then: []Op{put(owner, val)}, Else: []Read{get(owner)}}
@@ -181,7 +181,7 @@ func (p *plan) txn(a *Allocator, l *Lease) Txn {
 }
 
 // touch is the write of the node's last-write key.
-func (a *Allocator) touch(t time.Time) Op {
+func (a *allocator) touch(t time.Time) Op {
 	return put(a.keys.alive(a.node), encode(nodeAlive{Version: recordVersion, Time: t.UTC()}))
 }
 
@@ -189,7 +189,7 @@ func (a *Allocator) touch(t time.Time) Op {
 // address that another owner holds fails the claim, naming the holder; any
 // other loss (the owner claimed meanwhile, an address or block taken) is a
 // race to try again.
-func (a *Allocator) refused(got [][]KV, p *plan, id OwnerID) error {
+func (a *allocator) refused(got [][]KV, p *plan, id OwnerID) error {
 	if len(got[0]) > 0 {
 		return nil
 	}

@@ -19,16 +19,16 @@ import (
 // Version is nicmux-ipam's version.
 const Version = "0.2.0"
 
-// About is the line a bare run prints, as the reference plugins do.
-func About() string { return "CNI nicmux-ipam plugin v" + Version }
+// about is the line a bare run prints, as the reference plugins do.
+func about() string { return "CNI nicmux-ipam plugin v" + Version }
 
-// Supported are the CNI versions nicmux-ipam speaks.
-func Supported() version.PluginInfo {
+// supported are the CNI versions nicmux-ipam speaks.
+func supported() version.PluginInfo {
 	return version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 }
 
-// Plugin runs nicmux-ipam's CNI verbs.
-type Plugin struct {
+// plugin runs nicmux-ipam's CNI verbs.
+type plugin struct {
 	// Dial connects to the store a configuration names.
 	Dial func(EtcdConfig) (Store, error)
 	// Hostname names the node when the configuration does not.
@@ -38,7 +38,7 @@ type Plugin struct {
 }
 
 // Funcs are the verbs, for skel.
-func (p *Plugin) Funcs() skel.CNIFuncs {
+func (p *plugin) Funcs() skel.CNIFuncs {
 	return skel.CNIFuncs{
 		Add:    p.verb((*call).add),
 		Del:    p.verb((*call).del),
@@ -51,17 +51,17 @@ func (p *Plugin) Funcs() skel.CNIFuncs {
 // call is one verb's run: its configuration, the node's records, the
 // allocator, and the deadline of all its etcd work.
 type call struct {
-	cfg    *Config
+	cfg    *config
 	id     OwnerID
-	rec    *Records
-	alloc  *Allocator
+	rec    *records
+	alloc  *allocator
 	store  Store
 	ctx    context.Context
 	stdout io.Writer
 }
 
 // verb runs f in a call; its error becomes the CNI error here, once.
-func (p *Plugin) verb(f func(*call) error) func(*skel.CmdArgs) error {
+func (p *plugin) verb(f func(*call) error) func(*skel.CmdArgs) error {
 	return func(args *skel.CmdArgs) error {
 		c, err := p.open(args)
 		if err != nil {
@@ -75,12 +75,12 @@ func (p *Plugin) verb(f func(*call) error) func(*skel.CmdArgs) error {
 	}
 }
 
-func (p *Plugin) open(args *skel.CmdArgs) (*call, error) {
-	cfg, err := ParseConfig(args.StdinData, args.Args, p.Hostname)
+func (p *plugin) open(args *skel.CmdArgs) (*call, error) {
+	cfg, err := parseConfig(args.StdinData, args.Args, p.Hostname)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := OpenRecords(cfg.DataDir, cfg.Pool.Name)
+	rec, err := openRecords(cfg.DataDir, cfg.Pool.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (p *Plugin) open(args *skel.CmdArgs) (*call, error) {
 		cfg:    cfg,
 		id:     OwnerID{ContainerID: args.ContainerID, IfName: args.IfName},
 		rec:    rec,
-		alloc:  NewAllocator(store, cfg.Pool, cfg.Etcd.Prefix, cfg.Node, rec.Blocks()),
+		alloc:  newAllocator(store, cfg.Pool, cfg.Etcd.Prefix, cfg.Node, rec.Blocks()),
 		store:  store,
 		stdout: p.Stdout,
 	}, nil
@@ -117,12 +117,12 @@ func (c *call) drain() error {
 
 // drainQueue completes the releases queued in rec and returns them; it
 // stops at the first that etcd does not answer.
-func drainQueue(ctx context.Context, rec *Records, a *Allocator, etcd EtcdConfig) ([]Queued, error) {
+func drainQueue(ctx context.Context, rec *records, a *allocator, etcd EtcdConfig) ([]queuedRelease, error) {
 	qs, err := rec.Queued()
 	if err != nil {
 		return nil, err
 	}
-	var done []Queued
+	var done []queuedRelease
 	var errs []error
 	for _, q := range qs {
 		_, err := a.Release(ctx, q.Owner(), q.Claim)
@@ -148,12 +148,12 @@ func (c *call) add() error {
 	if err := c.drain(); err != nil {
 		return fmt.Errorf("node %s: completing the releases queued while etcd was away: %w", c.cfg.Node, err)
 	}
-	claim := NewClaimID()
+	claim := newClaimID()
 	got, err := c.alloc.Claim(c.ctx, c.id, c.cfg.Network, c.cfg.Requested, claim)
 	if errors.Is(err, ErrUnavailable) {
 		// The claim may be written although no answer came: queue its
 		// release, so that the failed ADD leaves nothing once etcd is back.
-		q := Queued{ContainerID: c.id.ContainerID, IfName: c.id.IfName, Claim: claim, Queued: time.Now().UTC(), Why: "ADD got no answer from etcd"}
+		q := queuedRelease{ContainerID: c.id.ContainerID, IfName: c.id.IfName, Claim: claim, Queued: time.Now().UTC(), Why: "ADD got no answer from etcd"}
 		return errors.Join(c.unreachable(err), c.rec.Queue(q))
 	}
 	if err != nil {
@@ -200,7 +200,7 @@ func (c *call) del() error {
 	if errors.Is(err, ErrUnavailable) {
 		// Limited to the recorded claim when there is one, so that a late
 		// drain cannot release a later ADD's lease of the same owner.
-		q := Queued{ContainerID: c.id.ContainerID, IfName: c.id.IfName, Queued: time.Now().UTC(), Why: "DEL got no answer from etcd"}
+		q := queuedRelease{ContainerID: c.id.ContainerID, IfName: c.id.IfName, Queued: time.Now().UTC(), Why: "DEL got no answer from etcd"}
 		if held, _ := c.rec.Held(c.id); held != nil {
 			q.Claim = held.Claim
 		}
@@ -246,7 +246,7 @@ func (c *call) check() error {
 }
 
 // prevIPs are the addresses of CHECK's prevResult.
-func prevIPs(cfg *Config) ([]netip.Addr, error) {
+func prevIPs(cfg *config) ([]netip.Addr, error) {
 	if len(cfg.PrevResult) == 0 {
 		return nil, configErr("prevResult: missing: CHECK needs the result of ADD")
 	}
@@ -290,6 +290,15 @@ func (c *call) gc() error {
 			continue
 		}
 		errs = append(errs, c.rec.Drop(l.Owner()))
+	}
+	// Records etcd has no lease for (released elsewhere, or lost in a
+	// restore) go too, when not valid.
+	local, _, err := c.rec.All()
+	errs = append(errs, err)
+	for _, l := range local {
+		if l.Network == c.cfg.Network && !valid[l.Owner()] {
+			errs = append(errs, c.rec.Drop(l.Owner()))
+		}
 	}
 	return errors.Join(errs...)
 }

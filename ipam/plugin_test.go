@@ -35,7 +35,7 @@ func (n *node) conf(extra string) []byte {
 }
 
 func (n *node) run(verb string, id OwnerID, extra string) error {
-	p := &Plugin{Dial: func(EtcdConfig) (Store, error) { return n.store, nil }, Hostname: host, Stdout: &n.out}
+	p := &plugin{Dial: func(EtcdConfig) (Store, error) { return n.store, nil }, Hostname: host, Stdout: &n.out}
 	f := map[string]func(*skel.CmdArgs) error{"ADD": p.Funcs().Add, "DEL": p.Funcs().Del, "CHECK": p.Funcs().Check, "GC": p.Funcs().GC, "STATUS": p.Funcs().Status}[verb]
 	n.out.Reset()
 	return f(&skel.CmdArgs{ContainerID: id.ContainerID, IfName: id.IfName, StdinData: n.conf(extra)})
@@ -62,7 +62,7 @@ func (n *node) files(folder string) []string {
 	return out
 }
 
-func codeOf(err error) uint {
+func cniCode(err error) uint {
 	var e *types.Error
 	if errors.As(err, &e) {
 		return e.Code
@@ -89,7 +89,7 @@ func TestVerbsAddCheckDel(t *testing.T) {
 		t.Errorf("CHECK: %v", err)
 	}
 	other := `, "prevResult": {"cniVersion": "1.1.0", "ips": [{"address": "10.1.0.250/24"}]}`
-	if err := n.run("CHECK", id, other); codeOf(err) != 3 || !strings.Contains(err.Error(), "which prevResult does not hold") {
+	if err := n.run("CHECK", id, other); cniCode(err) != 3 || !strings.Contains(err.Error(), "which prevResult does not hold") {
 		t.Errorf("CHECK against another address: %v", err)
 	}
 	for range 2 {
@@ -97,7 +97,7 @@ func TestVerbsAddCheckDel(t *testing.T) {
 			t.Fatalf("DEL: %v", err)
 		}
 	}
-	if err := n.run("CHECK", id, `, "prevResult": `+string(prev)); codeOf(err) != 3 || !strings.Contains(err.Error(), "records no lease for c0001/eth1") {
+	if err := n.run("CHECK", id, `, "prevResult": `+string(prev)); cniCode(err) != 3 || !strings.Contains(err.Error(), "records no lease for c0001/eth1") {
 		t.Errorf("CHECK after DEL: %v", err)
 	}
 	if k := m.keysUnder(keys{prefix: testPrefix, pool: "verbs"}.owners()); len(k) != 0 || len(n.files("leases")) != 0 {
@@ -141,7 +141,7 @@ func TestAddWithEtcdAwayFailsAndLeavesNothing(t *testing.T) {
 	n.add(owner(0))
 	m.downAfterTxn = true
 	err := n.run("ADD", owner(1), "")
-	if codeOf(err) != 11 || !strings.Contains(err.Error(), "etcd at http://127.0.0.1:1: no answer within 5s") {
+	if cniCode(err) != 11 || !strings.Contains(err.Error(), "etcd at http://127.0.0.1:1: no answer within 5s") {
 		t.Fatalf("ADD: %v", err)
 	}
 	if len(n.files("releases")) != 1 {
@@ -164,7 +164,7 @@ func TestStatusWhenEtcdIsAway(t *testing.T) {
 	n := newNode(t, m, "n1")
 	m.setDown(true)
 	err := n.run("STATUS", OwnerID{}, "")
-	if codeOf(err) != 50 || !strings.Contains(err.Error(), "not ready: etcd at http://127.0.0.1:1") {
+	if cniCode(err) != 50 || !strings.Contains(err.Error(), "not ready: etcd at http://127.0.0.1:1") {
 		t.Fatalf("STATUS: %v", err)
 	}
 }

@@ -5,19 +5,19 @@ import (
 	"strings"
 )
 
-// Pool is one address space shared by every node whose configuration names
+// pool is one address space shared by every node whose configuration names
 // it: range sets (one address of each per owner), cut into blocks.
-type Pool struct {
+type pool struct {
 	Name                   string
-	Sets                   []RangeSet
+	Sets                   []rangeSet
 	BlockBits4, BlockBits6 int
 }
 
 // def is the pool's definition as stored, for node to write first.
-func (p *Pool) def() *poolDef {
-	d := &poolDef{Version: recordVersion, BlockPrefixLength: BlockLengths{IPv4: p.BlockBits4, IPv6: p.BlockBits6}}
+func (p *pool) def() *poolDef {
+	d := &poolDef{Version: recordVersion, BlockPrefixLength: blockLengths{IPv4: p.BlockBits4, IPv6: p.BlockBits6}}
 	for _, set := range p.Sets {
-		var rs []RangeConf
+		var rs []rangeConf
 		for _, r := range set {
 			rs = append(rs, r.conf())
 		}
@@ -28,7 +28,7 @@ func (p *Pool) def() *poolDef {
 
 // size is how many owners the pool can serve: the size of its smallest
 // range set.
-func (p *Pool) size() u128 {
+func (p *pool) size() u128 {
 	var n u128
 	for i, set := range p.Sets {
 		if s := set.size(); i == 0 || s.cmp(n) < 0 {
@@ -38,7 +38,7 @@ func (p *Pool) size() u128 {
 	return n
 }
 
-func (p *Pool) rangesString() string {
+func (p *pool) rangesString() string {
 	var parts []string
 	for _, s := range p.Sets {
 		parts = append(parts, "["+s.String()+"]")
@@ -47,7 +47,7 @@ func (p *Pool) rangesString() string {
 }
 
 // setOf is the index of the range set that hands out a, or -1.
-func (p *Pool) setOf(a netip.Addr) int {
+func (p *pool) setOf(a netip.Addr) int {
 	if b, ok := p.blockOf(a); ok {
 		return b.Set
 	}

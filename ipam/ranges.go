@@ -6,32 +6,32 @@ import (
 	"strings"
 )
 
-// RangeConf is one range as written in the configuration: host-local's
+// rangeConf is one range as written in the configuration: host-local's
 // shape.
-type RangeConf struct {
+type rangeConf struct {
 	Subnet     string `json:"subnet"`
 	RangeStart string `json:"rangeStart,omitempty"`
 	RangeEnd   string `json:"rangeEnd,omitempty"`
 	Gateway    string `json:"gateway,omitempty"`
 }
 
-// Range is one range of a range set, with its defaults filled in: the
+// addrRange is one range of a range set, with its defaults filled in: the
 // addresses of Subnet from Start to End (inclusive) may be handed out,
 // except the subnet's network address, its IPv4 broadcast address and the
 // gateway.
-type Range struct {
+type addrRange struct {
 	Subnet     netip.Prefix
 	Start, End netip.Addr
 	Gateway    netip.Addr // zero when there is none
 }
 
-// RangeSet is one address family's ranges: an owner gets one address from
+// rangeSet is one address family's ranges: an owner gets one address from
 // each range set, as host-local gives one per set.
-type RangeSet []Range
+type rangeSet []addrRange
 
 // parseRange checks one range; field names it in messages.
-func parseRange(c RangeConf, field string) (Range, error) {
-	var r Range
+func parseRange(c rangeConf, field string) (addrRange, error) {
+	var r addrRange
 	p, err := netip.ParsePrefix(c.Subnet)
 	if err != nil {
 		return r, fmt.Errorf("%s.subnet: %q is not a subnet in CIDR form", field, c.Subnet)
@@ -92,7 +92,7 @@ func defaultBounds(p netip.Prefix) (start, end netip.Addr) {
 }
 
 // usable reports whether a may be handed out from r.
-func (r Range) usable(a netip.Addr) bool {
+func (r addrRange) usable(a netip.Addr) bool {
 	if !r.usableBounds(a) {
 		return false
 	}
@@ -106,7 +106,7 @@ func (r Range) usable(a netip.Addr) bool {
 
 // excluded are the addresses of the subnet never handed out, each once:
 // the network address, the IPv4 broadcast address, the gateway.
-func (r Range) excluded() []netip.Addr {
+func (r addrRange) excluded() []netip.Addr {
 	out := []netip.Addr{r.Subnet.Addr()}
 	if r.Subnet.Addr().Is4() {
 		out = append(out, lastAddr(r.Subnet))
@@ -118,7 +118,7 @@ func (r Range) excluded() []netip.Addr {
 }
 
 // size is how many addresses r hands out.
-func (r Range) size() u128 {
+func (r addrRange) size() u128 {
 	n := toU128(r.End).sub(toU128(r.Start)).add(u64(1))
 	for _, x := range r.excluded() {
 		if r.usableBounds(x) {
@@ -129,19 +129,19 @@ func (r Range) size() u128 {
 }
 
 // usableBounds reports whether a is within Start..End.
-func (r Range) usableBounds(a netip.Addr) bool { return !a.Less(r.Start) && !r.End.Less(a) }
+func (r addrRange) usableBounds(a netip.Addr) bool { return !a.Less(r.Start) && !r.End.Less(a) }
 
 // conf is r as written back in the pool's definition, every default
 // spelled out, so that nodes compare ranges, not spellings.
-func (r Range) conf() RangeConf {
-	c := RangeConf{Subnet: r.Subnet.String(), RangeStart: r.Start.String(), RangeEnd: r.End.String()}
+func (r addrRange) conf() rangeConf {
+	c := rangeConf{Subnet: r.Subnet.String(), RangeStart: r.Start.String(), RangeEnd: r.End.String()}
 	if r.Gateway.IsValid() {
 		c.Gateway = r.Gateway.String()
 	}
 	return c
 }
 
-func (s RangeSet) String() string {
+func (s rangeSet) String() string {
 	var parts []string
 	for _, r := range s {
 		parts = append(parts, r.Subnet.String())
@@ -150,17 +150,17 @@ func (s RangeSet) String() string {
 }
 
 // find returns the range of s that hands out a, or false.
-func (s RangeSet) find(a netip.Addr) (Range, bool) {
+func (s rangeSet) find(a netip.Addr) (addrRange, bool) {
 	for _, r := range s {
 		if r.Subnet.Contains(a) {
 			return r, r.usable(a)
 		}
 	}
-	return Range{}, false
+	return addrRange{}, false
 }
 
 // size is how many addresses s hands out.
-func (s RangeSet) size() u128 {
+func (s rangeSet) size() u128 {
 	var n u128
 	for _, r := range s {
 		n = n.add(r.size())
@@ -170,17 +170,17 @@ func (s RangeSet) size() u128 {
 
 // parseRangeSets checks the configuration's ranges: every set non-empty,
 // one family per set, and no two subnets of the pool overlapping.
-func parseRangeSets(confs [][]RangeConf) ([]RangeSet, error) {
+func parseRangeSets(confs [][]rangeConf) ([]rangeSet, error) {
 	if len(confs) == 0 {
 		return nil, fmt.Errorf("ranges: missing: give at least one range set, e.g. [[{\"subnet\": \"10.20.0.0/16\"}]]")
 	}
-	var sets []RangeSet
-	var all []Range
+	var sets []rangeSet
+	var all []addrRange
 	for i, rc := range confs {
 		if len(rc) == 0 {
 			return nil, fmt.Errorf("ranges[%d]: empty range set", i)
 		}
-		var set RangeSet
+		var set rangeSet
 		for j, c := range rc {
 			field := fmt.Sprintf("ranges[%d][%d]", i, j)
 			r, err := parseRange(c, field)
@@ -204,7 +204,7 @@ func parseRangeSets(confs [][]RangeConf) ([]RangeSet, error) {
 }
 
 // family4 is whether s holds IPv4 ranges; an empty set takes r's family.
-func (s RangeSet) family4(r Range) bool {
+func (s rangeSet) family4(r addrRange) bool {
 	if len(s) == 0 {
 		return r.Subnet.Addr().Is4()
 	}

@@ -101,8 +101,8 @@ type nodeAlive struct {
 // pool; every other node's configuration must agree with it.
 type poolDef struct {
 	Version           int           `json:"version"`
-	Ranges            [][]RangeConf `json:"ranges"`
-	BlockPrefixLength BlockLengths  `json:"blockPrefixLength"`
+	Ranges            [][]rangeConf `json:"ranges"`
+	BlockPrefixLength blockLengths  `json:"blockPrefixLength"`
 	Node              string        `json:"node"`
 	Time              time.Time     `json:"time"`
 }

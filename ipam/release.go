@@ -13,7 +13,7 @@ import (
 // holds none. With claim set it frees that claim only: a lease the owner
 // claimed again since is kept. Two round trips, and two more each time the
 // owner's lease changes meanwhile or an attempt gets no answer.
-func (a *Allocator) Release(ctx context.Context, id OwnerID, claim string) (*Lease, error) {
+func (a *allocator) Release(ctx context.Context, id OwnerID, claim string) (*Lease, error) {
 	var lastErr error
 	for i := range maxAttempts {
 		if err := backoff(ctx, i, lastErr); err != nil {
@@ -37,7 +37,7 @@ func (a *Allocator) Release(ctx context.Context, id OwnerID, claim string) (*Lea
 
 // releaseOnce is one attempt of Release, within half the time left; done
 // is false when the lease changed under it.
-func (a *Allocator) releaseOnce(ctx context.Context, id OwnerID, claim string) (*Lease, bool, error) {
+func (a *allocator) releaseOnce(ctx context.Context, id OwnerID, claim string) (*Lease, bool, error) {
 	ctx, cancel := halfOf(ctx)
 	defer cancel()
 	got, err := a.store.Read(ctx, get(a.keys.owner(id)))
@@ -62,7 +62,7 @@ func (a *Allocator) releaseOnce(ctx context.Context, id OwnerID, claim string) (
 
 // drop deletes an owner's key and its lease's keys (l nil: the owner key
 // only) if the owner key still holds what was read.
-func (a *Allocator) drop(ctx context.Context, owner KV, l *Lease) (bool, error) {
+func (a *allocator) drop(ctx context.Context, owner KV, l *Lease) (bool, error) {
 	t := Txn{If: []Cond{holds(owner.Key, owner.Value)}, Then: []Op{del(owner.Key)}}
 	if l != nil {
 		for _, ad := range l.Addrs {
@@ -77,7 +77,7 @@ func (a *Allocator) drop(ctx context.Context, owner KV, l *Lease) (bool, error) 
 }
 
 // Lookup returns owner id's lease, or nil.
-func (a *Allocator) Lookup(ctx context.Context, id OwnerID) (*Lease, error) {
+func (a *allocator) Lookup(ctx context.Context, id OwnerID) (*Lease, error) {
 	got, err := a.store.Read(ctx, get(a.keys.owner(id)))
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: reading the lease of %s: %w", a.pool.Name, id, err)
@@ -93,22 +93,22 @@ func (a *Allocator) Lookup(ctx context.Context, id OwnerID) (*Lease, error) {
 }
 
 // Touch writes the node's last-write key: the node is alive.
-func (a *Allocator) Touch(ctx context.Context) error {
+func (a *allocator) Touch(ctx context.Context) error {
 	if _, _, err := a.store.Txn(ctx, Txn{Then: []Op{a.touch(a.now())}}); err != nil {
 		return fmt.Errorf("writing node %s's last write: %w", a.node, err)
 	}
 	return nil
 }
 
-// Holding is a lease as listed, with the raw value its release compares.
-type Holding struct {
+// holding is a lease as listed, with the raw value its release compares.
+type holding struct {
 	Lease *Lease
 	raw   KV
 }
 
 // Leases lists the pool's leases, one read of its owner keys. A record
 // that cannot be read is listed in bad, never skipped in silence.
-func (a *Allocator) Leases(ctx context.Context) (held []Holding, bad []error, err error) {
+func (a *allocator) Leases(ctx context.Context) (held []holding, bad []error, err error) {
 	got, err := a.store.Read(ctx, under(a.keys.owners()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("pool %s: listing its leases: %w", a.pool.Name, err)
@@ -119,13 +119,13 @@ func (a *Allocator) Leases(ctx context.Context) (held []Holding, bad []error, er
 			bad = append(bad, err)
 			continue
 		}
-		held = append(held, Holding{Lease: l, raw: kv})
+		held = append(held, holding{Lease: l, raw: kv})
 	}
 	return held, bad, nil
 }
 
 // Free releases a listed lease, if it is still what was listed.
-func (a *Allocator) Free(ctx context.Context, h Holding) (bool, error) {
+func (a *allocator) Free(ctx context.Context, h holding) (bool, error) {
 	ok, err := a.drop(ctx, h.raw, h.Lease)
 	if err != nil {
 		return false, fmt.Errorf("pool %s: releasing %s: %w", a.pool.Name, h.Lease, err)
@@ -134,7 +134,7 @@ func (a *Allocator) Free(ctx context.Context, h Holding) (bool, error) {
 }
 
 // nodeTime is what a node's last-write key says, zero when it has none.
-func (a *Allocator) nodeTime(ctx context.Context, node string) (time.Time, error) {
+func (a *allocator) nodeTime(ctx context.Context, node string) (time.Time, error) {
 	got, err := a.store.Read(ctx, get(a.keys.alive(node)))
 	if err != nil || len(got[0]) == 0 {
 		return time.Time{}, err

@@ -7,7 +7,7 @@ import (
 
 // DefaultGrace is how recently a node may have written for release-node to
 // refuse it.
-const DefaultGrace = 10 * time.Minute
+const defaultGrace = 10 * time.Minute
 
 const releaseNodeHelp = `Frees what a node that is gone for good holds, in every pool (or -pool):
 its leases and its claims of blocks, so that other nodes hand the addresses
@@ -20,11 +20,11 @@ be freed.
 
 Exit status: 0 done (or nothing to free), 1 refused or failed, 2 usage error.`
 
-// NodeRelease is what release-node frees, or would, in one pool.
-type NodeRelease struct {
+// nodeRelease is what release-node frees, or would, in one pool.
+type nodeRelease struct {
 	Pool   string      `json:"pool"`
 	Leases []*Lease    `json:"leases"`
-	Blocks []BlockInfo `json:"blocks"`
+	Blocks []blockInfo `json:"blocks"`
 	Errors []string    `json:"errors,omitempty"`
 }
 
@@ -35,7 +35,7 @@ func runReleaseNode(e *env, args []string) int {
 	node := f.String("node", "", "the `NAME` of the node to release (required)")
 	dryRun := f.Bool("dry-run", false, "list what would be freed, free nothing")
 	force := f.Bool("force", false, "release even a node that wrote within the grace period")
-	grace := f.Duration("grace", DefaultGrace, "refuse a node that wrote within this `DURATION`")
+	grace := f.Duration("grace", defaultGrace, "refuse a node that wrote within this `DURATION`")
 	pool := f.String("pool", "", "release the node in `POOL` only")
 	asJSON := f.Bool("json", false, "print one JSON object")
 	if code, ok := f.parse(e, args); !ok {
@@ -54,11 +54,17 @@ func runReleaseNode(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "nicmux-ipam release-node: %s\n", msg)
 		return exitFail
 	}
-	out, failed := []NodeRelease{}, false
+	out, failed := []nodeRelease{}, false
 	for _, p := range c.pools {
 		r := c.releaseNode(p, *node, *dryRun)
 		failed = failed || len(r.Errors) > 0
 		out = append(out, r)
+	}
+	if !*dryRun && !failed && *pool == "" {
+		if _, _, err := c.store.Txn(c.ctx, Txn{Then: []Op{del(keys{prefix: c.cfg.Prefix}.alive(*node))}}); err != nil {
+			fmt.Fprintf(e.stderr, "nicmux-ipam release-node: forgetting node %s's last write: %v\n", *node, unreachable(c.cfg, err))
+			failed = true
+		}
 	}
 	if *asJSON {
 		printJSON(e.stdout, map[string]any{"node": *node, "dryRun": *dryRun, "pools": out})
@@ -73,7 +79,7 @@ func runReleaseNode(e *env, args []string) int {
 
 // refuse says why node may not be released, or "".
 func (c *conn) refuse(node string, grace time.Duration, force bool, now time.Time) string {
-	a := NewAllocator(c.store, &Pool{}, c.cfg.Prefix, "", nil)
+	a := newAllocator(c.store, &pool{}, c.cfg.Prefix, "", nil)
 	t, err := a.nodeTime(c.ctx, node)
 	switch {
 	case err != nil:
@@ -86,9 +92,9 @@ func (c *conn) refuse(node string, grace time.Duration, force bool, now time.Tim
 }
 
 // releaseNode frees node's leases, then its blocks, in p.
-func (c *conn) releaseNode(p *Pool, node string, dryRun bool) NodeRelease {
+func (c *conn) releaseNode(p *pool, node string, dryRun bool) nodeRelease {
 	a := c.alloc(p, "")
-	r := NodeRelease{Pool: p.Name, Leases: []*Lease{}, Blocks: []BlockInfo{}}
+	r := nodeRelease{Pool: p.Name, Leases: []*Lease{}, Blocks: []blockInfo{}}
 	fail := func(err error) { r.Errors = append(r.Errors, unreachable(c.cfg, err).Error()) }
 	held, _, err := a.Leases(c.ctx)
 	if err != nil {
@@ -127,7 +133,7 @@ func (c *conn) releaseNode(p *Pool, node string, dryRun bool) NodeRelease {
 	return r
 }
 
-func printNodeRelease(e *env, node string, dryRun bool, out []NodeRelease) {
+func printNodeRelease(e *env, node string, dryRun bool, out []nodeRelease) {
 	verb := "freed"
 	if dryRun {
 		verb = "would free"
