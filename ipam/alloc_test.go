@@ -161,7 +161,14 @@ func TestExhaustionBorrowAndReuse(t *testing.T) {
 	if err != nil || freed == nil {
 		t.Fatalf("release: %v, %v", freed, err)
 	}
-	got := claim(t, b, 99)
+	hinted := newAllocator(m, p, testPrefix, "b", m.nodeBlocks(p, "b"))
+	before := m.count()
+	got := claim(t, hinted, 99)
+	// b's blocks are full and no block is free: view, the pool's blocks,
+	// the pool's leases (keys only), the claim.
+	if trips := m.count() - before; trips != 4 {
+		t.Errorf("borrowing claim: %d round trips, want 4", trips)
+	}
 	if got.IPs()[0] != freed.IPs()[0] {
 		t.Errorf("b got %s, want the freed %s", got.IPs()[0], freed.IPs()[0])
 	}

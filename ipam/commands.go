@@ -21,11 +21,7 @@ cannot be read, 2 usage error.`
 
 // connect dials etcd as the flags say and lists its pools, only the one
 // named pool when it is set.
-func (e *env) connect(name string, ef *etcdFlags, pool string) (*conn, error) {
-	cfg, err := ef.config(e)
-	if err != nil {
-		return nil, err
-	}
+func (e *env) connect(cfg EtcdConfig, pool string) (*conn, error) {
 	s, err := e.dial(cfg)
 	if err != nil {
 		return nil, err
@@ -75,7 +71,11 @@ func runShow(e *env, args []string) int {
 	if code, ok := f.parse(e, args); !ok {
 		return code
 	}
-	c, err := e.connect("show", &ef, *pool)
+	cfg, err := ef.config(e)
+	if err != nil {
+		return f.fail(e, "%v", err)
+	}
+	c, err := e.connect(cfg, *pool)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "nicmux-ipam show: %v\n", err)
 		return exitFail
@@ -175,7 +175,11 @@ func runCheck(e *env, args []string) int {
 	if code, ok := f.parse(e, args); !ok {
 		return code
 	}
-	c, err := e.connect("check", &ef, *pool)
+	cfg, err := ef.config(e)
+	if err != nil {
+		return f.fail(e, "%v", err)
+	}
+	c, err := e.connect(cfg, *pool)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "nicmux-ipam check: %v\n", err)
 		return exitFail

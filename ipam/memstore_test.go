@@ -121,3 +121,12 @@ func (m *memStore) keysUnder(prefix string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// nodeBlocks lists the blocks node claims in p, as its records would.
+func (m *memStore) nodeBlocks(p *pool, node string) []string {
+	var out []string
+	for _, k := range m.keysUnder(keys{prefix: testPrefix, pool: p.Name}.nodeBlocks(node)) {
+		out = append(out, last(k))
+	}
+	return out
+}

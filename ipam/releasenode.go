@@ -44,7 +44,11 @@ func runReleaseNode(e *env, args []string) int {
 	if *node == "" {
 		return f.fail(e, "give -node NAME")
 	}
-	c, err := e.connect("release-node", &ef, *pool)
+	cfg, err := ef.config(e)
+	if err != nil {
+		return f.fail(e, "%v", err)
+	}
+	c, err := e.connect(cfg, *pool)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "nicmux-ipam release-node: %v\n", err)
 		return exitFail

@@ -2,10 +2,19 @@ package cluster
 
 import (
 	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 )
+
+// Nomad fingerprints every binary of cni_path by running it bare.
+func TestBareRunPrintsTheVersion(t *testing.T) {
+	out, err := exec.Command(ipamBin()).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "CNI nicmux-ipam plugin v") || !strings.Contains(string(out), "CNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0") {
+		t.Errorf("bare run: %v\n%s", err, out)
+	}
+}
 
 func TestReleaseNodeWithAndWithoutGrace(t *testing.T) {
 	w := NewWorld(t, 1)
