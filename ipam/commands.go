@@ -47,6 +47,30 @@ func (e *env) connect(cfg EtcdConfig, pool string) (*conn, error) {
 	return c, nil
 }
 
+// open parses a command's flags, checks them with need (a usage error
+// when it says one), then connects as they say; ok false means stop with
+// code.
+func (f *flags) open(e *env, ef *etcdFlags, args []string, pool *string, need func() string) (*conn, int, bool) {
+	if code, ok := f.parse(e, args); !ok {
+		return nil, code, false
+	}
+	if need != nil {
+		if msg := need(); msg != "" {
+			return nil, f.fail(e, "%s", msg), false
+		}
+	}
+	cfg, err := ef.config(e)
+	if err != nil {
+		return nil, f.fail(e, "%v", err), false
+	}
+	c, err := e.connect(cfg, *pool)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "nicmux-ipam %s: %v\n", f.name, err)
+		return nil, exitFail, false
+	}
+	return c, 0, true
+}
+
 // conn is a command's connection to etcd and the pools it works on.
 type conn struct {
 	cfg   EtcdConfig
@@ -68,17 +92,9 @@ func runShow(e *env, args []string) int {
 	pool := f.String("pool", "", "show `POOL` only")
 	node := f.String("node", "", "show the blocks and leases of `NODE` only")
 	asJSON := f.Bool("json", false, "print one JSON object")
-	if code, ok := f.parse(e, args); !ok {
+	c, code, ok := f.open(e, &ef, args, pool, nil)
+	if !ok {
 		return code
-	}
-	cfg, err := ef.config(e)
-	if err != nil {
-		return f.fail(e, "%v", err)
-	}
-	c, err := e.connect(cfg, *pool)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "nicmux-ipam show: %v\n", err)
-		return exitFail
 	}
 	defer c.close()
 	out := struct {
@@ -172,17 +188,9 @@ func runCheck(e *env, args []string) int {
 	dataDir := f.String("data-dir", DefaultDataDir, "the node's data folder `DIR`")
 	pool := f.String("pool", "", "check `POOL` only")
 	asJSON := f.Bool("json", false, "print one JSON object")
-	if code, ok := f.parse(e, args); !ok {
+	c, code, ok := f.open(e, &ef, args, pool, nil)
+	if !ok {
 		return code
-	}
-	cfg, err := ef.config(e)
-	if err != nil {
-		return f.fail(e, "%v", err)
-	}
-	c, err := e.connect(cfg, *pool)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "nicmux-ipam check: %v\n", err)
-		return exitFail
 	}
 	defer c.close()
 	var findings []finding

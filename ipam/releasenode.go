@@ -38,20 +38,14 @@ func runReleaseNode(e *env, args []string) int {
 	grace := f.Duration("grace", defaultGrace, "refuse a node that wrote within this `DURATION`")
 	pool := f.String("pool", "", "release the node in `POOL` only")
 	asJSON := f.Bool("json", false, "print one JSON object")
-	if code, ok := f.parse(e, args); !ok {
+	c, code, ok := f.open(e, &ef, args, pool, func() string {
+		if *node == "" {
+			return "give -node NAME"
+		}
+		return ""
+	})
+	if !ok {
 		return code
-	}
-	if *node == "" {
-		return f.fail(e, "give -node NAME")
-	}
-	cfg, err := ef.config(e)
-	if err != nil {
-		return f.fail(e, "%v", err)
-	}
-	c, err := e.connect(cfg, *pool)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "nicmux-ipam release-node: %v\n", err)
-		return exitFail
 	}
 	defer c.close()
 	if msg := c.refuse(*node, *grace, *force, e.now()); msg != "" {
