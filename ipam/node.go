@@ -43,6 +43,8 @@ type queuedRelease struct {
 	Claim  string    `json:"claim,omitempty"`
 	Queued time.Time `json:"queued"`
 	Why    string    `json:"why"`
+	// name is the file it was read from.
+	name string
 }
 
 // Owner is the owner to release.
@@ -149,6 +151,7 @@ func (r *records) Queued() ([]queuedRelease, error) {
 			}
 			q = queuedRelease{ContainerID: parts[0], IfName: parts[1], Why: "unreadable record " + name}
 		}
+		q.name = name
 		out = append(out, q)
 	})
 	return out, err
@@ -157,7 +160,11 @@ func (r *records) Queued() ([]queuedRelease, error) {
 // Done removes a queued release, and the node's record of the lease it
 // released.
 func (r *records) Done(q queuedRelease) error {
-	if err := r.remove(r.path("releases", filepath.Base(q.file()))); err != nil {
+	name := q.name
+	if name == "" {
+		name = r.path("releases", q.file())
+	}
+	if err := r.remove(name); err != nil {
 		return err
 	}
 	if l, err := r.Held(q.Owner()); err == nil && l != nil && (q.Claim == "" || q.Claim == l.Claim) {

@@ -187,3 +187,32 @@ func TestGCReleasesTheNodesInvalidLeases(t *testing.T) {
 		t.Errorf("after GC: %v, want c0001 (valid) and c0003 (another node's)", left)
 	}
 }
+
+// A queued release that cannot be read releases whatever its owner, named
+// by the file, holds, and goes: it must not pin the address, nor release
+// the owner's later claims again and again.
+func TestUnreadableQueuedRelease(t *testing.T) {
+	m := newMemStore()
+	n := newNode(t, m, "n1")
+	n.add(owner(1))
+	name := filepath.Join(n.dataDir, "verbs", "releases", "c0001:eth1:0123456789abcdef")
+	if err := os.WriteFile(name, []byte("{torn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.run("STATUS", OwnerID{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if q := n.files("releases"); len(q) != 0 {
+		t.Fatalf("queue after STATUS: %v", q)
+	}
+	if k := m.keysUnder(keys{prefix: testPrefix, pool: "verbs"}.owners()); len(k) != 0 {
+		t.Errorf("owners after STATUS: %v", k)
+	}
+	n.add(owner(1))
+	if err := n.run("STATUS", OwnerID{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if k := m.keysUnder(keys{prefix: testPrefix, pool: "verbs"}.owners()); len(k) != 1 {
+		t.Errorf("the owner's later claim went too: %v", k)
+	}
+}

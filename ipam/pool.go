@@ -26,18 +26,6 @@ func (p *pool) def() *poolDef {
 	return d
 }
 
-// size is how many owners the pool can serve: the size of its smallest
-// range set.
-func (p *pool) size() u128 {
-	var n u128
-	for i, set := range p.Sets {
-		if s := set.size(); i == 0 || s.cmp(n) < 0 {
-			n = s
-		}
-	}
-	return n
-}
-
 func (p *pool) rangesString() string {
 	var parts []string
 	for _, s := range p.Sets {
