@@ -92,7 +92,7 @@ define install-bins
 endef
 
 install: build
-	$(call install-bins,$(BIN)/nicmux)
+	$(call install-bins,$(BIN)/nicmux $(BIN)/nicmux-ipam)
 
 # The pinned reference plugins, version-stamped (Nomad runs CHECK only if
 # the bridge binary in its cni_path reports 1.3.0 or later), beside nicmux:
