@@ -153,9 +153,10 @@ torture: build plugins testplugins
 		-torture.trials=$(TORTURE_LONG) -torture.report=$(BIN)/torture-long.md
 
 # The etcd server the cluster tests start (test/etcdtest, its own module):
-# etcd's own main at the version its go.mod pins.
+# etcd's own main at the version its go.mod pins, in bin/tools, out of the
+# cni_path the go-cni suite fingerprints (run bare, etcd serves).
 etcd:
-	cd $(ETCDTEST_DIR) && $(GO) build -o $(BIN)/etcd ./etcd
+	cd $(ETCDTEST_DIR) && $(GO) build -o $(BIN)/tools/etcd ./etcd
 
 # The cluster suite (test/cluster, its own module; needs root): the real
 # nicmux-ipam binary, alone, under macvlan and bridge, and through nicmux,

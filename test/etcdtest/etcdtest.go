@@ -3,7 +3,7 @@
 // a process the test pauses (SIGSTOP), resumes, kills and restarts by PID.
 //
 // The server is the binary Binary names, etcd's own main built by
-// `make etcd` into bin/etcd.
+// `make etcd` into bin/tools/etcd.
 package etcdtest
 
 import (
@@ -24,14 +24,14 @@ import (
 	"go.uber.org/zap"
 )
 
-// Binary is the etcd server the tests run: $NICMUX_ETCD, else bin/etcd of
-// the checkout.
+// Binary is the etcd server the tests run: $NICMUX_ETCD, else
+// bin/tools/etcd of the checkout.
 func Binary() string {
 	if b := os.Getenv("NICMUX_ETCD"); b != "" {
 		return b
 	}
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "bin", "etcd")
+	return filepath.Join(filepath.Dir(file), "..", "..", "bin", "tools", "etcd")
 }
 
 // Cluster is a running etcd cluster.
