@@ -107,6 +107,10 @@ func commands() []command {
 			"release the containers whose network namespace is gone, as DEL would", runGC},
 		{"forget", "[-force] [-conflist FILE] [-cni-path DIRS] [-json] CONTAINER_ID",
 			"release what a stuck record holds and drop it (-force: even if not all of it)", runForget},
+		{"rehearse", "-conflist FILE | -net NAME [-confdir DIR] [-nomad VERSIONS|all] [-cni-path DIRS] [-arg K=V]... [-port H:C]... [-json]",
+			"drive a conflist as each Nomad release would, in a scratch netns, and check nothing leaks", runRehearse},
+		{"adopt", "-conflist FILE -out DIR [-attachments PATH] [-wrapper TYPE]... [-force] [-rehearse [-nomad VERSIONS]] [-json]",
+			"split a hand-written multi-interface conflist into a nicmux attachment file and conflist", runAdopt},
 		{"version", "[-json]", "print nicmux's version, commit, Go version and the CNI versions it speaks", runVersion},
 		{"help", "[COMMAND]", "print this help, or a command's", runHelp},
 	}

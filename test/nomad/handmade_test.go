@@ -105,11 +105,19 @@ func testSameThroughNicmux(t *testing.T) {
 	w.assertClean(a, networks(t, "multi")...)
 }
 
-// handmadeAlloc writes the hand-written conflist "handmade" into the
-// config dir (eth0's plugins then eth1's, from the example set; with
-// wrapped, each eth1 plugin inside the ifname wrapper) and makes an
-// allocation of a job with mode "cni/handmade".
+// handmadeAlloc writes the hand-written conflist (installHandmade) and
+// makes an allocation of a job with mode "cni/handmade".
 func (w *world) handmadeAlloc(wrapped bool) *alloc {
+	w.t.Helper()
+	w.installHandmade(wrapped)
+	return w.newAlloc(nil)
+}
+
+// installHandmade writes the hand-written conflist "handmade" into the
+// config dir (eth0's plugins then eth1's, from the example set; with
+// wrapped, each eth1 plugin inside the ifname wrapper) and points the job
+// at it (mode "cni/handmade").
+func (w *world) installHandmade(wrapped bool) {
 	w.t.Helper()
 	var plugins []any
 	for _, iface := range interfaces(w.t, readSet(w.t, "multi")) {
@@ -125,7 +133,6 @@ func (w *world) handmadeAlloc(wrapped bool) *alloc {
 	writeJSON(w.t, filepath.Join(w.node.ConfigDir, "handmade.conflist"),
 		map[string]any{"cniVersion": "1.0.0", "name": "handmade", "plugins": plugins})
 	w.job.Mode = "cni/handmade"
-	return w.newAlloc(nil)
 }
 
 // cleanupHandmade removes what a hand-written chain left and asserts it is

@@ -11,9 +11,10 @@ import (
 )
 
 // addressRuleChanges are the Nomad releases from which nomadAddress's rule
-// changes: 1.9.0 prefers an IPv4 address, 1.10.4 adds AddressIPv6. Every
-// leg models the releases of its range where these fall (TestLegs).
-var addressRuleChanges = []string{"1.9.0", "1.10.4"}
+// changes: 1.9.0 prefers an IPv4 address, 1.10.4 adds AddressIPv6, 1.11.0
+// accepts an interface with IPv6 only. Every leg models the releases of
+// its range where these fall (TestLegs).
+var addressRuleChanges = []string{"1.9.0", "1.10.4", "1.11.0"}
 
 // errNoAddress is Nomad's error when it finds no allocation address.
 var errNoAddress = errors.New("no interface with an address")
@@ -32,7 +33,9 @@ var errNoAddress = errors.New("no interface with an address")
 //   - from 1.9.0, an IPv4 address: addr is its first IPv4 address; from
 //     1.10.4, addr6 is its first IPv6 address, if it has one;
 //   - in 1.8.x, any address: addr is its first (IPConfigs[0]), IPv4 or
-//     IPv6; there is no AddressIPv6.
+//     IPv6; there is no AddressIPv6;
+//   - from 1.11.0, any address: addr is its first IPv4 address, or
+//     without one its first IPv6 address; addr6 is its first IPv6 address.
 //
 // With no such interface Nomad fails the setup with "no interface with an
 // address" (errNoAddress). Interfaces without a sandbox (the host side:
@@ -51,6 +54,7 @@ func nomadAddress(res *gocni.Result, nomad string) (addr, addr6 string, err erro
 	}
 	ipv4First := compareVersions(nomad, "1.9.0") >= 0
 	withIPv6 := compareVersions(nomad, "1.10.4") >= 0
+	ipv6Only := compareVersions(nomad, "1.11.0") >= 0
 	names := make([]string, 0, len(res.Interfaces))
 	for name := range res.Interfaces {
 		names = append(names, name)
@@ -72,6 +76,8 @@ func nomadAddress(res *gocni.Result, nomad string) (addr, addr6 string, err erro
 			}
 		}
 		switch {
+		case ipv6Only && len(v4) == 0 && len(v6) > 0:
+			return v6[0], v6[0], nil
 		case !ipv4First && len(iface.IPConfigs) > 0 && iface.IPConfigs[0] != nil && iface.IPConfigs[0].IP != nil:
 			return iface.IPConfigs[0].IP.String(), "", nil
 		case ipv4First && len(v4) > 0:
