@@ -3,14 +3,14 @@ package torture
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +26,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // verbDeadline bounds every verb the suite's runtime issues unless a
@@ -33,33 +34,15 @@ import (
 // does when the runtime's context ends) and counts as hung.
 const verbDeadline = 15 * time.Second
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func findTool(name string) (string, error) {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return "", fmt.Errorf("%s not found: the portmap plugin and the suite need iptables (apt-get install iptables)", name)
-	}
-	return p, nil
-}
-
 var worldCount atomic.Int32
 
 // world is one trial's CNI world: its folders, its bridge and macvlan
 // master, its network namespaces, its runtime (libcni with an Exec that
 // records every nicmux run) and the containers it made.
 type world struct {
-	tr          *trial
-	id          string // the trial marker (see trialEnv)
-	dir         string
-	StateDir    string
-	IPAMDir     string
-	TuningDir   string
-	LogFile     string
+	tr *trial
+	id string // the trial marker (see trialEnv)
+	testworld.Files
 	Marker      string // the torture plugins' marker file
 	ArmFile     string // the torture plugins' arm file
 	Attachments string
@@ -101,16 +84,12 @@ func newWorld(tr *trial) *world {
 	}
 	w := &world{
 		tr:         tr,
-		id:         "t" + randHex(6),
-		dir:        dir,
-		StateDir:   filepath.Join(dir, "state"),
-		IPAMDir:    filepath.Join(dir, "ipam"),
-		TuningDir:  filepath.Join(dir, "tuning"),
-		LogFile:    filepath.Join(dir, "nicmux.log"),
+		id:         "t" + testworld.RandHex(6),
+		Files:      testworld.FilesIn(dir),
 		Marker:     filepath.Join(dir, "marker"),
 		ArmFile:    filepath.Join(dir, "armed"),
-		Bridge:     "tb" + randHex(4),
-		Master:     "tm" + randHex(4),
+		Bridge:     "tb" + testworld.RandHex(4),
+		Master:     "tm" + testworld.RandHex(4),
 		Name:       "torture",
 		CNIVersion: "1.1.0",
 		svcNet:     fmt.Sprintf("10.77.%d.0/24", k),
@@ -121,7 +100,7 @@ func newWorld(tr *trial) *world {
 		opts:       defaultChains(),
 	}
 	w.ex = &tExec{w: w}
-	w.cni = libcni.NewCNIConfigWithCacheDir(cniPath(), filepath.Join(dir, "cache"), w.ex)
+	w.cni = libcni.NewCNIConfigWithCacheDir(testworld.CNIPath(), filepath.Join(dir, "cache"), w.ex)
 	w.baseLink = map[string]bool{}
 	if links, err := netlink.LinkList(); err == nil {
 		for _, l := range links {
@@ -263,18 +242,7 @@ func (w *world) markerCount(verb string) int {
 
 // conflist is nicmux's configuration list.
 func (w *world) conflist() *libcni.NetworkConfigList {
-	p := map[string]any{
-		"type":         "nicmux",
-		"attachments":  w.Attachments,
-		"stateDir":     w.StateDir,
-		"logFile":      w.LogFile,
-		"logLevel":     "debug",
-		"capabilities": map[string]bool{"portMappings": true},
-	}
-	for k, v := range w.extra {
-		p[k] = v
-	}
-	b, err := json.Marshal(map[string]any{"cniVersion": w.CNIVersion, "name": w.Name, "plugins": []any{p}})
+	b, err := w.Conflist(w.CNIVersion, w.Name, w.Attachments, w.extra)
 	if err != nil {
 		w.tr.fatalf("%v", err)
 	}
@@ -288,7 +256,7 @@ func (w *world) conflist() *libcni.NetworkConfigList {
 // --- namespaces and containers ---------------------------------------------
 
 func (w *world) newNetns() string {
-	path := filepath.Join("/run/netns", "torture-"+randHex(6))
+	path := filepath.Join(testworld.NetnsDir, "torture-"+testworld.RandHex(6))
 	if err := netnsutil.CreateAt(path); err != nil {
 		w.tr.fatalf("netns: %v", err)
 	}
@@ -304,7 +272,7 @@ func (w *world) newCtr() *ctr {
 	w.ports++
 	port := w.ports
 	w.mu.Unlock()
-	c := &ctr{id: "t" + randHex(8), netns: w.newNetns(), port: port}
+	c := &ctr{id: "t" + testworld.RandHex(8), netns: w.newNetns(), port: port}
 	w.mu.Lock()
 	w.ctrs = append(w.ctrs, c)
 	w.mu.Unlock()
@@ -348,7 +316,7 @@ type outcome struct {
 
 func (o outcome) ok() bool { return o.err == nil }
 
-func (o outcome) code() uint { return cniCode(o.err) }
+func (o outcome) code() uint { return testworld.CNICode(o.err) }
 
 func (o outcome) String() string {
 	switch {
@@ -358,14 +326,6 @@ func (o outcome) String() string {
 		return fmt.Sprintf("%s hung: killed by the suite after %s", o.verb, o.dur.Round(time.Millisecond))
 	}
 	return fmt.Sprintf("%s failed in %s: code %d: %s", o.verb, o.dur.Round(time.Millisecond), o.code(), short(o.err.Error(), 400))
-}
-
-func cniCode(err error) uint {
-	var e *types.Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	return 0
 }
 
 func short(s string, n int) string {
@@ -440,7 +400,7 @@ func (w *world) gc(ctx context.Context, valid ...*ctr) outcome {
 
 // dropCache forgets libcni's cached results, so that GC goes to nicmux
 // alone (libcni would DEL the attachments it cached and GC does not list).
-func (w *world) dropCache() { _ = os.RemoveAll(filepath.Join(w.dir, "cache")) }
+func (w *world) dropCache() { _ = os.RemoveAll(filepath.Join(w.Dir, "cache")) }
 
 // addRetry is Nomad's ADD: up to 3 tries, no DEL in between (Nomad waits
 // 1 s; the suite 250 ms).
@@ -642,8 +602,7 @@ func (w *world) runsLog() string {
 
 // logTail is the end of nicmux's log.
 func (w *world) logTail(lines int) string {
-	b, _ := os.ReadFile(w.LogFile)
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	all := strings.Split(strings.TrimRight(w.Log(), "\n"), "\n")
 	if len(all) > lines {
 		all = all[len(all)-lines:]
 	}
@@ -653,46 +612,13 @@ func (w *world) logTail(lines int) string {
 	return strings.Join(all, "\n")
 }
 
-// logLines returns nicmux's log lines holding all of parts.
-func (w *world) logLines(parts ...string) []string {
-	b, _ := os.ReadFile(w.LogFile)
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		ok := l != ""
-		for _, p := range parts {
-			ok = ok && strings.Contains(l, p)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// leases returns host-local's leases of a network: IP -> container ID.
-func (w *world) leases(network string) map[string]string {
-	out := map[string]string{}
-	entries, _ := os.ReadDir(filepath.Join(w.IPAMDir, network))
-	for _, e := range entries {
-		if e.Name() == "lock" || strings.HasPrefix(e.Name(), "last_reserved_ip") {
-			continue
-		}
-		b, _ := os.ReadFile(filepath.Join(w.IPAMDir, network, e.Name()))
-		owner, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-		out[e.Name()] = strings.TrimSpace(owner)
-	}
-	return out
-}
-
 // leasesOf returns the IPs a container holds in a network.
 func (w *world) leasesOf(network string, c *ctr) []string {
-	var out []string
-	for ip, owner := range w.leases(network) {
-		if owner == c.id {
-			out = append(out, ip)
-		}
+	leases, err := w.Leases(network)
+	if err != nil {
+		w.tr.fatalf("reading the %s leases: %v", network, err)
 	}
-	return out
+	return slices.Collect(maps.Keys(testworld.HeldBy(leases, c.id)))
 }
 
 // --- mounts ------------------------------------------------------------------
