@@ -2,7 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,18 +24,7 @@ func TestCheckCatchesBrokenInterface(t *testing.T) {
 	breakers := map[string]func(l netlink.Link) error{
 		"deleted": func(l netlink.Link) error { return netlink.LinkDel(l) },
 		"re-addressed": func(l netlink.Link) error {
-			addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
-			if err != nil {
-				return err
-			}
-			for _, a := range addrs {
-				if err := netlink.AddrDel(l, &a); err != nil {
-					return err
-				}
-			}
-			_, ipn, _ := net.ParseCIDR("10.88.0.200/24")
-			ipn.IP = net.ParseIP("10.88.0.200")
-			return netlink.AddrAdd(l, &netlink.Addr{IPNet: ipn})
+			return testworld.ReplaceAddrs(&netlink.Handle{}, l, "10.88.0.200/24")
 		},
 		"down": func(l netlink.Link) error { return netlink.LinkSetDown(l) },
 	}

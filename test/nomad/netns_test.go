@@ -32,7 +32,7 @@ func deleteLink(t *testing.T, path, ifname string) {
 	})
 }
 
-// readdress replaces every global address of a link with cidr.
+// readdress replaces every IPv4 address of a link with cidr.
 func readdress(t *testing.T, path, ifname, cidr string) {
 	t.Helper()
 	testworld.Do(t, path, func(h *netlink.Handle) error {
@@ -40,20 +40,7 @@ func readdress(t *testing.T, path, ifname, cidr string) {
 		if err != nil {
 			return err
 		}
-		addrs, err := h.AddrList(l, netlink.FAMILY_V4)
-		if err != nil {
-			return err
-		}
-		for _, a := range addrs {
-			if err := h.AddrDel(l, &a); err != nil {
-				return err
-			}
-		}
-		addr, err := netlink.ParseAddr(cidr)
-		if err != nil {
-			return err
-		}
-		return h.AddrAdd(l, addr)
+		return testworld.ReplaceAddrs(h, l, cidr)
 	})
 }
 

@@ -90,16 +90,12 @@ func (f Files) LogOnFailure(t testing.TB) {
 }
 
 // Call is one call the recorder test plugin (test/plugins/recorder)
-// logged: the verb, the CNI variables and the exact configuration it was
-// handed.
+// logged: the verb, the CNI variables and the exact configuration (Stdin)
+// it was handed. The recorder's keys are these names in lower camel case,
+// which encoding/json matches without tags.
 type Call struct {
-	Command     string          `json:"command"`
-	ContainerID string          `json:"containerID"`
-	Netns       string          `json:"netns"`
-	IfName      string          `json:"ifname"`
-	Args        string          `json:"args"`
-	Path        string          `json:"path"`
-	Stdin       json.RawMessage `json:"stdin"`
+	Command, ContainerID, Netns, IfName, Args, Path string
+	Stdin                                           json.RawMessage
 }
 
 // Decode decodes the configuration the call was handed into v.

@@ -129,6 +129,25 @@ func BridgePorts(t testing.TB, bridge string) []string {
 	return ports
 }
 
+// ReplaceAddrs replaces every IPv4 address of link l with cidr, through h
+// (&netlink.Handle{} for the caller's namespace).
+func ReplaceAddrs(h *netlink.Handle, l netlink.Link, cidr string) error {
+	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if err := h.AddrDel(l, &a); err != nil {
+			return err
+		}
+	}
+	addr, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return err
+	}
+	return h.AddrAdd(l, addr)
+}
+
 // Sysctl reads a sysctl (key is its path under /proc/sys) in the
 // namespace at path.
 func Sysctl(t testing.TB, path, key string) string {
