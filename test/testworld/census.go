@@ -141,7 +141,7 @@ func (c Census) links(add addFunc) {
 
 func (c Census) leases(add addFunc) {
 	for _, network := range c.Networks {
-		leases, err := Leases(filepath.Join(c.IPAMDir, network))
+		leases, err := leasesIn(filepath.Join(c.IPAMDir, network))
 		if err != nil {
 			add(LeakLeases, "%s: cannot read the leases: %v", network, err)
 		}

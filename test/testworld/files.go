@@ -31,9 +31,12 @@ func FilesIn(dir string) Files {
 	}
 }
 
-// Leases reads host-local's leases of a network (see Leases).
+// Leases reads host-local's leases of a network: IP -> owner,
+// "containerID/ifname" as the lease file names them, or "" for a file that
+// names none (a crash between its creation and its write). A network
+// without a folder holds no lease.
 func (f Files) Leases(network string) (map[string]string, error) {
-	return Leases(filepath.Join(f.IPAMDir, network))
+	return leasesIn(filepath.Join(f.IPAMDir, network))
 }
 
 // Conflist is a configuration list of one plugin, nicmux, with the

@@ -8,11 +8,9 @@ import (
 	"strings"
 )
 
-// Leases reads the leases host-local keeps in dir (its dataDir joined
-// with the network's name): IP -> owner, "containerID/ifname" as the lease
-// file names them, or "" for a file that names none (a crash between its
-// creation and its write). A folder that is not there holds no lease.
-func Leases(dir string) (map[string]string, error) {
+// leasesIn reads the leases host-local keeps in dir, its dataDir joined
+// with the network's name (see Files.Leases).
+func leasesIn(dir string) (map[string]string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]string{}, nil

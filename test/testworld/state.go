@@ -46,9 +46,9 @@ func LocksDir(stateDir string) string { return filepath.Join(stateDir, "locks") 
 // LockFile is one container's lock.
 func LockFile(stateDir, id string) string { return filepath.Join(LocksDir(stateDir), id+".lock") }
 
-// IsStoreWide reports whether a state file (relative to the state folder)
+// isStoreWide reports whether a state file (relative to the state folder)
 // belongs to no container and stays when none has state.
-func IsStoreWide(rel string) bool {
+func isStoreWide(rel string) bool {
 	return slices.Contains([]string{"gc.lock", "plans.slots", "plans.boot"}, rel)
 }
 
@@ -78,7 +78,7 @@ func StateLeft(stateDir string) ([]string, error) {
 		case d.IsDir():
 		case d.Type()&fs.ModeSymlink != 0:
 			out = append(out, rel+" (symlink)")
-		case !IsStoreWide(rel):
+		case !isStoreWide(rel):
 			out = append(out, rel)
 		}
 		return nil

@@ -29,7 +29,7 @@ func TestLeases(t *testing.T) {
 	write(t, filepath.Join(dir, "svc", "10.0.0.5"), "ctr-1")
 	write(t, filepath.Join(dir, "svc", "lock"), "")
 	write(t, filepath.Join(dir, "svc", "last_reserved_ip.0"), "10.0.0.3")
-	got, err := Leases(filepath.Join(dir, "svc"))
+	got, err := leasesIn(filepath.Join(dir, "svc"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,11 +40,11 @@ func TestLeases(t *testing.T) {
 	if held, want := HeldBy(got, "ctr-1"), map[string]string{"10.0.0.2": "ctr-1/eth0", "10.0.0.5": "ctr-1"}; fmt.Sprint(held) != fmt.Sprint(want) {
 		t.Errorf("held by ctr-1 = %v, want %v", held, want)
 	}
-	if got, err := Leases(filepath.Join(dir, "none")); err != nil || len(got) != 0 {
+	if got, err := leasesIn(filepath.Join(dir, "none")); err != nil || len(got) != 0 {
 		t.Errorf("missing network: %v, %v; want none", got, err)
 	}
 	write(t, filepath.Join(dir, "file"), "")
-	if _, err := Leases(filepath.Join(dir, "file")); err == nil {
+	if _, err := leasesIn(filepath.Join(dir, "file")); err == nil {
 		t.Error("a network folder that is a file read as no leases")
 	}
 }

@@ -766,7 +766,7 @@ func enospc(inodes bool) func(tr *trial) {
 			tr.check(o.code() != 0, "ADD on a full stateDir failed with code 0: %s", o)
 			w.settle(time.Second)
 			for _, l := range w.leaks() {
-				if l.Class != "state" && l.cause == "" {
+				if l.Class != testworld.LeakState && l.cause == "" {
 					tr.check(false, "the failed ADD (stateDir full) left %s", l)
 				}
 			}

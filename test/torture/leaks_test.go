@@ -15,7 +15,8 @@ import (
 	"github.com/nicmux/nicmux/test/testworld"
 )
 
-// leak is one thing a trial left behind.
+// leak is one thing a trial left behind, and what caused it when a
+// reference plugin did.
 type leak struct {
 	testworld.Leak
 	cause  string // set when a reference plugin causes it whatever nicmux does
@@ -42,7 +43,7 @@ var upstream = []struct {
 			"after; killed in between (or an IPAM failure, whose deferred cleanup reads a shadowed err) " +
 			"the temporary link stays, and DEL looks up only CNI_IFNAME",
 		match: func(l leak) bool {
-			return l.Class == "links" && strings.Contains(l.What, "netns ") && regexp.MustCompile(`\bmacvlan\d+\b`).MatchString(l.What)
+			return l.Class == testworld.LeakLinks && strings.Contains(l.What, "netns ") && regexp.MustCompile(`\bmacvlan\d+\b`).MatchString(l.What)
 		},
 	},
 	{
@@ -50,7 +51,7 @@ var upstream = []struct {
 		cause: "Reserve creates the lease file (O_EXCL) and writes its owner after; killed in between " +
 			"(here by the simulated reboot) the lease has no owner, and no DEL ever matches it",
 		match: func(l leak) bool {
-			return l.Class == "leases" && strings.HasSuffix(l.What, "held by ")
+			return l.Class == testworld.LeakLeases && strings.HasSuffix(l.What, "held by ")
 		},
 	},
 	{
@@ -58,7 +59,7 @@ var upstream = []struct {
 		cause: "createBackup writes its backup with os.WriteFile, not atomically; killed while writing, " +
 			"the backup is torn, and cmdDel returns success without removing a backup it cannot parse",
 		match: func(l leak) bool {
-			return l.Class == "tuning" && strings.HasSuffix(l.What, "(torn)")
+			return l.Class == testworld.LeakTuning && strings.HasSuffix(l.What, "(torn)")
 		},
 	},
 	{
@@ -66,7 +67,7 @@ var upstream = []struct {
 		cause: "setupVeth makes the pair under a temporary name (veth...) and renames the container end " +
 			"after; killed in between the pair stays, and DEL looks up only CNI_IFNAME",
 		match: func(l leak) bool {
-			return l.Class == "links" && strings.Contains(l.What, "netns ") && regexp.MustCompile(`\bveth[0-9a-f]+\b`).MatchString(l.What)
+			return l.Class == testworld.LeakLinks && strings.Contains(l.What, "netns ") && regexp.MustCompile(`\bveth[0-9a-f]+\b`).MatchString(l.What)
 		},
 	},
 }
