@@ -36,8 +36,12 @@ BENCH_ARGS      ?=
 TORTURE_DIR     := test/torture
 TORTURE_SHORT   ?= 1
 TORTURE_LONG    ?= 20
+# The etcd test launcher's module, and the cluster IPAM suite's.
+ETCDTEST_DIR    := test/etcdtest
+CLUSTER_DIR     := test/cluster
 
 .PHONY: all build plugins testplugins install install-plugins demo test unit integration nomad torture torture-short lint bench clean
+.PHONY: etcd cluster
 
 all: build
 
@@ -45,6 +49,7 @@ all: build
 # of a binary that runs once per verb (and once per Nomad fingerprint).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/nicmux ./cmd/nicmux
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/nicmux-ipam ./cmd/nicmux-ipam
 
 # go install pkg@version builds each plugin with the plugins module's own
 # go.mod, exactly as that release pins its dependencies.
@@ -87,7 +92,7 @@ define install-bins
 endef
 
 install: build
-	$(call install-bins,$(BIN)/nicmux)
+	$(call install-bins,$(BIN)/nicmux $(BIN)/nicmux-ipam)
 
 # The pinned reference plugins, version-stamped (Nomad runs CHECK only if
 # the bridge binary in its cni_path reports 1.3.0 or later), beside nicmux:
@@ -113,9 +118,12 @@ lint:
 	cd test/testworld && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd test/integration && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(TORTURE_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd $(ETCDTEST_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd $(CLUSTER_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 
 unit:
 	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/... ./ns/... ./inspect/... ./cli/...
+	$(GO) test -race -count=1 ./ipam/...
 	cd test/netnsutil && $(GO) test -count=1 ./...
 	cd test/testworld && $(GO) test -count=1 ./...
 
@@ -147,7 +155,21 @@ torture: build plugins testplugins
 	cd $(TORTURE_DIR) && $(GO) test -count=1 -timeout 90m . -args \
 		-torture.trials=$(TORTURE_LONG) -torture.report=$(BIN)/torture-long.md
 
-test: lint unit integration nomad torture-short demo
+# The etcd server the cluster tests start (test/etcdtest, its own module):
+# etcd's own main at the version its go.mod pins, in bin/tools, out of the
+# cni_path the go-cni suite fingerprints (run bare, etcd serves).
+etcd:
+	cd $(ETCDTEST_DIR) && $(GO) build -o $(BIN)/tools/etcd ./etcd
+
+# The cluster suite (test/cluster, its own module; needs root): the real
+# nicmux-ipam binary, alone, under macvlan and bridge, and through nicmux,
+# against real etcd servers (one member, and three), as several simulated
+# nodes; etcd paused, a leader killed, release-node.
+cluster: build plugins testplugins etcd
+	cd $(ETCDTEST_DIR) && $(GO) test -count=1 -timeout 10m ./...
+	cd $(CLUSTER_DIR) && $(GO) test -count=1 -timeout 20m ./...
+
+test: lint unit integration nomad torture-short cluster demo
 
 # The testing.B benchmarks (conf parsing, state write/read, result merge),
 # then the side-by-side benchmark (test/bench, its own module; needs root):

@@ -1,0 +1,280 @@
+package ipam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const testPrefix = "/t"
+
+// testPool makes a pool from range sets written as "subnet[,start-end[,gw]]".
+func testPool(t testing.TB, name string, bits4 int, sets ...[]rangeConf) *pool {
+	t.Helper()
+	rs, err := parseRangeSets(sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pool{Name: name, Sets: rs, BlockBits4: bits4, BlockBits6: defaultBlock6}
+}
+
+func v4(subnet string) []rangeConf { return []rangeConf{{Subnet: subnet}} }
+
+func owner(i int) OwnerID { return OwnerID{ContainerID: fmt.Sprintf("c%04d", i), IfName: "eth1"} }
+
+// claim claims for owner i on a, failing the test on error.
+func claim(t testing.TB, a *allocator, i int, want ...netip.Addr) *Lease {
+	t.Helper()
+	c, err := a.Claim(context.Background(), owner(i), "net", want, newClaimID())
+	if err != nil {
+		t.Fatalf("claim %d: %v", i, err)
+	}
+	return c.Lease
+}
+
+// leasesOf checks the store's invariants (every address leased once, each
+// owner key and its lease keys hold one value) and returns the leased
+// addresses.
+func leasesOf(t testing.TB, m *memStore, p *pool) map[netip.Addr]string {
+	t.Helper()
+	k := keys{prefix: testPrefix, pool: p.Name}
+	out := map[netip.Addr]string{}
+	for _, key := range m.keysUnder(k.leases()) {
+		_, ip, ok := k.leaseAddr(key)
+		if !ok {
+			t.Fatalf("bad lease key %s", key)
+		}
+		l, err := decodeLease(key, m.kv[key])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.kv[k.owner(l.Owner())]) != string(m.kv[key]) {
+			t.Errorf("lease %s: its owner key does not hold the same lease", key)
+		}
+		out[ip] = l.Owner().String()
+	}
+	for _, key := range m.keysUnder(k.owners()) {
+		l, _ := decodeLease(key, m.kv[key])
+		for _, a := range l.IPs() {
+			if out[a] != l.Owner().String() {
+				t.Errorf("owner %s: %s is not leased to it", key, a)
+			}
+		}
+	}
+	return out
+}
+
+func TestRoundTripsPerClaim(t *testing.T) {
+	m := newMemStore()
+	p := testPool(t, "rt", 26, v4("10.20.0.0/16"))
+	a := newAllocator(m, p, testPrefix, "n1", nil)
+	// The first claim of the pool on the node: view, the definition, the
+	// pool's blocks, the new block's leases, the claim.
+	first, err := a.Claim(context.Background(), owner(0), "net", nil, newClaimID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.count(); got != 5 {
+		t.Errorf("first claim: %d round trips, want 5", got)
+	}
+	hinted := newAllocator(m, p, testPrefix, "n1", first.Blocks)
+	blk, _ := p.blockByID(first.Blocks[0])
+	room := len(blk.free(nil)) - 1
+	for i := 1; i <= room-1; i++ {
+		before := m.count()
+		claim(t, hinted, i)
+		if got := m.count() - before; got != 2 {
+			t.Fatalf("claim %d in the node's block: %d round trips, want 2 (view, claim)", i, got)
+		}
+	}
+	// Without the hint, the node's block list costs one more read.
+	before := m.count()
+	claim(t, newAllocator(m, p, testPrefix, "n1", nil), room)
+	if got := m.count() - before; got != 3 {
+		t.Errorf("claim without the records' hint: %d round trips, want 3", got)
+	}
+	// The block is full: the next claim claims a block (two more reads).
+	before = m.count()
+	c, err := hinted.Claim(context.Background(), owner(room+1), "net", nil, newClaimID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.count() - before; got != 4 || len(c.Blocks) != 2 {
+		t.Errorf("claim in a new block: %d round trips, %d blocks, want 4 and 2", got, len(c.Blocks))
+	}
+}
+
+func TestConcurrentClaimsNeverShareAnAddress(t *testing.T) {
+	m := newMemStore()
+	p := testPool(t, "race", 28, v4("10.30.0.0/24"))
+	const nodes, per = 4, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, nodes*per)
+	for n := range nodes {
+		a := newAllocator(m, p, testPrefix, fmt.Sprintf("node%d", n), nil)
+		for i := range per {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := a.Claim(context.Background(), owner(n*per+i), "net", nil, newClaimID()); err != nil {
+					errs <- err
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := len(leasesOf(t, m, p)); got != nodes*per {
+		t.Errorf("%d addresses leased, want %d", got, nodes*per)
+	}
+}
+
+func TestExhaustionBorrowAndReuse(t *testing.T) {
+	m := newMemStore()
+	// 10.40.0.0/28 hands out .1 to .14; blocks of 4.
+	p := testPool(t, "small", 30, v4("10.40.0.0/28"))
+	a := newAllocator(m, p, testPrefix, "a", nil)
+	b := newAllocator(m, p, testPrefix, "b", nil)
+	for i := range 10 {
+		claim(t, a, i)
+	}
+	// b finds one free block, then borrows from a's blocks.
+	for i := 10; i < 14; i++ {
+		claim(t, b, i)
+	}
+	keysBefore := len(m.keysUnder(testPrefix))
+	_, err := b.Claim(context.Background(), owner(99), "net", nil, newClaimID())
+	if codeOf(err) != ErrPoolFull || !strings.Contains(err.Error(), "pool small is full") || !strings.Contains(err.Error(), "hands out 14 addresses") {
+		t.Fatalf("claim of a full pool: code %d, %v", codeOf(err), err)
+	}
+	if got := len(m.keysUnder(testPrefix)); got != keysBefore {
+		t.Errorf("the failed claim left %d keys more", got-keysBefore)
+	}
+	freed, err := a.Release(context.Background(), owner(3), "")
+	if err != nil || freed == nil {
+		t.Fatalf("release: %v, %v", freed, err)
+	}
+	hinted := newAllocator(m, p, testPrefix, "b", m.nodeBlocks(p, "b"))
+	before := m.count()
+	got := claim(t, hinted, 99)
+	// b's blocks are full and no block is free: view, the pool's blocks,
+	// the pool's leases (keys only), the claim.
+	if trips := m.count() - before; trips != 4 {
+		t.Errorf("borrowing claim: %d round trips, want 4", trips)
+	}
+	if got.IPs()[0] != freed.IPs()[0] {
+		t.Errorf("b got %s, want the freed %s", got.IPs()[0], freed.IPs()[0])
+	}
+	if n := len(leasesOf(t, m, p)); n != 14 {
+		t.Errorf("%d leases, want 14", n)
+	}
+}
+
+func TestRequestedAddress(t *testing.T) {
+	m := newMemStore()
+	p := testPool(t, "static", 26, v4("10.50.0.0/24"))
+	a := newAllocator(m, p, testPrefix, "a", nil)
+	b := newAllocator(m, p, testPrefix, "b", nil)
+	want := netip.MustParseAddr("10.50.0.77")
+	if got := claim(t, a, 1, want); got.IPs()[0] != want {
+		t.Fatalf("got %s, want %s", got.IPs()[0], want)
+	}
+	if got := claim(t, a, 1, want); got.IPs()[0] != want {
+		t.Fatalf("repeated: got %s", got.IPs()[0])
+	}
+	_, err := b.Claim(context.Background(), owner(2), "net", []netip.Addr{want}, newClaimID())
+	if codeOf(err) != 7 || !strings.Contains(err.Error(), "held by container c0001 (eth1) on node a") {
+		t.Fatalf("conflict: code %d, %v", codeOf(err), err)
+	}
+	_, err = a.Claim(context.Background(), owner(1), "net", []netip.Addr{netip.MustParseAddr("10.50.0.78")}, newClaimID())
+	if codeOf(err) != 7 || !strings.Contains(err.Error(), "holds 10.50.0.77") {
+		t.Fatalf("other address for a holder: code %d, %v", codeOf(err), err)
+	}
+}
+
+func TestClaimWhoseAnswerIsLost(t *testing.T) {
+	m := newMemStore()
+	p := testPool(t, "lost", 26, v4("10.60.0.0/24"))
+	a := newAllocator(m, p, testPrefix, "a", nil)
+	claim(t, a, 0)
+	m.lostAnswers = 1
+	c, err := a.Claim(context.Background(), owner(1), "net", nil, "claim-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Lease.Claim != "claim-1" || len(leasesOf(t, m, p)) != 2 {
+		t.Fatalf("claim %s, %d leases: want the one committed claim", c.Lease.Claim, len(leasesOf(t, m, p)))
+	}
+	again := claim(t, a, 1)
+	if again.IPs()[0] != c.Lease.IPs()[0] || again.Claim != "claim-1" {
+		t.Errorf("repeated claim got %s (%s), want %s", again.IPs()[0], again.Claim, c.Lease.IPs()[0])
+	}
+}
+
+func TestReleaseOfOneClaimKeepsALaterOne(t *testing.T) {
+	m := newMemStore()
+	p := testPool(t, "claims", 26, v4("10.70.0.0/24"))
+	a := newAllocator(m, p, testPrefix, "a", nil)
+	old := claim(t, a, 1)
+	if _, err := a.Release(context.Background(), owner(1), ""); err != nil {
+		t.Fatal(err)
+	}
+	claim(t, a, 1)
+	if l, err := a.Release(context.Background(), owner(1), old.Claim); err != nil || l != nil {
+		t.Fatalf("release of the old claim: %v, %v", l, err)
+	}
+	if n := len(leasesOf(t, m, p)); n != 1 {
+		t.Errorf("%d leases, want the later claim's", n)
+	}
+	if l, err := a.Release(context.Background(), owner(1), ""); err != nil || l == nil {
+		t.Fatalf("release: %v, %v", l, err)
+	}
+	if l, err := a.Release(context.Background(), owner(1), ""); err != nil || l != nil {
+		t.Fatalf("second release: %v, %v", l, err)
+	}
+	if n := len(m.keysUnder(keys{prefix: testPrefix, pool: "claims"}.owners())); n != 0 {
+		t.Errorf("%d owner keys left", n)
+	}
+}
+
+func TestPoolDefinitionsMustAgree(t *testing.T) {
+	m := newMemStore()
+	a := newAllocator(m, testPool(t, "shared", 26, v4("10.80.0.0/24")), testPrefix, "a", nil)
+	b := newAllocator(m, testPool(t, "shared", 26, v4("10.80.0.0/23")), testPrefix, "b", nil)
+	claim(t, a, 1)
+	_, err := b.Claim(context.Background(), owner(2), "net", nil, newClaimID())
+	if codeOf(err) != 7 || !strings.Contains(err.Error(), "disagree with the pool's in etcd") || !strings.Contains(err.Error(), "written by node a") {
+		t.Fatalf("code %d, %v", codeOf(err), err)
+	}
+}
+
+func TestDualStackClaimsOneAddressPerSet(t *testing.T) {
+	m := newMemStore()
+	p := testPool(t, "dual", 26, v4("10.90.0.0/24"), []rangeConf{{Subnet: "fd90::/64"}})
+	a := newAllocator(m, p, testPrefix, "a", nil)
+	l := claim(t, a, 1)
+	if len(l.Addrs) != 2 || !l.Addrs[0].IP.Is4() || !l.Addrs[1].IP.Is6() {
+		t.Fatalf("lease %s", l)
+	}
+	if n := len(leasesOf(t, m, p)); n != 2 {
+		t.Errorf("%d lease keys, want 2", n)
+	}
+}
+
+func TestUnavailableStore(t *testing.T) {
+	m := newMemStore()
+	p := testPool(t, "down", 26, v4("10.95.0.0/24"))
+	a := newAllocator(m, p, testPrefix, "a", nil)
+	m.setDown(true)
+	_, err := a.Claim(context.Background(), owner(1), "net", nil, newClaimID())
+	if !errors.Is(err, ErrUnavailable) || codeOf(err) != 11 {
+		t.Fatalf("claim with the store down: code %d, %v", codeOf(err), err)
+	}
+}

@@ -1,0 +1,233 @@
+package ipam
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+)
+
+// Exit codes of the commands, as nicmux's.
+const (
+	exitOK    = 0 // done, nothing wrong
+	exitFail  = 1 // the command ran and found disagreements, or failed
+	exitUsage = 2 // unknown command or flag, wrong arguments
+)
+
+// Dialer connects to the store an etcd configuration names.
+type Dialer func(EtcdConfig) (Store, error)
+
+// Main runs nicmux-ipam with args (the program name left out) and returns
+// its exit code. Run bare, or with CNI_COMMAND set, it is the CNI plugin
+// (the bare run prints the version line Nomad's fingerprint reads);
+// otherwise args name a command.
+func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, dial Dialer) int {
+	if len(args) == 0 || getenv("CNI_COMMAND") != "" {
+		p := &plugin{Dial: dial, Hostname: os.Hostname, Stdout: stdout}
+		if e := skel.PluginMainFuncsWithError(p.Funcs(), supported(), about()); e != nil {
+			_ = e.Print()
+			return exitFail
+		}
+		return exitOK
+	}
+	e := &env{getenv: getenv, stdout: stdout, stderr: stderr, dial: dial, now: time.Now}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help":
+		name = "help"
+	case "-version", "--version":
+		name = "version"
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(e, rest)
+		}
+	}
+	fmt.Fprintf(stderr, "nicmux-ipam: unknown command %q\n\n", name)
+	usage(stderr)
+	return exitUsage
+}
+
+// env is what a command runs with.
+type env struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+	dial           Dialer
+	now            func() time.Time
+}
+
+type command struct {
+	name, synopsis, summary string
+	run                     func(e *env, args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"show", "[-pool P] [-node N] [-json] [ETCD FLAGS]", "print each pool's size, use, blocks per node and leases", runShow},
+		{"check", "[-node N] [-data-dir DIR] [-pool P] [-json] [ETCD FLAGS]", "compare a node's own records with etcd, and complete its queued releases", runCheck},
+		{"release-node", "-node NAME [-dry-run] [-force] [-grace D] [-pool P] [-json] [ETCD FLAGS]", "free the blocks and leases of a node that is gone for good", runReleaseNode},
+		{"version", "[-json]", "print nicmux-ipam's version and the CNI versions it speaks", runVersion},
+		{"help", "[COMMAND]", "print this help, or a command's", runHelp},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `nicmux-ipam is a CNI IPAM plugin: one address pool across every node, kept in etcd.
+
+Usage:
+  nicmux-ipam                    print the version (how Nomad fingerprints plugins)
+  nicmux-ipam COMMAND [ARGS]     run a command
+  CNI_COMMAND=VERB nicmux-ipam   act as the IPAM plugin (as a plugin's ipam runs it)
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run "nicmux-ipam COMMAND -h" for a command's flags. The commands reach etcd
+through -endpoints (and the TLS flags) or -etcd-config FILE, the file an
+ipam configuration's etcdConfig names.
+Exit status: 0 ok, 1 the command found disagreements or failed, 2 usage error.
+`)
+}
+
+func runHelp(e *env, args []string) int {
+	if len(args) == 0 || (len(args) == 1 && strings.TrimLeft(args[0], "-") == "h") {
+		usage(e.stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if len(args) == 1 && c.name == args[0] {
+			return c.run(e, []string{"-h"})
+		}
+	}
+	fmt.Fprintf(e.stderr, "nicmux-ipam help: unknown command %q\n\n", strings.Join(args, " "))
+	usage(e.stderr)
+	return exitUsage
+}
+
+func runVersion(e *env, args []string) int {
+	f := newFlags("version", "Prints nicmux-ipam's version and the CNI specification versions it speaks.")
+	asJSON := f.Bool("json", false, "print one JSON object")
+	if code, ok := f.parse(e, args); !ok {
+		return code
+	}
+	v := struct {
+		Version     string   `json:"version"`
+		CNIVersions []string `json:"cniVersions"`
+	}{Version, supported().SupportedVersions()}
+	if *asJSON {
+		printJSON(e.stdout, v)
+		return exitOK
+	}
+	fmt.Fprintf(e.stdout, "nicmux-ipam %s\nCNI versions: %s\n", v.Version, strings.Join(v.CNIVersions, ", "))
+	return exitOK
+}
+
+// flags is a command's flag set; -h prints the command's help on stdout.
+type flags struct {
+	*flag.FlagSet
+	name, help string
+}
+
+func newFlags(name, help string) *flags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return &flags{FlagSet: fs, name: name, help: help}
+}
+
+// parse parses args, which must all be flags; ok false means stop with
+// code (exitOK after -h).
+func (f *flags) parse(e *env, args []string) (int, bool) {
+	err := f.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		f.usage(e.stdout)
+		return exitOK, false
+	case err != nil:
+		return f.fail(e, "%v", err), false
+	case f.NArg() > 0:
+		return f.fail(e, "takes no arguments, got %q", f.Arg(0)), false
+	}
+	return 0, true
+}
+
+func (f *flags) fail(e *env, format string, args ...any) int {
+	fmt.Fprintf(e.stderr, "nicmux-ipam %s: %s\n\n", f.name, fmt.Sprintf(format, args...))
+	f.usage(e.stderr)
+	return exitUsage
+}
+
+func (f *flags) usage(w io.Writer) {
+	for _, c := range commands() {
+		if c.name == f.name {
+			fmt.Fprintf(w, "Usage: nicmux-ipam %s %s\n\n%s\n\nFlags:\n", c.name, c.synopsis, f.help)
+		}
+	}
+	f.SetOutput(w)
+	f.PrintDefaults()
+	f.SetOutput(io.Discard)
+}
+
+// etcdFlags are the flags that say how to reach etcd.
+type etcdFlags struct {
+	endpoints, prefix, ca, cert, key, timeout, file string
+}
+
+func (c *etcdFlags) register(f *flags) {
+	f.StringVar(&c.endpoints, "endpoints", "", "etcd client `URLS`, comma-separated (default: $NICMUX_IPAM_ENDPOINTS)")
+	f.StringVar(&c.prefix, "prefix", "", "the key `PREFIX` the pools live under (default "+DefaultPrefix+")")
+	f.StringVar(&c.ca, "ca-file", "", "the CA certificate `FILE` that signed etcd's")
+	f.StringVar(&c.cert, "cert-file", "", "the client certificate `FILE`")
+	f.StringVar(&c.key, "key-file", "", "the client key `FILE`")
+	f.StringVar(&c.timeout, "timeout", "", "bound on the command's etcd work (default 5s; the etcd-config's otherwise)")
+	f.StringVar(&c.file, "etcd-config", "", "an etcd settings `FILE` (the etcdConfig of an ipam configuration) instead of the flags above")
+}
+
+// config is the etcd configuration the flags give.
+func (c *etcdFlags) config(e *env) (EtcdConfig, error) {
+	if c.file != "" {
+		if c.endpoints != "" || c.ca != "" || c.cert != "" || c.key != "" {
+			return EtcdConfig{}, errors.New("give -etcd-config or the endpoint and TLS flags, not both")
+		}
+		ec, err := loadEtcdConfig(c.file)
+		if err != nil {
+			return ec, err
+		}
+		// -prefix and -timeout still apply, checked as in the file.
+		over, err := (&etcdConf{Endpoints: ec.Endpoints, Prefix: c.prefix, Timeout: c.timeout}).check("flags")
+		if err != nil {
+			return ec, err
+		}
+		if c.prefix != "" {
+			ec.Prefix = over.Prefix
+		}
+		if c.timeout != "" {
+			ec.Timeout = over.Timeout
+		}
+		return ec, nil
+	}
+	list := c.endpoints
+	if list == "" {
+		list = e.getenv("NICMUX_IPAM_ENDPOINTS")
+	}
+	if list == "" {
+		return EtcdConfig{}, errors.New("give -endpoints URLS or -etcd-config FILE")
+	}
+	ec := etcdConf{Endpoints: strings.Split(list, ","), CAFile: c.ca, CertFile: c.cert, KeyFile: c.key, Prefix: c.prefix, Timeout: c.timeout}
+	return ec.check("flags")
+}
+
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

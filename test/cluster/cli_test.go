@@ -1,0 +1,121 @@
+package cluster
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Nomad fingerprints every binary of cni_path by running it bare.
+func TestBareRunPrintsTheVersion(t *testing.T) {
+	out, err := exec.Command(ipamBin()).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "CNI nicmux-ipam plugin v") || !strings.Contains(string(out), "CNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0") {
+		t.Errorf("bare run: %v\n%s", err, out)
+	}
+}
+
+func TestReleaseNodeWithAndWithoutGrace(t *testing.T) {
+	w := NewWorld(t, 1)
+	n1, n2 := w.Node("n1"), w.Node("n2")
+	for i := range 3 {
+		n1.Add(id(i))
+	}
+	n2.Add("kept")
+	_, stderr, code := w.CLI("release-node", "-node", "n1")
+	if code != 1 || !strings.Contains(stderr, "node n1 wrote to etcd at") || !strings.Contains(stderr, "within the grace period (10m0s)") {
+		t.Fatalf("release-node within the grace period: exit %d, %s", code, stderr)
+	}
+	out, _, code := w.CLI("release-node", "-node", "n1", "-force", "-dry-run")
+	if code != 0 || strings.Count(out, "would free lease") != 3 || !strings.Contains(out, "would free block") {
+		t.Fatalf("dry run: exit %d\n%s", code, out)
+	}
+	if got := len(w.Leases()); got != 4 {
+		t.Fatalf("the dry run freed leases: %d left", got)
+	}
+	out, _, code = w.CLI("release-node", "-node", "n1", "-force")
+	if code != 0 || !strings.Contains(out, "node n1: freed 3 leases, 1 blocks") {
+		t.Fatalf("release-node -force: exit %d\n%s", code, out)
+	}
+	for i := range 3 {
+		w.owned(id(i), "eth1", false)
+	}
+	// Past the grace period, no -force is needed.
+	time.Sleep(20 * time.Millisecond)
+	out, _, code = w.CLI("release-node", "-node", "n2", "-grace", "10ms")
+	if code != 0 || !strings.Contains(out, "node n2: freed 1 leases, 1 blocks") {
+		t.Fatalf("release-node past the grace period: exit %d\n%s", code, out)
+	}
+	w.owned("kept", "eth1", false)
+	out, _, code = w.CLI("show", "-json")
+	var shown struct {
+		Pools []struct {
+			Blocks []any `json:"blocksPerNode"`
+			Leases []any `json:"leases"`
+		} `json:"pools"`
+	}
+	if err := json.Unmarshal([]byte(out), &shown); err != nil || code != 0 {
+		t.Fatalf("show: exit %d, %v\n%s", code, err, out)
+	}
+	if len(shown.Pools) != 1 || len(shown.Pools[0].Blocks) != 0 || len(shown.Pools[0].Leases) != 0 {
+		t.Errorf("show after release-node: %s", out)
+	}
+}
+
+func TestShowAndCheck(t *testing.T) {
+	w := NewWorld(t, 1)
+	n1 := w.Node("n1")
+	a := n1.Add("c1")
+	n1.Add("c2")
+	out, _, code := w.CLI("show", "-json", "-node", "n1")
+	var shown struct {
+		Pools []struct {
+			Pool string `json:"pool"`
+			Sets []struct {
+				Size int `json:"size"`
+				Used int `json:"used"`
+				Free int `json:"free"`
+			} `json:"rangeSets"`
+			Blocks []struct {
+				Node   string   `json:"node"`
+				Blocks []string `json:"blocks"`
+			} `json:"blocksPerNode"`
+			Leases []struct {
+				ContainerID string `json:"containerID"`
+				Node        string `json:"node"`
+			} `json:"leases"`
+		} `json:"pools"`
+	}
+	if err := json.Unmarshal([]byte(out), &shown); err != nil || code != 0 {
+		t.Fatalf("show: exit %d, %v\n%s", code, err, out)
+	}
+	p := shown.Pools[0]
+	if p.Pool != "storage" || p.Sets[0].Size != 253 || p.Sets[0].Used != 2 || p.Sets[0].Free != 251 ||
+		len(p.Blocks) != 1 || p.Blocks[0].Node != "n1" || len(p.Leases) != 2 {
+		t.Errorf("show: %s", out)
+	}
+	text, _, _ := w.CLI("show")
+	if !strings.Contains(text, "range set 10.20.0.0/24: 253 addresses, 2 used, 251 free") || !strings.Contains(text, a) {
+		t.Errorf("show:\n%s", text)
+	}
+	out, _, code = w.CLI("check", "-node", "n1", "-data-dir", n1.DataDir)
+	if code != 0 || !strings.Contains(out, "node n1: its records agree with etcd at") {
+		t.Fatalf("check: exit %d\n%s", code, out)
+	}
+	// etcd restored from a snapshot taken before c1's ADD: it forgot c1.
+	cli := w.Etcd.Client(t)
+	l := w.Leases()["c1/eth1"]
+	base := w.Prefix + "/pools/storage"
+	if _, err := cli.Delete(ctxT(t), base+"/owners/c1/eth1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctxT(t), base+"/leases/"+l.Addresses[0].Block+"/"+a); err != nil {
+		t.Fatal(err)
+	}
+	w.owned("c1", "eth1", false)
+	out, _, code = w.CLI("check", "-node", "n1", "-data-dir", n1.DataDir)
+	if code != 1 || !strings.Contains(out, "pool storage: missing in etcd c1/eth1: the node records "+a+"; etcd does not") {
+		t.Errorf("check after the restore: exit %d\n%s", code, out)
+	}
+}

@@ -1,0 +1,135 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
+)
+
+// A DEL while etcd is stopped queues the release and succeeds; the
+// address stays taken until the node's next call completes it.
+func TestDelWhileEtcdIsStopped(t *testing.T) {
+	w := NewWorld(t, 1)
+	n := w.Node("n1")
+	n.Add("c1")
+	etcd := w.Etcd.Members[0]
+	if err := etcd.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	n.Del("c1")
+	if q := n.Queued(); len(q) != 1 || !strings.HasPrefix(q[0], "c1:eth1:") {
+		t.Fatalf("queued releases %v", q)
+	}
+	if err := etcd.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.Leases()["c1/eth1"]; !ok {
+		t.Fatal("the lease went before any call completed its release")
+	}
+	w.owned("c1", "eth1", true) // until then
+	if _, err := n.Exec(Call{Verb: "STATUS"}); err != nil {
+		t.Fatal(err)
+	}
+	w.owned("c1", "eth1", false)
+	if _, ok := w.Leases()["c1/eth1"]; ok || len(n.Queued()) != 0 {
+		t.Errorf("after STATUS: lease there %v, queue %v", ok, n.Queued())
+	}
+}
+
+// An ADD while etcd is stopped fails, naming etcd and its endpoints; the
+// chain rolls back (through nicmux: macvlan alone leaks its link when its
+// IPAM fails), and nothing stays once etcd is back.
+func TestAddWhileEtcdIsStopped(t *testing.T) {
+	w := NewWorld(t, 1)
+	n := w.Node("n1")
+	n.Add("before")
+	l := n.nicmuxList(t)
+	netns := newNS(t)
+	etcd := w.Etcd.Members[0]
+	if err := etcd.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := n.cni.AddNetworkList(context.Background(), l, &libcni.RuntimeConf{ContainerID: "during", NetNS: netns, IfName: "eth0"})
+	var e *types.Error
+	if !errors.As(err, &e) || e.Code != 11 || !strings.Contains(e.Msg, "eth1") || !strings.Contains(e.Msg, "nicmux-ipam: etcd at "+etcd.ClientURL+": no answer within 2s") {
+		t.Fatalf("ADD with etcd stopped: %v", err)
+	}
+	if links, _ := netnsutil.Links(netns); len(links) != 0 {
+		t.Errorf("the failed ADD left %v in the namespace", links)
+	}
+	if err := etcd.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Exec(Call{Verb: "STATUS"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.Leases()["during/eth1"]; ok || len(n.Queued()) != 0 {
+		t.Errorf("after etcd came back: lease %v, queue %v", ok, n.Queued())
+	}
+}
+
+// STATUS fails with 50 when no endpoint answers.
+func TestStatusWithoutEtcd(t *testing.T) {
+	w := NewWorld(t, 1)
+	n := w.Node("n1")
+	if err := w.Etcd.Members[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := n.Exec(Call{Verb: "STATUS"})
+	wantErr(t, err, 50, "not ready: etcd at "+w.Etcd.Members[0].ClientURL)
+	if err := w.Etcd.Members[0].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Etcd.WaitServing(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The leader of three is killed while three nodes run 30 ADDs at once: an
+// ADD may fail (Nomad retries it), none gets an address twice.
+func TestLeaderKilledDuringConcurrentAdds(t *testing.T) {
+	w := NewWorld(t, 3)
+	w.Timeout = "5s"
+	nodes := []*Node{w.Node("n1"), w.Node("n2"), w.Node("n3")}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leader, err := w.Etcd.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failed []int
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := nodes[i%3].Exec(Call{Verb: "ADD", ID: id(i)}); err != nil {
+				mu.Lock()
+				t.Logf("ADD %s: %v", id(i), err)
+				failed = append(failed, i)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := leader.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	t.Logf("%d of 30 ADDs failed while the leader died", len(failed))
+	for _, i := range failed {
+		nodes[i%3].Add(id(i))
+	}
+	if got := w.Addresses(); len(got) != 30 {
+		t.Errorf("%d addresses leased, want 30", len(got))
+	}
+}
