@@ -66,7 +66,7 @@ func (s Suite) prepare() error {
 	os.Setenv("PATH", os.Getenv("PATH")+":"+sbinPath)
 	for _, f := range s.Files {
 		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("missing %s: build with `make build plugins testplugins` (or run `make %s`)", f, s.Target)
+			return fmt.Errorf("missing %s: `make %s` builds it (and runs the suite)", f, s.Target)
 		}
 	}
 	for _, tool := range s.Tools {
