@@ -115,6 +115,7 @@ lint:
 		$(GO) vet -modfile=$$m ./... && $(GO) mod tidy -modfile=$$m -diff || exit 1; done
 	cd $(BENCH_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd test/netnsutil && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd test/testworld && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd test/integration && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(TORTURE_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(ETCDTEST_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
@@ -124,6 +125,8 @@ unit:
 	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/... ./ns/... ./inspect/... ./cli/...
 	$(GO) test -race -count=1 ./ipam/...
 	$(GO) test -race -count=1 ./nomad/... ./rehearse/... ./adopt/...
+	cd test/netnsutil && $(GO) test -count=1 ./...
+	cd test/testworld && $(GO) test -count=1 ./...
 
 # Integration tests need root: they make network namespaces and links.
 integration: build plugins testplugins

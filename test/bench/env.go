@@ -1,19 +1,14 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-
 	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // cniCacheDir is libcni's default cache, which go-cni always uses: the ADD
@@ -41,7 +36,7 @@ type env struct {
 func newEnv(bin, baseline string) *env {
 	bin, err := filepath.Abs(bin)
 	must(err, "resolving -bin")
-	e := &env{bin: bin, plugins: filepath.Join(bin, "plugins"), tag: randHex(2), netnss: map[string]bool{}}
+	e := &env{bin: bin, plugins: filepath.Join(bin, "plugins"), tag: testworld.RandHex(2), netnss: map[string]bool{}}
 	for _, p := range []string{filepath.Join(bin, "nicmux"), e.plugin("bridge"), e.plugin("macvlan"),
 		e.plugin("host-local"), e.plugin("tuning")} {
 		if _, err := os.Stat(p); err != nil {
@@ -61,12 +56,6 @@ func newEnv(bin, baseline string) *env {
 	atCleanup(e.removeCacheEntries)
 	atCleanup(e.destroyAllNetns)
 	return e
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func (e *env) plugin(name string) string { return filepath.Join(e.plugins, name) }
@@ -141,30 +130,4 @@ func (e *env) addMaster() string {
 	must(err, "making macvlan master")
 	atCleanup(del)
 	return name
-}
-
-// nsLinks lists the links of the namespace at path, without lo.
-func nsLinks(path string) ([]string, error) {
-	h, err := netns.GetFromPath(path)
-	if err != nil {
-		return nil, fmt.Errorf("opening netns %s: %w", path, err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h)
-	if err != nil {
-		return nil, fmt.Errorf("netlink in %s: %w", path, err)
-	}
-	defer nh.Close()
-	links, err := nh.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("listing links in %s: %w", path, err)
-	}
-	var names []string
-	for _, l := range links {
-		if l.Attrs().Name != "lo" {
-			names = append(names, l.Attrs().Name)
-		}
-	}
-	sort.Strings(names)
-	return names, nil
 }

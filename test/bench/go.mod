@@ -8,13 +8,13 @@ require (
 	github.com/containerd/go-cni v1.1.14
 	github.com/containernetworking/cni v1.3.1
 	github.com/nicmux/nicmux v0.0.0-00010101000000-000000000000
-	github.com/vishvananda/netlink v1.3.1
-	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.49.0
 )
 
 require (
 	github.com/Masterminds/semver/v3 v3.5.0 // indirect
+	github.com/vishvananda/netlink v1.3.1 // indirect
+	github.com/vishvananda/netns v0.0.5 // indirect
 	golang.org/x/mod v0.43.0 // indirect
 	golang.org/x/tools v0.52.0 // indirect
 )
@@ -24,6 +24,7 @@ require (
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/nicmux/nicmux/test/netnsutil v0.0.0-00010101000000-000000000000
+	github.com/nicmux/nicmux/test/testworld v0.0.0-00010101000000-000000000000
 	github.com/petermattis/goid v0.0.0-20240813172612-4fcff4a6cae7 // indirect
 	github.com/sasha-s/go-deadlock v0.3.5 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
@@ -34,3 +35,5 @@ require (
 )
 
 replace github.com/nicmux/nicmux/test/netnsutil => ../netnsutil
+
+replace github.com/nicmux/nicmux/test/testworld => ../testworld

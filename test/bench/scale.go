@@ -17,6 +17,7 @@ import (
 	gocni "github.com/containerd/go-cni"
 
 	"github.com/nicmux/nicmux/state"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 const (
@@ -127,7 +128,7 @@ func fillState(e *env, v *variant) string {
 	prefix := "nmbfill" + e.tag + "-"
 	for i := range fillCount {
 		id := fmt.Sprintf("%s%06d", prefix, i)
-		dir := filepath.Join(v.state, "containers", id)
+		dir := testworld.ContainerDir(v.state, id)
 		must(os.MkdirAll(dir, 0o700), "filling the stateDir")
 		for name, b := range files {
 			b = bytes.ReplaceAll(b, []byte(tmpl.id), []byte(id))
@@ -153,7 +154,7 @@ func recordTemplate(e *env, v *variant) (container, map[string][]byte) {
 	defer cancel()
 	_, err := v.add(ctx, c.id, c.ns)
 	must(err, "%s: ADD of the template container", v.label)
-	dir := filepath.Join(v.state, "containers", c.id)
+	dir := testworld.ContainerDir(v.state, c.id)
 	entries, err := os.ReadDir(dir)
 	must(err, "reading the template's records")
 	files := map[string][]byte{}
@@ -190,7 +191,7 @@ func loadable(dir, id string) error {
 
 // assertFilled checks that every filled container is still in the stateDir.
 func assertFilled(v *variant, prefix string) {
-	entries, err := os.ReadDir(filepath.Join(v.state, "containers"))
+	entries, err := os.ReadDir(testworld.ContainersDir(v.state))
 	must(err, "listing %s", v.state)
 	n := 0
 	for _, en := range entries {

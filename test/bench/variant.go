@@ -16,6 +16,8 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
 	"golang.org/x/sys/unix"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
 )
 
 // kind is how a scenario's chains are attached.
@@ -254,7 +256,7 @@ func (v *variant) verifyAdded(res *gocni.Result, ns string) error {
 		}
 		want = append(want, c.IfName)
 	}
-	got, err := nsLinks(ns)
+	got, err := netnsutil.Links(ns)
 	if err != nil {
 		return err
 	}
@@ -266,7 +268,7 @@ func (v *variant) verifyAdded(res *gocni.Result, ns string) error {
 }
 
 func verifyEmpty(ns string) error {
-	links, err := nsLinks(ns)
+	links, err := netnsutil.Links(ns)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 func id(i int) string { return fmt.Sprintf("c%03d", i) }
@@ -26,15 +27,7 @@ func ctxT(t *testing.T) context.Context {
 }
 
 // newNS gives the test a fresh container namespace, removed at cleanup.
-func newNS(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join("/run/netns", "nicmux-cluster-"+randHex(6))
-	if err := netnsutil.CreateAt(path); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netnsutil.DestroyAt(path) })
-	return path
-}
+func newNS(t *testing.T) string { return testworld.NewNetns(t, "nicmux-cluster-") }
 
 // list makes a configuration list of one plugin.
 func list(t *testing.T, name string, plugin string) *libcni.NetworkConfigList {
@@ -104,7 +97,7 @@ func TestUnderMacvlan(t *testing.T) {
 func TestUnderBridge(t *testing.T) {
 	w := NewWorld(t, 1)
 	n := w.Node("n1")
-	br := "br" + randHex(4)
+	br := "br" + testworld.RandHex(4)
 	t.Cleanup(func() {
 		if l, err := netlink.LinkByName(br); err == nil {
 			_ = netlink.LinkDel(l)

@@ -5,12 +5,14 @@ go 1.26.8
 replace (
 	github.com/nicmux/nicmux/test/etcdtest => ../etcdtest
 	github.com/nicmux/nicmux/test/netnsutil => ../netnsutil
+	github.com/nicmux/nicmux/test/testworld => ../testworld
 )
 
 require (
 	github.com/containernetworking/cni v1.3.1
 	github.com/nicmux/nicmux/test/etcdtest v0.0.0-00010101000000-000000000000
 	github.com/nicmux/nicmux/test/netnsutil v0.0.0-00010101000000-000000000000
+	github.com/nicmux/nicmux/test/testworld v0.0.0-00010101000000-000000000000
 	github.com/vishvananda/netlink v1.3.1
 )
 

@@ -17,15 +17,12 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -38,41 +35,23 @@ import (
 
 	"github.com/nicmux/nicmux/test/etcdtest"
 	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "the cluster tests make network namespaces and links: run them as root (make cluster)")
-		os.Exit(1)
+	suite := testworld.Suite{
+		Makes:  "the cluster tests make network namespaces and links",
+		Target: "cluster",
+		Files:  []string{ipamBin(), testworld.NicmuxBin(), filepath.Join(testworld.PluginsDir(), "macvlan"), etcdtest.Binary()},
 	}
-	if code := netnsutil.ReexecInPrivateNetnsAndMounts(); code >= 0 {
+	if code := suite.Enter(); code >= 0 {
 		os.Exit(code)
-	}
-	for _, b := range []string{ipamBin(), nicmuxBin(), filepath.Join(pluginsDir(), "macvlan"), etcdtest.Binary()} {
-		if _, err := os.Stat(b); err != nil {
-			fmt.Fprintf(os.Stderr, "missing %s: build with `make build plugins etcd` (or run `make cluster`)\n", b)
-			os.Exit(1)
-		}
 	}
 	os.Exit(m.Run())
 }
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
-
-func binDir() string     { return filepath.Join(repoRoot(), "bin") }
-func ipamBin() string    { return filepath.Join(binDir(), "nicmux-ipam") }
-func nicmuxBin() string  { return filepath.Join(binDir(), "nicmux") }
-func pluginsDir() string { return filepath.Join(binDir(), "plugins") }
-func cniPath() []string  { return []string{binDir(), pluginsDir()} }
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func ipamBin() string   { return filepath.Join(testworld.BinDir(), "nicmux-ipam") }
+func cniPath() []string { return []string{testworld.BinDir(), testworld.PluginsDir()} }
 
 // World is one scenario's cluster: etcd, the pool every node shares, the
 // shared L2 and the owners the test holds live.
@@ -103,7 +82,7 @@ func NewWorld(t *testing.T, members int) *World {
 		t:       t,
 		Etcd:    etcdtest.Start(t, members),
 		dir:     t.TempDir(),
-		Prefix:  "/nicmux-test/" + randHex(4),
+		Prefix:  "/nicmux-test/" + testworld.RandHex(4),
 		Pool:    "storage",
 		Ranges:  `[[{"subnet": "10.20.0.0/24", "gateway": "10.20.0.1"}]]`,
 		Timeout: "2s",
@@ -121,7 +100,7 @@ func NewWorld(t *testing.T, members int) *World {
 func (w *World) SharedL2() string {
 	w.t.Helper()
 	if w.Master == "" {
-		w.Master = "l2" + randHex(4)
+		w.Master = "l2" + testworld.RandHex(4)
 		del, err := netnsutil.AddVethMaster(w.Master)
 		if err != nil {
 			w.t.Fatal(err)

@@ -2,20 +2,16 @@ package etcdtest
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "etcdtest runs etcd in a private network namespace: run it as root")
-		os.Exit(1)
-	}
-	if code := netnsutil.ReexecInPrivateNetnsAndMounts(); code >= 0 {
+	suite := testworld.Suite{Makes: "etcdtest runs etcd in a private network namespace", Target: "cluster", Files: []string{Binary()}}
+	if code := suite.Enter(); code >= 0 {
 		os.Exit(code)
 	}
 	os.Exit(m.Run())

@@ -3,7 +3,7 @@ module github.com/nicmux/nicmux/test/etcdtest
 go 1.26.8
 
 require (
-	github.com/nicmux/nicmux/test/netnsutil v0.0.0-00010101000000-000000000000
+	github.com/nicmux/nicmux/test/testworld v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.etcd.io/etcd/server/v3 v3.7.3
 	go.uber.org/zap v1.27.1
@@ -13,6 +13,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/containernetworking/cni v1.1.2 // indirect
 	github.com/coreos/go-semver v0.3.1 // indirect
 	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
@@ -29,6 +30,7 @@ require (
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/nicmux/nicmux/test/netnsutil v0.0.0-00010101000000-000000000000 // indirect
 	github.com/prometheus/client_golang v1.23.2 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.67.5 // indirect
@@ -72,3 +74,5 @@ require (
 )
 
 replace github.com/nicmux/nicmux/test/netnsutil => ../netnsutil
+
+replace github.com/nicmux/nicmux/test/testworld => ../testworld

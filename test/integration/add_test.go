@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // threeYAML has three interfaces; the chain at position {{.FailAt}} ends with
@@ -52,23 +56,12 @@ type failWorld struct {
 	FailAt int
 }
 
-// assertNothingLeft checks that a container left no link, lease or state.
+// assertNothingLeft checks that a container left no link, lease or state,
+// and that the bridge has no port.
 func (w *world) assertNothingLeft(netns string, networks ...string) {
 	w.t.Helper()
-	if got := nsLinks(w.t, netns); len(got) != 0 {
-		w.t.Errorf("links left in netns: %v", got)
-	}
-	for _, n := range networks {
-		if got := w.leases(n); len(got) != 0 {
-			w.t.Errorf("leases left in %s: %v", n, got)
-		}
-	}
-	if got := w.stateFiles(); len(got) != 0 {
-		w.t.Errorf("state left: %v", got)
-	}
-	if got := bridgePorts(w.t, w.Bridge); len(got) != 0 {
-		w.t.Errorf("bridge ports left: %v", got)
-	}
+	testworld.WantNoLeaks(w.t, testworld.Census{Netns: []string{netns}, Bridge: w.Bridge,
+		IPAMDir: w.IPAMDir, Networks: networks, StateDir: w.StateDir})
 }
 
 // TestRollbackAtEachPosition fails the chain at each position and asserts
@@ -87,19 +80,19 @@ func TestRollbackAtEachPosition(t *testing.T) {
 
 func testRollbackAt(t *testing.T, failAt int, parallel bool) {
 	w := newWorld(t)
-	w.Master = makeMaster(t)
+	w.Master = testworld.MakeMaster(t, 0)
 	fw := &failWorld{world: w, FailAt: failAt}
 	var buf strings.Builder
-	path := filepath.Join(w.dir, "multi.yaml")
+	path := filepath.Join(w.Dir, "multi.yaml")
 	renderTo(t, &buf, threeYAML, fw)
-	writeFile(t, path, buf.String())
+	testworld.WriteFile(t, path, buf.String())
 	l := w.list(path, map[string]any{"parallel": parallel})
 	netns := newNS(t)
 	r := rt("rb-1", netns)
 
 	for try := 1; try <= 3; try++ {
 		_, err := w.add(l, r)
-		wantErr(t, err, types.ErrInvalidNetworkConfig,
+		testworld.WantCNIError(t, err, types.ErrInvalidNetworkConfig,
 			fmt.Sprintf("eth%d: plugin recorder: recorder told to fail ADD on eth%d", failAt, failAt))
 		if err != nil && (strings.Contains(err.Error(), "file exists") || strings.Contains(err.Error(), "duplicate")) {
 			t.Errorf("try %d: %v", try, err)
@@ -111,7 +104,7 @@ func testRollbackAt(t *testing.T, failAt int, parallel bool) {
 	fw.FailAt = -1
 	buf.Reset()
 	renderTo(t, &buf, threeYAML, fw)
-	writeFile(t, path, buf.String())
+	testworld.WriteFile(t, path, buf.String())
 	res := w.mustAdd(l, r)
 	if len(res.IPs) != 3 {
 		t.Fatalf("IPs = %v", res.IPs)
@@ -132,7 +125,7 @@ func testRollbackAt(t *testing.T, failAt int, parallel bool) {
 // host-local succeeded; the error keeps the plugin's message.
 func TestRollbackRealPluginFailure(t *testing.T) {
 	w := newWorld(t)
-	w.Master = makeMaster(t)
+	w.Master = testworld.MakeMaster(t, 0)
 	path := w.writeYAML("multi.yaml", `interfaces:
   - ifname: eth0
     network: svc
@@ -173,10 +166,10 @@ func TestStaleNetnsRecreated(t *testing.T) {
 	r := rt("stale-1", netns)
 	w.mustAdd(l, r)
 
-	if err := destroyNSAt(netns); err != nil {
+	if err := netnsutil.DestroyAt(netns); err != nil {
 		t.Fatal(err)
 	}
-	if err := createNSAt(netns); err != nil {
+	if err := netnsutil.CreateAt(netns); err != nil {
 		t.Fatal(err)
 	}
 	res := w.mustAdd(l, r)
@@ -185,10 +178,10 @@ func TestStaleNetnsRecreated(t *testing.T) {
 			t.Errorf("%s leases after re-ADD = %v, want exactly one", n, got)
 		}
 	}
-	if got := nsLinks(t, netns); !equal(got, []string{"eth0", "eth1"}) {
+	if got := testworld.Links(t, netns); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Errorf("links = %v", got)
 	}
-	if got := bridgePorts(t, w.Bridge); len(got) != 1 {
+	if got := testworld.BridgePorts(t, w.Bridge); len(got) != 1 {
 		t.Errorf("bridge ports = %v, want the new veth only", got)
 	}
 	if len(res.IPs) != 2 {
@@ -215,7 +208,7 @@ func TestHostReboot(t *testing.T) {
 	r := rt("reboot-1", netns)
 	w.mustAdd(l, r)
 
-	if err := destroyNSAt(netns); err != nil {
+	if err := netnsutil.DestroyAt(netns); err != nil {
 		t.Fatal(err)
 	}
 	br, err := netlink.LinkByName(w.Bridge)
@@ -225,7 +218,7 @@ func TestHostReboot(t *testing.T) {
 	if err := netlink.LinkDel(br); err != nil {
 		t.Fatal(err)
 	}
-	if err := createNSAt(netns); err != nil {
+	if err := netnsutil.CreateAt(netns); err != nil {
 		t.Fatal(err)
 	}
 	w.mustAdd(l, r)
@@ -255,7 +248,7 @@ func TestRefuseDuplicateAdd(t *testing.T) {
 	leases := w.leases("svc")
 
 	_, err := w.add(l, r)
-	wantErr(t, err, 100, "dup-1", "already attached", "eth0", "eth1")
+	testworld.WantCNIError(t, err, 100, "dup-1", "already attached", "eth0", "eth1")
 	if after := snapshotState(t, w.StateDir); after != before {
 		t.Errorf("state changed by the refused ADD:\nbefore %s\nafter  %s", before, after)
 	}
@@ -277,7 +270,7 @@ func TestRefuseDuplicateAdd(t *testing.T) {
 // attaches cleanly.
 func TestCrashMidAdd(t *testing.T) {
 	w := newWorld(t)
-	w.Master = makeMaster(t)
+	w.Master = testworld.MakeMaster(t, 0)
 	hang := strings.Replace(seedYAML, "      - type: tuning", "      - {type: recorder, recordFile: {{.RecordFile}}, sleepOn: [ADD], sleepMs: 4000}\n      - type: tuning", 1)
 	path := w.writeYAML("multi.yaml", hang)
 	l := w.list(path, nil)
@@ -294,8 +287,8 @@ func TestCrashMidAdd(t *testing.T) {
 	var c struct {
 		Kind string `json:"kind"`
 	}
-	readJSON(t, filepath.Join(w.StateDir, "containers", "crash-1", "container.json"), &c)
-	if _, err := os.Stat(filepath.Join(w.StateDir, "containers", "crash-1", "complete.json")); err == nil || c.Kind == "" {
+	testworld.ReadJSON(t, testworld.PlanFile(w.StateDir, "crash-1"), &c)
+	if _, err := os.Stat(testworld.CompleteFile(w.StateDir, "crash-1")); err == nil || c.Kind == "" {
 		t.Fatalf("the killed ADD's record says complete, or has no plan (%+v, %v)", c, err)
 	}
 	if len(w.leases("storage")) != 1 || len(w.leases("svc")) != 1 {
@@ -309,7 +302,7 @@ func TestCrashMidAdd(t *testing.T) {
 			t.Errorf("%s leases = %v, want exactly one", n, got)
 		}
 	}
-	if got := nsLinks(t, netns); !equal(got, []string{"eth0", "eth1"}) {
+	if got := testworld.Links(t, netns); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Errorf("links = %v", got)
 	}
 	if err := w.check(l, r); err != nil {
@@ -332,11 +325,4 @@ func snapshotState(t *testing.T, dir string) string {
 		return nil
 	})
 	return b.String()
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -2,10 +2,10 @@ package integration
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +13,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestCheckCatchesBrokenInterface breaks eth1 in several ways; CHECK must
@@ -21,18 +24,7 @@ func TestCheckCatchesBrokenInterface(t *testing.T) {
 	breakers := map[string]func(l netlink.Link) error{
 		"deleted": func(l netlink.Link) error { return netlink.LinkDel(l) },
 		"re-addressed": func(l netlink.Link) error {
-			addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
-			if err != nil {
-				return err
-			}
-			for _, a := range addrs {
-				if err := netlink.AddrDel(l, &a); err != nil {
-					return err
-				}
-			}
-			_, ipn, _ := net.ParseCIDR("10.88.0.200/24")
-			ipn.IP = net.ParseIP("10.88.0.200")
-			return netlink.AddrAdd(l, &netlink.Addr{IPNet: ipn})
+			return testworld.ReplaceAddrs(&netlink.Handle{}, l, "10.88.0.200/24")
 		},
 		"down": func(l netlink.Link) error { return netlink.LinkSetDown(l) },
 	}
@@ -46,7 +38,7 @@ func TestCheckCatchesBrokenInterface(t *testing.T) {
 			if err := w.check(l, r); err != nil {
 				t.Fatalf("CHECK before breaking: %v", err)
 			}
-			inNS(t, netns, func() error {
+			testworld.InNetns(t, netns, func() error {
 				link, err := netlink.LinkByName("eth1")
 				if err != nil {
 					return err
@@ -79,7 +71,7 @@ func TestCheckReportsEveryInterface(t *testing.T) {
 	netns := newNS(t)
 	r := rt("chk-2", netns)
 	w.mustAdd(l, r)
-	inNS(t, netns, func() error {
+	testworld.InNetns(t, netns, func() error {
 		for _, n := range []string{"eth0", "eth1"} {
 			link, err := netlink.LinkByName(n)
 			if err != nil {
@@ -159,7 +151,7 @@ func TestDelIdempotent(t *testing.T) {
 		netns := newNS(t)
 		r := rt("del-2", netns)
 		w.mustAdd(l, r)
-		if err := destroyNSAt(netns); err != nil {
+		if err := netnsutil.DestroyAt(netns); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.del(l, r); err != nil {
@@ -177,7 +169,7 @@ func TestDelIdempotent(t *testing.T) {
 		if got := w.stateFiles(); len(got) != 0 {
 			t.Errorf("state left: %v", got)
 		}
-		if got := bridgePorts(t, w.Bridge); len(got) != 0 {
+		if got := testworld.BridgePorts(t, w.Bridge); len(got) != 0 {
 			t.Errorf("bridge ports left: %v", got)
 		}
 	})
@@ -192,7 +184,7 @@ func TestDelIdempotent(t *testing.T) {
 		for _, c := range w.calls()[before:] {
 			seen = append(seen, c.Command+":"+c.IfName+":"+c.ContainerID)
 		}
-		if !equal(seen, []string{"DEL:eth1:never-added", "DEL:eth0:never-added"}) {
+		if !slices.Equal(seen, []string{"DEL:eth1:never-added", "DEL:eth0:never-added"}) {
 			t.Errorf("fallback DEL calls = %v, want eth1 then eth0", seen)
 		}
 		if got := w.stateFiles(); len(got) != 0 {
@@ -204,7 +196,7 @@ func TestDelIdempotent(t *testing.T) {
 	// before it acts, so without state it holds nothing; failing would make
 	// the runtime retry forever.
 	t.Run("no state and no attachment file", func(t *testing.T) {
-		missing := w.list(filepath.Join(w.dir, "gone.yaml"), nil)
+		missing := w.list(filepath.Join(w.Dir, "gone.yaml"), nil)
 		if err := w.del(missing, rt("never-added-2", "")); err != nil {
 			t.Fatalf("DEL: %v", err)
 		}
@@ -273,13 +265,13 @@ func TestConcurrentContainers(t *testing.T) {
 	if got := len(w.leases("svc")); got != n+1 {
 		t.Errorf("svc leases = %d, want %d", got, n+1)
 	}
-	if got := len(bridgePorts(t, w.Bridge)); got != n+1 {
+	if got := len(testworld.BridgePorts(t, w.Bridge)); got != n+1 {
 		t.Errorf("bridge ports = %d, want %d", got, n+1)
 	}
 	run("CHECK", func(i int) error { return w.check(l, rt(fmt.Sprintf("c%d", i), nets[i])) })
 	run("DEL", func(i int) error { return w.del(l, rt(fmt.Sprintf("c%d", i), nets[i])) })
 	for i := range nets {
-		if got := nsLinks(t, nets[i]); len(got) != 0 {
+		if got := testworld.Links(t, nets[i]); len(got) != 0 {
 			t.Errorf("c%d links left: %v", i, got)
 		}
 	}
@@ -289,10 +281,10 @@ func TestConcurrentContainers(t *testing.T) {
 		}
 	}
 	wantState := []string{"containers/first/complete.json", "containers/first/container.json", "containers/first/if-eth0.json", "containers/first/if-eth1.json", "locks/first.lock"}
-	if got := w.stateFiles(); !equal(got, wantState) {
+	if got := w.stateFiles(); !slices.Equal(got, wantState) {
 		t.Errorf("state left: %v", got)
 	}
-	if got := bridgePorts(t, w.Bridge); len(got) != 1 {
+	if got := testworld.BridgePorts(t, w.Bridge); len(got) != 1 {
 		t.Errorf("bridge ports left besides the first container's: %v", got)
 	}
 }
@@ -308,16 +300,15 @@ func TestCorruptState(t *testing.T) {
 	netns := newNS(t)
 	r := rt("corrupt-1", netns)
 	w.mustAdd(l, r)
-	dir := filepath.Join(w.StateDir, "containers", "corrupt-1")
-	eth1 := filepath.Join(dir, "if-eth1.json")
+	eth1 := testworld.ResultFile(w.StateDir, "corrupt-1", "eth1")
 	good, err := os.ReadFile(eth1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, eth1, string(good[:len(good)/2]))
+	testworld.WriteFile(t, eth1, string(good[:len(good)/2]))
 
 	err = w.check(l, r)
-	wantErr(t, err, types.ErrIOFailure, "eth1: ", eth1, "corrupt")
+	testworld.WantCNIError(t, err, types.ErrIOFailure, "eth1: ", eth1, "corrupt")
 
 	// DEL releases both: eth1 with its planned chain, without prevResult.
 	if err := w.del(l, r); err != nil {
@@ -328,10 +319,10 @@ func TestCorruptState(t *testing.T) {
 	// An empty plan: the container is still attached, so an ADD is refused
 	// naming the record; DEL releases it from the result records.
 	w.mustAdd(l, r)
-	cpath := filepath.Join(dir, "container.json")
-	writeFile(t, cpath, "")
+	cpath := testworld.PlanFile(w.StateDir, "corrupt-1")
+	testworld.WriteFile(t, cpath, "")
 	_, err = w.add(l, r)
-	wantErr(t, err, 100, "already attached", cpath, "empty")
+	testworld.WantCNIError(t, err, 100, "already attached", cpath, "empty")
 	if err := w.del(l, r); err != nil {
 		t.Fatalf("DEL with the plan emptied: %v", err)
 	}
@@ -358,10 +349,10 @@ func TestBadConfig(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			path := filepath.Join(w.dir, "bad.yaml")
-			writeFile(t, path, c.yaml)
+			path := filepath.Join(w.Dir, "bad.yaml")
+			testworld.WriteFile(t, path, c.yaml)
 			_, err := w.add(w.list(path, nil), rt("bad-1", netns))
-			wantErr(t, err, c.code, c.parts...)
+			testworld.WantCNIError(t, err, c.code, c.parts...)
 			if got := w.stateFiles(); len(got) != 0 {
 				t.Errorf("state left by a refused ADD: %v", got)
 			}
@@ -370,18 +361,18 @@ func TestBadConfig(t *testing.T) {
 	t.Run("missing attachments", func(t *testing.T) {
 		l := w.list("", nil)
 		_, err := w.add(l, rt("bad-2", netns))
-		wantErr(t, err, types.ErrInvalidNetworkConfig, "attachments", "required")
+		testworld.WantCNIError(t, err, types.ErrInvalidNetworkConfig, "attachments", "required")
 	})
 	t.Run("attachments not a string", func(t *testing.T) {
 		l := w.list("x", map[string]any{"attachments": 42})
 		_, err := w.add(l, rt("bad-3", netns))
-		wantErr(t, err, types.ErrDecodingFailure, "attachments")
+		testworld.WantCNIError(t, err, types.ErrDecodingFailure, "attachments")
 	})
 	t.Run("missing plugin binary", func(t *testing.T) {
-		path := filepath.Join(w.dir, "missing.yaml")
-		writeFile(t, path, "interfaces:\n  - plugins: [{type: no-such-plugin}]\n")
+		path := filepath.Join(w.Dir, "missing.yaml")
+		testworld.WriteFile(t, path, "interfaces:\n  - plugins: [{type: no-such-plugin}]\n")
 		_, err := w.add(w.list(path, nil), rt("bad-4", netns))
-		wantErr(t, err, types.ErrInvalidNetworkConfig, "eth0: plugin no-such-plugin")
+		testworld.WantCNIError(t, err, types.ErrInvalidNetworkConfig, "eth0: plugin no-such-plugin")
 		if strings.Contains(err.Error(), "rollback") {
 			t.Errorf("a plugin that never ran was rolled back: %v", err)
 		}
@@ -394,7 +385,7 @@ func TestBadConfig(t *testing.T) {
 // TestBareRun: Nomad fingerprints nicmux by running it with no arguments
 // and no CNI_COMMAND.
 func TestBareRun(t *testing.T) {
-	cmd := exec.Command(nicmuxBin())
+	cmd := exec.Command(testworld.NicmuxBin())
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

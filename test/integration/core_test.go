@@ -3,13 +3,15 @@ package integration
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestSeedJob attaches the seed job, checks it and deletes it, asserting
@@ -46,17 +48,17 @@ func TestSeedJob(t *testing.T) {
 
 	// The kernel: both links in the container, with their addresses; the
 	// macvlan's arp_ignore set on eth1 (tuning got CNI_IFNAME=eth1).
-	if got := nsLinks(t, netns); !equal(got, []string{"eth0", "eth1"}) {
+	if got := testworld.Links(t, netns); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Fatalf("links in netns = %v, want [eth0 eth1]", got)
 	}
 	for i, ifname := range []string{"eth0", "eth1"} {
-		if got := nsAddrs(t, netns, ifname); len(got) != 1 || got[0] != res.IPs[i].Address.String() {
+		if got := testworld.Addrs(t, netns, ifname); len(got) != 1 || got[0] != res.IPs[i].Address.String() {
 			t.Errorf("%s addresses = %v, want [%s]", ifname, got, res.IPs[i].Address.String())
 		}
 	}
 	assertSysctl(t, netns, "net/ipv4/conf/eth1/arp_ignore", "1")
 	assertSysctl(t, netns, "net/ipv4/conf/eth0/arp_ignore", "0")
-	inNS(t, netns, func() error {
+	testworld.InNetns(t, netns, func() error {
 		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
 		if err != nil {
 			return err
@@ -84,11 +86,11 @@ func TestSeedJob(t *testing.T) {
 	// State: the plan, one result record per interface and the completion
 	// mark, private.
 	wantFiles := []string{"containers/alloc-1/complete.json", "containers/alloc-1/container.json", "containers/alloc-1/if-eth0.json", "containers/alloc-1/if-eth1.json", "locks/alloc-1.lock"}
-	if got := w.stateFiles(); !equal(got, wantFiles) {
+	if got := w.stateFiles(); !slices.Equal(got, wantFiles) {
 		t.Errorf("state files = %v, want %v", got, wantFiles)
 	}
-	assertMode(t, filepath.Join(w.StateDir, "containers", "alloc-1"), 0o700|os.ModeDir)
-	assertMode(t, filepath.Join(w.StateDir, "containers", "alloc-1", "if-eth1.json"), 0o600)
+	assertMode(t, testworld.ContainerDir(w.StateDir, "alloc-1"), 0o700|os.ModeDir)
+	assertMode(t, testworld.ResultFile(w.StateDir, "alloc-1", "eth1"), 0o600)
 	var c struct {
 		Kind       string `json:"kind"`
 		Interfaces []struct {
@@ -98,7 +100,7 @@ func TestSeedJob(t *testing.T) {
 		} `json:"interfaces"`
 		IfName string `json:"ifname"`
 	}
-	readJSON(t, filepath.Join(w.StateDir, "containers", "alloc-1", "container.json"), &c)
+	testworld.ReadJSON(t, testworld.PlanFile(w.StateDir, "alloc-1"), &c)
 	if c.Kind != "nicmuxContainerV2" || len(c.Interfaces) != 2 || c.Interfaces[0].IfName != "eth0" || c.Interfaces[1].IfName != "eth1" ||
 		c.Interfaces[1].Network != "storage" || !strings.Contains(string(c.Interfaces[1].Config), `"type":"macvlan"`) || c.IfName != "eth0" {
 		t.Errorf("container record = %+v", c)
@@ -106,7 +108,7 @@ func TestSeedJob(t *testing.T) {
 	var done struct {
 		Kind string `json:"kind"`
 	}
-	readJSON(t, filepath.Join(w.StateDir, "containers", "alloc-1", "complete.json"), &done)
+	testworld.ReadJSON(t, testworld.CompleteFile(w.StateDir, "alloc-1"), &done)
 	if done.Kind != "nicmuxCompleteV1" {
 		t.Errorf("completion mark = %+v", done)
 	}
@@ -115,7 +117,7 @@ func TestSeedJob(t *testing.T) {
 		Config  json.RawMessage `json:"config"`
 		Result  json.RawMessage `json:"result"`
 	}
-	readJSON(t, filepath.Join(w.StateDir, "containers", "alloc-1", "if-eth1.json"), &rec)
+	testworld.ReadJSON(t, testworld.ResultFile(w.StateDir, "alloc-1", "eth1"), &rec)
 	if rec.Network != "storage" || !strings.Contains(string(rec.Config), `"type":"macvlan"`) || !strings.Contains(string(rec.Result), res.IPs[1].Address.IP.String()) {
 		t.Errorf("eth1 record: network %q config %s result %s", rec.Network, rec.Config, rec.Result)
 	}
@@ -127,7 +129,7 @@ func TestSeedJob(t *testing.T) {
 	if err := w.del(l, r); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
-	if got := nsLinks(t, netns); len(got) != 0 {
+	if got := testworld.Links(t, netns); len(got) != 0 {
 		t.Errorf("links left in netns after DEL: %v", got)
 	}
 	if got := w.leases("svc"); len(got) != 0 {
@@ -139,7 +141,7 @@ func TestSeedJob(t *testing.T) {
 	if got := w.stateFiles(); len(got) != 0 {
 		t.Errorf("state left after DEL: %v", got)
 	}
-	if got := bridgePorts(t, w.Bridge); len(got) != 0 {
+	if got := testworld.BridgePorts(t, w.Bridge); len(got) != 0 {
 		t.Errorf("bridge ports left after DEL: %v", got)
 	}
 }
@@ -161,7 +163,7 @@ func TestIsolation(t *testing.T) {
 	var seen []string
 	for _, c := range calls {
 		seen = append(seen, c.Command+":"+c.IfName)
-		prev := c.prevResult(t)
+		prev := prevResult(t, c)
 		if prev == nil {
 			t.Fatalf("%s on %s: recorder got no prevResult", c.Command, c.IfName)
 		}
@@ -193,7 +195,7 @@ func TestIsolation(t *testing.T) {
 		}
 	}
 	sort.Strings(seen) // chains run in parallel
-	if !equal(seen, []string{"ADD:eth0", "ADD:eth1", "CHECK:eth0", "CHECK:eth1"}) {
+	if !slices.Equal(seen, []string{"ADD:eth0", "ADD:eth1", "CHECK:eth0", "CHECK:eth1"}) {
 		t.Errorf("recorded calls = %v", seen)
 	}
 	if err := w.del(l, r); err != nil {
@@ -219,7 +221,7 @@ func TestSerialOrder(t *testing.T) {
 	for _, c := range w.calls() {
 		seen = append(seen, c.Command+":"+c.IfName)
 	}
-	if !equal(seen, []string{"ADD:eth0", "ADD:eth1", "CHECK:eth0", "CHECK:eth1", "DEL:eth1", "DEL:eth0"}) {
+	if !slices.Equal(seen, []string{"ADD:eth0", "ADD:eth1", "CHECK:eth0", "CHECK:eth1", "DEL:eth1", "DEL:eth0"}) {
 		t.Errorf("recorded calls = %v", seen)
 	}
 }
@@ -277,16 +279,9 @@ func TestParallelSharedResources(t *testing.T) {
 
 func assertSysctl(t *testing.T, netns, key, want string) {
 	t.Helper()
-	inNS(t, netns, func() error {
-		b, err := os.ReadFile(filepath.Join("/proc/sys", key))
-		if err != nil {
-			return err
-		}
-		if got := strings.TrimSpace(string(b)); got != want {
-			t.Errorf("sysctl %s = %s, want %s", key, got, want)
-		}
-		return nil
-	})
+	if got := testworld.Sysctl(t, netns, key); got != want {
+		t.Errorf("sysctl %s = %s, want %s", key, got, want)
+	}
 }
 
 func assertMode(t *testing.T, path string, want os.FileMode) {
@@ -297,17 +292,6 @@ func assertMode(t *testing.T, path string, want os.FileMode) {
 	}
 	if got := fi.Mode() & (os.ModePerm | os.ModeDir); got != want {
 		t.Errorf("%s mode = %v, want %v", path, got, want)
-	}
-}
-
-func readJSON(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // The walk-through of docs/operations.md, "Migrating from a hand-written
@@ -143,8 +144,8 @@ func shadow(t *testing.T, dir string) {
 // operator's wrapper would put them there.
 func installCNIBin(t *testing.T) {
 	t.Helper()
-	bins := []string{nicmuxBin(), filepath.Join(testPluginsDir(), "ifrename")}
-	plugins, _ := filepath.Glob(filepath.Join(pluginsDir(), "*"))
+	bins := []string{testworld.NicmuxBin(), filepath.Join(testworld.TestPluginsDir(), "ifrename")}
+	plugins, _ := filepath.Glob(filepath.Join(testworld.PluginsDir(), "*"))
 	for _, b := range append(bins, plugins...) {
 		if err := os.Symlink(b, filepath.Join("/opt/cni/bin", filepath.Base(b))); err != nil {
 			t.Fatal(err)
@@ -154,7 +155,7 @@ func installCNIBin(t *testing.T) {
 
 // TestMigrationDocs runs the walk-through.
 func TestMigrationDocs(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join(repoRoot(), "docs", "operations.md"))
+	doc, err := os.ReadFile(filepath.Join(testworld.RepoRoot(), "docs", "operations.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,11 +177,11 @@ func TestMigrationDocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(del)
-	w := &rehearseWorld{world: &world{t: t, Name: "handmade", IPAMDir: "/var/lib/cni/networks", StateDir: "/var/lib/cni/nicmux"}}
+	w := &rehearseWorld{world: &world{t: t, Name: "handmade", Files: testworld.Files{IPAMDir: "/var/lib/cni/networks", StateDir: "/var/lib/cni/nicmux"}}}
 	w.before = takeHostState(t)
 	for _, s := range steps {
 		if s.file != "" {
-			writeFile(t, s.file, s.body+"\n")
+			testworld.WriteFile(t, s.file, s.body+"\n")
 			continue
 		}
 		runDocStep(t, s)

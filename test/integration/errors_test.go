@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestErrorTable runs the real binary as a runtime would, with bad
@@ -18,15 +20,15 @@ func TestErrorTable(t *testing.T) {
 	w := newWorld(t)
 	netns := newNS(t)
 	good := w.seedless()
-	badYAML := filepath.Join(w.dir, "bad.yaml")
-	writeFile(t, badYAML, "interfaces:\n  - ifname: eth0\n    plugins: [{type: bridge}]\n    colour: blue\n")
+	badYAML := filepath.Join(w.Dir, "bad.yaml")
+	testworld.WriteFile(t, badYAML, "interfaces:\n  - ifname: eth0\n    plugins: [{type: bridge}]\n    colour: blue\n")
 	conf := func(extra string) string {
 		return `{"cniVersion":"1.0.0","name":"multi","type":"nicmux","stateDir":"` + w.StateDir + `"` + extra + `}`
 	}
 	env := func(over ...string) []string {
 		base := map[string]string{
 			"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "err-1", "CNI_NETNS": netns,
-			"CNI_IFNAME": "eth0", "CNI_PATH": strings.Join(cniPath(), ":"),
+			"CNI_IFNAME": "eth0", "CNI_PATH": strings.Join(testworld.CNIPath(), ":"),
 		}
 		for _, kv := range over {
 			k, v, _ := strings.Cut(kv, "=")
@@ -76,7 +78,7 @@ func TestErrorTable(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cmd := exec.Command(nicmuxBin())
+			cmd := exec.Command(testworld.NicmuxBin())
 			cmd.Env = c.env
 			cmd.Stdin = strings.NewReader(c.stdin)
 			var stdout bytes.Buffer

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -10,6 +9,9 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestDelegateTimeout: a delegate that hangs is killed at delegateTimeout
@@ -17,7 +19,7 @@ import (
 // interface, and rolls back like any failure.
 func TestDelegateTimeout(t *testing.T) {
 	w := newWorld(t)
-	w.Master = makeMaster(t)
+	w.Master = testworld.MakeMaster(t, 0)
 	hang := strings.Replace(seedYAML, "      - type: tuning",
 		"      - {type: recorder, recordFile: {{.RecordFile}}, sleepOn: [ADD], sleepMs: 60000}\n      - type: tuning", 1)
 	l := w.list(w.writeYAML("multi.yaml", hang), map[string]any{"delegateTimeout": "1s"})
@@ -25,7 +27,7 @@ func TestDelegateTimeout(t *testing.T) {
 	start := time.Now()
 	_, err := w.add(l, rt("hung-1", netns))
 	took := time.Since(start)
-	wantErr(t, err, types.ErrInternal, "eth1: plugin recorder", "timed out after 1s (delegateTimeout)", "killed")
+	testworld.WantCNIError(t, err, types.ErrInternal, "eth1: plugin recorder", "timed out after 1s (delegateTimeout)", "killed")
 	if took > 10*time.Second {
 		t.Errorf("ADD took %v with a 1s delegateTimeout", took)
 	}
@@ -37,26 +39,14 @@ func TestDelegateTimeout(t *testing.T) {
 
 // pluginProcesses lists the pids of live processes running the test plugin
 // binary name.
-func pluginProcesses(t *testing.T, name string) []string {
+func pluginProcesses(t *testing.T, name string) []testworld.Proc {
 	t.Helper()
-	want := filepath.Join(testPluginsDir(), name)
-	entries, err := os.ReadDir("/proc")
+	want := filepath.Join(testworld.TestPluginsDir(), name)
+	procs, err := testworld.Procs(func(p testworld.Proc) bool { return p.Exe == want })
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, e := range entries {
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err != nil || exe != want {
-			continue
-		}
-		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
-			continue // a zombie acts no more
-		}
-		out = append(out, e.Name())
-	}
-	return out
+	return procs
 }
 
 // masqYAML puts eth0 on a bridge with ipMasq, as Nomad's own bridge network
@@ -78,24 +68,8 @@ const masqYAML = `interfaces:
         ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [[{subnet: 10.88.0.0/24}]]}
       - type: tuning
         mtu: 1400
-        dataDir: {{.IPAMDir}}/tuning
+        dataDir: {{.TuningDir}}
 `
-
-// natRulesOf returns the nat table's lines that name container id.
-func natRulesOf(t *testing.T, id string) []string {
-	t.Helper()
-	out, err := exec.Command("iptables-save", "-t", "nat").Output()
-	if err != nil {
-		t.Fatalf("iptables-save: %v", err)
-	}
-	var lines []string
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, id) {
-			lines = append(lines, line)
-		}
-	}
-	return lines
-}
 
 // TestRebuildReleasesWhatTheBridgeSetUp: Nomad's rebuild after a failed
 // CHECK (the namespace destroyed without DEL, recreated at the same path,
@@ -104,26 +78,26 @@ func natRulesOf(t *testing.T, id string) []string {
 // bridge and tuning a scratch namespace holding the old interface.
 func TestRebuildReleasesWhatTheBridgeSetUp(t *testing.T) {
 	w := newWorld(t)
-	w.Master = makeMaster(t)
+	w.Master = testworld.MakeMaster(t, 0)
 	l := w.list(w.writeYAML("multi.yaml", masqYAML), nil)
 	netns := newNS(t)
 	const id = "rebuilt-1"
 	first := w.mustAdd(l, rt(id, netns))
-	firstRules := natRulesOf(t, id)
+	firstRules := testworld.Iptables(t, "nat", id)
 	if len(firstRules) == 0 {
 		t.Fatal("no masquerade rule after ADD: the test proves nothing")
 	}
-	if got := tuningBackups(t, w); len(got) != 1 {
+	if got := w.tuningBackups(); len(got) != 1 {
 		t.Fatalf("tuning backups after ADD = %v, want one: the test proves nothing", got)
 	}
-	if err := destroyNSAt(netns); err != nil {
+	if err := netnsutil.DestroyAt(netns); err != nil {
 		t.Fatal(err)
 	}
-	if err := createNSAt(netns); err != nil {
+	if err := netnsutil.CreateAt(netns); err != nil {
 		t.Fatal(err)
 	}
 	second := w.mustAdd(l, rt(id, netns))
-	rules := natRulesOf(t, id)
+	rules := testworld.Iptables(t, "nat", id)
 	// host-local hands out the address after the last one it reserved:
 	// the rebuilt container's differs, so a rule of the old one is told
 	// apart from the new one's.
@@ -139,31 +113,27 @@ func TestRebuildReleasesWhatTheBridgeSetUp(t *testing.T) {
 	if len(rules) != len(firstRules) {
 		t.Errorf("nat rules after the rebuild = %v, want as many as after the first ADD (%v)", rules, firstRules)
 	}
-	if got := tuningBackups(t, w); len(got) != 1 {
+	if got := w.tuningBackups(); len(got) != 1 {
 		t.Errorf("tuning backups after the rebuild = %v, want the new ADD's one", got)
 	}
 	if err := w.del(l, rt(id, netns)); err != nil {
 		t.Fatalf("DEL after the rebuild: %v", err)
 	}
-	if rules := natRulesOf(t, id); len(rules) != 0 {
+	if rules := testworld.Iptables(t, "nat", id); len(rules) != 0 {
 		t.Errorf("nat rules of the container left after DEL: %v", rules)
 	}
-	if got := tuningBackups(t, w); len(got) != 0 {
+	if got := w.tuningBackups(); len(got) != 0 {
 		t.Errorf("tuning backups left: %v", got)
 	}
 	w.assertNothingLeft(netns, "svc", "storage")
 }
 
 // tuningBackups lists the backup files the tuning plugin of masqYAML keeps.
-func tuningBackups(t *testing.T, w *world) []string {
-	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(w.IPAMDir, "tuning"))
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
+func (w *world) tuningBackups() []string {
+	w.t.Helper()
+	names, err := testworld.TuningBackups(w.TuningDir)
+	if err != nil {
+		w.t.Fatal(err)
 	}
 	return names
 }
@@ -172,29 +142,29 @@ func tuningBackups(t *testing.T, w *world) []string {
 // fails: its rollback and the stale release leave no tuning backup.
 func TestRebuildWithFailingAddLeavesNoBackup(t *testing.T) {
 	w := newWorld(t)
-	w.Master = makeMaster(t)
+	w.Master = testworld.MakeMaster(t, 0)
 	path := w.writeYAML("multi.yaml", masqYAML)
 	l := w.list(path, nil)
 	netns := newNS(t)
 	const id = "rebuilt-2"
 	w.mustAdd(l, rt(id, netns))
-	if got := tuningBackups(t, w); len(got) != 1 {
+	if got := w.tuningBackups(); len(got) != 1 {
 		t.Fatalf("tuning backups after ADD = %v, want one: the test proves nothing", got)
 	}
-	if err := destroyNSAt(netns); err != nil {
+	if err := netnsutil.DestroyAt(netns); err != nil {
 		t.Fatal(err)
 	}
-	if err := createNSAt(netns); err != nil {
+	if err := netnsutil.CreateAt(netns); err != nil {
 		t.Fatal(err)
 	}
 	failing := masqYAML + "      - {type: recorder, recordFile: {{.RecordFile}}, failOn: [ADD], failCode: 7}\n"
 	w.writeYAML("multi.yaml", failing)
 	_, err := w.add(l, rt(id, netns))
-	wantErr(t, err, types.ErrInvalidNetworkConfig, "eth1: plugin recorder: recorder told to fail ADD on eth1")
-	if got := tuningBackups(t, w); len(got) != 0 {
+	testworld.WantCNIError(t, err, types.ErrInvalidNetworkConfig, "eth1: plugin recorder: recorder told to fail ADD on eth1")
+	if got := w.tuningBackups(); len(got) != 0 {
 		t.Errorf("tuning backups left: %v", got)
 	}
-	if rules := natRulesOf(t, id); len(rules) != 0 {
+	if rules := testworld.Iptables(t, "nat", id); len(rules) != 0 {
 		t.Errorf("nat rules of the container left: %v", rules)
 	}
 	w.assertNothingLeft(netns, "svc", "storage")
@@ -222,7 +192,7 @@ func TestCheckOnAReadOnlyStateDir(t *testing.T) {
 		t.Errorf("CHECK on a read-only stateDir: %v", err)
 	}
 	err := w.del(l, r)
-	wantErr(t, err, types.ErrIOFailure, "stateDir")
+	testworld.WantCNIError(t, err, types.ErrIOFailure, "stateDir")
 	if err := syscall.Mount("", w.StateDir, "", syscall.MS_REMOUNT, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -239,6 +209,6 @@ func TestContainerIDTooLong(t *testing.T) {
 	l := w.list(w.seed(), nil)
 	netns := newNS(t)
 	_, err := w.add(l, rt(strings.Repeat("a", 251), netns))
-	wantErr(t, err, types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID", "250")
+	testworld.WantCNIError(t, err, types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID", "250")
 	w.assertNothingLeft(netns, "svc", "storage")
 }

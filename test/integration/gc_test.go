@@ -4,12 +4,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // gcYAML is the seed job at spec 1.1 with a recorder in each chain; eth1's
@@ -35,8 +38,8 @@ const gcYAML = `interfaces:
 func gcWorld(t *testing.T) (*world, *libcni.NetworkConfigList) {
 	w := newWorld(t)
 	w.CNIVersion = "1.1.0"
-	w.Name = "gc" + randHex(3)
-	w.Master = makeMaster(t)
+	w.Name = "gc" + testworld.RandHex(3)
+	w.Master = testworld.MakeMaster(t, 0)
 	return w, w.list(w.writeYAML("multi.yaml", gcYAML), nil)
 }
 
@@ -53,10 +56,10 @@ func TestGC(t *testing.T) {
 	// An orphan lease no nicmux container holds: the forwarded host-local GC
 	// must collect it.
 	orphan := filepath.Join(w.IPAMDir, "svc", "10.77.0.250")
-	writeFile(t, orphan, "orphan-container\r\neth0")
+	testworld.WriteFile(t, orphan, "orphan-container\r\neth0")
 	// The runtime lost its own cache (libcni would otherwise DEL the stale
 	// ones itself before calling GC): nicmux's state is all there is.
-	if err := os.RemoveAll(filepath.Join(w.dir, "cache")); err != nil {
+	if err := os.RemoveAll(filepath.Join(w.Dir, "cache")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -65,10 +68,10 @@ func TestGC(t *testing.T) {
 		t.Fatalf("GC: %v", err)
 	}
 	for _, id := range []string{"stale-a", "stale-b"} {
-		if got := nsLinks(t, nets[id]); len(got) != 0 {
+		if got := testworld.Links(t, nets[id]); len(got) != 0 {
 			t.Errorf("%s: links left: %v", id, got)
 		}
-		if _, err := os.Stat(filepath.Join(w.StateDir, "containers", id)); !os.IsNotExist(err) {
+		if _, err := os.Stat(testworld.ContainerDir(w.StateDir, id)); !os.IsNotExist(err) {
 			t.Errorf("%s: state left (%v)", id, err)
 		}
 	}
@@ -86,7 +89,7 @@ func TestGC(t *testing.T) {
 	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
 		t.Errorf("the orphan lease survived the forwarded GC")
 	}
-	if got := nsLinks(t, nets["live"]); !equal(got, []string{"eth0", "eth1"}) {
+	if got := testworld.Links(t, nets["live"]); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Errorf("live container's links = %v", got)
 	}
 	if err := w.check(l, rt("live", nets["live"])); err != nil {
@@ -95,7 +98,7 @@ func TestGC(t *testing.T) {
 
 	// The forwarded GC: eth0's chain got only its live pair; eth1's chain
 	// (disableGC) got none.
-	var gcs []recordedCall
+	var gcs []testworld.Call
 	for _, c := range w.calls() {
 		if c.Command == "GC" {
 			gcs = append(gcs, c)
@@ -115,16 +118,16 @@ func TestGC(t *testing.T) {
 // TestGCDisabled: nicmux's own disableGC releases nothing.
 func TestGCDisabled(t *testing.T) {
 	w, _ := gcWorld(t)
-	l := w.list(filepath.Join(w.dir, "multi.yaml"), map[string]any{"disableGC": true})
+	l := w.list(filepath.Join(w.Dir, "multi.yaml"), map[string]any{"disableGC": true})
 	netns := newNS(t)
 	w.mustAdd(l, rt("kept", netns))
-	if err := os.RemoveAll(filepath.Join(w.dir, "cache")); err != nil {
+	if err := os.RemoveAll(filepath.Join(w.Dir, "cache")); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.cni.GCNetworkList(t.Context(), l, &libcni.GCArgs{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := nsLinks(t, netns); len(got) != 2 {
+	if got := testworld.Links(t, netns); len(got) != 2 {
 		t.Errorf("links = %v, want both kept", got)
 	}
 	if err := w.del(l, rt("kept", netns)); err != nil {
@@ -137,17 +140,17 @@ func TestGCDisabled(t *testing.T) {
 // network is collected.
 func TestCnitoolGCAndStatus(t *testing.T) {
 	w, l := gcWorld(t)
-	netDir := filepath.Join(w.dir, "net.d")
+	netDir := filepath.Join(w.Dir, "net.d")
 	if err := os.MkdirAll(netDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(netDir, "multi.conflist"), string(l.Bytes))
+	testworld.WriteFile(t, filepath.Join(netDir, "multi.conflist"), string(l.Bytes))
 	netns := newNS(t)
 	w.mustAdd(l, rt("tool-1", netns))
 
 	cnitool := func(args ...string) (string, error) {
-		cmd := exec.Command(filepath.Join(binDir(), "cnitool"), args...)
-		cmd.Env = append(os.Environ(), "CNI_PATH="+strings.Join(cniPath(), ":"), "NETCONFPATH="+netDir)
+		cmd := exec.Command(filepath.Join(testworld.BinDir(), "cnitool"), args...)
+		cmd.Env = append(os.Environ(), "CNI_PATH="+strings.Join(testworld.CNIPath(), ":"), "NETCONFPATH="+netDir)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -161,7 +164,7 @@ func TestCnitoolGCAndStatus(t *testing.T) {
 
 	// A broken attachment file does not fail STATUS (Nomad would skip
 	// every teardown), but the ADDs that use it fail naming it.
-	writeFile(t, filepath.Join(w.dir, "multi.yaml"), "interfaces: [")
+	testworld.WriteFile(t, filepath.Join(w.Dir, "multi.yaml"), "interfaces: [")
 	if out, err := cnitool("status", w.Name, netns); err != nil {
 		t.Errorf("cnitool status with a broken attachment file: %v\n%s", err, out)
 	}
@@ -181,21 +184,21 @@ func TestStatus(t *testing.T) {
 	t.Run("broken set in the folder", func(t *testing.T) {
 		// Not a failure: Nomad 1.9.5+ runs STATUS before every teardown
 		// and skips it when STATUS fails. The log names the file.
-		bad := filepath.Join(w.dir, "storage.yaml")
-		writeFile(t, bad, "interfaces:\n  - ifname: eth0\n")
+		bad := filepath.Join(w.Dir, "storage.yaml")
+		testworld.WriteFile(t, bad, "interfaces:\n  - ifname: eth0\n")
 		defer os.Remove(bad)
 		if err := status(l); err != nil {
 			t.Errorf("STATUS with a broken set beside the attachment file: %v", err)
 		}
-		if log := w.log(); !strings.Contains(log, "storage.yaml:2:5") {
+		if log := w.Log(); !strings.Contains(log, "storage.yaml:2:5") {
 			t.Errorf("the log does not name the broken set:\n%s", log)
 		}
 	})
 	t.Run("state folder not writable", func(t *testing.T) {
-		file := filepath.Join(w.dir, "a-file")
-		writeFile(t, file, "")
-		bad := w.list(filepath.Join(w.dir, "multi.yaml"), map[string]any{"stateDir": filepath.Join(file, "state")})
-		wantErr(t, status(bad), types.ErrPluginNotAvailable, "stateDir", "a-file")
+		file := filepath.Join(w.Dir, "a-file")
+		testworld.WriteFile(t, file, "")
+		bad := w.list(filepath.Join(w.Dir, "multi.yaml"), map[string]any{"stateDir": filepath.Join(file, "state")})
+		testworld.WantCNIError(t, status(bad), types.ErrPluginNotAvailable, "stateDir", "a-file")
 	})
 	for code, want := range map[uint]uint{types.ErrLimitedConnectivity: types.ErrLimitedConnectivity, 7: types.ErrPluginNotAvailable} {
 		t.Run("delegate not ready", func(t *testing.T) {
@@ -204,7 +207,7 @@ func TestStatus(t *testing.T) {
 			path := w.writeYAML("status.yaml", yaml)
 			defer os.Remove(path)
 			bad := w.list(path, nil)
-			wantErr(t, status(bad), want, "eth0 (network svc)", "plugin recorder")
+			testworld.WantCNIError(t, status(bad), want, "eth0 (network svc)", "plugin recorder")
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,9 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/vishvananda/netlink"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // The operator's commands (nicmux show, gc, forget), run as an operator
@@ -35,7 +39,7 @@ func (r cmdResult) String() string {
 // environment, as an operator's shell would.
 func runNicmux(t *testing.T, args ...string) cmdResult {
 	t.Helper()
-	return runCmd(t, nicmuxBin(), args...)
+	return runCmd(t, testworld.NicmuxBin(), args...)
 }
 
 func runCmd(t *testing.T, bin string, args ...string) cmdResult {
@@ -55,8 +59,8 @@ func runCmd(t *testing.T, bin string, args ...string) cmdResult {
 // it, for the commands' -conflist.
 func (w *world) conflistFile(l *libcni.NetworkConfigList) string {
 	w.t.Helper()
-	path := filepath.Join(w.dir, w.Name+".conflist")
-	writeFile(w.t, path, string(l.Bytes))
+	path := filepath.Join(w.Dir, w.Name+".conflist")
+	testworld.WriteFile(w.t, path, string(l.Bytes))
 	return path
 }
 
@@ -64,12 +68,7 @@ func (w *world) conflistFile(l *libcni.NetworkConfigList) string {
 // conflist and CNI path.
 func (w *world) ops(conflist, command string, args ...string) cmdResult {
 	w.t.Helper()
-	return runNicmux(w.t, append([]string{command, "-conflist", conflist, "-cni-path", strings.Join(cniPath(), ":")}, args...)...)
-}
-
-// containerFile is a file of a container's state folder.
-func (w *world) containerFile(id, name string) string {
-	return filepath.Join(w.StateDir, "containers", id, name)
+	return runNicmux(w.t, append([]string{command, "-conflist", conflist, "-cni-path", strings.Join(testworld.CNIPath(), ":")}, args...)...)
 }
 
 // tear cuts a record in half, as a crash mid-write on a file system that
@@ -156,21 +155,6 @@ func chainTypes(it interfaceJSON) string {
 	return strings.Join(out, " ")
 }
 
-// linkMAC returns a link's MAC in a namespace.
-func linkMAC(t *testing.T, netns, ifname string) string {
-	t.Helper()
-	var mac string
-	inNS(t, netns, func() error {
-		l, err := netlink.LinkByName(ifname)
-		if err != nil {
-			return err
-		}
-		mac = l.Attrs().HardwareAddr.String()
-		return nil
-	})
-	return mac
-}
-
 // mustMatch fails unless text has a line matching each pattern.
 func mustMatch(t *testing.T, text string, patterns ...string) {
 	t.Helper()
@@ -200,12 +184,12 @@ func TestShow(t *testing.T) {
 			addrs[id+"/"+res.Interfaces[*ip.Interface].Name] = ip.Address.String()
 		}
 	}
-	liveMAC := linkMAC(t, nets["live"], "eth0")
-	if err := destroyNSAt(nets["stale"]); err != nil {
+	liveMAC := testworld.MAC(t, nets["live"], "eth0")
+	if err := netnsutil.DestroyAt(nets["stale"]); err != nil {
 		t.Fatal(err)
 	}
-	tear(t, w.containerFile("torn-plan", "container.json"))
-	tear(t, w.containerFile("torn-result", "if-eth1.json"))
+	tear(t, testworld.PlanFile(w.StateDir, "torn-plan"))
+	tear(t, testworld.ResultFile(w.StateDir, "torn-result", "eth1"))
 	before := snapshotState(t, w.StateDir)
 
 	r := runNicmux(t, "show", "-state-dir", w.StateDir)
@@ -272,7 +256,7 @@ func TestShow(t *testing.T) {
 		t.Errorf("show live: %s", r)
 	}
 	mustMatch(t, r.stdout,
-		`^  attachment file `+regexp.QuoteMeta(filepath.Join(w.dir, "multi.yaml"))+`, runtime ifname eth0, record format 2$`,
+		`^  attachment file `+regexp.QuoteMeta(filepath.Join(w.Dir, "multi.yaml"))+`, runtime ifname eth0, record format 2$`,
 		`^  eth1: chain at cniVersion 1.0.0$`,
 		`^ +"type": "macvlan",?$`,
 		`^ +"master": "`+w.Master+`",?$`)
@@ -292,7 +276,7 @@ func TestShow(t *testing.T) {
 	// A read-only state folder (its own mount namespace, gone with it).
 	ro := runCmd(t, "unshare", "-m", "--propagation", "private", "sh", "-c",
 		`mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && touch "$1/probe" 2>/dev/null && exit 9; exec "$2" show -state-dir "$1" -json`,
-		"sh", w.StateDir, nicmuxBin())
+		"sh", w.StateDir, testworld.NicmuxBin())
 	if ro.code != 1 {
 		t.Fatalf("show on a read-only state folder: %s", ro)
 	}
@@ -345,7 +329,7 @@ func TestGCRacesLiveContainers(t *testing.T) {
 	w := newWorld(t)
 	w.CNIVersion = "1.1.0"
 	w.Name = "gcrace"
-	w.Master = makeMaster(t)
+	w.Master = testworld.MakeMaster(t, 0)
 	l := w.list(w.writeYAML("multi.yaml", twoChainsYAML), nil)
 	conflist := w.conflistFile(l)
 	// The bridge plugin pins the bridge's MAC on each ADD from what it read
@@ -360,20 +344,20 @@ func TestGCRacesLiveContainers(t *testing.T) {
 	for _, id := range stale {
 		netns := newNS(t)
 		w.mustAdd(l, rt(id, netns))
-		if err := destroyNSAt(netns); err != nil {
+		if err := netnsutil.DestroyAt(netns); err != nil {
 			t.Fatal(err)
 		}
 		if id == "stale-remade" {
 			// Made again at the same path, with links named as the
 			// container's: gc must not touch them.
-			if err := createNSAt(netns); err != nil {
+			if err := netnsutil.CreateAt(netns); err != nil {
 				t.Fatal(err)
 			}
-			inNS(t, netns, func() error {
+			testworld.InNetns(t, netns, func() error {
 				return netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "eth1"})
 			})
 			t.Cleanup(func() {
-				if got := nsLinks(t, netns); !equal(got, []string{"eth0", "eth1"}) {
+				if got := testworld.Links(t, netns); !slices.Equal(got, []string{"eth0", "eth1"}) {
 					t.Errorf("the namespace made again at %s lost its links: %v", netns, got)
 				}
 			})
@@ -461,7 +445,7 @@ func TestGCRacesLiveContainers(t *testing.T) {
 		if !released[id] {
 			t.Errorf("%s was not released", id)
 		}
-		if _, err := os.Stat(filepath.Join(w.StateDir, "containers", id)); !os.IsNotExist(err) {
+		if _, err := os.Stat(testworld.ContainerDir(w.StateDir, id)); !os.IsNotExist(err) {
 			t.Errorf("%s: state left (%v)", id, err)
 		}
 	}
@@ -491,14 +475,14 @@ func TestGCRacesLiveContainers(t *testing.T) {
 		}
 	}
 	for i, id := range live {
-		if got := nsLinks(t, nets[i]); !equal(got, []string{"eth0", "eth1"}) {
+		if got := testworld.Links(t, nets[i]); !slices.Equal(got, []string{"eth0", "eth1"}) {
 			t.Errorf("%s: links %v", id, got)
 		}
 		if err := w.check(l, rt(id, nets[i])); err != nil {
 			t.Errorf("%s: CHECK after the gc runs: %v", id, err)
 		}
 	}
-	log := w.log()
+	log := w.Log()
 	if n := strings.Count(log, `verb="nicmux gc"`); n < len(gcRuns) {
 		t.Errorf("the log has %d lines of nicmux gc for %d runs", n, len(gcRuns))
 	}
@@ -517,7 +501,7 @@ func TestGCRacesLiveContainers(t *testing.T) {
 	if got := w.stateFiles(); len(got) != 0 {
 		t.Errorf("state left: %v", got)
 	}
-	if got := bridgePorts(t, w.Bridge); len(got) != 0 {
+	if got := testworld.BridgePorts(t, w.Bridge); len(got) != 0 {
 		t.Errorf("bridge ports left: %v", got)
 	}
 }
@@ -554,7 +538,7 @@ func TestGCDryRun(t *testing.T) {
 		nets[id] = newNS(t)
 		w.mustAdd(l, rt(id, nets[id]))
 	}
-	if err := destroyNSAt(nets["gone"]); err != nil {
+	if err := netnsutil.DestroyAt(nets["gone"]); err != nil {
 		t.Fatal(err)
 	}
 	before, leases, calls := snapshotState(t, w.StateDir), fmt.Sprint(w.leases("svc"), w.leases("storage")), len(w.calls())
@@ -584,7 +568,7 @@ func TestGCDryRun(t *testing.T) {
 		Forwarded bool `json:"forwarded"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 || !rep.DryRun || len(rep.Released) != 1 ||
-		rep.Released[0].ContainerID != "gone" || !equal(rep.Released[0].Interfaces, []string{"eth0", "eth1"}) || rep.Kept != 1 || rep.Forwarded {
+		rep.Released[0].ContainerID != "gone" || !slices.Equal(rep.Released[0].Interfaces, []string{"eth0", "eth1"}) || rep.Kept != 1 || rep.Forwarded {
 		t.Errorf("gc -dry-run -json: %+v (%v)\n%s", rep, err, r)
 	}
 	if snapshotState(t, w.StateDir) != before || fmt.Sprint(w.leases("svc"), w.leases("storage")) != leases || len(w.calls()) != calls {
@@ -594,7 +578,7 @@ func TestGCDryRun(t *testing.T) {
 	// A torn plan: reported, by the dry run and the real run, never released.
 	torn := newNS(t)
 	w.mustAdd(l, rt("torn", torn))
-	tear(t, w.containerFile("torn", "container.json"))
+	tear(t, testworld.PlanFile(w.StateDir, "torn"))
 	r = w.ops(conflist, "gc", "-dry-run", "-json")
 	rep.Unreadable = nil
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 1 || len(rep.Unreadable) != 1 || rep.Unreadable[0].ContainerID != "torn" ||
@@ -606,10 +590,10 @@ func TestGCDryRun(t *testing.T) {
 		t.Errorf("gc with a torn record: want exit 1, got %s", r)
 	}
 	mustMatch(t, r.stdout, `^released gone \(eth0, eth1\): its netns \S+ is gone$`, `^unreadable torn: state record \S+ is corrupt`)
-	if _, err := os.Stat(w.containerFile("gone", "container.json")); !os.IsNotExist(err) {
+	if _, err := os.Stat(testworld.PlanFile(w.StateDir, "gone")); !os.IsNotExist(err) {
 		t.Errorf("gone: state left (%v)", err)
 	}
-	if got := nsLinks(t, torn); !equal(got, []string{"eth0", "eth1"}) {
+	if got := testworld.Links(t, torn); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Errorf("the unreadable container's links = %v: gc touched it", got)
 	}
 	for _, id := range []string{"kept", "torn"} {
@@ -642,7 +626,7 @@ func (w *world) stuck(id string) (*libcni.NetworkConfigList, string) {
 	w.t.Helper()
 	t := w.t
 	if w.Master == "" {
-		w.Master = makeMaster(t)
+		w.Master = testworld.MakeMaster(t, 0)
 	}
 	l := w.list(w.writeYAML("multi.yaml", stuckYAML), nil)
 	netns := newNS(t)
@@ -650,10 +634,10 @@ func (w *world) stuck(id string) (*libcni.NetworkConfigList, string) {
 	if err == nil || !strings.Contains(err.Error(), "eth1: plugin macvlan") || !strings.Contains(err.Error(), "rollback: eth1") {
 		t.Fatalf("ADD with eth1's ranges too shallow: %v; want eth1's macvlan to fail, and the rollback", err)
 	}
-	if got := nsLinks(t, netns); !equal(got, []string{"eth1"}) {
+	if got := testworld.Links(t, netns); !slices.Equal(got, []string{"eth1"}) {
 		t.Fatalf("links after the failed ADD = %v, want the eth1 macvlan leaks", got)
 	}
-	if _, err := os.Stat(w.containerFile(id, "container.json")); err != nil {
+	if _, err := os.Stat(testworld.PlanFile(w.StateDir, id)); err != nil {
 		t.Fatalf("the failed rollback left no record: %v", err)
 	}
 	return l, netns
@@ -724,17 +708,17 @@ func TestForgetStuckRecord(t *testing.T) {
 		`^the record is dropped\. What may be left, to clean up by hand:$`,
 		`^  eth1 \(network storage, chain macvlan\(host-local\)\): addresses unknown \(no result recorded\)$`,
 		`^    - host-local leases of the container, if any, in `+regexp.QuoteMeta(filepath.Join(w.IPAMDir, "storage"))+`: grep -l stuck-1 `)
-	if _, err := os.Stat(filepath.Join(w.StateDir, "containers", id)); !os.IsNotExist(err) {
+	if _, err := os.Stat(testworld.ContainerDir(w.StateDir, id)); !os.IsNotExist(err) {
 		t.Errorf("forget -force left the record (%v)", err)
 	}
 	if r := runNicmux(t, "show", "-conflist", conflist); r.stdout != "no container in "+w.StateDir+"\n" {
 		t.Errorf("show after forget -force: %s", r)
 	}
-	mustMatch(t, w.log(), `level=ERROR msg="nicmux forget -force: dropped a record whose interfaces could not all be released" containerID=stuck-1 mayBeLeft=\[eth1\]`,
+	mustMatch(t, w.Log(), `level=ERROR msg="nicmux forget -force: dropped a record whose interfaces could not all be released" containerID=stuck-1 mayBeLeft=\[eth1\]`,
 		`msg=ok verb="nicmux forget" containerID=stuck-1 `)
 
 	// What it printed is there, and its command removes it.
-	if got := nsLinks(t, netns); !equal(got, []string{"eth1"}) {
+	if got := testworld.Links(t, netns); !slices.Equal(got, []string{"eth1"}) {
 		t.Errorf("links = %v, want the leaked eth1 forget printed", got)
 	}
 	if hint == nil {
@@ -743,7 +727,7 @@ func TestForgetStuckRecord(t *testing.T) {
 	if out, err := exec.Command("sh", "-c", hint[1]).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", hint[1], err, out)
 	}
-	if got := nsLinks(t, netns); len(got) != 0 {
+	if got := testworld.Links(t, netns); len(got) != 0 {
 		t.Errorf("links after the printed command = %v", got)
 	}
 	for _, n := range []string{"svc", "storage"} {
@@ -778,7 +762,7 @@ func TestStuckRecordConverges(t *testing.T) {
 				}
 				mustMatch(t, r.stdout, `^released now: eth1$`, `^everything released: the record is removed$`)
 			case "gc":
-				if err := destroyNSAt(netns); err != nil {
+				if err := netnsutil.DestroyAt(netns); err != nil {
 					t.Fatal(err)
 				}
 				r := w.ops(conflist, "gc")
@@ -786,11 +770,11 @@ func TestStuckRecordConverges(t *testing.T) {
 					t.Fatalf("gc once the file is fixed: %s", r)
 				}
 				mustMatch(t, r.stdout, `^released stuck-2 \(eth0, eth1\): its netns \S+ is gone$`)
-				if err := createNSAt(netns); err != nil { // for assertNothingLeft
+				if err := netnsutil.CreateAt(netns); err != nil { // for assertNothingLeft
 					t.Fatal(err)
 				}
 			}
-			mustMatch(t, w.log(), `msg="released with the attachment file's chain: the recorded one could not be" containerID=stuck-2 interface=eth1`)
+			mustMatch(t, w.Log(), `msg="released with the attachment file's chain: the recorded one could not be" containerID=stuck-2 interface=eth1`)
 			w.assertNothingLeft(netns, "svc", "storage")
 		})
 	}

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // prestartYAML: eth0's chain fails at its second plugin when Fail is set;
@@ -40,18 +43,18 @@ func TestPrestart(t *testing.T) {
 	for _, prestart := range []bool{true, false} {
 		t.Run(fmt.Sprintf("prestart=%v", prestart), func(t *testing.T) {
 			w := newWorld(t)
-			w.Master = makeMaster(t)
+			w.Master = testworld.MakeMaster(t, 0)
 			pw := &prestartWorld{world: w, Fail: true}
-			path := filepath.Join(w.dir, "multi.yaml")
+			path := filepath.Join(w.Dir, "multi.yaml")
 			var buf strings.Builder
 			renderTo(t, &buf, prestartYAML, pw)
-			writeFile(t, path, buf.String())
+			testworld.WriteFile(t, path, buf.String())
 			l := w.list(path, map[string]any{"prestart": prestart, "parallel": false})
 			netns := newNS(t)
 			r := rt("pre-1", netns)
 
 			_, err := w.add(l, r)
-			wantErr(t, err, types.ErrInvalidNetworkConfig, "eth0: plugin recorder: recorder told to fail ADD on eth0")
+			testworld.WantCNIError(t, err, types.ErrInvalidNetworkConfig, "eth0: plugin recorder: recorder told to fail ADD on eth0")
 			assertNoPluginProcess(t)
 			w.assertNothingLeft(netns, "svc", "storage")
 			// Neither eth0's last recorder, after the failure, nor eth1
@@ -63,7 +66,7 @@ func TestPrestart(t *testing.T) {
 			pw.Fail = false
 			buf.Reset()
 			renderTo(t, &buf, prestartYAML, pw)
-			writeFile(t, path, buf.String())
+			testworld.WriteFile(t, path, buf.String())
 			w.mustAdd(l, r)
 			if err := w.check(l, r); err != nil {
 				t.Errorf("CHECK: %v", err)
@@ -75,7 +78,7 @@ func TestPrestart(t *testing.T) {
 			w.assertNothingLeft(netns, "svc", "storage")
 			// In file order, DEL in reverse.
 			want := []string{"ADD eth0", "ADD eth1", "CHECK eth0", "CHECK eth1", "DEL eth1", "DEL eth0"}
-			if got := summary(w.calls()); !equal(got, want) {
+			if got := summary(w.calls()); !slices.Equal(got, want) {
 				t.Errorf("calls = %v, want %v", got, want)
 			}
 		})
@@ -87,7 +90,7 @@ type prestartWorld struct {
 	Fail bool
 }
 
-func summary(calls []recordedCall) []string {
+func summary(calls []testworld.Call) []string {
 	var out []string
 	for _, c := range calls {
 		out = append(out, c.Command+" "+c.IfName)
@@ -99,17 +102,15 @@ func summary(calls []recordedCall) []string {
 // test's CNI path: every delegate nicmux started, ahead or not, is gone.
 func assertNoPluginProcess(t *testing.T) {
 	t.Helper()
-	dirs := cniPath()
-	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	procs, err := testworld.Procs(func(p testworld.Proc) bool {
+		return slices.ContainsFunc(testworld.CNIPath(), func(d string) bool {
+			return strings.HasPrefix(p.Exe, d+string(os.PathSeparator))
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range procs {
-		exe, err := os.Readlink(p)
-		if err != nil {
-			continue
-		}
-		for _, d := range dirs {
-			if strings.HasPrefix(exe, d+string(os.PathSeparator)) {
-				t.Errorf("process %s still runs %s", filepath.Base(filepath.Dir(p)), exe)
-			}
-		}
+		t.Errorf("process %d still runs %s", p.PID, p.Exe)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // nicmux rehearse and nicmux adopt, run as an operator runs them: the real
@@ -45,7 +47,7 @@ type rehearseWorld struct {
 func newRehearseWorld(t *testing.T, name string) *rehearseWorld {
 	w := &rehearseWorld{world: newWorld(t)}
 	w.Name = name
-	w.Master = makeMaster(t)
+	w.Master = testworld.MakeMaster(t, 0)
 	w.before = takeHostState(t)
 	return w
 }
@@ -56,8 +58,8 @@ func (w *rehearseWorld) handChain() string {
 	if err := template.Must(template.New("chain").Parse(handChainTmpl)).Execute(&buf, w); err != nil {
 		w.t.Fatal(err)
 	}
-	path := filepath.Join(w.dir, w.Name+".conflist")
-	writeFile(w.t, path, buf.String())
+	path := filepath.Join(w.Dir, w.Name+".conflist")
+	testworld.WriteFile(w.t, path, buf.String())
 	return path
 }
 
@@ -81,14 +83,14 @@ func (w *rehearseWorld) nicmuxList() string {
 	}
 	m["plugins"] = append(m["plugins"].([]any), map[string]any{"type": "loopback"})
 	b, _ := json.Marshal(m)
-	path := filepath.Join(w.dir, w.Name+".conflist")
-	writeFile(w.t, path, string(b))
+	path := filepath.Join(w.Dir, w.Name+".conflist")
+	testworld.WriteFile(w.t, path, string(b))
 	return path
 }
 
 // rehearseArgs are the arguments of a rehearsal of file on this world.
 func rehearseArgs(file string, more ...string) []string {
-	return append([]string{"rehearse", "-conflist", file, "-cni-path", strings.Join(cniPath(), ":"), "-port", "20080:8080"}, more...)
+	return append([]string{"rehearse", "-conflist", file, "-cni-path", strings.Join(testworld.CNIPath(), ":"), "-port", "20080:8080"}, more...)
 }
 
 // rehearsal is the -json report's part the tests read.
@@ -297,9 +299,9 @@ func TestRehearseInterrupted(t *testing.T) {
 		sleepMs int
 	}{{"one signal", 1, 1500}, {"two signals", 2, 60000}} {
 		t.Run(c.name, func(t *testing.T) {
-			w := newRehearseWorld(t, "sig"+randHex(2))
+			w := newRehearseWorld(t, "sig"+testworld.RandHex(2))
 			w.Extra = `, {"type": "recorder", "recordFile": "` + w.RecordFile + `", "sleepOn": ["ADD"], "sleepMs": ` + itoa(c.sleepMs) + `}`
-			cmd := exec.Command(nicmuxBin(), rehearseArgs(w.handChain())...)
+			cmd := exec.Command(testworld.NicmuxBin(), rehearseArgs(w.handChain())...)
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH") + ":/usr/sbin:/sbin"}
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -3,12 +3,15 @@ package integration
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types/create"
 	"github.com/vishvananda/netlink"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // versionYAML is the seed job with each chain at {{.ChainVersion}}.
@@ -48,12 +51,12 @@ func TestVersionMatrix(t *testing.T) {
 			t.Run(listVer+"/"+chainVer, func(t *testing.T) {
 				w := newWorld(t)
 				w.CNIVersion = listVer
-				w.Master = makeMaster(t)
+				w.Master = testworld.MakeMaster(t, 0)
 				vw := &versionWorld{world: w, ChainVersion: chainVer}
 				var buf strings.Builder
 				renderTo(t, &buf, versionYAML, vw)
-				path := w.dir + "/multi.yaml"
-				writeFile(t, path, buf.String())
+				path := w.Dir + "/multi.yaml"
+				testworld.WriteFile(t, path, buf.String())
 				l := w.list(path, nil)
 				netns := newNS(t)
 				r := rt("ver-1", netns)
@@ -82,7 +85,7 @@ func TestVersionMatrix(t *testing.T) {
 				var ck struct {
 					Result json.RawMessage `json:"result"`
 				}
-				readJSON(t, w.StateDir+"/containers/ver-1/if-eth1.json", &ck)
+				testworld.ReadJSON(t, w.StateDir+"/containers/ver-1/if-eth1.json", &ck)
 				if stored, err := create.CreateFromBytes(ck.Result); err != nil || stored.Version() != chainVer {
 					t.Errorf("eth1's stored result: version %v, err %v; want %s", stored, err, chainVer)
 				}
@@ -108,7 +111,7 @@ func TestVersionMatrix(t *testing.T) {
 
 				if listChecks {
 					// The netlink check runs whatever the chain's version.
-					inNS(t, netns, func() error {
+					testworld.InNetns(t, netns, func() error {
 						l, err := netlink.LinkByName("eth1")
 						if err != nil {
 							return err
@@ -132,7 +135,7 @@ func TestVersionMatrix(t *testing.T) {
 // nicmux still verifies its interface.
 func TestDisableCheck(t *testing.T) {
 	w := newWorld(t)
-	w.Master = makeMaster(t)
+	w.Master = testworld.MakeMaster(t, 0)
 	yaml := strings.Replace(seedYAML, "    network: svc\n", "    network: svc\n    disableCheck: true\n", 1)
 	l := w.list(w.writeYAML("multi.yaml", yaml), nil)
 	netns := newNS(t)
@@ -147,10 +150,10 @@ func TestDisableCheck(t *testing.T) {
 			checked = append(checked, c.IfName)
 		}
 	}
-	if !equal(checked, []string{"eth1"}) {
+	if !slices.Equal(checked, []string{"eth1"}) {
 		t.Errorf("delegate CHECKs on %v, want only eth1", checked)
 	}
-	inNS(t, netns, func() error {
+	testworld.InNetns(t, netns, func() error {
 		l, err := netlink.LinkByName("eth0")
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -20,7 +21,9 @@ import (
 )
 
 // PrivateEnv is set in the environment of a process re-run by
-// ReexecInPrivateNetns.
+// ReexecInPrivateNetns, to the network namespace it was re-run from (as
+// /proc/self/ns/net names it): the re-run goes on only from another one, so
+// the variable set by hand makes no mount private on the real host.
 const PrivateEnv = "NICMUX_IN_PRIVATE_NETNS"
 
 // ReexecInPrivateNetns runs this program again, with the same arguments, in
@@ -35,7 +38,11 @@ func ReexecInPrivateNetns() int { return reexec(false) }
 func ReexecInPrivateNetnsAndMounts() int { return reexec(true) }
 
 func reexec(mounts bool) int {
-	if os.Getenv(PrivateEnv) != "" {
+	if from, ok := os.LookupEnv(PrivateEnv); ok {
+		if err := leftNetns(from); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		if mounts {
 			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 				fmt.Fprintln(os.Stderr, "making mounts private:", err)
@@ -48,15 +55,20 @@ func reexec(mounts bool) int {
 		}
 		return -1
 	}
+	here, err := os.Readlink(selfNetns)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reading this process's netns:", err)
+		return 1
+	}
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
-	cmd.Env = append(os.Environ(), PrivateEnv+"=1")
+	cmd.Env = append(os.Environ(), PrivateEnv+"="+here)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	flags := uintptr(syscall.CLONE_NEWNET)
 	if mounts {
 		flags |= syscall.CLONE_NEWNS
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags}
-	err := cmd.Run()
+	err = cmd.Run()
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
 		return exitErr.ExitCode()
@@ -66,6 +78,22 @@ func reexec(mounts bool) int {
 		return 1
 	}
 	return 0
+}
+
+// selfNetns names the caller's network namespace.
+const selfNetns = "/proc/self/ns/net"
+
+// leftNetns returns an error unless the process runs in another network
+// namespace than from, which PrivateEnv holds.
+func leftNetns(from string) error {
+	here, err := os.Readlink(selfNetns)
+	if err != nil {
+		return fmt.Errorf("reading this process's netns: %w", err)
+	}
+	if !strings.HasPrefix(from, "net:[") || here == from {
+		return fmt.Errorf("%s=%q, but this process was not re-run in a private netns by ReexecInPrivateNetns: unset it", PrivateEnv, from)
+	}
+	return nil
 }
 
 // CreateAt makes a new network namespace and bind-mounts it at path.
@@ -133,8 +161,12 @@ func DestroyAt(path string) error {
 // AddVethMaster makes a veth pair named name and name+"p" in the current
 // namespace, both up, to serve as a macvlan master (not every kernel has
 // dummy links). The returned func deletes it.
-func AddVethMaster(name string) (func(), error) {
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}
+func AddVethMaster(name string) (func(), error) { return AddVethMasterMTU(name, 0) }
+
+// AddVethMasterMTU is AddVethMaster with both ends at mtu (0: the kernel's
+// default).
+func AddVethMasterMTU(name string, mtu int) (func(), error) {
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu}, PeerName: name + "p"}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return nil, fmt.Errorf("adding veth %s: %w", name, err)
 	}

@@ -12,7 +12,9 @@ import (
 
 	gocni "github.com/containerd/go-cni"
 
+	"github.com/nicmux/nicmux/test/netnsutil"
 	"github.com/nicmux/nicmux/test/nomad/legs"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // `nicmux rehearse` emulates the Nomad client on libcni; this suite drives
@@ -142,7 +144,7 @@ type modelledRelease struct {
 
 func rehearseReleases(t *testing.T) []modelledRelease {
 	t.Helper()
-	out, err := exec.Command(nicmuxBin(), "rehearse", "-releases", "-json").Output()
+	out, err := exec.Command(testworld.NicmuxBin(), "rehearse", "-releases", "-json").Output()
 	failIf(t, err, "nicmux rehearse -releases -json")
 	var rs []modelledRelease
 	failIf(t, json.Unmarshal(out, &rs), "decoding the releases")
@@ -172,7 +174,7 @@ func TestRehearseReleasesHaveLegs(t *testing.T) {
 // installList writes a conflist of the plugins and points the job at it.
 func (w *world) installList(name, cniVersion string, plugins ...any) {
 	w.t.Helper()
-	writeJSON(w.t, filepath.Join(w.node.ConfigDir, name+".conflist"),
+	testworld.WriteJSON(w.t, filepath.Join(w.node.ConfigDir, name+".conflist"),
 		map[string]any{"cniVersion": cniVersion, "name": name, "plugins": plugins})
 	w.job.Mode = "cni/" + name
 }
@@ -197,7 +199,7 @@ func oldBridge(t *testing.T) string {
 	}
 	script := fmt.Sprintf("#!/bin/sh\nif [ -z \"$CNI_COMMAND\" ]; then echo 'CNI bridge plugin v1.2.0' >&2; exit 0; fi\nexec %s \"$@\"\n",
 		filepath.Join(pluginsDir(), "bridge"))
-	writeFile(t, filepath.Join(dir, "bridge"), []byte(script))
+	testworld.WriteFile(t, filepath.Join(dir, "bridge"), []byte(script))
 	failIf(t, os.Chmod(filepath.Join(dir, "bridge"), 0o755), "making the old bridge executable")
 	return dir
 }
@@ -261,14 +263,14 @@ func addressInterface(res *gocni.Result, release string) (string, error) {
 // leaksOf lists what the allocation still holds: links in its netns,
 // leases naming it, nat rules naming it, nicmux state.
 func (w *world) leaksOf(a *alloc) []string {
-	out := nsLinks(w.t, a.NetNS)
+	out := testworld.Links(w.t, a.NetNS)
 	leases, _ := filepath.Glob(filepath.Join(w.IPAMDir, "*", "*"))
 	for _, f := range leases {
 		if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(b), a.ID) {
 			out = append(out, f)
 		}
 	}
-	out = append(out, natRules(w.t, a.ID)...)
+	out = append(out, testworld.Iptables(w.t, "nat", a.ID)...)
 	if _, err := os.Stat(filepath.Join(w.StateDir, "containers", a.ID)); err == nil {
 		out = append(out, "nicmux state of "+a.ID)
 	}
@@ -281,7 +283,7 @@ func (w *world) rescue(a *alloc) {
 	if c, err := w.node.client(a.Mode); err == nil {
 		_ = c.Remove(context.Background(), a.ID, a.NetNS, gocni.WithCapabilityPortMap(a.Ports))
 	}
-	_ = destroyNetNS(a.NetNS)
+	_ = netnsutil.DestroyAt(a.NetNS)
 }
 
 // rehearse runs nicmux rehearse on the job's configuration for the
@@ -297,7 +299,7 @@ func (w *world) rehearse(releases []string) map[string]verdict {
 	for _, p := range w.job.Ports {
 		args = append(args, "-port", fmt.Sprintf("%d:%d", host, p.To))
 	}
-	cmd := exec.Command(nicmuxBin(), args...)
+	cmd := exec.Command(testworld.NicmuxBin(), args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -2,51 +2,32 @@ package nomad
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	gocni "github.com/containerd/go-cni"
-	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // leases returns the host-local leases of a network: IP -> "allocID/ifname".
 func (w *world) leases(network string) map[string]string {
 	w.t.Helper()
-	dir := filepath.Join(w.IPAMDir, network)
-	entries, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return map[string]string{}
-	}
+	leases, err := w.Leases(network)
 	failIf(w.t, err, "reading leases")
-	out := map[string]string{}
-	for _, e := range entries {
-		if e.Name() == "lock" || strings.HasPrefix(e.Name(), "last_reserved_ip") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		failIf(w.t, err, "reading lease")
-		out[e.Name()] = strings.Join(strings.Fields(string(b)), "/")
-	}
-	return out
+	return leases
 }
 
 // allocLeases returns the leases of a network held by an allocation.
 func (w *world) allocLeases(network, allocID string) map[string]string {
 	w.t.Helper()
-	out := map[string]string{}
-	for ip, owner := range w.leases(network) {
-		if strings.HasPrefix(owner, allocID+"/") {
-			out[ip] = owner
-		}
-	}
-	return out
+	return testworld.HeldBy(w.leases(network), allocID)
 }
 
 // wantOneLease asserts that the allocation holds exactly one lease in a
@@ -67,19 +48,18 @@ func (w *world) wantOneLease(network, allocID, ifname string) string {
 	return ""
 }
 
-// stateFiles lists the files of the state folder that belong to an
-// allocation, relative to the folder.
+// stateFiles lists what the state folder holds for an allocation (see
+// testworld.StateLeft), relative to the folder.
 func (w *world) stateFiles(allocID string) []string {
 	w.t.Helper()
+	left, err := testworld.StateLeft(w.StateDir)
+	failIf(w.t, err, "listing the state folder")
 	var out []string
-	_ = filepath.Walk(w.StateDir, func(path string, info os.FileInfo, err error) error {
-		rel, _ := filepath.Rel(w.StateDir, path)
-		if err == nil && !info.IsDir() && strings.Contains(rel, allocID) {
-			out = append(out, rel)
+	for _, f := range left {
+		if strings.Contains(f, allocID) {
+			out = append(out, f)
 		}
-		return nil
-	})
-	sort.Strings(out)
+	}
 	return out
 }
 
@@ -99,12 +79,11 @@ type containerRecord struct {
 func (w *world) container(allocID string) containerRecord {
 	w.t.Helper()
 	var c containerRecord
-	dir := filepath.Join(w.StateDir, "containers", allocID)
-	readJSON(w.t, filepath.Join(dir, "container.json"), &c)
+	testworld.ReadJSON(w.t, testworld.PlanFile(w.StateDir, allocID), &c)
 	for _, p := range c.Planned {
 		c.Interfaces = append(c.Interfaces, p.IfName)
 	}
-	_, err := os.Stat(filepath.Join(dir, "complete.json"))
+	_, err := os.Stat(testworld.CompleteFile(w.StateDir, allocID))
 	c.Complete = err == nil
 	return c
 }
@@ -131,40 +110,23 @@ func (w *world) wantState(allocID, set string, ifnames ...string) {
 	}
 }
 
-// natRules returns the lines of `iptables-save -t nat` in the test host's
-// namespace that contain every one of parts.
-func natRules(t *testing.T, parts ...string) []string {
-	t.Helper()
-	out, err := exec.Command("iptables-save", "-t", "nat").CombinedOutput()
-	failIf(t, err, "iptables-save: "+string(out))
-	var rules []string
-next:
-	for _, line := range strings.Split(string(out), "\n") {
-		for _, p := range parts {
-			if !strings.Contains(line, p) {
-				continue next
-			}
-		}
-		if strings.HasPrefix(line, "-A ") {
-			rules = append(rules, line)
-		}
+// allocRule reports whether a line of the nat table belongs to an
+// allocation: it names its ID (portmap's comments), or it is a DNAT rule
+// of one of its host ports.
+func allocRule(a *alloc) func(line string) bool {
+	return func(line string) bool {
+		return strings.Contains(line, a.ID) || strings.Contains(line, "DNAT") && slices.ContainsFunc(a.Ports, func(p gocni.PortMapping) bool {
+			return strings.Contains(line, fmt.Sprintf("--dport %d ", p.HostPort))
+		})
 	}
-	return rules
 }
 
-// allocNATRules returns the nat rules that belong to an allocation: those
-// naming its ID (portmap's comments) and the DNAT rules of its host ports.
+// allocNATRules returns the lines of the nat table that belong to an
+// allocation (allocRule).
 func allocNATRules(t *testing.T, a *alloc) []string {
 	t.Helper()
-	rules := natRules(t, a.ID)
-	seen := map[int32]bool{}
-	for _, p := range a.Ports {
-		if !seen[p.HostPort] {
-			seen[p.HostPort] = true
-			rules = append(rules, natRules(t, "DNAT", fmt.Sprintf("--dport %d ", p.HostPort))...)
-		}
-	}
-	return rules
+	mine := allocRule(a)
+	return slices.DeleteFunc(testworld.Iptables(t, "nat"), func(l string) bool { return !mine(l) })
 }
 
 // dnatTargets returns the --to-destination of the allocation's DNAT rules,
@@ -195,10 +157,7 @@ func cachedResults(t *testing.T, allocID string) []string {
 // cached result.
 func (w *world) assertAllocGone(a *alloc, networks ...string) {
 	w.t.Helper()
-	w.assertResourcesGone(a, networks...)
-	if got := w.stateFiles(a.ID); len(got) != 0 {
-		w.t.Errorf("state left: %v", got)
-	}
+	w.assertNoneOf(a, w.StateDir, networks)
 }
 
 // assertResourcesGone checks that an allocation holds no link in its
@@ -206,19 +165,15 @@ func (w *world) assertAllocGone(a *alloc, networks ...string) {
 // nicmux's state is not looked at.
 func (w *world) assertResourcesGone(a *alloc, networks ...string) {
 	w.t.Helper()
-	if _, err := os.Stat(a.NetNS); err == nil {
-		if got := nsLinks(w.t, a.NetNS); len(got) != 0 {
-			w.t.Errorf("links left in the netns: %v", got)
-		}
-	}
-	for _, n := range networks {
-		if got := w.allocLeases(n, a.ID); len(got) != 0 {
-			w.t.Errorf("leases left in %s: %v", n, got)
-		}
-	}
-	if got := allocNATRules(w.t, a); len(got) != 0 {
-		w.t.Errorf("iptables nat rules left: %v", got)
-	}
+	w.assertNoneOf(a, "", networks)
+}
+
+// assertNoneOf checks that the allocation left nothing in the places
+// assertAllocGone names, its state only when stateDir is set.
+func (w *world) assertNoneOf(a *alloc, stateDir string, networks []string) {
+	w.t.Helper()
+	testworld.WantNoLeaks(w.t, testworld.Census{Netns: []string{a.NetNS}, IPAMDir: w.IPAMDir, Networks: networks,
+		StateDir: stateDir, Owner: a.ID, Tables: []string{"nat"}, Rule: allocRule(a)})
 	if got := cachedResults(w.t, a.ID); len(got) != 0 {
 		w.t.Errorf("libcni cache left: %v", got)
 	}
@@ -232,40 +187,13 @@ func (w *world) assertClean(a *alloc, networks ...string) {
 	w.wantBridgePorts(0)
 }
 
-// cniCode returns the CNI error code carried by err, or 0.
-func cniCode(err error) uint {
-	var e *types.Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	return 0
-}
-
-// wantCNIError asserts that err is a CNI error with code whose message
-// contains every one of parts.
-func wantCNIError(t *testing.T, err error, code uint, parts ...string) {
-	t.Helper()
-	if err == nil {
-		t.Errorf("want a CNI error (code %d) containing %q, got success", code, parts)
-		return
-	}
-	if got := cniCode(err); got != code {
-		t.Errorf("error code = %d, want %d (error: %v)", got, code, err)
-	}
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Errorf("error %q does not mention %q", err, p)
-		}
-	}
-}
-
 // wantAllocAddress asserts that Nomad, at every release the leg models
 // (nomadAddress), reports ifname's address in the netns as the
 // allocation's, and no IPv6 address (the examples have none). It returns
 // that address.
 func (w *world) wantAllocAddress(res *gocni.Result, a *alloc, ifname string) string {
 	w.t.Helper()
-	addrs := nsAddrs(w.t, a.NetNS, ifname)
+	addrs := testworld.Addrs(w.t, a.NetNS, ifname)
 	if len(addrs) != 1 {
 		w.t.Fatalf("%s addresses in the netns = %v, want one", ifname, addrs)
 	}
@@ -289,8 +217,6 @@ func containsAny(s string, parts ...string) bool {
 	return false
 }
 
-func equal(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
-
 func toJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -303,7 +229,7 @@ func (w *world) wantBridgePorts(n int) {
 	w.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got := bridgePorts(w.t, w.Bridge)
+		got := testworld.BridgePorts(w.t, w.Bridge)
 		if len(got) == n {
 			return
 		}

@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // The examples in examples/nomad are the suite's input: it parses the HCL
@@ -173,7 +175,7 @@ func TestExampleConflist(t *testing.T) {
 			Capabilities map[string]bool `json:"capabilities"`
 		} `json:"plugins"`
 	}
-	readJSON(t, filepath.Join(examplesDir(), "multi.conflist"), &list)
+	testworld.ReadJSON(t, filepath.Join(examplesDir(), "multi.conflist"), &list)
 	name, err := networkName(readJob(t).Mode)
 	failIf(t, err, "the job's network mode")
 	if list.CNIVersion != "1.0.0" || list.Name != name || len(list.Plugins) != 2 {
@@ -195,7 +197,7 @@ func TestExamplesValidate(t *testing.T) {
 	w := newWorld(t)
 	w.install()
 	conflist := filepath.Join(w.node.ConfigDir, "multi.conflist")
-	cmd := exec.Command(nicmuxBin(), "validate", "-strict", "-conflist", conflist, "-cni-path", testCNIPath())
+	cmd := exec.Command(testworld.NicmuxBin(), "validate", "-strict", "-conflist", conflist, "-cni-path", testCNIPath())
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "ok: 3 files (") {
 		t.Errorf("nicmux validate -strict of the installed examples: %v\n%s", err, out)

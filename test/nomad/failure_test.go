@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestFailingSecondInterface: eth1's chain fails. Nomad tries the setup
@@ -50,7 +52,7 @@ func TestFailingSecondInterface(t *testing.T) {
 				return
 			}
 			for i, err := range errs {
-				wantCNIError(t, err, cniCode(errs[0]), c.want)
+				testworld.WantCNIError(t, err, testworld.CNICode(errs[0]), c.want)
 				if err.Error() != errs[0].Error() {
 					t.Errorf("try %d failed differently from try 1:\n%v\n%v", i+1, err, errs[0])
 				}
@@ -115,7 +117,7 @@ func (w *world) wantStuckOnMissingMaster(a *alloc, errs []error) {
 	w.install()
 	res := w.mustSetup(a)
 	w.wantAttached(a, res, "multi")
-	if log := w.log(); !strings.Contains(log, "released with the attachment file's chain") {
+	if log := w.Log(); !strings.Contains(log, "released with the attachment file's chain") {
 		t.Errorf("the stale release did not fall back to the fixed file's chain:\n%s", log)
 	}
 	failIf(t, w.node.remove(a), "remove")

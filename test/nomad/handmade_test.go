@@ -2,8 +2,12 @@ package nomad
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestHandWrittenChain runs the chain nicmux replaces through the same
@@ -36,7 +40,7 @@ func testPlainChain(t *testing.T) {
 			t.Errorf("try %d: %v; want the bridge to trip over try 1's eth0", i+2, err)
 		}
 	}
-	if got := nsLinks(t, a.NetNS); !equal(got, []string{"eth0"}) {
+	if got := testworld.Links(t, a.NetNS); !slices.Equal(got, []string{"eth0"}) {
 		t.Errorf("links after the failed tries = %v, want try 1's leaked eth0", got)
 	}
 	if got := w.leases("handmade"); len(got) != 1 {
@@ -59,7 +63,7 @@ func testWrappedChain(t *testing.T) {
 	a := w.handmadeAlloc(true)
 
 	res := w.mustSetup(a)
-	if got := nsLinks(t, a.NetNS); !equal(got, []string{"eth0", "eth1"}) {
+	if got := testworld.Links(t, a.NetNS); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Fatalf("links = %v, want [eth0 eth1]", got)
 	}
 	if got := w.leases("handmade"); len(got) != 2 {
@@ -130,7 +134,7 @@ func (w *world) installHandmade(wrapped bool) {
 			plugins = append(plugins, m)
 		}
 	}
-	writeJSON(w.t, filepath.Join(w.node.ConfigDir, "handmade.conflist"),
+	testworld.WriteJSON(w.t, filepath.Join(w.node.ConfigDir, "handmade.conflist"),
 		map[string]any{"cniVersion": "1.0.0", "name": "handmade", "plugins": plugins})
 	w.job.Mode = "cni/handmade"
 }
@@ -142,7 +146,7 @@ func (w *world) cleanupHandmade(a *alloc) {
 	if err := w.node.remove(a); err != nil {
 		w.t.Logf("remove of the hand-written chain: %v", err)
 	}
-	failIf(w.t, destroyNetNS(a.NetNS), "destroying the netns")
+	failIf(w.t, netnsutil.DestroyAt(a.NetNS), "destroying the netns")
 	if got := w.leases("handmade"); len(got) != 0 {
 		w.t.Errorf("leases left by the hand-written chain: %v", got)
 	}

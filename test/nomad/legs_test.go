@@ -11,7 +11,9 @@ import (
 
 	gocni "github.com/containerd/go-cni"
 	"github.com/containernetworking/cni/libcni"
+
 	"github.com/nicmux/nicmux/test/nomad/legs"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestLinkedVersions proves that this run links the go-cni and cni
@@ -94,7 +96,7 @@ func TestLegs(t *testing.T) {
 		}
 	}
 
-	doc, err := os.ReadFile(filepath.Join(repoRoot(), "docs", "nomad.md"))
+	doc, err := os.ReadFile(filepath.Join(testworld.RepoRoot(), "docs", "nomad.md"))
 	failIf(t, err, "reading docs/nomad.md")
 	_, section, ok := strings.Cut(string(doc), "## 10. Tested versions")
 	if !ok {
@@ -115,4 +117,4 @@ func TestLegs(t *testing.T) {
 }
 
 // suiteDir is test/nomad, the module's root.
-func suiteDir() string { return filepath.Join(repoRoot(), "test", "nomad") }
+func suiteDir() string { return filepath.Join(testworld.RepoRoot(), "test", "nomad") }

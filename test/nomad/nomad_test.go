@@ -1,7 +1,6 @@
 package nomad
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -15,6 +14,8 @@ import (
 
 	gocni "github.com/containerd/go-cni"
 	"github.com/containernetworking/cni/libcni"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
 )
 
 // This file re-implements, from NOMAD.md, how a Nomad client drives CNI
@@ -216,11 +217,11 @@ func (n nomadNode) restore(a *alloc) restoreOutcome {
 		return out
 	}
 	out.Rebuilt = true
-	if err := destroyNetNS(a.NetNS); err != nil {
+	if err := netnsutil.DestroyAt(a.NetNS); err != nil {
 		out.SetupErrs = []error{err}
 		return out
 	}
-	if err := createNetNS(a.NetNS); err != nil {
+	if err := netnsutil.CreateAt(a.NetNS); err != nil {
 		out.SetupErrs = []error{err}
 		return out
 	}
@@ -291,8 +292,8 @@ func (w *world) allocOf(job jobSpec, args map[string]string) *alloc {
 			a.Ports = append(a.Ports, gocni.PortMapping{HostPort: int32(host), ContainerPort: int32(p.To), Protocol: proto})
 		}
 	}
-	failIf(w.t, createNetNS(a.NetNS), "creating the allocation's netns")
-	w.t.Cleanup(func() { _ = destroyNetNS(a.NetNS) })
+	failIf(w.t, netnsutil.CreateAt(a.NetNS), "creating the allocation's netns")
+	w.t.Cleanup(func() { _ = netnsutil.DestroyAt(a.NetNS) })
 	return a
 }
 
@@ -308,27 +309,4 @@ func (w *world) mustSetup(a *alloc) *gocni.Result {
 		w.t.Fatalf("setup of %s: %v", a.ID, errs)
 	}
 	return res
-}
-
-// logLines returns nicmux's log lines that contain all of parts.
-func (w *world) logLines(parts ...string) []string {
-	w.t.Helper()
-	f, err := os.Open(w.LogFile)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-next:
-	for sc.Scan() {
-		for _, p := range parts {
-			if !strings.Contains(sc.Text(), p) {
-				continue next
-			}
-		}
-		out = append(out, sc.Text())
-	}
-	return out
 }

@@ -1,15 +1,17 @@
 package nomad
 
 import (
-	"encoding/json"
 	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	gocni "github.com/containerd/go-cni"
 	"github.com/vishvananda/netlink"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // The job's own arguments (examples/nomad/backend.yaml and
@@ -199,7 +201,7 @@ func TestAllowRules(t *testing.T) {
 				}
 				t.Logf("setup in namespace %q (labels of Nomad %q): %v", c.namespace, c.release, errs[0])
 				for _, err := range errs {
-					wantCNIError(t, err, 7, c.parts...)
+					testworld.WantCNIError(t, err, 7, c.parts...)
 				}
 				w.assertAllocGone(a, backendNetworks(t)...)
 			})
@@ -229,7 +231,7 @@ func TestAllowRules(t *testing.T) {
 			t.Errorf("Nomad %s: recorded set %q, want %q", r, got, set)
 		}
 		addr, _, err := nomadAddress(res, r)
-		if want := ipOf(firstIPv4(nsAddrs(t, a.NetNS, ifname))); err != nil || addr != want {
+		if want := ipOf(firstIPv4(testworld.Addrs(t, a.NetNS, ifname))); err != nil || addr != want {
 			t.Errorf("Nomad %s reports %q (%v), want %s's %s", r, addr, err, ifname, want)
 		}
 		failIf(t, w.node.remove(a), "remove")
@@ -243,18 +245,18 @@ func TestAllowRules(t *testing.T) {
 // eth1 sandboxed.
 func (w *world) wantBackend(a *alloc, res *gocni.Result, ips []string, mac string) {
 	w.t.Helper()
-	if got := nsLinks(w.t, a.NetNS); !equal(got, []string{"eth0", "eth1"}) {
+	if got := testworld.Links(w.t, a.NetNS); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		w.t.Fatalf("links in the netns = %v, want eth0 and eth1", got)
 	}
 	want := append([]string(nil), ips...)
 	sort.Strings(want)
-	if got := nsAddrs(w.t, a.NetNS, "eth1"); !equal(got, want) {
+	if got := testworld.Addrs(w.t, a.NetNS, "eth1"); !slices.Equal(got, want) {
 		w.t.Errorf("eth1 addresses = %v, want the job's %v", got, want)
 	}
-	if got := nsMAC(w.t, a.NetNS, "eth1"); got != mac {
+	if got := testworld.MAC(w.t, a.NetNS, "eth1"); got != mac {
 		w.t.Errorf("eth1 MAC = %s, want the job's %s", got, mac)
 	}
-	eth0 := nsAddrs(w.t, a.NetNS, "eth0")
+	eth0 := testworld.Addrs(w.t, a.NetNS, "eth0")
 	if len(eth0) != 1 || !inSubnet(eth0[0], "172.26.64.0/20") {
 		w.t.Errorf("eth0 addresses = %v, want one in the service pool", eth0)
 	}
@@ -271,15 +273,15 @@ func (w *world) wantBackend(a *alloc, res *gocni.Result, ips []string, mac strin
 
 // wantJobArgsOnEth1Only asserts that the recorders saw the job's ips and
 // mac on eth1's chain only, and no per-interface key in any CNI_ARGS.
-func (w *world) wantJobArgsOnEth1Only(calls map[string]recordedCall, ips []string, mac string) {
+func (w *world) wantJobArgsOnEth1Only(calls map[string]testworld.Call, ips []string, mac string) {
 	w.t.Helper()
 	if len(calls) != 2 {
 		w.t.Fatalf("recorded calls = %v, want one on eth0 and one on eth1", calls)
 	}
-	if got := calls["eth1"].runtimeConfig(w.t); got["ips"] != normJSON(ips) || got["mac"] != normJSON(mac) {
+	if got := runtimeConfig(w.t, calls["eth1"]); got["ips"] != normJSON(ips) || got["mac"] != normJSON(mac) {
 		w.t.Errorf("eth1's chain got runtimeConfig %v, want ips %v and mac %s", got, ips, mac)
 	}
-	got := calls["eth0"].runtimeConfig(w.t)
+	got := runtimeConfig(w.t, calls["eth0"])
 	if _, ok := got["ips"]; ok {
 		w.t.Errorf("eth0's chain got ips: %v", got)
 	}
@@ -295,12 +297,12 @@ func (w *world) wantJobArgsOnEth1Only(calls map[string]recordedCall, ips []strin
 
 // runtimeConfig returns the call's runtimeConfig, each value as normalized
 // JSON.
-func (c recordedCall) runtimeConfig(t *testing.T) map[string]string {
+func runtimeConfig(t *testing.T, c testworld.Call) map[string]string {
 	t.Helper()
 	var conf struct {
 		RuntimeConfig map[string]any `json:"runtimeConfig"`
 	}
-	failIf(t, json.Unmarshal(c.Stdin, &conf), "decoding a recorded call")
+	failIf(t, c.Decode(&conf), "decoding a recorded call")
 	out := map[string]string{}
 	for k, v := range conf.RuntimeConfig {
 		out[k] = normJSON(v)
@@ -315,7 +317,7 @@ func (c recordedCall) runtimeConfig(t *testing.T) map[string]string {
 func (w *world) wantNomadAddress(res *gocni.Result, a *alloc, ifname string) (v4, v6 string) {
 	w.t.Helper()
 	var v4s, v6s []string
-	for _, cidr := range nsAddrs(w.t, a.NetNS, ifname) {
+	for _, cidr := range testworld.Addrs(w.t, a.NetNS, ifname) {
 		if net.ParseIP(ipOf(cidr)).To4() != nil {
 			v4s = append(v4s, ipOf(cidr))
 		} else {
@@ -357,7 +359,7 @@ func firstIPv4(addrs []string) string {
 func nsMAC(t *testing.T, path, ifname string) string {
 	t.Helper()
 	var mac string
-	nsDo(t, path, func(h *netlink.Handle) error {
+	testworld.Do(t, path, func(h *netlink.Handle) error {
 		l, err := h.LinkByName(ifname)
 		if err == nil {
 			mac = l.Attrs().HardwareAddr.String()

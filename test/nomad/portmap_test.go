@@ -1,13 +1,14 @@
 package nomad
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestPortMappings: Nomad's port mappings (one per port and protocol) reach
@@ -20,14 +21,14 @@ func TestPortMappings(t *testing.T) {
 	res := w.mustSetup(a)
 	w.wantAttached(a, res, "multi")
 	eth0 := w.wantAllocAddress(res, a, "eth0")
-	eth1 := ipOf(nsAddrs(t, a.NetNS, "eth1")[0])
+	eth1 := ipOf(testworld.Addrs(t, a.NetNS, "eth1")[0])
 
 	w.wantMappingsOnEth0Only(a, w.callsByIf("ADD"))
 	w.wantDNAT(a, eth0)
-	if got := natRules(t, "DNAT", "--to-destination "+eth1+":"); len(got) != 0 {
+	if got := testworld.Iptables(t, "nat", "DNAT", "--to-destination "+eth1+":"); len(got) != 0 {
 		t.Errorf("DNAT rules to eth1's %s: %v", eth1, got)
 	}
-	if got := natRules(t, a.ID); len(got) == 0 {
+	if got := testworld.Iptables(t, "nat", a.ID); len(got) == 0 {
 		t.Errorf("no nat rule names the allocation: the leak checks, which look for its ID, would miss portmap's rules")
 	}
 
@@ -38,15 +39,15 @@ func TestPortMappings(t *testing.T) {
 
 // wantMappingsOnEth0Only asserts that the recorders saw one call per chain,
 // with Nomad's port mappings on eth0's only, and Nomad's CNI_ARGS on both.
-func (w *world) wantMappingsOnEth0Only(a *alloc, calls map[string]recordedCall) {
+func (w *world) wantMappingsOnEth0Only(a *alloc, calls map[string]testworld.Call) {
 	w.t.Helper()
 	if len(calls) != 2 {
 		w.t.Fatalf("recorded calls = %v, want one on eth0 and one on eth1", calls)
 	}
-	if got, want := calls["eth0"].portMappings(w.t), normJSON(a.Ports); got != want {
+	if got, want := portMappings(w.t, calls["eth0"]), normJSON(a.Ports); got != want {
 		w.t.Errorf("eth0's chain got portMappings %s, want Nomad's %s", got, want)
 	}
-	if got := calls["eth1"].portMappings(w.t); got != "" {
+	if got := portMappings(w.t, calls["eth1"]); got != "" {
 		w.t.Errorf("eth1's chain got portMappings %s, want none", got)
 	}
 	for ifname, c := range calls {
@@ -65,36 +66,28 @@ func (w *world) wantDNAT(a *alloc, ip string) {
 	var want []string
 	for _, p := range a.Ports {
 		want = append(want, fmt.Sprintf("%s:%d", ip, p.ContainerPort))
-		rules := natRules(w.t, "-j DNAT", "-p "+p.Protocol, fmt.Sprintf("--dport %d ", p.HostPort),
+		rules := testworld.Iptables(w.t, "nat", "-j DNAT", "-p "+p.Protocol, fmt.Sprintf("--dport %d ", p.HostPort),
 			fmt.Sprintf("--to-destination %s:%d", ip, p.ContainerPort))
 		if len(rules) != 1 {
 			w.t.Errorf("%s DNAT rules from %d to %s:%d = %v, want one", p.Protocol, p.HostPort, ip, p.ContainerPort, rules)
 		}
 	}
 	sort.Strings(want)
-	if got := dnatTargets(w.t, a); !equal(got, want) {
+	if got := dnatTargets(w.t, a); !slices.Equal(got, want) {
 		w.t.Errorf("DNAT targets = %v, want %v", got, want)
 	}
 }
 
-// recordedCall is one call the recorder test plugin logged.
-type recordedCall struct {
-	Command string          `json:"command"`
-	IfName  string          `json:"ifname"`
-	Args    string          `json:"args"`
-	Stdin   json.RawMessage `json:"stdin"`
-}
-
-// portMappings returns the runtimeConfig.portMappings the call was handed,
-// as JSON, or "" if none.
-func (c recordedCall) portMappings(t *testing.T) string {
+// portMappings returns the runtimeConfig.portMappings a recorded call was
+// handed, as JSON, or "" if none.
+func portMappings(t *testing.T, c testworld.Call) string {
 	t.Helper()
 	var conf struct {
 		RuntimeConfig struct {
 			PortMappings json.RawMessage `json:"portMappings"`
 		} `json:"runtimeConfig"`
 	}
-	failIf(t, json.Unmarshal(c.Stdin, &conf), "decoding a recorded call")
+	failIf(t, c.Decode(&conf), "decoding a recorded call")
 	if len(conf.RuntimeConfig.PortMappings) == 0 {
 		return ""
 	}
@@ -117,9 +110,9 @@ func normJSON(v any) string {
 
 // callsByIf returns the recorder's calls for one verb by interface name
 // (chains may run in parallel: the log's order is not the file's).
-func (w *world) callsByIf(verb string) map[string]recordedCall {
+func (w *world) callsByIf(verb string) map[string]testworld.Call {
 	w.t.Helper()
-	out := map[string]recordedCall{}
+	out := map[string]testworld.Call{}
 	for _, c := range w.calls(verb) {
 		if _, dup := out[c.IfName]; dup {
 			w.t.Errorf("the recorder on %s was called twice for %s", c.IfName, verb)
@@ -130,23 +123,9 @@ func (w *world) callsByIf(verb string) map[string]recordedCall {
 }
 
 // calls reads the recorder's log for one verb.
-func (w *world) calls(verb string) []recordedCall {
+func (w *world) calls(verb string) []testworld.Call {
 	w.t.Helper()
-	f, err := os.Open(w.RecordFile)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	failIf(w.t, err, "opening the recorder's log")
-	defer f.Close()
-	var out []recordedCall
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var c recordedCall
-		failIf(w.t, json.Unmarshal(sc.Bytes(), &c), "decoding the recorder's log")
-		if c.Command == verb {
-			out = append(out, c)
-		}
-	}
-	return out
+	all, err := w.Calls()
+	failIf(w.t, err, "reading the recorder's log")
+	return slices.DeleteFunc(all, func(c testworld.Call) bool { return c.Command != verb })
 }

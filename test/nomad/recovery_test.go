@@ -5,6 +5,9 @@ import (
 	"testing"
 
 	gocni "github.com/containerd/go-cni"
+
+	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestCheckFailureRecovery breaks the secondary interface of a running
@@ -62,13 +65,13 @@ func TestHostReboot(t *testing.T) {
 	a := w.newAlloc(nil)
 	w.mustSetup(a)
 
-	failIf(t, destroyNetNS(a.NetNS), "destroying the netns")
-	deleteHostLink(w.Bridge)
-	flushIptables(t)
+	failIf(t, netnsutil.DestroyAt(a.NetNS), "destroying the netns")
+	testworld.DeleteHostLink(w.Bridge)
+	failIf(t, testworld.FlushIptables("nat", "filter", "mangle"), "flushing iptables")
 	if hostLinkExists(w.Bridge) {
 		t.Fatal("the bridge survived the simulated reboot")
 	}
-	failIf(t, createNetNS(a.NetNS), "recreating the netns")
+	failIf(t, netnsutil.CreateAt(a.NetNS), "recreating the netns")
 
 	res, errs := w.node.setup(a)
 	if res == nil || len(errs) != 0 {
@@ -92,7 +95,7 @@ func (w *world) wantRecovered(a *alloc, res *gocni.Result) {
 	// The reason logged varies: the kernel may give the new netns the old
 	// one's inode once that is freed, and then nicmux finds none of the
 	// recorded links in "the same" namespace instead of a recreated one.
-	if got := w.logLines("releasing stale attachment"); len(got) != 1 {
+	if got := w.LogLines("releasing stale attachment"); len(got) != 1 {
 		w.t.Errorf("nicmux log lines on releasing the stale attachment = %v, want one", got)
 	}
 	failIf(w.t, w.node.remove(a), "remove")
@@ -107,7 +110,7 @@ func TestRemoveWithoutNetns(t *testing.T) {
 	w.install()
 	a := w.newAlloc(nil)
 	w.mustSetup(a)
-	failIf(t, destroyNetNS(a.NetNS), "destroying the netns")
+	failIf(t, netnsutil.DestroyAt(a.NetNS), "destroying the netns")
 	failIf(t, w.node.remove(a), "remove without the netns")
 	w.assertClean(a, networks(t, "multi")...)
 }

@@ -1,11 +1,14 @@
 package nomad
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	gocni "github.com/containerd/go-cni"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestFingerprint is what a Nomad client learns by running every binary in
@@ -13,7 +16,7 @@ import (
 // plugin's version opens the CHECK gate (>= 1.3.0).
 func TestFingerprint(t *testing.T) {
 	start := time.Now()
-	if v := pluginVersion(nicmuxBin()); v == "" {
+	if v := pluginVersion(testworld.NicmuxBin()); v == "" {
 		t.Errorf("nicmux printed no version when run bare: Nomad's fingerprint would not see it")
 	}
 	if d := time.Since(start); d > time.Second {
@@ -45,17 +48,17 @@ func TestSeedJob(t *testing.T) {
 	w.wantAttached(a, res, "multi")
 	eth0 := w.wantAllocAddress(res, a, "eth0")
 	t.Logf("Nomad %s reports eth0's %s as the allocation address", strings.Join(leg.Releases, ", "), eth0)
-	if got := nsSysctl(t, a.NetNS, "net/ipv4/conf/eth1/arp_ignore"); got != "1" {
+	if got := testworld.Sysctl(t, a.NetNS, "net/ipv4/conf/eth1/arp_ignore"); got != "1" {
 		t.Errorf("eth1 arp_ignore = %s, want 1 (tuning ran with CNI_IFNAME=eth1)", got)
 	}
-	if got := nsSysctl(t, a.NetNS, "net/ipv4/conf/eth0/arp_ignore"); got != "0" {
+	if got := testworld.Sysctl(t, a.NetNS, "net/ipv4/conf/eth0/arp_ignore"); got != "0" {
 		t.Errorf("eth0 arp_ignore = %s, want 0 (tuning is eth1's only)", got)
 	}
 	w.wantBridgePorts(1)
 	if got := cachedResults(t, a.ID); len(got) != 1 {
 		t.Errorf("libcni cached results = %v, want one (what CHECK on restore reads)", got)
 	}
-	if got := w.logLines("Nomad will report"); len(got) != 0 {
+	if got := w.LogLines("Nomad will report"); len(got) != 0 {
 		t.Errorf("nicmux warned about the address order although eth0 sorts first: %v", got)
 	}
 
@@ -81,11 +84,11 @@ func (w *world) wantAttached(a *alloc, res *gocni.Result, set string) {
 	for _, si := range exampleSet(w.t, set) {
 		ifnames = append(ifnames, si.IfName)
 	}
-	if got := nsLinks(w.t, a.NetNS); !equal(got, ifnames) {
+	if got := testworld.Links(w.t, a.NetNS); !slices.Equal(got, ifnames) {
 		w.t.Fatalf("links in the netns = %v, want %v", got, ifnames)
 	}
 	for _, si := range exampleSet(w.t, set) {
-		addrs := nsAddrs(w.t, a.NetNS, si.IfName)
+		addrs := testworld.Addrs(w.t, a.NetNS, si.IfName)
 		if len(addrs) != 1 || !inSubnet(addrs[0], si.Subnet) {
 			w.t.Errorf("%s addresses = %v, want one in %s", si.IfName, addrs, si.Subnet)
 			continue

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestJobSets: the example job's cni args (NICMUX_ATTACHMENTS = "storage")
@@ -25,7 +27,7 @@ func TestJobSets(t *testing.T) {
 
 	w.wantAttached(withSet, resSet, "storage")
 	w.wantAttached(plain, resPlain, "multi")
-	if got := nsMTU(t, withSet.NetNS, "eth1"); got != 9000 {
+	if got := testworld.Link(t, withSet.NetNS, "eth1").Attrs().MTU; got != 9000 {
 		t.Errorf("storage eth1 MTU = %d, want storage.yaml's 9000", got)
 	}
 	w.wantAllocAddress(resSet, withSet, "eth0")
@@ -47,8 +49,8 @@ func TestJobSets(t *testing.T) {
 func TestBadSetNames(t *testing.T) {
 	w := newWorld(t)
 	w.install()
-	elsewhere := filepath.Join(w.dir, "elsewhere", "escape.yaml")
-	writeFile(t, elsewhere, []byte("interfaces: [{ifname: eth0, plugins: [{type: loopback}]}]\n"))
+	elsewhere := filepath.Join(w.Dir, "elsewhere", "escape.yaml")
+	testworld.WriteFile(t, elsewhere, []byte("interfaces: [{ifname: eth0, plugins: [{type: loopback}]}]\n"))
 	failIf(t, os.Symlink(elsewhere, filepath.Join(w.AttachDir, "escape.yaml")), "making the escaping symlink")
 
 	cases := []struct {
@@ -72,7 +74,7 @@ func TestBadSetNames(t *testing.T) {
 			}
 			t.Logf("setup with NICMUX_ATTACHMENTS=%s: %v", c.name, errs[0])
 			for _, err := range errs {
-				wantCNIError(t, err, c.code, append([]string{"NICMUX_ATTACHMENTS"}, c.parts...)...)
+				testworld.WantCNIError(t, err, c.code, append([]string{"NICMUX_ATTACHMENTS"}, c.parts...)...)
 			}
 			w.assertClean(a, networks(t, "multi", "storage")...)
 		})
@@ -90,7 +92,7 @@ func TestAddressOrderWarning(t *testing.T) {
 	res := w.mustSetup(a)
 
 	w.wantAllocAddress(res, a, "eth1") // eth1 sorts before svc0
-	if got := w.logLines("level=WARN", "first=svc0", "nomadPicks=eth1"); len(got) != 1 {
+	if got := w.LogLines("level=WARN", "first=svc0", "nomadPicks=eth1"); len(got) != 1 {
 		t.Errorf("nicmux warnings about the address order = %v, want one naming svc0 and eth1", got)
 	}
 	failIf(t, w.node.remove(a), "remove")
@@ -112,5 +114,5 @@ func (w *world) writeRenamedSet(name, from, oldIf, newIf string) {
 	}
 	out, err := yaml.Marshal(doc)
 	failIf(w.t, err, "encoding the set")
-	writeFile(w.t, filepath.Join(w.AttachDir, name+".yaml"), out)
+	testworld.WriteFile(w.t, filepath.Join(w.AttachDir, name+".yaml"), out)
 }

@@ -3,12 +3,15 @@ package nomad
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	gocni "github.com/containerd/go-cni"
 	"github.com/containernetworking/cni/libcni"
 	"gopkg.in/yaml.v3"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // TestWhyCNIVersion100 shows what an operator on a 1.1.0 list gets. Before
@@ -45,16 +48,16 @@ func TestWhyCNIVersion100(t *testing.T) {
 			a := w.newAlloc(nil)
 			w.mustSetup(a)
 			broken := filepath.Join(w.AttachDir, "typo.yaml")
-			writeFile(t, broken, []byte("interfaces: [\n"))
+			testworld.WriteFile(t, broken, []byte("interfaces: [\n"))
 
 			t.Logf("go-cni %s, list %s", moduleVersion(gocni.New), v)
 			// go-cni asks the plugins of a 1.1.0 list for STATUS from
 			// 1.1.11 on, those of a 1.0.0 list never: the teardown below
 			// goes through nicmux's STATUS exactly then.
 			sendsStatus := v == "1.1.0" && compareVersions(moduleVersion(gocni.New), "v1.1.11") >= 0
-			before := len(w.logLines("verb=STATUS"))
+			before := len(w.LogLines("verb=STATUS"))
 			failIf(t, w.node.remove(a), "remove with a broken set file beside the attachments")
-			if asked := len(w.logLines("verb=STATUS")) > before; asked != sendsStatus {
+			if asked := len(w.LogLines("verb=STATUS")) > before; asked != sendsStatus {
 				t.Errorf("the teardown asked nicmux for STATUS: %v, want %v (go-cni %s, list %s)", asked, sendsStatus, moduleVersion(gocni.New), v)
 			}
 			w.assertClean(a, networks(t, "multi")...)
@@ -81,7 +84,7 @@ func (w *world) wantLibcniRejects110() {
 		t.Errorf("try 1: %v; want libcni's %s", errs[0], want)
 	}
 	t.Logf("every try failed: %v", errs)
-	if got := nsLinks(t, a.NetNS); !equal(got, []string{"eth0", "eth1"}) {
+	if got := testworld.Links(t, a.NetNS); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Errorf("links after the failed tries = %v, want try 1's eth0 and eth1: nicmux attached them, libcni failed on its result", got)
 	}
 	failIf(t, w.node.remove(a), "teardown")
@@ -131,7 +134,7 @@ func (w *world) setChainVersion(v string) {
 		}
 		out, err := yaml.Marshal(doc)
 		failIf(w.t, err, "encoding the set")
-		writeFile(w.t, path, out)
+		testworld.WriteFile(w.t, path, out)
 	}
 }
 
@@ -141,7 +144,7 @@ func (w *world) dropListPlugin(typ string) {
 	w.t.Helper()
 	path := filepath.Join(w.node.ConfigDir, "multi.conflist")
 	var list map[string]any
-	readJSON(w.t, path, &list)
+	testworld.ReadJSON(w.t, path, &list)
 	var kept []any
 	for _, p := range list["plugins"].([]any) {
 		if p.(map[string]any)["type"] != typ {
@@ -149,7 +152,7 @@ func (w *world) dropListPlugin(typ string) {
 		}
 	}
 	list["plugins"] = kept
-	writeJSON(w.t, path, list)
+	testworld.WriteJSON(w.t, path, list)
 }
 
 // setConflistVersion rewrites the installed conflist's cniVersion.
@@ -157,7 +160,7 @@ func (w *world) setConflistVersion(v string) {
 	w.t.Helper()
 	path := filepath.Join(w.node.ConfigDir, "multi.conflist")
 	var list map[string]any
-	readJSON(w.t, path, &list)
+	testworld.ReadJSON(w.t, path, &list)
 	list["cniVersion"] = v
-	writeJSON(w.t, path, list)
+	testworld.WriteJSON(w.t, path, list)
 }

@@ -1,25 +1,22 @@
 package nomad
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // world is one test's Nomad client node: the example configuration
 // installed with test paths, the "host" links it names, and a Nomad client
 // (cni_path, cni_config_dir) to drive it.
 type world struct {
-	t          *testing.T
-	dir        string
-	StateDir   string
-	IPAMDir    string
-	LogFile    string
-	RecordFile string
-	AttachDir  string
+	t *testing.T
+	testworld.Files
+	AttachDir string
 	// Bridge, Master and StorageMaster stand in for the examples' nicmux0,
 	// ens4 and ens5.
 	Bridge        string
@@ -35,26 +32,16 @@ func newWorld(t *testing.T) *world {
 	readClientConfig(t) // the example must parse; its paths are replaced
 	w := &world{
 		t:             t,
-		dir:           dir,
-		StateDir:      filepath.Join(dir, "state"),
-		IPAMDir:       filepath.Join(dir, "ipam"),
-		LogFile:       filepath.Join(dir, "nicmux.log"),
-		RecordFile:    filepath.Join(dir, "calls.jsonl"),
+		Files:         testworld.FilesIn(dir),
 		AttachDir:     filepath.Join(dir, "etc-nicmux"),
-		Bridge:        "nmx" + randHex(4),
-		Master:        makeMaster(t, 1500),
-		StorageMaster: makeMaster(t, 9000),
+		Bridge:        "nmx" + testworld.RandHex(4),
+		Master:        testworld.MakeMaster(t, 1500),
+		StorageMaster: testworld.MakeMaster(t, 9000),
 		node:          nomadNode{CNIPath: testCNIPath(), ConfigDir: filepath.Join(dir, "cni-config")},
 		job:           readJob(t),
 	}
-	t.Cleanup(func() {
-		deleteHostLink(w.Bridge)
-		if t.Failed() {
-			if b, err := os.ReadFile(w.LogFile); err == nil {
-				t.Logf("nicmux log:\n%s", b)
-			}
-		}
-	})
+	t.Cleanup(func() { testworld.DeleteHostLink(w.Bridge) })
+	w.LogOnFailure(t)
 	return w
 }
 
@@ -96,7 +83,7 @@ func (w *world) install(edits ...chainEdit) {
 func (w *world) installConflist() {
 	w.t.Helper()
 	var list map[string]any
-	readJSON(w.t, filepath.Join(examplesDir(), "multi.conflist"), &list)
+	testworld.ReadJSON(w.t, filepath.Join(examplesDir(), "multi.conflist"), &list)
 	plugin := list["plugins"].([]any)[0].(map[string]any)
 	attachments, _ := plugin["attachments"].(string)
 	if attachments == "" || plugin["stateDir"] == nil || plugin["logFile"] == nil {
@@ -106,7 +93,7 @@ func (w *world) installConflist() {
 	plugin["stateDir"] = w.StateDir
 	plugin["logFile"] = w.LogFile
 	plugin["logLevel"] = "debug"
-	writeJSON(w.t, filepath.Join(w.node.ConfigDir, "multi.conflist"), list)
+	testworld.WriteJSON(w.t, filepath.Join(w.node.ConfigDir, "multi.conflist"), list)
 }
 
 // installDecoys puts other networks around multi.conflist: one that sorts
@@ -114,10 +101,10 @@ func (w *world) installConflist() {
 // (it names a plugin that does not exist).
 func (w *world) installDecoys() {
 	w.t.Helper()
-	writeJSON(w.t, filepath.Join(w.node.ConfigDir, "10-other.conflist"), map[string]any{
+	testworld.WriteJSON(w.t, filepath.Join(w.node.ConfigDir, "10-other.conflist"), map[string]any{
 		"cniVersion": "1.0.0", "name": "other",
 		"plugins": []any{map[string]any{"type": "bridge", "bridge": "nosuchbr"}}})
-	writeJSON(w.t, filepath.Join(w.node.ConfigDir, "zz-multi-old.conf"), map[string]any{
+	testworld.WriteJSON(w.t, filepath.Join(w.node.ConfigDir, "zz-multi-old.conf"), map[string]any{
 		"cniVersion": "1.0.0", "name": "multi", "type": "no-such-plugin"})
 }
 
@@ -136,7 +123,7 @@ func (w *world) installSet(set string, edits ...chainEdit) {
 	}
 	out, err := yaml.Marshal(doc)
 	failIf(w.t, err, "encoding "+set)
-	writeFile(w.t, filepath.Join(w.AttachDir, set+".yaml"), out)
+	testworld.WriteFile(w.t, filepath.Join(w.AttachDir, set+".yaml"), out)
 }
 
 // localize puts the world's links and IPAM folder into one plugin's
@@ -251,30 +238,4 @@ func withMaster(set, ifname, master string) chainEdit {
 		}
 		return plugins
 	}
-}
-
-func readJSON(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	failIf(t, err, "reading "+path)
-	failIf(t, json.Unmarshal(b, v), "parsing "+path)
-}
-
-func writeJSON(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := json.MarshalIndent(v, "", "  ")
-	failIf(t, err, "encoding "+path)
-	writeFile(t, path, b)
-}
-
-func writeFile(t *testing.T, path string, b []byte) {
-	t.Helper()
-	failIf(t, os.MkdirAll(filepath.Dir(path), 0o755), "creating folder")
-	failIf(t, os.WriteFile(path, b, 0o644), "writing "+path)
-}
-
-// log returns nicmux's log so far.
-func (w *world) log() string {
-	b, _ := os.ReadFile(w.LogFile)
-	return string(b)
 }

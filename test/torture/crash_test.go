@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // Randomized classes: kill -9 of nicmux at random points of ADD, CHECK and
@@ -70,7 +71,7 @@ func crashTrial(verb, recovery string) func(tr *trial) {
 		noOrphans := func(next string) {
 			if ps := w.procs(); !tr.check(len(ps) == 0, "%d delegate process(es) of the killed %s still running after the runtime's %s returned", len(ps), verb, next) {
 				for _, p := range ps {
-					tr.logf("alive after %s: pid %d %s", next, p.pid, p.cmd)
+					tr.logf("alive after %s: pid %d %s", next, p.PID, p.Cmd)
 				}
 			}
 		}
@@ -124,7 +125,7 @@ func (w *world) reboot(c *ctr) {
 	if l, err := netlink.LinkByName(w.Bridge); err == nil {
 		_ = netlink.LinkDel(l)
 	}
-	flushIptables()
+	_ = testworld.FlushIptables("nat", "filter")
 	_ = os.RemoveAll(w.TuningDir)
 	if err := netnsutil.CreateAt(c.netns); err != nil {
 		w.tr.fatalf("recreating netns: %v", err)

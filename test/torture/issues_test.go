@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // The acceptance classes: one per item of the issue, each a small
@@ -50,7 +52,7 @@ func gcKeepsLive(tr *trial, damage func(w *world, c *ctr) error, what string) {
 	o := w.gc(nil, c)
 	tr.logf("GC with %s listed valid, %s: %s", c.id, what, o)
 	// Whether GC reports the damaged record or not, it must have run.
-	tr.check(len(w.logLines("verb=GC")) > 0, "GC (%s) never reached nicmux: %s", what, o)
+	tr.check(len(w.LogLines("verb=GC")) > 0, "GC (%s) never reached nicmux: %s", what, o)
 	for _, n := range []string{"svc", "storage"} {
 		now := w.leasesOf(n, c)
 		for _, ip := range held[n] {
@@ -94,7 +96,7 @@ func slowDelegate(tr *trial) {
 	slowed := fmt.Sprintf("%s's %v", ifname, w.seedChains()[ifname][pos]["type"])
 	if ps := w.procs(); !tr.check(len(ps) == 0, "%d delegate process(es) of the killed ADD still running after the runtime's DEL returned (slowed: %s)", len(ps), slowed) {
 		for _, p := range ps {
-			tr.logf("alive after DEL: pid %d %s", p.pid, p.cmd)
+			tr.logf("alive after DEL: pid %d %s", p.PID, p.Cmd)
 		}
 	}
 }
@@ -117,7 +119,7 @@ func wantNoProcs(tr *trial, when string) {
 	ps := tr.w.procs()
 	if !tr.check(len(ps) == 0, "%d process(es) of the trial alive %s (hung delegate or its child not killed)", len(ps), when) {
 		for _, p := range ps {
-			tr.logf("alive %s: pid %d %s", when, p.pid, p.cmd)
+			tr.logf("alive %s: pid %d %s", when, p.PID, p.Cmd)
 		}
 	}
 }
@@ -228,7 +230,7 @@ func timeoutGC(tr *trial) {
 // step is not disturbed by an earlier failure (already counted).
 func (w *world) cleanupProcs() {
 	for _, p := range w.procs() {
-		_ = killPid(p.pid)
+		_ = killPid(p.PID)
 	}
 }
 
@@ -311,7 +313,7 @@ func recordsGC(tr *trial) {
 
 func symlinkFolder(tr *trial) {
 	w := tr.w
-	victim := filepath.Join(w.dir, "victim")
+	victim := filepath.Join(w.Dir, "victim")
 	_ = os.MkdirAll(victim, 0o755)
 	canary := filepath.Join(victim, "canary")
 	_ = os.WriteFile(canary, []byte("keep me"), 0o644)
@@ -346,7 +348,7 @@ func symlinkFolder(tr *trial) {
 
 func symlinkLock(tr *trial) {
 	w := tr.w
-	victim := filepath.Join(w.dir, "victim-file")
+	victim := filepath.Join(w.Dir, "victim-file")
 	c := w.newCtr()
 	if err := tLock.symlinkTo(w, c.id, victim); err != nil {
 		tr.fatalf("%v", err)
@@ -439,13 +441,9 @@ func rebuildTuningFailedAdd(tr *trial) {
 
 // tuningBackups lists the tuning plugin's backup files.
 func (w *world) tuningBackups() []string {
-	entries, err := os.ReadDir(w.TuningDir)
-	if err != nil && !os.IsNotExist(err) {
+	names, err := testworld.TuningBackups(w.TuningDir)
+	if err != nil {
 		w.tr.fatalf("reading the tuning folder: %v", err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
 	}
 	return names
 }
@@ -560,7 +558,7 @@ func flood(to string) func(tr *trial) {
 			tr.check(fi.Size() <= 1<<20, "nicmux's log grew to %d bytes", fi.Size())
 		}
 		peak := int64(-1)
-		for _, l := range w.logLines("verb=ADD") {
+		for _, l := range w.LogLines("verb=ADD") {
 			if _, rest, ok := strings.Cut(l, " peakRSSKB="); ok {
 				num, _, _ := strings.Cut(rest, " ")
 				peak, _ = strconv.ParseInt(num, 10, 64)
@@ -632,7 +630,9 @@ func procSelfNetns(tr *trial) {
 	}
 	tr.check(w.markerCount("ADD") == 0 && len(w.leasesOf("svc", c)) == 0 && len(w.leasesOf("storage", c)) == 0,
 		"ADD with CNI_NETNS=/proc/self/ns/net must be refused before any delegate runs (leases taken: %v %v)", w.leasesOf("svc", c), w.leasesOf("storage", c))
-	tr.check(!stateMentions(w.StateDir, c.id), "ADD with CNI_NETNS=/proc/self/ns/net kept state: %v", stateLeaks(w.StateDir))
+	left, err := testworld.StateLeft(w.StateDir)
+	tr.check(err == nil && !slices.ContainsFunc(left, func(f string) bool { return strings.Contains(f, c.id) }),
+		"ADD with CNI_NETNS=/proc/self/ns/net kept state: %v (%v)", left, err)
 }
 
 func hugeAttachments(path func(w *world) string, what string) func(tr *trial) {
@@ -655,15 +655,15 @@ func hugeAttachments(path func(w *world) string, what string) func(tr *trial) {
 func setSymlinkSwap(tr *trial) {
 	w := tr.w
 	dir := filepath.Dir(w.Attachments)
-	outside := filepath.Join(w.dir, "outside")
+	outside := filepath.Join(w.Dir, "outside")
 	_ = os.MkdirAll(outside, 0o755)
-	escaped := filepath.Join(w.dir, "escaped")
+	escaped := filepath.Join(w.Dir, "escaped")
 	chain := func(marker string) string {
 		b, _ := json.Marshal(map[string]any{"interfaces": []any{map[string]any{"ifname": "eth0", "network": "swap",
 			"plugins": []any{map[string]any{"type": "torture", "torture": map[string]any{"marker": marker}}}}}})
 		return string(b)
 	}
-	insideMarker := filepath.Join(w.dir, "inside-marker")
+	insideMarker := filepath.Join(w.Dir, "inside-marker")
 	inside := chain(insideMarker)
 	_ = os.WriteFile(filepath.Join(outside, "evil.yaml"), []byte(chain(escaped)), 0o644)
 	evil := filepath.Join(dir, "evil.yaml")
@@ -729,7 +729,7 @@ func writableAttachments(tr *trial) {
 	}
 	c := w.newCtr()
 	tr.must(w.add(c), "ADD")
-	lines := w.logLines(w.Attachments, "level=WARN")
+	lines := w.LogLines(w.Attachments, "level=WARN")
 	var hit bool
 	for _, l := range lines {
 		if regexp.MustCompile(`(?i)writable`).MatchString(l) {
@@ -748,7 +748,7 @@ func writableAttachments(tr *trial) {
 func enospc(inodes bool) func(tr *trial) {
 	return func(tr *trial) {
 		w := tr.w
-		filler := filepath.Join(w.dir, "state-filler")
+		filler := filepath.Join(w.Dir, "state-filler")
 		if inodes {
 			n := 2 + tr.rng.Intn(8)
 			w.mountTmpfs(w.StateDir, fmt.Sprintf("size=4m,nr_inodes=%d,mode=0700", n))
@@ -766,7 +766,7 @@ func enospc(inodes bool) func(tr *trial) {
 			tr.check(o.code() != 0, "ADD on a full stateDir failed with code 0: %s", o)
 			w.settle(time.Second)
 			for _, l := range w.leaks() {
-				if l.class != "state" && l.cause == "" {
+				if l.Class != testworld.LeakState && l.cause == "" {
 					tr.check(false, "the failed ADD (stateDir full) left %s", l)
 				}
 			}
@@ -847,7 +847,7 @@ func TestTorture(t *testing.T) {
 	runClass(t, "misc/proc-self-netns", det, procSelfNetns)
 	runClass(t, "misc/attachments-dev-zero", det, hugeAttachments(func(*world) string { return "/dev/zero" }, "/dev/zero"))
 	runClass(t, "misc/attachments-huge-file", det, hugeAttachments(func(w *world) string {
-		p := filepath.Join(w.dir, "huge.yaml")
+		p := filepath.Join(w.Dir, "huge.yaml")
 		f, _ := os.Create(p)
 		_ = f.Truncate(2 << 30)
 		f.Close()

@@ -1,15 +1,10 @@
 package torture
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
+	"maps"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -17,18 +12,19 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
-// leak is one thing a trial left behind.
+// leak is one thing a trial left behind, and what caused it when a
+// reference plugin did.
 type leak struct {
-	class  string // one of leakClasses
-	what   string
+	testworld.Leak
 	cause  string // set when a reference plugin causes it whatever nicmux does
 	plugin string
 }
 
 func (l leak) String() string {
-	s := l.class + ": " + l.what
+	s := l.Leak.String()
 	if l.cause != "" {
 		s += " [caused by plugin " + l.plugin + ": " + l.cause + "]"
 	}
@@ -47,7 +43,7 @@ var upstream = []struct {
 			"after; killed in between (or an IPAM failure, whose deferred cleanup reads a shadowed err) " +
 			"the temporary link stays, and DEL looks up only CNI_IFNAME",
 		match: func(l leak) bool {
-			return l.class == "links" && strings.Contains(l.what, "netns ") && regexp.MustCompile(`\bmacvlan\d+\b`).MatchString(l.what)
+			return l.Class == testworld.LeakLinks && strings.Contains(l.What, "netns ") && regexp.MustCompile(`\bmacvlan\d+\b`).MatchString(l.What)
 		},
 	},
 	{
@@ -55,7 +51,7 @@ var upstream = []struct {
 		cause: "Reserve creates the lease file (O_EXCL) and writes its owner after; killed in between " +
 			"(here by the simulated reboot) the lease has no owner, and no DEL ever matches it",
 		match: func(l leak) bool {
-			return l.class == "leases" && strings.HasSuffix(l.what, "held by ")
+			return l.Class == testworld.LeakLeases && strings.HasSuffix(l.What, "held by ")
 		},
 	},
 	{
@@ -63,7 +59,7 @@ var upstream = []struct {
 		cause: "createBackup writes its backup with os.WriteFile, not atomically; killed while writing, " +
 			"the backup is torn, and cmdDel returns success without removing a backup it cannot parse",
 		match: func(l leak) bool {
-			return l.class == "tuning" && strings.HasSuffix(l.what, "(torn)")
+			return l.Class == testworld.LeakTuning && strings.HasSuffix(l.What, "(torn)")
 		},
 	},
 	{
@@ -71,7 +67,7 @@ var upstream = []struct {
 		cause: "setupVeth makes the pair under a temporary name (veth...) and renames the container end " +
 			"after; killed in between the pair stays, and DEL looks up only CNI_IFNAME",
 		match: func(l leak) bool {
-			return l.class == "links" && strings.Contains(l.what, "netns ") && regexp.MustCompile(`\bveth[0-9a-f]+\b`).MatchString(l.what)
+			return l.Class == testworld.LeakLinks && strings.Contains(l.What, "netns ") && regexp.MustCompile(`\bveth[0-9a-f]+\b`).MatchString(l.What)
 		},
 	},
 }
@@ -95,96 +91,34 @@ func (w *world) settle(max time.Duration) {
 	}
 }
 
-// leaks counts everything the trial left behind, by class.
+// leaks counts everything the trial left behind, by class: links of the
+// host but those it had and the world's master, the bridge's ports, links
+// in every netns of the trial still there, leases, state, iptables rules
+// naming a container of the trial and per-container chains (the shared
+// ones stay by design), tuning backups and processes.
 func (w *world) leaks() []leak {
-	var out []leak
-	add := func(class, format string, args ...any) {
-		out = append(out, attribute(leak{class: class, what: fmt.Sprintf(format, args...)}))
-	}
-	// links: the host's (the suite's private netns) and every container
-	// netns still there.
-	// What cannot be counted counts as left: a leak class the accounting
-	// cannot read is no clean one.
-	br, _ := netlink.LinkByName(w.Bridge)
-	if links, err := netlink.LinkList(); err != nil {
-		add("links", "cannot list the host's links: %v", err)
-	} else {
-		for _, l := range links {
-			n := l.Attrs().Name
-			if w.baseLink[n] || n == w.Bridge || n == w.Master || n == w.Master+"p" {
-				continue
-			}
-			if br != nil && l.Attrs().MasterIndex == br.Attrs().Index {
-				add("ports", "bridge %s port %s", w.Bridge, n)
-			} else {
-				add("links", "host link %s (%s)", n, l.Type())
-			}
-		}
+	keep := map[string]bool{w.Master: true, w.Master + "p": true}
+	for n := range w.baseLink {
+		keep[n] = true
 	}
 	w.mu.Lock()
-	var nets []string
-	for p := range w.nets {
-		nets = append(nets, p)
-	}
+	nets := slices.Sorted(maps.Keys(w.nets))
 	w.mu.Unlock()
-	sort.Strings(nets)
-	for _, p := range nets {
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		links, err := netnsutil.Links(p)
-		if err != nil {
-			add("links", "netns %s: cannot list its links: %v", filepath.Base(p), err)
-		}
-		for _, n := range links {
-			add("links", "netns %s link %s", filepath.Base(p), n)
-		}
+	census := testworld.Census{
+		HostLinks: keep,
+		Bridge:    w.Bridge,
+		Netns:     nets,
+		IPAMDir:   w.IPAMDir,
+		Networks:  []string{"svc", "storage"},
+		StateDir:  w.StateDir,
+		Tables:    []string{"nat", "filter"},
+		Rule:      w.ownRule,
+		TuningDir: w.TuningDir,
+		Procs:     w.marked,
 	}
-	// leases
-	for _, network := range []string{"svc", "storage"} {
-		for ip, owner := range w.leases(network) {
-			add("leases", "%s lease %s held by %s", network, ip, owner)
-		}
-	}
-	// state
-	for _, f := range stateLeaks(w.StateDir) {
-		add("state", "%s", f)
-	}
-	// iptables: rules naming a container of the trial, and per-container
-	// chains (the shared ones stay by design).
-	for _, table := range []string{"nat", "filter"} {
-		lines, err := iptablesLines(table)
-		if err != nil {
-			add("iptables", "%s: %v", table, err)
-		}
-		for _, line := range lines {
-			if perContainerChain.MatchString(line) {
-				add("iptables", "%s: %s", table, line)
-				continue
-			}
-			for _, c := range w.ctrs {
-				if strings.Contains(line, c.id) {
-					add("iptables", "%s: %s", table, line)
-					break
-				}
-			}
-		}
-	}
-	// tuning backups
-	entries, err := os.ReadDir(w.TuningDir)
-	if err != nil && !os.IsNotExist(err) {
-		add("tuning", "cannot read %s: %v", w.TuningDir, err)
-	}
-	for _, e := range entries {
-		what := e.Name()
-		if b, err := os.ReadFile(filepath.Join(w.TuningDir, e.Name())); err == nil && !json.Valid(b) {
-			what += " (torn)"
-		}
-		add("tuning", "tuning backup %s", what)
-	}
-	// processes
-	for _, p := range w.procs() {
-		add("procs", "pid %d alive: %s", p.pid, p.cmd)
+	var out []leak
+	for _, l := range census.Leaks() {
+		out = append(out, attribute(leak{Leak: l}))
 	}
 	return out
 }
@@ -194,58 +128,22 @@ func (w *world) leaks() []leak {
 // CNI-DN-/CNI-SN- chains.
 var perContainerChain = regexp.MustCompile(`^:CNI-(DN-|SN-)?[0-9a-f]{20,}\b`)
 
-func iptablesLines(table string) ([]string, error) {
-	out, err := exec.Command("iptables-save", "-t", table).Output()
-	if err != nil {
-		return nil, fmt.Errorf("iptables-save -t %s: %w", table, err)
-	}
-	var lines []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if l != "" && !strings.HasPrefix(l, "#") {
-			lines = append(lines, l)
-		}
-	}
-	return lines, nil
+// ownRule reports whether an iptables line is the trial's: a
+// per-container chain or a rule naming one of its containers.
+func (w *world) ownRule(line string) bool {
+	return perContainerChain.MatchString(line) || slices.ContainsFunc(w.ctrs, func(c *ctr) bool {
+		return strings.Contains(line, c.id)
+	})
 }
 
-// flushIptables empties the nat and filter tables of the suite's private
-// netns (a reboot, and the end of every trial: trials run one at a time).
-func flushIptables() {
-	for _, table := range []string{"nat", "filter"} {
-		_ = exec.Command("iptables", "-t", table, "-F").Run()
-		_ = exec.Command("iptables", "-t", table, "-X").Run()
-	}
-}
+// marked reports whether a process was started for the trial: it carries
+// the trial's marker in its environment.
+func (w *world) marked(p testworld.Proc) bool { return p.HasEnv(trialEnv + "=" + w.id) }
 
-type proc struct {
-	pid int
-	cmd string
-}
-
-// procs lists the live processes started for the trial: they carry its
-// marker in their environment.
-func (w *world) procs() []proc {
-	want := []byte(trialEnv + "=" + w.id + "\x00")
-	self := os.Getpid()
-	var out []proc
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-		if err != nil || !bytes.Contains(env, want) {
-			continue
-		}
-		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if i := bytes.LastIndexByte(st, ')'); i > 0 && i+2 < len(st) && st[i+2] == 'Z' {
-			continue // a zombie: dead, its parent not yet told
-		}
-		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		out = append(out, proc{pid: pid, cmd: strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))})
-	}
-	return out
+// procs lists the live processes started for the trial.
+func (w *world) procs() []testworld.Proc {
+	ps, _ := testworld.Procs(w.marked)
+	return ps
 }
 
 // cleanup removes whatever the trial left, so that the next one starts
@@ -257,7 +155,7 @@ func (w *world) cleanup() {
 			break
 		}
 		for _, p := range ps {
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -274,10 +172,10 @@ func (w *world) cleanup() {
 			}
 		}
 	}
-	flushIptables()
+	_ = testworld.FlushIptables("nat", "filter")
 	for i := len(w.mounts) - 1; i >= 0; i-- {
 		for syscall.Unmount(w.mounts[i], syscall.MNT_DETACH) == nil {
 		}
 	}
-	_ = os.RemoveAll(w.dir)
+	_ = os.RemoveAll(w.Dir)
 }

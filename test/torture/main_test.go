@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,7 +29,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 var (
@@ -56,30 +55,20 @@ var baseSeed int64
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "the torture suite makes network namespaces, links, iptables rules and mounts: run it as root (make torture)")
-		os.Exit(1)
+	suite := testworld.Suite{
+		Makes:  "the torture suite makes network namespaces, links, iptables rules and mounts",
+		Target: "torture",
+		Files: []string{testworld.NicmuxBin(), filepath.Join(testworld.PluginsDir(), "bridge"),
+			filepath.Join(testworld.TestPluginsDir(), "torture")},
+		Tools: []string{"iptables-save", "iptables-restore"},
 	}
-	if code := netnsutil.ReexecInPrivateNetnsAndMounts(); code >= 0 {
+	if code := suite.Enter(); code >= 0 {
 		os.Exit(code)
-	}
-	for _, b := range []string{nicmuxBin(), filepath.Join(pluginsDir(), "bridge"), filepath.Join(testPluginsDir(), "torture")} {
-		if _, err := os.Stat(b); err != nil {
-			fmt.Fprintf(os.Stderr, "missing %s: build with `make build plugins testplugins` (or run `make torture`)\n", b)
-			os.Exit(1)
-		}
-	}
-	for _, tool := range []string{"iptables-save", "iptables-restore"} {
-		if _, err := findTool(tool); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
 	}
 	baseSeed = *flagSeed
 	if baseSeed == 0 {
 		baseSeed = time.Now().UnixNano() % 1_000_000_007
 	}
-	_ = os.MkdirAll("/run/netns", 0o755)
 	start := time.Now()
 	code := m.Run()
 	summary := summaryTable(time.Since(start))
@@ -90,21 +79,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
-
-func binDir() string         { return filepath.Join(repoRoot(), "bin") }
-func nicmuxBin() string      { return filepath.Join(binDir(), "nicmux") }
-func pluginsDir() string     { return filepath.Join(binDir(), "plugins") }
-func testPluginsDir() string { return filepath.Join(binDir(), "testplugins") }
-func cniPath() []string      { return []string{binDir(), pluginsDir(), testPluginsDir()} }
-
 // --- statistics ------------------------------------------------------------
-
-// leak classes, in the summary's column order.
-var leakClasses = []string{"links", "ports", "leases", "state", "iptables", "tuning", "procs"}
 
 type classStats struct {
 	trials, failed int
@@ -148,7 +123,7 @@ func summaryTable(wall time.Duration) string {
 	fmt.Fprintf(&b, "\n## nicmux torture summary (seed %d, -torture.trials %d, wall %s)\n\n", baseSeed, *flagTrials, wall.Round(time.Second))
 	fmt.Fprintf(&b, "leak columns: items left after the trial's last verb, counted over all trials of the class, attributed to nicmux\n\n")
 	fmt.Fprintf(&b, "| class | trials | failed | %s | upstream (not failing) | s |\n|---|---:|---:|%s---|---:|\n",
-		strings.Join(leakClasses, " | "), strings.Repeat("---:|", len(leakClasses)))
+		strings.Join(testworld.LeakClasses(), " | "), strings.Repeat("---:|", len(testworld.LeakClasses())))
 	var names []string
 	for n := range stats {
 		names = append(names, n)
@@ -160,7 +135,7 @@ func summaryTable(wall time.Duration) string {
 		tt += s.trials
 		tf += s.failed
 		var cols []string
-		for _, c := range leakClasses {
+		for _, c := range testworld.LeakClasses() {
 			cols = append(cols, strconv.Itoa(s.leaks[c]))
 		}
 		var up []string

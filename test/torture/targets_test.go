@@ -4,22 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
-// This file is the ONE place that knows nicmux's on-disk layout. Every
-// fault the suite plants in the state folder, and every file the leak
-// accounting lets stay, goes through the targets below: when the layout
-// changes, change them here and nowhere else.
-//
-// The layout (docs/state.md):
-//
-//	<stateDir>/gc.lock                              GC's barrier, stays
-//	<stateDir>/plans.slots, plans.boot              the plan journal, stays
-//	<stateDir>/containers/<id>/container.json       the plan (every interface's chain, args, netns)
-//	<stateDir>/containers/<id>/if-<ifname>.json     one interface's result
-//	<stateDir>/containers/<id>/complete.json        the mark of a complete ADD
-//	<stateDir>/locks/<id>.lock                      the container's lock
+// Every fault the suite plants in the state folder goes through the
+// targets below. Their paths come from testworld's layout of the state
+// folder (testworld.PlanFile, ...), which the leak accounting uses too:
+// when the layout changes, it changes there.
 
 // target is one thing in a state folder, for one container.
 type target struct {
@@ -35,33 +27,29 @@ type target struct {
 var (
 	// tContainers is the folder of all containers' folders.
 	tContainers = target{name: "the containers folder", dir: true,
-		path: func(s, _ string) string { return filepath.Join(s, "containers") }}
+		path: func(s, _ string) string { return testworld.ContainersDir(s) }}
 	// tFolder is one container's folder.
 	tFolder = target{name: "the container folder", dir: true,
-		path: func(s, id string) string { return filepath.Join(s, "containers", id) }}
+		path: testworld.ContainerDir}
 	// tPlan is the record ADD writes before any delegate runs.
 	tPlan = target{name: "the plan record",
-		path: func(s, id string) string { return filepath.Join(s, "containers", id, "container.json") }}
+		path: testworld.PlanFile}
 	// tCompletion is the marker of a completed ADD.
 	tCompletion = target{name: "the completion marker",
-		path: func(s, id string) string { return filepath.Join(s, "containers", id, "complete.json") }}
+		path: testworld.CompleteFile}
 	// tLock is the container's lock file.
 	tLock = target{name: "the container's lock",
-		path: func(s, id string) string { return filepath.Join(s, "locks", id+".lock") }}
+		path: testworld.LockFile}
 	// tLocks is the folder of the lock files.
 	tLocks = target{name: "the locks folder", dir: true,
-		path: func(s, _ string) string { return filepath.Join(s, "locks") }}
+		path: func(s, _ string) string { return testworld.LocksDir(s) }}
 )
 
 // tResult is one interface's result record.
 func tResult(ifname string) target {
 	return target{name: ifname + "'s result record",
-		path: func(s, id string) string { return filepath.Join(s, "containers", id, "if-"+ifname+".json") }}
+		path: func(s, id string) string { return testworld.ResultFile(s, id, ifname) }}
 }
-
-// storeWide lists the state files (relative to the state folder) that stay
-// when no container has state: the leak accounting ignores them.
-var storeWide = []string{"gc.lock", "plans.slots", "plans.boot"}
 
 // at returns the target's path in a world, for container id.
 func (tg target) at(w *world, id string) string { return tg.path(w.StateDir, id) }
@@ -169,47 +157,4 @@ func (s *snapshot) restore(w *world) error {
 		}
 	}
 	return nil
-}
-
-// stateLeaks lists what a state folder holds for no container: every file
-// but the store-wide ones, and every container folder (an empty one too).
-func stateLeaks(stateDir string) []string {
-	var out []string
-	containers := tContainers.path(stateDir, "")
-	_ = filepath.Walk(stateDir, func(path string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return nil
-		}
-		rel, _ := filepath.Rel(stateDir, path)
-		switch {
-		case fi.IsDir() && filepath.Dir(path) == containers:
-			entries, _ := os.ReadDir(path)
-			if len(entries) == 0 {
-				out = append(out, rel+"/ (empty folder)")
-			}
-		case fi.IsDir():
-		case fi.Mode()&os.ModeSymlink != 0:
-			out = append(out, rel+" (symlink)")
-		default:
-			for _, keep := range storeWide {
-				if rel == keep {
-					return nil
-				}
-			}
-			out = append(out, rel)
-		}
-		return nil
-	})
-	return out
-}
-
-// stateMentions reports whether any state file names id (a file or folder
-// name holding it).
-func stateMentions(stateDir, id string) bool {
-	for _, l := range stateLeaks(stateDir) {
-		if strings.Contains(l, id) {
-			return true
-		}
-	}
-	return false
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // maskRE matches what differs between trials with the same symptom.
@@ -133,18 +135,18 @@ func runTrial(t *testing.T, class string, n int, f func(tr *trial)) {
 			tr.logf("leak caused upstream: %s", l)
 			continue
 		}
-		counts[l.class]++
+		counts[l.Class]++
 		own = append(own, l.String())
 	}
 	if len(own) > 0 {
 		byClass := map[string]int{}
 		for _, l := range leaks {
 			if l.cause == "" {
-				byClass[l.class]++
+				byClass[l.Class]++
 			}
 		}
 		var parts []string
-		for _, c := range leakClasses {
+		for _, c := range testworld.LeakClasses() {
 			if byClass[c] > 0 {
 				parts = append(parts, fmt.Sprintf("%d %s", byClass[c], c))
 			}

@@ -1,17 +1,14 @@
 package torture
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,13 +16,12 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
 
 	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // verbDeadline bounds every verb the suite's runtime issues unless a
@@ -33,33 +29,15 @@ import (
 // does when the runtime's context ends) and counts as hung.
 const verbDeadline = 15 * time.Second
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func findTool(name string) (string, error) {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return "", fmt.Errorf("%s not found: the portmap plugin and the suite need iptables (apt-get install iptables)", name)
-	}
-	return p, nil
-}
-
 var worldCount atomic.Int32
 
 // world is one trial's CNI world: its folders, its bridge and macvlan
 // master, its network namespaces, its runtime (libcni with an Exec that
 // records every nicmux run) and the containers it made.
 type world struct {
-	tr          *trial
-	id          string // the trial marker (see trialEnv)
-	dir         string
-	StateDir    string
-	IPAMDir     string
-	TuningDir   string
-	LogFile     string
+	tr *trial
+	id string // the trial marker (see trialEnv)
+	testworld.Files
 	Marker      string // the torture plugins' marker file
 	ArmFile     string // the torture plugins' arm file
 	Attachments string
@@ -101,16 +79,12 @@ func newWorld(tr *trial) *world {
 	}
 	w := &world{
 		tr:         tr,
-		id:         "t" + randHex(6),
-		dir:        dir,
-		StateDir:   filepath.Join(dir, "state"),
-		IPAMDir:    filepath.Join(dir, "ipam"),
-		TuningDir:  filepath.Join(dir, "tuning"),
-		LogFile:    filepath.Join(dir, "nicmux.log"),
+		id:         "t" + testworld.RandHex(6),
+		Files:      testworld.FilesIn(dir),
 		Marker:     filepath.Join(dir, "marker"),
 		ArmFile:    filepath.Join(dir, "armed"),
-		Bridge:     "tb" + randHex(4),
-		Master:     "tm" + randHex(4),
+		Bridge:     "tb" + testworld.RandHex(4),
+		Master:     "tm" + testworld.RandHex(4),
 		Name:       "torture",
 		CNIVersion: "1.1.0",
 		svcNet:     fmt.Sprintf("10.77.%d.0/24", k),
@@ -121,7 +95,7 @@ func newWorld(tr *trial) *world {
 		opts:       defaultChains(),
 	}
 	w.ex = &tExec{w: w}
-	w.cni = libcni.NewCNIConfigWithCacheDir(cniPath(), filepath.Join(dir, "cache"), w.ex)
+	w.cni = libcni.NewCNIConfigWithCacheDir(testworld.CNIPath(), filepath.Join(dir, "cache"), w.ex)
 	w.baseLink = map[string]bool{}
 	if links, err := netlink.LinkList(); err == nil {
 		for _, l := range links {
@@ -263,18 +237,7 @@ func (w *world) markerCount(verb string) int {
 
 // conflist is nicmux's configuration list.
 func (w *world) conflist() *libcni.NetworkConfigList {
-	p := map[string]any{
-		"type":         "nicmux",
-		"attachments":  w.Attachments,
-		"stateDir":     w.StateDir,
-		"logFile":      w.LogFile,
-		"logLevel":     "debug",
-		"capabilities": map[string]bool{"portMappings": true},
-	}
-	for k, v := range w.extra {
-		p[k] = v
-	}
-	b, err := json.Marshal(map[string]any{"cniVersion": w.CNIVersion, "name": w.Name, "plugins": []any{p}})
+	b, err := w.Conflist(w.CNIVersion, w.Name, w.Attachments, w.extra)
 	if err != nil {
 		w.tr.fatalf("%v", err)
 	}
@@ -288,7 +251,7 @@ func (w *world) conflist() *libcni.NetworkConfigList {
 // --- namespaces and containers ---------------------------------------------
 
 func (w *world) newNetns() string {
-	path := filepath.Join("/run/netns", "torture-"+randHex(6))
+	path := filepath.Join(testworld.NetnsDir, "torture-"+testworld.RandHex(6))
 	if err := netnsutil.CreateAt(path); err != nil {
 		w.tr.fatalf("netns: %v", err)
 	}
@@ -304,7 +267,7 @@ func (w *world) newCtr() *ctr {
 	w.ports++
 	port := w.ports
 	w.mu.Unlock()
-	c := &ctr{id: "t" + randHex(8), netns: w.newNetns(), port: port}
+	c := &ctr{id: "t" + testworld.RandHex(8), netns: w.newNetns(), port: port}
 	w.mu.Lock()
 	w.ctrs = append(w.ctrs, c)
 	w.mu.Unlock()
@@ -348,7 +311,7 @@ type outcome struct {
 
 func (o outcome) ok() bool { return o.err == nil }
 
-func (o outcome) code() uint { return cniCode(o.err) }
+func (o outcome) code() uint { return testworld.CNICode(o.err) }
 
 func (o outcome) String() string {
 	switch {
@@ -358,14 +321,6 @@ func (o outcome) String() string {
 		return fmt.Sprintf("%s hung: killed by the suite after %s", o.verb, o.dur.Round(time.Millisecond))
 	}
 	return fmt.Sprintf("%s failed in %s: code %d: %s", o.verb, o.dur.Round(time.Millisecond), o.code(), short(o.err.Error(), 400))
-}
-
-func cniCode(err error) uint {
-	var e *types.Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	return 0
 }
 
 func short(s string, n int) string {
@@ -440,7 +395,7 @@ func (w *world) gc(ctx context.Context, valid ...*ctr) outcome {
 
 // dropCache forgets libcni's cached results, so that GC goes to nicmux
 // alone (libcni would DEL the attachments it cached and GC does not list).
-func (w *world) dropCache() { _ = os.RemoveAll(filepath.Join(w.dir, "cache")) }
+func (w *world) dropCache() { _ = os.RemoveAll(filepath.Join(w.Dir, "cache")) }
 
 // addRetry is Nomad's ADD: up to 3 tries, no DEL in between (Nomad waits
 // 1 s; the suite 250 ms).
@@ -494,156 +449,9 @@ func (w *world) runKilled(verb string, c *ctr, k killSpec) outcome {
 	return w.run(ctx, verb, c, nil)
 }
 
-// --- the runtime's exec ------------------------------------------------------
-
-// run is one nicmux process the runtime ran.
-type nicmuxRun struct {
-	verb, id       string
-	stdout, stderr []byte
-	err            error
-	dur            time.Duration
-	peakRSSKB      int64 // sampled from outside, when watched
-	watchKilled    bool
-}
-
-// tExec runs nicmux as libcni's RawExec does (SIGKILL when the context
-// ends), adding the trial marker to its environment and keeping what it
-// printed. With maxRSSKB set it samples nicmux's resident memory and kills
-// it past that.
-type tExec struct {
-	w        *world
-	mu       sync.Mutex
-	runs     []*nicmuxRun
-	maxRSSKB int64
-	version.PluginDecoder
-}
-
-func (e *tExec) FindInPath(plugin string, paths []string) (string, error) {
-	return invoke.FindInPath(plugin, paths)
-}
-
-func (e *tExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
-	r := &nicmuxRun{}
-	for _, kv := range environ {
-		if v, ok := strings.CutPrefix(kv, "CNI_COMMAND="); ok {
-			r.verb = v
-		}
-		if v, ok := strings.CutPrefix(kv, "CNI_CONTAINERID="); ok {
-			r.id = v
-		}
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, path)
-	cmd.Env = append(append([]string{}, environ...), trialEnv+"="+e.w.id)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stdin), &stdout, &stderr
-	cmd.WaitDelay = 10 * time.Second
-	start := time.Now()
-	err := cmd.Start()
-	if err == nil {
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		if e.maxRSSKB > 0 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				e.watch(cmd.Process.Pid, r, stop)
-			}()
-		}
-		err = cmd.Wait()
-		close(stop)
-		wg.Wait()
-	}
-	r.dur = time.Since(start)
-	r.stdout, r.stderr, r.err = stdout.Bytes(), stderr.Bytes(), err
-	e.mu.Lock()
-	e.runs = append(e.runs, r)
-	e.mu.Unlock()
-	if err != nil {
-		return nil, pluginErr(err, stdout.Bytes(), stderr.Bytes())
-	}
-	return stdout.Bytes(), nil
-}
-
-func (e *tExec) watch(pid int, r *nicmuxRun, stop chan struct{}) {
-	for {
-		if kb := vmRSSKB(pid); kb > r.peakRSSKB {
-			r.peakRSSKB = kb
-		}
-		if r.peakRSSKB > e.maxRSSKB && !r.watchKilled {
-			r.watchKilled = true
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		select {
-		case <-stop:
-			return
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-func vmRSSKB(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb
-		}
-	}
-	return 0
-}
-
-// pluginErr is libcni's RawExec.pluginErr.
-func pluginErr(err error, stdout, stderr []byte) error {
-	emsg := types.Error{}
-	if len(stdout) == 0 {
-		if len(stderr) == 0 {
-			emsg.Msg = fmt.Sprintf("netplugin failed with no error message: %v", err)
-		} else {
-			emsg.Msg = fmt.Sprintf("netplugin failed: %q: %v", string(stderr), err)
-		}
-	} else if perr := json.Unmarshal(stdout, &emsg); perr != nil {
-		emsg.Msg = fmt.Sprintf("netplugin failed but error parsing its diagnostic message %q: %v", string(stdout), perr)
-	}
-	return &emsg
-}
-
-// lastRun returns the last nicmux run of verb.
-func (w *world) lastRun(verb string) *nicmuxRun {
-	w.ex.mu.Lock()
-	defer w.ex.mu.Unlock()
-	for i := len(w.ex.runs) - 1; i >= 0; i-- {
-		if w.ex.runs[i].verb == verb {
-			return w.ex.runs[i]
-		}
-	}
-	return nil
-}
-
-// runsLog is every nicmux run of the trial, for a failure report.
-func (w *world) runsLog() string {
-	w.ex.mu.Lock()
-	defer w.ex.mu.Unlock()
-	var b strings.Builder
-	for i, r := range w.ex.runs {
-		if r.err == nil {
-			fmt.Fprintf(&b, "  run %d: %s %s ok in %s (stdout %d bytes)\n", i, r.verb, r.id, r.dur.Round(time.Millisecond), len(r.stdout))
-		} else {
-			fmt.Fprintf(&b, "  run %d: %s %s in %s, %v\n    stdout: %s\n", i, r.verb, r.id, r.dur.Round(time.Millisecond), r.err, short(string(r.stdout), 600))
-		}
-		if len(r.stderr) > 0 {
-			fmt.Fprintf(&b, "    stderr: %s\n", short(string(r.stderr), 600))
-		}
-	}
-	return b.String()
-}
-
 // logTail is the end of nicmux's log.
 func (w *world) logTail(lines int) string {
-	b, _ := os.ReadFile(w.LogFile)
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	all := strings.Split(strings.TrimRight(w.Log(), "\n"), "\n")
 	if len(all) > lines {
 		all = all[len(all)-lines:]
 	}
@@ -653,46 +461,13 @@ func (w *world) logTail(lines int) string {
 	return strings.Join(all, "\n")
 }
 
-// logLines returns nicmux's log lines holding all of parts.
-func (w *world) logLines(parts ...string) []string {
-	b, _ := os.ReadFile(w.LogFile)
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		ok := l != ""
-		for _, p := range parts {
-			ok = ok && strings.Contains(l, p)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// leases returns host-local's leases of a network: IP -> container ID.
-func (w *world) leases(network string) map[string]string {
-	out := map[string]string{}
-	entries, _ := os.ReadDir(filepath.Join(w.IPAMDir, network))
-	for _, e := range entries {
-		if e.Name() == "lock" || strings.HasPrefix(e.Name(), "last_reserved_ip") {
-			continue
-		}
-		b, _ := os.ReadFile(filepath.Join(w.IPAMDir, network, e.Name()))
-		owner, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-		out[e.Name()] = strings.TrimSpace(owner)
-	}
-	return out
-}
-
 // leasesOf returns the IPs a container holds in a network.
 func (w *world) leasesOf(network string, c *ctr) []string {
-	var out []string
-	for ip, owner := range w.leases(network) {
-		if owner == c.id {
-			out = append(out, ip)
-		}
+	leases, err := w.Leases(network)
+	if err != nil {
+		w.tr.fatalf("reading the %s leases: %v", network, err)
 	}
-	return out
+	return slices.Collect(maps.Keys(testworld.HeldBy(leases, c.id)))
 }
 
 // --- mounts ------------------------------------------------------------------

@@ -7,10 +7,13 @@ require (
 	github.com/containernetworking/cni v1.2.3
 	github.com/hashicorp/hcl/v2 v2.25.0
 	github.com/vishvananda/netlink v1.3.1
-	github.com/vishvananda/netns v0.0.5
 	github.com/zclconf/go-cty v1.19.0
-	golang.org/x/sys v0.49.0
 	gopkg.in/yaml.v3 v3.0.1
+)
+
+require (
+	github.com/vishvananda/netns v0.0.5 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 )
 
 require (
@@ -19,6 +22,7 @@ require (
 	github.com/apparentlymart/go-textseg/v17 v17.0.1 // indirect
 	github.com/mitchellh/go-wordwrap v1.0.1 // indirect
 	github.com/nicmux/nicmux/test/netnsutil v0.0.0-00010101000000-000000000000
+	github.com/nicmux/nicmux/test/testworld v0.0.0-00010101000000-000000000000
 	github.com/petermattis/goid v0.0.0-20240813172612-4fcff4a6cae7 // indirect
 	github.com/sasha-s/go-deadlock v0.3.5 // indirect
 	golang.org/x/mod v0.29.0 // indirect
@@ -28,3 +32,5 @@ require (
 )
 
 replace github.com/nicmux/nicmux/test/netnsutil => ../netnsutil
+
+replace github.com/nicmux/nicmux/test/testworld => ../testworld
