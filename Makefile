@@ -9,6 +9,25 @@ ifndef GOFMT
 GOFMT           := $(firstword $(shell command -v gofmt 2>/dev/null) $(wildcard $(dir $(GO))gofmt /usr/local/go/bin/gofmt) gofmt)
 endif
 BIN             := $(CURDIR)/bin
+# The commands of cmd/ that are built, installed and shipped.
+BINARIES        := nicmux nicmux-ipam
+# The release this tree is: the tag git describe finds (v0.3.0, or
+# v0.3.0-2-gabc1234-dirty after it) and the commit, stamped into the
+# binaries, so that `nicmux version` and its bare run name them whatever
+# -buildvcs says. Outside a checkout both are empty, and nicmux falls back
+# on what go recorded (see release/). RELEASE_VERSION=... overrides.
+GIT             := git -C $(CURDIR) -c safe.directory=$(CURDIR)
+ifeq ($(origin RELEASE_VERSION),undefined)
+RELEASE_VERSION := $(shell $(GIT) describe --tags --always --dirty --match 'v[0-9]*' 2>/dev/null)
+endif
+ifeq ($(origin RELEASE_COMMIT),undefined)
+RELEASE_COMMIT  := $(shell $(GIT) rev-parse HEAD 2>/dev/null)$(if $(filter %-dirty,$(RELEASE_VERSION)),-dirty)
+endif
+# Static and stripped: a dynamic loader and symbol tables only slow the start
+# of a binary that runs once per verb (and once per Nomad fingerprint).
+GO_BUILD        = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w \
+                  -X github.com/nicmux/nicmux/release.stampedVersion=$(RELEASE_VERSION) \
+                  -X github.com/nicmux/nicmux/release.stampedCommit=$(RELEASE_COMMIT)"
 # The reference plugins the tests and the demo run, at a pinned release,
 # into bin/plugins.
 PLUGINS_VERSION := v1.10.0
@@ -45,11 +64,8 @@ CLUSTER_DIR     := test/cluster
 
 all: build
 
-# Static and stripped: a dynamic loader and symbol tables only slow the start
-# of a binary that runs once per verb (and once per Nomad fingerprint).
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/nicmux ./cmd/nicmux
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/nicmux-ipam ./cmd/nicmux-ipam
+	$(GO_BUILD) -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 
 # go install pkg@version builds each plugin with the plugins module's own
 # go.mod, exactly as that release pins its dependencies.
@@ -92,7 +108,7 @@ define install-bins
 endef
 
 install: build
-	$(call install-bins,$(BIN)/nicmux $(BIN)/nicmux-ipam)
+	$(call install-bins,$(addprefix $(BIN)/,$(BINARIES)))
 
 # The pinned reference plugins, version-stamped (Nomad runs CHECK only if
 # the bridge binary in its cni_path reports 1.3.0 or later), beside nicmux:
