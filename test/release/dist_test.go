@@ -236,36 +236,41 @@ func readSums(t *testing.T, path string) map[string]string {
 	return sums
 }
 
-// TestReleaseBinaryRuns: the amd64 tarball's nicmux, run bare as Nomad's
-// fingerprint runs it, and `nicmux version`, name the release and the
-// commit the Makefile stamped, although it was built with -buildvcs=false.
+// TestReleaseBinaryRuns: each binary of the amd64 tarball, run bare as
+// Nomad's fingerprint runs it, and its `version -json`, name the release
+// and the commit the Makefile stamped, although it was built with
+// -buildvcs=false.
 func TestReleaseBinaryRuns(t *testing.T) {
 	version, commit := release(t)
 	entries, _ := readTarball(t, tarballPath("amd64", version))
-	bin := filepath.Join(t.TempDir(), "nicmux")
+	dir := t.TempDir()
 	for _, e := range entries {
-		if e.hdr.Name == "./nicmux" {
-			if err := os.WriteFile(bin, e.data, 0o755); err != nil {
+		if e.hdr.Typeflag == tar.TypeReg && e.hdr.Mode&0o111 != 0 {
+			if err := os.WriteFile(filepath.Join(dir, strings.TrimPrefix(e.hdr.Name, "./")), e.data, 0o755); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	short, dirty, _ := strings.Cut(commit, "-")
-	short = short[:12]
+	short = short[:min(12, len(short))]
 	if dirty != "" {
 		short += "-" + dirty
 	}
-	bare := run(t, "/", []string{"PATH=/usr/bin:/bin"}, bin)
-	want := fmt.Sprintf("CNI nicmux plugin %s (commit %s)\nCNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n", version, short)
-	if bare != want {
-		t.Errorf("bare run printed %q, want %q", bare, want)
-	}
-	var v struct{ Version, Commit string }
-	if err := json.Unmarshal([]byte(run(t, "/", []string{"PATH=/usr/bin:/bin"}, bin, "version", "-json")), &v); err != nil {
-		t.Fatal(err)
-	}
-	if v.Version != version || v.Commit != commit {
-		t.Errorf("nicmux version -json: %+v, want version %s, commit %s", v, version, commit)
+	env := []string{"PATH=/usr/bin:/bin"}
+	for _, b := range binaries() {
+		bin := filepath.Join(dir, b)
+		bare := run(t, "/", env, bin)
+		want := fmt.Sprintf("CNI %s plugin %s (commit %s)\nCNI protocol versions supported: ", b, version, short)
+		if !strings.HasPrefix(bare, want) {
+			t.Errorf("%s run bare printed %q, want it to start with %q", b, bare, want)
+		}
+		var v struct{ Version, Commit string }
+		if err := json.Unmarshal([]byte(run(t, "/", env, bin, "version", "-json")), &v); err != nil {
+			t.Fatal(err)
+		}
+		if v.Version != version || v.Commit != commit {
+			t.Errorf("%s version -json: %+v, want version %s, commit %s", b, v, version, commit)
+		}
 	}
 	// In a checkout, the stamp is the checkout's commit.
 	if _, err := os.Stat(filepath.Join(repoRoot(), ".git")); err == nil {
