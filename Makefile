@@ -252,7 +252,8 @@ endef
 # every relative link of the README and docs/.
 distcheck: dist build plugins
 	cd $(RELEASE_TEST_DIR) && $(GO) test -count=1 -timeout 20m ./... -args \
-		-bin=$(BIN) -binaries='$(BINARIES)' -version=$(DIST_VERSION) -commit=$(RELEASE_COMMIT)
+		-bin=$(BIN) -binaries='$(BINARIES)' -version=$(DIST_VERSION) -commit=$(RELEASE_COMMIT) \
+		-plugins-version=$(PLUGINS_VERSION) -go=$(GO)
 
 test: lint unit integration nomad torture-short cluster demo distcheck
 

@@ -24,6 +24,7 @@ var (
 	versionFlag  = flag.String("version", "", "the release version the Makefile stamped (DIST_VERSION)")
 	commitFlag   = flag.String("commit", "", "the commit the Makefile stamped (RELEASE_COMMIT)")
 	pluginsFlag  = flag.String("plugins-version", "v1.10.0", "the Makefile's PLUGINS_VERSION")
+	goFlag       = flag.String("go", "go", "the go command (the Makefile's GO: sudo's PATH may lack it)")
 )
 
 func TestMain(m *testing.M) {

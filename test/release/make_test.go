@@ -19,7 +19,7 @@ import (
 // answers Nomad's fingerprint with a version.
 func TestInstallPlugins(t *testing.T) {
 	dest := t.TempDir()
-	run(t, repoRoot(), cleanEnv(), "make", "--no-print-directory", "install-plugins", "DESTDIR="+dest)
+	run(t, repoRoot(), cleanEnv(), "make", makeArgs("install-plugins", "DESTDIR="+dest)...)
 	want := []string{
 		"bandwidth", "bridge", "firewall", "host-device", "host-local", "ipvlan", "loopback",
 		"macvlan", "portmap", "ptp", "sbr", "static", "tuning", "vlan",
@@ -79,14 +79,14 @@ func TestSudoDemoThenUserBuild(t *testing.T) {
 	// Only the demo of the pinned plugins: the go-cni suite's other
 	// releases are not in the copy.
 	run(t, tree, cleanEnv("SUDO_UID=65534", "SUDO_GID=65534", "SUDO_USER=nobody"),
-		"make", "--no-print-directory", "demo", "NOMAD_PLUGINS_VERSIONS=")
+		"make", makeArgs("demo", "NOMAD_PLUGINS_VERSIONS=")...)
 	if root := ownedBy(t, tree, 0); len(root) != 0 {
 		t.Errorf("root's after sudo make demo: %q", root)
 	}
 
 	// The user's own build: their Go cache, root's modules read-only, no
 	// network.
-	gomod := strings.TrimSpace(run(t, "/", cleanEnv(), "go", "env", "GOMODCACHE"))
+	gomod := strings.TrimSpace(run(t, "/", cleanEnv(), *goFlag, "env", "GOMODCACHE"))
 	if err := unix.Mount(gomod, modcache, "", unix.MS_BIND, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestSudoDemoThenUserBuild(t *testing.T) {
 	userEnv := []string{"PATH=/usr/bin:/bin", "HOME=" + home, "GOCACHE=" + filepath.Join(home, "cache"),
 		"GOMODCACHE=" + modcache, "GOPROXY=off", "GOTOOLCHAIN=local"}
 	asUser := func(args ...string) string {
-		return run(t, tree, userEnv, "setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--", "make", "--no-print-directory"}, args...)...)
+		return run(t, tree, userEnv, "setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--", "make"}, makeArgs(args...)...)...)
 	}
 	// An edit, so that the build writes a new bin/nicmux.
 	main := filepath.Join(tree, "cmd/nicmux/main.go")
@@ -116,6 +116,16 @@ func TestSudoDemoThenUserBuild(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tree, "bin")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("bin/ after the user's make clean: %v", err)
 	}
+}
+
+// makeArgs are the arguments of a make the test runs: args, and the
+// Makefile's GO when it is a path (sudo's PATH may have no go in it).
+func makeArgs(args ...string) []string {
+	out := append([]string{"--no-print-directory"}, args...)
+	if filepath.IsAbs(*goFlag) {
+		out = append(out, "GO="+*goFlag)
+	}
+	return out
 }
 
 // privateRunNetns puts a tmpfs over /run/netns, in the test's private
