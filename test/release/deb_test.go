@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 // The package's files besides the binaries, with their modes.
@@ -300,19 +301,19 @@ func gcWorld(t *testing.T, nicmux string) *gcTestWorld {
 		stateDir: filepath.Join(dir, "state"), brokenStateDir: filepath.Join(dir, "not-a-folder"),
 		ipamDir: filepath.Join(dir, "ipam"), containerID: "gc-test-container"}
 	attachments := filepath.Join(dir, "multi.yaml")
-	writeFile(t, attachments, "interfaces:\n  - ifname: eth0\n    network: gctest\n    plugins:\n      - type: bridge\n        bridge: gctest0\n"+
+	testworld.WriteFile(t, attachments, "interfaces:\n  - ifname: eth0\n    network: gctest\n    plugins:\n      - type: bridge\n        bridge: gctest0\n"+
 		"        ipam: {type: host-local, dataDir: "+w.ipamDir+", ranges: [[{subnet: 10.231.0.0/24}]]}\n")
 	entry := map[string]any{"type": "nicmux", "attachments": attachments, "stateDir": w.stateDir}
 	conflist := func(name string, entry map[string]any) []byte {
 		b, _ := json.Marshal(map[string]any{"cniVersion": "1.0.0", "name": name, "plugins": []any{entry, map[string]any{"type": "loopback"}}})
 		return b
 	}
-	writeFile(t, filepath.Join(w.confDir, "10-multi.conflist"), string(conflist("multi", entry)))
+	testworld.WriteFile(t, filepath.Join(w.confDir, "10-multi.conflist"), string(conflist("multi", entry)))
 	// Its stateDir is a file: its gc fails. Sorted before the good one.
-	writeFile(t, w.brokenStateDir, "")
-	writeFile(t, filepath.Join(w.confDir, "05-broken.conflist"), string(conflist("broken",
+	testworld.WriteFile(t, w.brokenStateDir, "")
+	testworld.WriteFile(t, filepath.Join(w.confDir, "05-broken.conflist"), string(conflist("broken",
 		map[string]any{"type": "nicmux", "attachments": attachments, "stateDir": w.brokenStateDir})))
-	writeFile(t, filepath.Join(w.confDir, "20-plain.conflist"), `{"cniVersion": "1.0.0", "name": "plain", "plugins": [{"type": "bridge"}]}`)
+	testworld.WriteFile(t, filepath.Join(w.confDir, "20-plain.conflist"), `{"cniVersion": "1.0.0", "name": "plain", "plugins": [{"type": "bridge"}]}`)
 	t.Cleanup(func() { _, _ = runErr("/", cleanEnv(), "ip", "link", "del", "gctest0") })
 
 	netns := filepath.Join(dir, "netns")
@@ -346,16 +347,6 @@ func (w *gcTestWorld) leftovers(t *testing.T) []string {
 		left = append(left, "record of "+w.containerID)
 	}
 	return left
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // exitCode is err's exit status: 0 for nil, -1 if the command did not run.

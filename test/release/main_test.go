@@ -7,15 +7,13 @@ package release
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
-	"github.com/nicmux/nicmux/test/netnsutil"
+	"github.com/nicmux/nicmux/test/testworld"
 )
 
 var (
@@ -29,28 +27,29 @@ var (
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "the release checks run make as root and as another user: run them as root (make distcheck)")
-		os.Exit(1)
+	// The demo makes namespaces with fixed names: in private network and
+	// mount namespaces, with a tmpfs of its own on /run/netns, they collide
+	// with nobody's.
+	suite := testworld.Suite{
+		Makes:  "the release checks run make as root and as another user, and the demo",
+		Target: "distcheck",
+		Tools:  []string{"make", "tar", "sha256sum", "dpkg-deb", "setpriv", "systemd-analyze"},
+		Tmpfs:  []string{"/run/netns"},
 	}
-	// The demo makes namespaces with fixed names: in a private network and
-	// mount namespace they collide with nobody's.
-	if code := netnsutil.ReexecInPrivateNetnsAndMounts(); code >= 0 {
+	if code := suite.Enter(); code >= 0 {
 		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
+// repoRoot is the checkout the release is made from.
+func repoRoot() string { return testworld.RepoRoot() }
 
 func binDir() string {
 	if *binFlag != "" {
 		return *binFlag
 	}
-	return filepath.Join(repoRoot(), "bin")
+	return testworld.BinDir()
 }
 
 func distDir() string { return filepath.Join(binDir(), "dist") }

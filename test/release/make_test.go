@@ -74,7 +74,6 @@ func TestSudoDemoThenUserBuild(t *testing.T) {
 	if err := os.Chmod(top, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	privateRunNetns(t)
 
 	// Only the demo of the pinned plugins: the go-cni suite's other
 	// releases are not in the copy.
@@ -126,19 +125,6 @@ func makeArgs(args ...string) []string {
 		out = append(out, "GO="+*goFlag)
 	}
 	return out
-}
-
-// privateRunNetns puts a tmpfs over /run/netns, in the test's private
-// mount namespace, for the demo's `ip netns add`.
-func privateRunNetns(t *testing.T) {
-	t.Helper()
-	if err := os.MkdirAll("/run/netns", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", "/run/netns", "tmpfs", 0, "mode=0755"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount("/run/netns", unix.MNT_DETACH) })
 }
 
 // copyTree copies src (a file or a folder) to dst, keeping modes and
