@@ -2,6 +2,23 @@
 # Go and gofmt are found without relying on the caller's PATH: sudo's
 # secure_path (stock Debian) drops /usr/local/go/bin, where Go's own
 # installer puts them. GO=... and GOFMT=... still win.
+
+# Under sudo (`sudo make demo`), the goals run in a sub-make, and then
+# whatever root made in the tree (bin/, a report, git's index) is handed back
+# to the user who ran sudo, however the goals ended (failed or interrupted):
+# the user's next `make build` or `make clean` can write there. Only in a
+# tree that user owns.
+ifeq ($(shell id -u)$(if $(filter-out 0,$(SUDO_UID)),,no)$(NICMUX_SUDO_INNER),0)
+.PHONY: sudo-and-hand-back
+$(or $(MAKECMDGOALS),all): sudo-and-hand-back ; @:
+sudo-and-hand-back:
+	@trap : INT TERM HUP; \
+	NICMUX_SUDO_INNER=1 $(MAKE) -f $(firstword $(MAKEFILE_LIST)) $(MAKECMDGOALS); rc=$$?; \
+	if [ "$$(stat -c %u $(CURDIR))" = "$(SUDO_UID)" ]; then \
+		find $(CURDIR) -xdev -user 0 -exec chown -h $(SUDO_UID):$(SUDO_GID) {} + || rc=1; \
+	fi; exit $$rc
+else
+
 ifndef GO
 GO              := $(firstword $(shell command -v go 2>/dev/null) $(wildcard /usr/local/go/bin/go) go)
 endif
@@ -9,6 +26,25 @@ ifndef GOFMT
 GOFMT           := $(firstword $(shell command -v gofmt 2>/dev/null) $(wildcard $(dir $(GO))gofmt /usr/local/go/bin/gofmt) gofmt)
 endif
 BIN             := $(CURDIR)/bin
+# The commands of cmd/ that are built, installed and shipped.
+BINARIES        := nicmux nicmux-ipam
+# The release this tree is: the tag git describe finds (v0.3.0, or
+# v0.3.0-2-gabc1234-dirty after it) and the commit, stamped into the
+# binaries, so that `nicmux version` and its bare run name them whatever
+# -buildvcs says. Outside a checkout both are empty, and nicmux falls back
+# on what go recorded (see release/). RELEASE_VERSION=... overrides.
+GIT             := git -C $(CURDIR) -c safe.directory=$(CURDIR)
+ifeq ($(origin RELEASE_VERSION),undefined)
+RELEASE_VERSION := $(shell $(GIT) describe --tags --always --dirty --match 'v[0-9]*' 2>/dev/null)
+endif
+ifeq ($(origin RELEASE_COMMIT),undefined)
+RELEASE_COMMIT  := $(shell $(GIT) rev-parse HEAD 2>/dev/null)$(if $(filter %-dirty,$(RELEASE_VERSION)),-dirty)
+endif
+# Static and stripped: a dynamic loader and symbol tables only slow the start
+# of a binary that runs once per verb (and once per Nomad fingerprint).
+GO_BUILD        = CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w \
+                  -X github.com/nicmux/nicmux/release.stampedVersion=$(RELEASE_VERSION) \
+                  -X github.com/nicmux/nicmux/release.stampedCommit=$(RELEASE_COMMIT)"
 # The reference plugins the tests and the demo run, at a pinned release,
 # into bin/plugins.
 PLUGINS_VERSION := v1.10.0
@@ -17,7 +53,12 @@ PLUGINS_VERSION := v1.10.0
 NOMAD_PLUGINS_VERSIONS := v1.3.0
 PLUGINS_MODULE  := github.com/containernetworking/plugins
 PLUGINS         := main/bridge main/macvlan main/ptp main/loopback \
-                   ipam/host-local ipam/static meta/tuning meta/portmap
+                   ipam/host-local ipam/static meta/tuning meta/portmap \
+                   main/vlan main/ipvlan main/host-device \
+                   meta/bandwidth meta/firewall meta/sbr
+# The plugins' stamp files carry the list's checksum, so that a longer list
+# builds the new ones in a bin/ made before.
+PLUGINS_SUM     := $(firstword $(shell echo '$(PLUGINS)' | cksum))
 # cnitool, from the CNI release nicmux builds against.
 CNI_VERSION     := v1.3.1
 DESTDIR         ?=
@@ -39,24 +80,30 @@ TORTURE_LONG    ?= 20
 # The etcd test launcher's module, and the cluster IPAM suite's.
 ETCDTEST_DIR    := test/etcdtest
 CLUSTER_DIR     := test/cluster
+# What `make dist` makes, in bin/dist, for each of DIST_ARCHES (see dist);
+# the release's Debian maintainer; the module that checks it all.
+DIST            := $(BIN)/dist
+DIST_ARCHES     := amd64 arm64
+DIST_VERSION    := $(or $(RELEASE_VERSION),v0.0.0-dev)
+DIST_EPOCH       = $(or $(shell $(GIT) log -1 --format=%ct 2>/dev/null),0)
+DEB_MAINTAINER  ?= nicmux <dev@nicmux.invalid>
+RELEASE_TEST_DIR := test/release
 
 .PHONY: all build plugins testplugins install install-plugins demo test unit integration nomad torture torture-short lint bench clean
 .PHONY: etcd cluster
+.PHONY: dist distcheck
 
 all: build
 
-# Static and stripped: a dynamic loader and symbol tables only slow the start
-# of a binary that runs once per verb (and once per Nomad fingerprint).
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/nicmux ./cmd/nicmux
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/nicmux-ipam ./cmd/nicmux-ipam
+	$(GO_BUILD) -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 
 # go install pkg@version builds each plugin with the plugins module's own
 # go.mod, exactly as that release pins its dependencies.
 # The version is stamped as in the release binaries: run bare, a plugin then
 # prints it, and Nomad runs CHECK only if the bridge plugin's is >= 1.3.0.
-plugins: $(BIN)/plugins/.stamped-$(PLUGINS_VERSION) \
-	$(foreach v,$(NOMAD_PLUGINS_VERSIONS),$(BIN)/plugins-$(v)/.stamped)
+plugins: $(BIN)/plugins/.stamped-$(PLUGINS_VERSION)-$(PLUGINS_SUM) \
+	$(foreach v,$(NOMAD_PLUGINS_VERSIONS),$(BIN)/plugins-$(v)/.stamped-$(PLUGINS_SUM))
 
 # install-plugins,folder,version
 define install-plugins
@@ -66,12 +113,12 @@ define install-plugins
 		$(foreach p,$(PLUGINS),$(PLUGINS_MODULE)/plugins/$(p)@$(2))
 endef
 
-$(BIN)/plugins/.stamped-$(PLUGINS_VERSION):
+$(BIN)/plugins/.stamped-$(PLUGINS_VERSION)-$(PLUGINS_SUM):
 	$(call install-plugins,$(BIN)/plugins,$(PLUGINS_VERSION))
 	GOBIN=$(BIN) $(GO) install github.com/containernetworking/cni/cnitool@$(CNI_VERSION)
 	touch $@
 
-$(BIN)/plugins-%/.stamped:
+$(BIN)/plugins-%/.stamped-$(PLUGINS_SUM):
 	$(call install-plugins,$(BIN)/plugins-$*,$*)
 	touch $@
 
@@ -92,12 +139,12 @@ define install-bins
 endef
 
 install: build
-	$(call install-bins,$(BIN)/nicmux $(BIN)/nicmux-ipam)
+	$(call install-bins,$(addprefix $(BIN)/,$(BINARIES)))
 
 # The pinned reference plugins, version-stamped (Nomad runs CHECK only if
 # the bridge binary in its cni_path reports 1.3.0 or later), beside nicmux:
 # the plugins the attachment files name must be in Nomad's cni_path.
-install-plugins: $(BIN)/plugins/.stamped-$(PLUGINS_VERSION)
+install-plugins: $(BIN)/plugins/.stamped-$(PLUGINS_VERSION)-$(PLUGINS_SUM)
 	$(call install-bins,$(foreach p,$(PLUGINS),$(BIN)/plugins/$(notdir $(p))))
 
 demo: build plugins
@@ -120,6 +167,8 @@ lint:
 	cd $(TORTURE_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(ETCDTEST_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(CLUSTER_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd $(RELEASE_TEST_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd packaging && $(GO) mod tidy -diff
 
 unit:
 	$(GO) test -race -count=1 ./conf/... ./state/... ./delegate/... ./mux/... ./ns/... ./inspect/... ./cli/...
@@ -170,7 +219,43 @@ cluster: build plugins testplugins etcd
 	cd $(ETCDTEST_DIR) && $(GO) test -count=1 -timeout 10m ./...
 	cd $(CLUSTER_DIR) && $(GO) test -count=1 -timeout 20m ./...
 
-test: lint unit integration nomad torture-short cluster demo
+# What a release ships, in bin/dist: for each of DIST_ARCHES, the static
+# BINARIES in a tarball laid out as the reference plugins' releases (the
+# binaries at the top, beside LICENSE and README.md), and a Debian package
+# made by nfpm (packaging/: the binaries in /opt/cni/bin, a systemd timer
+# running nicmux gc); SHA256SUMS over them all. -buildvcs=false: what the
+# binaries know of their release is the Makefile's stamp alone, and the
+# tarballs' times and owners are fixed, so that a rebuild of a commit gives
+# the same tarballs.
+dist:
+	rm -rf $(DIST) $(BIN)/dist-build
+	mkdir -p $(DIST)
+	$(foreach a,$(DIST_ARCHES),$(call dist-arch,$(a)))
+	cd $(DIST) && sha256sum -- * > SHA256SUMS
+
+# dist-arch,arch: one architecture's binaries, tarball and package.
+define dist-arch
+	GOOS=linux GOARCH=$(1) $(GO_BUILD) -buildvcs=false -o $(BIN)/dist-build/linux-$(1)/ $(addprefix ./cmd/,$(BINARIES))
+	tar -c -I 'gzip -9n' -f $(DIST)/nicmux-linux-$(1)-$(DIST_VERSION).tgz --sort=name \
+		--owner=0 --group=0 --numeric-owner --mtime=@$(DIST_EPOCH) --mode=u+rwX,go+rX,go-w \
+		-C $(BIN)/dist-build/linux-$(1) . -C $(CURDIR) ./LICENSE ./README.md
+	cd packaging && NFPM_ARCH=$(1) NFPM_VERSION=$(DIST_VERSION) NFPM_BINARIES=$(BIN)/dist-build/linux-$(1) \
+		NFPM_MAINTAINER='$(DEB_MAINTAINER)' SOURCE_DATE_EPOCH=$(DIST_EPOCH) \
+		$(GO) tool nfpm package -f nfpm.yaml -p deb -t $(DIST)/
+
+endef
+
+# Checks what dist made (test/release, its own module; needs root): each
+# tarball's contents, SHA256SUMS, static binaries of the right
+# architecture, the amd64 one run bare; the Debian packages through
+# dpkg-deb; install-plugins; `sudo make demo` then a user's `make build`;
+# every relative link of the README and docs/.
+distcheck: dist build plugins
+	cd $(RELEASE_TEST_DIR) && $(GO) test -count=1 -timeout 20m ./... -args \
+		-bin=$(BIN) -binaries='$(BINARIES)' -version=$(DIST_VERSION) -commit=$(RELEASE_COMMIT) \
+		-plugins-version=$(PLUGINS_VERSION) -go=$(GO)
+
+test: lint unit integration nomad torture-short cluster demo distcheck
 
 # The testing.B benchmarks (conf parsing, state write/read, result merge),
 # then the side-by-side benchmark (test/bench, its own module; needs root):
@@ -185,3 +270,5 @@ bench: build plugins testplugins
 
 clean:
 	rm -rf $(BIN)
+
+endif # the sudo hand-back at the top: every rule goes above this line

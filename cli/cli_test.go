@@ -7,12 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nicmux/nicmux/mux"
+	"github.com/nicmux/nicmux/release"
 )
 
 // mainEnv makes the test binary act as nicmux itself: TestMain then hands
@@ -143,9 +143,9 @@ func TestDispatch(t *testing.T) {
 		{name: "unknown command", args: []string{"nope"}, code: 2, errHas: "nicmux: unknown command \"nope\"\n\nnicmux is a CNI meta-plugin"},
 		{name: "not a command: list", args: []string{"list"}, code: 2, errHas: `unknown command "list"`},
 		{name: "unknown flag first", args: []string{"-x"}, code: 2, errHas: `unknown command "-x"`},
-		{name: "version", args: []string{"version"}, outHas: "nicmux " + mux.Version + "\ncommit: "},
-		{name: "--version", args: []string{"--version"}, outHas: "nicmux " + mux.Version + "\n"},
-		{name: "-version", args: []string{"-version"}, outHas: "nicmux " + mux.Version + "\n"},
+		{name: "version", args: []string{"version"}, outHas: "nicmux " + release.Get().Version + "\ncommit: "},
+		{name: "--version", args: []string{"--version"}, outHas: "nicmux " + release.Get().Version + "\n"},
+		{name: "-version", args: []string{"-version"}, outHas: "nicmux " + release.Get().Version + "\n"},
 		{name: "version -json", args: []string{"version", "-json"}, outHas: `"cniVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]`},
 		{name: "version -h", args: []string{"version", "-h"}, outHas: "Usage: nicmux version [-json]"},
 		{name: "version argument", args: []string{"version", "x"}, code: 2, errHas: `nicmux version: takes no arguments, got "x"`},
@@ -211,7 +211,7 @@ func TestUsageListsCommands(t *testing.T) {
 // TestProcess runs the test binary as nicmux for the paths that use the
 // process's own streams: the bare run Nomad fingerprints, and the plugin.
 func TestProcess(t *testing.T) {
-	bare := "CNI nicmux plugin v" + mux.Version + "\nCNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n"
+	bare := release.About("nicmux") + "\nCNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n"
 	cases := []struct {
 		name           string
 		environ        []string
@@ -263,40 +263,23 @@ func TestProcess(t *testing.T) {
 }
 
 func TestBuildVersion(t *testing.T) {
-	settings := func(kv ...string) []debug.BuildSetting {
-		var out []debug.BuildSetting
-		for i := 0; i+1 < len(kv); i += 2 {
-			out = append(out, debug.BuildSetting{Key: kv[i], Value: kv[i+1]})
-		}
-		return out
+	cases := []release.Info{
+		{Version: "v0.3.0", Commit: "9a7f094c1e2b3d4f5a6b7c8d9e0f1a2b3c4d5e6f"},
+		{Version: "v0.3.0-2-g9a7f094-dirty", Commit: "9a7f094c1e2b3d4f5a6b7c8d9e0f1a2b3c4d5e6f-dirty"},
+		{Version: release.Dev, Commit: "unknown"},
 	}
-	cases := []struct {
-		name   string
-		bi     *debug.BuildInfo
-		commit string
-		goVer  string
-	}{
-		{"no build info", nil, "unknown", ""},
-		{"revision", &debug.BuildInfo{GoVersion: "go1.99.1", Settings: settings("vcs.revision", "abc123", "vcs.modified", "false")}, "abc123", "go1.99.1"},
-		{"dirty", &debug.BuildInfo{GoVersion: "go1.99.1", Settings: settings("vcs.revision", "abc123", "vcs.modified", "true")}, "abc123-dirty", "go1.99.1"},
-		{"go install @version", &debug.BuildInfo{GoVersion: "go1.99.1", Main: debug.Module{Version: "v0.1.0"}}, "v0.1.0", "go1.99.1"},
-		{"devel, no VCS", &debug.BuildInfo{GoVersion: "go1.99.1", Main: debug.Module{Version: "(devel)"}}, "unknown", "go1.99.1"},
-	}
-	for _, tt := range cases {
-		t.Run(tt.name, func(t *testing.T) {
-			v := buildVersion(tt.bi, tt.bi != nil)
-			if v.Commit != tt.commit || (tt.goVer != "" && v.Go != tt.goVer) || v.Version != mux.Version {
-				t.Errorf("got %+v, want commit %s, go %s", v, tt.commit, tt.goVer)
-			}
+	for _, r := range cases {
+		t.Run(r.Version, func(t *testing.T) {
+			v := buildVersion(r)
 			var b bytes.Buffer
 			v.print(&b)
-			want := fmt.Sprintf("nicmux "+mux.Version+"\ncommit: %s\ngo: %s\nCNI versions: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n", v.Commit, v.Go)
+			want := fmt.Sprintf("nicmux %s\ncommit: %s\ngo: %s\nCNI versions: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n", r.Version, r.Commit, runtime.Version())
 			if b.String() != want {
 				t.Errorf("printed %q, want %q", b.String(), want)
 			}
 			j, _ := json.Marshal(v)
-			if !strings.Contains(string(j), `"commit":"`+tt.commit+`"`) {
-				t.Errorf("JSON %s lacks the commit", j)
+			if !strings.Contains(string(j), `"version":"`+r.Version+`","commit":"`+r.Commit+`"`) {
+				t.Errorf("JSON %s lacks the version and commit", j)
 			}
 		})
 	}

@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
 	"strings"
 
 	"github.com/nicmux/nicmux/conf"
-	"github.com/nicmux/nicmux/mux"
+	"github.com/nicmux/nicmux/release"
 )
 
 // versionInfo is what `nicmux version` reports.
@@ -20,36 +19,11 @@ type versionInfo struct {
 	CNIVersions []string `json:"cniVersions"`
 }
 
-// buildVersion reads the commit and Go version from the binary's build
-// information: the VCS revision go build stamps (with "-dirty" when the tree
-// was modified), else the module version `go install ...@version` records,
-// else "unknown" (a build with -buildvcs=false or outside a repository).
-func buildVersion(bi *debug.BuildInfo, ok bool) versionInfo {
-	v := versionInfo{Version: mux.Version, Commit: "unknown", Go: runtime.Version(), CNIVersions: conf.SupportedVersions()}
-	if !ok || bi == nil {
-		return v
-	}
-	if bi.GoVersion != "" {
-		v.Go = bi.GoVersion
-	}
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			modified = s.Value
-		}
-	}
-	switch {
-	case rev != "" && modified == "true":
-		v.Commit = rev + "-dirty"
-	case rev != "":
-		v.Commit = rev
-	case bi.Main.Version != "" && bi.Main.Version != "(devel)":
-		v.Commit = bi.Main.Version
-	}
-	return v
+// buildVersion is this binary's versionInfo: its release (the tag and the
+// commit the Makefile stamps, else what go recorded, see release.Get) and
+// the Go release that built it.
+func buildVersion(r release.Info) versionInfo {
+	return versionInfo{Version: r.Version, Commit: r.Commit, Go: runtime.Version(), CNIVersions: conf.SupportedVersions()}
 }
 
 func (v versionInfo) print(w io.Writer) {
@@ -62,7 +36,7 @@ func runVersion(e *env, args []string) int {
 	if _, code, ok := f.parseN(e, args, 0, 0, ""); !ok {
 		return code
 	}
-	v := buildVersion(debug.ReadBuildInfo())
+	v := buildVersion(release.Get())
 	if *asJSON {
 		b, _ := json.Marshal(v)
 		fmt.Fprintf(e.stdout, "%s\n", b)

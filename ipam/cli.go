@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/nicmux/nicmux/release"
 )
 
 // Exit codes of the commands, as nicmux's.
@@ -30,7 +32,7 @@ type Dialer func(EtcdConfig) (Store, error)
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, dial Dialer) int {
 	if len(args) == 0 || getenv("CNI_COMMAND") != "" {
 		p := &plugin{Dial: dial, Hostname: os.Hostname, Stdout: stdout}
-		if e := skel.PluginMainFuncsWithError(p.Funcs(), supported(), about()); e != nil {
+		if e := skel.PluginMainFuncsWithError(p.Funcs(), supported(), release.About("nicmux-ipam")); e != nil {
 			_ = e.Print()
 			return exitFail
 		}
@@ -72,7 +74,7 @@ func commands() []command {
 		{"show", "[-pool P] [-node N] [-json] [ETCD FLAGS]", "print each pool's size, use, blocks per node and leases", runShow},
 		{"check", "[-node N] [-data-dir DIR] [-pool P] [-json] [ETCD FLAGS]", "compare a node's own records with etcd, and complete its queued releases", runCheck},
 		{"release-node", "-node NAME [-dry-run] [-force] [-grace D] [-pool P] [-json] [ETCD FLAGS]", "free the blocks and leases of a node that is gone for good", runReleaseNode},
-		{"version", "[-json]", "print nicmux-ipam's version and the CNI versions it speaks", runVersion},
+		{"version", "[-json]", "print nicmux-ipam's version, commit and the CNI versions it speaks", runVersion},
 		{"help", "[COMMAND]", "print this help, or a command's", runHelp},
 	}
 }
@@ -114,20 +116,22 @@ func runHelp(e *env, args []string) int {
 }
 
 func runVersion(e *env, args []string) int {
-	f := newFlags("version", "Prints nicmux-ipam's version and the CNI specification versions it speaks.")
+	f := newFlags("version", "Prints nicmux-ipam's version, the commit it was built from and the CNI\nspecification versions it speaks.")
 	asJSON := f.Bool("json", false, "print one JSON object")
 	if code, ok := f.parse(e, args); !ok {
 		return code
 	}
+	r := release.Get()
 	v := struct {
 		Version     string   `json:"version"`
+		Commit      string   `json:"commit"`
 		CNIVersions []string `json:"cniVersions"`
-	}{Version, supported().SupportedVersions()}
+	}{r.Version, r.Commit, supported().SupportedVersions()}
 	if *asJSON {
 		printJSON(e.stdout, v)
 		return exitOK
 	}
-	fmt.Fprintf(e.stdout, "nicmux-ipam %s\nCNI versions: %s\n", v.Version, strings.Join(v.CNIVersions, ", "))
+	fmt.Fprintf(e.stdout, "nicmux-ipam %s\ncommit: %s\nCNI versions: %s\n", v.Version, v.Commit, strings.Join(v.CNIVersions, ", "))
 	return exitOK
 }
 

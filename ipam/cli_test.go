@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/nicmux/nicmux/release"
 )
 
 func TestCommandsExitCodes(t *testing.T) {
@@ -13,7 +15,7 @@ func TestCommandsExitCodes(t *testing.T) {
 		stdout string
 		stderr string
 	}{
-		{[]string{"version"}, 0, "nicmux-ipam " + Version, ""},
+		{[]string{"version"}, 0, "nicmux-ipam " + release.Get().Version + "\ncommit: ", ""},
 		{[]string{"version", "-json"}, 0, `"cniVersions": [`, ""},
 		{[]string{"help"}, 0, "release-node", ""},
 		{[]string{"help", "show"}, 0, "Usage: nicmux-ipam show", ""},

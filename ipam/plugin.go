@@ -16,12 +16,6 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 )
 
-// Version is nicmux-ipam's version.
-const Version = "0.2.0"
-
-// about is the line a bare run prints, as the reference plugins do.
-func about() string { return "CNI nicmux-ipam plugin v" + Version }
-
 // supported are the CNI versions nicmux-ipam speaks.
 func supported() version.PluginInfo {
 	return version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")

@@ -24,9 +24,6 @@ import (
 	"github.com/nicmux/nicmux/state"
 )
 
-// Version is nicmux's own release, printed when it is run bare.
-const Version = "0.2.0"
-
 // DefaultLockTimeout bounds the wait for another verb on the same container.
 const DefaultLockTimeout = 30 * time.Second
 
@@ -34,10 +31,6 @@ const DefaultLockTimeout = 30 * time.Second
 // the plugin's) for an ADD refused because the container's interfaces are
 // live in the very namespace ADD names.
 const ErrAlreadyAttached uint = 100
-
-// About is what a bare run prints: Nomad fingerprints every binary in its
-// cni_path by running it without CNI_COMMAND and reading a version.
-func About() string { return "CNI nicmux plugin v" + Version }
 
 // Plugin runs nicmux's verbs. Its fields let tests and benchmarks replace
 // the process's streams and the way delegates are run.

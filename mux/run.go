@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/release"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -18,7 +19,7 @@ func Run(p *Plugin, getenv func(string) string) *types.Error {
 	if e := checkEnv(getenv); e != nil {
 		return e
 	}
-	return skel.PluginMainFuncsWithError(p.Funcs(), version.PluginSupports(conf.SupportedVersions()...), About())
+	return skel.PluginMainFuncsWithError(p.Funcs(), version.PluginSupports(conf.SupportedVersions()...), release.About("nicmux"))
 }
 
 // checkEnv catches what skel would report without naming the variable, and

@@ -53,6 +53,8 @@ cat >"$WORK/net.d/multi.conflist" <<JSON
     "logFile": "$WORK/nicmux.log",
     "logLevel": "info",
     "capabilities": {"portMappings": true}
+  }, {
+    "type": "loopback"
   }]
 }
 JSON
@@ -93,6 +95,9 @@ cni() {
 
 step "nicmux bare (what Nomad's fingerprint sees)"
 "$BIN/nicmux" || true
+
+step "nicmux validate -strict: the files, the plugins and the master link (in $HOST_NS)"
+ip netns exec "$HOST_NS" "$BIN/nicmux" validate -strict -conflist "$WORK/net.d/multi.conflist" -cni-path "$BIN:$BIN/plugins"
 
 step "ADD: the merged result"
 cni add multi "$CTR_PATH"

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -383,7 +384,8 @@ func TestBadConfig(t *testing.T) {
 }
 
 // TestBareRun: Nomad fingerprints nicmux by running it with no arguments
-// and no CNI_COMMAND.
+// and no CNI_COMMAND; it prints the release and the commit `nicmux version`
+// reports.
 func TestBareRun(t *testing.T) {
 	cmd := exec.Command(testworld.NicmuxBin())
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
@@ -391,9 +393,20 @@ func TestBareRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bare nicmux: %v\n%s", err, out)
 	}
-	for _, want := range []string{"CNI nicmux plugin v0.2.0", "0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("bare output %q lacks %q", out, want)
-		}
+	j, err := exec.Command(testworld.NicmuxBin(), "version", "-json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct{ Version, Commit string }
+	if err := json.Unmarshal(j, &v); err != nil || v.Version == "" || v.Commit == "" {
+		t.Fatalf("nicmux version -json: %s (%v)", j, err)
+	}
+	about := "CNI nicmux plugin " + v.Version
+	if hash, dirty, _ := strings.Cut(v.Commit, "-"); v.Commit != "unknown" {
+		about += " (commit " + hash[:min(12, len(hash))] + strings.TrimSuffix("-"+dirty, "-") + ")"
+	}
+	want := about + "\nCNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n"
+	if string(out) != want {
+		t.Errorf("bare output %q, want %q", out, want)
 	}
 }
