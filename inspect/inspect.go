@@ -202,7 +202,7 @@ func Describe(id string, rec *state.Record, loadErr error, detail bool) *Contain
 // with identity recorded, and is cur now, is stale; "" when it is not. A
 // namespace at the path whose identity was not recorded counts as the one
 // ADD attached: nothing tells otherwise.
-func StaleReason(path string, recorded, cur state.NetNSID) string {
+func StaleReason(path string, recorded, cur ns.NetNSID) string {
 	switch {
 	case cur.IsZero():
 		return fmt.Sprintf("its netns %s is gone", path)

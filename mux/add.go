@@ -166,7 +166,7 @@ func (v *verb) rollback(ctx context.Context, atts []*attachment, cause error) er
 // recreated, as Nomad does after a failed CHECK or a reboot, or the earlier
 // ADD never completed): the old delegates are released with what was
 // recorded, so the new ADD starts clean.
-func (v *verb) replaceStale(ctx context.Context, target state.NetNSID) error {
+func (v *verb) replaceStale(ctx context.Context, target ns.NetNSID) error {
 	id := v.args.ContainerID
 	rec, rerr := v.store.Load(id)
 	switch {
@@ -211,9 +211,9 @@ func (v *verb) replaceStale(ctx context.Context, target state.NetNSID) error {
 
 // targetNetNS checks ADD's CNI_NETNS before anything acts on it: a
 // namespace must be there, and must not be nicmux's own (the host's).
-func targetNetNS(path string) (state.NetNSID, error) {
-	bad := func(err error) (state.NetNSID, error) {
-		return state.NetNSID{}, withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
+func targetNetNS(path string) (ns.NetNSID, error) {
+	bad := func(err error) (ns.NetNSID, error) {
+		return ns.NetNSID{}, withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
 	}
 	id, err := ns.Identify(path)
 	if err != nil {

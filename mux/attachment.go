@@ -11,6 +11,7 @@ import (
 
 	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/delegate"
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -74,8 +75,8 @@ func (v *verb) fromFile(att *conf.Attachments, set string, job *conf.JobArgs) ([
 }
 
 // plan is what Begin records for ADD's attachments.
-func (v *verb) plan(atts []*attachment, file, set string, ns state.NetNSID) *state.Plan {
-	p := &state.Plan{ContainerID: v.args.ContainerID, IfName: v.args.IfName, NetNS: v.args.Netns, NetNSID: ns,
+func (v *verb) plan(atts []*attachment, file, set string, netnsID ns.NetNSID) *state.Plan {
+	p := &state.Plan{ContainerID: v.args.ContainerID, IfName: v.args.IfName, NetNS: v.args.Netns, NetNSID: netnsID,
 		ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion, AttachmentFile: file, Set: set, Created: v.p.now().UTC()}
 	for _, a := range atts {
 		p.Interfaces = append(p.Interfaces, a.planned)

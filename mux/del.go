@@ -76,11 +76,11 @@ func (v *verb) del(ctx context.Context) error {
 
 // currentNetNS identifies the namespace at CNI_NETNS now. One that cannot
 // be identified is logged and taken for none.
-func (v *verb) currentNetNS() state.NetNSID {
+func (v *verb) currentNetNS() ns.NetNSID {
 	cur, err := ns.Identify(v.args.Netns)
 	if err != nil {
 		v.log.Warn("cannot identify netns; taking it for gone", "netns", v.args.Netns, "error", err)
-		return state.NetNSID{}
+		return ns.NetNSID{}
 	}
 	return cur
 }

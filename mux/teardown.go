@@ -50,7 +50,7 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 		defer scratch.Close()
 	}
 	where := func(a *attachment) string {
-		if scratch != nil && a.chain != nil && ns.NeedsScratch(a.chain) {
+		if scratch != nil && a.chain != nil && needsScratch(a.chain) {
 			return scratch.Path()
 		}
 		return netns
@@ -157,7 +157,7 @@ func onlyNotFound(err error) bool {
 func (v *verb) scratch(atts []*attachment) *ns.Scratch {
 	var need []*attachment
 	for _, a := range atts {
-		if a.chain != nil && ns.NeedsScratch(a.chain) {
+		if a.chain != nil && needsScratch(a.chain) {
 			need = append(need, a)
 		}
 	}
@@ -175,4 +175,22 @@ func (v *verb) scratch(atts []*attachment) *ns.Scratch {
 		}
 	}
 	return s
+}
+
+// needsScratch reports whether a chain's DEL needs its container interface
+// to undo what it set up on the host. The reference bridge and ptp plugins
+// read the interface's addresses to remove their ipMasq rules, and tuning
+// restores its backup onto the interface before it deletes the backup:
+// with an empty CNI_NETNS they release their IPAM only, and the rules and
+// the backup stay for good. Other plugins keep the empty CNI_NETNS they
+// always got for a namespace that is gone (host-device, for one, would move
+// whatever it finds there to the host).
+func needsScratch(c *conf.Chain) bool {
+	for _, p := range c.Plugins {
+		switch p.Type {
+		case "bridge", "ptp", "tuning":
+			return true
+		}
+	}
+	return false
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nicmux/nicmux/ns"
 )
 
 // newStore opens a store in a folder that does not exist yet, so that the
@@ -67,7 +69,7 @@ func samplePlan(id string) *Plan {
 		ContainerID:    id,
 		IfName:         "eth0",
 		NetNS:          "/var/run/netns/cni-1234",
-		NetNSID:        NetNSID{Dev: 4, Ino: 4026532281, Cookie: 8193},
+		NetNSID:        ns.NetNSID{Dev: 4, Ino: 4026532281, Cookie: 8193},
 		ListName:       "nicmux",
 		CNIVersion:     "1.1.0",
 		AttachmentFile: "/etc/nicmux/attachments/fast.yaml",

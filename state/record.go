@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/nicmux/nicmux/ns"
 )
 
 // Record kinds, written into every record so that a reader can tell a
@@ -52,28 +54,6 @@ func (e *UnsafeError) Error() string { return "stateDir: " + e.Path + " " + e.Re
 // CNICode is the spec's I/O failure.
 func (e *UnsafeError) CNICode() uint { return types.ErrIOFailure }
 
-// NetNSID identifies a network namespace: the device and inode of its nsfs
-// file, and its cookie. The kernel reuses a freed namespace's inode number,
-// so a namespace recreated at the same path may get the old one back; the
-// cookie (SO_NETNS_COOKIE, Linux 5.14 and later) is never reused while the
-// system runs. Cookie is zero where the kernel has none.
-type NetNSID struct {
-	Dev    uint64 `json:"dev"`
-	Ino    uint64 `json:"ino"`
-	Cookie uint64 `json:"cookie,omitempty"`
-}
-
-// IsZero reports whether id identifies nothing (the namespace was not found).
-func (id NetNSID) IsZero() bool { return id == NetNSID{} }
-
-// Same reports whether id and other identify the same, existing namespace.
-func (id NetNSID) Same(other NetNSID) bool {
-	if id.IsZero() || id.Dev != other.Dev || id.Ino != other.Ino {
-		return false
-	}
-	return id.Cookie == 0 || other.Cookie == 0 || id.Cookie == other.Cookie
-}
-
 // Plan is what ADD chose for one container, made durable by Begin before
 // any delegate gets its configuration: everything a later DEL needs to
 // release every interface, whatever happens after.
@@ -81,9 +61,9 @@ type Plan struct {
 	ContainerID string `json:"containerID"`
 	// IfName is the runtime's CNI_IFNAME at ADD: the attachment the runtime
 	// knows (and names in GC's valid attachments).
-	IfName  string  `json:"ifname"`
-	NetNS   string  `json:"netns"`
-	NetNSID NetNSID `json:"netnsID"`
+	IfName  string     `json:"ifname"`
+	NetNS   string     `json:"netns"`
+	NetNSID ns.NetNSID `json:"netnsID"`
 	// ListName and CNIVersion are those of nicmux's own configuration list.
 	ListName   string `json:"listName"`
 	CNIVersion string `json:"cniVersion"`
@@ -125,12 +105,12 @@ type Record struct {
 	// lost.
 	set     string
 	netns   string
-	netnsID NetNSID
+	netnsID ns.NetNSID
 }
 
 // NetNS is the namespace ADD attached, by path and identity: the plan's,
 // or when the plan is lost, the one its result records name.
-func (r *Record) NetNS() (string, NetNSID) {
+func (r *Record) NetNS() (string, ns.NetNSID) {
 	if r.Plan != nil {
 		return r.Plan.NetNS, r.Plan.NetNSID
 	}
@@ -194,7 +174,7 @@ type interfaceFile struct {
 	Planned
 	Result  json.RawMessage `json:"result,omitempty"`
 	NetNS   string          `json:"netns,omitempty"`
-	NetNSID NetNSID         `json:"netnsID"`
+	NetNSID ns.NetNSID      `json:"netnsID"`
 	Set     string          `json:"set,omitempty"`
 	Saved   time.Time       `json:"saved,omitzero"`
 }
@@ -208,18 +188,18 @@ type completeFile struct {
 
 // containerV1 is nicmux 0.1's container.json.
 type containerV1 struct {
-	Kind           string    `json:"kind"`
-	ContainerID    string    `json:"containerID"`
-	IfName         string    `json:"ifname"`
-	NetNS          string    `json:"netns"`
-	NetNSID        NetNSID   `json:"netnsID"`
-	ListName       string    `json:"listName"`
-	CNIVersion     string    `json:"cniVersion"`
-	AttachmentFile string    `json:"attachmentFile"`
-	Set            string    `json:"set,omitempty"`
-	Interfaces     []string  `json:"interfaces"`
-	Complete       bool      `json:"complete"`
-	Created        time.Time `json:"created"`
+	Kind           string     `json:"kind"`
+	ContainerID    string     `json:"containerID"`
+	IfName         string     `json:"ifname"`
+	NetNS          string     `json:"netns"`
+	NetNSID        ns.NetNSID `json:"netnsID"`
+	ListName       string     `json:"listName"`
+	CNIVersion     string     `json:"cniVersion"`
+	AttachmentFile string     `json:"attachmentFile"`
+	Set            string     `json:"set,omitempty"`
+	Interfaces     []string   `json:"interfaces"`
+	Complete       bool       `json:"complete"`
+	Created        time.Time  `json:"created"`
 }
 
 // decode reads a record of the given kinds into v, naming path in errors.

@@ -16,6 +16,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/nicmux/nicmux/ns"
 )
 
 func TestValidate(t *testing.T) {
@@ -88,41 +90,6 @@ func TestValidate(t *testing.T) {
 				t.Errorf("error %q does not name the interface", err)
 			}
 		})
-	}
-}
-
-func TestNetNSID(t *testing.T) {
-	a := NetNSID{Dev: 4, Ino: 4026532281, Cookie: 8193}
-	tests := []struct {
-		name string
-		id   NetNSID
-		zero bool
-		same bool // a.Same(id)
-	}{
-		{"zero", NetNSID{}, true, false},
-		{"dev only", NetNSID{Dev: 4}, false, false},
-		{"ino only", NetNSID{Ino: 4026532281}, false, false},
-		{"identical", a, false, true},
-		{"no cookie", NetNSID{Dev: 4, Ino: 4026532281}, false, true},
-		{"other cookie: inode reused", NetNSID{Dev: 4, Ino: 4026532281, Cookie: 9000}, false, false},
-		{"other inode", NetNSID{Dev: 4, Ino: 4026532282, Cookie: 8193}, false, false},
-		{"other device", NetNSID{Dev: 5, Ino: 4026532281, Cookie: 8193}, false, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.id.IsZero(); got != tc.zero {
-				t.Errorf("IsZero() = %v, want %v", got, tc.zero)
-			}
-			if got := a.Same(tc.id); got != tc.same {
-				t.Errorf("Same() = %v, want %v", got, tc.same)
-			}
-			if got := tc.id.Same(a); got != tc.same {
-				t.Errorf("Same() the other way = %v, want %v", got, tc.same)
-			}
-		})
-	}
-	if (NetNSID{}).Same(NetNSID{}) {
-		t.Error("a namespace that was not found is the same as another")
 	}
 }
 
@@ -217,7 +184,7 @@ func TestPlanRoundTrip(t *testing.T) {
 		{"no interfaces", func() *Plan { return &Plan{ContainerID: "c2"} }},
 		{"no set, namespace not found, one interface", func() *Plan {
 			p := samplePlan("0123456789abcdef")
-			p.Set, p.NetNSID, p.Interfaces = "", NetNSID{}, p.Interfaces[:1]
+			p.Set, p.NetNSID, p.Interfaces = "", ns.NetNSID{}, p.Interfaces[:1]
 			return p
 		}},
 		{"fifteen-character ifname, 250-character ID", func() *Plan {
@@ -375,12 +342,12 @@ func TestResultRecord(t *testing.T) {
 	path := filepath.Join(containerDir(dir, "c1"), "if-net1.json")
 	assertMode(t, path, 0o600)
 	var f struct {
-		Kind        string  `json:"kind"`
-		ContainerID string  `json:"containerID"`
-		NetNS       string  `json:"netns"`
-		NetNSID     NetNSID `json:"netnsID"`
-		Set         string  `json:"set"`
-		Saved       string  `json:"saved"`
+		Kind        string     `json:"kind"`
+		ContainerID string     `json:"containerID"`
+		NetNS       string     `json:"netns"`
+		NetNSID     ns.NetNSID `json:"netnsID"`
+		Set         string     `json:"set"`
+		Saved       string     `json:"saved"`
 		Planned
 		Result json.RawMessage `json:"result"`
 	}
