@@ -6,7 +6,6 @@ package inspect
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -139,27 +138,28 @@ func Inspect(stateDir, id string) (*Inventory, error) {
 		return nil, err
 	}
 	for _, cid := range ids {
-		rec, err := store.Load(cid)
-		if rec == nil && errors.Is(err, state.ErrNotFound) && !store.Has(cid) {
+		rec := store.Load(cid)
+		if rec.Status == state.Missing {
 			if id != "" {
 				return nil, fmt.Errorf("container %s: %w in %s", id, state.ErrNotFound, stateDir)
 			}
 			continue // removed while listing
 		}
-		inv.Containers = append(inv.Containers, Describe(cid, rec, err, id != ""))
+		inv.Containers = append(inv.Containers, Describe(rec, id != ""))
 	}
 	return inv, nil
 }
 
 // Describe words a container's record, as Load returned it. With detail,
 // each interface carries its chain's configuration and arguments.
-func Describe(id string, rec *state.Record, loadErr error, detail bool) *Container {
-	c := &Container{ContainerID: id, Interfaces: []Interface{}}
-	if rec == nil {
+func Describe(rec *state.Record, detail bool) *Container {
+	c := &Container{ContainerID: rec.ContainerID, Interfaces: []Interface{}}
+	switch rec.Status {
+	case state.Missing, state.Empty:
 		c.Status = StatusEmpty
-		if !errors.Is(loadErr, state.ErrNotFound) {
-			c.Status, c.Error = StatusUnreadable, loadErr.Error()
-		}
+		return c
+	case state.Unsafe, state.Failed:
+		c.Status, c.Error = StatusUnreadable, rec.Err.Error()
 		return c
 	}
 	if p := rec.Plan; p != nil {
@@ -181,8 +181,8 @@ func Describe(id string, rec *state.Record, loadErr error, detail bool) *Contain
 		released = released || it.Released
 	}
 	switch {
-	case loadErr != nil:
-		c.Status, c.Error = StatusUnreadable, loadErr.Error()
+	case rec.Err != nil:
+		c.Status, c.Error = StatusUnreadable, rec.Err.Error()
 	case c.StaleReason != "":
 		c.Status = StatusStale
 	case !rec.Complete:

@@ -153,7 +153,7 @@ func (v *verb) rollback(ctx context.Context, atts []*attachment, cause error) er
 	}
 	for _, a := range atts {
 		if a.ran == nil {
-			_ = v.store.Release(a.id, a.ifname)
+			_ = v.store.MarkReleased(a.id, a.ifname)
 		}
 	}
 	v.log.Error("rollback left state behind for a later DEL or ADD", "containerID", v.args.ContainerID, "error", err)
@@ -168,13 +168,14 @@ func (v *verb) rollback(ctx context.Context, atts []*attachment, cause error) er
 // recorded, so the new ADD starts clean.
 func (v *verb) replaceStale(ctx context.Context, target ns.NetNSID) error {
 	id := v.args.ContainerID
-	rec, rerr := v.store.Load(id)
-	switch {
-	case rec == nil && isNotFound(rerr):
+	rec := v.store.Load(id)
+	switch rec.Status {
+	case state.Missing, state.Empty:
 		return nil // Begin clears a folder a crash left without a plan
-	case rec == nil:
-		return rerr
+	case state.Unsafe, state.Failed:
+		return rec.Err
 	}
+	rerr := rec.Err
 	_, recorded := rec.NetNS()
 	same := recorded.Same(target)
 	if same && rec.Complete {

@@ -34,18 +34,18 @@ func (v *verb) check(ctx context.Context) error {
 	}
 	id := v.args.ContainerID
 	cur := v.currentNetNS()
-	if rec, err := v.store.Load(id); err == nil && rec.Complete && cur.Same(rec.Plan.NetNSID) {
+	if rec := v.store.Load(id); rec.Status == state.Whole && rec.Complete && cur.Same(rec.Plan.NetNSID) {
 		atts := fromRecord(rec) // see Del
 		v.warmHeads("CHECK", atts, checkGroups(len(atts), v.nc.Parallel), v.args.Netns)
 	}
 	return v.locked(ctx, id, state.Shared, func() error {
-		rec, err := v.store.Load(id)
+		rec := v.store.Load(id)
 		v.vl.mark("loaded")
-		if isNotFound(err) {
+		switch rec.Status {
+		case state.Missing, state.Empty, state.PlanLost:
 			return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s has no nicmux state in %s: it was never attached, or was deleted", id, v.nc.StateDir))
-		}
-		if err != nil {
-			return err
+		case state.Unreadable, state.Unsafe, state.Failed:
+			return rec.Err
 		}
 		if !rec.Complete {
 			return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s: the ADD of %v did not complete", id, rec.IfNames()))

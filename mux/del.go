@@ -2,7 +2,6 @@ package mux
 
 import (
 	"context"
-	"errors"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -30,28 +29,27 @@ func (v *verb) del(ctx context.Context) error {
 	cur := v.currentNetNS()
 	// The plan never changes once written: its chains' first plugins can
 	// start while the lock is taken.
-	if rec, err := v.store.Load(id); err == nil && rec.Plan != nil && cur.Same(rec.Plan.NetNSID) {
+	if rec := v.store.Load(id); rec.Status == state.Whole && cur.Same(rec.Plan.NetNSID) {
 		atts := fromRecord(rec)
 		v.warmHeads("DEL", atts, releaseGroups(atts, v.nc.Parallel), v.args.Netns)
 	}
 	return v.locked(ctx, id, state.Exclusive, func() error {
-		rec, err := v.store.Load(id)
+		rec := v.store.Load(id)
 		v.vl.mark("loaded")
-		var unsafe *state.UnsafeError
-		switch {
-		case rec == nil && (isNotFound(err) || errors.As(err, &unsafe)):
-			if unsafe != nil {
-				v.log.Error("removing what is not nicmux's state", "containerID", id, "error", err)
-			}
+		switch rec.Status {
+		case state.Unsafe:
+			v.log.Error("removing what is not nicmux's state", "containerID", id, "error", rec.Err)
+			fallthrough
+		case state.Missing, state.Empty:
 			if err := v.delWithoutState(ctx); err != nil {
 				return err
 			}
 			return v.store.Remove(id) // a folder a crash left without a plan
-		case rec == nil:
-			return err
-		case err != nil:
+		case state.Failed:
+			return rec.Err
+		case state.PlanLost, state.Unreadable:
 			v.log.Error("the container's record cannot be read: releasing what its other records and the attachment file tell",
-				"containerID", id, "error", err)
+				"containerID", id, "error", rec.Err)
 		}
 		v.vl.set = rec.Set()
 		if rec.Plan != nil {
@@ -63,7 +61,7 @@ func (v *verb) del(ctx context.Context) error {
 		if _, recorded := rec.NetNS(); !recorded.IsZero() && !cur.Same(recorded) {
 			netns = "" // gone, or recreated: not the namespace ADD attached
 		}
-		err = v.teardown(ctx, atts, netns, v.nc.Parallel)
+		err := v.teardown(ctx, atts, netns, v.nc.Parallel)
 		v.vl.mark("released")
 		if err != nil {
 			return err

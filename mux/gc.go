@@ -114,14 +114,14 @@ func (v *verb) collect(ctx context.Context, stale func(*state.Record) string) []
 	}
 	var out []collected
 	for _, id := range ids {
-		rec, err := v.store.Load(id)
+		rec := v.store.Load(id)
 		c := collected{id: id}
-		switch {
-		case rec == nil && isNotFound(err):
+		switch rec.Status {
+		case state.Missing, state.Empty:
 			// A folder a crash left before its plan was recorded: no
 			// delegate ran.
-		case err != nil:
-			out = append(out, collected{id: id, unreadable: true, err: err})
+		case state.PlanLost, state.Unreadable, state.Unsafe, state.Failed:
+			out = append(out, collected{id: id, unreadable: true, err: rec.Err})
 			continue
 		default:
 			if c.reason = stale(rec); c.reason == "" {
@@ -144,19 +144,18 @@ func (v *verb) collect(ctx context.Context, stale func(*state.Record) string) []
 // folder without a plan is removed, and counts as released.
 func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Record) string) (released bool, err error) {
 	err = v.locked(ctx, id, state.Exclusive, func() error {
-		rec, err := v.store.Load(id)
-		switch {
-		case rec == nil && isNotFound(err):
-			if !v.store.Has(id) {
-				return nil // a DEL was first: nothing of ours to report
-			}
+		rec := v.store.Load(id)
+		switch rec.Status {
+		case state.Missing:
+			return nil // a DEL was first: nothing of ours to report
+		case state.Empty:
 			if err := v.store.Remove(id); err != nil {
 				return err
 			}
 			released = true
 			return nil
-		case err != nil:
-			return err
+		case state.PlanLost, state.Unreadable, state.Unsafe, state.Failed:
+			return rec.Err
 		}
 		reason := stale(rec)
 		if reason == "" {
@@ -238,15 +237,12 @@ func (v *verb) liveAttachments(valid, ifnames []string) (func(network string) []
 	known := map[string]bool{}
 	for _, id := range ids {
 		known[id] = true
-		rec, err := v.store.Load(id)
-		if rec == nil && isNotFound(err) {
+		rec := v.store.Load(id)
+		if rec.Status == state.Missing || rec.Status == state.Empty {
 			continue
 		}
-		if rec == nil || rec.Plan == nil || err != nil {
+		if rec.Status != state.Whole {
 			unknown = append(unknown, id)
-		}
-		if rec == nil {
-			continue
 		}
 		for _, it := range rec.Interfaces {
 			ifnames = append(ifnames, it.IfName)

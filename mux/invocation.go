@@ -2,7 +2,6 @@ package mux
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"strings"
@@ -124,7 +123,7 @@ func (v *verb) locked(ctx context.Context, id string, mode state.Mode, f func() 
 			_ = lock.ClearNotes()
 		}
 		if !v.store.Has(id) {
-			lock.Forget()
+			lock.Discard()
 		} else {
 			lock.Release()
 		}
@@ -211,9 +210,6 @@ func (v *verb) current(set string) []*conf.Chain {
 func (v *verb) lockCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, v.p.lockTimeout())
 }
-
-// isNotFound reports whether err says there is no state.
-func isNotFound(err error) bool { return errors.Is(err, state.ErrNotFound) }
 
 // warmHeads starts the first plugin of each group's first chain, groups
 // being those the verb will run: before the verb takes its lock, so that

@@ -180,14 +180,13 @@ func (v *verb) survey(r *GCReport, stale func(*state.Record) string) {
 		return
 	}
 	for _, id := range ids {
-		rec, err := v.store.Load(id)
-		switch {
-		case rec == nil && isNotFound(err):
-			if v.store.Has(id) {
-				r.Released = append(r.Released, GCOutcome{ContainerID: id, Reason: emptyFolder})
-			}
-		case err != nil:
-			r.Unreadable = append(r.Unreadable, GCOutcome{ContainerID: id, Error: err.Error()})
+		rec := v.store.Load(id)
+		switch rec.Status {
+		case state.Missing:
+		case state.Empty:
+			r.Released = append(r.Released, GCOutcome{ContainerID: id, Reason: emptyFolder})
+		case state.PlanLost, state.Unreadable, state.Unsafe, state.Failed:
+			r.Unreadable = append(r.Unreadable, GCOutcome{ContainerID: id, Error: rec.Err.Error()})
 		default:
 			if why := stale(rec); why != "" {
 				r.Released = append(r.Released, GCOutcome{ContainerID: id, Reason: why, Interfaces: unreleased(rec)})
@@ -256,19 +255,18 @@ func (p *Plugin) Forget(ctx context.Context, req OpsRequest, id string, force bo
 
 func (v *verb) forget(ctx context.Context, r *ForgetReport) error {
 	id := r.ContainerID
-	rec, err := v.store.Load(id)
-	if rec == nil {
-		if !isNotFound(err) {
-			return err
-		}
-		if !v.store.Has(id) {
-			return fmt.Errorf("container %s: %w in %s", id, state.ErrNotFound, v.nc.StateDir)
-		}
-		r.Record = inspect.Describe(id, nil, err, true)
+	rec := v.store.Load(id)
+	switch rec.Status {
+	case state.Unsafe, state.Failed:
+		return rec.Err
+	case state.Missing:
+		return fmt.Errorf("container %s: %w in %s", id, state.ErrNotFound, v.nc.StateDir)
+	case state.Empty:
+		r.Record = inspect.Describe(rec, true)
 		r.Dropped = true
 		return v.store.Remove(id)
 	}
-	r.Record = inspect.Describe(id, rec, err, true)
+	r.Record = inspect.Describe(rec, true)
 	path, _ := rec.NetNS()
 	netns := ""
 	if r.Record.NetNS.Attached {

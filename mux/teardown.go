@@ -74,7 +74,7 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 	if len(errs) > 0 {
 		for _, a := range todo {
 			if a.released {
-				_ = v.store.Release(a.id, a.ifname)
+				_ = v.store.MarkReleased(a.id, a.ifname)
 			}
 		}
 	}

@@ -99,7 +99,7 @@ func TestLoadV1(t *testing.T) {
 func TestV1ReleaseAndRemove(t *testing.T) {
 	s, dir := v1Store(t)
 	id := "v1-del-interrupted"
-	if err := s.Release(id, "net1"); err != nil {
+	if err := s.MarkReleased(id, "net1"); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
 	rec := load(t, s, id)
@@ -148,9 +148,9 @@ func TestV1Salvage(t *testing.T) {
 	if err := os.Remove(filepath.Join(containerDir(dir, id), "container.json")); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := s.Load(id)
-	if !errors.Is(err, ErrNotFound) || rec == nil || rec.Plan != nil {
-		t.Fatalf("Load = %+v, %v; want a record without plan and ErrNotFound", rec, err)
+	rec := s.Load(id)
+	if rec.Status != PlanLost || !errors.Is(rec.Err, ErrNotFound) || rec.Plan != nil {
+		t.Fatalf("Load = %+v; want a record without plan, PlanLost and ErrNotFound", rec)
 	}
 	if got := sortedIfNames(rec); !reflect.DeepEqual(got, []string{"eth0", "net1"}) {
 		t.Fatalf("interfaces %q", got)

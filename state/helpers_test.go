@@ -118,9 +118,9 @@ func attach(t testing.TB, s *Store, id string) *Plan {
 
 func load(t testing.TB, s *Store, id string) *Record {
 	t.Helper()
-	rec, err := s.Load(id)
-	if err != nil {
-		t.Fatalf("Load(%s): %v", id, err)
+	rec := s.Load(id)
+	if rec.Status != Whole || rec.Err != nil || rec.Plan == nil {
+		t.Fatalf("Load(%s): status %v, %v", id, rec.Status, rec.Err)
 	}
 	return rec
 }

@@ -289,9 +289,9 @@ func (s *Store) record(id string, plan []byte) (int, error) {
 	return -1, nil
 }
 
-// release frees the slots that hold id's plan; Remove calls it before it
+// freeSlots frees the slots that hold id's plan; Remove calls it before it
 // removes the container's folder.
-func (s *Store) release(id string) {
+func (s *Store) freeSlots(id string) {
 	f, err := s.root.open(journalFile, unix.O_RDWR, 0)
 	if err != nil {
 		return
@@ -342,7 +342,7 @@ func (s *Store) recoverOnce(j *journal) error {
 		if err != nil || sl.id == "" || ValidateID(sl.id) != nil {
 			continue
 		}
-		if rec, err := s.Load(sl.id); err == nil && rec.Plan != nil {
+		if s.Load(sl.id).Status == Whole {
 			continue // its container.json is there
 		}
 		plan := j.payload(i, sl)

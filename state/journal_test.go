@@ -112,9 +112,9 @@ func TestJournalRecovers(t *testing.T) {
 			// The next boot.
 			writeRaw(t, filepath.Join(dir, bootFile), []byte("another-boot\n"))
 			s2 := openStore(t, dir)
-			rec, err := s2.Load("c1")
-			if err != nil || rec.Plan == nil || rec.Plan.Created != want.Created || len(rec.Interfaces) != 3 {
-				t.Fatalf("Load after recovery = %+v, %v", rec, err)
+			rec := s2.Load("c1")
+			if rec.Status != Whole || rec.Plan == nil || rec.Plan.Created != want.Created || len(rec.Interfaces) != 3 {
+				t.Fatalf("Load after recovery = %+v", rec)
 			}
 			if name == "folder lost" && rec.Complete {
 				t.Error("a recovered plan says complete: the mark was lost with the folder")
@@ -137,8 +137,8 @@ func TestJournalNoRecoveryInTheSameBoot(t *testing.T) {
 	attach(t, s, "c1")
 	_ = os.RemoveAll(filepath.Join(dir, "containers", "c1"))
 	s2 := openStore(t, dir)
-	if rec, err := s2.Load("c1"); rec != nil || err == nil {
-		t.Errorf("Load = %v, %v; want nothing", rec, err)
+	if rec := s2.Load("c1"); rec.Status != Missing || rec.Plan != nil || len(rec.Interfaces) > 0 {
+		t.Errorf("Load = %+v; want nothing", rec)
 	}
 }
 
@@ -287,6 +287,9 @@ func TestJournalRecoverySkipsUnsafeFolder(t *testing.T) {
 	if rec := load(t, s2, "c2"); rec.Plan == nil {
 		t.Error("c2's plan was not put back")
 	}
-	_, err := s2.Load("c1")
-	assertUnsafe(t, err, link)
+	rec := s2.Load("c1")
+	if rec.Status != Unsafe {
+		t.Errorf("Load: status %v, want Unsafe", rec.Status)
+	}
+	assertUnsafe(t, rec.Err, link)
 }

@@ -50,7 +50,7 @@ type Lock struct {
 // read-only store whose lock file cannot be made holds nothing: its holder
 // only reads.
 //
-// A lock file may be removed by its holder (Forget), so a waiter that gets
+// A lock file may be removed by its holder (Discard), so a waiter that gets
 // the lock checks that the file it locked is still the one at the path, and
 // starts over if not.
 func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error) {
@@ -121,10 +121,10 @@ func (l *Lock) Release() {
 	})
 }
 
-// Forget removes the lock file and releases the lock: for an exclusive
+// Discard releases the lock and removes its file: for an exclusive
 // holder, once the container's state is gone. It is safe to call more than
 // once, and after Release it does nothing.
-func (l *Lock) Forget() {
+func (l *Lock) Discard() {
 	l.once.Do(func() {
 		if l.f != nil {
 			// Only the holder removes the file: waiters then notice it is
@@ -280,7 +280,7 @@ func (s *Store) SweepLocks() error {
 		if !ok || ValidateID(id) != nil {
 			continue
 		}
-		if rec, err := s.Load(id); rec != nil || !errors.Is(err, ErrNotFound) {
+		if st := s.Load(id).Status; st != Missing && st != Empty {
 			continue // state, if only result records to salvage
 		}
 		l, err := s.TryAcquire(id)
@@ -291,8 +291,8 @@ func (s *Store) SweepLocks() error {
 		if l == nil {
 			continue // held: its holder removes it, or a later sweep does
 		}
-		if rec, err := s.Load(id); rec == nil && errors.Is(err, ErrNotFound) {
-			l.Forget()
+		if st := s.Load(id).Status; st == Missing || st == Empty {
+			l.Discard()
 		} else {
 			l.Release()
 		}

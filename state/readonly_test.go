@@ -45,7 +45,7 @@ func refusesWrites(t testing.TB, s *Store, root string) {
 		txn.Close()
 	}
 	assertDirError(t, "Begin", err, nil, s.Path())
-	assertDirError(t, "Release", s.Release("c1", "eth0"), nil, s.Path())
+	assertDirError(t, "MarkReleased", s.MarkReleased("c1", "eth0"), nil, s.Path())
 	assertDirError(t, "Remove", s.Remove("c1"), nil, s.Path())
 	assertDirError(t, "CheckWritable", s.CheckWritable(), nil, s.Path())
 	release, err := barrierWithin(s, Shared, time.Second)
@@ -62,8 +62,8 @@ func TestOpenReadOnly(t *testing.T) {
 	t.Run("empty folder", func(t *testing.T) {
 		dir := t.TempDir()
 		s := openReadOnly(t, dir)
-		if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
-			t.Errorf("Load = %v, %v; want nil, ErrNotFound", rec, err)
+		if rec := s.Load("c1"); rec.Status != Missing || rec.Err != nil {
+			t.Errorf("Load = %+v; want Missing", rec)
 		}
 		if ids, err := s.Containers(); ids != nil || err != nil {
 			t.Errorf("Containers() = %q, %v", ids, err)
@@ -81,7 +81,7 @@ func TestOpenReadOnly(t *testing.T) {
 			t.Errorf("Note, ClearNotes: %v", err)
 		}
 		l.Release()
-		l.Forget()
+		l.Discard()
 		_, err := tryWithin(s, "c1", Exclusive, time.Second)
 		assertDirError(t, "Acquire(Exclusive)", err, nil, dir)
 		if err := s.SweepLocks(); err != nil {
@@ -223,8 +223,8 @@ func readOnlyChecks(t *testing.T, root string) {
 		}
 		assertDirError(t, "Open", err, unix.EROFS, empty)
 		s = openReadOnly(t, empty)
-		if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
-			t.Errorf("Load = %v, %v", rec, err)
+		if rec := s.Load("c1"); rec.Status != Missing || rec.Err != nil {
+			t.Errorf("Load = %+v; want Missing", rec)
 		}
 		acquireWithin(t, s, "c1", Shared, time.Second).Release()
 		refusesWrites(t, s, empty)

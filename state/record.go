@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -87,16 +88,53 @@ type Planned struct {
 	CapabilityArgs map[string]json.RawMessage `json:"capabilityArgs,omitempty"`
 }
 
+// Status is what Load found of a container. Each caller switches on it
+// once; Record.Err says why for every status but Missing, Empty and Whole.
+type Status int
+
+const (
+	// Missing: the container has no folder: nothing is recorded.
+	Missing Status = iota
+	// Empty: a folder holding neither a plan nor a result, which a crash
+	// left before Begin recorded the plan: no delegate ran.
+	Empty
+	// Whole: the plan was read (Record.Plan), with what is known of each
+	// interface.
+	Whole
+	// PlanLost: the plan is missing while result records are left:
+	// Interfaces hold what they tell.
+	PlanLost
+	// Unreadable: the plan cannot be read (Err, a *CorruptError or an I/O
+	// error): Interfaces hold what the result records tell.
+	Unreadable
+	// Unsafe: the container's folder is not one nicmux may use (Err, an
+	// *UnsafeError: a symbolic link, or another user's): nothing was read.
+	Unsafe
+	// Failed: nothing could be read (Err): a bad container ID, an I/O
+	// error on the folder.
+	Failed
+)
+
+func (s Status) String() string {
+	names := [...]string{"missing", "empty", "whole", "plan lost", "unreadable", "unsafe", "failed"}
+	if int(s) < len(names) {
+		return names[s]
+	}
+	return "status " + strconv.Itoa(int(s))
+}
+
 // Record is a container's state as read back.
 type Record struct {
 	ContainerID string
-	// Plan is nil when the container's record is missing or unreadable
-	// (see Load); Interfaces then holds what the result records tell.
+	Status      Status
+	// Err says why the status is not Whole (nil for Missing and Empty).
+	Err error
+	// Plan is set exactly when Status is Whole.
 	Plan *Plan
 	// Complete is set once the ADD returned its merged result.
 	Complete bool
 	// Interfaces are the plan's interfaces, in order, with what is known
-	// of each.
+	// of each; without a plan, those the result records describe.
 	Interfaces []*Interface
 	// Format is the record format: 2, or 1 for a container attached by
 	// nicmux 0.1.
@@ -106,6 +144,12 @@ type Record struct {
 	set     string
 	netns   string
 	netnsID ns.NetNSID
+}
+
+// Holds reports whether the record holds interfaces to release: its plan,
+// or without one, what its result records tell.
+func (r *Record) Holds() bool {
+	return r.Status == Whole || r.Status == PlanLost || r.Status == Unreadable
 }
 
 // NetNS is the namespace ADD attached, by path and identity: the plan's,
@@ -186,20 +230,13 @@ type completeFile struct {
 	Completed   time.Time `json:"completed"`
 }
 
-// containerV1 is nicmux 0.1's container.json.
+// containerV1 is nicmux 0.1's container.json: the plan's fields, but its
+// interfaces by name only (their configurations were in their result
+// records), and the ADD's completion.
 type containerV1 struct {
-	Kind           string     `json:"kind"`
-	ContainerID    string     `json:"containerID"`
-	IfName         string     `json:"ifname"`
-	NetNS          string     `json:"netns"`
-	NetNSID        ns.NetNSID `json:"netnsID"`
-	ListName       string     `json:"listName"`
-	CNIVersion     string     `json:"cniVersion"`
-	AttachmentFile string     `json:"attachmentFile"`
-	Set            string     `json:"set,omitempty"`
-	Interfaces     []string   `json:"interfaces"`
-	Complete       bool       `json:"complete"`
-	Created        time.Time  `json:"created"`
+	Plan
+	Interfaces []string `json:"interfaces"`
+	Complete   bool     `json:"complete"`
 }
 
 // decode reads a record of the given kinds into v, naming path in errors.

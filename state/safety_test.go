@@ -47,13 +47,13 @@ func TestPathSafety(t *testing.T) {
 				return err
 			}},
 			{"Load", func(s *Store) error {
-				rec, err := s.Load(id)
-				if rec != nil {
+				rec := s.Load(id)
+				if rec.Status != Failed || rec.Plan != nil || len(rec.Interfaces) > 0 {
 					return fmt.Errorf("returned %+v", rec)
 				}
-				return err
+				return rec.Err
 			}},
-			{"Release", func(s *Store) error { return s.Release(id, "eth0") }},
+			{"MarkReleased", func(s *Store) error { return s.MarkReleased(id, "eth0") }},
 			{"Remove", func(s *Store) error { return s.Remove(id) }},
 			{"Acquire shared", func(s *Store) error { return acquire(s, id, Shared) }},
 			{"Acquire exclusive", func(s *Store) error { return acquire(s, id, Exclusive) }},
@@ -78,7 +78,7 @@ func TestPathSafety(t *testing.T) {
 				}
 				return err
 			}},
-			{"Release", func(s *Store) error { return s.Release("c1", ifname) }},
+			{"MarkReleased", func(s *Store) error { return s.MarkReleased("c1", ifname) }},
 		}
 	}
 
@@ -168,7 +168,7 @@ func TestMaxIDLength(t *testing.T) {
 	if err := s.Remove(id); err != nil {
 		t.Fatal(err)
 	}
-	l.Forget()
+	l.Discard()
 	assertNames(t, filepath.Join(dir, "locks"))
 	assertNames(t, filepath.Join(dir, "containers"))
 }
@@ -210,18 +210,18 @@ func TestSymlinkedContainerFolder(t *testing.T) {
 			}
 			before := snapshot(t, watch)
 
-			rec, err := s.Load("c1")
-			if rec != nil {
+			rec := s.Load("c1")
+			if rec.Status != Unsafe || rec.Plan != nil || len(rec.Interfaces) > 0 {
 				t.Errorf("Load returned %+v", rec)
 			}
-			assertUnsafe(t, err, link)
+			assertUnsafe(t, rec.Err, link)
 			if txn, err := s.Begin(samplePlan("c1")); err == nil {
 				txn.Close()
 				t.Error("Begin wrote through the link")
 			} else {
 				assertUnsafe(t, err, link)
 			}
-			assertUnsafe(t, s.Release("c1", "eth0"), link)
+			assertUnsafe(t, s.MarkReleased("c1", "eth0"), link)
 			if !s.Has("c1") {
 				t.Error("Has = false: a DEL would not remove the link")
 			}
@@ -262,9 +262,9 @@ func TestSymlinkedRecords(t *testing.T) {
 		s, dir := newStore(t)
 		path := filepath.Join(containerDir(dir, "c1"), "container.json")
 		link(t, plan, path)
-		rec, err := s.Load("c1")
-		assertUnsafe(t, err, path)
-		if rec != nil && rec.Plan != nil {
+		rec := s.Load("c1")
+		assertUnsafe(t, rec.Err, path)
+		if rec.Status != Unreadable || rec.Plan != nil {
 			t.Errorf("Load read the plan through the link: %+v", rec.Plan)
 		}
 		if err := s.Remove("c1"); err != nil {
@@ -291,7 +291,7 @@ func TestSymlinkedRecords(t *testing.T) {
 		if net1 := load(t, s, "c2").Interface("net1"); net1.Result == nil {
 			t.Errorf("net1 after SaveResult over a link: %+v", net1)
 		}
-		if err := s.Release("c1", "eth0"); err != nil {
+		if err := s.MarkReleased("c1", "eth0"); err != nil {
 			t.Fatal(err)
 		}
 		assertGone(t, path)
@@ -301,7 +301,7 @@ func TestSymlinkedRecords(t *testing.T) {
 		begin(t, s, samplePlan("c1"))
 		path := filepath.Join(containerDir(dir, "c1"), "released-eth0")
 		link(t, missing, path)
-		assertUnsafe(t, s.Release("c1", "eth0"), path)
+		assertUnsafe(t, s.MarkReleased("c1", "eth0"), path)
 	})
 	t.Run("leftovers cleared by Begin", func(t *testing.T) {
 		s, dir := newStore(t)
@@ -476,7 +476,7 @@ func TestUnsafeOwnership(t *testing.T) {
 			for name, open := range map[string]func(string) (*Store, error){"Open": Open, "OpenReadOnly": OpenReadOnly} {
 				s, err := open(dir)
 				if err == nil {
-					_, err = s.Load("c1")
+					err = s.Load("c1").Err
 					if l, lerr := s.TryAcquire("c1"); lerr != nil {
 						err = errors.Join(err, lerr)
 					} else if l != nil {

@@ -180,51 +180,66 @@ func (s *Store) Close() {
 	s.locks.close()
 }
 
-// Load reads a container's record. It returns an error wrapping ErrNotFound
-// when the container has no record. When the container's plan is missing
-// while its folder holds result records, or cannot be read, Load returns
-// both an error (wrapping ErrNotFound, or a *CorruptError) and a Record
-// without Plan whose Interfaces are those the result records describe, so
-// that a DEL can release what is still known.
-func (s *Store) Load(id string) (*Record, error) {
+// Load reads a container's record; its Status says what was found (see
+// Status). Without a readable plan, Interfaces hold what the result records
+// describe, so that a DEL can release what is still known.
+func (s *Store) Load(id string) *Record {
+	rec := &Record{ContainerID: id, Format: 2}
+	fail := func(status Status, err error) *Record {
+		rec.Status, rec.Err = status, err
+		return rec
+	}
 	if err := ValidateID(id); err != nil {
-		return nil, err
+		return fail(Failed, err)
 	}
 	if s.containers == nil {
-		return nil, fmt.Errorf("%s/containers: %w", s.root.path, ErrNotFound)
+		return rec // Missing: a read-only store that never held a container
 	}
 	d, _, err := openDir(s.containers, id, false)
-	if err != nil {
-		return nil, err
+	var unsafe *UnsafeError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return rec
+	case errors.As(err, &unsafe):
+		return fail(Unsafe, err)
+	case err != nil:
+		return fail(Failed, err)
 	}
 	defer d.close()
 	entries, err := d.names()
 	if err != nil {
-		return nil, err
+		return fail(Failed, err)
 	}
 	present := map[string]bool{}
 	for _, e := range entries {
 		present[e.Name()] = true
 	}
-	rec := &Record{ContainerID: id, Format: 2}
-	planPath := d.path + "/" + planFile
+	rec.Complete = present[completeName]
 	data, err := d.readFile(planFile)
 	if err == nil {
-		err = rec.decodePlan(planPath, data)
+		err = rec.decodePlan(d.path+"/"+planFile, data)
 	}
-	if err != nil {
-		rec.Complete = present[completeName]
-		salvaged := salvage(d, entries, rec)
-		if errors.Is(err, ErrNotFound) && !salvaged {
-			return nil, err
-		}
-		return rec, err
+	switch salvaged := err != nil && salvage(d, entries, rec); {
+	case err == nil:
+		rec.Status = Whole
+		rec.loadResults(d, present)
+	case errors.Is(err, ErrNotFound) && !salvaged:
+		rec.Status = Empty
+	case errors.Is(err, ErrNotFound):
+		return fail(PlanLost, err)
+	default:
+		return fail(Unreadable, err)
 	}
+	return rec
+}
+
+// loadResults fills in what is known of each interface of a whole plan:
+// its result, or that it was released.
+func (rec *Record) loadResults(d *dir, present map[string]bool) {
 	if rec.Format == 1 {
 		loadV1(d, rec, present)
-		return rec, nil
+		return
 	}
-	rec.Complete = present[completeName]
 	for _, it := range rec.Interfaces {
 		if present[releasedFile(it.IfName)] {
 			it.Released = true
@@ -233,14 +248,13 @@ func (s *Store) Load(id string) (*Record, error) {
 		if !present[resultFile(it.IfName)] {
 			continue // never saved, or lost: unknown
 		}
-		f, err := readResult(d, id, it.IfName)
+		f, err := readResult(d, rec.ContainerID, it.IfName)
 		if err != nil {
 			it.ResultErr = err
 			continue
 		}
 		it.Result, it.Saved = f.Result, f.Saved
 	}
-	return rec, nil
 }
 
 // decodePlan reads container.json in either format.
@@ -257,8 +271,7 @@ func (rec *Record) decodePlan(path string, data []byte) error {
 		if v1.ContainerID != rec.ContainerID {
 			return &CorruptError{Path: path, Err: fmt.Errorf("records container %q", v1.ContainerID)}
 		}
-		plan := &Plan{ContainerID: v1.ContainerID, IfName: v1.IfName, NetNS: v1.NetNS, NetNSID: v1.NetNSID,
-			ListName: v1.ListName, CNIVersion: v1.CNIVersion, AttachmentFile: v1.AttachmentFile, Set: v1.Set, Created: v1.Created}
+		plan := &v1.Plan
 		for _, ifname := range v1.Interfaces {
 			if err := ValidateIfName(ifname); err != nil {
 				return &CorruptError{Path: path, Err: err}
@@ -469,9 +482,9 @@ func (t *Txn) Complete() error {
 // Close ends the transaction; the records stay.
 func (t *Txn) Close() { t.d.close() }
 
-// Release marks one interface of a container released, so that a DEL
+// MarkReleased marks one interface of a container released, so that a DEL
 // repeated after a partial failure skips it, and drops its result.
-func (s *Store) Release(id, ifname string) error {
+func (s *Store) MarkReleased(id, ifname string) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
@@ -514,7 +527,7 @@ func (s *Store) Remove(id string) error {
 		return err
 	}
 	defer d.close()
-	s.release(id)
+	s.freeSlots(id)
 	entries, err := d.names()
 	if err != nil {
 		return err

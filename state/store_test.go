@@ -158,8 +158,8 @@ func TestOpen(t *testing.T) {
 			t.Fatalf("OpenReadOnly of a missing folder: %v", err)
 		}
 		defer s.Close()
-		if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
-			t.Errorf("Load = %v, %v; want ErrNotFound", rec, err)
+		if rec := s.Load("c1"); rec.Status != Missing || rec.Err != nil {
+			t.Errorf("Load = %+v; want Missing", rec)
 		}
 		if ids, err := s.Containers(); len(ids) != 0 || err != nil {
 			t.Errorf("Containers = %v, %v", ids, err)
@@ -283,11 +283,11 @@ func TestLifecycle(t *testing.T) {
 		{"complete", txn.Complete, true,
 			map[string]want{"eth0": {result: true}, "net1": {result: true}, "net2": {result: true}},
 			[]string{"complete.json", "container.json", "if-eth0.json", "if-net1.json", "if-net2.json"}},
-		{"net2 released", func() error { return s.Release("c1", "net2") }, true,
+		{"net2 released", func() error { return s.MarkReleased("c1", "net2") }, true,
 			map[string]want{"eth0": {result: true}, "net1": {result: true}, "net2": {released: true}},
 			[]string{"complete.json", "container.json", "if-eth0.json", "if-net1.json", "released-net2"}},
 		{"net2 released again, net1 too", func() error {
-			return errors.Join(s.Release("c1", "net2"), s.Release("c1", "net1"))
+			return errors.Join(s.MarkReleased("c1", "net2"), s.MarkReleased("c1", "net1"))
 		}, true,
 			map[string]want{"eth0": {result: true}, "net1": {released: true}, "net2": {released: true}},
 			[]string{"complete.json", "container.json", "if-eth0.json", "released-net1", "released-net2"}},
@@ -320,8 +320,8 @@ func TestLifecycle(t *testing.T) {
 	if err := s.Remove("c1"); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
-	if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
-		t.Errorf("Load after Remove = %v, %v; want nil, ErrNotFound", rec, err)
+	if rec := s.Load("c1"); rec.Status != Missing || rec.Err != nil {
+		t.Errorf("Load after Remove = %+v; want Missing", rec)
 	}
 	assertNames(t, filepath.Join(dir, "containers"))
 	if s.Has("c1") {
@@ -372,7 +372,7 @@ func TestResultRecord(t *testing.T) {
 		t.Errorf("complete.json: %v", c)
 	}
 	assertMode(t, filepath.Join(containerDir(dir, "c1"), "complete.json"), 0o600)
-	if err := s.Release("c1", "net1"); err != nil {
+	if err := s.MarkReleased("c1", "net1"); err != nil {
 		t.Fatal(err)
 	}
 	assertMode(t, filepath.Join(containerDir(dir, "c1"), "released-net1"), 0o600)
@@ -445,8 +445,8 @@ func TestBeginRefuses(t *testing.T) {
 			tc.mod(p)
 			if txn, err := s.Begin(p); err == nil {
 				txn.Close()
-				rec, lerr := s.Load("c1")
-				t.Fatalf("Begin accepted the plan; Load then says %v (record %v)", lerr, rec)
+				rec := s.Load("c1")
+				t.Fatalf("Begin accepted the plan; Load then says %v (record %+v)", rec.Err, rec)
 			}
 			assertNames(t, filepath.Join(dir, "containers"))
 		})
@@ -556,9 +556,9 @@ func TestResultLostAfterAdd(t *testing.T) {
 			p := attach(t, s, "c1")
 			path := filepath.Join(containerDir(dir, "c1"), "if-net1.json")
 			tc.mod(t, path)
-			rec, err := s.Load("c1")
-			if err != nil {
-				t.Fatalf("Load: %v", err)
+			rec := s.Load("c1")
+			if rec.Status != Whole || rec.Err != nil {
+				t.Fatalf("Load: %v, %v", rec.Status, rec.Err)
 			}
 			if !reflect.DeepEqual(rec.Plan, p) || !rec.Complete {
 				t.Errorf("the plan suffers: %+v, complete %v", rec.Plan, rec.Complete)
@@ -586,37 +586,31 @@ func TestLoadNotFound(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, s *Store, dir string)
+		want  Status
 	}{
-		{"empty store", func(t *testing.T, s *Store, dir string) {}},
-		{"other container only", func(t *testing.T, s *Store, dir string) { attach(t, s, "other") }},
+		{"empty store", func(t *testing.T, s *Store, dir string) {}, Missing},
+		{"other container only", func(t *testing.T, s *Store, dir string) { attach(t, s, "other") }, Missing},
 		{"empty container folder", func(t *testing.T, s *Store, dir string) {
 			if err := os.Mkdir(containerDir(dir, "c1"), 0o700); err != nil {
 				t.Fatal(err)
 			}
-		}},
+		}, Empty},
 		{"only temporary files", func(t *testing.T, s *Store, dir string) {
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), ".container.json.tmp-123456"), mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")}))
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), ".if-eth0.json.tmp-456789"), []byte("{garbage"))
-		}},
+		}, Empty},
 		{"only marks", func(t *testing.T, s *Store, dir string) {
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), "complete.json"), nil)
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), "released-eth0"), nil)
-		}},
+		}, Empty},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s, dir := newStore(t)
 			tc.setup(t, s, dir)
-			rec, err := s.Load("c1")
-			if rec != nil || !errors.Is(err, ErrNotFound) {
-				t.Fatalf("Load = %+v, %v; want nil, ErrNotFound", rec, err)
-			}
-			var ce *CorruptError
-			if errors.As(err, &ce) {
-				t.Errorf("missing record reported as corrupt: %v", err)
-			}
-			if !strings.Contains(err.Error(), containerDir(dir, "c1")) {
-				t.Errorf("error %q does not name the container's folder", err)
+			rec := s.Load("c1")
+			if rec.Status != tc.want || rec.Err != nil || rec.Plan != nil || len(rec.Interfaces) > 0 {
+				t.Fatalf("Load = %+v; want status %v and nothing else: no record is not a corrupt one", rec, tc.want)
 			}
 		})
 	}
@@ -669,9 +663,9 @@ func TestLoadCorruptPlan(t *testing.T) {
 			s, dir := newStore(t)
 			path := filepath.Join(containerDir(dir, "c1"), "container.json")
 			writeRaw(t, path, tc.data)
-			rec, err := s.Load("c1")
-			assertCorrupt(t, err, path)
-			if rec == nil || rec.Plan != nil || len(rec.Interfaces) != 0 || rec.ContainerID != "c1" {
+			rec := s.Load("c1")
+			assertCorrupt(t, rec.Err, path)
+			if rec.Status != Unreadable || rec.Plan != nil || len(rec.Interfaces) != 0 || rec.ContainerID != "c1" {
 				t.Errorf("record returned with the error: %+v; want one without plan nor interfaces", rec)
 			}
 		})
@@ -682,8 +676,7 @@ func TestLoadCorruptPlan(t *testing.T) {
 		if err := os.MkdirAll(path, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		_, err := s.Load("c1")
-		assertCorrupt(t, err, path)
+		assertCorrupt(t, s.Load("c1").Err, path)
 	})
 	t.Run("larger than any record", func(t *testing.T) {
 		s, dir := newStore(t)
@@ -692,8 +685,7 @@ func TestLoadCorruptPlan(t *testing.T) {
 		if err := os.Truncate(path, maxRecord+1); err != nil { // sparse
 			t.Fatal(err)
 		}
-		_, err := s.Load("c1")
-		assertCorrupt(t, err, path)
+		assertCorrupt(t, s.Load("c1").Err, path)
 	})
 }
 
@@ -713,16 +705,9 @@ func TestLoadNamedPipe(t *testing.T) {
 			if err := unix.Mkfifo(path, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			type res struct {
-				rec *Record
-				err error
-			}
-			done := make(chan res, 1)
-			go func() {
-				rec, err := s.Load("c1")
-				done <- res{rec, err}
-			}()
-			var r res
+			done := make(chan *Record, 1)
+			go func() { done <- s.Load("c1") }()
+			var r *Record
 			select {
 			case r = <-done:
 			case <-time.After(5 * time.Second):
@@ -733,9 +718,9 @@ func TestLoadNamedPipe(t *testing.T) {
 				t.Fatal("Load waits on a named pipe")
 			}
 			if name == "container.json" {
-				assertCorrupt(t, r.err, path)
+				assertCorrupt(t, r.Err, path)
 			} else {
-				assertCorrupt(t, r.rec.Interface("eth0").ResultErr, path)
+				assertCorrupt(t, r.Interface("eth0").ResultErr, path)
 			}
 		})
 	}
@@ -818,7 +803,7 @@ func TestSalvage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, dir := newStore(t)
 			p := attach(t, s, "c1")
-			if err := s.Release("c1", "net1"); err != nil {
+			if err := s.MarkReleased("c1", "net1"); err != nil {
 				t.Fatal(err)
 			}
 			cdir := containerDir(dir, "c1")
@@ -835,15 +820,15 @@ func TestSalvage(t *testing.T) {
 			} else {
 				writeRaw(t, planPath, tc.plan)
 			}
-			rec, err := s.Load("c1")
-			if tc.plan == nil && !errors.Is(err, ErrNotFound) {
-				t.Errorf("Load error %v, want ErrNotFound", err)
+			rec := s.Load("c1")
+			if tc.plan == nil && (rec.Status != PlanLost || !errors.Is(rec.Err, ErrNotFound)) {
+				t.Errorf("Load: %v, %v; want PlanLost, ErrNotFound", rec.Status, rec.Err)
 			}
 			if tc.plan != nil {
-				assertCorrupt(t, err, planPath)
-			}
-			if rec == nil {
-				t.Fatal("no record with the error")
+				assertCorrupt(t, rec.Err, planPath)
+				if rec.Status != Unreadable {
+					t.Errorf("Load: %v, want Unreadable", rec.Status)
+				}
 			}
 			if rec.Plan != nil || rec.ContainerID != "c1" || rec.Complete != tc.complete {
 				t.Errorf("record %s: plan %v, complete %v (want %v)", rec.ContainerID, rec.Plan, rec.Complete, tc.complete)
@@ -881,9 +866,9 @@ func TestSalvageReadsWhatItCan(t *testing.T) {
 	for _, stray := range []string{"if-.json", "if-a b.json", "if-toolongifname1234.json", "if-eth0.json.old", ".if-net3.json.tmp-1234", "net4.json"} {
 		writeRaw(t, filepath.Join(cdir, stray), mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("net3", "x")}))
 	}
-	rec, err := s.Load("c1")
-	if !errors.Is(err, ErrNotFound) || rec == nil {
-		t.Fatalf("Load = %v, %v", rec, err)
+	rec := s.Load("c1")
+	if rec.Status != PlanLost || !errors.Is(rec.Err, ErrNotFound) {
+		t.Fatalf("Load = %+v", rec)
 	}
 	if got := sortedIfNames(rec); !reflect.DeepEqual(got, []string{"eth0", "net1", "net2"}) {
 		t.Fatalf("interfaces %q", got)
@@ -901,9 +886,9 @@ func TestSalvageReadsWhatItCan(t *testing.T) {
 	for _, n := range []string{"if-eth0.json", "if-net2.json"} {
 		writeRaw(t, filepath.Join(cdir, n), nil)
 	}
-	rec, err = s.Load("c1")
-	if !errors.Is(err, ErrNotFound) || rec == nil {
-		t.Fatalf("Load = %v, %v", rec, err)
+	rec = s.Load("c1")
+	if rec.Status != PlanLost || !errors.Is(rec.Err, ErrNotFound) {
+		t.Fatalf("Load = %+v", rec)
 	}
 	if got := sortedIfNames(rec); !reflect.DeepEqual(got, []string{"eth0", "net1", "net2"}) {
 		t.Errorf("interfaces %q", got)
@@ -926,7 +911,7 @@ func TestRemove(t *testing.T) {
 		}},
 		{"complete container with stray temporary files", func(t *testing.T, s *Store, dir string) {
 			attach(t, s, "c1")
-			if err := s.Release("c1", "net2"); err != nil {
+			if err := s.MarkReleased("c1", "net2"); err != nil {
 				t.Fatal(err)
 			}
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), ".container.json.tmp-123"), []byte("{half"))
@@ -954,8 +939,8 @@ func TestRemove(t *testing.T) {
 				}
 			}
 			assertGone(t, containerDir(dir, "c1"))
-			if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
-				t.Errorf("Load after Remove = %v, %v; want nil, ErrNotFound", rec, err)
+			if rec := s.Load("c1"); rec.Status != Missing || rec.Err != nil {
+				t.Errorf("Load after Remove = %+v; want Missing", rec)
 			}
 			if ids, err := s.Containers(); err != nil || !reflect.DeepEqual(ids, []string{"keep"}) {
 				t.Errorf("Containers() = %q, %v; want [keep]", ids, err)
@@ -977,9 +962,8 @@ func TestRemovePlanGoesLast(t *testing.T) {
 	if err := s.Remove("c1"); err == nil {
 		t.Fatal("Remove succeeded with an entry it cannot remove")
 	}
-	rec, err := s.Load("c1")
-	if err != nil || rec.Plan == nil {
-		t.Fatalf("the plan went before the rest: %v, %v", rec, err)
+	if rec := s.Load("c1"); rec.Status != Whole || rec.Plan == nil {
+		t.Fatalf("the plan went before the rest: %+v", rec)
 	}
 	if ids, err := s.Containers(); err != nil || !reflect.DeepEqual(ids, []string{"c1"}) {
 		t.Errorf("Containers() = %q, %v; want [c1]", ids, err)
@@ -1146,7 +1130,8 @@ func TestSaveResultIsAtomicForReaders(t *testing.T) {
 				return
 			default:
 			}
-			rec, err := reader.Load("c1")
+			rec := reader.Load("c1")
+			err := rec.Err
 			if err == nil {
 				eth0 := rec.Interface("eth0")
 				err = eth0.ResultErr
@@ -1269,9 +1254,9 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		rec, err := s.Load("c1")
-		if err != nil || len(rec.Interfaces) != 4 || rec.Interfaces[3].Result == nil {
-			b.Fatal(rec, err)
+		rec := s.Load("c1")
+		if rec.Status != Whole || len(rec.Interfaces) != 4 || rec.Interfaces[3].Result == nil {
+			b.Fatal(rec)
 		}
 	}
 }
