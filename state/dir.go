@@ -175,19 +175,6 @@ func (d *dir) writeFile(name string, data []byte, durable bool) error {
 	return nil
 }
 
-// syncFile fsyncs the file name.
-func (d *dir) syncFile(name string) error {
-	f, err := d.open(name, unix.O_RDONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", f.Name(), err)
-	}
-	return nil
-}
-
 // create makes an empty file if there is none: a mark whose presence is
 // all it says.
 func (d *dir) create(name string) error {

@@ -12,14 +12,14 @@
 //	containers/<containerID>/released-<ifname>   the mark of a released interface
 //	locks/<containerID>.lock                     the container's lock
 //	gc.lock                                      GC's barrier (see Barrier)
-//	plans.slots, plans.boot                      the plan journal (journal.go)
 //
 // Durability: the plan is durable before Begin returns, which is before any
-// delegate gets its configuration: fdatasynced in a slot of the plan
-// journal, or else container.json and its folders fsynced. Results and
-// marks are written atomically (a temporary file renamed into place) but
-// not fsynced: a crash that loses the page cache also destroys every
-// network namespace, and DEL and a later ADD release from the plan. A lost or torn result is read as "unknown", never as an
+// delegate gets its configuration: container.json is fsynced before it is
+// renamed into place, then its folder, and a new folder's entry in
+// containers/. Results and marks are written atomically (a temporary file
+// renamed into place) but not fsynced: a crash that loses the page cache
+// also destroys every network namespace, and DEL and a later ADD release
+// from the plan. A lost or torn result is read as "unknown", never as an
 // error that pins the container. Removals are not fsynced either: a
 // removal lost in a crash only makes a later DEL release again, which the
 // delegates treat as a no-op.
@@ -102,9 +102,6 @@ func Open(path string) (*Store, error) {
 	if err == nil && created {
 		// Once per store: the new folders' entries.
 		err = root.sync()
-	}
-	if err == nil {
-		err = s.recoverIfJournal()
 	}
 	if err != nil {
 		s.Close()
@@ -412,22 +409,14 @@ func (s *Store) Begin(p *Plan) (*Txn, error) {
 			return fail(err)
 		}
 	}
-	// container.json first (what every reader reads), then durably: in a
-	// slot of the plan journal (journal.go), or else by fsyncing the file,
-	// its folder's entry and the new folder's entry in containers/. Only
-	// then is the plan sure to be found after a crash.
-	slot, err := -1, d.writeFile(planFile, data, false)
+	// The file, its entry in the folder, and a new folder's entry in
+	// containers/: only then is the plan sure to be found after a crash.
+	err = d.writeFile(planFile, data, true)
 	if err == nil {
-		slot, err = s.record(p.ContainerID, data)
+		err = d.sync()
 	}
-	if err == nil && slot < 0 {
-		err = d.syncFile(planFile)
-		if err == nil {
-			err = d.sync()
-		}
-		if err == nil && created {
-			err = s.containers.sync()
-		}
+	if err == nil && created {
+		err = s.containers.sync()
 	}
 	if err != nil {
 		return fail(err)
@@ -527,7 +516,6 @@ func (s *Store) Remove(id string) error {
 		return err
 	}
 	defer d.close()
-	s.freeSlots(id)
 	entries, err := d.names()
 	if err != nil {
 		return err
