@@ -221,7 +221,7 @@ func (f *facts) subnets() []string {
 // delegate is one plugin of an attachment set, with where it is written
 // and what validate reads of it.
 type delegate struct {
-	att   *conf.Attachments
+	att   *conf.AttachmentFile
 	iface int // the chain's index in att.Interfaces
 	chain *conf.Chain
 	*conf.Plugin
@@ -238,7 +238,7 @@ func (d *delegate) at(sub string) (conf.Position, string) {
 }
 
 // delegates lists the plugins of a set's chains, in order.
-func delegates(att *conf.Attachments) []*delegate {
+func delegates(att *conf.AttachmentFile) []*delegate {
 	var out []*delegate
 	for i, c := range att.Interfaces {
 		for j, p := range c.Plugins {
@@ -252,7 +252,7 @@ func delegates(att *conf.Attachments) []*delegate {
 // checkSet checks one attachment set's chains: their plugins' binaries and
 // versions, portmap's capability, default routes and the host facts they
 // rely on.
-func (v *validator) checkSet(att *conf.Attachments) {
+func (v *validator) checkSet(att *conf.AttachmentFile) {
 	ds := delegates(att)
 	for _, d := range ds {
 		at, field := d.at("type")

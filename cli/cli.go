@@ -31,16 +31,15 @@ const DefaultCNIPath = "/opt/cni/bin"
 // Main runs nicmux with args (the program name left out) and returns its
 // exit code. getenv, stdin, stdout and stderr serve the commands; the CNI
 // plugin (CNI_COMMAND set) and the bare run use the process's own
-// environment and streams, exactly as they did before there were commands.
+// environment and streams, as skel reads them.
 func Main(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	start := time.Now()
 	// Nomad's fingerprint (no arguments, no CNI variable) and every runtime
-	// call go straight to the plugin, so that the fingerprint costs nothing
-	// more than it did. Without CNI_COMMAND but with another CNI variable,
+	// call go straight to the plugin, so that the fingerprint costs no
+	// command parsing. Without CNI_COMMAND but with another CNI variable,
 	// mux.Run reports the missing variable; with arguments, CNI_PATH is
 	// just where a command finds plugins.
 	if len(args) == 0 || getenv("CNI_COMMAND") != "" {
-		return plugin(getenv, start)
+		return plugin(getenv)
 	}
 	return dispatch(&env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}, args)
 }
@@ -63,11 +62,9 @@ func dispatch(e *env, args []string) int {
 	return cmd.run(e, rest)
 }
 
-// plugin is nicmux as a CNI plugin: what main was before the commands.
-func plugin(getenv func(string) string, start time.Time) int {
-	p := mux.New()
-	p.Start = start
-	if e := mux.Run(p, getenv); e != nil {
+// plugin is nicmux as a CNI plugin, and its bare run.
+func plugin(getenv func(string) string) int {
+	if e := mux.Run(mux.New(), getenv); e != nil {
 		_ = e.Print()
 		return exitFail
 	}

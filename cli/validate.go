@@ -73,7 +73,7 @@ type validator struct {
 	report report
 	keys   []string // nicmux's entry keys
 	// sets are the attachment files that parsed.
-	sets []*conf.Attachments
+	sets []*conf.AttachmentFile
 }
 
 func newValidator(e *env, cniPath []string) *validator {
@@ -160,7 +160,7 @@ var yamlLine = regexp.MustCompile(`\byaml: line (\d+):`)
 // load parses one attachment file, reporting its errors.
 func (v *validator) load(file string, d conf.Defaults) {
 	v.report.Files = append(v.report.Files, file)
-	att, err := conf.LoadAttachments(file, d)
+	att, err := conf.LoadAttachmentFile(file, d)
 	if err == nil {
 		v.sets = append(v.sets, att)
 		return

@@ -60,14 +60,14 @@ func (p *parser) allow(n *yaml.Node) (*Allow, error) {
 
 // SetName is the name a job selects the set by: its file name without
 // ".yaml".
-func (a *Attachments) SetName() string {
+func (a *AttachmentFile) SetName() string {
 	return strings.TrimSuffix(filepath.Base(a.File), ".yaml")
 }
 
 // Permit checks the set's allow rule against the job CNI_ARGS name. A
 // rule that needs NOMAD_NAMESPACE or NOMAD_JOB_ID refuses an ADD that
 // lacks it. The error (code 7) names the namespace, the job and the set.
-func (a *Attachments) Permit(job *JobArgs) error {
+func (a *AttachmentFile) Permit(job *JobArgs) error {
 	if a.Allow == nil {
 		return nil
 	}

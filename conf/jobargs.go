@@ -161,7 +161,7 @@ func parseCapability(prefix, v string) (json.RawMessage, error) {
 // An argument for an interface the set does not have, or for a chain none
 // of whose plugins declares the capability (so none would use it), is an
 // error (code 7) naming the key and the interface; all are reported.
-func (a *Attachments) Bind(job *JobArgs, runtime map[string]json.RawMessage) (map[string]map[string]json.RawMessage, error) {
+func (a *AttachmentFile) Bind(job *JobArgs, runtime map[string]json.RawMessage) (map[string]map[string]json.RawMessage, error) {
 	out := map[string]map[string]json.RawMessage{}
 	byName := map[string]*Chain{}
 	for _, c := range a.Interfaces {
@@ -208,7 +208,7 @@ func (c *Chain) declares(capability string) bool {
 	return false
 }
 
-func (a *Attachments) ifnames() []string {
+func (a *AttachmentFile) ifnames() []string {
 	out := make([]string, len(a.Interfaces))
 	for i, c := range a.Interfaces {
 		out[i] = c.IfName

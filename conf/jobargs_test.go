@@ -103,7 +103,7 @@ const bindYAML = `interfaces:
 `
 
 func TestBind(t *testing.T) {
-	a, err := ParseAttachments("/etc/nicmux/backend.yaml", []byte(bindYAML), testDefaults)
+	a, err := ParseAttachmentFile("/etc/nicmux/backend.yaml", []byte(bindYAML), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestBind(t *testing.T) {
 }
 
 func TestBindErrors(t *testing.T) {
-	a, err := ParseAttachments("/etc/nicmux/backend.yaml", []byte(bindYAML), testDefaults)
+	a, err := ParseAttachmentFile("/etc/nicmux/backend.yaml", []byte(bindYAML), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ interfaces:
 `
 
 func TestParseAllowAndPrimary(t *testing.T) {
-	a, err := ParseAttachments("/etc/nicmux/backend.yaml", []byte(allowYAML), testDefaults)
+	a, err := ParseAttachmentFile("/etc/nicmux/backend.yaml", []byte(allowYAML), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestParseAllowAndPrimary(t *testing.T) {
 	}
 	// primary is the entry's, not the chain's: the recorded chain is the
 	// same with and without it.
-	b, err := ParseAttachments("/etc/nicmux/backend.yaml", []byte(strings.ReplaceAll(allowYAML, "    primary: true\n", "")), testDefaults)
+	b, err := ParseAttachmentFile("/etc/nicmux/backend.yaml", []byte(strings.ReplaceAll(allowYAML, "    primary: true\n", "")), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,16 +253,16 @@ func TestParseAllowAndPrimary(t *testing.T) {
 		t.Errorf("conflist with primary %s, without %s; primary without = %v", c1, c2, b.Primary())
 	}
 	// Without allow: nil, any job.
-	c, err := ParseAttachments("/etc/nicmux/multi.yaml", []byte("interfaces: [{plugins: [{type: bridge}]}]\n"), testDefaults)
+	c, err := ParseAttachmentFile("/etc/nicmux/multi.yaml", []byte("interfaces: [{plugins: [{type: bridge}]}]\n"), testDefaults)
 	if err != nil || c.Allow != nil || c.Permit(&JobArgs{}) != nil {
 		t.Errorf("a set without allow: %+v, %v, permit %v", c.Allow, err, c.Permit(&JobArgs{}))
 	}
 }
 
 func TestPermit(t *testing.T) {
-	parse := func(allow string) *Attachments {
+	parse := func(allow string) *AttachmentFile {
 		t.Helper()
-		a, err := ParseAttachments("/etc/nicmux/backend.yaml", []byte(allow+"interfaces: [{plugins: [{type: bridge}]}]\n"), testDefaults)
+		a, err := ParseAttachmentFile("/etc/nicmux/backend.yaml", []byte(allow+"interfaces: [{plugins: [{type: bridge}]}]\n"), testDefaults)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +272,7 @@ func TestPermit(t *testing.T) {
 	nsOnly := parse("allow: {namespaces: [backend]}\n")
 	jobsOnly := parse("allow: {jobs: [\"db*\"]}\n")
 	tests := []struct {
-		a        *Attachments
+		a        *AttachmentFile
 		ns, job  string
 		refusal  []string // nil: allowed
 		rulename string

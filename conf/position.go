@@ -43,7 +43,7 @@ type source struct {
 // single object is its plugins[0]). When the field is not written (a default
 // applies), Locate returns its nearest written ancestor. Keys holding "." or
 // "[" cannot be named.
-func (a *Attachments) Locate(field string) Position {
+func (a *AttachmentFile) Locate(field string) Position {
 	if a.root == nil {
 		return Position{File: a.File}
 	}
@@ -57,7 +57,7 @@ func (a *Attachments) Locate(field string) Position {
 	return Position{File: a.File, Line: n.Line, Column: n.Column}
 }
 
-// LocateJSON returns where field (a path as in Attachments.Locate, e.g.
+// LocateJSON returns where field (a path as in AttachmentFile.Locate, e.g.
 // "plugins[0].logFile") is written in the JSON document data read from file:
 // the key's position for an object's member (the last one, as
 // encoding/json keeps the last of duplicate keys), the value's for an array

@@ -39,7 +39,7 @@ func TestLocate(t *testing.T) {
 	}
 	for _, tt := range cases {
 		t.Run(filepath.Base(tt.file)+"/"+tt.field, func(t *testing.T) {
-			a, err := LoadAttachments(tt.file, testDefaults)
+			a, err := LoadAttachmentFile(tt.file, testDefaults)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +68,7 @@ func TestLocateAliases(t *testing.T) {
         mode: bridge
         ipam: *ipam
 `
-	a, err := ParseAttachments("x.yaml", []byte(yml), testDefaults)
+	a, err := ParseAttachmentFile("x.yaml", []byte(yml), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,9 +85,9 @@ func TestLocateAliases(t *testing.T) {
 }
 
 func TestLocateUnparsed(t *testing.T) {
-	a := &Attachments{File: "made.yaml"}
+	a := &AttachmentFile{File: "made.yaml"}
 	if got := a.Locate("interfaces[0]").String(); got != "made.yaml" {
-		t.Errorf("Locate on hand-made Attachments = %s, want the file alone", got)
+		t.Errorf("Locate on hand-made AttachmentFile = %s, want the file alone", got)
 	}
 }
 
@@ -153,7 +153,7 @@ func TestLocateConflistFile(t *testing.T) {
 "plugins": [{"type": "macvlan", "master": "ens5"}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a, err := ParseAttachments(filepath.Join(dir, "a.yaml"), []byte("interfaces:\n  - conflist: sub/s.conflist\n"), testDefaults)
+	a, err := ParseAttachmentFile(filepath.Join(dir, "a.yaml"), []byte("interfaces:\n  - conflist: sub/s.conflist\n"), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,9 +58,9 @@ func ResolveSet(base, name string) (string, error) {
 // LoadSet reads the attachment file for set name (see ResolveSet) and parses
 // it. The file is opened once and what was opened is checked, so a symbolic
 // link swapped in between cannot lead outside the folder.
-func LoadSet(base, name string, d Defaults) (*Attachments, error) {
+func LoadSet(base, name string, d Defaults) (*AttachmentFile, error) {
 	if name == "" {
-		return LoadAttachments(base, d)
+		return LoadAttachmentFile(base, d)
 	}
 	path, realDir, err := setPath(base, name)
 	if err != nil {

@@ -248,13 +248,13 @@ func TestLoadAttachmentsRefusesWhatIsNotAFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{"/dev/zero": "not a regular file", fifo: "not a regular file", big: "larger than 1048576 bytes"} {
-		_, err := LoadAttachments(path, d)
+		_, err := LoadAttachmentFile(path, d)
 		var ce *Error
 		if !errors.As(err, &ce) || ce.CNICode() != types.ErrInvalidNetworkConfig || !strings.Contains(err.Error(), want) {
-			t.Errorf("LoadAttachments(%s) = %v, want code 7 and %q", path, err, want)
+			t.Errorf("LoadAttachmentFile(%s) = %v, want code 7 and %q", path, err, want)
 		}
 		// The same through a conflist: reference.
-		_, err = ParseAttachments("/a.yaml", []byte("interfaces:\n  - conflist: "+path+"\n"), d)
+		_, err = ParseAttachmentFile("/a.yaml", []byte("interfaces:\n  - conflist: "+path+"\n"), d)
 		if !errors.As(err, &ce) || ce.Field != "interfaces[0].conflist" || !strings.Contains(err.Error(), want) {
 			t.Errorf("conflist: %s = %v, want the field and %q", path, err, want)
 		}
@@ -269,7 +269,7 @@ func TestLoadAttachmentsWarnsWhenOthersCanWrite(t *testing.T) {
 	if err := os.Chmod(path, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	att, err := LoadAttachments(path, Defaults{IfName: "eth0", ListName: "l", CNIVersion: "1.0.0"})
+	att, err := LoadAttachmentFile(path, Defaults{IfName: "eth0", ListName: "l", CNIVersion: "1.0.0"})
 	if err != nil {
 		t.Fatal(err)
 	}

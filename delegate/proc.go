@@ -35,8 +35,7 @@ const (
 const outputGrace = 100 * time.Millisecond
 
 // proc is one plugin process, started and waiting for its configuration on
-// standard input: it can be started ahead, while nicmux still works out
-// that configuration, and killed having done nothing if it is never sent.
+// standard input, which feed hands it.
 //
 // Every plugin runs in a process group of its own, so that a timeout kills
 // what it started too (an IPAM plugin, an iptables), and with a
@@ -46,21 +45,15 @@ const outputGrace = 100 * time.Millisecond
 // forked the plugin ends, golang/go#27505; Go never ends a thread except
 // one left locked by a goroutine that returns, which nicmux never does: a
 // thread it cannot move back into its own network namespace stays parked,
-// see mux's onLockedThread.)
+// see package ns, onLockedThread.)
 //
-// os/exec starts it. Measured in one run, alternating (BenchmarkStart,
-// 2026-11-30, 2 cores shared, medians of 5 x 300 plugins that exit at
-// once): 1.79 ms per plugin with os/exec and 1.79 ms with nicmux's former
-// spawner of its own (memfd outputs, wait4) for a static C program, 4.75
-// and 4.57 ms for a Go one, each within the other's spread (0.3 to 1 ms); a
-// second run gave 1.28/1.39 and 4.40/4.25 ms. That is noise: the simpler
-// os/exec wins.
+// os/exec starts it: BenchmarkStart compares it with a spawner of nicmux's
+// own (memfd outputs, wait4), which is no faster.
 type proc struct {
-	cmd     *exec.Cmd
-	stdin   *os.File // the pipe's write end; nil once closed
-	stdout  *capped
-	stderr  *capped
-	started time.Time
+	cmd    *exec.Cmd
+	stdin  *os.File // the pipe's write end; nil once closed
+	stdout *capped
+	stderr *capped
 }
 
 // startProc starts the plugin at path with env, waiting on its input.
@@ -94,7 +87,6 @@ func startProc(path string, env []string) (*proc, error) {
 		_ = w.Close()
 		return nil, err
 	}
-	p.started = time.Now()
 	return p, nil
 }
 

@@ -31,7 +31,7 @@ func realRunner() (*Runner, *bytes.Buffer) {
 
 // run runs the real plugin tp-PART with stdin, the way a chain runs one.
 func run(r *Runner, part string, stdin []byte, env Env) ([]byte, error) {
-	return r.exec(context.Background(), "ADD", env, "tp-"+part, stdin, nil)
+	return r.exec(context.Background(), "ADD", env, "tp-"+part, stdin)
 }
 
 func TestProcEcho(t *testing.T) {
@@ -256,7 +256,7 @@ func TestProcCanceled(t *testing.T) {
 	r, _ := realRunner()
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
-	_, err := r.exec(ctx, "ADD", Env{}, "tp-sleep", nil, nil)
+	_, err := r.exec(ctx, "ADD", Env{}, "tp-sleep", nil)
 	var e *types.Error
 	if !errors.As(err, &e) || e.Code != 999 || e.Msg != "killed, with its process group: context canceled" || !errors.Is(err, context.Canceled) {
 		t.Errorf("error = %v, want a 999 caused by the cancel", err)

@@ -194,6 +194,17 @@ func (r *Record) IfNames() []string {
 	return out
 }
 
+// Unreleased lists the record's interfaces that are not released yet.
+func (r *Record) Unreleased() []string {
+	var out []string
+	for _, it := range r.Interfaces {
+		if !it.Released {
+			out = append(out, it.IfName)
+		}
+	}
+	return out
+}
+
 // Interface returns the record's interface named ifname, or nil.
 func (r *Record) Interface(ifname string) *Interface {
 	for _, it := range r.Interfaces {

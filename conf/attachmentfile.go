@@ -16,9 +16,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Attachments is a parsed attachment file: the interfaces a container gets,
+// AttachmentFile is a parsed attachment file: the interfaces a container gets,
 // in order.
-type Attachments struct {
+type AttachmentFile struct {
 	File       string
 	Interfaces []*Chain
 	// Allow says which Nomad jobs may select the set; nil: any job.
@@ -48,8 +48,8 @@ type Defaults struct {
 // path such as /dev/zero, or any huge file, must not grow nicmux's memory.
 const maxFileSize = 1 << 20
 
-// LoadAttachments reads and parses the attachment file at path.
-func LoadAttachments(path string, d Defaults) (*Attachments, error) {
+// LoadAttachmentFile reads and parses the attachment file at path.
+func LoadAttachmentFile(path string, d Defaults) (*AttachmentFile, error) {
 	f, err := openFile(path)
 	if err != nil {
 		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
@@ -59,12 +59,12 @@ func LoadAttachments(path string, d Defaults) (*Attachments, error) {
 }
 
 // loadFrom reads and parses an opened attachment file.
-func loadFrom(f *os.File, path string, d Defaults) (*Attachments, error) {
+func loadFrom(f *os.File, path string, d Defaults) (*AttachmentFile, error) {
 	data, fi, err := readCapped(f)
 	if err != nil {
 		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
 	}
-	att, err := ParseAttachments(path, data, d)
+	att, err := ParseAttachmentFile(path, data, d)
 	if err != nil {
 		return nil, err
 	}
@@ -111,13 +111,13 @@ func readCapped(f *os.File) ([]byte, os.FileInfo, error) {
 	return data, fi, nil
 }
 
-// ParseAttachments parses an attachment file's contents. path names the file
+// ParseAttachmentFile parses an attachment file's contents. path names the file
 // in errors and anchors relative conflist paths.
 //
 // Parsing is strict: unknown keys, duplicate keys, duplicate or invalid
 // interface names, an entry with both or neither of plugins and conflist, and
 // an empty list are all errors naming the line, column and field.
-func ParseAttachments(path string, data []byte, d Defaults) (*Attachments, error) {
+func ParseAttachmentFile(path string, data []byte, d Defaults) (*AttachmentFile, error) {
 	p := &parser{file: path, dir: filepath.Dir(path), d: d}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -190,7 +190,7 @@ func (p *parser) mapping(n *yaml.Node, field string, allowed ...string) (map[str
 	return keys, vals, nil
 }
 
-func (p *parser) document(root *yaml.Node) (*Attachments, error) {
+func (p *parser) document(root *yaml.Node) (*AttachmentFile, error) {
 	_, vals, err := p.mapping(root, "", "interfaces", "allow")
 	if err != nil {
 		return nil, err
@@ -205,7 +205,7 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 	if len(list.Content) == 0 {
 		return nil, p.errorf(list, "interfaces", "the list is empty: it must list at least one interface")
 	}
-	a := &Attachments{File: p.file, root: root}
+	a := &AttachmentFile{File: p.file, root: root}
 	seen := map[string]int{}
 	primary := -1
 	for i, entry := range list.Content {
@@ -238,7 +238,7 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 }
 
 // Primary returns the interface marked `primary: true`, or nil.
-func (a *Attachments) Primary() *Chain {
+func (a *AttachmentFile) Primary() *Chain {
 	for _, c := range a.Interfaces {
 		if c.Primary {
 			return c
