@@ -502,14 +502,14 @@ type nicmuxRun struct {
 	stdout, stderr []byte
 	err            error
 	dur            time.Duration
-	peakRSSKB      int64 // sampled from outside, when watched
+	peakRSSKB      int64 // VmHWM, sampled from outside, when watched
 	watchKilled    bool
 }
 
 // tExec runs nicmux as libcni's RawExec does (SIGKILL when the context
 // ends), adding the trial marker to its environment and keeping what it
-// printed. With maxRSSKB set it samples nicmux's resident memory and kills
-// it past that.
+// printed. With maxRSSKB set it samples nicmux's peak resident memory
+// (VmHWM: each sample holds every peak before it) and kills it past that.
 type tExec struct {
 	w        *world
 	mu       sync.Mutex
@@ -566,7 +566,7 @@ func (e *tExec) ExecPlugin(ctx context.Context, path string, stdin []byte, envir
 
 func (e *tExec) watch(pid int, r *nicmuxRun, stop chan struct{}) {
 	for {
-		if kb := vmRSSKB(pid); kb > r.peakRSSKB {
+		if kb := vmHWMKB(pid); kb > r.peakRSSKB {
 			r.peakRSSKB = kb
 		}
 		if r.peakRSSKB > e.maxRSSKB && !r.watchKilled {
@@ -581,13 +581,13 @@ func (e *tExec) watch(pid int, r *nicmuxRun, stop chan struct{}) {
 	}
 }
 
-func vmRSSKB(pid int) int64 {
+func vmHWMKB(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb
 		}
