@@ -11,8 +11,8 @@ import (
 )
 
 // leaks lists what a variant left behind once all its containers are gone:
-// host-local leases, nicmux state files (but the store-wide gc.lock, plans.slots, plans.boot and what
-// keep accepts) and ports of its bridge.
+// host-local leases, nicmux state files (but the store-wide ones, see
+// storeWide, and what keep accepts) and ports of its bridge.
 func (v *variant) leaks(keep func(rel string) bool) ([]string, error) {
 	var out []string
 	for _, c := range v.chains {
@@ -96,7 +96,8 @@ func (e *env) assertCacheEmpty() {
 }
 
 // storeWide reports whether a state file belongs to no container and
-// stays: GC's barrier, the plan journal and its boot record.
+// stays: GC's barrier, and the plan journal and its boot record that a
+// 0.2.0 baseline writes.
 func storeWide(rel string) bool {
 	return rel == "gc.lock" || rel == "plans.slots" || rel == "plans.boot"
 }
