@@ -144,7 +144,7 @@ func (v *validator) checkEntryPortmap(e *entry, nc *conf.NetConf) {
 				if _, ok := e.raw["capabilities"]; !ok {
 					field = e.field("")
 				}
-				use := att.Locate(fmt.Sprintf("interfaces[%d].plugins[%d]", i, j))
+				use := att.loc.Locate(fmt.Sprintf("interfaces[%d].plugins[%d]", i, j))
 				v.add(finding(sevError, e.pos(field), field, `add "capabilities": {"portMappings": true} to the nicmux entry`,
 					`the nicmux entry does not declare "capabilities": {"portMappings": true}, but %s (interfaces[%d], %s) uses portmap: the runtime hands nicmux no port mappings, so no port is forwarded`,
 					use, i, c.IfName))
@@ -221,7 +221,7 @@ func (f *facts) subnets() []string {
 // delegate is one plugin of an attachment set, with where it is written
 // and what validate reads of it.
 type delegate struct {
-	att   *conf.AttachmentFile
+	att   *set
 	iface int // the chain's index in att.Interfaces
 	chain *conf.Chain
 	*conf.Plugin
@@ -234,11 +234,11 @@ func (d *delegate) at(sub string) (conf.Position, string) {
 	if sub != "" {
 		field += "." + sub
 	}
-	return d.att.Locate(field), field
+	return d.att.loc.Locate(field), field
 }
 
 // delegates lists the plugins of a set's chains, in order.
-func delegates(att *conf.AttachmentFile) []*delegate {
+func delegates(att *set) []*delegate {
 	var out []*delegate
 	for i, c := range att.Interfaces {
 		for j, p := range c.Plugins {
@@ -252,7 +252,7 @@ func delegates(att *conf.AttachmentFile) []*delegate {
 // checkSet checks one attachment set's chains: their plugins' binaries and
 // versions, portmap's capability, default routes and the host facts they
 // rely on.
-func (v *validator) checkSet(att *conf.AttachmentFile) {
+func (v *validator) checkSet(att *set) {
 	ds := delegates(att)
 	for _, d := range ds {
 		at, field := d.at("type")

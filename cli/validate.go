@@ -73,7 +73,13 @@ type validator struct {
 	report report
 	keys   []string // nicmux's entry keys
 	// sets are the attachment files that parsed.
-	sets []*conf.AttachmentFile
+	sets []*set
+}
+
+// set is an attachment file that parsed, and where its fields are written.
+type set struct {
+	*conf.AttachmentFile
+	loc *conf.Locator
 }
 
 func newValidator(e *env, cniPath []string) *validator {
@@ -162,7 +168,7 @@ func (v *validator) load(file string, d conf.Defaults) {
 	v.report.Files = append(v.report.Files, file)
 	att, err := conf.LoadAttachmentFile(file, d)
 	if err == nil {
-		v.sets = append(v.sets, att)
+		v.sets = append(v.sets, &set{AttachmentFile: att, loc: conf.NewLocator(file)})
 		return
 	}
 	hint := "nicmux refuses ADD with this attachment set (CNI error 7) until it parses"

@@ -25,11 +25,6 @@ type AttachmentFile struct {
 	Allow *Allow
 	// Warnings are what should be logged about the file itself.
 	Warnings []string
-
-	// root is the parsed file and refs the files its `conflist:` entries
-	// read, by entry index, for Locate.
-	root *yaml.Node
-	refs map[int]*source
 }
 
 // Defaults are the values an attachment file may leave out.
@@ -140,9 +135,6 @@ type parser struct {
 	// values counts the values value has produced, aliases expanded, to
 	// refuse files that expand exponentially ("billion laughs").
 	values int
-
-	// refs holds the files `conflist:` entries read, by entry index.
-	refs map[int]*source
 }
 
 // maxValues bounds the number of values in an attachment file's plugin
@@ -205,7 +197,7 @@ func (p *parser) document(root *yaml.Node) (*AttachmentFile, error) {
 	if len(list.Content) == 0 {
 		return nil, p.errorf(list, "interfaces", "the list is empty: it must list at least one interface")
 	}
-	a := &AttachmentFile{File: p.file, root: root}
+	a := &AttachmentFile{File: p.file}
 	seen := map[string]int{}
 	primary := -1
 	for i, entry := range list.Content {
@@ -217,8 +209,8 @@ func (p *parser) document(root *yaml.Node) (*AttachmentFile, error) {
 			return nil, p.errorf(entry, fmt.Sprintf("interfaces[%d].ifname", i), "duplicate interface %q (also interfaces[%d])", c.IfName, first)
 		}
 		if c.Primary && primary >= 0 {
-			_, at := yamlMember(resolve(entry), "primary", 0)
-			return nil, p.errorf(resolve(at), fmt.Sprintf("interfaces[%d].primary", i),
+			_, vals, _ := p.mapping(entry, "")
+			return nil, p.errorf(vals["primary"], fmt.Sprintf("interfaces[%d].primary", i),
 				"only one interface may be primary: %s (interfaces[%d]) and %s (interfaces[%d]) both are",
 				a.Interfaces[primary].IfName, primary, c.IfName, i)
 		}
@@ -233,7 +225,6 @@ func (p *parser) document(root *yaml.Node) (*AttachmentFile, error) {
 			return nil, err
 		}
 	}
-	a.refs = p.refs
 	return a, nil
 }
 
@@ -295,14 +286,9 @@ func (p *parser) entry(i int, n *yaml.Node) (*Chain, error) {
 			return nil, err
 		}
 	default:
-		src, err := p.conflist(c, join(field, "conflist"), conflist)
-		if err != nil {
+		if err := p.conflist(c, join(field, "conflist"), conflist); err != nil {
 			return nil, err
 		}
-		if p.refs == nil {
-			p.refs = map[int]*source{}
-		}
-		p.refs[i] = src
 	}
 
 	network, netNode, err := str("network")
@@ -388,28 +374,34 @@ func (p *parser) plugins(field string, n *yaml.Node) ([]*Plugin, error) {
 	return out, nil
 }
 
-func (p *parser) conflist(c *Chain, field string, n *yaml.Node) (*source, error) {
+func (p *parser) conflist(c *Chain, field string, n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode || n.Value == "" {
-		return nil, p.errorf(n, field, "must be the path of a .conflist or .conf file")
+		return p.errorf(n, field, "must be the path of a .conflist or .conf file")
 	}
-	path := n.Value
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(p.dir, path)
-	}
+	path := conflistPath(p.dir, n.Value)
 	data, err := readFile(path)
 	if err != nil {
-		return nil, p.wrap(n, field, err, "cannot read %s", path)
+		return p.wrap(n, field, err, "cannot read %s", path)
 	}
 	parsed, err := parseConfList(data)
 	if err != nil {
-		return nil, p.wrap(n, field, err, "%s", path)
+		return p.wrap(n, field, err, "%s", path)
 	}
 	c.Plugins = parsed.Plugins
 	c.Network = parsed.Network
 	c.CNIVersion = parsed.CNIVersion
 	c.DisableCheck = parsed.DisableCheck
 	c.DisableGC = parsed.DisableGC
-	return &source{file: path, data: data}, nil
+	return nil
+}
+
+// conflistPath is the file a `conflist:` entry names, relative to the
+// attachment file's folder dir.
+func conflistPath(dir, name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(dir, name)
 }
 
 // value converts a YAML node into the value encoding/json would have decoded
