@@ -243,11 +243,19 @@ func (f *flags) usage(w io.Writer) {
 type common struct {
 	cniPath  string
 	conflist string
+	asJSON   bool
 }
 
-func (c *common) register(f *flags) {
+// deploymentFlags returns the flags of a command that looks at a
+// deployment: -cni-path, -conflist and -json (which prints what jsonHelp
+// says), and the common values they set.
+func deploymentFlags(name, help, jsonHelp string) (*flags, *common) {
+	f := newFlags(name, help)
+	c := &common{}
 	f.StringVar(&c.cniPath, "cni-path", "", "colon-separated `DIRS` holding the plugin binaries (default: $CNI_PATH, else "+DefaultCNIPath+")")
 	f.StringVar(&c.conflist, "conflist", "", "the runtime's conflist `FILE` (or .conf) whose plugin of type nicmux is the entry to use")
+	f.BoolVar(&c.asJSON, "json", false, jsonHelp)
+	return f, c
 }
 
 // path returns the folders to find plugin binaries in: -cni-path, else

@@ -327,11 +327,8 @@ func age(d time.Duration) string {
 // --- gc -------------------------------------------------------------------
 
 func runGC(e *env, args []string) int {
-	f := newFlags("gc", gcHelp)
-	var c common
-	c.register(f)
+	f, c := deploymentFlags("gc", gcHelp, "print one JSON object")
 	dryRun := f.Bool("dry-run", false, "say what would be released, release nothing, forward no GC")
-	asJSON := f.Bool("json", false, "print one JSON object")
 	if _, code, ok := f.parseN(e, args, 0, 0, ""); !ok {
 		return code
 	}
@@ -347,7 +344,7 @@ func runGC(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "nicmux gc: %s: %v\n", c.conflist, err)
 		return exitFail
 	}
-	if *asJSON {
+	if c.asJSON {
 		printJSON(e.stdout, r)
 	} else {
 		printGC(e.stdout, r)
@@ -401,11 +398,8 @@ func ifList(ifnames []string) string {
 // --- forget ---------------------------------------------------------------
 
 func runForget(e *env, args []string) int {
-	f := newFlags("forget", forgetHelp)
-	var c common
-	c.register(f)
+	f, c := deploymentFlags("forget", forgetHelp, "print one JSON object")
 	force := f.Bool("force", false, "drop the record even if not everything could be released, and print what may be left")
-	asJSON := f.Bool("json", false, "print one JSON object")
 	rest, code, ok := f.parseN(e, args, 1, 1, "one CONTAINER_ID")
 	if !ok {
 		return code
@@ -425,7 +419,7 @@ func runForget(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "nicmux forget: %s: %v\n", c.conflist, err)
 		return exitFail
 	}
-	if *asJSON {
+	if c.asJSON {
 		out := struct {
 			*ops.ForgetReport
 			Error string `json:"error,omitempty"`
@@ -438,7 +432,7 @@ func runForget(e *env, args []string) int {
 		printForget(e.stdout, r, err, time.Now())
 	}
 	if err != nil {
-		if !*asJSON {
+		if !c.asJSON {
 			fmt.Fprintf(e.stderr, "nicmux forget: %v\n", err)
 		}
 		return exitFail

@@ -42,11 +42,8 @@ const (
 )
 
 func runValidate(e *env, args []string) int {
-	f := newFlags("validate", validateHelp)
-	var c common
-	c.register(f)
+	f, c := deploymentFlags("validate", validateHelp, "print the report as one JSON object")
 	strict := f.Bool("strict", false, "fail (exit 1) on warnings too")
-	asJSON := f.Bool("json", false, "print the report as one JSON object")
 	files, code, ok := f.parseN(e, args, 0, -1, "")
 	if !ok {
 		return code
@@ -56,7 +53,7 @@ func runValidate(e *env, args []string) int {
 	}
 	v := newValidator(e, c.path(e))
 	r := v.run(c.conflist, files)
-	if *asJSON {
+	if c.asJSON {
 		r.printJSON(e.stdout)
 	} else {
 		r.printText(e.stdout)

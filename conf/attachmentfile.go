@@ -238,104 +238,123 @@ func (a *AttachmentFile) Primary() *Chain {
 	return nil
 }
 
+// entry parses interfaces[i] into its chain.
 func (p *parser) entry(i int, n *yaml.Node) (*Chain, error) {
 	field := fmt.Sprintf("interfaces[%d]", i)
 	keys, vals, err := p.mapping(n, field, "ifname", "network", "cniVersion", "plugins", "conflist", "disableCheck", "disableGC", "primary")
 	if err != nil {
 		return nil, err
 	}
-	str := func(key string) (string, *yaml.Node, error) {
-		v, ok := vals[key]
-		if !ok {
-			return "", nil, nil
-		}
-		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-			return "", v, p.errorf(v, join(field, key), "must be a string, not %s", kindName(v))
-		}
-		return v.Value, v, nil
-	}
+	e := &entryNode{p: p, n: n, field: field, first: i == 0, keys: keys, vals: vals}
 	c := &Chain{}
-
-	ifname, ifNode, err := str("ifname")
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case ifNode == nil && i == 0:
-		ifname = p.d.IfName
-	case ifNode == nil:
-		return nil, p.errorf(n, join(field, "ifname"), "is required on every entry but the first")
-	}
-	if e := utils.ValidateInterfaceName(ifname); e != nil {
-		at := ifNode
-		if at == nil {
-			at = n
+	// In this order: a conflist file's name and version give way to the
+	// entry's, and the defaults, which need the ifname, to both.
+	for _, read := range []func(*Chain) error{e.ifname, e.chain, e.network, e.cniVersion, e.flags} {
+		if err := read(c); err != nil {
+			return nil, err
 		}
-		return nil, p.errorf(at, join(field, "ifname"), "invalid interface name %q: %s", ifname, cniMsg(e))
 	}
-	c.IfName = ifname
+	return c, nil
+}
 
-	var plugins, conflist = vals["plugins"], vals["conflist"]
+// entryNode is one entry of interfaces, its keys and values by key.
+type entryNode struct {
+	p          *parser
+	n          *yaml.Node
+	field      string
+	first      bool
+	keys, vals map[string]*yaml.Node
+}
+
+// str returns the string at key and where it is written: the entry itself
+// when the key is absent (given false: a default applies).
+func (e *entryNode) str(key string) (value string, given bool, at *yaml.Node, err error) {
+	v, ok := e.vals[key]
+	if !ok {
+		return "", false, e.n, nil
+	}
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+		return "", true, v, e.p.errorf(v, join(e.field, key), "must be a string, not %s", kindName(v))
+	}
+	return v.Value, true, v, nil
+}
+
+// defaulted sets *dst to the string at key when it is given, else to def
+// unless a conflist file set it; it returns where the value is written.
+func (e *entryNode) defaulted(key string, dst *string, def string) (*yaml.Node, error) {
+	v, given, at, err := e.str(key)
+	if given {
+		*dst = v
+	}
+	if *dst == "" {
+		*dst = def
+	}
+	return at, err
+}
+
+func (e *entryNode) ifname(c *Chain) error {
+	name, given, at, err := e.str("ifname")
+	switch {
+	case err != nil:
+		return err
+	case !given && !e.first:
+		return e.p.errorf(e.n, join(e.field, "ifname"), "is required on every entry but the first")
+	case !given:
+		name = e.p.d.IfName
+	}
+	if ve := utils.ValidateInterfaceName(name); ve != nil {
+		return e.p.errorf(at, join(e.field, "ifname"), "invalid interface name %q: %s", name, cniMsg(ve))
+	}
+	c.IfName = name
+	return nil
+}
+
+// chain reads the entry's plugins, or the conflist file it names.
+func (e *entryNode) chain(c *Chain) error {
+	plugins, conflist := e.vals["plugins"], e.vals["conflist"]
 	switch {
 	case plugins != nil && conflist != nil:
-		return nil, p.errorf(keys["conflist"], field, "has both plugins and conflist: give exactly one")
+		return e.p.errorf(e.keys["conflist"], e.field, "has both plugins and conflist: give exactly one")
 	case plugins == nil && conflist == nil:
-		return nil, p.errorf(n, field, "has neither plugins nor conflist: give exactly one")
+		return e.p.errorf(e.n, e.field, "has neither plugins nor conflist: give exactly one")
 	case plugins != nil:
-		if c.Plugins, err = p.plugins(join(field, "plugins"), plugins); err != nil {
-			return nil, err
-		}
-	default:
-		if err := p.conflist(c, join(field, "conflist"), conflist); err != nil {
-			return nil, err
-		}
+		var err error
+		c.Plugins, err = e.p.plugins(join(e.field, "plugins"), plugins)
+		return err
 	}
+	return e.p.conflist(c, join(e.field, "conflist"), conflist)
+}
 
-	network, netNode, err := str("network")
+func (e *entryNode) network(c *Chain) error {
+	at, err := e.defaulted("network", &c.Network, e.p.d.ListName+"-"+c.IfName)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if netNode != nil {
-		c.Network = network
+	if ve := utils.ValidateNetworkName(c.Network); ve != nil {
+		return e.p.errorf(at, join(e.field, "network"), "invalid network name %q: %s", c.Network, cniMsg(ve))
 	}
-	if c.Network == "" {
-		c.Network = p.d.ListName + "-" + c.IfName
-	}
-	if e := utils.ValidateNetworkName(c.Network); e != nil {
-		at := netNode
-		if at == nil {
-			at = n
-		}
-		return nil, p.errorf(at, join(field, "network"), "invalid network name %q: %s", c.Network, cniMsg(e))
-	}
+	return nil
+}
 
-	ver, verNode, err := str("cniVersion")
-	if err != nil {
-		return nil, err
+func (e *entryNode) cniVersion(c *Chain) error {
+	at, err := e.defaulted("cniVersion", &c.CNIVersion, e.p.d.CNIVersion)
+	if err == nil && !IsSupportedVersion(c.CNIVersion) {
+		err = e.p.errorf(at, join(e.field, "cniVersion"), "%q is not supported (supported: %v)", c.CNIVersion, SupportedVersions())
 	}
-	if verNode != nil {
-		c.CNIVersion = ver
-	}
-	if c.CNIVersion == "" {
-		c.CNIVersion = p.d.CNIVersion
-	}
-	if !IsSupportedVersion(c.CNIVersion) {
-		at := verNode
-		if at == nil {
-			at = n
-		}
-		return nil, p.errorf(at, join(field, "cniVersion"), "%q is not supported (supported: %v)", c.CNIVersion, SupportedVersions())
-	}
+	return err
+}
 
+// flags reads the entry's booleans.
+func (e *entryNode) flags(c *Chain) error {
 	for key, dst := range map[string]*bool{"disableCheck": &c.DisableCheck, "disableGC": &c.DisableGC, "primary": &c.Primary} {
-		if v, ok := vals[key]; ok {
+		if v, ok := e.vals[key]; ok {
 			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
-				return nil, p.errorf(v, join(field, key), "must be true or false")
+				return e.p.errorf(v, join(e.field, key), "must be true or false")
 			}
 			*dst = v.Value == "true"
 		}
 	}
-	return c, nil
+	return nil
 }
 
 func (p *parser) plugins(field string, n *yaml.Node) ([]*Plugin, error) {
@@ -424,43 +443,7 @@ func (p *parser) value(field string, n *yaml.Node) (any, error) {
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
-		obj := map[string]any{}
-		var merges []*yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if k.Tag == "!!merge" {
-				merges = append(merges, mergeSources(v)...)
-				continue
-			}
-			if k.Kind != yaml.ScalarNode {
-				return nil, p.errorf(k, field, "keys must be plain strings")
-			}
-			if _, dup := obj[k.Value]; dup {
-				return nil, p.errorf(k, join(field, k.Value), "duplicate key")
-			}
-			val, err := p.value(join(field, k.Value), v)
-			if err != nil {
-				return nil, err
-			}
-			obj[k.Value] = val
-		}
-		// YAML merge keys ("<<: *anchor") fill in what the mapping lacks.
-		for _, m := range merges {
-			mv, err := p.value(field, m)
-			if err != nil {
-				return nil, err
-			}
-			src, ok := mv.(map[string]any)
-			if !ok {
-				return nil, p.errorf(m, field, "merge key needs a mapping")
-			}
-			for k, v := range src {
-				if _, set := obj[k]; !set {
-					obj[k] = v
-				}
-			}
-		}
-		return obj, nil
+		return p.object(field, n)
 	case yaml.SequenceNode:
 		arr := make([]any, 0, len(n.Content))
 		for i, item := range n.Content {
@@ -475,6 +458,43 @@ func (p *parser) value(field string, n *yaml.Node) (any, error) {
 		return p.scalar(field, n)
 	}
 	return nil, p.errorf(n, field, "unsupported YAML node")
+}
+
+// object converts a mapping node: its own keys, then what its merge keys
+// ("<<: *anchor") bring in, where the mapping lacks it.
+func (p *parser) object(field string, n *yaml.Node) (map[string]any, error) {
+	obj := map[string]any{}
+	own, merged := members(n)
+	for _, kv := range own {
+		k := kv[0]
+		if k.Kind != yaml.ScalarNode {
+			return nil, p.errorf(k, field, "keys must be plain strings")
+		}
+		if _, dup := obj[k.Value]; dup {
+			return nil, p.errorf(k, join(field, k.Value), "duplicate key")
+		}
+		val, err := p.value(join(field, k.Value), kv[1])
+		if err != nil {
+			return nil, err
+		}
+		obj[k.Value] = val
+	}
+	for _, m := range merged {
+		mv, err := p.value(field, m)
+		if err != nil {
+			return nil, err
+		}
+		src, ok := mv.(map[string]any)
+		if !ok {
+			return nil, p.errorf(m, field, "merge key needs a mapping")
+		}
+		for k, v := range src {
+			if _, set := obj[k]; !set {
+				obj[k] = v
+			}
+		}
+	}
+	return obj, nil
 }
 
 func (p *parser) scalar(field string, n *yaml.Node) (any, error) {
@@ -520,6 +540,20 @@ func resolve(n *yaml.Node) *yaml.Node {
 		return resolve(n.Content[0])
 	}
 	return n
+}
+
+// members splits mapping m into its own key and value nodes and the
+// nodes its merge keys bring in, each in order.
+func members(m *yaml.Node) (own [][2]*yaml.Node, merged []*yaml.Node) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if k.Tag == "!!merge" {
+			merged = append(merged, mergeSources(v)...)
+			continue
+		}
+		own = append(own, [2]*yaml.Node{k, v})
+	}
+	return own, merged
 }
 
 // mergeSources is what a merge key's value brings in: "<<: *a" one

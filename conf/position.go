@@ -165,18 +165,13 @@ func yamlMember(m *yaml.Node, key string, depth int) (*yaml.Node, *yaml.Node) {
 	if m == nil || m.Kind != yaml.MappingNode || depth > 32 {
 		return nil, nil
 	}
-	var merges []*yaml.Node
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], m.Content[i+1]
-		if k.Tag == "!!merge" {
-			merges = append(merges, mergeSources(v)...)
-			continue
-		}
-		if k.Kind == yaml.ScalarNode && k.Value == key {
-			return k, v
+	own, merged := members(m)
+	for _, kv := range own {
+		if kv[0].Kind == yaml.ScalarNode && kv[0].Value == key {
+			return kv[0], kv[1]
 		}
 	}
-	for _, mv := range merges {
+	for _, mv := range merged {
 		if k, v := yamlMember(resolve(mv), key, depth+1); k != nil {
 			return k, v
 		}

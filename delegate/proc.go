@@ -1,13 +1,13 @@
 package delegate
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +33,21 @@ const (
 // grandchild that inherited its standard output (an iptables it ran, say)
 // and keeps it open must not hold up the verb.
 const outputGrace = 100 * time.Millisecond
+
+// FindInPath returns the path of the first regular file named plugin in
+// paths.
+func FindInPath(plugin string, paths []string) (string, error) {
+	if plugin == "" || strings.ContainsRune(plugin, os.PathSeparator) || plugin == "." || plugin == ".." {
+		return "", fmt.Errorf("invalid plugin name %q", plugin)
+	}
+	for _, dir := range paths {
+		full := filepath.Join(dir, plugin)
+		if fi, err := os.Stat(full); err == nil && fi.Mode().IsRegular() {
+			return full, nil
+		}
+	}
+	return "", fmt.Errorf("failed to find plugin %q in path %v", plugin, paths)
+}
 
 // proc is one plugin process, started and waiting for its configuration on
 // standard input, which feed hands it.
@@ -273,33 +288,4 @@ func quoteCut(b []byte, total int64) string {
 		s = s[:maxQuoted]
 	}
 	return fmt.Sprintf("%s... (cut: %d bytes in all)", strconv.Quote(s), total)
-}
-
-// startTicks returns a process's start time in clock ticks since boot
-// (/proc/<pid>/stat, field 22): with the pid, it names the process for as
-// long as the system runs.
-func startTicks(pid int) (uint64, error) {
-	fields, err := statFields(strconv.Itoa(pid))
-	if err != nil {
-		return 0, err
-	}
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
-	}
-	return strconv.ParseUint(fields[19], 10, 64) // field 22 overall
-}
-
-// statFields returns the fields of /proc/<pid>/stat after the command name
-// (field 2, in parentheses, which may hold spaces): the state (field 3)
-// first.
-func statFields(pid string) ([]string, error) {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return nil, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("/proc/%s/stat: no command name", pid)
-	}
-	return strings.Fields(string(b[i+1:])), nil
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -379,21 +378,6 @@ func (r *Runner) environ(verb string, env Env) []string {
 	}
 	return append(out, "CNI_COMMAND="+verb, "CNI_CONTAINERID="+env.ContainerID, "CNI_NETNS="+env.NetNS,
 		"CNI_IFNAME="+env.IfName, "CNI_ARGS="+env.CNIArgs, "CNI_PATH="+strings.Join(r.Path, string(os.PathListSeparator)))
-}
-
-// FindInPath returns the path of the first regular file named plugin in
-// paths.
-func FindInPath(plugin string, paths []string) (string, error) {
-	if plugin == "" || strings.ContainsRune(plugin, os.PathSeparator) || plugin == "." || plugin == ".." {
-		return "", fmt.Errorf("invalid plugin name %q", plugin)
-	}
-	for _, dir := range paths {
-		full := filepath.Join(dir, plugin)
-		if fi, err := os.Stat(full); err == nil && fi.Mode().IsRegular() {
-			return full, nil
-		}
-	}
-	return "", fmt.Errorf("failed to find plugin %q in path %v", plugin, paths)
 }
 
 // BuildConfig returns the configuration one plugin of a chain gets on stdin:

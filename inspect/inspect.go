@@ -63,11 +63,11 @@ type Container struct {
 	NetNS    NetNSStatus `json:"netns"`
 	Complete bool        `json:"complete"`
 	// Format is the record's format: 2, or 1 for nicmux 0.1's.
-	Format     int         `json:"format,omitempty"`
-	Created    time.Time   `json:"created,omitzero"`
-	Interfaces []Interface `json:"interfaces"`
+	Format  int       `json:"format,omitempty"`
+	Created time.Time `json:"created,omitzero"`
 	// StaleReason says why nicmux gc would release it.
-	StaleReason string `json:"staleReason,omitempty"`
+	StaleReason string      `json:"staleReason,omitempty"`
+	Interfaces  []Interface `json:"interfaces"`
 }
 
 // NetNSStatus is what is at the path of the namespace ADD attached.
@@ -82,18 +82,26 @@ type NetNSStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
+// Holding is what a record says one of a container's interfaces holds:
+// its delegate network and chain, and the MAC and addresses its result
+// gives it.
+type Holding struct {
+	IfName    string        `json:"ifname"`
+	Network   string        `json:"network,omitempty"`
+	Chain     []ChainPlugin `json:"chain"`
+	MAC       string        `json:"mac,omitempty"`
+	Addresses []string      `json:"addresses"`
+	// ResultKnown is false when the chain's result is not recorded: it
+	// never succeeded, or its record was lost.
+	ResultKnown bool `json:"resultKnown"`
+}
+
 // Interface is what the state says of one of a container's interfaces.
 type Interface struct {
-	IfName     string        `json:"ifname"`
-	Network    string        `json:"network,omitempty"`
-	CNIVersion string        `json:"cniVersion,omitempty"`
-	Chain      []ChainPlugin `json:"chain"`
-	State      string        `json:"state"`
-	MAC        string        `json:"mac,omitempty"`
-	Addresses  []string      `json:"addresses"`
-	// ResultKnown is false when the chain's result is not recorded: it
-	// never succeeded, or its record was lost (ResultError says why).
-	ResultKnown bool   `json:"resultKnown"`
+	Holding
+	CNIVersion string `json:"cniVersion,omitempty"`
+	State      string `json:"state"`
+	// ResultError says why a result record cannot be read.
 	ResultError string `json:"resultError,omitempty"`
 	// Saved is when the result was recorded.
 	Saved time.Time `json:"saved,omitzero"`
@@ -213,8 +221,8 @@ func StaleReason(path string, recorded, cur ns.NetNSID) string {
 }
 
 func describeInterface(it *state.Interface, live, detail bool) Interface {
-	out := Interface{IfName: it.IfName, Network: it.Network, CNIVersion: it.CNIVersion, Chain: ChainOf(it.Config),
-		Addresses: []string{}, Saved: it.Saved}
+	out := Interface{Holding: Holding{IfName: it.IfName, Network: it.Network, Chain: ChainOf(it.Config), Addresses: []string{}},
+		CNIVersion: it.CNIVersion, Saved: it.Saved}
 	switch {
 	case it.Released:
 		out.State = IfReleased

@@ -9,12 +9,12 @@ import (
 
 // del releases every recorded interface in reverse order (see Plugin.Del).
 func (v *invocation) del(ctx context.Context) error {
+	id := v.args.ContainerID
 	rec, unlock, err := v.locked(ctx, false, state.Exclusive)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	id := rec.ContainerID
 	switch rec.Status {
 	case state.Failed:
 		return rec.Err

@@ -16,14 +16,13 @@ const ErrAlreadyAttached uint = 100
 
 // codedError carries a CNI error code for an error of nicmux's own.
 type codedError struct {
+	error
 	code uint
-	err  error
 }
 
-func (e *codedError) Error() string       { return e.err.Error() }
-func (e *codedError) Unwrap() error       { return e.err }
+func (e *codedError) Unwrap() error       { return e.error }
 func (e *codedError) CNICode() uint       { return e.code }
-func withCode(code uint, err error) error { return &codedError{code: code, err: err} }
+func withCode(code uint, err error) error { return &codedError{error: err, code: code} }
 
 // coder is an error that knows its CNI code: nicmux's own (codedError),
 // conf's, state's and delegate's errors, which a plugin's own CNI error

@@ -193,14 +193,11 @@ func (s *Store) Load(id string) *Record {
 		return rec // Missing: a read-only store that never held a container
 	}
 	d, _, err := openDir(s.containers, id, false)
-	var unsafe *UnsafeError
-	switch {
-	case errors.Is(err, ErrNotFound):
+	if err != nil {
+		if st := openFailure(err); st != Missing {
+			return fail(st, err)
+		}
 		return rec
-	case errors.As(err, &unsafe):
-		return fail(Unsafe, err)
-	case err != nil:
-		return fail(Failed, err)
 	}
 	defer d.close()
 	entries, err := d.names()
@@ -228,6 +225,19 @@ func (s *Store) Load(id string) *Record {
 		return fail(Unreadable, err)
 	}
 	return rec
+}
+
+// openFailure says what a failure to open a container's folder means: no
+// folder (Missing), one nicmux may not use (Unsafe), or another failure.
+func openFailure(err error) Status {
+	var unsafe *UnsafeError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Missing
+	case errors.As(err, &unsafe):
+		return Unsafe
+	}
+	return Failed
 }
 
 // loadResults fills in what is known of each interface of a whole plan:
@@ -506,13 +516,13 @@ func (s *Store) Remove(id string) error {
 		return err
 	}
 	d, _, err := openDir(s.containers, id, false)
-	var unsafe *UnsafeError
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return nil
-	case errors.As(err, &unsafe):
-		return s.containers.remove(id)
-	case err != nil:
+	if err != nil {
+		switch openFailure(err) {
+		case Missing:
+			return nil
+		case Unsafe:
+			return s.containers.remove(id)
+		}
 		return err
 	}
 	defer d.close()
