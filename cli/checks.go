@@ -49,7 +49,7 @@ func (v *validator) entryError(e *entry, err error) {
 	const hint = "nicmux fails every verb with this entry until it is fixed"
 	var ce *conf.Error
 	if !errors.As(err, &ce) {
-		v.add(finding(sevError, e.pos(e.field("")), e.field(""), hint, "%v", err))
+		v.add(newFinding(sevError, e.pos(e.field("")), e.field(""), hint, "%v", err))
 		return
 	}
 	field := e.field(ce.Field)
@@ -63,7 +63,7 @@ func (v *validator) entryError(e *entry, err error) {
 	if ce.Err != nil {
 		msg += ": " + ce.Err.Error()
 	}
-	v.add(finding(sevError, e.pos(field), field, hint, "%s", msg))
+	v.add(newFinding(sevError, e.pos(field), field, hint, "%s", msg))
 }
 
 // checkNomadList reports what Nomad needs of the list: a lower-case name
@@ -72,7 +72,7 @@ func (v *validator) entryError(e *entry, err error) {
 // it down).
 func (v *validator) checkNomadList(e *entry) {
 	if e.name != strings.ToLower(e.name) {
-		v.add(finding(sevWarning, e.pos("name"), "name",
+		v.add(newFinding(sevWarning, e.pos("name"), "name",
 			"write the name in lower case (and the job's mode with it)",
 			"%q has capitals: Nomad lower-cases the job's network mode, so cni/%s finds no conflist of this name", e.name, e.name))
 	}
@@ -83,7 +83,7 @@ func (v *validator) checkNomadList(e *entry) {
 	if e.index < 0 {
 		field, hint = "type", `make this a .conflist whose "plugins" are the nicmux entry, then {"type": "loopback"}`
 	}
-	v.add(finding(sevWarning, e.pos(field), field, hint,
+	v.add(newFinding(sevWarning, e.pos(field), field, hint,
 		`no "loopback" plugin in the conflist: the tasks of Nomad's exec and java drivers get their "lo" interface down`))
 }
 
@@ -105,7 +105,7 @@ func (v *validator) checkEntryKeys(e *entry) {
 			hint = fmt.Sprintf("did you mean %q?", s)
 		}
 		field := e.field(k)
-		v.add(finding(sevError, e.pos(field), field, hint, "unknown key: nicmux ignores it"))
+		v.add(newFinding(sevError, e.pos(field), field, hint, "unknown key: nicmux ignores it"))
 	}
 }
 
@@ -123,7 +123,7 @@ func (v *validator) checkLogFolder(e *entry, dir string) {
 	default:
 		return
 	}
-	v.add(finding(sevWarning, e.pos(field), field, hint,
+	v.add(newFinding(sevWarning, e.pos(field), field, hint,
 		"the folder %s %s: nicmux cannot open its log and writes warnings and errors to stderr, which Nomad does not keep", dir, problem))
 }
 
@@ -145,7 +145,7 @@ func (v *validator) checkEntryPortmap(e *entry, nc *conf.NetConf) {
 					field = e.field("")
 				}
 				use := att.loc.Locate(fmt.Sprintf("interfaces[%d].plugins[%d]", i, j))
-				v.add(finding(sevError, e.pos(field), field, `add "capabilities": {"portMappings": true} to the nicmux entry`,
+				v.add(newFinding(sevError, e.pos(field), field, `add "capabilities": {"portMappings": true} to the nicmux entry`,
 					`the nicmux entry does not declare "capabilities": {"portMappings": true}, but %s (interfaces[%d], %s) uses portmap: the runtime hands nicmux no port mappings, so no port is forwarded`,
 					use, i, c.IfName))
 				return
@@ -263,7 +263,7 @@ func (v *validator) checkSet(att *set) {
 		}
 		if d.Type == "portmap" && !d.Capabilities["portMappings"] {
 			at, field := d.at("")
-			v.add(finding(sevError, at, field, "add `capabilities: {portMappings: true}` to this plugin",
+			v.add(newFinding(sevError, at, field, "add `capabilities: {portMappings: true}` to this plugin",
 				"portmap does not declare capabilities {portMappings: true}, so nicmux hands it no port mappings and no port is forwarded"))
 		}
 	}
@@ -309,7 +309,7 @@ func (v *validator) checkDefaultRoutes(ds []*delegate) {
 			case !seen:
 				first[fam] = routeAt{d, at}
 			case prev.d.iface != d.iface:
-				v.add(finding(sevError, at, field, "keep the default route on one interface (usually eth0) and give the others routes to specific networks",
+				v.add(newFinding(sevError, at, field, "keep the default route on one interface (usually eth0) and give the others routes to specific networks",
 					"a second %s default route in this set (the first: interfaces[%d], %s, at %s): the container gets two, and which one carries its traffic depends on which chain came up first",
 					fam, prev.d.iface, prev.d.chain.IfName, prev.at))
 			}
@@ -343,7 +343,7 @@ func (v *validator) checkBridges() {
 			case !ok:
 				first[d.facts.Bridge] = bridgeUse{at, subnets}
 			case !slices.Equal(prev.subnets, subnets):
-				v.add(finding(sevWarning, at, field, "chains that plug into one bridge should share its subnet (and network name, so that host-local hands each address out once); give another subnet another bridge",
+				v.add(newFinding(sevWarning, at, field, "chains that plug into one bridge should share its subnet (and network name, so that host-local hands each address out once); give another subnet another bridge",
 					"bridge %q with subnet %s; %s puts it on %s", d.facts.Bridge, strings.Join(subnets, ", "), prev.at, strings.Join(prev.subnets, ", ")))
 			}
 		}

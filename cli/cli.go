@@ -24,9 +24,9 @@ const (
 	exitUsage = 2 // unknown command or flag, wrong arguments
 )
 
-// DefaultCNIPath is where the commands look for plugin binaries without
+// defaultCNIPath is where the commands look for plugin binaries without
 // -cni-path or CNI_PATH: Nomad's default cni_path.
-const DefaultCNIPath = "/opt/cni/bin"
+const defaultCNIPath = "/opt/cni/bin"
 
 // Main runs nicmux with args (the program name left out) and returns its
 // exit code. getenv, stdin, stdout and stderr serve the commands; the CNI
@@ -134,7 +134,7 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Run "nicmux COMMAND -h" for a command's flags. The commands find plugin
-binaries through -cni-path, else CNI_PATH, else `+DefaultCNIPath+`, and nicmux's
+binaries through -cni-path, else CNI_PATH, else `+defaultCNIPath+`, and nicmux's
 entry through -conflist (the runtime's conflist).
 Exit status: 0 ok, 1 the command found errors or failed, 2 usage error.
 `)
@@ -252,21 +252,21 @@ type common struct {
 func deploymentFlags(name, help, jsonHelp string) (*flags, *common) {
 	f := newFlags(name, help)
 	c := &common{}
-	f.StringVar(&c.cniPath, "cni-path", "", "colon-separated `DIRS` holding the plugin binaries (default: $CNI_PATH, else "+DefaultCNIPath+")")
+	f.StringVar(&c.cniPath, "cni-path", "", "colon-separated `DIRS` holding the plugin binaries (default: $CNI_PATH, else "+defaultCNIPath+")")
 	f.StringVar(&c.conflist, "conflist", "", "the runtime's conflist `FILE` (or .conf) whose plugin of type nicmux is the entry to use")
 	f.BoolVar(&c.asJSON, "json", false, jsonHelp)
 	return f, c
 }
 
 // path returns the folders to find plugin binaries in: -cni-path, else
-// CNI_PATH, else DefaultCNIPath, as a runtime's cni_path would list them.
+// CNI_PATH, else defaultCNIPath, as a runtime's cni_path would list them.
 func (c *common) path(e *env) []string {
 	list := c.cniPath
 	if list == "" {
 		list = e.getenv("CNI_PATH")
 	}
 	if list == "" {
-		list = DefaultCNIPath
+		list = defaultCNIPath
 	}
 	var out []string
 	for _, d := range filepath.SplitList(list) {

@@ -148,11 +148,11 @@ func (v *validator) checkBinary(at conf.Position, field, kind, name, cniVersion,
 		supported, pe = v.probes.versions(kind, bin, cniVersion)
 	}
 	if pe != nil {
-		v.add(finding(sevError, at, field, pe.hint, "%s", pe.msg))
+		v.add(newFinding(sevError, at, field, pe.hint, "%s", pe.msg))
 		return
 	}
 	if cniVersion != "" && !slices.Contains(supported, cniVersion) {
-		v.add(finding(sevError, at, field, "set cniVersion to a version it speaks, or install a newer "+name,
+		v.add(newFinding(sevError, at, field, "set cniVersion to a version it speaks, or install a newer "+name,
 			"%s %s speaks CNI %s, not %s cniVersion %s", kind, bin, strings.Join(supported, ", "), whose, cniVersion))
 	}
 }

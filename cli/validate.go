@@ -83,7 +83,7 @@ func newValidator(e *env, cniPath []string) *validator {
 	return &validator{probes: newProber(cniPath, e), keys: netConfKeys()}
 }
 
-func (v *validator) add(f Finding) { v.report.Findings = append(v.report.Findings, f) }
+func (v *validator) add(f finding) { v.report.Findings = append(v.report.Findings, f) }
 
 // run checks the conflist's entry (when given) and the attachment files
 // (given, or the entry's file and its sets).
@@ -93,7 +93,7 @@ func (v *validator) run(conflist string, files []string) *report {
 	var nc *conf.NetConf
 	if conflist != "" {
 		v.report.Files = append(v.report.Files, conflist)
-		var f *Finding
+		var f *finding
 		if e, f = readEntry(conflist); f != nil {
 			v.add(*f)
 		} else {
@@ -130,7 +130,7 @@ func (v *validator) run(conflist string, files []string) *report {
 func (v *validator) loadEntryFiles(e *entry, nc *conf.NetConf, d conf.Defaults) {
 	base := nc.Attachments
 	if _, err := os.Stat(base); err != nil {
-		v.add(finding(sevError, e.pos(e.field("attachments")), e.field("attachments"),
+		v.add(newFinding(sevError, e.pos(e.field("attachments")), e.field("attachments"),
 			"validate reads the files nicmux will read: run it on the client, or pass the attachment files as arguments",
 			"cannot read the attachment file: %v", err))
 	} else {
@@ -149,7 +149,7 @@ func (v *validator) loadEntryFiles(e *entry, nc *conf.NetConf, d conf.Defaults) 
 				msg = ce.Msg
 			}
 			v.report.Files = append(v.report.Files, path)
-			v.add(finding(sevError, conf.Position{File: path}, "",
+			v.add(newFinding(sevError, conf.Position{File: path}, "",
 				"a job that names this set fails: make it a regular file in "+dir+", or remove it", "%s", msg))
 			continue
 		}
@@ -171,10 +171,10 @@ func (v *validator) load(file string, d conf.Defaults) {
 	hint := "nicmux refuses ADD with this attachment set (CNI error 7) until it parses"
 	var ce *conf.Error
 	if !errors.As(err, &ce) {
-		v.add(Finding{File: file, Severity: sevError, Message: err.Error(), Hint: hint})
+		v.add(finding{File: file, Severity: sevError, Message: err.Error(), Hint: hint})
 		return
 	}
-	f := Finding{File: ce.File, Line: ce.Line, Column: ce.Column, Severity: sevError, Field: ce.Field, Message: ce.Msg, Hint: hint}
+	f := finding{File: ce.File, Line: ce.Line, Column: ce.Column, Severity: sevError, Field: ce.Field, Message: ce.Msg, Hint: hint}
 	if ce.Err != nil {
 		f.Message += ": " + ce.Err.Error()
 		if m := yamlLine.FindStringSubmatch(ce.Err.Error()); m != nil && f.Line == 0 {

@@ -21,8 +21,8 @@ import (
 type AttachmentFile struct {
 	File       string
 	Interfaces []*Chain
-	// Allow says which Nomad jobs may select the set; nil: any job.
-	Allow *Allow
+	// allowed says which Nomad jobs may select the set; nil: any job.
+	allowed *allowRule
 	// Warnings are what should be logged about the file itself.
 	Warnings []string
 }
@@ -59,7 +59,7 @@ func loadFrom(f *os.File, path string, d Defaults) (*AttachmentFile, error) {
 	if err != nil {
 		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
 	}
-	att, err := ParseAttachmentFile(path, data, d)
+	att, err := parseAttachmentFile(path, data, d)
 	if err != nil {
 		return nil, err
 	}
@@ -106,13 +106,13 @@ func readCapped(f *os.File) ([]byte, os.FileInfo, error) {
 	return data, fi, nil
 }
 
-// ParseAttachmentFile parses an attachment file's contents. path names the file
+// parseAttachmentFile parses an attachment file's contents. path names the file
 // in errors and anchors relative conflist paths.
 //
 // Parsing is strict: unknown keys, duplicate keys, duplicate or invalid
 // interface names, an entry with both or neither of plugins and conflist, and
 // an empty list are all errors naming the line, column and field.
-func ParseAttachmentFile(path string, data []byte, d Defaults) (*AttachmentFile, error) {
+func parseAttachmentFile(path string, data []byte, d Defaults) (*AttachmentFile, error) {
 	p := &parser{file: path, dir: filepath.Dir(path), d: d}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -221,7 +221,7 @@ func (p *parser) document(root *yaml.Node) (*AttachmentFile, error) {
 		a.Interfaces = append(a.Interfaces, c)
 	}
 	if n, ok := vals["allow"]; ok {
-		if a.Allow, err = p.allow(n); err != nil {
+		if a.allowed, err = p.allow(n); err != nil {
 			return nil, err
 		}
 	}

@@ -151,17 +151,17 @@ func TestParseAttachmentFileValid(t *testing.T) {
 			}
 			checkChains(t, a.Interfaces, want)
 
-			// ParseAttachmentFile on the same bytes gives the same result.
+			// parseAttachmentFile on the same bytes gives the same result.
 			data, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := ParseAttachmentFile(path, data, testDefaults)
+			b, err := parseAttachmentFile(path, data, testDefaults)
 			if err != nil {
-				t.Fatalf("ParseAttachmentFile: %v", err)
+				t.Fatalf("parseAttachmentFile: %v", err)
 			}
 			if !reflect.DeepEqual(a, b) {
-				t.Errorf("LoadAttachmentFile and ParseAttachmentFile differ:\n%+v\n%+v", a, b)
+				t.Errorf("LoadAttachmentFile and parseAttachmentFile differ:\n%+v\n%+v", a, b)
 			}
 		})
 	}
@@ -395,7 +395,7 @@ func TestParseAttachmentFileInline(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := "/etc/nicmux/attachments.yaml"
-			_, err := ParseAttachmentFile(path, []byte(tt.data), tt.d)
+			_, err := parseAttachmentFile(path, []byte(tt.data), tt.d)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -407,7 +407,7 @@ func TestParseAttachmentFileInline(t *testing.T) {
 func TestParseAttachmentFileIfNameLimits(t *testing.T) {
 	for _, name := range []string{"a", "eth0", "abcdefghijklmno", "br-0.100", "vlan_7", "..."} {
 		data := fmt.Sprintf("interfaces:\n  - ifname: %q\n    plugins: [{type: bridge}]\n", name)
-		a, err := ParseAttachmentFile("/x/a.yaml", []byte(data), testDefaults)
+		a, err := parseAttachmentFile("/x/a.yaml", []byte(data), testDefaults)
 		if err != nil {
 			t.Errorf("ifname %q: %v", name, err)
 			continue
@@ -446,7 +446,7 @@ func TestParseAttachmentFileConflistPaths(t *testing.T) {
 
 	// A relative conflist is relative to the YAML file, not to the working
 	// directory: the same bytes under another name do not find near.conf.
-	_, err = ParseAttachmentFile(filepath.Join(other, "a.yaml"), []byte(yaml), testDefaults)
+	_, err = parseAttachmentFile(filepath.Join(other, "a.yaml"), []byte(yaml), testDefaults)
 	checkConfError(t, err, filepath.Join(other, "a.yaml"),
 		wantErr{4, 15, "interfaces[1].conflist", "cannot read " + filepath.Join(other, "near.conf")})
 	if !errors.Is(err, os.ErrNotExist) {
@@ -496,7 +496,7 @@ func TestParseAttachmentFileDeterministic(t *testing.T) {
 // two aliases becomes two independent JSON objects.
 func TestParseAttachmentFileAliasesAreCopies(t *testing.T) {
 	data := "interfaces:\n  - plugins:\n    - type: a\n      x: &m {k: [1]}\n      y: *m\n      z: {<<: *m, extra: true}\n"
-	a, err := ParseAttachmentFile("/x/a.yaml", []byte(data), testDefaults)
+	a, err := parseAttachmentFile("/x/a.yaml", []byte(data), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +519,7 @@ func TestParseAttachmentFileManyAliasesWithinLimit(t *testing.T) {
 			b.WriteString("      - *p\n      - {<<: *p, type: tuning}\n")
 		}
 	}
-	a, err := ParseAttachmentFile("/x/a.yaml", []byte(b.String()), testDefaults)
+	a, err := parseAttachmentFile("/x/a.yaml", []byte(b.String()), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func sixteenInterfaces() string {
 }
 
 func TestSixteenInterfaces(t *testing.T) {
-	a, err := ParseAttachmentFile("/etc/nicmux/big.yaml", []byte(sixteenInterfaces()), testDefaults)
+	a, err := parseAttachmentFile("/etc/nicmux/big.yaml", []byte(sixteenInterfaces()), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func BenchmarkParseAttachmentFile(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(c.data)))
 			for b.Loop() {
-				if _, err := ParseAttachmentFile(c.path, c.data, testDefaults); err != nil {
+				if _, err := parseAttachmentFile(c.path, c.data, testDefaults); err != nil {
 					b.Fatal(err)
 				}
 			}

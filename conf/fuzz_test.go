@@ -11,7 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/utils"
 )
 
-// FuzzParseAttachmentFile feeds arbitrary bytes to ParseAttachmentFile: it must
+// FuzzParseAttachmentFile feeds arbitrary bytes to parseAttachmentFile: it must
 // not panic, every error must be a *conf.Error with a code, and every
 // success must be a usable, self-consistent set of chains.
 func FuzzParseAttachmentFile(f *testing.F) {
@@ -41,7 +41,7 @@ func FuzzParseAttachmentFile(f *testing.F) {
 				return
 			}
 		}
-		a, err := ParseAttachmentFile(path, data, testDefaults)
+		a, err := parseAttachmentFile(path, data, testDefaults)
 		if err != nil {
 			var ce *Error
 			if !errors.As(err, &ce) {

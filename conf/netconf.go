@@ -16,9 +16,9 @@ import (
 // network configuration does not say otherwise.
 const DefaultStateDir = "/var/lib/cni/nicmux"
 
-// DefaultDelegateTimeout bounds each delegate plugin call when the network
+// defaultDelegateTimeout bounds each delegate plugin call when the network
 // configuration does not say otherwise.
-const DefaultDelegateTimeout = 60 * time.Second
+const defaultDelegateTimeout = 60 * time.Second
 
 // SupportedVersions returns the CNI specification versions nicmux speaks,
 // oldest first. 0.1.0 and 0.2.0 are left out on purpose: their results carry
@@ -71,7 +71,7 @@ type NetConf struct {
 
 // ParseNetConf decodes and validates nicmux's network configuration.
 func ParseNetConf(stdin []byte) (*NetConf, error) {
-	nc := &NetConf{Parallel: true, Timeout: DefaultDelegateTimeout}
+	nc := &NetConf{Parallel: true, Timeout: defaultDelegateTimeout}
 	if err := json.Unmarshal(stdin, nc); err != nil {
 		return nil, decodeError(err)
 	}

@@ -34,9 +34,9 @@ const (
 // and keeps it open must not hold up the verb.
 const outputGrace = 100 * time.Millisecond
 
-// FindInPath returns the path of the first regular file named plugin in
+// findInPath returns the path of the first regular file named plugin in
 // paths.
-func FindInPath(plugin string, paths []string) (string, error) {
+func findInPath(plugin string, paths []string) (string, error) {
 	if plugin == "" || strings.ContainsRune(plugin, os.PathSeparator) || plugin == "." || plugin == ".." {
 		return "", fmt.Errorf("invalid plugin name %q", plugin)
 	}
@@ -185,7 +185,7 @@ func (e *killedError) Unwrap() error { return e.cause }
 
 // causedError is the CNI error of a plugin killed for a cause (its
 // timeout, a cancel); it unwraps to both, so that callers can tell a
-// *TimeoutError from a cancel.
+// *timeoutError from a cancel.
 type causedError struct {
 	cni   *types.Error
 	cause error
@@ -194,16 +194,16 @@ type causedError struct {
 func (e *causedError) Error() string   { return e.cni.Error() }
 func (e *causedError) Unwrap() []error { return []error{e.cni, e.cause} }
 
-// TimeoutError is the cause of a plugin killed at its deadline.
-type TimeoutError struct {
+// timeoutError is the cause of a plugin killed at its deadline.
+type timeoutError struct {
 	Timeout time.Duration
 }
 
-func (e *TimeoutError) Error() string {
+func (e *timeoutError) Error() string {
 	return fmt.Sprintf("timed out after %v (delegateTimeout)", e.Timeout)
 }
 
-func (e *TimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+func (e *timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // capped keeps the first max bytes written to it and counts the rest. It
 // needs no lock: os/exec's one copying goroutine writes to it, and Wait

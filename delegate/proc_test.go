@@ -237,9 +237,9 @@ func TestProcTimeout(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != 999 || e.Msg != msg || err.Error() != msg {
 		t.Errorf("error = %v, want a 999 naming the timeout", err)
 	}
-	var te *TimeoutError
+	var te *timeoutError
 	if !errors.As(err, &te) || te.Timeout != timeout || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("error = %v, want its cause a TimeoutError", err)
+		t.Errorf("error = %v, want its cause a timeoutError", err)
 	}
 	if running(leader) {
 		t.Errorf("the plugin %d is still running", leader)

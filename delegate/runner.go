@@ -257,7 +257,7 @@ func (r *Runner) run(ctx context.Context, verb string, c *conf.Chain, env Env, p
 func (r *Runner) call(ctx context.Context, verb string, c *conf.Chain, i int, env Env, prev types.Result) (types.Result, error) {
 	p := c.Plugins[i]
 	fail := func(err error) error { return &PluginError{Plugin: p.Type, Index: i, Err: err} }
-	stdin, err := BuildConfig(c, p, prev, env.CapabilityArgs, nil)
+	stdin, err := buildConfig(c, p, prev, env.CapabilityArgs, nil)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -279,7 +279,7 @@ func (r *Runner) call(ctx context.Context, verb string, c *conf.Chain, i int, en
 // a plugin's IPAM plugin, named by binary).
 func (r *Runner) plain(ctx context.Context, verb string, c *conf.Chain, i int, binary string, extra map[string]json.RawMessage) error {
 	p := c.Plugins[i]
-	stdin, err := BuildConfig(c, p, nil, nil, extra)
+	stdin, err := buildConfig(c, p, nil, nil, extra)
 	if err == nil {
 		_, err = r.exec(ctx, verb, Env{}, binary, stdin)
 	}
@@ -304,7 +304,7 @@ func (r *Runner) exec(ctx context.Context, verb string, env Env, binary string, 
 	}()
 	if r.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, r.Timeout, &TimeoutError{Timeout: r.Timeout})
+		ctx, cancel = context.WithTimeoutCause(ctx, r.Timeout, &timeoutError{Timeout: r.Timeout})
 		defer cancel()
 	}
 	if r.Exec != nil {
@@ -317,7 +317,7 @@ func (r *Runner) exec(ctx context.Context, verb string, env Env, binary string, 
 		span.Err = err
 		return out, err
 	}
-	path, err := FindInPath(binary, r.Path)
+	path, err := findInPath(binary, r.Path)
 	if err != nil {
 		span.Err = err
 		return nil, &NotFoundError{Plugin: binary, Err: err}
@@ -380,11 +380,11 @@ func (r *Runner) environ(verb string, env Env) []string {
 		"CNI_IFNAME="+env.IfName, "CNI_ARGS="+env.CNIArgs, "CNI_PATH="+strings.Join(r.Path, string(os.PathListSeparator)))
 }
 
-// BuildConfig returns the configuration one plugin of a chain gets on stdin:
+// buildConfig returns the configuration one plugin of a chain gets on stdin:
 // its own object with the chain's name and cniVersion, prevResult when given,
 // runtimeConfig holding the capability arguments it declares, and extra
 // top-level fields (GC's valid attachments).
-func BuildConfig(c *conf.Chain, p *conf.Plugin, prev types.Result, caps map[string]json.RawMessage, extra map[string]json.RawMessage) ([]byte, error) {
+func buildConfig(c *conf.Chain, p *conf.Plugin, prev types.Result, caps map[string]json.RawMessage, extra map[string]json.RawMessage) ([]byte, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(p.Bytes, &obj); err != nil {
 		return nil, fmt.Errorf("decoding plugin configuration: %w", err)

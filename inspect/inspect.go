@@ -221,7 +221,7 @@ func StaleReason(path string, recorded, cur ns.NetNSID) string {
 }
 
 func describeInterface(it *state.Interface, live, detail bool) Interface {
-	out := Interface{Holding: Holding{IfName: it.IfName, Network: it.Network, Chain: ChainOf(it.Config), Addresses: []string{}},
+	out := Interface{Holding: Holding{IfName: it.IfName, Network: it.Network, Chain: chainOf(it.Config), Addresses: []string{}},
 		CNIVersion: it.CNIVersion, Saved: it.Saved}
 	switch {
 	case it.Released:
@@ -299,9 +299,9 @@ func chainConf(config json.RawMessage) []pluginConf {
 	return list.Plugins
 }
 
-// ChainOf reads a recorded chain's plugins and their IPAM plugins; empty
+// chainOf reads a recorded chain's plugins and their IPAM plugins; empty
 // when the configuration cannot be read.
-func ChainOf(config json.RawMessage) []ChainPlugin {
+func chainOf(config json.RawMessage) []ChainPlugin {
 	return chainPlugins(chainConf(config))
 }
 

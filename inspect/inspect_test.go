@@ -30,10 +30,10 @@ func TestStaleReason(t *testing.T) {
 func TestChainOf(t *testing.T) {
 	cfg := json.RawMessage(`{"name":"n","plugins":[{"type":"macvlan","ipam":{"type":"host-local"}},{"type":"tuning"}]}`)
 	want := []ChainPlugin{{Type: "macvlan", IPAM: "host-local"}, {Type: "tuning"}}
-	if got := ChainOf(cfg); !reflect.DeepEqual(got, want) {
-		t.Errorf("ChainOf = %v, want %v", got, want)
+	if got := chainOf(cfg); !reflect.DeepEqual(got, want) {
+		t.Errorf("chainOf = %v, want %v", got, want)
 	}
-	if got := ChainOf(json.RawMessage(`{`)); got == nil || len(got) != 0 {
-		t.Errorf("ChainOf(bad) = %#v, want empty, not nil (it prints as [])", got)
+	if got := chainOf(json.RawMessage(`{`)); got == nil || len(got) != 0 {
+		t.Errorf("chainOf(bad) = %#v, want empty, not nil (it prints as [])", got)
 	}
 }

@@ -187,7 +187,7 @@ func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error 
 			if rec.Err != nil {
 				err = fmt.Errorf("%w (%v)", err, rec.Err)
 			}
-			return withCode(ErrAlreadyAttached, err)
+			return withCode(errAlreadyAttached, err)
 		}
 	}
 	reason := staleReason(rec, same)

@@ -9,10 +9,10 @@ import (
 	"github.com/nicmux/nicmux/state"
 )
 
-// ErrAlreadyAttached is the plugin-specific CNI code (spec: 100 and up are
+// errAlreadyAttached is the plugin-specific CNI code (spec: 100 and up are
 // the plugin's) for an ADD refused because the container's interfaces are
 // live in the very namespace ADD names.
-const ErrAlreadyAttached uint = 100
+const errAlreadyAttached uint = 100
 
 // codedError carries a CNI error code for an error of nicmux's own.
 type codedError struct {
@@ -32,20 +32,20 @@ type coder interface {
 	CNICode() uint
 }
 
-// ToCNIError turns an error into the *types.Error the runtime sees.
-func ToCNIError(err error) error {
+// toCNIError turns an error into the *types.Error the runtime sees.
+func toCNIError(err error) error {
 	if err == nil {
 		return nil
 	}
 	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
-	return types.NewError(CodeOf(err), msg, "")
+	return types.NewError(codeOf(err), msg, "")
 }
 
-// CodeOf returns the CNI error code for err: that of the first error in the
+// codeOf returns the CNI error code for err: that of the first error in the
 // tree that carries one (errors.As walks the tree in order), a foreign
 // *types.Error's next, a lock timeout's (11, try again later) last; 999
 // for an error that carries none.
-func CodeOf(err error) uint {
+func codeOf(err error) uint {
 	var c coder
 	if errors.As(err, &c) {
 		return c.CNICode()

@@ -122,7 +122,7 @@ func (o *outcome) write(err error) {
 		o.log.Info("ok", attrs...)
 		return
 	}
-	attrs = append(attrs, "code", CodeOf(err))
+	attrs = append(attrs, "code", codeOf(err))
 	if o.rollback != nil {
 		attrs = append(attrs, "rollback", "failed: "+o.rollback.Error())
 	} else if o.verb == "ADD" && len(o.nics) > 0 {

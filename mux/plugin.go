@@ -22,8 +22,8 @@ import (
 // Version is nicmux's own release, printed when it is run bare.
 const Version = "0.2.0"
 
-// DefaultLockTimeout bounds the wait for another verb on the same container.
-const DefaultLockTimeout = 30 * time.Second
+// defaultLockTimeout bounds the wait for another verb on the same container.
+const defaultLockTimeout = 30 * time.Second
 
 // About is what a bare run prints: Nomad fingerprints every binary in its
 // cni_path by running it without CNI_COMMAND and reading a version.
@@ -40,7 +40,7 @@ type Plugin struct {
 	// warnings and errors.
 	Stderr io.Writer
 	// LockTimeout bounds the wait for a container's lock; zero means
-	// DefaultLockTimeout.
+	// defaultLockTimeout.
 	LockTimeout time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -62,7 +62,7 @@ func (p *Plugin) withDefaults() *Plugin {
 		c.Stderr = os.Stderr
 	}
 	if c.LockTimeout == 0 {
-		c.LockTimeout = DefaultLockTimeout
+		c.LockTimeout = defaultLockTimeout
 	}
 	if c.Now == nil {
 		c.Now = time.Now

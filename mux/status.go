@@ -25,7 +25,7 @@ func (v *invocation) status(ctx context.Context) error {
 	for _, c := range onePerNetwork(all, func(c *conf.Chain) bool { return conf.AtLeast(c.CNIVersion, "1.1.0") }) {
 		if err := v.runner.Status(ctx, c); err != nil {
 			err = fmt.Errorf("not ready: %s (network %s): %w", c.IfName, c.Network, err)
-			if code := CodeOf(err); code == types.ErrPluginNotAvailable || code == types.ErrLimitedConnectivity {
+			if code := codeOf(err); code == types.ErrPluginNotAvailable || code == types.ErrLimitedConnectivity {
 				return err
 			}
 			return withCode(types.ErrPluginNotAvailable, err)

@@ -9,7 +9,7 @@ import (
 // Funcs returns the verbs for skel. Errors leave them as *types.Error with
 // the spec's code: this is the one place where that conversion happens.
 func (p *Plugin) Funcs() skel.CNIFuncs {
-	cni := func(err error) error { return ToCNIError(err) }
+	cni := func(err error) error { return toCNIError(err) }
 	return skel.CNIFuncs{
 		Add:    func(args *skel.CmdArgs) error { return cni(p.Add(context.Background(), args)) },
 		Check:  func(args *skel.CmdArgs) error { return cni(p.Check(context.Background(), args)) },

@@ -163,8 +163,8 @@ func Open(path string) (*Handle, error) {
 // Close closes the handle.
 func (n *Handle) Close() { n.h.Close() }
 
-// LinkExists reports whether a link named ifname is in the namespace.
-func (n *Handle) LinkExists(ifname string) bool {
+// linkExists reports whether a link named ifname is in the namespace.
+func (n *Handle) linkExists(ifname string) bool {
 	_, err := n.h.LinkByName(ifname)
 	return err == nil
 }
@@ -277,7 +277,7 @@ func LiveLinks(path string, ifnames []string) []string {
 	defer h.Close()
 	var live []string
 	for _, ifname := range ifnames {
-		if h.LinkExists(ifname) {
+		if h.linkExists(ifname) {
 			live = append(live, ifname)
 		}
 	}

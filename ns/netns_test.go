@@ -87,8 +87,8 @@ func TestScratchOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if !h.LinkExists("eth1") || h.LinkExists("eth2") {
-		t.Errorf("LinkExists: eth1 %v, eth2 %v; want eth1 only", h.LinkExists("eth1"), h.LinkExists("eth2"))
+	if !h.linkExists("eth1") || h.linkExists("eth2") {
+		t.Errorf("linkExists: eth1 %v, eth2 %v; want eth1 only", h.linkExists("eth1"), h.linkExists("eth2"))
 	}
 	if got := LiveLinks(s.Path(), []string{"eth1", "eth2"}); len(got) != 1 || got[0] != "eth1" {
 		t.Errorf("LiveLinks = %v, want [eth1]", got)

@@ -257,12 +257,12 @@ func assertCorrupt(t testing.TB, err error, path string) {
 
 func assertUnsafe(t testing.TB, err error, path string) {
 	t.Helper()
-	var ue *UnsafeError
+	var ue *unsafeError
 	if !errors.As(err, &ue) {
-		t.Fatalf("error %v (%T) is not an *UnsafeError", err, err)
+		t.Fatalf("error %v (%T) is not an *unsafeError", err, err)
 	}
 	if ue.Path != path {
-		t.Errorf("UnsafeError.Path = %q, want %q", ue.Path, path)
+		t.Errorf("unsafeError.Path = %q, want %q", ue.Path, path)
 	}
 	if !strings.Contains(err.Error(), path) {
 		t.Errorf("error %q does not name %s", err, path)

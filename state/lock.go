@@ -64,7 +64,7 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 			if mode == Shared && s.readOnly {
 				return &Lock{name: name}, nil
 			}
-			return nil, &DirError{Path: s.root.path, Err: errors.New("no locks folder")}
+			return nil, &dirError{Path: s.root.path, Err: errors.New("no locks folder")}
 		}
 		// O_APPEND: Note writes at the end without asking where it is.
 		f, err := s.locks.open(name, unix.O_RDWR|unix.O_CREAT|unix.O_APPEND, 0o600)
@@ -74,19 +74,19 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 			}
 		}
 		if err != nil {
-			return nil, &DirError{Path: s.root.path, Err: fmt.Errorf("opening lock: %w", err)}
+			return nil, &dirError{Path: s.root.path, Err: fmt.Errorf("opening lock: %w", err)}
 		}
 		if err := flockWait(ctx, f, mode.flock()); err != nil {
 			f.Close()
 			if errors.Is(err, ErrLockTimeout) {
 				return nil, fmt.Errorf("%w: container %s is held by another verb (lock file %s)", ErrLockTimeout, id, f.Name())
 			}
-			return nil, &DirError{Path: s.root.path, Err: fmt.Errorf("locking %s: %w", f.Name(), err)}
+			return nil, &dirError{Path: s.root.path, Err: fmt.Errorf("locking %s: %w", f.Name(), err)}
 		}
 		same, err := s.locks.sameFile(f, name)
 		if err != nil {
 			f.Close()
-			return nil, &DirError{Path: s.root.path, Err: fmt.Errorf("checking lock %s: %w", f.Name(), err)}
+			return nil, &dirError{Path: s.root.path, Err: fmt.Errorf("checking lock %s: %w", f.Name(), err)}
 		}
 		if !same {
 			// The holder before us removed the file: lock the new one.
@@ -97,9 +97,9 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 	}
 }
 
-// TryAcquire takes a container's lock exclusively if nobody holds it, and
+// tryAcquire takes a container's lock exclusively if nobody holds it, and
 // returns nil, nil if somebody does.
-func (s *Store) TryAcquire(id string) (*Lock, error) {
+func (s *Store) tryAcquire(id string) (*Lock, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	l, err := s.Acquire(ctx, id, Exclusive)
@@ -219,19 +219,19 @@ func flockWait(ctx context.Context, f *os.File, how int) error {
 // it.
 func (s *Store) Barrier(ctx context.Context, mode Mode) (release func(), err error) {
 	if s.readOnly {
-		return nil, &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+		return nil, &dirError{Path: s.root.path, Err: errors.New("opened read-only")}
 	}
 	open := func(name string) (*os.File, error) {
 		f, err := s.root.open(name, unix.O_RDWR|unix.O_CREAT, 0o600)
 		if err != nil {
-			return nil, &DirError{Path: s.root.path, Err: fmt.Errorf("opening lock: %w", err)}
+			return nil, &dirError{Path: s.root.path, Err: fmt.Errorf("opening lock: %w", err)}
 		}
 		return f, nil
 	}
 	// The queue is the state folder itself, which every verb has open.
 	qfd, err := unix.Openat(s.root.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &DirError{Path: s.root.path, Err: err}
+		return nil, &dirError{Path: s.root.path, Err: err}
 	}
 	queue := os.NewFile(uintptr(qfd), s.root.path)
 	lock, err := open("gc.lock")
@@ -245,7 +245,7 @@ func (s *Store) Barrier(ctx context.Context, mode Mode) (release func(), err err
 		if errors.Is(err, ErrLockTimeout) {
 			return nil, fmt.Errorf("%w: %s (lock file %s)", ErrLockTimeout, who, lock.Name())
 		}
-		return nil, &DirError{Path: s.root.path, Err: fmt.Errorf("locking %s: %w", lock.Name(), err)}
+		return nil, &dirError{Path: s.root.path, Err: fmt.Errorf("locking %s: %w", lock.Name(), err)}
 	}
 	waitingFor := "a running GC"
 	if mode == Exclusive {
@@ -283,7 +283,7 @@ func (s *Store) SweepLocks() error {
 		if st := s.Load(id).Status; st != Missing && st != Empty {
 			continue // state, if only result records to salvage
 		}
-		l, err := s.TryAcquire(id)
+		l, err := s.tryAcquire(id)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -434,16 +434,16 @@ func TestTryAcquire(t *testing.T) {
 			s, _ := newStore(t)
 			l := acquireWithin(t, s, "c1", held, time.Second)
 			start := time.Now()
-			if got, err := s.TryAcquire("c1"); got != nil || err != nil {
-				t.Errorf("TryAcquire of a held lock = %v, %v; want nil, nil", got, err)
+			if got, err := s.tryAcquire("c1"); got != nil || err != nil {
+				t.Errorf("tryAcquire of a held lock = %v, %v; want nil, nil", got, err)
 			}
 			if d := time.Since(start); d > 500*time.Millisecond {
-				t.Errorf("TryAcquire waited %v", d)
+				t.Errorf("tryAcquire waited %v", d)
 			}
 			l.Release()
-			got, err := s.TryAcquire("c1")
+			got, err := s.tryAcquire("c1")
 			if got == nil || err != nil {
-				t.Fatalf("TryAcquire of a free lock = %v, %v", got, err)
+				t.Fatalf("tryAcquire of a free lock = %v, %v", got, err)
 			}
 			// It holds it exclusively.
 			assertLockTimeout(t, s, "c1", Shared, 50*time.Millisecond)
@@ -632,9 +632,9 @@ func TestLockErrors(t *testing.T) {
 					l.Release()
 					t.Fatal("Acquire succeeded")
 				}
-				var de *DirError
+				var de *dirError
 				if !errors.As(err, &de) || errors.Is(err, ErrLockTimeout) {
-					t.Errorf("error %v: want a *DirError, not a timeout", err)
+					t.Errorf("error %v: want a *dirError, not a timeout", err)
 				}
 				if !strings.Contains(err.Error(), "opening lock") || !strings.Contains(err.Error(), lockPath(s, "c1")) {
 					t.Errorf("error %q does not say it could not open the lock file", err)

@@ -20,23 +20,23 @@ import (
 // folder it mounts read-only.
 const envReadOnly = "NICMUX_STATE_TEST_READONLY"
 
-// assertDirError checks that err is a *DirError about the state folder
+// assertDirError checks that err is a *dirError about the state folder
 // dir, wrapping want when want is not nil.
 func assertDirError(t testing.TB, what string, err, want error, dir string) {
 	t.Helper()
-	var de *DirError
+	var de *dirError
 	switch {
 	case !errors.As(err, &de):
-		t.Errorf("%s = %v (%T), want a *DirError", what, err, err)
+		t.Errorf("%s = %v (%T), want a *dirError", what, err, err)
 	case de.Path != dir:
-		t.Errorf("%s: DirError.Path = %q, want %q", what, de.Path, dir)
+		t.Errorf("%s: dirError.Path = %q, want %q", what, de.Path, dir)
 	case want != nil && !errors.Is(err, want):
 		t.Errorf("%s = %v, want it to wrap %v", what, err, want)
 	}
 }
 
 // refusesWrites checks that every method that writes refuses a read-only
-// store with a *DirError, and writes nothing.
+// store with a *dirError, and writes nothing.
 func refusesWrites(t testing.TB, s *Store, root string) {
 	t.Helper()
 	before := snapshot(t, root)
@@ -110,7 +110,7 @@ func TestOpenReadOnly(t *testing.T) {
 // On a read-only file system (a read-only bind mount in a mount namespace
 // of its own, made by running this test again in a new process), CHECK's
 // store reads, takes its Shared lock without a lock file, and refuses
-// every write with a *DirError, as does a store opened for writing.
+// every write with a *dirError, as does a store opened for writing.
 func TestReadOnlyFileSystem(t *testing.T) {
 	if root := os.Getenv(envReadOnly); root != "" {
 		readOnlyChecks(t, root)

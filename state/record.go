@@ -17,9 +17,9 @@ import (
 // nicmux record of this format from anything else (and from the format
 // before it, which Load still reads: see docs/state.md).
 const (
-	KindContainer = "nicmuxContainerV2" // the plan
-	KindInterface = "nicmuxInterfaceV2" // one interface's result
-	KindComplete  = "nicmuxCompleteV1"  // the mark of a complete ADD
+	kindContainer = "nicmuxContainerV2" // the plan
+	kindInterface = "nicmuxInterfaceV2" // one interface's result
+	kindComplete  = "nicmuxCompleteV1"  // the mark of a complete ADD
 
 	kindContainerV1 = "nicmuxContainerV1"
 	kindInterfaceV1 = "nicmuxInterfaceV1"
@@ -43,17 +43,17 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // CNICode is the spec's I/O failure.
 func (e *CorruptError) CNICode() uint { return types.ErrIOFailure }
 
-// UnsafeError reports a folder or file of the store that nicmux refuses to
+// unsafeError reports a folder or file of the store that nicmux refuses to
 // use: a symbolic link, or something another user could change.
-type UnsafeError struct {
+type unsafeError struct {
 	Path   string
 	Reason string
 }
 
-func (e *UnsafeError) Error() string { return "stateDir: " + e.Path + " " + e.Reason }
+func (e *unsafeError) Error() string { return "stateDir: " + e.Path + " " + e.Reason }
 
 // CNICode is the spec's I/O failure.
-func (e *UnsafeError) CNICode() uint { return types.ErrIOFailure }
+func (e *unsafeError) CNICode() uint { return types.ErrIOFailure }
 
 // Plan is what ADD chose for one container, made durable by Begin before
 // any delegate gets its configuration: everything a later DEL needs to
@@ -108,7 +108,7 @@ const (
 	// error): Interfaces hold what the result records tell.
 	Unreadable
 	// Unsafe: the container's folder is not one nicmux may use (Err, an
-	// *UnsafeError: a symbolic link, or another user's): nothing was read.
+	// *unsafeError: a symbolic link, or another user's): nothing was read.
 	Unsafe
 	// Failed: nothing could be read (Err): a bad container ID, an I/O
 	// error on the folder.
@@ -144,12 +144,6 @@ type Record struct {
 	set     string
 	netns   string
 	netnsID ns.NetNSID
-}
-
-// Holds reports whether the record holds interfaces to release: its plan,
-// or without one, what its result records tell.
-func (r *Record) Holds() bool {
-	return r.Status == Whole || r.Status == PlanLost || r.Status == Unreadable
 }
 
 // NetNS is the namespace ADD attached, by path and identity: the plan's,
@@ -290,7 +284,7 @@ func checkInterfaces(ps []Planned) error {
 	seen := map[string]bool{}
 	for i := range ps {
 		p := &ps[i]
-		if err := ValidateIfName(p.IfName); err != nil {
+		if err := validateIfName(p.IfName); err != nil {
 			return err
 		}
 		if seen[p.IfName] {

@@ -57,8 +57,8 @@ func TestPathSafety(t *testing.T) {
 			{"Remove", func(s *Store) error { return s.Remove(id) }},
 			{"Acquire shared", func(s *Store) error { return acquire(s, id, Shared) }},
 			{"Acquire exclusive", func(s *Store) error { return acquire(s, id, Exclusive) }},
-			{"TryAcquire", func(s *Store) error {
-				l, err := s.TryAcquire(id)
+			{"tryAcquire", func(s *Store) error {
+				l, err := s.tryAcquire(id)
 				if l != nil || err == nil {
 					return fmt.Errorf("returned %v, %v", l, err)
 				}
@@ -87,9 +87,9 @@ func TestPathSafety(t *testing.T) {
 	// through them would all show.
 	plant := func(t *testing.T, dir, id, ifname string) {
 		p := samplePlan(id)
-		writeRaw(t, filepath.Join(dir, "containers", id, "container.json"), mustJSON(t, containerFile{Kind: KindContainer, Plan: *p}))
+		writeRaw(t, filepath.Join(dir, "containers", id, "container.json"), mustJSON(t, containerFile{Kind: kindContainer, Plan: *p}))
 		writeRaw(t, filepath.Join(dir, "containers", "c1", "if-"+ifname+".json"),
-			mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned(ifname, "x")}))
+			mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned(ifname, "x")}))
 		if lock := filepath.Join(dir, "locks", id+".lock"); len(filepath.Base(lock)) <= 255 {
 			writeRaw(t, lock, nil)
 		}
@@ -182,8 +182,8 @@ func TestSymlinkedContainerFolder(t *testing.T) {
 	}{
 		{"to a folder outside the store", func(t *testing.T, s *Store, dir string) string {
 			victim := filepath.Join(t.TempDir(), "victim")
-			writeRaw(t, filepath.Join(victim, "container.json"), mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")}))
-			writeRaw(t, filepath.Join(victim, "if-eth0.json"), mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "x")}))
+			writeRaw(t, filepath.Join(victim, "container.json"), mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")}))
+			writeRaw(t, filepath.Join(victim, "if-eth0.json"), mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "x")}))
 			writeRaw(t, filepath.Join(victim, "precious"), []byte("keep me"))
 			return victim
 		}},
@@ -243,9 +243,9 @@ func TestSymlinkedContainerFolder(t *testing.T) {
 func TestSymlinkedRecords(t *testing.T) {
 	outside := t.TempDir()
 	plan := filepath.Join(outside, "plan.json")
-	writeRaw(t, plan, mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")}))
+	writeRaw(t, plan, mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")}))
 	result := filepath.Join(outside, "result.json")
-	writeRaw(t, result, mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "x"), Result: sampleResult("eth0", "10.0.0.1/8")}))
+	writeRaw(t, result, mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "x"), Result: sampleResult("eth0", "10.0.0.1/8")}))
 	missing := filepath.Join(outside, "missing")
 	before := snapshot(t, outside)
 	link := func(t *testing.T, target, path string) {
@@ -342,8 +342,8 @@ func TestSymlinkedLockFile(t *testing.T) {
 						t.Errorf("%s: %v after %v: not a refusal", name, err, time.Since(start))
 					}
 				}
-				if l, err := s.TryAcquire("c1"); l != nil || err == nil {
-					t.Errorf("TryAcquire = %v, %v", l, err)
+				if l, err := s.tryAcquire("c1"); l != nil || err == nil {
+					t.Errorf("tryAcquire = %v, %v", l, err)
 				}
 				assertUnchanged(t, outside, before, "Acquire")
 			})
@@ -477,7 +477,7 @@ func TestUnsafeOwnership(t *testing.T) {
 				s, err := open(dir)
 				if err == nil {
 					err = s.Load("c1").Err
-					if l, lerr := s.TryAcquire("c1"); lerr != nil {
+					if l, lerr := s.tryAcquire("c1"); lerr != nil {
 						err = errors.Join(err, lerr)
 					} else if l != nil {
 						l.Release()

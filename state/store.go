@@ -68,8 +68,8 @@ func ValidateID(containerID string) error {
 	return nil
 }
 
-// ValidateIfName checks an interface name before it becomes part of a path.
-func ValidateIfName(ifname string) error {
+// validateIfName checks an interface name before it becomes part of a path.
+func validateIfName(ifname string) error {
 	if e := utils.ValidateInterfaceName(ifname); e != nil {
 		return fmt.Errorf("interface name %q: %w", ifname, e)
 	}
@@ -135,31 +135,31 @@ func OpenReadOnly(path string) (*Store, error) {
 // stateDirErr names the state folder in an error about it, unless it
 // already does.
 func stateDirErr(path string, err error) error {
-	var unsafe *UnsafeError
-	var dirErr *DirError
+	var unsafe *unsafeError
+	var dirErr *dirError
 	if errors.As(err, &unsafe) || errors.As(err, &dirErr) {
 		return err
 	}
-	return &DirError{Path: path, Err: err}
+	return &dirError{Path: path, Err: err}
 }
 
-// DirError reports a state folder that cannot be used: missing, read-only,
+// dirError reports a state folder that cannot be used: missing, read-only,
 // full.
-type DirError struct {
+type dirError struct {
 	Path string
 	Err  error
 }
 
-func (e *DirError) Error() string { return "stateDir " + e.Path + ": " + e.Err.Error() }
-func (e *DirError) Unwrap() error { return e.Err }
+func (e *dirError) Error() string { return "stateDir " + e.Path + ": " + e.Err.Error() }
+func (e *dirError) Unwrap() error { return e.Err }
 
 // CNICode is the spec's I/O failure.
-func (e *DirError) CNICode() uint { return types.ErrIOFailure }
+func (e *dirError) CNICode() uint { return types.ErrIOFailure }
 
 // writable refuses a write to a store opened read-only.
 func (s *Store) writable() error {
 	if s.readOnly {
-		return &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+		return &dirError{Path: s.root.path, Err: errors.New("opened read-only")}
 	}
 	return nil
 }
@@ -230,7 +230,7 @@ func (s *Store) Load(id string) *Record {
 // openFailure says what a failure to open a container's folder means: no
 // folder (Missing), one nicmux may not use (Unsafe), or another failure.
 func openFailure(err error) Status {
-	var unsafe *UnsafeError
+	var unsafe *unsafeError
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return Missing
@@ -266,7 +266,7 @@ func (rec *Record) loadResults(d *dir, present map[string]bool) {
 
 // decodePlan reads container.json in either format.
 func (rec *Record) decodePlan(path string, data []byte) error {
-	kind, err := decode(path, data, nil, KindContainer, kindContainerV1)
+	kind, err := decode(path, data, nil, kindContainer, kindContainerV1)
 	if err != nil {
 		return err
 	}
@@ -280,7 +280,7 @@ func (rec *Record) decodePlan(path string, data []byte) error {
 		}
 		plan := &v1.Plan
 		for _, ifname := range v1.Interfaces {
-			if err := ValidateIfName(ifname); err != nil {
+			if err := validateIfName(ifname); err != nil {
 				return &CorruptError{Path: path, Err: err}
 			}
 			plan.Interfaces = append(plan.Interfaces, Planned{IfName: ifname})
@@ -342,7 +342,7 @@ func salvage(d *dir, entries []fs.DirEntry, rec *Record) bool {
 			continue
 		}
 		ifname, ok = strings.CutSuffix(ifname, ".json")
-		if !ok || ValidateIfName(ifname) != nil {
+		if !ok || validateIfName(ifname) != nil {
 			continue
 		}
 		any = true
@@ -367,7 +367,7 @@ func readResult(d *dir, id, ifname string) (*interfaceFile, error) {
 		return nil, err
 	}
 	f := &interfaceFile{}
-	if _, err := decode(path, data, f, KindInterface, kindInterfaceV1); err != nil {
+	if _, err := decode(path, data, f, kindInterface, kindInterfaceV1); err != nil {
 		return nil, err
 	}
 	if f.ContainerID != id || f.IfName != ifname {
@@ -402,7 +402,7 @@ func (s *Store) Begin(p *Plan) (*Txn, error) {
 	if err := checkInterfaces(p.Interfaces); err != nil {
 		return nil, fmt.Errorf("plan of container %s: %w", p.ContainerID, err)
 	}
-	data, err := marshal(containerFile{Kind: KindContainer, Plan: *p})
+	data, err := marshal(containerFile{Kind: kindContainer, Plan: *p})
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +460,7 @@ func (t *Txn) SaveResult(ifname string, result json.RawMessage) error {
 	if planned == nil {
 		return fmt.Errorf("saving the result of %s: not in the plan", ifname)
 	}
-	data, err := marshal(interfaceFile{Kind: KindInterface, ContainerID: t.plan.ContainerID, Planned: *planned,
+	data, err := marshal(interfaceFile{Kind: kindInterface, ContainerID: t.plan.ContainerID, Planned: *planned,
 		Result: result, NetNS: t.plan.NetNS, NetNSID: t.plan.NetNSID, Set: t.plan.Set, Saved: time.Now().UTC()})
 	if err != nil {
 		return err
@@ -471,7 +471,7 @@ func (t *Txn) SaveResult(ifname string, result json.RawMessage) error {
 // Complete marks the ADD complete. Like results, the mark is atomic, not
 // durable.
 func (t *Txn) Complete() error {
-	data, err := marshal(completeFile{Kind: KindComplete, ContainerID: t.plan.ContainerID, Completed: time.Now().UTC()})
+	data, err := marshal(completeFile{Kind: kindComplete, ContainerID: t.plan.ContainerID, Completed: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
@@ -490,7 +490,7 @@ func (s *Store) MarkReleased(id, ifname string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	if err := ValidateIfName(ifname); err != nil {
+	if err := validateIfName(ifname); err != nil {
 		return err
 	}
 	d, _, err := openDir(s.containers, id, false)
@@ -586,7 +586,7 @@ func (s *Store) CheckWritable() error {
 	}
 	name := ".status-check"
 	if err := s.root.writeFile(name, nil, false); err != nil {
-		return &DirError{Path: s.root.path, Err: err}
+		return &dirError{Path: s.root.path, Err: err}
 	}
 	return s.root.remove(name)
 }

@@ -82,9 +82,9 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tc := range ifnames {
 		t.Run(fmt.Sprintf("ifname %q", tc.name), func(t *testing.T) {
-			err := ValidateIfName(tc.name)
+			err := validateIfName(tc.name)
 			if (err == nil) != tc.ok {
-				t.Fatalf("ValidateIfName = %v, want ok=%v", err, tc.ok)
+				t.Fatalf("validateIfName = %v, want ok=%v", err, tc.ok)
 			}
 			if err != nil && !strings.Contains(err.Error(), fmt.Sprintf("%q", tc.name)) {
 				t.Errorf("error %q does not name the interface", err)
@@ -101,15 +101,15 @@ func TestErrorTypes(t *testing.T) {
 		msg  string
 	}{
 		{"corrupt", &CorruptError{Path: "/x/container.json", Err: cause}, "state record /x/container.json is corrupt: boom"},
-		{"dir", &DirError{Path: "/x", Err: cause}, "stateDir /x: boom"},
-		{"unsafe", &UnsafeError{Path: "/x/containers", Reason: "is odd"}, "stateDir: /x/containers is odd"},
+		{"dir", &dirError{Path: "/x", Err: cause}, "stateDir /x: boom"},
+		{"unsafe", &unsafeError{Path: "/x/containers", Reason: "is odd"}, "stateDir: /x/containers is odd"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.err.Error(); got != tc.msg {
 				t.Errorf("Error() = %q, want %q", got, tc.msg)
 			}
-			if _, unsafe := tc.err.(*UnsafeError); !unsafe && !errors.Is(fmt.Errorf("loading: %w", tc.err), cause) {
+			if _, unsafe := tc.err.(*unsafeError); !unsafe && !errors.Is(fmt.Errorf("loading: %w", tc.err), cause) {
 				t.Error("does not unwrap to its cause")
 			}
 			c, ok := tc.err.(interface{ CNICode() uint })
@@ -143,9 +143,9 @@ func TestOpen(t *testing.T) {
 		writeRaw(t, file, []byte("x"))
 		for name, open := range map[string]func(string) (*Store, error){"Open": Open, "OpenReadOnly": OpenReadOnly} {
 			s, err := open(file)
-			var de *DirError
+			var de *dirError
 			if !errors.As(err, &de) || de.Path != file {
-				t.Errorf("%s = %v, %v; want a *DirError for %s", name, s, err, file)
+				t.Errorf("%s = %v, %v; want a *dirError for %s", name, s, err, file)
 			}
 		}
 	})
@@ -233,7 +233,7 @@ func TestPlanRoundTrip(t *testing.T) {
 			if err := json.Unmarshal(readRaw(t, filepath.Join(cdir, "container.json")), &hdr); err != nil {
 				t.Fatalf("the plan is not JSON: %v", err)
 			}
-			if hdr["kind"] != KindContainer || hdr["containerID"] != p.ContainerID {
+			if hdr["kind"] != kindContainer || hdr["containerID"] != p.ContainerID {
 				t.Errorf("on disk: kind %v, containerID %v", hdr["kind"], hdr["containerID"])
 			}
 		})
@@ -354,7 +354,7 @@ func TestResultRecord(t *testing.T) {
 	if err := json.Unmarshal(readRaw(t, path), &f); err != nil {
 		t.Fatal(err)
 	}
-	if f.Kind != KindInterface || f.ContainerID != "c1" || f.NetNS != p.NetNS || f.NetNSID != p.NetNSID || f.Set != "fast" || f.Saved == "" {
+	if f.Kind != kindInterface || f.ContainerID != "c1" || f.NetNS != p.NetNS || f.NetNSID != p.NetNSID || f.Set != "fast" || f.Saved == "" {
 		t.Errorf("result record header: %+v", f)
 	}
 	assertPlanned(t, f.Planned, p.Interfaces[1])
@@ -368,7 +368,7 @@ func TestResultRecord(t *testing.T) {
 	if err := json.Unmarshal(readRaw(t, filepath.Join(containerDir(dir, "c1"), "complete.json")), &c); err != nil {
 		t.Fatal(err)
 	}
-	if c["kind"] != KindComplete || c["containerID"] != "c1" || c["completed"] == nil {
+	if c["kind"] != kindComplete || c["containerID"] != "c1" || c["completed"] == nil {
 		t.Errorf("complete.json: %v", c)
 	}
 	assertMode(t, filepath.Join(containerDir(dir, "c1"), "complete.json"), 0o600)
@@ -462,7 +462,7 @@ func TestBeginClearsLeftovers(t *testing.T) {
 		old := samplePlan("c1")
 		for _, it := range old.Interfaces {
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), "if-"+it.IfName+".json"), mustJSON(t, interfaceFile{
-				Kind: KindInterface, ContainerID: "c1", Planned: it, Result: sampleResult(it.IfName, "10.9.9.9/16"),
+				Kind: kindInterface, ContainerID: "c1", Planned: it, Result: sampleResult(it.IfName, "10.9.9.9/16"),
 			}))
 		}
 	}
@@ -596,7 +596,7 @@ func TestLoadNotFound(t *testing.T) {
 			}
 		}, Empty},
 		{"only temporary files", func(t *testing.T, s *Store, dir string) {
-			writeRaw(t, filepath.Join(containerDir(dir, "c1"), ".container.json.tmp-123456"), mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")}))
+			writeRaw(t, filepath.Join(containerDir(dir, "c1"), ".container.json.tmp-123456"), mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")}))
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), ".if-eth0.json.tmp-456789"), []byte("{garbage"))
 		}, Empty},
 		{"only marks", func(t *testing.T, s *Store, dir string) {
@@ -619,13 +619,13 @@ func TestLoadNotFound(t *testing.T) {
 // A plan that exists but cannot be used is an error naming it, never "no
 // state"; Load returns what the folder still tells with it.
 func TestLoadCorruptPlan(t *testing.T) {
-	good := mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")})
+	good := mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")})
 	withPlan := func(mod func(*Plan)) []byte {
 		p := samplePlan("c1")
 		mod(p)
-		return mustJSON(t, containerFile{Kind: KindContainer, Plan: *p})
+		return mustJSON(t, containerFile{Kind: kindContainer, Plan: *p})
 	}
-	iface := mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "default")})
+	iface := mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "default")})
 	tests := []struct {
 		name string
 		data []byte
@@ -646,11 +646,11 @@ func TestLoadCorruptPlan(t *testing.T) {
 		{"kind of a later format", []byte(`{"kind":"nicmuxContainerV3","containerID":"c1"}`)},
 		{"kind with wrong type", []byte(`{"kind":1,"containerID":"c1"}`)},
 		{"result record", iface},
-		{"completion mark", []byte(`{"kind":"` + KindComplete + `","containerID":"c1"}`)},
-		{"kind but no container ID", []byte(`{"kind":"` + KindContainer + `"}`)},
-		{"other container's plan", mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c2")})},
-		{"field of wrong type", []byte(`{"kind":"` + KindContainer + `","containerID":"c1","interfaces":"eth0"}`)},
-		{"bad time", []byte(`{"kind":"` + KindContainer + `","containerID":"c1","created":"yesterday"}`)},
+		{"completion mark", []byte(`{"kind":"` + kindComplete + `","containerID":"c1"}`)},
+		{"kind but no container ID", []byte(`{"kind":"` + kindContainer + `"}`)},
+		{"other container's plan", mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c2")})},
+		{"field of wrong type", []byte(`{"kind":"` + kindContainer + `","containerID":"c1","interfaces":"eth0"}`)},
+		{"bad time", []byte(`{"kind":"` + kindContainer + `","containerID":"c1","created":"yesterday"}`)},
 		{"interface without configuration", withPlan(func(p *Plan) { p.Interfaces[1].Config = nil })},
 		{"interface with a configuration that is not an object", withPlan(func(p *Plan) { p.Interfaces[1].Config = json.RawMessage(`"x"`) })},
 		{"interface planned twice", withPlan(func(p *Plan) { p.Interfaces[2].IfName = "net1" })},
@@ -729,7 +729,7 @@ func TestLoadNamedPipe(t *testing.T) {
 // A result record that cannot be used is that interface's ResultErr, naming
 // the record; the container's record still loads.
 func TestLoadCorruptResult(t *testing.T) {
-	good := mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "default"),
+	good := mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "default"),
 		Result: sampleResult("eth0", "10.1.0.1/16")})
 	withField := func(k string, v any) []byte {
 		var m map[string]any
@@ -753,7 +753,7 @@ func TestLoadCorruptResult(t *testing.T) {
 		{"truncated at config", good[:bytes.Index(good, []byte(`"config"`))+12]},
 		{"not JSON", []byte("<xml/>")},
 		{"JSON null", []byte("null")},
-		{"a plan", mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")})},
+		{"a plan", mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")})},
 		{"no kind", withField("kind", nil)},
 		{"kind of a later format", withField("kind", "nicmuxInterfaceV3")},
 		{"other container's record", withField("containerID", "c2")},
@@ -864,7 +864,7 @@ func TestSalvageReadsWhatItCan(t *testing.T) {
 	}
 	writeRaw(t, filepath.Join(cdir, "if-net1.json"), []byte(`{"kind":"nicmuxInterfaceV2","contain`))
 	for _, stray := range []string{"if-.json", "if-a b.json", "if-toolongifname1234.json", "if-eth0.json.old", ".if-net3.json.tmp-1234", "net4.json"} {
-		writeRaw(t, filepath.Join(cdir, stray), mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("net3", "x")}))
+		writeRaw(t, filepath.Join(cdir, stray), mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned("net3", "x")}))
 	}
 	rec := s.Load("c1")
 	if rec.Status != PlanLost || !errors.Is(rec.Err, ErrNotFound) {
@@ -1061,7 +1061,7 @@ func TestCrashLeavesTemporaryFile(t *testing.T) {
 		{"empty temporary file", nil},
 		{"half-written temporary file", []byte(`{"kind":"nicmuxContainerV2","containerID":"c1","ifn`)},
 		{"garbage", []byte{0xff, 0x00, 0x13, 0x37}},
-		{"complete record never renamed", mustJSON(t, containerFile{Kind: KindContainer, Plan: Plan{ContainerID: "c1"}})},
+		{"complete record never renamed", mustJSON(t, containerFile{Kind: kindContainer, Plan: Plan{ContainerID: "c1"}})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
