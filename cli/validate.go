@@ -105,7 +105,7 @@ func (v *validator) run(conflist string, files []string) *report {
 			if e.cniVersion != "" {
 				d.CNIVersion = e.cniVersion
 			}
-			nc = v.checkEntry(e)
+			nc = entryCheck{v, e}.check()
 		}
 	}
 	if len(files) == 0 && nc != nil && filepath.IsAbs(nc.Attachments) {
@@ -119,7 +119,7 @@ func (v *validator) run(conflist string, files []string) *report {
 	}
 	v.checkBridges()
 	if e != nil {
-		v.checkEntryPortmap(e, nc)
+		entryCheck{v, e}.portmap(nc)
 	}
 	v.report.sort()
 	return &v.report

@@ -360,3 +360,6 @@ func sortedIfNames(rec *Record) []string {
 	sort.Strings(names)
 	return names
 }
+
+// storePath is the folder the store s opened.
+func storePath(s *Store) string { return s.root.path }

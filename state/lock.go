@@ -99,7 +99,7 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 
 // tryAcquire takes a container's lock exclusively if nobody holds it, and
 // returns nil, nil if somebody does.
-func (s *Store) tryAcquire(id string) (*Lock, error) {
+func tryAcquire(s *Store, id string) (*Lock, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	l, err := s.Acquire(ctx, id, Exclusive)
@@ -283,7 +283,7 @@ func (s *Store) SweepLocks() error {
 		if st := s.Load(id).Status; st != Missing && st != Empty {
 			continue // state, if only result records to salvage
 		}
-		l, err := s.tryAcquire(id)
+		l, err := tryAcquire(s, id)
 		if err != nil {
 			errs = append(errs, err)
 			continue

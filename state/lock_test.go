@@ -34,7 +34,7 @@ func acquireWithin(t testing.TB, s *Store, id string, mode Mode, d time.Duration
 	return l
 }
 
-func lockPath(s *Store, id string) string { return filepath.Join(s.Path(), "locks", id+".lock") }
+func lockPath(s *Store, id string) string { return filepath.Join(storePath(s), "locks", id+".lock") }
 
 // assertLockTimeout checks that taking id's lock in mode within d fails
 // with ErrLockTimeout naming the lock file, after waiting about d.
@@ -434,14 +434,14 @@ func TestTryAcquire(t *testing.T) {
 			s, _ := newStore(t)
 			l := acquireWithin(t, s, "c1", held, time.Second)
 			start := time.Now()
-			if got, err := s.tryAcquire("c1"); got != nil || err != nil {
+			if got, err := tryAcquire(s, "c1"); got != nil || err != nil {
 				t.Errorf("tryAcquire of a held lock = %v, %v; want nil, nil", got, err)
 			}
 			if d := time.Since(start); d > 500*time.Millisecond {
 				t.Errorf("tryAcquire waited %v", d)
 			}
 			l.Release()
-			got, err := s.tryAcquire("c1")
+			got, err := tryAcquire(s, "c1")
 			if got == nil || err != nil {
 				t.Fatalf("tryAcquire of a free lock = %v, %v", got, err)
 			}
@@ -709,7 +709,7 @@ func assertBarrierTimeout(t testing.TB, s *Store, mode Mode, d time.Duration) {
 		release()
 		t.Fatalf("Barrier(%d) taken while it should wait", mode)
 	}
-	if !errors.Is(err, ErrLockTimeout) || !strings.Contains(err.Error(), filepath.Join(s.Path(), "gc.lock")) {
+	if !errors.Is(err, ErrLockTimeout) || !strings.Contains(err.Error(), filepath.Join(storePath(s), "gc.lock")) {
 		t.Errorf("Barrier(%d) = %v, want ErrLockTimeout naming gc.lock", mode, err)
 	}
 }

@@ -44,15 +44,15 @@ func refusesWrites(t testing.TB, s *Store, root string) {
 	if txn != nil {
 		txn.Close()
 	}
-	assertDirError(t, "Begin", err, nil, s.Path())
-	assertDirError(t, "MarkReleased", s.MarkReleased("c1", "eth0"), nil, s.Path())
-	assertDirError(t, "Remove", s.Remove("c1"), nil, s.Path())
-	assertDirError(t, "CheckWritable", s.CheckWritable(), nil, s.Path())
+	assertDirError(t, "Begin", err, nil, storePath(s))
+	assertDirError(t, "MarkReleased", s.MarkReleased("c1", "eth0"), nil, storePath(s))
+	assertDirError(t, "Remove", s.Remove("c1"), nil, storePath(s))
+	assertDirError(t, "CheckWritable", s.CheckWritable(), nil, storePath(s))
 	release, err := barrierWithin(s, Shared, time.Second)
 	if release != nil {
 		release()
 	}
-	assertDirError(t, "Barrier", err, nil, s.Path())
+	assertDirError(t, "Barrier", err, nil, storePath(s))
 	assertUnchanged(t, root, before, "a read-only store")
 }
 

@@ -58,7 +58,7 @@ func TestPathSafety(t *testing.T) {
 			{"Acquire shared", func(s *Store) error { return acquire(s, id, Shared) }},
 			{"Acquire exclusive", func(s *Store) error { return acquire(s, id, Exclusive) }},
 			{"tryAcquire", func(s *Store) error {
-				l, err := s.tryAcquire(id)
+				l, err := tryAcquire(s, id)
 				if l != nil || err == nil {
 					return fmt.Errorf("returned %v, %v", l, err)
 				}
@@ -342,7 +342,7 @@ func TestSymlinkedLockFile(t *testing.T) {
 						t.Errorf("%s: %v after %v: not a refusal", name, err, time.Since(start))
 					}
 				}
-				if l, err := s.tryAcquire("c1"); l != nil || err == nil {
+				if l, err := tryAcquire(s, "c1"); l != nil || err == nil {
 					t.Errorf("tryAcquire = %v, %v", l, err)
 				}
 				assertUnchanged(t, outside, before, "Acquire")
@@ -477,7 +477,7 @@ func TestUnsafeOwnership(t *testing.T) {
 				s, err := open(dir)
 				if err == nil {
 					err = s.Load("c1").Err
-					if l, lerr := s.tryAcquire("c1"); lerr != nil {
+					if l, lerr := tryAcquire(s, "c1"); lerr != nil {
 						err = errors.Join(err, lerr)
 					} else if l != nil {
 						l.Release()

@@ -164,9 +164,6 @@ func (s *Store) writable() error {
 	return nil
 }
 
-// Path is the state folder's path.
-func (s *Store) Path() string { return s.root.path }
-
 // Close closes the store's folders.
 func (s *Store) Close() {
 	if s == nil {

@@ -122,8 +122,8 @@ func TestErrorTypes(t *testing.T) {
 
 func TestOpen(t *testing.T) {
 	s, dir := newStore(t)
-	if s.Path() != dir {
-		t.Errorf("Path() = %q, want %q", s.Path(), dir)
+	if storePath(s) != dir {
+		t.Errorf("Path() = %q, want %q", storePath(s), dir)
 	}
 	for _, d := range []string{dir, filepath.Join(dir, "containers"), filepath.Join(dir, "locks")} {
 		assertMode(t, d, 0o700)
