@@ -3,6 +3,8 @@ package adopt
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -42,7 +44,11 @@ func TestSplitSeed(t *testing.T) {
 	if !reflect.DeepEqual(r.Interfaces, want) {
 		t.Errorf("interfaces = %+v, want %+v", r.Interfaces, want)
 	}
-	att, err := conf.ParseAttachments(opts.Attachments, r.Attachments, conf.Defaults{IfName: "eth0", ListName: "handmade", CNIVersion: "1.0.0"})
+	yamlPath := filepath.Join(t.TempDir(), "handmade.yaml")
+	if err := os.WriteFile(yamlPath, r.Attachments, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	att, err := conf.LoadAttachmentFile(yamlPath, conf.Defaults{IfName: "eth0", ListName: "handmade", CNIVersion: "1.0.0"})
 	if err != nil {
 		t.Fatalf("nicmux cannot parse the attachment file: %v\n%s", err, r.Attachments)
 	}

@@ -45,9 +45,7 @@ release), 1 refused, not written, errors found by the check, or a release
 failing with the new conflist, 2 usage error.`
 
 func runAdopt(e *env, args []string) int {
-	f := newFlags("adopt", adoptHelp)
-	var c common
-	c.register(f)
+	f, c := deploymentFlags("adopt", adoptHelp, "print one JSON object")
 	out := f.String("out", "", "the folder `DIR` to write NAME.yaml and NAME.conflist into")
 	o := adopt.Options{}
 	f.StringVar(&o.Attachments, "attachments", "", "the attachment file's `PATH` on the client, for nicmux's entry (default: the file written in -out)")
@@ -61,7 +59,6 @@ func runAdopt(e *env, args []string) int {
 	ro := rehearse.Options{JobArgs: map[string]string{}, Namespace: "default", Job: "nicmux-rehearse"}
 	f.Var(jobArgs(ro.JobArgs), "arg", "with -rehearse, a job network.cni.args `KEY=VALUE`, repeatable")
 	f.Var((*portFlags)(&ro.Ports), "port", "with -rehearse, a port mapping `HOST:CONTAINER[/PROTO]`, repeatable")
-	asJSON := f.Bool("json", false, "print one JSON object")
 	if _, code, ok := f.parseN(e, args, 0, 0, ""); !ok {
 		return code
 	}
@@ -73,7 +70,7 @@ func runAdopt(e *env, args []string) int {
 		return f.fail(e, "-nomad: %v", err)
 	}
 	o.Wrappers = append(append([]string{}, adopt.DefaultWrappers...), wrappers...)
-	a := &adoption{e: e, c: c, out: *out, force: *force, opts: o, rehearse: ro, asJSON: *asJSON}
+	a := &adoption{e: e, c: *c, out: *out, force: *force, opts: o, rehearse: ro, asJSON: c.asJSON}
 	if *rehearseBoth && o.Attachments != "" {
 		return f.fail(e, "-rehearse rehearses the files written in -out: leave -attachments out")
 	}

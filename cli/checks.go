@@ -2,157 +2,13 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/nicmux/nicmux/conf"
 )
-
-// checkEntry checks nicmux's entry and the list around it, and returns the
-// entry's configuration (nil when it cannot be decoded).
-func (v *validator) checkEntry(e *entry) *conf.NetConf {
-	v.checkEntryKeys(e)
-	nc, err := e.netConf()
-	if err != nil {
-		v.entryError(e, err)
-	}
-	v.checkNomadList(e)
-	// A version nicmux refuses is reported above; the plugins' VERSION is
-	// then only asked, not compared.
-	version := e.cniVersion
-	if !conf.IsSupportedVersion(version) {
-		version = ""
-	}
-	for i, typ := range e.plugins {
-		field := fmt.Sprintf("plugins[%d].type", i)
-		if e.index < 0 {
-			field = "type"
-		}
-		if typ != "" {
-			v.checkBinary(e.pos(field), field, "plugin", typ, version, "the conflist's")
-		}
-	}
-	if nc != nil && nc.LogFile != "" && filepath.IsAbs(nc.LogFile) {
-		v.checkLogFolder(e, filepath.Dir(nc.LogFile))
-	}
-	return nc
-}
-
-// entryError reports conf.ParseNetConf's verdict on the entry, at the field
-// it names.
-func (v *validator) entryError(e *entry, err error) {
-	const hint = "nicmux fails every verb with this entry until it is fixed"
-	var ce *conf.Error
-	if !errors.As(err, &ce) {
-		v.add(finding(sevError, e.pos(e.field("")), e.field(""), hint, "%v", err))
-		return
-	}
-	field := e.field(ce.Field)
-	switch ce.Field {
-	case "cniVersion", "name":
-		field = ce.Field // the list's, which libcni sets in every plugin
-	case "(top level)":
-		field = e.field("")
-	}
-	msg := ce.Msg
-	if ce.Err != nil {
-		msg += ": " + ce.Err.Error()
-	}
-	v.add(finding(sevError, e.pos(field), field, hint, "%s", msg))
-}
-
-// checkNomadList reports what Nomad needs of the list: a lower-case name
-// (it lower-cases the job's mode) and a loopback plugin (without one,
-// tasks of the exec and java drivers, which get no lo from elsewhere, have
-// it down).
-func (v *validator) checkNomadList(e *entry) {
-	if e.name != strings.ToLower(e.name) {
-		v.add(finding(sevWarning, e.pos("name"), "name",
-			"write the name in lower case (and the job's mode with it)",
-			"%q has capitals: Nomad lower-cases the job's network mode, so cni/%s finds no conflist of this name", e.name, e.name))
-	}
-	if slices.Contains(e.plugins, "loopback") {
-		return
-	}
-	field, hint := "plugins", `add {"type": "loopback"} after the nicmux entry in "plugins": it brings lo up and passes nicmux's result on`
-	if e.index < 0 {
-		field, hint = "type", `make this a .conflist whose "plugins" are the nicmux entry, then {"type": "loopback"}`
-	}
-	v.add(finding(sevWarning, e.pos(field), field, hint,
-		`no "loopback" plugin in the conflist: the tasks of Nomad's exec and java drivers get their "lo" interface down`))
-}
-
-// checkEntryKeys reports the keys of the entry that nicmux does not read:
-// encoding/json drops them without a word, so a typo ("logFle",
-// "paralel") silently leaves the default in force.
-func (v *validator) checkEntryKeys(e *entry) {
-	keys := make([]string, 0, len(e.raw))
-	for k := range e.raw {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if known(v.keys, k) {
-			continue
-		}
-		hint := "nicmux's keys: " + strings.Join(v.keys, ", ")
-		if s := suggest(v.keys, k); s != "" {
-			hint = fmt.Sprintf("did you mean %q?", s)
-		}
-		field := e.field(k)
-		v.add(finding(sevError, e.pos(field), field, hint, "unknown key: nicmux ignores it"))
-	}
-}
-
-func (v *validator) checkLogFolder(e *entry, dir string) {
-	field := e.field("logFile")
-	fi, err := os.Stat(dir)
-	problem, hint := "", "point logFile at a file in an existing folder"
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		problem, hint = "does not exist", "create it (mkdir -p "+dir+") or point logFile at an existing folder"
-	case err != nil:
-		problem = "cannot be read: " + err.Error()
-	case !fi.IsDir():
-		problem = "is not a folder"
-	default:
-		return
-	}
-	v.add(finding(sevWarning, e.pos(field), field, hint,
-		"the folder %s %s: nicmux cannot open its log and writes warnings and errors to stderr, which Nomad does not keep", dir, problem))
-}
-
-// checkEntryPortmap reports a portmap delegate behind an entry that does
-// not declare portMappings: libcni then hands nicmux no port mappings, and
-// no port is forwarded.
-func (v *validator) checkEntryPortmap(e *entry, nc *conf.NetConf) {
-	if nc == nil || nc.Capabilities["portMappings"] {
-		return
-	}
-	for _, att := range v.sets {
-		for i, c := range att.Interfaces {
-			for j, p := range c.Plugins {
-				if p.Type != "portmap" {
-					continue
-				}
-				field := e.field("capabilities")
-				if _, ok := e.raw["capabilities"]; !ok {
-					field = e.field("")
-				}
-				use := att.Locate(fmt.Sprintf("interfaces[%d].plugins[%d]", i, j))
-				v.add(finding(sevError, e.pos(field), field, `add "capabilities": {"portMappings": true} to the nicmux entry`,
-					`the nicmux entry does not declare "capabilities": {"portMappings": true}, but %s (interfaces[%d], %s) uses portmap: the runtime hands nicmux no port mappings, so no port is forwarded`,
-					use, i, c.IfName))
-				return
-			}
-		}
-	}
-}
 
 // facts are the parts of a delegate's configuration validate checks, read
 // leniently: a field of the wrong type is left out (the plugin reports it
@@ -221,7 +77,7 @@ func (f *facts) subnets() []string {
 // delegate is one plugin of an attachment set, with where it is written
 // and what validate reads of it.
 type delegate struct {
-	att   *conf.Attachments
+	att   *set
 	iface int // the chain's index in att.Interfaces
 	chain *conf.Chain
 	*conf.Plugin
@@ -234,11 +90,11 @@ func (d *delegate) at(sub string) (conf.Position, string) {
 	if sub != "" {
 		field += "." + sub
 	}
-	return d.att.Locate(field), field
+	return d.att.loc.Locate(field), field
 }
 
 // delegates lists the plugins of a set's chains, in order.
-func delegates(att *conf.Attachments) []*delegate {
+func delegates(att *set) []*delegate {
 	var out []*delegate
 	for i, c := range att.Interfaces {
 		for j, p := range c.Plugins {
@@ -252,7 +108,7 @@ func delegates(att *conf.Attachments) []*delegate {
 // checkSet checks one attachment set's chains: their plugins' binaries and
 // versions, portmap's capability, default routes and the host facts they
 // rely on.
-func (v *validator) checkSet(att *conf.Attachments) {
+func (v *validator) checkSet(att *set) {
 	ds := delegates(att)
 	for _, d := range ds {
 		at, field := d.at("type")
@@ -263,7 +119,7 @@ func (v *validator) checkSet(att *conf.Attachments) {
 		}
 		if d.Type == "portmap" && !d.Capabilities["portMappings"] {
 			at, field := d.at("")
-			v.add(finding(sevError, at, field, "add `capabilities: {portMappings: true}` to this plugin",
+			v.add(newFinding(sevError, at, field, "add `capabilities: {portMappings: true}` to this plugin",
 				"portmap does not declare capabilities {portMappings: true}, so nicmux hands it no port mappings and no port is forwarded"))
 		}
 	}
@@ -309,7 +165,7 @@ func (v *validator) checkDefaultRoutes(ds []*delegate) {
 			case !seen:
 				first[fam] = routeAt{d, at}
 			case prev.d.iface != d.iface:
-				v.add(finding(sevError, at, field, "keep the default route on one interface (usually eth0) and give the others routes to specific networks",
+				v.add(newFinding(sevError, at, field, "keep the default route on one interface (usually eth0) and give the others routes to specific networks",
 					"a second %s default route in this set (the first: interfaces[%d], %s, at %s): the container gets two, and which one carries its traffic depends on which chain came up first",
 					fam, prev.d.iface, prev.d.chain.IfName, prev.at))
 			}
@@ -343,7 +199,7 @@ func (v *validator) checkBridges() {
 			case !ok:
 				first[d.facts.Bridge] = bridgeUse{at, subnets}
 			case !slices.Equal(prev.subnets, subnets):
-				v.add(finding(sevWarning, at, field, "chains that plug into one bridge should share its subnet (and network name, so that host-local hands each address out once); give another subnet another bridge",
+				v.add(newFinding(sevWarning, at, field, "chains that plug into one bridge should share its subnet (and network name, so that host-local hands each address out once); give another subnet another bridge",
 					"bridge %q with subnet %s; %s puts it on %s", d.facts.Bridge, strings.Join(subnets, ", "), prev.at, strings.Join(prev.subnets, ", ")))
 			}
 		}

@@ -24,23 +24,22 @@ const (
 	exitUsage = 2 // unknown command or flag, wrong arguments
 )
 
-// DefaultCNIPath is where the commands look for plugin binaries without
+// defaultCNIPath is where the commands look for plugin binaries without
 // -cni-path or CNI_PATH: Nomad's default cni_path.
-const DefaultCNIPath = "/opt/cni/bin"
+const defaultCNIPath = "/opt/cni/bin"
 
 // Main runs nicmux with args (the program name left out) and returns its
 // exit code. getenv, stdin, stdout and stderr serve the commands; the CNI
 // plugin (CNI_COMMAND set) and the bare run use the process's own
-// environment and streams, exactly as they did before there were commands.
+// environment and streams, as skel reads them.
 func Main(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	start := time.Now()
 	// Nomad's fingerprint (no arguments, no CNI variable) and every runtime
-	// call go straight to the plugin, so that the fingerprint costs nothing
-	// more than it did. Without CNI_COMMAND but with another CNI variable,
+	// call go straight to the plugin, so that the fingerprint costs no
+	// command parsing. Without CNI_COMMAND but with another CNI variable,
 	// mux.Run reports the missing variable; with arguments, CNI_PATH is
 	// just where a command finds plugins.
 	if len(args) == 0 || getenv("CNI_COMMAND") != "" {
-		return plugin(getenv, start)
+		return plugin(getenv)
 	}
 	return dispatch(&env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}, args)
 }
@@ -63,11 +62,9 @@ func dispatch(e *env, args []string) int {
 	return cmd.run(e, rest)
 }
 
-// plugin is nicmux as a CNI plugin: what main was before the commands.
-func plugin(getenv func(string) string, start time.Time) int {
-	p := mux.New()
-	p.Start = start
-	if e := mux.Run(p, getenv); e != nil {
+// plugin is nicmux as a CNI plugin, and its bare run.
+func plugin(getenv func(string) string) int {
+	if e := mux.Run(mux.New(), getenv); e != nil {
 		_ = e.Print()
 		return exitFail
 	}
@@ -141,7 +138,7 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Run "nicmux COMMAND -h" for a command's flags. The commands find plugin
-binaries through -cni-path, else CNI_PATH, else `+DefaultCNIPath+`, and nicmux's
+binaries through -cni-path, else CNI_PATH, else `+defaultCNIPath+`, and nicmux's
 entry through -conflist (the runtime's conflist).
 Exit status: 0 ok, 1 the command found errors or failed, 2 usage error.
 `)
@@ -250,22 +247,30 @@ func (f *flags) usage(w io.Writer) {
 type common struct {
 	cniPath  string
 	conflist string
+	asJSON   bool
 }
 
-func (c *common) register(f *flags) {
-	f.StringVar(&c.cniPath, "cni-path", "", "colon-separated `DIRS` holding the plugin binaries (default: $CNI_PATH, else "+DefaultCNIPath+")")
+// deploymentFlags returns the flags of a command that looks at a
+// deployment: -cni-path, -conflist and -json (which prints what jsonHelp
+// says), and the common values they set.
+func deploymentFlags(name, help, jsonHelp string) (*flags, *common) {
+	f := newFlags(name, help)
+	c := &common{}
+	f.StringVar(&c.cniPath, "cni-path", "", "colon-separated `DIRS` holding the plugin binaries (default: $CNI_PATH, else "+defaultCNIPath+")")
 	f.StringVar(&c.conflist, "conflist", "", "the runtime's conflist `FILE` (or .conf) whose plugin of type nicmux is the entry to use")
+	f.BoolVar(&c.asJSON, "json", false, jsonHelp)
+	return f, c
 }
 
 // path returns the folders to find plugin binaries in: -cni-path, else
-// CNI_PATH, else DefaultCNIPath, as a runtime's cni_path would list them.
+// CNI_PATH, else defaultCNIPath, as a runtime's cni_path would list them.
 func (c *common) path(e *env) []string {
 	list := c.cniPath
 	if list == "" {
 		list = e.getenv("CNI_PATH")
 	}
 	if list == "" {
-		list = DefaultCNIPath
+		list = defaultCNIPath
 	}
 	var out []string
 	for _, d := range filepath.SplitList(list) {

@@ -46,17 +46,17 @@ func (e *entry) field(key string) string {
 func (e *entry) pos(field string) conf.Position { return conf.LocateJSON(e.file, e.data, field) }
 
 // fail makes the finding for an entry that cannot be used at all.
-func (e *entry) fail(field, hint, format string, args ...any) *Finding {
-	f := finding(sevError, e.pos(field), field, hint, format, args...)
+func (e *entry) fail(field, hint, format string, args ...any) *finding {
+	f := newFinding(sevError, e.pos(field), field, hint, format, args...)
 	return &f
 }
 
 // readEntry reads the conflist (or .conf) at file and finds nicmux's entry,
 // or says why it cannot.
-func readEntry(file string) (*entry, *Finding) {
+func readEntry(file string) (*entry, *finding) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		f := finding(sevError, conf.Position{File: file}, "", "pass the runtime's conflist (Nomad: a file in the client's cni_config_dir)", "cannot read the conflist: %v", err)
+		f := newFinding(sevError, conf.Position{File: file}, "", "pass the runtime's conflist (Nomad: a file in the client's cni_config_dir)", "cannot read the conflist: %v", err)
 		return nil, &f
 	}
 	e := &entry{file: file, data: data, index: -1}
@@ -66,7 +66,7 @@ func readEntry(file string) (*entry, *Finding) {
 		if syn := (*json.SyntaxError)(nil); errors.As(err, &syn) {
 			at = conf.OffsetPosition(file, data, int(syn.Offset)-1)
 		}
-		f := finding(sevError, at, "", "the runtime cannot read it either: fix the JSON", "not a JSON object: %v", err)
+		f := newFinding(sevError, at, "", "the runtime cannot read it either: fix the JSON", "not a JSON object: %v", err)
 		return nil, &f
 	}
 	_ = json.Unmarshal(top["name"], &e.name)

@@ -15,9 +15,9 @@ const (
 	sevWarning = "warning" // likely a mistake; -strict makes it fail
 )
 
-// Finding is one thing validate found, where it is written and what to do
+// finding is one thing validate found, where it is written and what to do
 // about it.
-type Finding struct {
+type finding struct {
 	File     string `json:"file"`
 	Line     int    `json:"line,omitempty"`
 	Column   int    `json:"column,omitempty"`
@@ -29,7 +29,7 @@ type Finding struct {
 }
 
 // String returns the finding as "file:line:col: severity: field: message".
-func (f Finding) String() string {
+func (f finding) String() string {
 	var b strings.Builder
 	b.WriteString(f.File)
 	if f.Line > 0 {
@@ -46,8 +46,8 @@ func (f Finding) String() string {
 	return b.String()
 }
 
-func finding(sev string, at conf.Position, field, hint, format string, args ...any) Finding {
-	return Finding{File: at.File, Line: at.Line, Column: at.Column, Severity: sev, Field: field,
+func newFinding(sev string, at conf.Position, field, hint, format string, args ...any) finding {
+	return finding{File: at.File, Line: at.Line, Column: at.Column, Severity: sev, Field: field,
 		Message: fmt.Sprintf(format, args...), Hint: hint}
 }
 
@@ -55,7 +55,7 @@ func finding(sev string, at conf.Position, field, hint, format string, args ...a
 type report struct {
 	// Files are the conflist and the attachment files checked, in order.
 	Files    []string  `json:"files"`
-	Findings []Finding `json:"findings"`
+	Findings []finding `json:"findings"`
 	Errors   int       `json:"errors"`
 	Warnings int       `json:"warnings"`
 }
@@ -74,7 +74,7 @@ func (r *report) sort() {
 			rank[f.File] = len(rank)
 		}
 	}
-	slices.SortStableFunc(r.Findings, func(a, b Finding) int {
+	slices.SortStableFunc(r.Findings, func(a, b finding) int {
 		if d := rank[a.File] - rank[b.File]; d != 0 {
 			return d
 		}
@@ -113,7 +113,7 @@ func (r *report) printJSON(w io.Writer) {
 		r.Files = []string{}
 	}
 	if r.Findings == nil {
-		r.Findings = []Finding{}
+		r.Findings = []finding{}
 	}
 	printJSON(w, r)
 }

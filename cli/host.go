@@ -48,19 +48,19 @@ func (v *validator) checkHost(ds []*delegate, iface int) {
 	at, field := master.at("master")
 	link, err := netlink.LinkByName(name)
 	if errors.As(err, &netlink.LinkNotFoundError{}) {
-		v.add(finding(sevError, at, field,
+		v.add(newFinding(sevError, at, field,
 			"name a host interface that exists (ip link show); validate checks the host it runs on: run it on the client",
 			"master %q does not exist on this host", name))
 		return
 	}
 	if err != nil {
-		v.add(finding(sevWarning, at, field, "", "cannot check master %q: %v", name, err))
+		v.add(newFinding(sevWarning, at, field, "", "cannot check master %q: %v", name, err))
 		return
 	}
 	limit := link.Attrs().MTU
 	for _, m := range mtus {
 		if m.mtu > limit {
-			v.add(finding(sevError, m.at, m.field,
+			v.add(newFinding(sevError, m.at, m.field,
 				fmt.Sprintf("raise the master's MTU (ip link set %s mtu %d; jumbo frames need the switch ports too) or lower mtu", name, m.mtu),
 				"MTU %d is above the MTU %d of master %q", m.mtu, limit, name))
 		}

@@ -14,12 +14,13 @@ import (
 	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/inspect"
 	"github.com/nicmux/nicmux/mux"
+	"github.com/nicmux/nicmux/ops"
 	"github.com/nicmux/nicmux/state"
 )
 
-// The operator's commands on nicmux's state: show reads it, gc releases the
-// containers whose namespace is gone, forget is the last resort for a
-// record nothing releases. gc and forget run through mux as verbs do.
+// The operator's commands on nicmux's state: show reads it (package
+// inspect), gc releases the containers whose namespace is gone and forget
+// is the last resort for a record nothing releases (package ops).
 
 const showHelp = `Lists the containers nicmux holds state for: for each, its status, the
 conflist and attachment set that attached it, its network namespace (still
@@ -326,11 +327,8 @@ func age(d time.Duration) string {
 // --- gc -------------------------------------------------------------------
 
 func runGC(e *env, args []string) int {
-	f := newFlags("gc", gcHelp)
-	var c common
-	c.register(f)
+	f, c := deploymentFlags("gc", gcHelp, "print one JSON object")
 	dryRun := f.Bool("dry-run", false, "say what would be released, release nothing, forward no GC")
-	asJSON := f.Bool("json", false, "print one JSON object")
 	if _, code, ok := f.parseN(e, args, 0, 0, ""); !ok {
 		return code
 	}
@@ -341,12 +339,12 @@ func runGC(e *env, args []string) int {
 	if !ok {
 		return exitFail
 	}
-	r, err := opsPlugin(e).CollectStale(context.Background(), mux.OpsRequest{Config: en.bytes, CNIPath: c.path(e)}, *dryRun)
+	r, err := ops.CollectStale(context.Background(), opsPlugin(e), ops.Request{Entry: en.bytes, CNIPath: c.path(e)}, *dryRun)
 	if r == nil {
 		fmt.Fprintf(e.stderr, "nicmux gc: %s: %v\n", c.conflist, err)
 		return exitFail
 	}
-	if *asJSON {
+	if c.asJSON {
 		printJSON(e.stdout, r)
 	} else {
 		printGC(e.stdout, r)
@@ -357,7 +355,7 @@ func runGC(e *env, args []string) int {
 	return exitOK
 }
 
-func printGC(w io.Writer, r *mux.GCReport) {
+func printGC(w io.Writer, r *ops.GCReport) {
 	verb := "released"
 	if r.DryRun {
 		verb = "would release"
@@ -400,11 +398,8 @@ func ifList(ifnames []string) string {
 // --- forget ---------------------------------------------------------------
 
 func runForget(e *env, args []string) int {
-	f := newFlags("forget", forgetHelp)
-	var c common
-	c.register(f)
+	f, c := deploymentFlags("forget", forgetHelp, "print one JSON object")
 	force := f.Bool("force", false, "drop the record even if not everything could be released, and print what may be left")
-	asJSON := f.Bool("json", false, "print one JSON object")
 	rest, code, ok := f.parseN(e, args, 1, 1, "one CONTAINER_ID")
 	if !ok {
 		return code
@@ -419,14 +414,14 @@ func runForget(e *env, args []string) int {
 	if !ok {
 		return exitFail
 	}
-	r, err := opsPlugin(e).Forget(context.Background(), mux.OpsRequest{Config: en.bytes, CNIPath: c.path(e)}, rest[0], *force)
+	r, err := ops.Forget(context.Background(), opsPlugin(e), ops.Request{Entry: en.bytes, CNIPath: c.path(e)}, rest[0], *force)
 	if r == nil {
 		fmt.Fprintf(e.stderr, "nicmux forget: %s: %v\n", c.conflist, err)
 		return exitFail
 	}
-	if *asJSON {
+	if c.asJSON {
 		out := struct {
-			*mux.ForgetReport
+			*ops.ForgetReport
 			Error string `json:"error,omitempty"`
 		}{ForgetReport: r}
 		if err != nil {
@@ -437,7 +432,7 @@ func runForget(e *env, args []string) int {
 		printForget(e.stdout, r, err, time.Now())
 	}
 	if err != nil {
-		if !*asJSON {
+		if !c.asJSON {
 			fmt.Fprintf(e.stderr, "nicmux forget: %v\n", err)
 		}
 		return exitFail
@@ -445,7 +440,7 @@ func runForget(e *env, args []string) int {
 	return exitOK
 }
 
-func printForget(w io.Writer, r *mux.ForgetReport, err error, now time.Time) {
+func printForget(w io.Writer, r *ops.ForgetReport, err error, now time.Time) {
 	if r.Record == nil {
 		return // nothing recorded: the error says so
 	}
@@ -463,7 +458,7 @@ func printForget(w io.Writer, r *mux.ForgetReport, err error, now time.Time) {
 		fmt.Fprintf(w, "  the record cannot be read entirely: %s\n", c.Error)
 	}
 	printInterfaces(w, "  ", c.Interfaces, now)
-	if errors.Is(err, mux.ErrLive) {
+	if errors.Is(err, ops.ErrLive) {
 		return
 	}
 	if len(r.Released) > 0 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -39,7 +40,7 @@ func newOpsWorld(t *testing.T, plugin string) *opsWorld {
 	}
 	defer store.Close()
 	chain := `{"cniVersion":"1.0.0","name":"n0","plugins":[{"type":"` + plugin + `","ipam":{"type":"host-local","dataDir":"/srv/ipam"}}]}`
-	txn, err := store.Begin(&state.Plan{ContainerID: "c1", IfName: "eth0", NetNS: opsNetNS, NetNSID: state.NetNSID{Dev: 1, Ino: 2},
+	txn, err := store.Begin(&state.Plan{ContainerID: "c1", IfName: "eth0", NetNS: opsNetNS, NetNSID: ns.NetNSID{Dev: 1, Ino: 2},
 		ListName: "multi", CNIVersion: "1.0.0", AttachmentFile: attachments, Created: time.Now().Add(-90 * time.Minute),
 		Interfaces: []state.Planned{{IfName: "eth0", Network: "n0", CNIVersion: "1.0.0", Config: json.RawMessage(chain), CNIArgs: "A=1"}}})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,7 +40,7 @@ type prober struct {
 
 type probe struct {
 	versions []string
-	err      error
+	err      *probeError
 }
 
 func newProber(path []string, e *env) *prober {
@@ -54,7 +53,7 @@ func newProber(path []string, e *env) *prober {
 
 // find returns the binary for a plugin type the way libcni finds it: the
 // first regular file of that name in the CNI path.
-func (p *prober) find(kind, name string) (string, error) {
+func (p *prober) find(kind, name string) (string, *probeError) {
 	if strings.ContainsRune(name, os.PathSeparator) {
 		return "", &probeError{fmt.Sprintf("%s type %q holds a %q: runtimes look the type up as a file name in the CNI path", kind, name, string(os.PathSeparator)),
 			"name the binary, not its path, and put its folder in the CNI path"}
@@ -76,7 +75,7 @@ func (p *prober) find(kind, name string) (string, error) {
 
 // versions returns the CNI versions the binary at bin says it supports,
 // asked with cniVersion in its configuration as libcni asks.
-func (p *prober) versions(kind, bin, cniVersion string) ([]string, error) {
+func (p *prober) versions(kind, bin, cniVersion string) ([]string, *probeError) {
 	key := [2]string{bin, cniVersion}
 	if pr, ok := p.cache[key]; ok {
 		return pr.versions, pr.err
@@ -86,7 +85,7 @@ func (p *prober) versions(kind, bin, cniVersion string) ([]string, error) {
 	return vs, err
 }
 
-func (p *prober) ask(kind, bin, cniVersion string) ([]string, error) {
+func (p *prober) ask(kind, bin, cniVersion string) ([]string, *probeError) {
 	if cniVersion == "" {
 		cniVersion = version.Current()
 	}
@@ -107,7 +106,7 @@ func (p *prober) ask(kind, bin, cniVersion string) ([]string, error) {
 	cmd.WaitDelay = time.Second
 	byHand := fmt.Sprintf("run it by hand: echo '%s' | CNI_COMMAND=VERSION %s", stdin, bin)
 	err := cmd.Run()
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if ctx.Err() != nil {
 		return nil, &probeError{fmt.Sprintf("%s %s did not answer VERSION within %s", kind, bin, p.timeout),
 			"a plugin that hangs stalls every CNI call of a Nomad client, which runs them one at a time: " + byHand}
 	}
@@ -143,26 +142,17 @@ func firstLine(s string) string {
 // VERSION, or does not speak the cniVersion it will be handed. whose names
 // that version ("the chain's", "the conflist's").
 func (v *validator) checkBinary(at conf.Position, field, kind, name, cniVersion, whose string) {
-	report := func(err error) {
-		var pe *probeError
-		if errors.As(err, &pe) {
-			v.add(finding(sevError, at, field, pe.hint, "%s", pe.msg))
-			return
-		}
-		v.add(finding(sevError, at, field, "", "%v", err))
+	bin, pe := v.probes.find(kind, name)
+	var supported []string
+	if pe == nil {
+		supported, pe = v.probes.versions(kind, bin, cniVersion)
 	}
-	bin, err := v.probes.find(kind, name)
-	if err != nil {
-		report(err)
-		return
-	}
-	supported, err := v.probes.versions(kind, bin, cniVersion)
-	if err != nil {
-		report(err)
+	if pe != nil {
+		v.add(newFinding(sevError, at, field, pe.hint, "%s", pe.msg))
 		return
 	}
 	if cniVersion != "" && !slices.Contains(supported, cniVersion) {
-		v.add(finding(sevError, at, field, "set cniVersion to a version it speaks, or install a newer "+name,
+		v.add(newFinding(sevError, at, field, "set cniVersion to a version it speaks, or install a newer "+name,
 			"%s %s speaks CNI %s, not %s cniVersion %s", kind, bin, strings.Join(supported, ", "), whose, cniVersion))
 	}
 }

@@ -58,9 +58,7 @@ interrupted, or the configuration does not load), 2 usage error.`
 const defaultConfDir = "/opt/cni/config"
 
 func runRehearse(e *env, args []string) int {
-	f := newFlags("rehearse", rehearseHelp)
-	var c common
-	c.register(f)
+	f, c := deploymentFlags("rehearse", rehearseHelp, "print one JSON object")
 	net := f.String("net", "", "the network `NAME` to find in -confdir, as a job's mode cni/NAME does (instead of -conflist)")
 	confDir := f.String("confdir", defaultConfDir, "the client's cni_config_dir `DIR`, for -net")
 	releases := f.String("nomad", "all", "the Nomad `VERSIONS` to rehearse: all, or versions separated by commas")
@@ -70,12 +68,11 @@ func runRehearse(e *env, args []string) int {
 	f.Var((*portFlags)(&o.Ports), "port", "a port mapping `HOST:CONTAINER[/PROTO]`, repeatable (tcp and udp without a protocol, as Nomad maps them)")
 	f.StringVar(&o.Namespace, "namespace", "default", "the allocation's NOMAD_NAMESPACE")
 	f.StringVar(&o.Job, "job", "nicmux-rehearse", "the allocation's NOMAD_JOB_ID (and group name)")
-	asJSON := f.Bool("json", false, "print one JSON object")
 	if _, code, ok := f.parseN(e, args, 0, 0, ""); !ok {
 		return code
 	}
 	if *list {
-		printReleases(e.stdout, *asJSON)
+		printReleases(e.stdout, c.asJSON)
 		return exitOK
 	}
 	if (c.conflist == "") == (*net == "") {
@@ -93,7 +90,7 @@ func runRehearse(e *env, args []string) int {
 		}
 	}
 	o.CNIPath = c.path(e)
-	return rehearseRun(e, o, *asJSON)
+	return rehearseRun(e, o, c.asJSON)
 }
 
 func lookupReleases(s string) ([]nomad.Release, error) {

@@ -42,11 +42,8 @@ const (
 )
 
 func runValidate(e *env, args []string) int {
-	f := newFlags("validate", validateHelp)
-	var c common
-	c.register(f)
+	f, c := deploymentFlags("validate", validateHelp, "print the report as one JSON object")
 	strict := f.Bool("strict", false, "fail (exit 1) on warnings too")
-	asJSON := f.Bool("json", false, "print the report as one JSON object")
 	files, code, ok := f.parseN(e, args, 0, -1, "")
 	if !ok {
 		return code
@@ -56,7 +53,7 @@ func runValidate(e *env, args []string) int {
 	}
 	v := newValidator(e, c.path(e))
 	r := v.run(c.conflist, files)
-	if *asJSON {
+	if c.asJSON {
 		r.printJSON(e.stdout)
 	} else {
 		r.printText(e.stdout)
@@ -73,14 +70,20 @@ type validator struct {
 	report report
 	keys   []string // nicmux's entry keys
 	// sets are the attachment files that parsed.
-	sets []*conf.Attachments
+	sets []*set
+}
+
+// set is an attachment file that parsed, and where its fields are written.
+type set struct {
+	*conf.AttachmentFile
+	loc *conf.Locator
 }
 
 func newValidator(e *env, cniPath []string) *validator {
 	return &validator{probes: newProber(cniPath, e), keys: netConfKeys()}
 }
 
-func (v *validator) add(f Finding) { v.report.Findings = append(v.report.Findings, f) }
+func (v *validator) add(f finding) { v.report.Findings = append(v.report.Findings, f) }
 
 // run checks the conflist's entry (when given) and the attachment files
 // (given, or the entry's file and its sets).
@@ -90,7 +93,7 @@ func (v *validator) run(conflist string, files []string) *report {
 	var nc *conf.NetConf
 	if conflist != "" {
 		v.report.Files = append(v.report.Files, conflist)
-		var f *Finding
+		var f *finding
 		if e, f = readEntry(conflist); f != nil {
 			v.add(*f)
 		} else {
@@ -102,7 +105,7 @@ func (v *validator) run(conflist string, files []string) *report {
 			if e.cniVersion != "" {
 				d.CNIVersion = e.cniVersion
 			}
-			nc = v.checkEntry(e)
+			nc = entryCheck{v, e}.check()
 		}
 	}
 	if len(files) == 0 && nc != nil && filepath.IsAbs(nc.Attachments) {
@@ -116,7 +119,7 @@ func (v *validator) run(conflist string, files []string) *report {
 	}
 	v.checkBridges()
 	if e != nil {
-		v.checkEntryPortmap(e, nc)
+		entryCheck{v, e}.portmap(nc)
 	}
 	v.report.sort()
 	return &v.report
@@ -127,7 +130,7 @@ func (v *validator) run(conflist string, files []string) *report {
 func (v *validator) loadEntryFiles(e *entry, nc *conf.NetConf, d conf.Defaults) {
 	base := nc.Attachments
 	if _, err := os.Stat(base); err != nil {
-		v.add(finding(sevError, e.pos(e.field("attachments")), e.field("attachments"),
+		v.add(newFinding(sevError, e.pos(e.field("attachments")), e.field("attachments"),
 			"validate reads the files nicmux will read: run it on the client, or pass the attachment files as arguments",
 			"cannot read the attachment file: %v", err))
 	} else {
@@ -146,7 +149,7 @@ func (v *validator) loadEntryFiles(e *entry, nc *conf.NetConf, d conf.Defaults) 
 				msg = ce.Msg
 			}
 			v.report.Files = append(v.report.Files, path)
-			v.add(finding(sevError, conf.Position{File: path}, "",
+			v.add(newFinding(sevError, conf.Position{File: path}, "",
 				"a job that names this set fails: make it a regular file in "+dir+", or remove it", "%s", msg))
 			continue
 		}
@@ -160,18 +163,18 @@ var yamlLine = regexp.MustCompile(`\byaml: line (\d+):`)
 // load parses one attachment file, reporting its errors.
 func (v *validator) load(file string, d conf.Defaults) {
 	v.report.Files = append(v.report.Files, file)
-	att, err := conf.LoadAttachments(file, d)
+	att, err := conf.LoadAttachmentFile(file, d)
 	if err == nil {
-		v.sets = append(v.sets, att)
+		v.sets = append(v.sets, &set{AttachmentFile: att, loc: conf.NewLocator(file)})
 		return
 	}
 	hint := "nicmux refuses ADD with this attachment set (CNI error 7) until it parses"
 	var ce *conf.Error
 	if !errors.As(err, &ce) {
-		v.add(Finding{File: file, Severity: sevError, Message: err.Error(), Hint: hint})
+		v.add(finding{File: file, Severity: sevError, Message: err.Error(), Hint: hint})
 		return
 	}
-	f := Finding{File: ce.File, Line: ce.Line, Column: ce.Column, Severity: sevError, Field: ce.Field, Message: ce.Msg, Hint: hint}
+	f := finding{File: ce.File, Line: ce.Line, Column: ce.Column, Severity: sevError, Field: ce.Field, Message: ce.Msg, Hint: hint}
 	if ce.Err != nil {
 		f.Message += ": " + ce.Err.Error()
 		if m := yamlLine.FindStringSubmatch(ce.Err.Error()); m != nil && f.Line == 0 {

@@ -32,7 +32,7 @@ func sixteenInterfaces() string {
 }
 
 func TestSixteenInterfaces(t *testing.T) {
-	a, err := ParseAttachments("/etc/nicmux/big.yaml", []byte(sixteenInterfaces()), testDefaults)
+	a, err := parseAttachmentFile("/etc/nicmux/big.yaml", []byte(sixteenInterfaces()), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestSixteenInterfaces(t *testing.T) {
 	}
 }
 
-func BenchmarkParseAttachments(b *testing.B) {
+func BenchmarkParseAttachmentFile(b *testing.B) {
 	basic := filepath.Join("testdata", "valid", "basic.yaml")
 	basicData, err := os.ReadFile(basic)
 	if err != nil {
@@ -65,7 +65,7 @@ func BenchmarkParseAttachments(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(c.data)))
 			for b.Loop() {
-				if _, err := ParseAttachments(c.path, c.data, testDefaults); err != nil {
+				if _, err := parseAttachmentFile(c.path, c.data, testDefaults); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -50,7 +50,7 @@ func TestConfListExact(t *testing.T) {
 func TestConfListRoundTrip(t *testing.T) {
 	for name := range validCases {
 		t.Run(name, func(t *testing.T) {
-			a, err := LoadAttachments(filepath.Join("testdata", "valid", name), testDefaults)
+			a, err := LoadAttachmentFile(filepath.Join("testdata", "valid", name), testDefaults)
 			if err != nil {
 				t.Fatal(err)
 			}

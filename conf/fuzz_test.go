@@ -11,10 +11,10 @@ import (
 	"github.com/containernetworking/cni/pkg/utils"
 )
 
-// FuzzParseAttachments feeds arbitrary bytes to ParseAttachments: it must
+// FuzzParseAttachmentFile feeds arbitrary bytes to parseAttachmentFile: it must
 // not panic, every error must be a *conf.Error with a code, and every
 // success must be a usable, self-consistent set of chains.
-func FuzzParseAttachments(f *testing.F) {
+func FuzzParseAttachmentFile(f *testing.F) {
 	for _, dir := range []string{"valid", "invalid"} {
 		files, err := filepath.Glob(filepath.Join("testdata", dir, "*.yaml"))
 		if err != nil {
@@ -41,7 +41,7 @@ func FuzzParseAttachments(f *testing.F) {
 				return
 			}
 		}
-		a, err := ParseAttachments(path, data, testDefaults)
+		a, err := parseAttachmentFile(path, data, testDefaults)
 		if err != nil {
 			var ce *Error
 			if !errors.As(err, &ce) {

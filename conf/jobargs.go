@@ -12,21 +12,21 @@ import (
 	"github.com/containernetworking/cni/pkg/utils"
 )
 
-// CNI_ARGS keys nicmux reads on ADD besides ArgSet: a job's per-interface
+// CNI_ARGS keys nicmux reads on ADD besides argSet: a job's per-interface
 // arguments ("<prefix><ifname>"), and Nomad's identity of the job (1.9.4
 // and later).
 const (
-	ArgIPsPrefix = "NICMUX_IPS_"
-	ArgMACPrefix = "NICMUX_MAC_"
-	ArgNamespace = "NOMAD_NAMESPACE"
-	ArgJobID     = "NOMAD_JOB_ID"
+	argIPsPrefix = "NICMUX_IPS_"
+	argMACPrefix = "NICMUX_MAC_"
+	argNamespace = "NOMAD_NAMESPACE"
+	argJobID     = "NOMAD_JOB_ID"
 )
 
 // capabilityOf maps a per-interface key's prefix to the runtime capability
 // it becomes, and says which plugins honour it (for error hints).
 var capabilityOf = map[string]struct{ name, hint string }{
-	ArgIPsPrefix: {"ips", "on the main plugin (bridge, macvlan, ...) whose ipam honours it: host-local or static"},
-	ArgMACPrefix: {"mac", "on a plugin that honours it: macvlan, bridge or tuning"},
+	argIPsPrefix: {"ips", "on the main plugin (bridge, macvlan, ...) whose ipam honours it: host-local or static"},
+	argMACPrefix: {"mac", "on a plugin that honours it: macvlan, bridge or tuning"},
 }
 
 // JobArgs is what ADD's CNI_ARGS tell nicmux about the job.
@@ -34,17 +34,17 @@ type JobArgs struct {
 	// Namespace and JobID are NOMAD_NAMESPACE and NOMAD_JOB_ID; "" when
 	// absent.
 	Namespace, JobID string
-	// Interfaces are the per-interface arguments, sorted by key.
-	Interfaces []IfaceArg
+	// ifaces are the per-interface arguments, sorted by key.
+	ifaces []ifaceArg
 	// Delegated is CNI_ARGS as the delegates get it: without the
 	// per-interface keys, which reach their own chain only, as capability
 	// arguments. With none, it is CNI_ARGS unchanged.
 	Delegated string
 }
 
-// IfaceArg is one per-interface argument of a job: the capability argument
+// ifaceArg is one per-interface argument of a job: the capability argument
 // it becomes for that interface's chain.
-type IfaceArg struct {
+type ifaceArg struct {
 	Key        string // as written in CNI_ARGS, e.g. NICMUX_IPS_eth1
 	IfName     string
 	Capability string // "ips" or "mac"
@@ -73,11 +73,11 @@ func ParseJobArgs(cniArgs string) (*JobArgs, error) {
 		again := seen[k]
 		seen[k] = true
 		switch {
-		case k == ArgNamespace || k == ArgJobID:
+		case k == argNamespace || k == argJobID:
 			if again {
 				bad(k, "given more than once")
 			}
-			if k == ArgNamespace {
+			if k == argNamespace {
 				j.Namespace = v
 			} else {
 				j.JobID = v
@@ -96,16 +96,16 @@ func ParseJobArgs(cniArgs string) (*JobArgs, error) {
 				bad(k, "interface %s: %v", ifname, err)
 				continue
 			}
-			j.Interfaces = append(j.Interfaces, IfaceArg{Key: k, IfName: ifname, Capability: capabilityOf[prefix].name, Value: val})
-		case strings.HasPrefix(k, "NICMUX_") && k != ArgSet:
-			bad(k, "not an argument nicmux knows (%s, %s<ifname>, %s<ifname>)", ArgSet, ArgIPsPrefix, ArgMACPrefix)
+			j.ifaces = append(j.ifaces, ifaceArg{Key: k, IfName: ifname, Capability: capabilityOf[prefix].name, Value: val})
+		case strings.HasPrefix(k, "NICMUX_") && k != argSet:
+			bad(k, "not an argument nicmux knows (%s, %s<ifname>, %s<ifname>)", argSet, argIPsPrefix, argMACPrefix)
 		}
 	}
 	if len(errs) > 0 {
 		sort.Slice(errs, func(a, b int) bool { return errs[a].Error() < errs[b].Error() })
 		return nil, errors.Join(errs...)
 	}
-	sort.Slice(j.Interfaces, func(a, b int) bool { return j.Interfaces[a].Key < j.Interfaces[b].Key })
+	sort.Slice(j.ifaces, func(a, b int) bool { return j.ifaces[a].Key < j.ifaces[b].Key })
 	j.Delegated = strings.Join(kept, ";")
 	return j, nil
 }
@@ -125,7 +125,7 @@ func splitIfaceKey(key string) (prefix, ifname string) {
 // capability argument's JSON: ips a list of CIDR strings, mac a string.
 func parseCapability(prefix, v string) (json.RawMessage, error) {
 	switch prefix {
-	case ArgIPsPrefix:
+	case argIPsPrefix:
 		var ips []string
 		seen := map[string]bool{}
 		for _, item := range strings.Split(v, ",") {
@@ -161,7 +161,7 @@ func parseCapability(prefix, v string) (json.RawMessage, error) {
 // An argument for an interface the set does not have, or for a chain none
 // of whose plugins declares the capability (so none would use it), is an
 // error (code 7) naming the key and the interface; all are reported.
-func (a *Attachments) Bind(job *JobArgs, runtime map[string]json.RawMessage) (map[string]map[string]json.RawMessage, error) {
+func (a *AttachmentFile) Bind(job *JobArgs, runtime map[string]json.RawMessage) (map[string]map[string]json.RawMessage, error) {
 	out := map[string]map[string]json.RawMessage{}
 	byName := map[string]*Chain{}
 	for _, c := range a.Interfaces {
@@ -169,14 +169,14 @@ func (a *Attachments) Bind(job *JobArgs, runtime map[string]json.RawMessage) (ma
 		byName[c.IfName] = c
 	}
 	var errs []error
-	bad := func(arg IfaceArg, format string, args ...any) {
+	bad := func(arg ifaceArg, format string, args ...any) {
 		errs = append(errs, &Error{Code: types.ErrInvalidNetworkConfig, File: "CNI_ARGS", Field: arg.Key,
 			Msg: fmt.Sprintf("interface %s: ", arg.IfName) + fmt.Sprintf(format, args...)})
 	}
-	for _, arg := range job.Interfaces {
+	for _, arg := range job.ifaces {
 		c := byName[arg.IfName]
 		if c == nil {
-			bad(arg, "not in attachment set %q (%s), whose interfaces are %s", a.SetName(), a.File, strings.Join(a.ifnames(), ", "))
+			bad(arg, "not in attachment set %q (%s), whose interfaces are %s", a.setName(), a.File, strings.Join(a.ifnames(), ", "))
 			continue
 		}
 		if !c.declares(arg.Capability) {
@@ -208,7 +208,7 @@ func (c *Chain) declares(capability string) bool {
 	return false
 }
 
-func (a *Attachments) ifnames() []string {
+func (a *AttachmentFile) ifnames() []string {
 	out := make([]string, len(a.Interfaces))
 	for i, c := range a.Interfaces {
 		out[i] = c.IfName

@@ -17,7 +17,7 @@ func TestParseJobArgs(t *testing.T) {
 	tests := []struct {
 		name, in  string
 		ns, job   string
-		ifaces    []IfaceArg
+		ifaces    []ifaceArg
 		delegated string
 	}{
 		{name: "empty"},
@@ -27,7 +27,7 @@ func TestParseJobArgs(t *testing.T) {
 		{name: "per-interface arguments leave CNI_ARGS, in any order",
 			in: "NICMUX_MAC_eth1=02:00:0A:28:00:11;" + nomadArgs + ";NICMUX_IPS_eth1=10.40.0.17/24, fd00:40::17/64;NICMUX_IPS_eth0=172.26.64.9/20",
 			ns: "backend", job: "db",
-			ifaces: []IfaceArg{
+			ifaces: []ifaceArg{
 				{Key: "NICMUX_IPS_eth0", IfName: "eth0", Capability: "ips", Value: json.RawMessage(`["172.26.64.9/20"]`)},
 				{Key: "NICMUX_IPS_eth1", IfName: "eth1", Capability: "ips", Value: json.RawMessage(`["10.40.0.17/24","fd00:40::17/64"]`)},
 				// Canonical: lower case.
@@ -35,7 +35,7 @@ func TestParseJobArgs(t *testing.T) {
 			},
 			delegated: nomadArgs},
 		{name: "interface names with dots and dashes", in: "NICMUX_MAC_vlan.40-a=02:00:00:00:00:01",
-			ifaces: []IfaceArg{{Key: "NICMUX_MAC_vlan.40-a", IfName: "vlan.40-a", Capability: "mac", Value: json.RawMessage(`"02:00:00:00:00:01"`)}}},
+			ifaces: []ifaceArg{{Key: "NICMUX_MAC_vlan.40-a", IfName: "vlan.40-a", Capability: "mac", Value: json.RawMessage(`"02:00:00:00:00:01"`)}}},
 		{name: "other keys pass whatever they hold", in: "K8S_POD_NAME=x;;nicmux_ips_eth0=junk;IP=1.2.3.4", delegated: "K8S_POD_NAME=x;;nicmux_ips_eth0=junk;IP=1.2.3.4"},
 	}
 	for _, tt := range tests {
@@ -47,8 +47,8 @@ func TestParseJobArgs(t *testing.T) {
 			if j.Namespace != tt.ns || j.JobID != tt.job || j.Delegated != tt.delegated {
 				t.Errorf("namespace, job, delegated = %q, %q, %q; want %q, %q, %q", j.Namespace, j.JobID, j.Delegated, tt.ns, tt.job, tt.delegated)
 			}
-			if !reflect.DeepEqual(j.Interfaces, tt.ifaces) {
-				t.Errorf("interfaces = %+v\nwant %+v", j.Interfaces, tt.ifaces)
+			if !reflect.DeepEqual(j.ifaces, tt.ifaces) {
+				t.Errorf("interfaces = %+v\nwant %+v", j.ifaces, tt.ifaces)
 			}
 		})
 	}
@@ -103,7 +103,7 @@ const bindYAML = `interfaces:
 `
 
 func TestBind(t *testing.T) {
-	a, err := ParseAttachments("/etc/nicmux/backend.yaml", []byte(bindYAML), testDefaults)
+	a, err := parseAttachmentFile("/etc/nicmux/backend.yaml", []byte(bindYAML), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestBind(t *testing.T) {
 }
 
 func TestBindErrors(t *testing.T) {
-	a, err := ParseAttachments("/etc/nicmux/backend.yaml", []byte(bindYAML), testDefaults)
+	a, err := parseAttachmentFile("/etc/nicmux/backend.yaml", []byte(bindYAML), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func FuzzParseJobArgs(f *testing.F) {
 			}
 			return
 		}
-		if len(j.Interfaces) == 0 && j.Delegated != in {
+		if len(j.ifaces) == 0 && j.Delegated != in {
 			t.Fatalf("no per-interface argument, but CNI_ARGS changed: %q -> %q", in, j.Delegated)
 		}
 		for _, kv := range strings.Split(j.Delegated, ";") {
@@ -204,7 +204,7 @@ func FuzzParseJobArgs(f *testing.F) {
 				t.Fatalf("%q left in the delegates' CNI_ARGS %q", kv, j.Delegated)
 			}
 		}
-		for _, a := range j.Interfaces {
+		for _, a := range j.ifaces {
 			if !json.Valid(a.Value) {
 				t.Fatalf("%s: value %s is not JSON", a.Key, a.Value)
 			}
@@ -224,23 +224,23 @@ interfaces:
 `
 
 func TestParseAllowAndPrimary(t *testing.T) {
-	a, err := ParseAttachments("/etc/nicmux/backend.yaml", []byte(allowYAML), testDefaults)
+	a, err := parseAttachmentFile("/etc/nicmux/backend.yaml", []byte(allowYAML), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Allow{Namespaces: []string{"backend", "team-*"}, Jobs: []string{"db", "db-*", "batch/*"}}
-	if !reflect.DeepEqual(a.Allow, want) {
-		t.Errorf("allow = %+v, want %+v", a.Allow, want)
+	want := &allowRule{Namespaces: []string{"backend", "team-*"}, Jobs: []string{"db", "db-*", "batch/*"}}
+	if !reflect.DeepEqual(a.allowed, want) {
+		t.Errorf("allow = %+v, want %+v", a.allowed, want)
 	}
 	if p := a.Primary(); p == nil || p.IfName != "eth1" || a.Interfaces[0].Primary {
 		t.Errorf("primary = %+v, want eth1 only", p)
 	}
-	if a.SetName() != "backend" {
-		t.Errorf("SetName = %q", a.SetName())
+	if a.setName() != "backend" {
+		t.Errorf("setName = %q", a.setName())
 	}
 	// primary is the entry's, not the chain's: the recorded chain is the
 	// same with and without it.
-	b, err := ParseAttachments("/etc/nicmux/backend.yaml", []byte(strings.ReplaceAll(allowYAML, "    primary: true\n", "")), testDefaults)
+	b, err := parseAttachmentFile("/etc/nicmux/backend.yaml", []byte(strings.ReplaceAll(allowYAML, "    primary: true\n", "")), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,16 +253,16 @@ func TestParseAllowAndPrimary(t *testing.T) {
 		t.Errorf("conflist with primary %s, without %s; primary without = %v", c1, c2, b.Primary())
 	}
 	// Without allow: nil, any job.
-	c, err := ParseAttachments("/etc/nicmux/multi.yaml", []byte("interfaces: [{plugins: [{type: bridge}]}]\n"), testDefaults)
-	if err != nil || c.Allow != nil || c.Permit(&JobArgs{}) != nil {
-		t.Errorf("a set without allow: %+v, %v, permit %v", c.Allow, err, c.Permit(&JobArgs{}))
+	c, err := parseAttachmentFile("/etc/nicmux/multi.yaml", []byte("interfaces: [{plugins: [{type: bridge}]}]\n"), testDefaults)
+	if err != nil || c.allowed != nil || c.Permit(&JobArgs{}) != nil {
+		t.Errorf("a set without allow: %+v, %v, permit %v", c.allowed, err, c.Permit(&JobArgs{}))
 	}
 }
 
 func TestPermit(t *testing.T) {
-	parse := func(allow string) *Attachments {
+	parse := func(allow string) *AttachmentFile {
 		t.Helper()
-		a, err := ParseAttachments("/etc/nicmux/backend.yaml", []byte(allow+"interfaces: [{plugins: [{type: bridge}]}]\n"), testDefaults)
+		a, err := parseAttachmentFile("/etc/nicmux/backend.yaml", []byte(allow+"interfaces: [{plugins: [{type: bridge}]}]\n"), testDefaults)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +272,7 @@ func TestPermit(t *testing.T) {
 	nsOnly := parse("allow: {namespaces: [backend]}\n")
 	jobsOnly := parse("allow: {jobs: [\"db*\"]}\n")
 	tests := []struct {
-		a        *Attachments
+		a        *AttachmentFile
 		ns, job  string
 		refusal  []string // nil: allowed
 		rulename string

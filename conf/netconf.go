@@ -16,9 +16,9 @@ import (
 // network configuration does not say otherwise.
 const DefaultStateDir = "/var/lib/cni/nicmux"
 
-// DefaultDelegateTimeout bounds each delegate plugin call when the network
+// defaultDelegateTimeout bounds each delegate plugin call when the network
 // configuration does not say otherwise.
-const DefaultDelegateTimeout = 60 * time.Second
+const defaultDelegateTimeout = 60 * time.Second
 
 // SupportedVersions returns the CNI specification versions nicmux speaks,
 // oldest first. 0.1.0 and 0.2.0 are left out on purpose: their results carry
@@ -43,7 +43,9 @@ type NetConf struct {
 	LogLevel    string `json:"logLevel"`
 	// Parallel runs independent chains at the same time (default true).
 	Parallel bool `json:"parallel"`
-	// Prestart starts delegates' processes ahead (default true).
+	// Prestart is accepted and ignored, so that conflists written for
+	// nicmux 0.2.0, which started delegates' processes ahead, still load
+	// and validate.
 	Prestart bool `json:"prestart"`
 	// DelegateTimeout bounds each delegate plugin call: a Go duration
 	// ("60s", the default). Timeout is its value.
@@ -69,7 +71,7 @@ type NetConf struct {
 
 // ParseNetConf decodes and validates nicmux's network configuration.
 func ParseNetConf(stdin []byte) (*NetConf, error) {
-	nc := &NetConf{Parallel: true, Prestart: true, Timeout: DefaultDelegateTimeout}
+	nc := &NetConf{Parallel: true, Timeout: defaultDelegateTimeout}
 	if err := json.Unmarshal(stdin, nc); err != nil {
 		return nil, decodeError(err)
 	}

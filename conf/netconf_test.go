@@ -18,7 +18,7 @@ func TestParseNetConfMinimal(t *testing.T) {
 	}
 	want := &NetConf{CNIVersion: "1.0.0", Name: "nomad", Type: "nicmux",
 		Attachments: "/etc/nicmux/default.yaml", StateDir: "/var/lib/cni/nicmux",
-		Parallel: true, Prestart: true, Timeout: 60 * time.Second}
+		Parallel: true, Timeout: 60 * time.Second}
 	if !reflect.DeepEqual(nc, want) {
 		t.Errorf("got %+v\nwant %+v", nc, want)
 	}

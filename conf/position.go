@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -27,37 +28,71 @@ func (p Position) String() string {
 	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
 }
 
-// source is a JSON file a `conflist:` entry read, kept so that Locate can
-// point into it.
-type source struct {
+// Locator finds where fields are written in an attachment file and the
+// conflist files its entries read, for nicmux validate. It reads and
+// parses them on its own, so that the verbs, which never report a
+// position beyond the one in a parse error, keep no parse tree.
+type Locator struct {
 	file string
-	data []byte
+	root *yaml.Node // nil when the file cannot be read or parsed
 }
 
-// Locate returns where field is written in the files a was parsed from.
-// field is a path as Error.Field spells it, e.g.
-// "interfaces[1].plugins[0].ipam.routes[0].dst": a key's position for a
-// mapping's field, an element's for a list index. Aliases and merge keys are
-// followed to where the value is written. A field inside the plugins of an
-// entry that names a `conflist:` file is located in that file (a .conf's
-// single object is its plugins[0]). When the field is not written (a default
-// applies), Locate returns its nearest written ancestor. Keys holding "." or
-// "[" cannot be named.
-func (a *Attachments) Locate(field string) Position {
-	if a.root == nil {
-		return Position{File: a.File}
+// NewLocator reads and parses the attachment file at file.
+func NewLocator(file string) *Locator {
+	l := &Locator{file: file}
+	data, err := readFile(file)
+	if err != nil {
+		return l
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) == nil && len(doc.Content) > 0 {
+		l.root = doc.Content[0]
+	}
+	return l
+}
+
+// Locate returns where field is written. field is a path as Error.Field
+// spells it, e.g. "interfaces[1].plugins[0].ipam.routes[0].dst": a key's
+// position for a mapping's field, an element's for a list index. Aliases
+// and merge keys are followed to where the value is written. A field
+// inside the plugins of an entry that names a `conflist:` file is located
+// in that file (a .conf's single object is its plugins[0]). When the field
+// is not written (a default applies), Locate returns its nearest written
+// ancestor; when the file cannot be read, the file as a whole. Keys holding
+// "." or "[" cannot be named.
+func (l *Locator) Locate(field string) Position {
+	if l.root == nil {
+		return Position{File: l.file}
 	}
 	steps := parseField(field)
 	if len(steps) >= 3 && steps[0].key == "interfaces" && steps[1].index >= 0 && steps[2].key == "plugins" {
-		if src := a.refs[steps[1].index]; src != nil {
-			return locateJSON(src.file, src.data, steps[2:], true)
+		if ref := l.conflist(steps[1].index); ref != "" {
+			data, err := readFile(ref)
+			if err != nil {
+				return Position{File: ref}
+			}
+			return locateJSON(ref, data, steps[2:], true)
 		}
 	}
-	n := locateYAML(a.root, steps)
-	return Position{File: a.File, Line: n.Line, Column: n.Column}
+	n := locateYAML(l.root, steps)
+	return Position{File: l.file, Line: n.Line, Column: n.Column}
 }
 
-// LocateJSON returns where field (a path as in Attachments.Locate, e.g.
+// conflist returns the file the `conflist:` of entry i names; "" when it
+// names none.
+func (l *Locator) conflist(i int) string {
+	_, list := yamlMember(resolve(l.root), "interfaces", 0)
+	if list = resolve(list); list == nil || list.Kind != yaml.SequenceNode || i >= len(list.Content) {
+		return ""
+	}
+	_, ref := yamlMember(resolve(list.Content[i]), "conflist", 0)
+	if ref = resolve(ref); ref == nil || ref.Kind != yaml.ScalarNode || ref.Value == "" {
+		return ""
+	}
+	return conflistPath(filepath.Dir(l.file), ref.Value)
+}
+
+// LocateJSON returns where field (a path as in Locator.Locate, e.g.
 // "plugins[0].logFile") is written in the JSON document data read from file:
 // the key's position for an object's member (the last one, as
 // encoding/json keeps the last of duplicate keys), the value's for an array
@@ -130,18 +165,13 @@ func yamlMember(m *yaml.Node, key string, depth int) (*yaml.Node, *yaml.Node) {
 	if m == nil || m.Kind != yaml.MappingNode || depth > 32 {
 		return nil, nil
 	}
-	var merges []*yaml.Node
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], m.Content[i+1]
-		if k.Tag == "!!merge" {
-			merges = append(merges, mergeSources(v)...)
-			continue
-		}
-		if k.Kind == yaml.ScalarNode && k.Value == key {
-			return k, v
+	own, merged := members(m)
+	for _, kv := range own {
+		if kv[0].Kind == yaml.ScalarNode && kv[0].Value == key {
+			return kv[0], kv[1]
 		}
 	}
-	for _, mv := range merges {
+	for _, mv := range merged {
 		if k, v := yamlMember(resolve(mv), key, depth+1); k != nil {
 			return k, v
 		}

@@ -39,11 +39,10 @@ func TestLocate(t *testing.T) {
 	}
 	for _, tt := range cases {
 		t.Run(filepath.Base(tt.file)+"/"+tt.field, func(t *testing.T) {
-			a, err := LoadAttachments(tt.file, testDefaults)
-			if err != nil {
+			if _, err := LoadAttachmentFile(tt.file, testDefaults); err != nil {
 				t.Fatal(err)
 			}
-			if got := a.Locate(tt.field).String(); got != tt.want {
+			if got := NewLocator(tt.file).Locate(tt.field).String(); got != tt.want {
 				t.Errorf("Locate(%q) = %s, want %s", tt.field, got, tt.want)
 			}
 		})
@@ -68,26 +67,30 @@ func TestLocateAliases(t *testing.T) {
         mode: bridge
         ipam: *ipam
 `
-	a, err := ParseAttachments("x.yaml", []byte(yml), testDefaults)
-	if err != nil {
+	path := filepath.Join(t.TempDir(), "x.yaml")
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := LoadAttachmentFile(path, testDefaults); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLocator(path)
 	for field, want := range map[string]string{
-		"interfaces[1].plugins[0].mode":               "x.yaml:13:9",
-		"interfaces[1].plugins[0].master":             "x.yaml:6:9",
-		"interfaces[1].plugins[0].ipam.routes[0].dst": "x.yaml:9:21",
-		"interfaces[1].plugins[0].ipam":               "x.yaml:14:9",
+		"interfaces[1].plugins[0].mode":               path + ":13:9",
+		"interfaces[1].plugins[0].master":             path + ":6:9",
+		"interfaces[1].plugins[0].ipam.routes[0].dst": path + ":9:21",
+		"interfaces[1].plugins[0].ipam":               path + ":14:9",
 	} {
-		if got := a.Locate(field).String(); got != want {
+		if got := l.Locate(field).String(); got != want {
 			t.Errorf("Locate(%q) = %s, want %s", field, got, want)
 		}
 	}
 }
 
-func TestLocateUnparsed(t *testing.T) {
-	a := &Attachments{File: "made.yaml"}
-	if got := a.Locate("interfaces[0]").String(); got != "made.yaml" {
-		t.Errorf("Locate on hand-made Attachments = %s, want the file alone", got)
+func TestLocateUnreadable(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "made.yaml")
+	if got := NewLocator(missing).Locate("interfaces[0]").String(); got != missing {
+		t.Errorf("Locate in a file that is not there = %s, want the file alone", got)
 	}
 }
 
@@ -153,14 +156,18 @@ func TestLocateConflistFile(t *testing.T) {
 "plugins": [{"type": "macvlan", "master": "ens5"}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a, err := ParseAttachments(filepath.Join(dir, "a.yaml"), []byte("interfaces:\n  - conflist: sub/s.conflist\n"), testDefaults)
-	if err != nil {
+	path := filepath.Join(dir, "a.yaml")
+	if err := os.WriteFile(path, []byte("interfaces:\n  - conflist: sub/s.conflist\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := a.Locate("interfaces[0].plugins[0].master").String(), cl+":2:33"; got != want {
+	if _, err := LoadAttachmentFile(path, testDefaults); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLocator(path)
+	if got, want := l.Locate("interfaces[0].plugins[0].master").String(), cl+":2:33"; got != want {
 		t.Errorf("Locate = %s, want %s", got, want)
 	}
-	if got, want := a.Locate("interfaces[0].conflist").String(), filepath.Join(dir, "a.yaml")+":2:5"; got != want {
+	if got, want := l.Locate("interfaces[0].conflist").String(), path+":2:5"; got != want {
 		t.Errorf("Locate = %s, want %s", got, want)
 	}
 }

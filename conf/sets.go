@@ -13,9 +13,9 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 )
 
-// ArgSet is the CNI_ARGS key with which a job picks an attachment set: the
+// argSet is the CNI_ARGS key with which a job picks an attachment set: the
 // file "<value>.yaml" in the folder of the configured attachment file.
-const ArgSet = "NICMUX_ATTACHMENTS"
+const argSet = "NICMUX_ATTACHMENTS"
 
 var setNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
@@ -24,7 +24,7 @@ var setNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 func SetFromArgs(cniArgs string) string {
 	for _, kv := range strings.Split(cniArgs, ";") {
 		k, v, ok := strings.Cut(kv, "=")
-		if ok && k == ArgSet {
+		if ok && k == argSet {
 			return v
 		}
 	}
@@ -58,9 +58,9 @@ func ResolveSet(base, name string) (string, error) {
 // LoadSet reads the attachment file for set name (see ResolveSet) and parses
 // it. The file is opened once and what was opened is checked, so a symbolic
 // link swapped in between cannot lead outside the folder.
-func LoadSet(base, name string, d Defaults) (*Attachments, error) {
+func LoadSet(base, name string, d Defaults) (*AttachmentFile, error) {
 	if name == "" {
-		return LoadAttachments(base, d)
+		return LoadAttachmentFile(base, d)
 	}
 	path, realDir, err := setPath(base, name)
 	if err != nil {
@@ -102,7 +102,7 @@ func setPath(base, name string) (path, realDir string, err error) {
 
 // setErr is an error in the set CNI_ARGS names.
 func setErr(code uint, format string, args ...any) error {
-	return &Error{Code: code, File: "CNI_ARGS", Field: ArgSet, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Code: code, File: "CNI_ARGS", Field: argSet, Msg: fmt.Sprintf(format, args...)}
 }
 
 func noSet(base, name string) error {

@@ -31,8 +31,8 @@ func TestSetFromArgs(t *testing.T) {
 			t.Errorf("SetFromArgs(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
-	if ArgSet != "NICMUX_ATTACHMENTS" {
-		t.Errorf("ArgSet = %q", ArgSet)
+	if argSet != "NICMUX_ATTACHMENTS" {
+		t.Errorf("argSet = %q", argSet)
 	}
 }
 
@@ -133,8 +133,8 @@ func TestResolveSet(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("error %v is not a *conf.Error", err)
 			}
-			if ce.Code != tt.code || ce.File != "CNI_ARGS" || ce.Field != ArgSet {
-				t.Errorf("code %d, file %q, field %q; want %d, CNI_ARGS, %s", ce.Code, ce.File, ce.Field, tt.code, ArgSet)
+			if ce.Code != tt.code || ce.File != "CNI_ARGS" || ce.Field != argSet {
+				t.Errorf("code %d, file %q, field %q; want %d, CNI_ARGS, %s", ce.Code, ce.File, ce.Field, tt.code, argSet)
 			}
 			if !strings.HasPrefix(err.Error(), "CNI_ARGS: NICMUX_ATTACHMENTS: ") || !strings.Contains(err.Error(), tt.msg) {
 				t.Errorf("message %q does not contain %q", err, tt.msg)
@@ -248,13 +248,13 @@ func TestLoadAttachmentsRefusesWhatIsNotAFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{"/dev/zero": "not a regular file", fifo: "not a regular file", big: "larger than 1048576 bytes"} {
-		_, err := LoadAttachments(path, d)
+		_, err := LoadAttachmentFile(path, d)
 		var ce *Error
 		if !errors.As(err, &ce) || ce.CNICode() != types.ErrInvalidNetworkConfig || !strings.Contains(err.Error(), want) {
-			t.Errorf("LoadAttachments(%s) = %v, want code 7 and %q", path, err, want)
+			t.Errorf("LoadAttachmentFile(%s) = %v, want code 7 and %q", path, err, want)
 		}
 		// The same through a conflist: reference.
-		_, err = ParseAttachments("/a.yaml", []byte("interfaces:\n  - conflist: "+path+"\n"), d)
+		_, err = parseAttachmentFile("/a.yaml", []byte("interfaces:\n  - conflist: "+path+"\n"), d)
 		if !errors.As(err, &ce) || ce.Field != "interfaces[0].conflist" || !strings.Contains(err.Error(), want) {
 			t.Errorf("conflist: %s = %v, want the field and %q", path, err, want)
 		}
@@ -269,7 +269,7 @@ func TestLoadAttachmentsWarnsWhenOthersCanWrite(t *testing.T) {
 	if err := os.Chmod(path, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	att, err := LoadAttachments(path, Defaults{IfName: "eth0", ListName: "l", CNIVersion: "1.0.0"})
+	att, err := LoadAttachmentFile(path, Defaults{IfName: "eth0", ListName: "l", CNIVersion: "1.0.0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,3 +95,32 @@ func bootID() string {
 	}
 	return string(bytes.TrimSpace(b))
 }
+
+// startTicks returns a process's start time in clock ticks since boot
+// (/proc/<pid>/stat, field 22): with the pid, it names the process for as
+// long as the system runs.
+func startTicks(pid int) (uint64, error) {
+	fields, err := statFields(strconv.Itoa(pid))
+	if err != nil {
+		return 0, err
+	}
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+	}
+	return strconv.ParseUint(fields[19], 10, 64) // field 22 overall
+}
+
+// statFields returns the fields of /proc/<pid>/stat after the command name
+// (field 2, in parentheses, which may hold spaces): the state (field 3)
+// first.
+func statFields(pid string) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%s/stat: no command name", pid)
+	}
+	return strings.Fields(string(b[i+1:])), nil
+}

@@ -216,7 +216,7 @@ func helper(name string) int {
 		fmt.Println(p.pid())
 	case "fence": // runs a plugin that starts grandchildren, noting it
 		r := &Runner{Path: []string{plugins}, Started: func(p Proc) { fmt.Println(p.Note()) }}
-		fmt.Println(r.exec(context.Background(), "ADD", Env{CNIArgs: os.Getenv("CNI_ARGS")}, "tp-family", []byte("{}"), nil))
+		fmt.Println(r.exec(context.Background(), "ADD", Env{CNIArgs: os.Getenv("CNI_ARGS")}, "tp-family", []byte("{}")))
 	}
 	time.Sleep(time.Minute)
 	return 0

@@ -1,13 +1,13 @@
 package delegate
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,9 +34,23 @@ const (
 // and keeps it open must not hold up the verb.
 const outputGrace = 100 * time.Millisecond
 
+// findInPath returns the path of the first regular file named plugin in
+// paths.
+func findInPath(plugin string, paths []string) (string, error) {
+	if plugin == "" || strings.ContainsRune(plugin, os.PathSeparator) || plugin == "." || plugin == ".." {
+		return "", fmt.Errorf("invalid plugin name %q", plugin)
+	}
+	for _, dir := range paths {
+		full := filepath.Join(dir, plugin)
+		if fi, err := os.Stat(full); err == nil && fi.Mode().IsRegular() {
+			return full, nil
+		}
+	}
+	return "", fmt.Errorf("failed to find plugin %q in path %v", plugin, paths)
+}
+
 // proc is one plugin process, started and waiting for its configuration on
-// standard input: it can be started ahead, while nicmux still works out
-// that configuration, and killed having done nothing if it is never sent.
+// standard input, which feed hands it.
 //
 // Every plugin runs in a process group of its own, so that a timeout kills
 // what it started too (an IPAM plugin, an iptables), and with a
@@ -46,21 +60,15 @@ const outputGrace = 100 * time.Millisecond
 // forked the plugin ends, golang/go#27505; Go never ends a thread except
 // one left locked by a goroutine that returns, which nicmux never does: a
 // thread it cannot move back into its own network namespace stays parked,
-// see mux's onLockedThread.)
+// see package ns, onLockedThread.)
 //
-// os/exec starts it. Measured in one run, alternating (BenchmarkStart,
-// 2026-11-30, 2 cores shared, medians of 5 x 300 plugins that exit at
-// once): 1.79 ms per plugin with os/exec and 1.79 ms with nicmux's former
-// spawner of its own (memfd outputs, wait4) for a static C program, 4.75
-// and 4.57 ms for a Go one, each within the other's spread (0.3 to 1 ms); a
-// second run gave 1.28/1.39 and 4.40/4.25 ms. That is noise: the simpler
-// os/exec wins.
+// os/exec starts it: BenchmarkStart compares it with a spawner of nicmux's
+// own (memfd outputs, wait4), which is no faster.
 type proc struct {
-	cmd     *exec.Cmd
-	stdin   *os.File // the pipe's write end; nil once closed
-	stdout  *capped
-	stderr  *capped
-	started time.Time
+	cmd    *exec.Cmd
+	stdin  *os.File // the pipe's write end; nil once closed
+	stdout *capped
+	stderr *capped
 }
 
 // startProc starts the plugin at path with env, waiting on its input.
@@ -94,7 +102,6 @@ func startProc(path string, env []string) (*proc, error) {
 		_ = w.Close()
 		return nil, err
 	}
-	p.started = time.Now()
 	return p, nil
 }
 
@@ -178,7 +185,7 @@ func (e *killedError) Unwrap() error { return e.cause }
 
 // causedError is the CNI error of a plugin killed for a cause (its
 // timeout, a cancel); it unwraps to both, so that callers can tell a
-// *TimeoutError from a cancel.
+// *timeoutError from a cancel.
 type causedError struct {
 	cni   *types.Error
 	cause error
@@ -187,16 +194,16 @@ type causedError struct {
 func (e *causedError) Error() string   { return e.cni.Error() }
 func (e *causedError) Unwrap() []error { return []error{e.cni, e.cause} }
 
-// TimeoutError is the cause of a plugin killed at its deadline.
-type TimeoutError struct {
+// timeoutError is the cause of a plugin killed at its deadline.
+type timeoutError struct {
 	Timeout time.Duration
 }
 
-func (e *TimeoutError) Error() string {
+func (e *timeoutError) Error() string {
 	return fmt.Sprintf("timed out after %v (delegateTimeout)", e.Timeout)
 }
 
-func (e *TimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+func (e *timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // capped keeps the first max bytes written to it and counts the rest. It
 // needs no lock: os/exec's one copying goroutine writes to it, and Wait
@@ -281,33 +288,4 @@ func quoteCut(b []byte, total int64) string {
 		s = s[:maxQuoted]
 	}
 	return fmt.Sprintf("%s... (cut: %d bytes in all)", strconv.Quote(s), total)
-}
-
-// startTicks returns a process's start time in clock ticks since boot
-// (/proc/<pid>/stat, field 22): with the pid, it names the process for as
-// long as the system runs.
-func startTicks(pid int) (uint64, error) {
-	fields, err := statFields(strconv.Itoa(pid))
-	if err != nil {
-		return 0, err
-	}
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
-	}
-	return strconv.ParseUint(fields[19], 10, 64) // field 22 overall
-}
-
-// statFields returns the fields of /proc/<pid>/stat after the command name
-// (field 2, in parentheses, which may hold spaces): the state (field 3)
-// first.
-func statFields(pid string) ([]string, error) {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return nil, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("/proc/%s/stat: no command name", pid)
-	}
-	return strings.Fields(string(b[i+1:])), nil
 }

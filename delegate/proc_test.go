@@ -31,7 +31,7 @@ func realRunner() (*Runner, *bytes.Buffer) {
 
 // run runs the real plugin tp-PART with stdin, the way a chain runs one.
 func run(r *Runner, part string, stdin []byte, env Env) ([]byte, error) {
-	return r.exec(context.Background(), "ADD", env, "tp-"+part, stdin, nil)
+	return r.exec(context.Background(), "ADD", env, "tp-"+part, stdin)
 }
 
 func TestProcEcho(t *testing.T) {
@@ -237,9 +237,9 @@ func TestProcTimeout(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != 999 || e.Msg != msg || err.Error() != msg {
 		t.Errorf("error = %v, want a 999 naming the timeout", err)
 	}
-	var te *TimeoutError
+	var te *timeoutError
 	if !errors.As(err, &te) || te.Timeout != timeout || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("error = %v, want its cause a TimeoutError", err)
+		t.Errorf("error = %v, want its cause a timeoutError", err)
 	}
 	if running(leader) {
 		t.Errorf("the plugin %d is still running", leader)
@@ -256,7 +256,7 @@ func TestProcCanceled(t *testing.T) {
 	r, _ := realRunner()
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
-	_, err := r.exec(ctx, "ADD", Env{}, "tp-sleep", nil, nil)
+	_, err := r.exec(ctx, "ADD", Env{}, "tp-sleep", nil)
 	var e *types.Error
 	if !errors.As(err, &e) || e.Code != 999 || e.Msg != "killed, with its process group: context canceled" || !errors.Is(err, context.Canceled) {
 		t.Errorf("error = %v, want a 999 caused by the cancel", err)

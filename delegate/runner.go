@@ -11,10 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -35,48 +32,30 @@ type Exec interface {
 	Decode(jsonBytes []byte) (version.PluginInfo, error)
 }
 
-// Runner runs delegate chains. Close it once the verb is done.
+// Runner runs delegate chains.
 type Runner struct {
 	// Path is where plugin binaries are looked up (the runtime's CNI_PATH).
 	Path []string
-	// Exec, if set, runs the plugins instead of the Runner's processes
-	// (which it then never starts ahead).
+	// Exec, if set, runs the plugins instead of the Runner's processes.
 	Exec Exec
 	// Stderr receives what plugins print on their standard error.
 	Stderr io.Writer
 	// Timeout bounds each plugin call; past it the plugin and its process
 	// group are killed. Zero means no bound.
 	Timeout time.Duration
-	// Prestart starts each plugin's process ahead of its input: Warm's
-	// hints, and the next plugin of a chain while the one before runs. A
-	// Go plugin takes milliseconds to start, which then overlap the work
-	// before it. The plugin waits for its configuration on standard input
-	// and gets it only when it is due; if it is never due it is killed,
-	// having read nothing.
-	Prestart bool
-	// AheadLimit bounds starting ahead: a process is started ahead only
-	// while fewer of the runner's processes are alive; zero means the
-	// number of CPUs. Beyond that a process started early only takes CPU
-	// from those doing work.
-	AheadLimit int
 	// Observe, if set, is told of every plugin call as it ends.
 	Observe func(Span)
 	// Started, if set, is told of every plugin process as it starts, so
 	// that a successor can kill it should nicmux die (see Fence).
 	Started func(Proc)
-
-	mu   sync.Mutex
-	live int                   // processes alive
-	warm map[warmKey]*starting // started ahead, not yet used
 }
 
 // Span is one plugin call, for the log.
 type Span struct {
 	Verb, IfName, Plugin string
-	// Started is when its process started (ahead, or when due); Fed when
-	// it got its input; Done when it ended.
-	Started, Fed, Done time.Time
-	Err                error
+	// Took is how long the call took, its process's start included.
+	Took time.Duration
+	Err  error
 }
 
 // Env is what a chain gets from the runtime besides its configuration.
@@ -253,28 +232,16 @@ func order(verb string, c *conf.Chain) []int {
 func (r *Runner) run(ctx context.Context, verb string, c *conf.Chain, env Env, prev types.Result) (types.Result, error) {
 	var errs []error
 	result := prev
-	steps := order(verb, c)
-	next := r.takeWarm(verb, c, env, steps)
-	for k, i := range steps {
-		cur := next
-		next = nil
-		if k+1 < len(steps) {
-			// Without a process started ahead, the plugin due starts now:
-			// it counts as alive already.
-			next = r.ahead(verb, c, env, steps[k+1], cur == nil)
-		}
-		res, err := r.call(ctx, verb, c, i, env, result, cur)
+	for _, i := range order(verb, c) {
+		res, err := r.call(ctx, verb, c, i, env, result)
 		switch {
 		case err != nil && verb == "DEL" && isNotFound(err):
 			errs = append(errs, err)
 		case err != nil && verb == "DEL":
-			next.abort()
 			return nil, errors.Join(append(errs, err)...)
+		case err != nil && verb == "ADD":
+			return result, err
 		case err != nil:
-			next.abort()
-			if verb == "ADD" {
-				return result, err
-			}
 			return nil, err
 		case verb == "ADD":
 			result = res
@@ -286,17 +253,15 @@ func (r *Runner) run(ctx context.Context, verb string, c *conf.Chain, env Env, p
 	return result, nil
 }
 
-// call runs plugin i of the chain, on the process started ahead for it if
-// there is one.
-func (r *Runner) call(ctx context.Context, verb string, c *conf.Chain, i int, env Env, prev types.Result, ahead *starting) (types.Result, error) {
+// call runs plugin i of the chain.
+func (r *Runner) call(ctx context.Context, verb string, c *conf.Chain, i int, env Env, prev types.Result) (types.Result, error) {
 	p := c.Plugins[i]
 	fail := func(err error) error { return &PluginError{Plugin: p.Type, Index: i, Err: err} }
-	stdin, err := BuildConfig(c, p, prev, env.CapabilityArgs, nil)
+	stdin, err := buildConfig(c, p, prev, env.CapabilityArgs, nil)
 	if err != nil {
-		ahead.abort()
 		return nil, fail(err)
 	}
-	out, err := r.exec(ctx, verb, env, p.Type, stdin, ahead)
+	out, err := r.exec(ctx, verb, env, p.Type, stdin)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -314,9 +279,9 @@ func (r *Runner) call(ctx context.Context, verb string, c *conf.Chain, i int, en
 // a plugin's IPAM plugin, named by binary).
 func (r *Runner) plain(ctx context.Context, verb string, c *conf.Chain, i int, binary string, extra map[string]json.RawMessage) error {
 	p := c.Plugins[i]
-	stdin, err := BuildConfig(c, p, nil, nil, extra)
+	stdin, err := buildConfig(c, p, nil, nil, extra)
 	if err == nil {
-		_, err = r.exec(ctx, verb, Env{}, binary, stdin, nil)
+		_, err = r.exec(ctx, verb, Env{}, binary, stdin)
 	}
 	if err != nil {
 		if binary != p.Type {
@@ -328,46 +293,41 @@ func (r *Runner) plain(ctx context.Context, verb string, c *conf.Chain, i int, b
 }
 
 // exec runs one plugin binary with stdin and returns its output.
-func (r *Runner) exec(ctx context.Context, verb string, env Env, binary string, stdin []byte, ahead *starting) ([]byte, error) {
+func (r *Runner) exec(ctx context.Context, verb string, env Env, binary string, stdin []byte) ([]byte, error) {
 	span := Span{Verb: verb, IfName: env.IfName, Plugin: binary}
+	start := time.Now()
 	defer func() {
 		if r.Observe != nil {
-			span.Done = time.Now()
+			span.Took = time.Since(start)
 			r.Observe(span)
 		}
 	}()
 	if r.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, r.Timeout, &TimeoutError{Timeout: r.Timeout})
+		ctx, cancel = context.WithTimeoutCause(ctx, r.Timeout, &timeoutError{Timeout: r.Timeout})
 		defer cancel()
 	}
 	if r.Exec != nil {
 		path, err := r.Exec.FindInPath(binary, r.Path)
 		if err != nil {
-			ahead.abort()
 			span.Err = err
 			return nil, &NotFoundError{Plugin: binary, Err: err}
 		}
-		span.Started, span.Fed = time.Now(), time.Now()
 		out, err := r.Exec.ExecPlugin(ctx, path, stdin, r.environ(verb, env))
 		span.Err = err
 		return out, err
 	}
-	p := ahead.get()
-	if p == nil {
-		path, err := FindInPath(binary, r.Path)
-		if err != nil {
-			span.Err = err
-			return nil, &NotFoundError{Plugin: binary, Err: err}
-		}
-		if p, err = r.start(path, r.environ(verb, env), false); err != nil {
-			span.Err = err
-			return nil, fmt.Errorf("starting %s: %w", path, err)
-		}
+	path, err := findInPath(binary, r.Path)
+	if err != nil {
+		span.Err = err
+		return nil, &NotFoundError{Plugin: binary, Err: err}
 	}
-	span.Started, span.Fed = p.started, time.Now()
+	p, err := r.start(path, r.environ(verb, env))
+	if err != nil {
+		span.Err = err
+		return nil, fmt.Errorf("starting %s: %w", path, err)
+	}
 	out, err := p.feed(ctx, stdin)
-	r.ended()
 	if err != nil {
 		err = p.pluginError(out, err)
 	}
@@ -391,17 +351,10 @@ func (r *Runner) copyStderr(p *proc) {
 	}
 }
 
-// start starts a plugin process, counting it alive (reserved: it was
-// counted already).
-func (r *Runner) start(path string, env []string, reserved bool) (*proc, error) {
-	if !reserved {
-		r.mu.Lock()
-		r.live++
-		r.mu.Unlock()
-	}
+// start starts a plugin process and tells Started of it.
+func (r *Runner) start(path string, env []string) (*proc, error) {
 	p, err := startProc(path, env)
 	if err != nil {
-		r.ended()
 		return nil, err
 	}
 	if r.Started != nil {
@@ -409,13 +362,6 @@ func (r *Runner) start(path string, env []string, reserved bool) (*proc, error) 
 		r.Started(Proc{Pid: p.pid(), StartTicks: ticks})
 	}
 	return p, nil
-}
-
-// ended counts a plugin process gone.
-func (r *Runner) ended() {
-	r.mu.Lock()
-	r.live--
-	r.mu.Unlock()
 }
 
 // environ is the environment of one plugin call: nicmux's own, with the CNI
@@ -434,26 +380,11 @@ func (r *Runner) environ(verb string, env Env) []string {
 		"CNI_IFNAME="+env.IfName, "CNI_ARGS="+env.CNIArgs, "CNI_PATH="+strings.Join(r.Path, string(os.PathListSeparator)))
 }
 
-// FindInPath returns the path of the first regular file named plugin in
-// paths.
-func FindInPath(plugin string, paths []string) (string, error) {
-	if plugin == "" || strings.ContainsRune(plugin, os.PathSeparator) || plugin == "." || plugin == ".." {
-		return "", fmt.Errorf("invalid plugin name %q", plugin)
-	}
-	for _, dir := range paths {
-		full := filepath.Join(dir, plugin)
-		if fi, err := os.Stat(full); err == nil && fi.Mode().IsRegular() {
-			return full, nil
-		}
-	}
-	return "", fmt.Errorf("failed to find plugin %q in path %v", plugin, paths)
-}
-
-// BuildConfig returns the configuration one plugin of a chain gets on stdin:
+// buildConfig returns the configuration one plugin of a chain gets on stdin:
 // its own object with the chain's name and cniVersion, prevResult when given,
 // runtimeConfig holding the capability arguments it declares, and extra
 // top-level fields (GC's valid attachments).
-func BuildConfig(c *conf.Chain, p *conf.Plugin, prev types.Result, caps map[string]json.RawMessage, extra map[string]json.RawMessage) ([]byte, error) {
+func buildConfig(c *conf.Chain, p *conf.Plugin, prev types.Result, caps map[string]json.RawMessage, extra map[string]json.RawMessage) ([]byte, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(p.Bytes, &obj); err != nil {
 		return nil, fmt.Errorf("decoding plugin configuration: %w", err)
@@ -544,11 +475,4 @@ func ipamType(p *conf.Plugin) string {
 		return ""
 	}
 	return pc.IPAM.Type
-}
-
-func (r *Runner) aheadLimit() int {
-	if r.AheadLimit > 0 {
-		return r.AheadLimit
-	}
-	return runtime.NumCPU()
 }

@@ -15,10 +15,10 @@ import (
 )
 
 // BenchmarkStart measures what starting a plugin costs: os/exec (startProc
-// and feed) against nicmux's former spawner of its own (rawStart, below),
-// in the same run, alternating one plugin each, on a child that exits at
-// once: a static C program (the spawner's cost alone) and the test binary
-// (a Go program's start-up besides). Its figures are in proc.go.
+// and feed) against a spawner of nicmux's own (rawStart, below), in the
+// same run, alternating one plugin each, on a child that exits at once: a
+// static C program (the spawner's cost alone) and the test binary (a Go
+// program's start-up besides). proc.go says what it shows.
 //
 //	go test -run '^$' -bench BenchmarkStart -benchtime=300x -count=5 ./delegate/
 func BenchmarkStart(b *testing.B) {
@@ -75,10 +75,10 @@ func buildExit0(b *testing.B) string {
 	return bin
 }
 
-// What follows is nicmux's former spawner (delegate/spawn.go before the
-// move to os/exec), kept for BenchmarkStart only. One change: the child
-// gets the process group and parent-death signal that startProc gives it,
-// so that both do the same work.
+// What follows is a spawner of nicmux's own, for BenchmarkStart only: the
+// child's outputs are in-memory files and it is reaped with wait4. The
+// child gets the process group and parent-death signal that startProc
+// gives it, so that both do the same work.
 
 // rawProc is a plugin process that waits for its configuration: its
 // standard input is a pipe, its standard output and error in-memory files

@@ -6,7 +6,6 @@ package inspect
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -64,11 +63,11 @@ type Container struct {
 	NetNS    NetNSStatus `json:"netns"`
 	Complete bool        `json:"complete"`
 	// Format is the record's format: 2, or 1 for nicmux 0.1's.
-	Format     int         `json:"format,omitempty"`
-	Created    time.Time   `json:"created,omitzero"`
-	Interfaces []Interface `json:"interfaces"`
+	Format  int       `json:"format,omitempty"`
+	Created time.Time `json:"created,omitzero"`
 	// StaleReason says why nicmux gc would release it.
-	StaleReason string `json:"staleReason,omitempty"`
+	StaleReason string      `json:"staleReason,omitempty"`
+	Interfaces  []Interface `json:"interfaces"`
 }
 
 // NetNSStatus is what is at the path of the namespace ADD attached.
@@ -83,18 +82,26 @@ type NetNSStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
+// Holding is what a record says one of a container's interfaces holds:
+// its delegate network and chain, and the MAC and addresses its result
+// gives it.
+type Holding struct {
+	IfName    string        `json:"ifname"`
+	Network   string        `json:"network,omitempty"`
+	Chain     []ChainPlugin `json:"chain"`
+	MAC       string        `json:"mac,omitempty"`
+	Addresses []string      `json:"addresses"`
+	// ResultKnown is false when the chain's result is not recorded: it
+	// never succeeded, or its record was lost.
+	ResultKnown bool `json:"resultKnown"`
+}
+
 // Interface is what the state says of one of a container's interfaces.
 type Interface struct {
-	IfName     string        `json:"ifname"`
-	Network    string        `json:"network,omitempty"`
-	CNIVersion string        `json:"cniVersion,omitempty"`
-	Chain      []ChainPlugin `json:"chain"`
-	State      string        `json:"state"`
-	MAC        string        `json:"mac,omitempty"`
-	Addresses  []string      `json:"addresses"`
-	// ResultKnown is false when the chain's result is not recorded: it
-	// never succeeded, or its record was lost (ResultError says why).
-	ResultKnown bool   `json:"resultKnown"`
+	Holding
+	CNIVersion string `json:"cniVersion,omitempty"`
+	State      string `json:"state"`
+	// ResultError says why a result record cannot be read.
 	ResultError string `json:"resultError,omitempty"`
 	// Saved is when the result was recorded.
 	Saved time.Time `json:"saved,omitzero"`
@@ -139,27 +146,28 @@ func Inspect(stateDir, id string) (*Inventory, error) {
 		return nil, err
 	}
 	for _, cid := range ids {
-		rec, err := store.Load(cid)
-		if rec == nil && errors.Is(err, state.ErrNotFound) && !store.Has(cid) {
+		rec := store.Load(cid)
+		if rec.Status == state.Missing {
 			if id != "" {
 				return nil, fmt.Errorf("container %s: %w in %s", id, state.ErrNotFound, stateDir)
 			}
 			continue // removed while listing
 		}
-		inv.Containers = append(inv.Containers, Describe(cid, rec, err, id != ""))
+		inv.Containers = append(inv.Containers, Describe(rec, id != ""))
 	}
 	return inv, nil
 }
 
 // Describe words a container's record, as Load returned it. With detail,
 // each interface carries its chain's configuration and arguments.
-func Describe(id string, rec *state.Record, loadErr error, detail bool) *Container {
-	c := &Container{ContainerID: id, Interfaces: []Interface{}}
-	if rec == nil {
+func Describe(rec *state.Record, detail bool) *Container {
+	c := &Container{ContainerID: rec.ContainerID, Interfaces: []Interface{}}
+	switch rec.Status {
+	case state.Missing, state.Empty:
 		c.Status = StatusEmpty
-		if !errors.Is(loadErr, state.ErrNotFound) {
-			c.Status, c.Error = StatusUnreadable, loadErr.Error()
-		}
+		return c
+	case state.Unsafe, state.Failed:
+		c.Status, c.Error = StatusUnreadable, rec.Err.Error()
 		return c
 	}
 	if p := rec.Plan; p != nil {
@@ -181,8 +189,8 @@ func Describe(id string, rec *state.Record, loadErr error, detail bool) *Contain
 		released = released || it.Released
 	}
 	switch {
-	case loadErr != nil:
-		c.Status, c.Error = StatusUnreadable, loadErr.Error()
+	case rec.Err != nil:
+		c.Status, c.Error = StatusUnreadable, rec.Err.Error()
 	case c.StaleReason != "":
 		c.Status = StatusStale
 	case !rec.Complete:
@@ -202,7 +210,7 @@ func Describe(id string, rec *state.Record, loadErr error, detail bool) *Contain
 // with identity recorded, and is cur now, is stale; "" when it is not. A
 // namespace at the path whose identity was not recorded counts as the one
 // ADD attached: nothing tells otherwise.
-func StaleReason(path string, recorded, cur state.NetNSID) string {
+func StaleReason(path string, recorded, cur ns.NetNSID) string {
 	switch {
 	case cur.IsZero():
 		return fmt.Sprintf("its netns %s is gone", path)
@@ -213,8 +221,8 @@ func StaleReason(path string, recorded, cur state.NetNSID) string {
 }
 
 func describeInterface(it *state.Interface, live, detail bool) Interface {
-	out := Interface{IfName: it.IfName, Network: it.Network, CNIVersion: it.CNIVersion, Chain: ChainOf(it.Config),
-		Addresses: []string{}, Saved: it.Saved}
+	out := Interface{Holding: Holding{IfName: it.IfName, Network: it.Network, Chain: chainOf(it.Config), Addresses: []string{}},
+		CNIVersion: it.CNIVersion, Saved: it.Saved}
 	switch {
 	case it.Released:
 		out.State = IfReleased
@@ -291,9 +299,9 @@ func chainConf(config json.RawMessage) []pluginConf {
 	return list.Plugins
 }
 
-// ChainOf reads a recorded chain's plugins and their IPAM plugins; empty
+// chainOf reads a recorded chain's plugins and their IPAM plugins; empty
 // when the configuration cannot be read.
-func ChainOf(config json.RawMessage) []ChainPlugin {
+func chainOf(config json.RawMessage) []ChainPlugin {
 	return chainPlugins(chainConf(config))
 }
 

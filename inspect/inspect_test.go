@@ -6,19 +6,19 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nicmux/nicmux/state"
+	"github.com/nicmux/nicmux/ns"
 )
 
 func TestStaleReason(t *testing.T) {
-	a := state.NetNSID{Dev: 4, Ino: 10, Cookie: 7}
+	a := ns.NetNSID{Dev: 4, Ino: 10, Cookie: 7}
 	for _, tc := range []struct {
-		recorded, cur state.NetNSID
+		recorded, cur ns.NetNSID
 		want          string
 	}{
 		{a, a, ""},
-		{a, state.NetNSID{}, "is gone"},
-		{a, state.NetNSID{Dev: 4, Ino: 10, Cookie: 8}, "another namespace"},
-		{state.NetNSID{}, a, ""}, // nothing recorded: nothing tells otherwise
+		{a, ns.NetNSID{}, "is gone"},
+		{a, ns.NetNSID{Dev: 4, Ino: 10, Cookie: 8}, "another namespace"},
+		{ns.NetNSID{}, a, ""}, // nothing recorded: nothing tells otherwise
 	} {
 		got := StaleReason("/run/netns/x", tc.recorded, tc.cur)
 		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
@@ -30,10 +30,10 @@ func TestStaleReason(t *testing.T) {
 func TestChainOf(t *testing.T) {
 	cfg := json.RawMessage(`{"name":"n","plugins":[{"type":"macvlan","ipam":{"type":"host-local"}},{"type":"tuning"}]}`)
 	want := []ChainPlugin{{Type: "macvlan", IPAM: "host-local"}, {Type: "tuning"}}
-	if got := ChainOf(cfg); !reflect.DeepEqual(got, want) {
-		t.Errorf("ChainOf = %v, want %v", got, want)
+	if got := chainOf(cfg); !reflect.DeepEqual(got, want) {
+		t.Errorf("chainOf = %v, want %v", got, want)
 	}
-	if got := ChainOf(json.RawMessage(`{`)); got == nil || len(got) != 0 {
-		t.Errorf("ChainOf(bad) = %#v, want empty, not nil (it prints as [])", got)
+	if got := chainOf(json.RawMessage(`{`)); got == nil || len(got) != 0 {
+		t.Errorf("chainOf(bad) = %#v, want empty, not nil (it prints as [])", got)
 	}
 }

@@ -15,17 +15,12 @@ import (
 // Leftover is what a record says an interface that could not be released
 // may have left, and where to look.
 type Leftover struct {
-	IfName  string        `json:"ifname"`
-	Network string        `json:"network,omitempty"`
-	Chain   []ChainPlugin `json:"chain"`
+	// Holding is what the record says; without a known result, what the
+	// chain holds is unknown.
+	Holding
 	// NetNS is the namespace its link may still be in; "" when the one ADD
 	// attached is gone (the link went with it).
-	NetNS     string   `json:"netns,omitempty"`
-	MAC       string   `json:"mac,omitempty"`
-	Addresses []string `json:"addresses"`
-	// ResultKnown is false when the chain's result was never recorded:
-	// what it holds is then unknown.
-	ResultKnown bool `json:"resultKnown"`
+	NetNS string `json:"netns,omitempty"`
 	// Abandoned: nothing could even try to release it (its plugins are
 	// gone from the CNI path, or no configuration of it is left), so a
 	// DEL would have dropped it as well.
@@ -40,8 +35,8 @@ type Leftover struct {
 // why, netns the namespace ADD attached if it is still there.
 func LeftoverOf(id string, planned state.Planned, result types.Result, netns string, err error, abandoned bool) Leftover {
 	plugins := chainConf(planned.Config)
-	l := Leftover{IfName: planned.IfName, Network: planned.Network, Chain: chainPlugins(plugins), NetNS: netns,
-		Addresses: []string{}, Abandoned: abandoned}
+	l := Leftover{Holding: Holding{IfName: planned.IfName, Network: planned.Network, Chain: chainPlugins(plugins), Addresses: []string{}},
+		NetNS: netns, Abandoned: abandoned}
 	if err != nil {
 		l.Error = err.Error()
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
@@ -15,165 +14,169 @@ import (
 	"github.com/nicmux/nicmux/state"
 )
 
-// Add attaches every interface of the attachment file and prints the merged
-// result. On any failure it releases what it attached and leaves no state
-// behind (Nomad retries a failed ADD with no DEL in between).
-func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs) error {
-	return p.do(ctx, "ADD", args, (*verb).add)
+// adding is one ADD: the attachment file of the set the job names, and a
+// nic per interface of it.
+type adding struct {
+	*invocation
+	file *conf.AttachmentFile
+	set  string
+	nics []*nic
 }
 
-func (v *verb) add(ctx context.Context) error {
-	set := conf.SetFromArgs(v.args.Args)
-	file, err := v.loadAttachments(set)
+// add attaches every interface of the attachment file and prints the merged
+// result (see Plugin.Add).
+func (v *invocation) add(ctx context.Context) error {
+	a := &adding{invocation: v, set: conf.SetFromArgs(v.args.Args)}
+	if err := a.read(); err != nil {
+		return err
+	}
+	target, err := targetNetNS(v.args.Netns)
 	if err != nil {
 		return err
 	}
-	v.vl.file, v.vl.set = file.File, set
-	v.vl.mark("loaded")
-	// The job's arguments are checked against the set before anything
-	// starts: a refused or bad ADD attaches nothing and records nothing.
-	job, err := conf.ParseJobArgs(v.args.Args)
+	if err := v.openStore(false); err != nil {
+		return err
+	}
+	unlock, err := v.lock(ctx, v.args.ContainerID, state.Exclusive)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := v.releaseStale(ctx, target); err != nil {
+		return err
+	}
+	txn, err := a.begin(ctx, target)
+	if err != nil {
+		return err
+	}
+	defer txn.Close()
+	v.out.nics = a.nics
+	runGroups(a.nics, schedule(chains(a.nics), v.nc.Parallel), func(n *nic) bool {
+		n.result, n.ran, n.err = v.runner.Add(ctx, n.chain, n.env(v.args.Netns))
+		if n.err == nil {
+			// Recorded at once: a rollback that fails, or a crash
+			// before the ADD completes, leaves it to the DEL that
+			// finishes the job.
+			n.err = saveResult(txn, n)
+		}
+		return n.err == nil
+	})
+	if err := failures(a.nics); err != nil {
+		return a.rollback(ctx, err)
+	}
+	return a.complete(ctx, txn)
+}
+
+// read reads the attachment file of the set and the job's arguments, and
+// makes the nics. The arguments are checked against the set before
+// anything starts: a refused or bad ADD attaches nothing and records
+// nothing.
+func (a *adding) read() error {
+	file, err := a.sets.load(a.set)
+	if err != nil {
+		return err
+	}
+	a.file = file
+	a.out.file, a.out.set = file.File, a.set
+	job, err := conf.ParseJobArgs(a.args.Args)
 	if err != nil {
 		return err
 	}
 	if err := file.Permit(job); err != nil {
 		return err
 	}
-	atts, err := v.fromFile(file, set, job)
-	if err != nil {
-		return err
-	}
-	// The first plugins start now, and wait for their input while the
-	// namespace is checked, the lock taken and the plan recorded.
-	groups := schedule(chains(atts), v.nc.Parallel)
-	v.warmHeads("ADD", atts, groups, v.args.Netns)
-	target, err := targetNetNS(v.args.Netns)
-	if err != nil {
-		return err
-	}
-	v.vl.mark("netns")
-	if err := v.openStore(false); err != nil {
-		return err
-	}
-	return v.locked(ctx, v.args.ContainerID, state.Exclusive, func() error {
-		if err := v.replaceStale(ctx, target); err != nil {
-			return err
-		}
-		v.vl.mark("stale")
-		txn, err := v.begin(ctx, v.plan(atts, file.File, set, target))
-		if err != nil {
-			return err
-		}
-		defer txn.Close()
-		v.vl.mark("planned")
-		v.vl.atts = atts
-		runGroups(atts, groups, v.warm("ADD", v.args.Netns), func(a *attachment) bool {
-			a.result, a.ran, a.err = v.runner.Add(ctx, a.chain, a.env(v.args.Netns))
-			if a.err == nil {
-				// Recorded at once: a rollback that fails, or a crash
-				// before the ADD completes, leaves it to the DEL that
-				// finishes the job.
-				a.err = saveResult(txn, a)
-			}
-			return a.err == nil
-		})
-		v.vl.mark("chains")
-		if err := failures(atts); err != nil {
-			return v.rollback(ctx, atts, err)
-		}
-		primary := ""
-		if c := file.Primary(); c != nil {
-			primary = c.IfName
-		}
-		merged, err := Merge(results(atts), ifnames(atts), v.args.Netns, v.nc.CNIVersion, primary)
-		if err == nil {
-			err = txn.Complete()
-		}
-		if err != nil {
-			return v.rollback(ctx, atts, err)
-		}
-		v.vl.mark("completed")
-		warnAddressOrder(v.log, merged, ifnames(atts), primary)
-		err = merged.PrintTo(v.p.stdout())
-		v.vl.mark("printed")
-		return err
-	})
+	a.nics, err = fromFile(a.args.ContainerID, a.set, file, job, a.nc.RuntimeConfig)
+	return err
 }
 
 // begin records the plan. It holds GC's barrier while it does (see
 // state.Store.Barrier): a GC that runs beside this ADD either lists its
 // plan or is done before its delegates start.
-func (v *verb) begin(ctx context.Context, plan *state.Plan) (*state.Txn, error) {
-	ctx, cancel := v.lockCtx(ctx)
+func (a *adding) begin(ctx context.Context, target ns.NetNSID) (*state.Txn, error) {
+	plan := &state.Plan{ContainerID: a.args.ContainerID, IfName: a.args.IfName, NetNS: a.args.Netns, NetNSID: target,
+		ListName: a.nc.Name, CNIVersion: a.nc.CNIVersion, AttachmentFile: a.file.File, Set: a.set, Created: a.p.Now().UTC()}
+	for _, n := range a.nics {
+		plan.Interfaces = append(plan.Interfaces, n.planned)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.p.LockTimeout)
 	defer cancel()
-	release, err := v.store.Barrier(ctx, state.Shared)
+	release, err := a.store.Barrier(ctx, state.Shared)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	v.vl.mark("barrier")
-	return v.store.Begin(plan)
+	return a.store.Begin(plan)
 }
 
-func saveResult(txn *state.Txn, a *attachment) error {
-	b, err := json.Marshal(a.result)
+// complete merges the chains' results, marks the ADD complete and prints
+// the merged result; on failure it rolls back.
+func (a *adding) complete(ctx context.Context, txn *state.Txn) error {
+	primary := ""
+	if c := a.file.Primary(); c != nil {
+		primary = c.IfName
+	}
+	merged, err := merge(results(a.nics), ifnames(a.nics), a.args.Netns, a.nc.CNIVersion, primary)
+	if err == nil {
+		err = txn.Complete()
+	}
+	if err != nil {
+		return a.rollback(ctx, err)
+	}
+	warnAddressOrder(a.log, merged, ifnames(a.nics), primary)
+	return merged.PrintTo(a.p.Stdout)
+}
+
+func saveResult(txn *state.Txn, n *nic) error {
+	b, err := json.Marshal(n.result)
 	if err != nil {
 		return fmt.Errorf("encoding result: %w", err)
 	}
-	return txn.SaveResult(a.ifname, b)
-}
-
-func results(atts []*attachment) []types.Result {
-	out := make([]types.Result, len(atts))
-	for i, a := range atts {
-		out[i] = a.result
-	}
-	return out
+	return txn.SaveResult(n.ifname, b)
 }
 
 // rollback releases what a failed ADD attached: every chain as far as it
 // ran, with the result it reached, last first. It removes the container's
 // state once all are released, and otherwise keeps the plan of those it
 // could not release, for a later DEL or ADD to finish the job.
-func (v *verb) rollback(ctx context.Context, atts []*attachment, cause error) error {
-	var ran []*attachment
-	for _, a := range atts {
-		if a.ran != nil { // one that never ran holds nothing
-			a.chain = a.ran
-			ran = append(ran, a)
+func (a *adding) rollback(ctx context.Context, cause error) error {
+	var ran []*nic
+	for _, n := range a.nics {
+		if n.ran != nil { // one that never ran holds nothing
+			n.chain = n.ran
+			ran = append(ran, n)
 		}
 	}
-	err := v.teardown(ctx, ran, v.args.Netns, false) // a failure path: one at a time, in order
-	v.vl.rollback = err
+	err := a.rel.teardown(ctx, ran, a.args.Netns, false) // a failure path: one at a time, in order
+	a.out.rollback = err
 	if err == nil {
-		if err := v.store.Remove(v.args.ContainerID); err != nil {
+		if err := a.store.Remove(a.args.ContainerID); err != nil {
 			return errors.Join(cause, fmt.Errorf("rollback: %w", err))
 		}
 		return cause
 	}
-	for _, a := range atts {
-		if a.ran == nil {
-			_ = v.store.Release(a.id, a.ifname)
+	for _, n := range a.nics {
+		if n.ran == nil {
+			_ = a.store.MarkReleased(n.id, n.ifname)
 		}
 	}
-	v.log.Error("rollback left state behind for a later DEL or ADD", "containerID", v.args.ContainerID, "error", err)
+	a.log.Error("rollback left state behind for a later DEL or ADD", "containerID", a.args.ContainerID, "error", err)
 	return errors.Join(cause, fmt.Errorf("rollback: %w", err))
 }
 
-// replaceStale deals with an ADD for a container that already has state. If
-// the recorded interfaces are live in the same namespace, the ADD is refused
-// and nothing changes. Otherwise the state is stale (the namespace was
-// recreated, as Nomad does after a failed CHECK or a reboot, or the earlier
-// ADD never completed): the old delegates are released with what was
-// recorded, so the new ADD starts clean.
-func (v *verb) replaceStale(ctx context.Context, target state.NetNSID) error {
+// releaseStale deals with an ADD for a container that already has state.
+// If the recorded interfaces are live in the same namespace, the ADD is
+// refused and nothing changes. Otherwise the state is stale (the namespace
+// was recreated, as Nomad does after a failed CHECK or a reboot, or the
+// earlier ADD never completed): the old delegates are released with what
+// was recorded, so the new ADD starts clean.
+func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error {
 	id := v.args.ContainerID
-	rec, rerr := v.store.Load(id)
-	switch {
-	case rec == nil && isNotFound(rerr):
+	rec := v.store.Load(id)
+	switch rec.Status {
+	case state.Missing, state.Empty:
 		return nil // Begin clears a folder a crash left without a plan
-	case rec == nil:
-		return rerr
+	case state.Unsafe, state.Failed:
+		return rec.Err
 	}
 	_, recorded := rec.NetNS()
 	same := recorded.Same(target)
@@ -181,39 +184,44 @@ func (v *verb) replaceStale(ctx context.Context, target state.NetNSID) error {
 		if live := ns.LiveLinks(v.args.Netns, rec.IfNames()); len(live) > 0 {
 			err := fmt.Errorf("container %s is already attached: %s live in netns %s; DEL it first",
 				id, strings.Join(live, ", "), v.args.Netns)
-			if rerr != nil {
-				err = fmt.Errorf("%w (%v)", err, rerr)
+			if rec.Err != nil {
+				err = fmt.Errorf("%w (%v)", err, rec.Err)
 			}
-			return withCode(ErrAlreadyAttached, err)
+			return withCode(errAlreadyAttached, err)
 		}
 	}
-	reason := "the earlier ADD did not complete"
-	switch {
-	case rerr != nil:
-		reason = "its record cannot be read (" + rerr.Error() + ")"
-	case !same:
-		reason = "the network namespace was recreated"
-	case rec.Complete:
-		reason = "none of the recorded interfaces is left in the namespace"
-	}
+	reason := staleReason(rec, same)
 	v.log.Warn("releasing stale attachment before ADD", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
-	atts := v.toRelease(rec)
 	netns := ""
 	if same {
 		netns = v.args.Netns // an incomplete ADD in this very namespace
 	}
-	if err := v.teardown(ctx, atts, netns, v.nc.Parallel); err != nil {
+	if err := v.rel.teardown(ctx, v.rel.toRelease(rec), netns, v.nc.Parallel); err != nil {
 		return fmt.Errorf("releasing the stale attachment of container %s (%s): %w (a chain that cannot be released "+
 			"is retried with the attachment file's chain for it: fix it there, or see `nicmux forget`)", id, reason, err)
 	}
 	return v.store.Remove(id)
 }
 
+// staleReason says why state found before an ADD is stale; same tells
+// whether the namespace is the one it records.
+func staleReason(rec *state.Record, same bool) string {
+	switch {
+	case rec.Err != nil:
+		return "its record cannot be read (" + rec.Err.Error() + ")"
+	case !same:
+		return "the network namespace was recreated"
+	case rec.Complete:
+		return "none of the recorded interfaces is left in the namespace"
+	}
+	return "the earlier ADD did not complete"
+}
+
 // targetNetNS checks ADD's CNI_NETNS before anything acts on it: a
 // namespace must be there, and must not be nicmux's own (the host's).
-func targetNetNS(path string) (state.NetNSID, error) {
-	bad := func(err error) (state.NetNSID, error) {
-		return state.NetNSID{}, withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
+func targetNetNS(path string) (ns.NetNSID, error) {
+	bad := func(err error) (ns.NetNSID, error) {
+		return ns.NetNSID{}, withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
 	}
 	id, err := ns.Identify(path)
 	if err != nil {

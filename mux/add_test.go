@@ -143,8 +143,8 @@ func testAddFailureRollsBack(t *testing.T, h *harness, k, at int, code uint) {
 	if !strings.HasPrefix(err.Error(), chainIfs[k]+": plugin "+failing+": ") {
 		t.Errorf("error %q does not name the interface and plugin", err)
 	}
-	if CodeOf(err) != code {
-		t.Errorf("CodeOf = %d, want the delegate's %d", CodeOf(err), code)
+	if codeOf(err) != code {
+		t.Errorf("codeOf = %d, want the delegate's %d", codeOf(err), code)
 	}
 
 	last := k // the last chain that ran
@@ -214,8 +214,8 @@ func TestAddSeveralFailuresInParallel(t *testing.T) {
 		t.Fatal("ADD succeeded")
 	}
 	// Failures come back in file order: eth0's code wins.
-	if CodeOf(err) != 7 || !strings.HasPrefix(err.Error(), "eth0: plugin alpha: ") || !strings.Contains(err.Error(), "eth2: plugin gamma2: ") {
-		t.Errorf("error = %q (code %d), want eth0's then eth2's failure", err, CodeOf(err))
+	if codeOf(err) != 7 || !strings.HasPrefix(err.Error(), "eth0: plugin alpha: ") || !strings.Contains(err.Error(), "eth2: plugin gamma2: ") {
+		t.Errorf("error = %q (code %d), want eth0's then eth2's failure", err, codeOf(err))
 	}
 	dels := delegatetest.Summary(h.fake.CallsOf("DEL"))
 	want := []string{"DEL gamma2/eth2", "DEL gamma/eth2", "DEL beta2/eth1", "DEL beta/eth1", "DEL alpha/eth0"}
@@ -233,8 +233,8 @@ func TestAddNotFoundRollsBack(t *testing.T) {
 		t.Fatal("ADD succeeded")
 	}
 	var nf *delegate.NotFoundError
-	if !errors.As(err, &nf) || CodeOf(err) != types.ErrInvalidNetworkConfig {
-		t.Errorf("error = %v (code %d), want a NotFoundError with code 7", err, CodeOf(err))
+	if !errors.As(err, &nf) || codeOf(err) != types.ErrInvalidNetworkConfig {
+		t.Errorf("error = %v (code %d), want a NotFoundError with code 7", err, codeOf(err))
 	}
 	if !strings.Contains(err.Error(), "eth1: plugin beta2") {
 		t.Errorf("error %q does not name the interface and plugin", err)
@@ -260,8 +260,8 @@ func failedRollback(t *testing.T, h *harness) {
 	if !strings.Contains(err.Error(), "rollback") || !strings.Contains(err.Error(), "eth1: plugin beta2") {
 		t.Errorf("error %q does not report the rollback failure", err)
 	}
-	if CodeOf(err) != 7 {
-		t.Errorf("CodeOf = %d, want the ADD failure's 7", CodeOf(err))
+	if codeOf(err) != 7 {
+		t.Errorf("codeOf = %d, want the ADD failure's 7", codeOf(err))
 	}
 	// The rollback goes on past eth1's failure.
 	// eth1's DEL stops at beta2, its first plugin to release (as libcni
@@ -407,12 +407,12 @@ func TestAttachmentSet(t *testing.T) {
 func TestAttachmentSetUnknown(t *testing.T) {
 	h := newHarness(t)
 	err := h.add(h.args("NICMUX_ATTACHMENTS=nosuch"))
-	if err == nil || CodeOf(err) != types.ErrInvalidNetworkConfig || !strings.Contains(err.Error(), "nosuch") {
-		t.Errorf("error = %v (code %d), want code 7 naming the set", err, CodeOf(err))
+	if err == nil || codeOf(err) != types.ErrInvalidNetworkConfig || !strings.Contains(err.Error(), "nosuch") {
+		t.Errorf("error = %v (code %d), want code 7 naming the set", err, codeOf(err))
 	}
 	err = h.add(h.args("NICMUX_ATTACHMENTS=../etc/passwd"))
-	if err == nil || CodeOf(err) != types.ErrInvalidEnvironmentVariables {
-		t.Errorf("error = %v (code %d), want code 4", err, CodeOf(err))
+	if err == nil || codeOf(err) != types.ErrInvalidEnvironmentVariables {
+		t.Errorf("error = %v (code %d), want code 4", err, codeOf(err))
 	}
 	if n := len(h.fake.Calls()); n != 0 {
 		t.Errorf("%d delegate calls", n)
@@ -440,8 +440,8 @@ func TestAddBadInput(t *testing.T) {
 		a := h.args("")
 		tc.mod(a)
 		err := h.add(a)
-		if err == nil || CodeOf(err) != tc.code {
-			t.Errorf("%s: error = %v (code %d), want code %d", tc.name, err, CodeOf(err), tc.code)
+		if err == nil || codeOf(err) != tc.code {
+			t.Errorf("%s: error = %v (code %d), want code %d", tc.name, err, codeOf(err), tc.code)
 		}
 	}
 	if n := len(h.fake.Calls()); n != 0 {
@@ -550,8 +550,8 @@ func TestAddParallelFailureStopsSharedBridgeGroup(t *testing.T) {
 	h.write("multi.yaml", bridgeYAML)
 	h.fake.FailOn("tune", "ADD", "eth0", 11)
 	err := h.add(h.args(""))
-	if err == nil || CodeOf(err) != 11 || !strings.HasPrefix(err.Error(), "eth0: plugin tune: ") {
-		t.Fatalf("error = %v (code %d)", err, CodeOf(err))
+	if err == nil || codeOf(err) != 11 || !strings.HasPrefix(err.Error(), "eth0: plugin tune: ") {
+		t.Fatalf("error = %v (code %d)", err, codeOf(err))
 	}
 	adds := delegatetest.Summary(h.fake.CallsOf("ADD"))
 	if slices.Contains(adds, "ADD bridge/eth2") {

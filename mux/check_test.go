@@ -12,8 +12,8 @@ import (
 func TestCheckNoState(t *testing.T) {
 	h := newHarness(t)
 	err := h.p.Check(context.Background(), h.args(""))
-	if err == nil || CodeOf(err) != types.ErrUnknownContainer {
-		t.Errorf("CHECK without state: %v (code %d), want code 3", err, CodeOf(err))
+	if err == nil || codeOf(err) != types.ErrUnknownContainer {
+		t.Errorf("CHECK without state: %v (code %d), want code 3", err, codeOf(err))
 	}
 	if n := len(h.fake.Calls()); n != 0 {
 		t.Errorf("%d delegate calls", n)
@@ -24,8 +24,8 @@ func TestCheckIncompleteAdd(t *testing.T) {
 	h := newHarness(t)
 	failedRollback(t, h)
 	err := h.p.Check(context.Background(), h.args(""))
-	if err == nil || CodeOf(err) != types.ErrUnknownContainer || !strings.Contains(err.Error(), "did not complete") {
-		t.Errorf("CHECK after an incomplete ADD: %v (code %d), want code 3", err, CodeOf(err))
+	if err == nil || codeOf(err) != types.ErrUnknownContainer || !strings.Contains(err.Error(), "did not complete") {
+		t.Errorf("CHECK after an incomplete ADD: %v (code %d), want code 3", err, codeOf(err))
 	}
 	if n := len(h.fake.Calls()); n != 0 {
 		t.Errorf("%d delegate calls", n)

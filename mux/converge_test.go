@@ -185,8 +185,8 @@ func TestAddRefusesTheHostNamespace(t *testing.T) {
 	a := h.args("")
 	a.Netns = "/proc/self/ns/net"
 	err := h.add(a)
-	if err == nil || CodeOf(err) != 4 || !strings.Contains(err.Error(), "nicmux's own network namespace") {
-		t.Fatalf("ADD into the host's namespace: %v (code %d)", err, CodeOf(err))
+	if err == nil || codeOf(err) != 4 || !strings.Contains(err.Error(), "nicmux's own network namespace") {
+		t.Fatalf("ADD into the host's namespace: %v (code %d)", err, codeOf(err))
 	}
 	if h.stdout.Len() != 0 || len(h.fake.Calls()) != 0 {
 		t.Errorf("stdout %q, %d delegate calls", h.stdout, len(h.fake.Calls()))

@@ -118,8 +118,8 @@ func TestDelWithoutStateReportsAllFailures(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, s)
 		}
 	}
-	if CodeOf(err) != 11 {
-		t.Errorf("CodeOf = %d, want the first failure's 11", CodeOf(err))
+	if codeOf(err) != 11 {
+		t.Errorf("codeOf = %d, want the first failure's 11", codeOf(err))
 	}
 }
 
@@ -129,8 +129,8 @@ func TestDelFailureKeepsState(t *testing.T) {
 	h.fake.Reset()
 	h.fake.FailOn("beta", "DEL", "eth1", 11)
 	err := h.del(h.args(""))
-	if err == nil || CodeOf(err) != 11 || !strings.Contains(err.Error(), "eth1: plugin beta") {
-		t.Fatalf("DEL error = %v (code %d)", err, CodeOf(err))
+	if err == nil || codeOf(err) != 11 || !strings.Contains(err.Error(), "eth1: plugin beta") {
+		t.Fatalf("DEL error = %v (code %d)", err, codeOf(err))
 	}
 	if want := expectCalls("DEL", true, 2, 1, 0); !reflect.DeepEqual(delegatetest.Summary(h.fake.Calls()), want) {
 		t.Errorf("calls = %v, want %v", delegatetest.Summary(h.fake.Calls()), want)
@@ -201,8 +201,8 @@ func TestDelParallelFailureKeepsOnlyFailed(t *testing.T) {
 		t.Fatal("DEL succeeded")
 	}
 	// Failures are reported last interface first, as a serial DEL would.
-	if CodeOf(err) != 5 || !strings.HasPrefix(err.Error(), "eth2: plugin gamma: ") || !strings.Contains(err.Error(), "eth0: plugin alpha2: ") {
-		t.Errorf("error = %q (code %d)", err, CodeOf(err))
+	if codeOf(err) != 5 || !strings.HasPrefix(err.Error(), "eth2: plugin gamma: ") || !strings.Contains(err.Error(), "eth0: plugin alpha2: ") {
+		t.Errorf("error = %q (code %d)", err, codeOf(err))
 	}
 	// eth0's DEL stops at alpha2, its first failing plugin.
 	h.assertCalls("DEL calls", h.fake.Calls(), append(expectCalls("DEL", true, 2, 1), "DEL alpha2/eth0"))

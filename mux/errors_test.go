@@ -38,24 +38,24 @@ func TestCodeOf(t *testing.T) {
 		{"lock timeout", lockErr, 11},
 		{"lock timeout wrapped", fmt.Errorf("DEL: %w", lockErr), 11},
 		{"coded error", withCode(types.ErrUnknownContainer, errors.New("no state")), 3},
-		{"coded error wrapped", fmt.Errorf("x: %w", withCode(ErrAlreadyAttached, errors.New("live"))), 100},
+		{"coded error wrapped", fmt.Errorf("x: %w", withCode(errAlreadyAttached, errors.New("live"))), 100},
 		{"plain", errors.New("boom"), 999},
 		{"plain wrapped", fmt.Errorf("eth0: %w", errors.New("boom")), 999},
 		{"join of plain", errors.Join(errors.New("a"), errors.New("b")), 999},
 	} {
-		if got := CodeOf(tc.err); got != tc.want {
-			t.Errorf("%s: CodeOf(%v) = %d, want %d", tc.name, tc.err, got, tc.want)
+		if got := codeOf(tc.err); got != tc.want {
+			t.Errorf("%s: codeOf(%v) = %d, want %d", tc.name, tc.err, got, tc.want)
 		}
-		cni := ToCNIError(tc.err)
+		cni := toCNIError(tc.err)
 		var te *types.Error
 		if !errors.As(cni, &te) || te.Code != tc.want {
-			t.Errorf("%s: ToCNIError = %#v, want code %d", tc.name, cni, tc.want)
+			t.Errorf("%s: toCNIError = %#v, want code %d", tc.name, cni, tc.want)
 		}
 	}
 }
 
 func TestCodeOfJoinFirstWinsOverLockTimeout(t *testing.T) {
-	// ToCNIError's contract: the code is that of the first error in the
+	// toCNIError's contract: the code is that of the first error in the
 	// tree that carries one.
 	lockErr := fmt.Errorf("%w (lock file /x.lock)", state.ErrLockTimeout)
 	for _, tc := range []struct {
@@ -70,24 +70,24 @@ func TestCodeOfJoinFirstWinsOverLockTimeout(t *testing.T) {
 		// state.ErrLockTimeout) on the whole tree before it walks a joined
 		// error's branches in order, so a lock timeout anywhere in the tree
 		// beats an earlier error's code: these yield 11, not 7.
-		if got := CodeOf(tc.err); got != 7 {
-			t.Errorf("%s: CodeOf = %d, want 7 (the first error's code)", tc.name, got)
+		if got := codeOf(tc.err); got != 7 {
+			t.Errorf("%s: codeOf = %d, want 7 (the first error's code)", tc.name, got)
 		}
 	}
 }
 
 func TestToCNIError(t *testing.T) {
-	if ToCNIError(nil) != nil {
-		t.Error("ToCNIError(nil) != nil")
+	if toCNIError(nil) != nil {
+		t.Error("toCNIError(nil) != nil")
 	}
 	err := errors.Join(
 		fmt.Errorf("eth2: %w", &delegate.PluginError{Plugin: "macvlan", Index: 0, Err: types.NewError(11, "busy", "")}),
 		fmt.Errorf("rollback: %w", errors.Join(errors.New("eth1: plugin a: x"), errors.New("eth0: plugin b: y"))),
 	)
-	cni := ToCNIError(err)
+	cni := toCNIError(err)
 	var te *types.Error
 	if !errors.As(cni, &te) {
-		t.Fatalf("ToCNIError returned %T", cni)
+		t.Fatalf("toCNIError returned %T", cni)
 	}
 	if te.Code != 11 {
 		t.Errorf("code = %d, want 11", te.Code)
@@ -99,8 +99,8 @@ func TestToCNIError(t *testing.T) {
 		t.Errorf("message = %q, want %q", te.Msg, want)
 	}
 	// A delegate's details survive in the message.
-	cni = ToCNIError(fmt.Errorf("eth1: %w", types.NewError(7, "bad", "field mtu")))
+	cni = toCNIError(fmt.Errorf("eth1: %w", types.NewError(7, "bad", "field mtu")))
 	if !errors.As(cni, &te) || te.Msg != "eth1: bad; field mtu" || te.Code != 7 {
-		t.Errorf("ToCNIError = %#v", cni)
+		t.Errorf("toCNIError = %#v", cni)
 	}
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
@@ -22,19 +20,9 @@ import (
 // collected part of what it would have, and the next GC goes on.
 const gcForwardLimit = time.Second
 
-// GC (spec 1.1) releases, as DEL would, every container of this network
-// whose attachment (container ID, runtime ifname) the runtime no longer
-// lists as valid, then forwards GC to every chain of the attachment files
-// with the attachments nicmux still knows, so that a delegate never
-// collects a live one. A valid attachment is never collected, whatever
-// state nicmux has or lacks for it: a container whose record cannot be read
-// is neither released nor left out of what the delegates are told is
-// valid. It goes on past failures and reports them all.
-func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error {
-	return p.do(ctx, "GC", args, (*verb).gc)
-}
-
-func (v *verb) gc(ctx context.Context) error {
+// gc releases every container the runtime no longer lists, then forwards
+// GC to the delegates (see Plugin.GC).
+func (v *invocation) gc(ctx context.Context) error {
 	if v.nc.DisableGC {
 		v.log.Info("GC disabled by disableGC")
 		return nil
@@ -55,17 +43,18 @@ func (v *verb) gc(ctx context.Context) error {
 		}
 		return ""
 	}
+	c := collector{v}
 	released := 0
 	var errs []error
-	for _, c := range v.collect(ctx, stale) {
+	for _, o := range c.collect(ctx, stale, false) {
 		switch {
-		case c.err != nil:
-			errs = append(errs, c.error())
-		case c.released && c.reason != "":
+		case o.Err != nil:
+			errs = append(errs, o.error())
+		case o.Released && o.Reason != "":
 			released++
 		}
 	}
-	errs = append(errs, v.forward(ctx, validIDs(valid))...)
+	errs = append(errs, c.forward(ctx, validIDs(valid))...)
 	v.log.Info("GC", "released", released)
 	return errors.Join(errs...)
 }
@@ -78,63 +67,85 @@ func validIDs(valid map[types.GCAttachment]bool) []string {
 	return ids
 }
 
-// collected is what collect did with one container.
-type collected struct {
-	id string
-	// reason is why the predicate called it stale; "" for a folder that
-	// held no plan, or a record that cannot be read.
-	reason  string
-	ifnames []string // its interfaces, as the record read first names them
-	// released: its interfaces were released and its state removed.
-	released bool
-	// unreadable: its record cannot be read (err says why), so it was
+// Collected is what a collection did (in a dry run: would do) with one
+// container.
+type Collected struct {
+	// ContainerID is "" for a failure of the collection as a whole
+	// (listing the containers, sweeping the lock files).
+	ContainerID string
+	// Reason is why the stale predicate called it stale; "" for a folder
+	// that held no plan.
+	Reason string
+	// Interfaces are its interfaces: in a dry run, those not released yet.
+	Interfaces []string
+	// Released: its interfaces were released and its state removed (in a
+	// dry run: would be).
+	Released bool
+	// Unreadable: its record cannot be read (Err says why), so it was
 	// left alone.
-	unreadable bool
-	err        error // why it was not released
+	Unreadable bool
+	Err        error
 }
 
-// error is c's failure, naming its container.
-func (c collected) error() error {
-	if c.id == "" || c.err == nil {
-		return c.err
+// error is o's failure, naming its container.
+func (o Collected) error() error {
+	if o.ContainerID == "" || o.Err == nil {
+		return o.Err
 	}
-	return fmt.Errorf("container %s: %w", c.id, c.err)
+	return fmt.Errorf("container %s: %w", o.ContainerID, o.Err)
 }
 
-// collect releases, as DEL would, every container with state for which
-// stale gives a reason, each under its lock, and removes the folders a
-// crash left without a plan. A container whose record cannot be read is
-// never released: its error is reported. It returns an entry for every
-// container it released or failed on (a failure to list the containers or
-// to sweep the lock files has no ID).
-func (v *verb) collect(ctx context.Context, stale func(*state.Record) string) []collected {
-	ids, err := v.store.Containers()
+// collector is a GC's walk over the state folder, shared by the GC verb
+// and the operator's nicmux gc.
+type collector struct{ v *invocation }
+
+// collect releases, as DEL would, every container whose plan stale gives a
+// reason for, each under its lock, and removes the folders a crash left
+// without a plan. A container whose record cannot be read is never
+// released: it is reported. With dryRun it releases nothing, takes no lock
+// and says what it would release. It returns an entry for every container
+// it released (would release) or failed on.
+func (c collector) collect(ctx context.Context, stale func(*state.Record) string, dryRun bool) []Collected {
+	ids, err := c.v.store.Containers()
 	if err != nil {
-		return []collected{{err: err}}
+		return []Collected{{Err: err}}
 	}
-	var out []collected
+	var out []Collected
 	for _, id := range ids {
-		rec, err := v.store.Load(id)
-		c := collected{id: id}
-		switch {
-		case rec == nil && isNotFound(err):
+		rec := c.v.store.Load(id)
+		o := Collected{ContainerID: id}
+		switch rec.Status {
+		case state.Missing:
+			continue // removed meanwhile
+		case state.Empty:
 			// A folder a crash left before its plan was recorded: no
 			// delegate ran.
-		case err != nil:
-			out = append(out, collected{id: id, unreadable: true, err: err})
-			continue
-		default:
-			if c.reason = stale(rec); c.reason == "" {
+		case state.Whole:
+			if o.Reason = stale(rec); o.Reason == "" {
 				continue
 			}
-			c.ifnames = rec.IfNames()
+			// A dry run names what a release would release; a real
+			// one names the container's interfaces.
+			o.Interfaces = rec.IfNames()
+			if dryRun {
+				o.Interfaces = rec.Unreleased()
+			}
+		default:
+			out = append(out, Collected{ContainerID: id, Unreadable: true, Err: rec.Err})
+			continue
 		}
-		if c.released, c.err = v.collectOne(ctx, id, stale); c.err != nil || c.released {
-			out = append(out, c)
+		o.Released = dryRun
+		if !dryRun {
+			o.Released, o.Err = c.collectOne(ctx, id, stale)
+		}
+		if o.Err != nil || o.Released {
+			out = append(out, o)
 		}
 	}
-	if err := v.store.SweepLocks(); err != nil {
-		out = append(out, collected{err: err})
+	if !dryRun {
+		if err := c.v.store.SweepLocks(); err != nil {
+			out = append(out, Collected{Err: err})
+		}
 	}
 	return out
 }
@@ -142,64 +153,67 @@ func (v *verb) collect(ctx context.Context, stale func(*state.Record) string) []
 // collectOne releases one container under its lock, having read its record
 // again: an ADD may have replaced it meanwhile, or a DEL removed it. A
 // folder without a plan is removed, and counts as released.
-func (v *verb) collectOne(ctx context.Context, id string, stale func(*state.Record) string) (released bool, err error) {
-	err = v.locked(ctx, id, state.Exclusive, func() error {
-		rec, err := v.store.Load(id)
-		switch {
-		case rec == nil && isNotFound(err):
-			if !v.store.Has(id) {
-				return nil // a DEL was first: nothing of ours to report
-			}
-			if err := v.store.Remove(id); err != nil {
-				return err
-			}
-			released = true
-			return nil
-		case err != nil:
-			return err
+func (c collector) collectOne(ctx context.Context, id string, stale func(*state.Record) string) (released bool, err error) {
+	v := c.v
+	unlock, err := v.lock(ctx, id, state.Exclusive)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	rec := v.store.Load(id)
+	switch rec.Status {
+	case state.Missing:
+		return false, nil // a DEL was first: nothing of ours to report
+	case state.Empty:
+		if err := v.store.Remove(id); err != nil {
+			return false, err
 		}
-		reason := stale(rec)
-		if reason == "" {
-			return nil
-		}
-		v.log.Info(v.name+": releasing a stale attachment", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
-		netns := ""
-		if cur, err := ns.Identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
-			netns = rec.Plan.NetNS
-		}
-		if err := v.teardown(ctx, v.toRelease(rec), netns, v.nc.Parallel); err != nil {
-			return err
-		}
-		released = true
-		return v.store.Remove(id)
-	})
-	return released, err
+		return true, nil
+	case state.Whole:
+	default:
+		return false, rec.Err
+	}
+	reason := stale(rec)
+	if reason == "" {
+		return false, nil
+	}
+	v.log.Info(v.out.verb+": releasing a stale attachment", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
+	netns := ""
+	if cur, err := ns.Identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
+		netns = rec.Plan.NetNS
+	}
+	if err := v.rel.teardown(ctx, v.rel.toRelease(rec), netns, v.nc.Parallel); err != nil {
+		return false, err
+	}
+	return true, v.store.Remove(id)
 }
 
 // forward sends GC to every chain (once per delegate network) of the
 // attachment files in the folder, each with the attachments of its network
-// that nicmux still knows. It holds GC's barrier (state.Store.Barrier)
-// from the moment it reads the records until the delegates are done, so
-// that an ADD's plan is either read here or recorded after the delegates'
-// GC; and it gives up after gcForwardLimit.
-func (v *verb) forward(ctx context.Context, valid []string) []error {
-	all, errs := v.everyChain()
+// that nicmux still knows; valid are the containers the runtime lists. It
+// holds GC's barrier (state.Store.Barrier) from the moment it reads the
+// records until the delegates are done, so that an ADD's plan is either
+// read here or recorded after the delegates' GC; and it gives up after
+// gcForwardLimit.
+func (c collector) forward(ctx context.Context, valid []string) []error {
+	v := c.v
+	all, errs := v.sets.every()
 	ifnames := make([]string, len(all))
-	for i, c := range all {
-		ifnames[i] = c.IfName
+	for i, ch := range all {
+		ifnames[i] = ch.IfName
 	}
-	chains := onePerNetwork(all, func(c *conf.Chain) bool { return !c.DisableGC && conf.AtLeast(c.CNIVersion, "1.1.0") })
+	chains := onePerNetwork(all, func(ch *conf.Chain) bool { return !ch.DisableGC && conf.AtLeast(ch.CNIVersion, "1.1.0") })
 	if len(chains) == 0 {
 		return errs
 	}
-	lockCtx, cancel := v.lockCtx(ctx)
+	lockCtx, cancel := context.WithTimeout(ctx, v.p.LockTimeout)
 	release, err := v.store.Barrier(lockCtx, state.Exclusive)
 	cancel()
 	if err != nil {
 		return append(errs, err)
 	}
 	defer release()
-	live, err := v.liveAttachments(valid, ifnames)
+	live, err := liveAttachments(v.store, valid, ifnames)
 	if err != nil {
 		return append(errs, err)
 	}
@@ -207,10 +221,10 @@ func (v *verb) forward(ctx context.Context, valid []string) []error {
 	defer cancel()
 	failed := make([]error, len(chains))
 	calls := make([]func(), len(chains))
-	for i, c := range chains {
+	for i, ch := range chains {
 		calls[i] = func() {
-			if err := v.runner.GC(ctx, c, live(c.Network)); err != nil {
-				failed[i] = fmt.Errorf("%s (network %s): %w", c.IfName, c.Network, err)
+			if err := v.runner.GC(ctx, ch, live(ch.Network)); err != nil {
+				failed[i] = fmt.Errorf("%s (network %s): %w", ch.IfName, ch.Network, err)
 			}
 		}
 	}
@@ -228,8 +242,8 @@ func (v *verb) forward(ctx context.Context, valid []string) []error {
 // container it has state for. A container whose record cannot be read, or
 // that the runtime lists as valid without nicmux having state for it,
 // keeps every interface name the attachment files use, in every network.
-func (v *verb) liveAttachments(valid, ifnames []string) (func(network string) []types.GCAttachment, error) {
-	ids, err := v.store.Containers()
+func liveAttachments(store *state.Store, valid, ifnames []string) (func(network string) []types.GCAttachment, error) {
+	ids, err := store.Containers()
 	if err != nil {
 		return nil, err
 	}
@@ -238,15 +252,13 @@ func (v *verb) liveAttachments(valid, ifnames []string) (func(network string) []
 	known := map[string]bool{}
 	for _, id := range ids {
 		known[id] = true
-		rec, err := v.store.Load(id)
-		if rec == nil && isNotFound(err) {
+		rec := store.Load(id)
+		switch rec.Status {
+		case state.Missing, state.Empty:
 			continue
-		}
-		if rec == nil || rec.Plan == nil || err != nil {
+		case state.Whole:
+		default:
 			unknown = append(unknown, id)
-		}
-		if rec == nil {
-			continue
 		}
 		for _, it := range rec.Interfaces {
 			ifnames = append(ifnames, it.IfName)
@@ -278,44 +290,4 @@ func (v *verb) liveAttachments(valid, ifnames []string) (func(network string) []
 		}
 		return out
 	}, nil
-}
-
-// everyChain returns the chains of the attachment file and of every set in
-// its folder, in order, and the failures of the files that do not load.
-// Each set is loaded as ADD loads it (conf.LoadSet): one that leads out of
-// the folder is a failure, never a chain to call.
-func (v *verb) everyChain() ([]*conf.Chain, []error) {
-	names := []string{""} // the attachment file itself
-	dir := filepath.Dir(v.nc.Attachments)
-	for _, name := range conf.AvailableSets(dir) {
-		if filepath.Join(dir, name+".yaml") != v.nc.Attachments {
-			names = append(names, name)
-		}
-	}
-	d := conf.Defaults{IfName: "eth0", ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion}
-	var chains []*conf.Chain
-	var errs []error
-	for _, name := range names {
-		att, err := conf.LoadSet(v.nc.Attachments, name, d)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		chains = append(chains, att.Interfaces...)
-	}
-	return chains, errs
-}
-
-// onePerNetwork returns, among the chains keep accepts, the first of each
-// delegate network: GC and STATUS go to a network once.
-func onePerNetwork(chains []*conf.Chain, keep func(*conf.Chain) bool) []*conf.Chain {
-	var out []*conf.Chain
-	seen := map[string]bool{}
-	for _, c := range chains {
-		if !seen[c.Network] && keep(c) {
-			seen[c.Network] = true
-			out = append(out, c)
-		}
-	}
-	return out
 }

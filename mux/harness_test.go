@@ -136,7 +136,8 @@ func (h *harness) del(a *skel.CmdArgs) error { return h.p.Del(context.Background
 
 func (h *harness) containerDir() string { return filepath.Join(h.stateDir, "containers", testID) }
 
-// record reads the container's record as the next verb would.
+// record reads the container's record as the next verb would; an error
+// unless its plan was read whole.
 func (h *harness) record() (*state.Record, error) {
 	h.t.Helper()
 	s, err := state.Open(h.stateDir)
@@ -144,7 +145,11 @@ func (h *harness) record() (*state.Record, error) {
 		return nil, err
 	}
 	defer s.Close()
-	return s.Load(testID)
+	rec := s.Load(testID)
+	if rec.Status != state.Whole {
+		return rec, fmt.Errorf("status %v: %v", rec.Status, rec.Err)
+	}
+	return rec, nil
 }
 
 // mustRecord reads the container's record, which must be there.

@@ -2,78 +2,59 @@ package mux
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/delegate"
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
-// fenceWait bounds the wait for the plugins of a killed nicmux to die.
-const fenceWait = 5 * time.Second
-
-// verb is one run of a CNI verb: the parsed configuration, the log, the
-// store and the delegate runner every verb starts from.
-type verb struct {
-	p      *Plugin
-	name   string
-	args   *skel.CmdArgs
-	nc     *conf.NetConf
-	log    *slog.Logger
-	vl     *verbLog
-	store  *state.Store // nil until openStore
-	runner *delegate.Runner
-
-	// The container lock held, and the plugin processes started, so that
-	// a successor can kill them should nicmux be killed (see noteProc).
-	mu    sync.Mutex
-	lock  *state.Lock
-	procs []delegate.Proc
-
-	// files is current's reading of each attachment set, once per verb.
-	filesMu sync.Mutex
-	files   map[string][]*conf.Chain
+// invocation is one run of a verb: what the runtime handed over, the log,
+// and what the verb works with: the delegate runner, the attachment files,
+// the state folder and the container lock it holds.
+type invocation struct {
+	p        *Plugin // with its defaults
+	args     *skel.CmdArgs
+	nc       *conf.NetConf
+	log      *slog.Logger
+	closeLog func()
+	out      *outcome
+	runner   *delegate.Runner
+	sets     *sets
+	held     held
+	store    *state.Store // nil until openStore
+	rel      *releaser    // nil until openStore
 }
 
-// do runs one verb: it reads nicmux's configuration, opens the log, runs f,
-// and logs the verb's outcome.
-func (p *Plugin) do(ctx context.Context, name string, args *skel.CmdArgs, f func(*verb, context.Context) error) (err error) {
+// start begins verb name: it reads nicmux's entry and opens the log.
+func (p *Plugin) start(name string, args *skel.CmdArgs) (*invocation, error) {
+	start := time.Now()
 	nc, err := conf.ParseNetConf(args.StdinData)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	start := p.Start
-	if start.IsZero() {
-		start = p.now()
-	}
-	log, closeLog := p.logger(nc)
-	defer closeLog()
-	v := &verb{p: p, name: name, args: args, nc: nc, log: log,
-		vl: &verbLog{log: log, verb: name, id: args.ContainerID, netns: args.Netns, start: start}}
-	v.vl.mark("parsed")
-	v.runner = &delegate.Runner{
-		Path:       splitPath(args.Path),
-		Exec:       p.Exec,
-		Stderr:     p.stderr(),
-		Timeout:    nc.Timeout,
-		Prestart:   nc.Prestart,
-		AheadLimit: p.AheadLimit,
-		Observe:    v.vl.call,
-		Started:    v.noteProc,
-	}
-	defer func() {
-		v.runner.Close()
-		v.store.Close()
-		v.vl.done(err)
-	}()
-	return f(v, ctx)
+	p = p.withDefaults()
+	log, closeLog := newLogger(p.Stderr, nc)
+	v := &invocation{p: p, args: args, nc: nc, log: log, closeLog: closeLog,
+		out: &outcome{log: log, verb: name, id: args.ContainerID, netns: args.Netns, start: start},
+		sets: &sets{base: nc.Attachments, log: log,
+			d: conf.Defaults{IfName: args.IfName, ListName: nc.Name, CNIVersion: nc.CNIVersion}}}
+	v.runner = &delegate.Runner{Path: splitPath(args.Path), Exec: p.Exec, Stderr: p.Stderr, Timeout: nc.Timeout,
+		Observe: v.out.delegate, Started: v.held.note}
+	return v, nil
+}
+
+// finish ends the verb: it closes the store and writes the verb's log line.
+func (v *invocation) finish(err error) {
+	v.store.Close()
+	v.out.write(err)
+	v.closeLog()
 }
 
 func splitPath(p string) []string {
@@ -86,153 +67,69 @@ func splitPath(p string) []string {
 	return out
 }
 
-// openStore opens the state folder; CHECK opens it read-only.
-func (v *verb) openStore(readOnly bool) error {
+// openStore opens the state folder; CHECK and a dry run open it read-only.
+func (v *invocation) openStore(readOnly bool) error {
 	var err error
 	if readOnly {
 		v.store, err = state.OpenReadOnly(v.nc.StateDir)
 	} else {
 		v.store, err = state.Open(v.nc.StateDir)
 	}
+	v.rel = &releaser{runner: v.runner, store: v.store, log: v.log, sets: v.sets}
 	return err
 }
 
-// locked runs f holding container id's lock. An exclusive holder first
-// kills what a killed predecessor left running, and notes its own plugin
-// processes in the lock file while it holds it. When f is done, every
-// plugin process has ended; if the container's state is gone, so is its
-// lock file.
-func (v *verb) locked(ctx context.Context, id string, mode state.Mode, f func() error) error {
-	ctx, cancel := v.lockCtx(ctx)
+// lock takes container id's lock, waiting at most the lock timeout. An
+// exclusive holder first kills what a killed predecessor left running, and
+// notes its own plugin processes in the lock file while it holds it.
+// unlock releases the lock; it removes the lock file when the container's
+// state is gone.
+func (v *invocation) lock(ctx context.Context, id string, mode state.Mode) (unlock func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, v.p.LockTimeout)
 	lock, err := v.store.Acquire(ctx, id, mode)
 	cancel()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	v.vl.mark("locked")
 	if d := lock.Waited(); d > time.Millisecond {
 		v.log.Debug("waited for the container's lock", "containerID", id, "waited", d)
 	}
 	if mode == state.Exclusive {
-		v.fence(lock, id)
-		v.attach(lock)
+		fence(v.log, lock, id)
+		v.held.hold(lock)
 	}
-	defer func() {
-		v.runner.Close() // every process started for the container has ended
+	return func() {
 		if mode == state.Exclusive {
-			v.attach(nil)
+			v.held.hold(nil)
 			_ = lock.ClearNotes()
 		}
-		if !v.store.Has(id) {
-			lock.Forget()
-		} else {
+		if v.store.Has(id) {
 			lock.Release()
+		} else {
+			lock.Discard()
 		}
-	}()
-	return f()
+	}, nil
 }
 
-// fence kills the plugins a killed predecessor left running, noted in the
-// lock file, before anything else acts on the container.
-func (v *verb) fence(lock *state.Lock, id string) {
-	notes, err := lock.Notes()
-	if err != nil || strings.TrimSpace(notes) == "" {
-		return
+// locked opens the state folder, takes the container's lock and reads its
+// record. unlock releases the lock (see lock).
+func (v *invocation) locked(ctx context.Context, readOnly bool, mode state.Mode) (rec *state.Record, unlock func(), err error) {
+	if err := v.openStore(readOnly); err != nil {
+		return nil, nil, err
 	}
-	killed, err := delegate.Fence(notes, fenceWait)
-	if len(killed) > 0 || err != nil {
-		v.log.Warn("a nicmux killed mid-verb left plugins running: killed their process groups", "containerID", id,
-			"groups", len(killed), "error", err)
+	if unlock, err = v.lock(ctx, v.args.ContainerID, mode); err != nil {
+		return nil, nil, err
 	}
-	_ = lock.ClearNotes()
+	return v.store.Load(v.args.ContainerID), unlock, nil
 }
 
-// attach makes lock the one plugin processes are noted in (nil: none),
-// noting those started before.
-func (v *verb) attach(lock *state.Lock) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.lock = lock
-	if lock != nil {
-		for _, p := range v.procs {
-			_ = lock.Note(p.Note())
-		}
-	}
-	v.procs = nil
-}
-
-// noteProc is the runner's Started: it notes a plugin process in the held
-// lock, or keeps it for the lock to come.
-func (v *verb) noteProc(p delegate.Proc) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.lock != nil {
-		_ = v.lock.Note(p.Note())
-		return
-	}
-	v.procs = append(v.procs, p)
-}
-
-// loadAttachments reads the attachment file chosen by the set name.
-func (v *verb) loadAttachments(set string) (*conf.Attachments, error) {
-	att, err := conf.LoadSet(v.nc.Attachments, set, conf.Defaults{IfName: v.args.IfName, ListName: v.nc.Name, CNIVersion: v.nc.CNIVersion})
+// identify identifies the namespace at path now. One that cannot be
+// identified is logged and taken for none.
+func identify(log *slog.Logger, path string) ns.NetNSID {
+	cur, err := ns.Identify(path)
 	if err != nil {
-		return nil, err
+		log.Warn("cannot identify netns; taking it for gone", "netns", path, "error", err)
+		return ns.NetNSID{}
 	}
-	for _, w := range att.Warnings {
-		v.log.Warn(w)
-	}
-	return att, nil
-}
-
-// current returns the attachment file's chains as they are now, for
-// releases that cannot use what was recorded; nil when the file does not
-// load (the reason is logged). Each set is read once per verb.
-func (v *verb) current(set string) []*conf.Chain {
-	v.filesMu.Lock()
-	defer v.filesMu.Unlock()
-	if chains, ok := v.files[set]; ok {
-		return chains
-	}
-	var chains []*conf.Chain
-	if att, err := v.loadAttachments(set); err != nil {
-		v.log.Warn("the attachment file does not load: no fallback for interfaces whose recorded chain cannot be released", "set", set, "error", err)
-	} else {
-		chains = att.Interfaces
-	}
-	if v.files == nil {
-		v.files = map[string][]*conf.Chain{}
-	}
-	v.files[set] = chains
-	return chains
-}
-
-// lockCtx bounds a wait for one of the store's locks.
-func (v *verb) lockCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, v.p.lockTimeout())
-}
-
-// isNotFound reports whether err says there is no state.
-func isNotFound(err error) bool { return errors.Is(err, state.ErrNotFound) }
-
-// warmHeads starts the first plugin of each group's first chain, groups
-// being those the verb will run: before the verb takes its lock, so that
-// the plugins start while it waits.
-func (v *verb) warmHeads(name string, atts []*attachment, groups [][]int, netns string) {
-	warm := v.warm(name, netns)
-	for _, g := range groups {
-		if a := atts[g[0]]; !a.released {
-			warm(a)
-		}
-	}
-}
-
-// warm returns runGroups' warm hook for verb on netns: the next chain's
-// first plugin starts while the chain before it runs.
-func (v *verb) warm(name, netns string) func(*attachment) {
-	return func(a *attachment) {
-		if a.chain != nil && (name != "CHECK" || delegatesCheck(a.chain)) {
-			v.runner.Warm(name, a.chain, a.env(netns))
-		}
-	}
+	return cur
 }

@@ -168,8 +168,8 @@ func TestJobArgsRefused(t *testing.T) {
 		{"NICMUX_ATTACHMENTS=backend;IgnoreUnknown=true", []string{"NOMAD_NAMESPACE: missing", `attachment set "backend"`}},
 	} {
 		err := h.add(h.args(tc.args))
-		if err == nil || CodeOf(err) != types.ErrInvalidNetworkConfig {
-			t.Errorf("%s: error = %v (code %d), want code 7", tc.args, err, CodeOf(err))
+		if err == nil || codeOf(err) != types.ErrInvalidNetworkConfig {
+			t.Errorf("%s: error = %v (code %d), want code 7", tc.args, err, codeOf(err))
 			continue
 		}
 		for _, p := range tc.parts {

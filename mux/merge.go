@@ -9,7 +9,7 @@ import (
 	"github.com/nicmux/nicmux/ns"
 )
 
-// Merge combines the chains' results, given in attachment order, into one
+// merge combines the chains' results, given in attachment order, into one
 // result at cniVersion, which is what the runtime (go-cni, and through it
 // Nomad) reads:
 //
@@ -24,7 +24,7 @@ import (
 //
 // ifnames[k] and netns name chain k's container interface; primary is ""
 // or one of ifnames.
-func Merge(results []types.Result, ifnames []string, netns, cniVersion, primary string) (types.Result, error) {
+func merge(results []types.Result, ifnames []string, netns, cniVersion, primary string) (types.Result, error) {
 	out := &types100.Result{CNIVersion: types100.ImplementedSpecVersion}
 	if len(ifnames) < len(results) {
 		return nil, fmt.Errorf("merging %d results for %d interfaces", len(results), len(ifnames))

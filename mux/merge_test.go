@@ -45,7 +45,7 @@ func mergeOK(t testing.TB, results []types.Result, ifnames []string, ver string)
 // mergePrimaryOK is mergeOK with a primary interface.
 func mergePrimaryOK(t testing.TB, results []types.Result, ifnames []string, ver, primary string) *types100.Result {
 	t.Helper()
-	m, err := Merge(results, ifnames, testNetNS, ver, primary)
+	m, err := merge(results, ifnames, testNetNS, ver, primary)
 	if err != nil {
 		t.Fatalf("Merge at %s, primary %q: %v", ver, primary, err)
 	}
@@ -252,7 +252,7 @@ func TestMergeOutputVersions(t *testing.T) {
 		IPs: []*types100.IPConfig{ipc("10.1.0.2/24", nil)}}
 	for _, ver := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(ver, func(t *testing.T) {
-			m, err := Merge([]types.Result{r0, r1}, []string{"eth0", "eth1"}, testNetNS, ver, "")
+			m, err := merge([]types.Result{r0, r1}, []string{"eth0", "eth1"}, testNetNS, ver, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -361,7 +361,7 @@ func TestMergeProperty(t *testing.T) {
 			ifnames = append(ifnames, ifname)
 		}
 		outVer := versions[rng.IntN(len(versions))]
-		m, err := Merge(results, ifnames, testNetNS, outVer, "")
+		m, err := merge(results, ifnames, testNetNS, outVer, "")
 		if err != nil {
 			t.Fatalf("iteration %d: Merge: %v", iter, err)
 		}
@@ -412,7 +412,7 @@ func BenchmarkMerge(b *testing.B) {
 			results, ifnames := benchResults(n)
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Merge(results, ifnames, testNetNS, "1.0.0", ""); err != nil {
+				if _, err := merge(results, ifnames, testNetNS, "1.0.0", ""); err != nil {
 					b.Fatal(err)
 				}
 			}

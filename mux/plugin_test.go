@@ -34,15 +34,15 @@ func TestLockTimeout(t *testing.T) {
 			t.Errorf("%s succeeded while the lock is held", name)
 			continue
 		}
-		if !errors.Is(err, state.ErrLockTimeout) || CodeOf(err) != types.ErrTryAgainLater {
-			t.Errorf("%s: error = %v (code %d), want a lock timeout with code 11", name, err, CodeOf(err))
+		if !errors.Is(err, state.ErrLockTimeout) || codeOf(err) != types.ErrTryAgainLater {
+			t.Errorf("%s: error = %v (code %d), want a lock timeout with code 11", name, err, codeOf(err))
 		}
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("%s waited %v", name, d)
 		}
 		var te *types.Error
-		if cni := ToCNIError(err); !errors.As(cni, &te) || te.Code != 11 {
-			t.Errorf("%s: ToCNIError = %v", name, cni)
+		if cni := toCNIError(err); !errors.As(cni, &te) || te.Code != 11 {
+			t.Errorf("%s: toCNIError = %v", name, cni)
 		}
 	}
 	if n := len(h.fake.Calls()); n != 0 {

@@ -51,8 +51,8 @@ func schedule(chains []*conf.Chain, parallel bool) [][]int {
 }
 
 // releaseGroups are a teardown's groups: ADD's, reversed.
-func releaseGroups(atts []*attachment, parallel bool) [][]int {
-	return reversed(schedule(chains(atts), parallel))
+func releaseGroups(nics []*nic, parallel bool) [][]int {
+	return reversed(schedule(chains(nics), parallel))
 }
 
 // checkGroups are CHECK's groups for n chains: CHECK only reads, so chains
@@ -98,20 +98,16 @@ func bridges(c *conf.Chain) []string {
 	return out
 }
 
-// runGroups calls f for the attachments of every group: the groups at the
-// same time, each group's attachments in order, a group stopping at the
-// first f that returns false. As f starts on an attachment, warm (if set)
-// is called for the next of its group, whose first plugin can then start
-// while this one runs. A single group runs on the caller's goroutine.
-func runGroups(atts []*attachment, groups [][]int, warm func(*attachment), f func(*attachment) bool) {
+// runGroups calls f for the nics of every group: the groups at the same
+// time, each group's nics in order, a group stopping at the first f that
+// returns false. It times each call for the verb's log line. A single
+// group runs on the caller's goroutine.
+func runGroups(nics []*nic, groups [][]int, f func(*nic) bool) {
 	runGroup := func(g []int) {
-		for k, i := range g {
-			if warm != nil && k+1 < len(g) {
-				warm(atts[g[k+1]])
-			}
+		for _, i := range g {
 			start := time.Now()
-			ok := f(atts[i])
-			atts[i].took = time.Since(start)
+			ok := f(nics[i])
+			nics[i].took = time.Since(start)
 			if !ok {
 				return
 			}

@@ -4,18 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 
 	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/delegate"
+	"github.com/nicmux/nicmux/inspect"
 	"github.com/nicmux/nicmux/ns"
+	"github.com/nicmux/nicmux/state"
 )
 
-// teardown releases atts: each chain's DEL with the arguments and result
+// releaser releases nics: rollback, DEL, the release of stale state before
+// an ADD, GC and the operator's commands all release through its teardown.
+type releaser struct {
+	runner *delegate.Runner
+	store  *state.Store
+	log    *slog.Logger
+	sets   *sets // the attachment files now, the fallback for a recorded chain
+}
+
+// teardown releases nics: each chain's DEL with the arguments and result
 // recorded at ADD, last first, going on past failures; with parallel, as
 // ADD's groups in reverse (the last group first, each group's chains last
-// first). Rollback, DEL, the release of stale state and GC all release
-// through it.
+// first).
 //
 // netns is the namespace to release in; "" when the one ADD attached is
 // gone (recreated or removed): nothing in a namespace that replaced it may
@@ -29,16 +40,16 @@ import (
 //   - an interface that nothing can release (its recorded configuration
 //     cannot be read and the file has no chain for it, or its plugin
 //     binaries are gone from CNI_PATH) is abandoned: reported with what the
-//     record says may be left, and no longer kept;
+//     record says may be left, and dropped;
 //   - any other failure keeps the interface for a later DEL or ADD.
 //
 // It returns the failures, last interface first. Released interfaces are
 // marked in the store when some failed, so that the next DEL skips them.
-func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, parallel bool) error {
-	var todo []*attachment
-	for _, a := range atts {
-		if !a.released {
-			todo = append(todo, a)
+func (r *releaser) teardown(ctx context.Context, nics []*nic, netns string, parallel bool) error {
+	var todo []*nic
+	for _, n := range nics {
+		if !n.released {
+			todo = append(todo, n)
 		}
 	}
 	if len(todo) == 0 {
@@ -46,35 +57,28 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 	}
 	var scratch *ns.Scratch
 	if netns == "" {
-		scratch = v.scratch(todo)
+		scratch = r.scratch(todo)
 		defer scratch.Close()
 	}
-	where := func(a *attachment) string {
-		if scratch != nil && a.chain != nil && ns.NeedsScratch(a.chain) {
-			return scratch.Path()
+	runGroups(todo, releaseGroups(todo, parallel), func(n *nic) bool {
+		where := netns
+		if scratch != nil && n.chain != nil && needsScratch(n.chain) {
+			where = scratch.Path()
 		}
-		return netns
-	}
-	warm := func(a *attachment) {
-		if a.chain != nil {
-			v.runner.Warm("DEL", a.chain, a.env(where(a)))
-		}
-	}
-	runGroups(todo, releaseGroups(todo, parallel), warm, func(a *attachment) bool {
-		a.err = v.release(ctx, a, where(a))
-		a.released = a.err == nil
+		n.err = r.release(ctx, n, where)
+		n.released = n.err == nil
 		return true // best effort: go on past a failure
 	})
 	var errs []error
 	for i := len(todo) - 1; i >= 0; i-- {
-		if a := todo[i]; a.err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", a.ifname, a.err))
+		if n := todo[i]; n.err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.ifname, n.err))
 		}
 	}
 	if len(errs) > 0 {
-		for _, a := range todo {
-			if a.released {
-				_ = v.store.Release(a.id, a.ifname)
+		for _, n := range todo {
+			if n.released {
+				_ = r.store.MarkReleased(n.id, n.ifname)
 			}
 		}
 	}
@@ -82,19 +86,19 @@ func (v *verb) teardown(ctx context.Context, atts []*attachment, netns string, p
 }
 
 // release releases one interface (see teardown).
-func (v *verb) release(ctx context.Context, a *attachment, netns string) error {
-	err := a.chainErr
-	if a.chain != nil {
-		if err = v.runner.Del(ctx, a.chain, a.env(netns), a.result); err == nil {
+func (r *releaser) release(ctx context.Context, n *nic, netns string) error {
+	err := n.chainErr
+	if n.chain != nil {
+		if err = r.runner.Del(ctx, n.chain, n.env(netns), n.result); err == nil {
 			return nil
 		}
 	}
-	cur := chainFor(v.current(a.set), a.ifname)
-	if cur != nil && !sameChain(cur, a.chain) {
-		ferr := v.runner.Del(ctx, cur, a.env(netns), a.result)
+	cur := chainFor(r.sets.chains(n.set), n.ifname)
+	if cur != nil && !sameChain(cur, n.chain) {
+		ferr := r.runner.Del(ctx, cur, n.env(netns), n.result)
 		if ferr == nil {
-			v.log.Warn("released with the attachment file's chain: the recorded one could not be", "containerID", a.id,
-				"interface", a.ifname, "error", err)
+			r.log.Warn("released with the attachment file's chain: the recorded one could not be", "containerID", n.id,
+				"interface", n.ifname, "error", err)
 			return nil
 		}
 		err = errors.Join(err, fmt.Errorf("with the attachment file's chain: %w", ferr))
@@ -102,15 +106,83 @@ func (v *verb) release(ctx context.Context, a *attachment, netns string) error {
 			return err
 		}
 	}
-	if a.chain == nil && cur == nil || a.chain != nil && onlyNotFound(err) {
-		l := leftover(a, "", err, true)
-		v.log.Error("abandoned an interface nothing can release: its record is dropped", "containerID", a.id,
-			"interface", a.ifname, "network", l.Network, "mayBeLeft", l.Addresses, "resultKnown", l.ResultKnown,
+	if n.chain == nil && cur == nil || n.chain != nil && onlyNotFound(err) {
+		l := leftover(n, "", err, true)
+		r.log.Error("abandoned an interface nothing can release: its record is dropped", "containerID", n.id,
+			"interface", n.ifname, "network", l.Network, "mayBeLeft", l.Addresses, "resultKnown", l.ResultKnown,
 			"hints", l.Hints, "error", err)
-		a.abandoned = err
+		n.abandoned = err
 		return nil
 	}
 	return err
+}
+
+// toRelease makes the nics a release of rec works on: those of the record
+// (fromRecord) and, when its plan is lost, one for every chain of the
+// attachment file that its result records do not describe: without the
+// plan, the file is the best guess of what ADD attached.
+func (r *releaser) toRelease(rec *state.Record) []*nic {
+	nics := fromRecord(rec)
+	if rec.Plan != nil {
+		return nics
+	}
+	known := map[string]bool{}
+	for _, n := range nics {
+		known[n.ifname] = true
+	}
+	set := rec.Set()
+	for _, c := range r.sets.chains(set) {
+		if known[c.IfName] {
+			continue
+		}
+		nics = append(nics, &nic{id: rec.ContainerID, set: set, ifname: c.IfName, chain: c,
+			planned: state.Planned{IfName: c.IfName, Network: c.Network, CNIVersion: c.CNIVersion}})
+	}
+	return nics
+}
+
+// scratch makes a scratch namespace holding the interfaces of nics whose
+// chain needs one, or returns nil: without one (nicmux lacks the privilege,
+// or no chain needs it) those chains get an empty CNI_NETNS.
+func (r *releaser) scratch(nics []*nic) *ns.Scratch {
+	var need []*nic
+	for _, n := range nics {
+		if n.chain != nil && needsScratch(n.chain) {
+			need = append(need, n)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	s, err := ns.NewScratch()
+	if err != nil {
+		r.log.Warn("releasing without the interfaces' namespace", "error", err)
+		return nil
+	}
+	for _, n := range need {
+		if err := s.Add(n.ifname, n.result); err != nil {
+			r.log.Warn("scratch namespace", "interface", n.ifname, "error", err)
+		}
+	}
+	return s
+}
+
+// needsScratch reports whether a chain's DEL needs its container interface
+// to undo what it set up on the host. The reference bridge and ptp plugins
+// read the interface's addresses to remove their ipMasq rules, and tuning
+// restores its backup onto the interface before it deletes the backup:
+// with an empty CNI_NETNS they release their IPAM only, and the rules and
+// the backup stay for good. Other plugins keep the empty CNI_NETNS they
+// always got for a namespace that is gone (host-device, for one, would move
+// whatever it finds there to the host).
+func needsScratch(c *conf.Chain) bool {
+	for _, p := range c.Plugins {
+		switch p.Type {
+		case "bridge", "ptp", "tuning":
+			return true
+		}
+	}
+	return false
 }
 
 // chainFor returns the chain for ifname among chains, or nil.
@@ -151,28 +223,10 @@ func onlyNotFound(err error) bool {
 	return errors.As(err, &nf)
 }
 
-// scratch makes a scratch namespace holding the interfaces of atts whose
-// chain needs one, or returns nil: without one (nicmux lacks the privilege,
-// or no chain needs it) those chains get an empty CNI_NETNS, as before.
-func (v *verb) scratch(atts []*attachment) *ns.Scratch {
-	var need []*attachment
-	for _, a := range atts {
-		if a.chain != nil && ns.NeedsScratch(a.chain) {
-			need = append(need, a)
-		}
-	}
-	if len(need) == 0 {
-		return nil
-	}
-	s, err := ns.NewScratch()
-	if err != nil {
-		v.log.Warn("releasing without the interfaces' namespace", "error", err)
-		return nil
-	}
-	for _, a := range need {
-		if err := s.Add(a.ifname, a.result); err != nil {
-			v.log.Warn("scratch namespace", "interface", a.ifname, "error", err)
-		}
-	}
-	return s
+// leftover says what an interface nothing released may have left: netns
+// is the namespace ADD attached, if it is still there.
+func leftover(n *nic, netns string, err error, abandoned bool) inspect.Leftover {
+	planned := n.planned
+	planned.IfName = n.ifname
+	return inspect.LeftoverOf(n.id, planned, n.result, netns, err, abandoned)
 }

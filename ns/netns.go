@@ -21,28 +21,48 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-
-	"github.com/nicmux/nicmux/state"
 )
+
+// NetNSID identifies a network namespace: the device and inode of its nsfs
+// file, and its cookie. The kernel reuses a freed namespace's inode number,
+// so a namespace recreated at the same path may get the old one back; the
+// cookie (SO_NETNS_COOKIE, Linux 5.14 and later) is never reused while the
+// system runs. Cookie is zero where the kernel has none.
+type NetNSID struct {
+	Dev    uint64 `json:"dev"`
+	Ino    uint64 `json:"ino"`
+	Cookie uint64 `json:"cookie,omitempty"`
+}
+
+// IsZero reports whether id identifies nothing (the namespace was not found).
+func (id NetNSID) IsZero() bool { return id == NetNSID{} }
+
+// Same reports whether id and other identify the same, existing namespace.
+func (id NetNSID) Same(other NetNSID) bool {
+	if id.IsZero() || id.Dev != other.Dev || id.Ino != other.Ino {
+		return false
+	}
+	return id.Cookie == 0 || other.Cookie == 0 || id.Cookie == other.Cookie
+}
 
 // Identify returns the identity of the network namespace at path, or the
 // zero identity when there is none (empty path, or nothing there).
-func Identify(path string) (state.NetNSID, error) {
+func Identify(path string) (NetNSID, error) {
 	if path == "" {
-		return state.NetNSID{}, nil
+		return NetNSID{}, nil
 	}
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return state.NetNSID{}, nil
+		return NetNSID{}, nil
 	}
 	if err != nil {
-		return state.NetNSID{}, fmt.Errorf("netns %s: %w", path, err)
+		return NetNSID{}, fmt.Errorf("netns %s: %w", path, err)
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return state.NetNSID{}, fmt.Errorf("netns %s: no inode information", path)
+		return NetNSID{}, fmt.Errorf("netns %s: no inode information", path)
 	}
-	id := state.NetNSID{Dev: uint64(st.Dev), Ino: st.Ino}
+	id := NetNSID{Dev: uint64(st.Dev), Ino: st.Ino}
 	// Without a cookie (an old kernel, or not a namespace) the inode is
 	// all there is to go by.
 	id.Cookie, _ = netnsCookie(path)
@@ -143,8 +163,8 @@ func Open(path string) (*Handle, error) {
 // Close closes the handle.
 func (n *Handle) Close() { n.h.Close() }
 
-// LinkExists reports whether a link named ifname is in the namespace.
-func (n *Handle) LinkExists(ifname string) bool {
+// linkExists reports whether a link named ifname is in the namespace.
+func (n *Handle) linkExists(ifname string) bool {
 	_, err := n.h.LinkByName(ifname)
 	return err == nil
 }
@@ -240,7 +260,7 @@ func hasAddr(addrs []netlink.Addr, want net.IPNet) bool {
 // IsOwn reports whether id is nicmux's own network namespace (the host's,
 // for a CNI plugin). Device and inode tell it: reading the cookie would
 // cost a thread switch for nothing.
-func IsOwn(id state.NetNSID) bool {
+func IsOwn(id NetNSID) bool {
 	var st unix.Stat_t
 	if unix.Stat("/proc/self/ns/net", &st) != nil {
 		return false
@@ -257,7 +277,7 @@ func LiveLinks(path string, ifnames []string) []string {
 	defer h.Close()
 	var live []string
 	for _, ifname := range ifnames {
-		if h.LinkExists(ifname) {
+		if h.linkExists(ifname) {
 			live = append(live, ifname)
 		}
 	}

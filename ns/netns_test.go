@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-
-	"github.com/nicmux/nicmux/state"
 )
 
 func TestOwnInterface(t *testing.T) {
@@ -56,7 +54,7 @@ func TestIdentify(t *testing.T) {
 		t.Errorf("Identify(file) = %+v, %v", id, err)
 	}
 	own, err := Identify("/proc/self/ns/net")
-	if err != nil || !IsOwn(own) || IsOwn(id) || IsOwn(state.NetNSID{}) {
+	if err != nil || !IsOwn(own) || IsOwn(id) || IsOwn(NetNSID{}) {
 		t.Errorf("IsOwn: own %+v (%v) -> %v; a file -> %v", own, err, IsOwn(own), IsOwn(id))
 	}
 }
@@ -89,8 +87,8 @@ func TestScratchOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if !h.LinkExists("eth1") || h.LinkExists("eth2") {
-		t.Errorf("LinkExists: eth1 %v, eth2 %v; want eth1 only", h.LinkExists("eth1"), h.LinkExists("eth2"))
+	if !h.linkExists("eth1") || h.linkExists("eth2") {
+		t.Errorf("linkExists: eth1 %v, eth2 %v; want eth1 only", h.linkExists("eth1"), h.linkExists("eth2"))
 	}
 	if got := LiveLinks(s.Path(), []string{"eth1", "eth2"}); len(got) != 1 || got[0] != "eth1" {
 		t.Errorf("LiveLinks = %v, want [eth1]", got)
@@ -103,5 +101,40 @@ func TestScratchOpen(t *testing.T) {
 	res.IPs[0].Address.IP = net.IPv4(10, 0, 0, 3).To4()
 	if err := h.Verify("eth1", res); err == nil || err.Error() != "link is down, address 10.0.0.3/24 is missing" {
 		t.Errorf("Verify = %v, want the link down and 10.0.0.3/24 missing", err)
+	}
+}
+
+func TestNetNSID(t *testing.T) {
+	a := NetNSID{Dev: 4, Ino: 4026532281, Cookie: 8193}
+	tests := []struct {
+		name string
+		id   NetNSID
+		zero bool
+		same bool // a.Same(id)
+	}{
+		{"zero", NetNSID{}, true, false},
+		{"dev only", NetNSID{Dev: 4}, false, false},
+		{"ino only", NetNSID{Ino: 4026532281}, false, false},
+		{"identical", a, false, true},
+		{"no cookie", NetNSID{Dev: 4, Ino: 4026532281}, false, true},
+		{"other cookie: inode reused", NetNSID{Dev: 4, Ino: 4026532281, Cookie: 9000}, false, false},
+		{"other inode", NetNSID{Dev: 4, Ino: 4026532282, Cookie: 8193}, false, false},
+		{"other device", NetNSID{Dev: 5, Ino: 4026532281, Cookie: 8193}, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.id.IsZero(); got != tc.zero {
+				t.Errorf("IsZero() = %v, want %v", got, tc.zero)
+			}
+			if got := a.Same(tc.id); got != tc.same {
+				t.Errorf("Same() = %v, want %v", got, tc.same)
+			}
+			if got := tc.id.Same(a); got != tc.same {
+				t.Errorf("Same() the other way = %v, want %v", got, tc.same)
+			}
+		})
+	}
+	if (NetNSID{}).Same(NetNSID{}) {
+		t.Error("a namespace that was not found is the same as another")
 	}
 }

@@ -11,27 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-
-	"github.com/nicmux/nicmux/conf"
 )
-
-// NeedsScratch reports whether a chain's DEL needs its container interface
-// to undo what it set up on the host. The reference bridge and ptp plugins
-// read the interface's addresses to remove their ipMasq rules, and tuning
-// restores its backup onto the interface before it deletes the backup:
-// with an empty CNI_NETNS they release their IPAM only, and the rules and
-// the backup stay for good. Other plugins keep the empty CNI_NETNS they
-// always got for a namespace that is gone (host-device, for one, would move
-// whatever it finds there to the host).
-func NeedsScratch(c *conf.Chain) bool {
-	for _, p := range c.Plugins {
-		switch p.Type {
-		case "bridge", "ptp", "tuning":
-			return true
-		}
-	}
-	return false
-}
 
 // Scratch is a network namespace of nicmux's own, made for releasing
 // interfaces whose namespace is gone (Nomad recreated it, or the host

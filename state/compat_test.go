@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/nicmux/nicmux/ns"
 )
 
 // v1Store copies testdata/v1, a state folder written by nicmux 0.1's own
@@ -61,7 +63,7 @@ func TestLoadV1(t *testing.T) {
 			}
 			want := &Plan{
 				ContainerID: tc.id, IfName: "eth0", NetNS: "/var/run/netns/cni-6f1c2a9e",
-				NetNSID: NetNSID{Dev: 4, Ino: 4026532412}, ListName: "nicmux", CNIVersion: "1.0.0",
+				NetNSID: ns.NetNSID{Dev: 4, Ino: 4026532412}, ListName: "nicmux", CNIVersion: "1.0.0",
 				AttachmentFile: "/etc/nicmux/attachments/fast.yaml", Set: "fast",
 				Created:    time.Date(2025, 3, 14, 15, 9, 26, 535897000, time.UTC),
 				Interfaces: []Planned{{IfName: "eth0"}, {IfName: "net1"}, {IfName: "net2"}},
@@ -97,7 +99,7 @@ func TestLoadV1(t *testing.T) {
 func TestV1ReleaseAndRemove(t *testing.T) {
 	s, dir := v1Store(t)
 	id := "v1-del-interrupted"
-	if err := s.Release(id, "net1"); err != nil {
+	if err := s.MarkReleased(id, "net1"); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
 	rec := load(t, s, id)
@@ -146,9 +148,9 @@ func TestV1Salvage(t *testing.T) {
 	if err := os.Remove(filepath.Join(containerDir(dir, id), "container.json")); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := s.Load(id)
-	if !errors.Is(err, ErrNotFound) || rec == nil || rec.Plan != nil {
-		t.Fatalf("Load = %+v, %v; want a record without plan and ErrNotFound", rec, err)
+	rec := s.Load(id)
+	if rec.Status != PlanLost || !errors.Is(rec.Err, ErrNotFound) || rec.Plan != nil {
+		t.Fatalf("Load = %+v; want a record without plan, PlanLost and ErrNotFound", rec)
 	}
 	if got := sortedIfNames(rec); !reflect.DeepEqual(got, []string{"eth0", "net1"}) {
 		t.Fatalf("interfaces %q", got)
@@ -160,7 +162,7 @@ func TestV1Salvage(t *testing.T) {
 			t.Errorf("%s: result %s, want %s", it.IfName, it.Result, result)
 		}
 	}
-	if path, nsID := rec.NetNS(); path != "/var/run/netns/cni-6f1c2a9e" || nsID != (NetNSID{Dev: 4, Ino: 4026532412}) {
+	if path, nsID := rec.NetNS(); path != "/var/run/netns/cni-6f1c2a9e" || nsID != (ns.NetNSID{Dev: 4, Ino: 4026532412}) {
 		t.Errorf("NetNS() = %q, %+v", path, nsID)
 	}
 }

@@ -78,7 +78,7 @@ func openErr(path string, err error) error {
 	case errors.Is(err, unix.ENOENT):
 		return fmt.Errorf("%s: %w", path, ErrNotFound)
 	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR):
-		return &UnsafeError{Path: path, Reason: "is a symbolic link or not a folder: nicmux never makes one and does not follow it"}
+		return &unsafeError{Path: path, Reason: "is a symbolic link or not a folder: nicmux never makes one and does not follow it"}
 	}
 	return &os.PathError{Op: "open", Path: path, Err: err}
 }
@@ -91,10 +91,10 @@ func (d *dir) checkOwner() error {
 		return &os.PathError{Op: "stat", Path: d.path, Err: err}
 	}
 	if euid := os.Geteuid(); int(st.Uid) != euid {
-		return &UnsafeError{Path: d.path, Reason: fmt.Sprintf("is owned by uid %d, not by nicmux's user (uid %d): chown it to uid %d", st.Uid, euid, euid)}
+		return &unsafeError{Path: d.path, Reason: fmt.Sprintf("is owned by uid %d, not by nicmux's user (uid %d): chown it to uid %d", st.Uid, euid, euid)}
 	}
 	if st.Mode&0o022 != 0 {
-		return &UnsafeError{Path: d.path, Reason: fmt.Sprintf("is writable by group or others (mode %04o): make it 0700", st.Mode&0o7777)}
+		return &unsafeError{Path: d.path, Reason: fmt.Sprintf("is writable by group or others (mode %04o): make it 0700", st.Mode&0o7777)}
 	}
 	return nil
 }
@@ -171,19 +171,6 @@ func (d *dir) writeFile(name string, data []byte, durable bool) error {
 	if err != nil {
 		_ = unix.Unlinkat(d.fd, tmp, 0)
 		return fmt.Errorf("writing %s: %w", filepath.Join(d.path, name), err)
-	}
-	return nil
-}
-
-// syncFile fsyncs the file name.
-func (d *dir) syncFile(name string) error {
-	f, err := d.open(name, unix.O_RDONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", f.Name(), err)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nicmux/nicmux/ns"
 )
 
 // newStore opens a store in a folder that does not exist yet, so that the
@@ -67,7 +69,7 @@ func samplePlan(id string) *Plan {
 		ContainerID:    id,
 		IfName:         "eth0",
 		NetNS:          "/var/run/netns/cni-1234",
-		NetNSID:        NetNSID{Dev: 4, Ino: 4026532281, Cookie: 8193},
+		NetNSID:        ns.NetNSID{Dev: 4, Ino: 4026532281, Cookie: 8193},
 		ListName:       "nicmux",
 		CNIVersion:     "1.1.0",
 		AttachmentFile: "/etc/nicmux/attachments/fast.yaml",
@@ -116,9 +118,9 @@ func attach(t testing.TB, s *Store, id string) *Plan {
 
 func load(t testing.TB, s *Store, id string) *Record {
 	t.Helper()
-	rec, err := s.Load(id)
-	if err != nil {
-		t.Fatalf("Load(%s): %v", id, err)
+	rec := s.Load(id)
+	if rec.Status != Whole || rec.Err != nil || rec.Plan == nil {
+		t.Fatalf("Load(%s): status %v, %v", id, rec.Status, rec.Err)
 	}
 	return rec
 }
@@ -255,12 +257,12 @@ func assertCorrupt(t testing.TB, err error, path string) {
 
 func assertUnsafe(t testing.TB, err error, path string) {
 	t.Helper()
-	var ue *UnsafeError
+	var ue *unsafeError
 	if !errors.As(err, &ue) {
-		t.Fatalf("error %v (%T) is not an *UnsafeError", err, err)
+		t.Fatalf("error %v (%T) is not an *unsafeError", err, err)
 	}
 	if ue.Path != path {
-		t.Errorf("UnsafeError.Path = %q, want %q", ue.Path, path)
+		t.Errorf("unsafeError.Path = %q, want %q", ue.Path, path)
 	}
 	if !strings.Contains(err.Error(), path) {
 		t.Errorf("error %q does not name %s", err, path)
@@ -358,3 +360,6 @@ func sortedIfNames(rec *Record) []string {
 	sort.Strings(names)
 	return names
 }
+
+// storePath is the folder the store s opened.
+func storePath(s *Store) string { return s.root.path }

@@ -50,7 +50,7 @@ type Lock struct {
 // read-only store whose lock file cannot be made holds nothing: its holder
 // only reads.
 //
-// A lock file may be removed by its holder (Forget), so a waiter that gets
+// A lock file may be removed by its holder (Discard), so a waiter that gets
 // the lock checks that the file it locked is still the one at the path, and
 // starts over if not.
 func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error) {
@@ -64,7 +64,7 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 			if mode == Shared && s.readOnly {
 				return &Lock{name: name}, nil
 			}
-			return nil, &DirError{Path: s.root.path, Err: errors.New("no locks folder")}
+			return nil, &dirError{Path: s.root.path, Err: errors.New("no locks folder")}
 		}
 		// O_APPEND: Note writes at the end without asking where it is.
 		f, err := s.locks.open(name, unix.O_RDWR|unix.O_CREAT|unix.O_APPEND, 0o600)
@@ -74,19 +74,19 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 			}
 		}
 		if err != nil {
-			return nil, &DirError{Path: s.root.path, Err: fmt.Errorf("opening lock: %w", err)}
+			return nil, &dirError{Path: s.root.path, Err: fmt.Errorf("opening lock: %w", err)}
 		}
 		if err := flockWait(ctx, f, mode.flock()); err != nil {
 			f.Close()
 			if errors.Is(err, ErrLockTimeout) {
 				return nil, fmt.Errorf("%w: container %s is held by another verb (lock file %s)", ErrLockTimeout, id, f.Name())
 			}
-			return nil, &DirError{Path: s.root.path, Err: fmt.Errorf("locking %s: %w", f.Name(), err)}
+			return nil, &dirError{Path: s.root.path, Err: fmt.Errorf("locking %s: %w", f.Name(), err)}
 		}
 		same, err := s.locks.sameFile(f, name)
 		if err != nil {
 			f.Close()
-			return nil, &DirError{Path: s.root.path, Err: fmt.Errorf("checking lock %s: %w", f.Name(), err)}
+			return nil, &dirError{Path: s.root.path, Err: fmt.Errorf("checking lock %s: %w", f.Name(), err)}
 		}
 		if !same {
 			// The holder before us removed the file: lock the new one.
@@ -97,9 +97,9 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 	}
 }
 
-// TryAcquire takes a container's lock exclusively if nobody holds it, and
+// tryAcquire takes a container's lock exclusively if nobody holds it, and
 // returns nil, nil if somebody does.
-func (s *Store) TryAcquire(id string) (*Lock, error) {
+func tryAcquire(s *Store, id string) (*Lock, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	l, err := s.Acquire(ctx, id, Exclusive)
@@ -121,10 +121,10 @@ func (l *Lock) Release() {
 	})
 }
 
-// Forget removes the lock file and releases the lock: for an exclusive
+// Discard releases the lock and removes its file: for an exclusive
 // holder, once the container's state is gone. It is safe to call more than
 // once, and after Release it does nothing.
-func (l *Lock) Forget() {
+func (l *Lock) Discard() {
 	l.once.Do(func() {
 		if l.f != nil {
 			// Only the holder removes the file: waiters then notice it is
@@ -219,19 +219,19 @@ func flockWait(ctx context.Context, f *os.File, how int) error {
 // it.
 func (s *Store) Barrier(ctx context.Context, mode Mode) (release func(), err error) {
 	if s.readOnly {
-		return nil, &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+		return nil, &dirError{Path: s.root.path, Err: errors.New("opened read-only")}
 	}
 	open := func(name string) (*os.File, error) {
 		f, err := s.root.open(name, unix.O_RDWR|unix.O_CREAT, 0o600)
 		if err != nil {
-			return nil, &DirError{Path: s.root.path, Err: fmt.Errorf("opening lock: %w", err)}
+			return nil, &dirError{Path: s.root.path, Err: fmt.Errorf("opening lock: %w", err)}
 		}
 		return f, nil
 	}
 	// The queue is the state folder itself, which every verb has open.
 	qfd, err := unix.Openat(s.root.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &DirError{Path: s.root.path, Err: err}
+		return nil, &dirError{Path: s.root.path, Err: err}
 	}
 	queue := os.NewFile(uintptr(qfd), s.root.path)
 	lock, err := open("gc.lock")
@@ -245,7 +245,7 @@ func (s *Store) Barrier(ctx context.Context, mode Mode) (release func(), err err
 		if errors.Is(err, ErrLockTimeout) {
 			return nil, fmt.Errorf("%w: %s (lock file %s)", ErrLockTimeout, who, lock.Name())
 		}
-		return nil, &DirError{Path: s.root.path, Err: fmt.Errorf("locking %s: %w", lock.Name(), err)}
+		return nil, &dirError{Path: s.root.path, Err: fmt.Errorf("locking %s: %w", lock.Name(), err)}
 	}
 	waitingFor := "a running GC"
 	if mode == Exclusive {
@@ -280,10 +280,10 @@ func (s *Store) SweepLocks() error {
 		if !ok || ValidateID(id) != nil {
 			continue
 		}
-		if rec, err := s.Load(id); rec != nil || !errors.Is(err, ErrNotFound) {
+		if st := s.Load(id).Status; st != Missing && st != Empty {
 			continue // state, if only result records to salvage
 		}
-		l, err := s.TryAcquire(id)
+		l, err := tryAcquire(s, id)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -291,8 +291,8 @@ func (s *Store) SweepLocks() error {
 		if l == nil {
 			continue // held: its holder removes it, or a later sweep does
 		}
-		if rec, err := s.Load(id); rec == nil && errors.Is(err, ErrNotFound) {
-			l.Forget()
+		if st := s.Load(id).Status; st == Missing || st == Empty {
+			l.Discard()
 		} else {
 			l.Release()
 		}

@@ -34,7 +34,7 @@ func acquireWithin(t testing.TB, s *Store, id string, mode Mode, d time.Duration
 	return l
 }
 
-func lockPath(s *Store, id string) string { return filepath.Join(s.Path(), "locks", id+".lock") }
+func lockPath(s *Store, id string) string { return filepath.Join(storePath(s), "locks", id+".lock") }
 
 // assertLockTimeout checks that taking id's lock in mode within d fails
 // with ErrLockTimeout naming the lock file, after waiting about d.
@@ -104,7 +104,7 @@ func TestLockFileAndModes(t *testing.T) {
 				t.Errorf("Waited() = %v for a free lock", l.Waited())
 			}
 			if forget {
-				l.Forget()
+				l.Discard()
 				assertGone(t, path)
 			} else {
 				l.Release()
@@ -135,7 +135,7 @@ func TestLockDifferentContainers(t *testing.T) {
 		assertLockTimeout(t, s, id, Exclusive, 20*time.Millisecond)
 	}
 	for _, l := range locks {
-		l.Forget()
+		l.Discard()
 	}
 }
 
@@ -238,7 +238,7 @@ func TestLockTimesOut(t *testing.T) {
 func TestLockAfterRelease(t *testing.T) {
 	let := func(l *Lock, forget bool) {
 		if forget {
-			l.Forget()
+			l.Discard()
 		} else {
 			l.Release()
 		}
@@ -287,7 +287,7 @@ func TestLockAfterRelease(t *testing.T) {
 				t.Errorf("Waited() = %v, want at least the %v it waited", r.l.Waited(), waited)
 			}
 			assertLockTimeout(t, s, "c1", Exclusive, 50*time.Millisecond)
-			r.l.Forget()
+			r.l.Discard()
 		})
 	}
 }
@@ -328,7 +328,7 @@ func TestLockRemoveRace(t *testing.T) {
 			default:
 			}
 
-			a.Forget()
+			a.Discard()
 
 			var b res
 			select {
@@ -349,7 +349,7 @@ func TestLockRemoveRace(t *testing.T) {
 			// So C waits for B.
 			assertLockTimeout(t, s, "c1", Exclusive, 100*time.Millisecond)
 			b.l.Release()
-			acquireWithin(t, s, "c1", Exclusive, 100*time.Millisecond).Forget()
+			acquireWithin(t, s, "c1", Exclusive, 100*time.Millisecond).Discard()
 		})
 	}
 }
@@ -393,7 +393,7 @@ func TestLockMutualExclusion(t *testing.T) {
 				}
 				exclusive.Add(-1)
 				if (w+i)%3 == 0 {
-					l.Forget()
+					l.Discard()
 				} else {
 					l.Release()
 				}
@@ -409,7 +409,7 @@ func TestLockMutualExclusion(t *testing.T) {
 	}
 }
 
-// Release and Forget are safe to repeat, and a Forget after Release does
+// Release and Discard are safe to repeat, and a Discard after Release does
 // not remove a successor's lock file.
 func TestLockReleaseTwice(t *testing.T) {
 	s, _ := newStore(t)
@@ -417,13 +417,13 @@ func TestLockReleaseTwice(t *testing.T) {
 	l.Release()
 	l.Release()
 	next := acquireWithin(t, s, "c1", Exclusive, time.Second)
-	l.Forget()
+	l.Discard()
 	if _, err := os.Stat(lockPath(s, "c1")); err != nil {
-		t.Fatalf("a released lock's Forget removed its successor's file: %v", err)
+		t.Fatalf("a released lock's Discard removed its successor's file: %v", err)
 	}
 	assertLockTimeout(t, s, "c1", Exclusive, 50*time.Millisecond)
-	next.Forget()
-	next.Forget()
+	next.Discard()
+	next.Discard()
 	next.Release()
 	assertGone(t, lockPath(s, "c1"))
 }
@@ -434,16 +434,16 @@ func TestTryAcquire(t *testing.T) {
 			s, _ := newStore(t)
 			l := acquireWithin(t, s, "c1", held, time.Second)
 			start := time.Now()
-			if got, err := s.TryAcquire("c1"); got != nil || err != nil {
-				t.Errorf("TryAcquire of a held lock = %v, %v; want nil, nil", got, err)
+			if got, err := tryAcquire(s, "c1"); got != nil || err != nil {
+				t.Errorf("tryAcquire of a held lock = %v, %v; want nil, nil", got, err)
 			}
 			if d := time.Since(start); d > 500*time.Millisecond {
-				t.Errorf("TryAcquire waited %v", d)
+				t.Errorf("tryAcquire waited %v", d)
 			}
 			l.Release()
-			got, err := s.TryAcquire("c1")
+			got, err := tryAcquire(s, "c1")
 			if got == nil || err != nil {
-				t.Fatalf("TryAcquire of a free lock = %v, %v", got, err)
+				t.Fatalf("tryAcquire of a free lock = %v, %v", got, err)
 			}
 			// It holds it exclusively.
 			assertLockTimeout(t, s, "c1", Shared, 50*time.Millisecond)
@@ -486,9 +486,9 @@ func TestNotes(t *testing.T) {
 	if n, _ := next.Notes(); n != "pgid 9\n" {
 		t.Errorf("Notes() after ClearNotes and Note = %q", n)
 	}
-	next.Forget()
+	next.Discard()
 	if n, err := acquireWithin(t, s, "c1", Exclusive, time.Second).Notes(); n != "" || err != nil {
-		t.Errorf("Notes() after Forget = %q, %v: they went with the file", n, err)
+		t.Errorf("Notes() after Discard = %q, %v: they went with the file", n, err)
 	}
 }
 
@@ -499,7 +499,7 @@ func TestLockCrossProcess(t *testing.T) {
 	h := startHolder(t, dir, "c1", Exclusive, 300*time.Millisecond)
 	assertLockTimeout(t, s, "c1", Shared, 100*time.Millisecond)
 	// Other containers are not held up by it.
-	acquireWithin(t, s, "c2", Exclusive, 100*time.Millisecond).Forget()
+	acquireWithin(t, s, "c2", Exclusive, 100*time.Millisecond).Discard()
 
 	// Let the helper go: it keeps the lock 300ms more, then exits.
 	if err := h.stdin.Close(); err != nil {
@@ -510,7 +510,7 @@ func TestLockCrossProcess(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Acquire within 5s: %v (helper stderr: %s)", err, h.stderr)
 	}
-	defer l.Forget()
+	defer l.Discard()
 	if d := time.Since(start); d < 100*time.Millisecond {
 		t.Errorf("Acquire returned after %v, while the helper still held the lock", d)
 	}
@@ -546,7 +546,7 @@ func TestLockHolderKilled(t *testing.T) {
 
 	start := time.Now()
 	l := acquireWithin(t, s, "c1", Exclusive, 2*time.Second)
-	defer l.Forget()
+	defer l.Discard()
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Acquire took %v after the holder died", d)
 	}
@@ -587,7 +587,7 @@ func TestLockCrossProcessCounter(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%2 == 1 {
-			l.Forget()
+			l.Discard()
 		} else {
 			l.Release()
 		}
@@ -632,9 +632,9 @@ func TestLockErrors(t *testing.T) {
 					l.Release()
 					t.Fatal("Acquire succeeded")
 				}
-				var de *DirError
+				var de *dirError
 				if !errors.As(err, &de) || errors.Is(err, ErrLockTimeout) {
-					t.Errorf("error %v: want a *DirError, not a timeout", err)
+					t.Errorf("error %v: want a *dirError, not a timeout", err)
 				}
 				if !strings.Contains(err.Error(), "opening lock") || !strings.Contains(err.Error(), lockPath(s, "c1")) {
 					t.Errorf("error %q does not say it could not open the lock file", err)
@@ -709,7 +709,7 @@ func assertBarrierTimeout(t testing.TB, s *Store, mode Mode, d time.Duration) {
 		release()
 		t.Fatalf("Barrier(%d) taken while it should wait", mode)
 	}
-	if !errors.Is(err, ErrLockTimeout) || !strings.Contains(err.Error(), filepath.Join(s.Path(), "gc.lock")) {
+	if !errors.Is(err, ErrLockTimeout) || !strings.Contains(err.Error(), filepath.Join(storePath(s), "gc.lock")) {
 		t.Errorf("Barrier(%d) = %v, want ErrLockTimeout naming gc.lock", mode, err)
 	}
 }
@@ -737,7 +737,7 @@ func TestBarrier(t *testing.T) {
 	mustBarrier(t, s, Exclusive, 100*time.Millisecond)()
 	// The barrier is no container's lock.
 	defer mustBarrier(t, s, Exclusive, 100*time.Millisecond)()
-	acquireWithin(t, s, "c1", Exclusive, 100*time.Millisecond).Forget()
+	acquireWithin(t, s, "c1", Exclusive, 100*time.Millisecond).Discard()
 }
 
 // A steady stream of ADDs, each holding the barrier Shared while another

@@ -39,7 +39,7 @@ const (
 // progress) and notes a line, prints "locked", waits for its standard input
 // to close, keeps the lock envHold more, and exits without releasing it.
 // "count" increments a counter file under the exclusive lock envRounds
-// times, removing the lock file (Forget) on every other release. "barrier"
+// times, removing the lock file (Discard) on every other release. "barrier"
 // takes GC's barrier Shared over and over, as a stream of ADDs does,
 // printing "ready" once it held it, until its standard input closes; it
 // fails if it ever holds it while the file envFile exists.
@@ -102,7 +102,7 @@ func TestHelperProcess(t *testing.T) {
 				fail(err)
 			}
 			if i%2 == 0 {
-				l.Forget()
+				l.Discard()
 			} else {
 				l.Release()
 			}

@@ -20,23 +20,23 @@ import (
 // folder it mounts read-only.
 const envReadOnly = "NICMUX_STATE_TEST_READONLY"
 
-// assertDirError checks that err is a *DirError about the state folder
+// assertDirError checks that err is a *dirError about the state folder
 // dir, wrapping want when want is not nil.
 func assertDirError(t testing.TB, what string, err, want error, dir string) {
 	t.Helper()
-	var de *DirError
+	var de *dirError
 	switch {
 	case !errors.As(err, &de):
-		t.Errorf("%s = %v (%T), want a *DirError", what, err, err)
+		t.Errorf("%s = %v (%T), want a *dirError", what, err, err)
 	case de.Path != dir:
-		t.Errorf("%s: DirError.Path = %q, want %q", what, de.Path, dir)
+		t.Errorf("%s: dirError.Path = %q, want %q", what, de.Path, dir)
 	case want != nil && !errors.Is(err, want):
 		t.Errorf("%s = %v, want it to wrap %v", what, err, want)
 	}
 }
 
 // refusesWrites checks that every method that writes refuses a read-only
-// store with a *DirError, and writes nothing.
+// store with a *dirError, and writes nothing.
 func refusesWrites(t testing.TB, s *Store, root string) {
 	t.Helper()
 	before := snapshot(t, root)
@@ -44,15 +44,15 @@ func refusesWrites(t testing.TB, s *Store, root string) {
 	if txn != nil {
 		txn.Close()
 	}
-	assertDirError(t, "Begin", err, nil, s.Path())
-	assertDirError(t, "Release", s.Release("c1", "eth0"), nil, s.Path())
-	assertDirError(t, "Remove", s.Remove("c1"), nil, s.Path())
-	assertDirError(t, "CheckWritable", s.CheckWritable(), nil, s.Path())
+	assertDirError(t, "Begin", err, nil, storePath(s))
+	assertDirError(t, "MarkReleased", s.MarkReleased("c1", "eth0"), nil, storePath(s))
+	assertDirError(t, "Remove", s.Remove("c1"), nil, storePath(s))
+	assertDirError(t, "CheckWritable", s.CheckWritable(), nil, storePath(s))
 	release, err := barrierWithin(s, Shared, time.Second)
 	if release != nil {
 		release()
 	}
-	assertDirError(t, "Barrier", err, nil, s.Path())
+	assertDirError(t, "Barrier", err, nil, storePath(s))
 	assertUnchanged(t, root, before, "a read-only store")
 }
 
@@ -62,8 +62,8 @@ func TestOpenReadOnly(t *testing.T) {
 	t.Run("empty folder", func(t *testing.T) {
 		dir := t.TempDir()
 		s := openReadOnly(t, dir)
-		if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
-			t.Errorf("Load = %v, %v; want nil, ErrNotFound", rec, err)
+		if rec := s.Load("c1"); rec.Status != Missing || rec.Err != nil {
+			t.Errorf("Load = %+v; want Missing", rec)
 		}
 		if ids, err := s.Containers(); ids != nil || err != nil {
 			t.Errorf("Containers() = %q, %v", ids, err)
@@ -81,7 +81,7 @@ func TestOpenReadOnly(t *testing.T) {
 			t.Errorf("Note, ClearNotes: %v", err)
 		}
 		l.Release()
-		l.Forget()
+		l.Discard()
 		_, err := tryWithin(s, "c1", Exclusive, time.Second)
 		assertDirError(t, "Acquire(Exclusive)", err, nil, dir)
 		if err := s.SweepLocks(); err != nil {
@@ -110,7 +110,7 @@ func TestOpenReadOnly(t *testing.T) {
 // On a read-only file system (a read-only bind mount in a mount namespace
 // of its own, made by running this test again in a new process), CHECK's
 // store reads, takes its Shared lock without a lock file, and refuses
-// every write with a *DirError, as does a store opened for writing.
+// every write with a *dirError, as does a store opened for writing.
 func TestReadOnlyFileSystem(t *testing.T) {
 	if root := os.Getenv(envReadOnly); root != "" {
 		readOnlyChecks(t, root)
@@ -223,8 +223,8 @@ func readOnlyChecks(t *testing.T, root string) {
 		}
 		assertDirError(t, "Open", err, unix.EROFS, empty)
 		s = openReadOnly(t, empty)
-		if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
-			t.Errorf("Load = %v, %v", rec, err)
+		if rec := s.Load("c1"); rec.Status != Missing || rec.Err != nil {
+			t.Errorf("Load = %+v; want Missing", rec)
 		}
 		acquireWithin(t, s, "c1", Shared, time.Second).Release()
 		refusesWrites(t, s, empty)

@@ -5,18 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/nicmux/nicmux/ns"
 )
 
 // Record kinds, written into every record so that a reader can tell a
 // nicmux record of this format from anything else (and from the format
 // before it, which Load still reads: see docs/state.md).
 const (
-	KindContainer = "nicmuxContainerV2" // the plan
-	KindInterface = "nicmuxInterfaceV2" // one interface's result
-	KindComplete  = "nicmuxCompleteV1"  // the mark of a complete ADD
+	kindContainer = "nicmuxContainerV2" // the plan
+	kindInterface = "nicmuxInterfaceV2" // one interface's result
+	kindComplete  = "nicmuxCompleteV1"  // the mark of a complete ADD
 
 	kindContainerV1 = "nicmuxContainerV1"
 	kindInterfaceV1 = "nicmuxInterfaceV1"
@@ -40,39 +43,17 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // CNICode is the spec's I/O failure.
 func (e *CorruptError) CNICode() uint { return types.ErrIOFailure }
 
-// UnsafeError reports a folder or file of the store that nicmux refuses to
+// unsafeError reports a folder or file of the store that nicmux refuses to
 // use: a symbolic link, or something another user could change.
-type UnsafeError struct {
+type unsafeError struct {
 	Path   string
 	Reason string
 }
 
-func (e *UnsafeError) Error() string { return "stateDir: " + e.Path + " " + e.Reason }
+func (e *unsafeError) Error() string { return "stateDir: " + e.Path + " " + e.Reason }
 
 // CNICode is the spec's I/O failure.
-func (e *UnsafeError) CNICode() uint { return types.ErrIOFailure }
-
-// NetNSID identifies a network namespace: the device and inode of its nsfs
-// file, and its cookie. The kernel reuses a freed namespace's inode number,
-// so a namespace recreated at the same path may get the old one back; the
-// cookie (SO_NETNS_COOKIE, Linux 5.14 and later) is never reused while the
-// system runs. Cookie is zero where the kernel has none.
-type NetNSID struct {
-	Dev    uint64 `json:"dev"`
-	Ino    uint64 `json:"ino"`
-	Cookie uint64 `json:"cookie,omitempty"`
-}
-
-// IsZero reports whether id identifies nothing (the namespace was not found).
-func (id NetNSID) IsZero() bool { return id == NetNSID{} }
-
-// Same reports whether id and other identify the same, existing namespace.
-func (id NetNSID) Same(other NetNSID) bool {
-	if id.IsZero() || id.Dev != other.Dev || id.Ino != other.Ino {
-		return false
-	}
-	return id.Cookie == 0 || other.Cookie == 0 || id.Cookie == other.Cookie
-}
+func (e *unsafeError) CNICode() uint { return types.ErrIOFailure }
 
 // Plan is what ADD chose for one container, made durable by Begin before
 // any delegate gets its configuration: everything a later DEL needs to
@@ -81,9 +62,9 @@ type Plan struct {
 	ContainerID string `json:"containerID"`
 	// IfName is the runtime's CNI_IFNAME at ADD: the attachment the runtime
 	// knows (and names in GC's valid attachments).
-	IfName  string  `json:"ifname"`
-	NetNS   string  `json:"netns"`
-	NetNSID NetNSID `json:"netnsID"`
+	IfName  string     `json:"ifname"`
+	NetNS   string     `json:"netns"`
+	NetNSID ns.NetNSID `json:"netnsID"`
 	// ListName and CNIVersion are those of nicmux's own configuration list.
 	ListName   string `json:"listName"`
 	CNIVersion string `json:"cniVersion"`
@@ -107,16 +88,53 @@ type Planned struct {
 	CapabilityArgs map[string]json.RawMessage `json:"capabilityArgs,omitempty"`
 }
 
+// Status is what Load found of a container. Each caller switches on it
+// once; Record.Err says why for every status but Missing, Empty and Whole.
+type Status int
+
+const (
+	// Missing: the container has no folder: nothing is recorded.
+	Missing Status = iota
+	// Empty: a folder holding neither a plan nor a result, which a crash
+	// left before Begin recorded the plan: no delegate ran.
+	Empty
+	// Whole: the plan was read (Record.Plan), with what is known of each
+	// interface.
+	Whole
+	// PlanLost: the plan is missing while result records are left:
+	// Interfaces hold what they tell.
+	PlanLost
+	// Unreadable: the plan cannot be read (Err, a *CorruptError or an I/O
+	// error): Interfaces hold what the result records tell.
+	Unreadable
+	// Unsafe: the container's folder is not one nicmux may use (Err, an
+	// *unsafeError: a symbolic link, or another user's): nothing was read.
+	Unsafe
+	// Failed: nothing could be read (Err): a bad container ID, an I/O
+	// error on the folder.
+	Failed
+)
+
+func (s Status) String() string {
+	names := [...]string{"missing", "empty", "whole", "plan lost", "unreadable", "unsafe", "failed"}
+	if int(s) < len(names) {
+		return names[s]
+	}
+	return "status " + strconv.Itoa(int(s))
+}
+
 // Record is a container's state as read back.
 type Record struct {
 	ContainerID string
-	// Plan is nil when the container's record is missing or unreadable
-	// (see Load); Interfaces then holds what the result records tell.
+	Status      Status
+	// Err says why the status is not Whole (nil for Missing and Empty).
+	Err error
+	// Plan is set exactly when Status is Whole.
 	Plan *Plan
 	// Complete is set once the ADD returned its merged result.
 	Complete bool
 	// Interfaces are the plan's interfaces, in order, with what is known
-	// of each.
+	// of each; without a plan, those the result records describe.
 	Interfaces []*Interface
 	// Format is the record format: 2, or 1 for a container attached by
 	// nicmux 0.1.
@@ -125,12 +143,12 @@ type Record struct {
 	// lost.
 	set     string
 	netns   string
-	netnsID NetNSID
+	netnsID ns.NetNSID
 }
 
 // NetNS is the namespace ADD attached, by path and identity: the plan's,
 // or when the plan is lost, the one its result records name.
-func (r *Record) NetNS() (string, NetNSID) {
+func (r *Record) NetNS() (string, ns.NetNSID) {
 	if r.Plan != nil {
 		return r.Plan.NetNS, r.Plan.NetNSID
 	}
@@ -170,6 +188,17 @@ func (r *Record) IfNames() []string {
 	return out
 }
 
+// Unreleased lists the record's interfaces that are not released yet.
+func (r *Record) Unreleased() []string {
+	var out []string
+	for _, it := range r.Interfaces {
+		if !it.Released {
+			out = append(out, it.IfName)
+		}
+	}
+	return out
+}
+
 // Interface returns the record's interface named ifname, or nil.
 func (r *Record) Interface(ifname string) *Interface {
 	for _, it := range r.Interfaces {
@@ -194,7 +223,7 @@ type interfaceFile struct {
 	Planned
 	Result  json.RawMessage `json:"result,omitempty"`
 	NetNS   string          `json:"netns,omitempty"`
-	NetNSID NetNSID         `json:"netnsID"`
+	NetNSID ns.NetNSID      `json:"netnsID"`
 	Set     string          `json:"set,omitempty"`
 	Saved   time.Time       `json:"saved,omitzero"`
 }
@@ -206,20 +235,13 @@ type completeFile struct {
 	Completed   time.Time `json:"completed"`
 }
 
-// containerV1 is nicmux 0.1's container.json.
+// containerV1 is nicmux 0.1's container.json: the plan's fields, but its
+// interfaces by name only (their configurations were in their result
+// records), and the ADD's completion.
 type containerV1 struct {
-	Kind           string    `json:"kind"`
-	ContainerID    string    `json:"containerID"`
-	IfName         string    `json:"ifname"`
-	NetNS          string    `json:"netns"`
-	NetNSID        NetNSID   `json:"netnsID"`
-	ListName       string    `json:"listName"`
-	CNIVersion     string    `json:"cniVersion"`
-	AttachmentFile string    `json:"attachmentFile"`
-	Set            string    `json:"set,omitempty"`
-	Interfaces     []string  `json:"interfaces"`
-	Complete       bool      `json:"complete"`
-	Created        time.Time `json:"created"`
+	Plan
+	Interfaces []string `json:"interfaces"`
+	Complete   bool     `json:"complete"`
 }
 
 // decode reads a record of the given kinds into v, naming path in errors.
@@ -262,7 +284,7 @@ func checkInterfaces(ps []Planned) error {
 	seen := map[string]bool{}
 	for i := range ps {
 		p := &ps[i]
-		if err := ValidateIfName(p.IfName); err != nil {
+		if err := validateIfName(p.IfName); err != nil {
 			return err
 		}
 		if seen[p.IfName] {

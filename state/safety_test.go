@@ -47,18 +47,18 @@ func TestPathSafety(t *testing.T) {
 				return err
 			}},
 			{"Load", func(s *Store) error {
-				rec, err := s.Load(id)
-				if rec != nil {
+				rec := s.Load(id)
+				if rec.Status != Failed || rec.Plan != nil || len(rec.Interfaces) > 0 {
 					return fmt.Errorf("returned %+v", rec)
 				}
-				return err
+				return rec.Err
 			}},
-			{"Release", func(s *Store) error { return s.Release(id, "eth0") }},
+			{"MarkReleased", func(s *Store) error { return s.MarkReleased(id, "eth0") }},
 			{"Remove", func(s *Store) error { return s.Remove(id) }},
 			{"Acquire shared", func(s *Store) error { return acquire(s, id, Shared) }},
 			{"Acquire exclusive", func(s *Store) error { return acquire(s, id, Exclusive) }},
-			{"TryAcquire", func(s *Store) error {
-				l, err := s.TryAcquire(id)
+			{"tryAcquire", func(s *Store) error {
+				l, err := tryAcquire(s, id)
 				if l != nil || err == nil {
 					return fmt.Errorf("returned %v, %v", l, err)
 				}
@@ -78,7 +78,7 @@ func TestPathSafety(t *testing.T) {
 				}
 				return err
 			}},
-			{"Release", func(s *Store) error { return s.Release("c1", ifname) }},
+			{"MarkReleased", func(s *Store) error { return s.MarkReleased("c1", ifname) }},
 		}
 	}
 
@@ -87,9 +87,9 @@ func TestPathSafety(t *testing.T) {
 	// through them would all show.
 	plant := func(t *testing.T, dir, id, ifname string) {
 		p := samplePlan(id)
-		writeRaw(t, filepath.Join(dir, "containers", id, "container.json"), mustJSON(t, containerFile{Kind: KindContainer, Plan: *p}))
+		writeRaw(t, filepath.Join(dir, "containers", id, "container.json"), mustJSON(t, containerFile{Kind: kindContainer, Plan: *p}))
 		writeRaw(t, filepath.Join(dir, "containers", "c1", "if-"+ifname+".json"),
-			mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned(ifname, "x")}))
+			mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned(ifname, "x")}))
 		if lock := filepath.Join(dir, "locks", id+".lock"); len(filepath.Base(lock)) <= 255 {
 			writeRaw(t, lock, nil)
 		}
@@ -168,7 +168,7 @@ func TestMaxIDLength(t *testing.T) {
 	if err := s.Remove(id); err != nil {
 		t.Fatal(err)
 	}
-	l.Forget()
+	l.Discard()
 	assertNames(t, filepath.Join(dir, "locks"))
 	assertNames(t, filepath.Join(dir, "containers"))
 }
@@ -182,8 +182,8 @@ func TestSymlinkedContainerFolder(t *testing.T) {
 	}{
 		{"to a folder outside the store", func(t *testing.T, s *Store, dir string) string {
 			victim := filepath.Join(t.TempDir(), "victim")
-			writeRaw(t, filepath.Join(victim, "container.json"), mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")}))
-			writeRaw(t, filepath.Join(victim, "if-eth0.json"), mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "x")}))
+			writeRaw(t, filepath.Join(victim, "container.json"), mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")}))
+			writeRaw(t, filepath.Join(victim, "if-eth0.json"), mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "x")}))
 			writeRaw(t, filepath.Join(victim, "precious"), []byte("keep me"))
 			return victim
 		}},
@@ -210,18 +210,18 @@ func TestSymlinkedContainerFolder(t *testing.T) {
 			}
 			before := snapshot(t, watch)
 
-			rec, err := s.Load("c1")
-			if rec != nil {
+			rec := s.Load("c1")
+			if rec.Status != Unsafe || rec.Plan != nil || len(rec.Interfaces) > 0 {
 				t.Errorf("Load returned %+v", rec)
 			}
-			assertUnsafe(t, err, link)
+			assertUnsafe(t, rec.Err, link)
 			if txn, err := s.Begin(samplePlan("c1")); err == nil {
 				txn.Close()
 				t.Error("Begin wrote through the link")
 			} else {
 				assertUnsafe(t, err, link)
 			}
-			assertUnsafe(t, s.Release("c1", "eth0"), link)
+			assertUnsafe(t, s.MarkReleased("c1", "eth0"), link)
 			if !s.Has("c1") {
 				t.Error("Has = false: a DEL would not remove the link")
 			}
@@ -243,9 +243,9 @@ func TestSymlinkedContainerFolder(t *testing.T) {
 func TestSymlinkedRecords(t *testing.T) {
 	outside := t.TempDir()
 	plan := filepath.Join(outside, "plan.json")
-	writeRaw(t, plan, mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")}))
+	writeRaw(t, plan, mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")}))
 	result := filepath.Join(outside, "result.json")
-	writeRaw(t, result, mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "x"), Result: sampleResult("eth0", "10.0.0.1/8")}))
+	writeRaw(t, result, mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "x"), Result: sampleResult("eth0", "10.0.0.1/8")}))
 	missing := filepath.Join(outside, "missing")
 	before := snapshot(t, outside)
 	link := func(t *testing.T, target, path string) {
@@ -262,9 +262,9 @@ func TestSymlinkedRecords(t *testing.T) {
 		s, dir := newStore(t)
 		path := filepath.Join(containerDir(dir, "c1"), "container.json")
 		link(t, plan, path)
-		rec, err := s.Load("c1")
-		assertUnsafe(t, err, path)
-		if rec != nil && rec.Plan != nil {
+		rec := s.Load("c1")
+		assertUnsafe(t, rec.Err, path)
+		if rec.Status != Unreadable || rec.Plan != nil {
 			t.Errorf("Load read the plan through the link: %+v", rec.Plan)
 		}
 		if err := s.Remove("c1"); err != nil {
@@ -291,7 +291,7 @@ func TestSymlinkedRecords(t *testing.T) {
 		if net1 := load(t, s, "c2").Interface("net1"); net1.Result == nil {
 			t.Errorf("net1 after SaveResult over a link: %+v", net1)
 		}
-		if err := s.Release("c1", "eth0"); err != nil {
+		if err := s.MarkReleased("c1", "eth0"); err != nil {
 			t.Fatal(err)
 		}
 		assertGone(t, path)
@@ -301,7 +301,7 @@ func TestSymlinkedRecords(t *testing.T) {
 		begin(t, s, samplePlan("c1"))
 		path := filepath.Join(containerDir(dir, "c1"), "released-eth0")
 		link(t, missing, path)
-		assertUnsafe(t, s.Release("c1", "eth0"), path)
+		assertUnsafe(t, s.MarkReleased("c1", "eth0"), path)
 	})
 	t.Run("leftovers cleared by Begin", func(t *testing.T) {
 		s, dir := newStore(t)
@@ -342,8 +342,8 @@ func TestSymlinkedLockFile(t *testing.T) {
 						t.Errorf("%s: %v after %v: not a refusal", name, err, time.Since(start))
 					}
 				}
-				if l, err := s.TryAcquire("c1"); l != nil || err == nil {
-					t.Errorf("TryAcquire = %v, %v", l, err)
+				if l, err := tryAcquire(s, "c1"); l != nil || err == nil {
+					t.Errorf("tryAcquire = %v, %v", l, err)
 				}
 				assertUnchanged(t, outside, before, "Acquire")
 			})
@@ -476,8 +476,8 @@ func TestUnsafeOwnership(t *testing.T) {
 			for name, open := range map[string]func(string) (*Store, error){"Open": Open, "OpenReadOnly": OpenReadOnly} {
 				s, err := open(dir)
 				if err == nil {
-					_, err = s.Load("c1")
-					if l, lerr := s.TryAcquire("c1"); lerr != nil {
+					err = s.Load("c1").Err
+					if l, lerr := tryAcquire(s, "c1"); lerr != nil {
 						err = errors.Join(err, lerr)
 					} else if l != nil {
 						l.Release()

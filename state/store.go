@@ -12,14 +12,14 @@
 //	containers/<containerID>/released-<ifname>   the mark of a released interface
 //	locks/<containerID>.lock                     the container's lock
 //	gc.lock                                      GC's barrier (see Barrier)
-//	plans.slots, plans.boot                      the plan journal (journal.go)
 //
 // Durability: the plan is durable before Begin returns, which is before any
-// delegate gets its configuration: fdatasynced in a slot of the plan
-// journal, or else container.json and its folders fsynced. Results and
-// marks are written atomically (a temporary file renamed into place) but
-// not fsynced: a crash that loses the page cache also destroys every
-// network namespace, and DEL and a later ADD release from the plan. A lost or torn result is read as "unknown", never as an
+// delegate gets its configuration: container.json is fsynced before it is
+// renamed into place, then its folder, and a new folder's entry in
+// containers/. Results and marks are written atomically (a temporary file
+// renamed into place) but not fsynced: a crash that loses the page cache
+// also destroys every network namespace, and DEL and a later ADD release
+// from the plan. A lost or torn result is read as "unknown", never as an
 // error that pins the container. Removals are not fsynced either: a
 // removal lost in a crash only makes a later DEL release again, which the
 // delegates treat as a no-op.
@@ -68,8 +68,8 @@ func ValidateID(containerID string) error {
 	return nil
 }
 
-// ValidateIfName checks an interface name before it becomes part of a path.
-func ValidateIfName(ifname string) error {
+// validateIfName checks an interface name before it becomes part of a path.
+func validateIfName(ifname string) error {
 	if e := utils.ValidateInterfaceName(ifname); e != nil {
 		return fmt.Errorf("interface name %q: %w", ifname, e)
 	}
@@ -103,9 +103,6 @@ func Open(path string) (*Store, error) {
 		// Once per store: the new folders' entries.
 		err = root.sync()
 	}
-	if err == nil {
-		err = s.recoverIfJournal()
-	}
 	if err != nil {
 		s.Close()
 		return nil, stateDirErr(path, err)
@@ -138,37 +135,34 @@ func OpenReadOnly(path string) (*Store, error) {
 // stateDirErr names the state folder in an error about it, unless it
 // already does.
 func stateDirErr(path string, err error) error {
-	var unsafe *UnsafeError
-	var dirErr *DirError
+	var unsafe *unsafeError
+	var dirErr *dirError
 	if errors.As(err, &unsafe) || errors.As(err, &dirErr) {
 		return err
 	}
-	return &DirError{Path: path, Err: err}
+	return &dirError{Path: path, Err: err}
 }
 
-// DirError reports a state folder that cannot be used: missing, read-only,
+// dirError reports a state folder that cannot be used: missing, read-only,
 // full.
-type DirError struct {
+type dirError struct {
 	Path string
 	Err  error
 }
 
-func (e *DirError) Error() string { return "stateDir " + e.Path + ": " + e.Err.Error() }
-func (e *DirError) Unwrap() error { return e.Err }
+func (e *dirError) Error() string { return "stateDir " + e.Path + ": " + e.Err.Error() }
+func (e *dirError) Unwrap() error { return e.Err }
 
 // CNICode is the spec's I/O failure.
-func (e *DirError) CNICode() uint { return types.ErrIOFailure }
+func (e *dirError) CNICode() uint { return types.ErrIOFailure }
 
 // writable refuses a write to a store opened read-only.
 func (s *Store) writable() error {
 	if s.readOnly {
-		return &DirError{Path: s.root.path, Err: errors.New("opened read-only")}
+		return &dirError{Path: s.root.path, Err: errors.New("opened read-only")}
 	}
 	return nil
 }
-
-// Path is the state folder's path.
-func (s *Store) Path() string { return s.root.path }
 
 // Close closes the store's folders.
 func (s *Store) Close() {
@@ -180,51 +174,76 @@ func (s *Store) Close() {
 	s.locks.close()
 }
 
-// Load reads a container's record. It returns an error wrapping ErrNotFound
-// when the container has no record. When the container's plan is missing
-// while its folder holds result records, or cannot be read, Load returns
-// both an error (wrapping ErrNotFound, or a *CorruptError) and a Record
-// without Plan whose Interfaces are those the result records describe, so
-// that a DEL can release what is still known.
-func (s *Store) Load(id string) (*Record, error) {
+// Load reads a container's record; its Status says what was found (see
+// Status). Without a readable plan, Interfaces hold what the result records
+// describe, so that a DEL can release what is still known.
+func (s *Store) Load(id string) *Record {
+	rec := &Record{ContainerID: id, Format: 2}
+	fail := func(status Status, err error) *Record {
+		rec.Status, rec.Err = status, err
+		return rec
+	}
 	if err := ValidateID(id); err != nil {
-		return nil, err
+		return fail(Failed, err)
 	}
 	if s.containers == nil {
-		return nil, fmt.Errorf("%s/containers: %w", s.root.path, ErrNotFound)
+		return rec // Missing: a read-only store that never held a container
 	}
 	d, _, err := openDir(s.containers, id, false)
 	if err != nil {
-		return nil, err
+		if st := openFailure(err); st != Missing {
+			return fail(st, err)
+		}
+		return rec
 	}
 	defer d.close()
 	entries, err := d.names()
 	if err != nil {
-		return nil, err
+		return fail(Failed, err)
 	}
 	present := map[string]bool{}
 	for _, e := range entries {
 		present[e.Name()] = true
 	}
-	rec := &Record{ContainerID: id, Format: 2}
-	planPath := d.path + "/" + planFile
+	rec.Complete = present[completeName]
 	data, err := d.readFile(planFile)
 	if err == nil {
-		err = rec.decodePlan(planPath, data)
+		err = rec.decodePlan(d.path+"/"+planFile, data)
 	}
-	if err != nil {
-		rec.Complete = present[completeName]
-		salvaged := salvage(d, entries, rec)
-		if errors.Is(err, ErrNotFound) && !salvaged {
-			return nil, err
-		}
-		return rec, err
+	switch salvaged := err != nil && salvage(d, entries, rec); {
+	case err == nil:
+		rec.Status = Whole
+		rec.loadResults(d, present)
+	case errors.Is(err, ErrNotFound) && !salvaged:
+		rec.Status = Empty
+	case errors.Is(err, ErrNotFound):
+		return fail(PlanLost, err)
+	default:
+		return fail(Unreadable, err)
 	}
+	return rec
+}
+
+// openFailure says what a failure to open a container's folder means: no
+// folder (Missing), one nicmux may not use (Unsafe), or another failure.
+func openFailure(err error) Status {
+	var unsafe *unsafeError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Missing
+	case errors.As(err, &unsafe):
+		return Unsafe
+	}
+	return Failed
+}
+
+// loadResults fills in what is known of each interface of a whole plan:
+// its result, or that it was released.
+func (rec *Record) loadResults(d *dir, present map[string]bool) {
 	if rec.Format == 1 {
 		loadV1(d, rec, present)
-		return rec, nil
+		return
 	}
-	rec.Complete = present[completeName]
 	for _, it := range rec.Interfaces {
 		if present[releasedFile(it.IfName)] {
 			it.Released = true
@@ -233,19 +252,18 @@ func (s *Store) Load(id string) (*Record, error) {
 		if !present[resultFile(it.IfName)] {
 			continue // never saved, or lost: unknown
 		}
-		f, err := readResult(d, id, it.IfName)
+		f, err := readResult(d, rec.ContainerID, it.IfName)
 		if err != nil {
 			it.ResultErr = err
 			continue
 		}
 		it.Result, it.Saved = f.Result, f.Saved
 	}
-	return rec, nil
 }
 
 // decodePlan reads container.json in either format.
 func (rec *Record) decodePlan(path string, data []byte) error {
-	kind, err := decode(path, data, nil, KindContainer, kindContainerV1)
+	kind, err := decode(path, data, nil, kindContainer, kindContainerV1)
 	if err != nil {
 		return err
 	}
@@ -257,10 +275,9 @@ func (rec *Record) decodePlan(path string, data []byte) error {
 		if v1.ContainerID != rec.ContainerID {
 			return &CorruptError{Path: path, Err: fmt.Errorf("records container %q", v1.ContainerID)}
 		}
-		plan := &Plan{ContainerID: v1.ContainerID, IfName: v1.IfName, NetNS: v1.NetNS, NetNSID: v1.NetNSID,
-			ListName: v1.ListName, CNIVersion: v1.CNIVersion, AttachmentFile: v1.AttachmentFile, Set: v1.Set, Created: v1.Created}
+		plan := &v1.Plan
 		for _, ifname := range v1.Interfaces {
-			if err := ValidateIfName(ifname); err != nil {
+			if err := validateIfName(ifname); err != nil {
 				return &CorruptError{Path: path, Err: err}
 			}
 			plan.Interfaces = append(plan.Interfaces, Planned{IfName: ifname})
@@ -322,7 +339,7 @@ func salvage(d *dir, entries []fs.DirEntry, rec *Record) bool {
 			continue
 		}
 		ifname, ok = strings.CutSuffix(ifname, ".json")
-		if !ok || ValidateIfName(ifname) != nil {
+		if !ok || validateIfName(ifname) != nil {
 			continue
 		}
 		any = true
@@ -347,7 +364,7 @@ func readResult(d *dir, id, ifname string) (*interfaceFile, error) {
 		return nil, err
 	}
 	f := &interfaceFile{}
-	if _, err := decode(path, data, f, KindInterface, kindInterfaceV1); err != nil {
+	if _, err := decode(path, data, f, kindInterface, kindInterfaceV1); err != nil {
 		return nil, err
 	}
 	if f.ContainerID != id || f.IfName != ifname {
@@ -382,7 +399,7 @@ func (s *Store) Begin(p *Plan) (*Txn, error) {
 	if err := checkInterfaces(p.Interfaces); err != nil {
 		return nil, fmt.Errorf("plan of container %s: %w", p.ContainerID, err)
 	}
-	data, err := marshal(containerFile{Kind: KindContainer, Plan: *p})
+	data, err := marshal(containerFile{Kind: kindContainer, Plan: *p})
 	if err != nil {
 		return nil, err
 	}
@@ -399,22 +416,14 @@ func (s *Store) Begin(p *Plan) (*Txn, error) {
 			return fail(err)
 		}
 	}
-	// container.json first (what every reader reads), then durably: in a
-	// slot of the plan journal (journal.go), or else by fsyncing the file,
-	// its folder's entry and the new folder's entry in containers/. Only
-	// then is the plan sure to be found after a crash.
-	slot, err := -1, d.writeFile(planFile, data, false)
+	// The file, its entry in the folder, and a new folder's entry in
+	// containers/: only then is the plan sure to be found after a crash.
+	err = d.writeFile(planFile, data, true)
 	if err == nil {
-		slot, err = s.record(p.ContainerID, data)
+		err = d.sync()
 	}
-	if err == nil && slot < 0 {
-		err = d.syncFile(planFile)
-		if err == nil {
-			err = d.sync()
-		}
-		if err == nil && created {
-			err = s.containers.sync()
-		}
+	if err == nil && created {
+		err = s.containers.sync()
 	}
 	if err != nil {
 		return fail(err)
@@ -448,7 +457,7 @@ func (t *Txn) SaveResult(ifname string, result json.RawMessage) error {
 	if planned == nil {
 		return fmt.Errorf("saving the result of %s: not in the plan", ifname)
 	}
-	data, err := marshal(interfaceFile{Kind: KindInterface, ContainerID: t.plan.ContainerID, Planned: *planned,
+	data, err := marshal(interfaceFile{Kind: kindInterface, ContainerID: t.plan.ContainerID, Planned: *planned,
 		Result: result, NetNS: t.plan.NetNS, NetNSID: t.plan.NetNSID, Set: t.plan.Set, Saved: time.Now().UTC()})
 	if err != nil {
 		return err
@@ -459,7 +468,7 @@ func (t *Txn) SaveResult(ifname string, result json.RawMessage) error {
 // Complete marks the ADD complete. Like results, the mark is atomic, not
 // durable.
 func (t *Txn) Complete() error {
-	data, err := marshal(completeFile{Kind: KindComplete, ContainerID: t.plan.ContainerID, Completed: time.Now().UTC()})
+	data, err := marshal(completeFile{Kind: kindComplete, ContainerID: t.plan.ContainerID, Completed: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
@@ -469,16 +478,16 @@ func (t *Txn) Complete() error {
 // Close ends the transaction; the records stay.
 func (t *Txn) Close() { t.d.close() }
 
-// Release marks one interface of a container released, so that a DEL
+// MarkReleased marks one interface of a container released, so that a DEL
 // repeated after a partial failure skips it, and drops its result.
-func (s *Store) Release(id, ifname string) error {
+func (s *Store) MarkReleased(id, ifname string) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	if err := ValidateIfName(ifname); err != nil {
+	if err := validateIfName(ifname); err != nil {
 		return err
 	}
 	d, _, err := openDir(s.containers, id, false)
@@ -504,17 +513,16 @@ func (s *Store) Remove(id string) error {
 		return err
 	}
 	d, _, err := openDir(s.containers, id, false)
-	var unsafe *UnsafeError
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return nil
-	case errors.As(err, &unsafe):
-		return s.containers.remove(id)
-	case err != nil:
+	if err != nil {
+		switch openFailure(err) {
+		case Missing:
+			return nil
+		case Unsafe:
+			return s.containers.remove(id)
+		}
 		return err
 	}
 	defer d.close()
-	s.release(id)
 	entries, err := d.names()
 	if err != nil {
 		return err
@@ -575,7 +583,7 @@ func (s *Store) CheckWritable() error {
 	}
 	name := ".status-check"
 	if err := s.root.writeFile(name, nil, false); err != nil {
-		return &DirError{Path: s.root.path, Err: err}
+		return &dirError{Path: s.root.path, Err: err}
 	}
 	return s.root.remove(name)
 }

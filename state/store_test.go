@@ -16,6 +16,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/nicmux/nicmux/ns"
 )
 
 func TestValidate(t *testing.T) {
@@ -80,49 +82,14 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tc := range ifnames {
 		t.Run(fmt.Sprintf("ifname %q", tc.name), func(t *testing.T) {
-			err := ValidateIfName(tc.name)
+			err := validateIfName(tc.name)
 			if (err == nil) != tc.ok {
-				t.Fatalf("ValidateIfName = %v, want ok=%v", err, tc.ok)
+				t.Fatalf("validateIfName = %v, want ok=%v", err, tc.ok)
 			}
 			if err != nil && !strings.Contains(err.Error(), fmt.Sprintf("%q", tc.name)) {
 				t.Errorf("error %q does not name the interface", err)
 			}
 		})
-	}
-}
-
-func TestNetNSID(t *testing.T) {
-	a := NetNSID{Dev: 4, Ino: 4026532281, Cookie: 8193}
-	tests := []struct {
-		name string
-		id   NetNSID
-		zero bool
-		same bool // a.Same(id)
-	}{
-		{"zero", NetNSID{}, true, false},
-		{"dev only", NetNSID{Dev: 4}, false, false},
-		{"ino only", NetNSID{Ino: 4026532281}, false, false},
-		{"identical", a, false, true},
-		{"no cookie", NetNSID{Dev: 4, Ino: 4026532281}, false, true},
-		{"other cookie: inode reused", NetNSID{Dev: 4, Ino: 4026532281, Cookie: 9000}, false, false},
-		{"other inode", NetNSID{Dev: 4, Ino: 4026532282, Cookie: 8193}, false, false},
-		{"other device", NetNSID{Dev: 5, Ino: 4026532281, Cookie: 8193}, false, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.id.IsZero(); got != tc.zero {
-				t.Errorf("IsZero() = %v, want %v", got, tc.zero)
-			}
-			if got := a.Same(tc.id); got != tc.same {
-				t.Errorf("Same() = %v, want %v", got, tc.same)
-			}
-			if got := tc.id.Same(a); got != tc.same {
-				t.Errorf("Same() the other way = %v, want %v", got, tc.same)
-			}
-		})
-	}
-	if (NetNSID{}).Same(NetNSID{}) {
-		t.Error("a namespace that was not found is the same as another")
 	}
 }
 
@@ -134,15 +101,15 @@ func TestErrorTypes(t *testing.T) {
 		msg  string
 	}{
 		{"corrupt", &CorruptError{Path: "/x/container.json", Err: cause}, "state record /x/container.json is corrupt: boom"},
-		{"dir", &DirError{Path: "/x", Err: cause}, "stateDir /x: boom"},
-		{"unsafe", &UnsafeError{Path: "/x/containers", Reason: "is odd"}, "stateDir: /x/containers is odd"},
+		{"dir", &dirError{Path: "/x", Err: cause}, "stateDir /x: boom"},
+		{"unsafe", &unsafeError{Path: "/x/containers", Reason: "is odd"}, "stateDir: /x/containers is odd"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.err.Error(); got != tc.msg {
 				t.Errorf("Error() = %q, want %q", got, tc.msg)
 			}
-			if _, unsafe := tc.err.(*UnsafeError); !unsafe && !errors.Is(fmt.Errorf("loading: %w", tc.err), cause) {
+			if _, unsafe := tc.err.(*unsafeError); !unsafe && !errors.Is(fmt.Errorf("loading: %w", tc.err), cause) {
 				t.Error("does not unwrap to its cause")
 			}
 			c, ok := tc.err.(interface{ CNICode() uint })
@@ -155,8 +122,8 @@ func TestErrorTypes(t *testing.T) {
 
 func TestOpen(t *testing.T) {
 	s, dir := newStore(t)
-	if s.Path() != dir {
-		t.Errorf("Path() = %q, want %q", s.Path(), dir)
+	if storePath(s) != dir {
+		t.Errorf("Path() = %q, want %q", storePath(s), dir)
 	}
 	for _, d := range []string{dir, filepath.Join(dir, "containers"), filepath.Join(dir, "locks")} {
 		assertMode(t, d, 0o700)
@@ -176,9 +143,9 @@ func TestOpen(t *testing.T) {
 		writeRaw(t, file, []byte("x"))
 		for name, open := range map[string]func(string) (*Store, error){"Open": Open, "OpenReadOnly": OpenReadOnly} {
 			s, err := open(file)
-			var de *DirError
+			var de *dirError
 			if !errors.As(err, &de) || de.Path != file {
-				t.Errorf("%s = %v, %v; want a *DirError for %s", name, s, err, file)
+				t.Errorf("%s = %v, %v; want a *dirError for %s", name, s, err, file)
 			}
 		}
 	})
@@ -191,8 +158,8 @@ func TestOpen(t *testing.T) {
 			t.Fatalf("OpenReadOnly of a missing folder: %v", err)
 		}
 		defer s.Close()
-		if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
-			t.Errorf("Load = %v, %v; want ErrNotFound", rec, err)
+		if rec := s.Load("c1"); rec.Status != Missing || rec.Err != nil {
+			t.Errorf("Load = %+v; want Missing", rec)
 		}
 		if ids, err := s.Containers(); len(ids) != 0 || err != nil {
 			t.Errorf("Containers = %v, %v", ids, err)
@@ -217,7 +184,7 @@ func TestPlanRoundTrip(t *testing.T) {
 		{"no interfaces", func() *Plan { return &Plan{ContainerID: "c2"} }},
 		{"no set, namespace not found, one interface", func() *Plan {
 			p := samplePlan("0123456789abcdef")
-			p.Set, p.NetNSID, p.Interfaces = "", NetNSID{}, p.Interfaces[:1]
+			p.Set, p.NetNSID, p.Interfaces = "", ns.NetNSID{}, p.Interfaces[:1]
 			return p
 		}},
 		{"fifteen-character ifname, 250-character ID", func() *Plan {
@@ -266,7 +233,7 @@ func TestPlanRoundTrip(t *testing.T) {
 			if err := json.Unmarshal(readRaw(t, filepath.Join(cdir, "container.json")), &hdr); err != nil {
 				t.Fatalf("the plan is not JSON: %v", err)
 			}
-			if hdr["kind"] != KindContainer || hdr["containerID"] != p.ContainerID {
+			if hdr["kind"] != kindContainer || hdr["containerID"] != p.ContainerID {
 				t.Errorf("on disk: kind %v, containerID %v", hdr["kind"], hdr["containerID"])
 			}
 		})
@@ -316,11 +283,11 @@ func TestLifecycle(t *testing.T) {
 		{"complete", txn.Complete, true,
 			map[string]want{"eth0": {result: true}, "net1": {result: true}, "net2": {result: true}},
 			[]string{"complete.json", "container.json", "if-eth0.json", "if-net1.json", "if-net2.json"}},
-		{"net2 released", func() error { return s.Release("c1", "net2") }, true,
+		{"net2 released", func() error { return s.MarkReleased("c1", "net2") }, true,
 			map[string]want{"eth0": {result: true}, "net1": {result: true}, "net2": {released: true}},
 			[]string{"complete.json", "container.json", "if-eth0.json", "if-net1.json", "released-net2"}},
 		{"net2 released again, net1 too", func() error {
-			return errors.Join(s.Release("c1", "net2"), s.Release("c1", "net1"))
+			return errors.Join(s.MarkReleased("c1", "net2"), s.MarkReleased("c1", "net1"))
 		}, true,
 			map[string]want{"eth0": {result: true}, "net1": {released: true}, "net2": {released: true}},
 			[]string{"complete.json", "container.json", "if-eth0.json", "released-net1", "released-net2"}},
@@ -353,8 +320,8 @@ func TestLifecycle(t *testing.T) {
 	if err := s.Remove("c1"); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
-	if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
-		t.Errorf("Load after Remove = %v, %v; want nil, ErrNotFound", rec, err)
+	if rec := s.Load("c1"); rec.Status != Missing || rec.Err != nil {
+		t.Errorf("Load after Remove = %+v; want Missing", rec)
 	}
 	assertNames(t, filepath.Join(dir, "containers"))
 	if s.Has("c1") {
@@ -375,19 +342,19 @@ func TestResultRecord(t *testing.T) {
 	path := filepath.Join(containerDir(dir, "c1"), "if-net1.json")
 	assertMode(t, path, 0o600)
 	var f struct {
-		Kind        string  `json:"kind"`
-		ContainerID string  `json:"containerID"`
-		NetNS       string  `json:"netns"`
-		NetNSID     NetNSID `json:"netnsID"`
-		Set         string  `json:"set"`
-		Saved       string  `json:"saved"`
+		Kind        string     `json:"kind"`
+		ContainerID string     `json:"containerID"`
+		NetNS       string     `json:"netns"`
+		NetNSID     ns.NetNSID `json:"netnsID"`
+		Set         string     `json:"set"`
+		Saved       string     `json:"saved"`
 		Planned
 		Result json.RawMessage `json:"result"`
 	}
 	if err := json.Unmarshal(readRaw(t, path), &f); err != nil {
 		t.Fatal(err)
 	}
-	if f.Kind != KindInterface || f.ContainerID != "c1" || f.NetNS != p.NetNS || f.NetNSID != p.NetNSID || f.Set != "fast" || f.Saved == "" {
+	if f.Kind != kindInterface || f.ContainerID != "c1" || f.NetNS != p.NetNS || f.NetNSID != p.NetNSID || f.Set != "fast" || f.Saved == "" {
 		t.Errorf("result record header: %+v", f)
 	}
 	assertPlanned(t, f.Planned, p.Interfaces[1])
@@ -401,11 +368,11 @@ func TestResultRecord(t *testing.T) {
 	if err := json.Unmarshal(readRaw(t, filepath.Join(containerDir(dir, "c1"), "complete.json")), &c); err != nil {
 		t.Fatal(err)
 	}
-	if c["kind"] != KindComplete || c["containerID"] != "c1" || c["completed"] == nil {
+	if c["kind"] != kindComplete || c["containerID"] != "c1" || c["completed"] == nil {
 		t.Errorf("complete.json: %v", c)
 	}
 	assertMode(t, filepath.Join(containerDir(dir, "c1"), "complete.json"), 0o600)
-	if err := s.Release("c1", "net1"); err != nil {
+	if err := s.MarkReleased("c1", "net1"); err != nil {
 		t.Fatal(err)
 	}
 	assertMode(t, filepath.Join(containerDir(dir, "c1"), "released-net1"), 0o600)
@@ -478,8 +445,8 @@ func TestBeginRefuses(t *testing.T) {
 			tc.mod(p)
 			if txn, err := s.Begin(p); err == nil {
 				txn.Close()
-				rec, lerr := s.Load("c1")
-				t.Fatalf("Begin accepted the plan; Load then says %v (record %v)", lerr, rec)
+				rec := s.Load("c1")
+				t.Fatalf("Begin accepted the plan; Load then says %v (record %+v)", rec.Err, rec)
 			}
 			assertNames(t, filepath.Join(dir, "containers"))
 		})
@@ -495,7 +462,7 @@ func TestBeginClearsLeftovers(t *testing.T) {
 		old := samplePlan("c1")
 		for _, it := range old.Interfaces {
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), "if-"+it.IfName+".json"), mustJSON(t, interfaceFile{
-				Kind: KindInterface, ContainerID: "c1", Planned: it, Result: sampleResult(it.IfName, "10.9.9.9/16"),
+				Kind: kindInterface, ContainerID: "c1", Planned: it, Result: sampleResult(it.IfName, "10.9.9.9/16"),
 			}))
 		}
 	}
@@ -589,9 +556,9 @@ func TestResultLostAfterAdd(t *testing.T) {
 			p := attach(t, s, "c1")
 			path := filepath.Join(containerDir(dir, "c1"), "if-net1.json")
 			tc.mod(t, path)
-			rec, err := s.Load("c1")
-			if err != nil {
-				t.Fatalf("Load: %v", err)
+			rec := s.Load("c1")
+			if rec.Status != Whole || rec.Err != nil {
+				t.Fatalf("Load: %v, %v", rec.Status, rec.Err)
 			}
 			if !reflect.DeepEqual(rec.Plan, p) || !rec.Complete {
 				t.Errorf("the plan suffers: %+v, complete %v", rec.Plan, rec.Complete)
@@ -619,37 +586,31 @@ func TestLoadNotFound(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, s *Store, dir string)
+		want  Status
 	}{
-		{"empty store", func(t *testing.T, s *Store, dir string) {}},
-		{"other container only", func(t *testing.T, s *Store, dir string) { attach(t, s, "other") }},
+		{"empty store", func(t *testing.T, s *Store, dir string) {}, Missing},
+		{"other container only", func(t *testing.T, s *Store, dir string) { attach(t, s, "other") }, Missing},
 		{"empty container folder", func(t *testing.T, s *Store, dir string) {
 			if err := os.Mkdir(containerDir(dir, "c1"), 0o700); err != nil {
 				t.Fatal(err)
 			}
-		}},
+		}, Empty},
 		{"only temporary files", func(t *testing.T, s *Store, dir string) {
-			writeRaw(t, filepath.Join(containerDir(dir, "c1"), ".container.json.tmp-123456"), mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")}))
+			writeRaw(t, filepath.Join(containerDir(dir, "c1"), ".container.json.tmp-123456"), mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")}))
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), ".if-eth0.json.tmp-456789"), []byte("{garbage"))
-		}},
+		}, Empty},
 		{"only marks", func(t *testing.T, s *Store, dir string) {
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), "complete.json"), nil)
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), "released-eth0"), nil)
-		}},
+		}, Empty},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s, dir := newStore(t)
 			tc.setup(t, s, dir)
-			rec, err := s.Load("c1")
-			if rec != nil || !errors.Is(err, ErrNotFound) {
-				t.Fatalf("Load = %+v, %v; want nil, ErrNotFound", rec, err)
-			}
-			var ce *CorruptError
-			if errors.As(err, &ce) {
-				t.Errorf("missing record reported as corrupt: %v", err)
-			}
-			if !strings.Contains(err.Error(), containerDir(dir, "c1")) {
-				t.Errorf("error %q does not name the container's folder", err)
+			rec := s.Load("c1")
+			if rec.Status != tc.want || rec.Err != nil || rec.Plan != nil || len(rec.Interfaces) > 0 {
+				t.Fatalf("Load = %+v; want status %v and nothing else: no record is not a corrupt one", rec, tc.want)
 			}
 		})
 	}
@@ -658,13 +619,13 @@ func TestLoadNotFound(t *testing.T) {
 // A plan that exists but cannot be used is an error naming it, never "no
 // state"; Load returns what the folder still tells with it.
 func TestLoadCorruptPlan(t *testing.T) {
-	good := mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")})
+	good := mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")})
 	withPlan := func(mod func(*Plan)) []byte {
 		p := samplePlan("c1")
 		mod(p)
-		return mustJSON(t, containerFile{Kind: KindContainer, Plan: *p})
+		return mustJSON(t, containerFile{Kind: kindContainer, Plan: *p})
 	}
-	iface := mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "default")})
+	iface := mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "default")})
 	tests := []struct {
 		name string
 		data []byte
@@ -685,11 +646,11 @@ func TestLoadCorruptPlan(t *testing.T) {
 		{"kind of a later format", []byte(`{"kind":"nicmuxContainerV3","containerID":"c1"}`)},
 		{"kind with wrong type", []byte(`{"kind":1,"containerID":"c1"}`)},
 		{"result record", iface},
-		{"completion mark", []byte(`{"kind":"` + KindComplete + `","containerID":"c1"}`)},
-		{"kind but no container ID", []byte(`{"kind":"` + KindContainer + `"}`)},
-		{"other container's plan", mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c2")})},
-		{"field of wrong type", []byte(`{"kind":"` + KindContainer + `","containerID":"c1","interfaces":"eth0"}`)},
-		{"bad time", []byte(`{"kind":"` + KindContainer + `","containerID":"c1","created":"yesterday"}`)},
+		{"completion mark", []byte(`{"kind":"` + kindComplete + `","containerID":"c1"}`)},
+		{"kind but no container ID", []byte(`{"kind":"` + kindContainer + `"}`)},
+		{"other container's plan", mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c2")})},
+		{"field of wrong type", []byte(`{"kind":"` + kindContainer + `","containerID":"c1","interfaces":"eth0"}`)},
+		{"bad time", []byte(`{"kind":"` + kindContainer + `","containerID":"c1","created":"yesterday"}`)},
 		{"interface without configuration", withPlan(func(p *Plan) { p.Interfaces[1].Config = nil })},
 		{"interface with a configuration that is not an object", withPlan(func(p *Plan) { p.Interfaces[1].Config = json.RawMessage(`"x"`) })},
 		{"interface planned twice", withPlan(func(p *Plan) { p.Interfaces[2].IfName = "net1" })},
@@ -702,9 +663,9 @@ func TestLoadCorruptPlan(t *testing.T) {
 			s, dir := newStore(t)
 			path := filepath.Join(containerDir(dir, "c1"), "container.json")
 			writeRaw(t, path, tc.data)
-			rec, err := s.Load("c1")
-			assertCorrupt(t, err, path)
-			if rec == nil || rec.Plan != nil || len(rec.Interfaces) != 0 || rec.ContainerID != "c1" {
+			rec := s.Load("c1")
+			assertCorrupt(t, rec.Err, path)
+			if rec.Status != Unreadable || rec.Plan != nil || len(rec.Interfaces) != 0 || rec.ContainerID != "c1" {
 				t.Errorf("record returned with the error: %+v; want one without plan nor interfaces", rec)
 			}
 		})
@@ -715,8 +676,7 @@ func TestLoadCorruptPlan(t *testing.T) {
 		if err := os.MkdirAll(path, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		_, err := s.Load("c1")
-		assertCorrupt(t, err, path)
+		assertCorrupt(t, s.Load("c1").Err, path)
 	})
 	t.Run("larger than any record", func(t *testing.T) {
 		s, dir := newStore(t)
@@ -725,8 +685,7 @@ func TestLoadCorruptPlan(t *testing.T) {
 		if err := os.Truncate(path, maxRecord+1); err != nil { // sparse
 			t.Fatal(err)
 		}
-		_, err := s.Load("c1")
-		assertCorrupt(t, err, path)
+		assertCorrupt(t, s.Load("c1").Err, path)
 	})
 }
 
@@ -746,16 +705,9 @@ func TestLoadNamedPipe(t *testing.T) {
 			if err := unix.Mkfifo(path, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			type res struct {
-				rec *Record
-				err error
-			}
-			done := make(chan res, 1)
-			go func() {
-				rec, err := s.Load("c1")
-				done <- res{rec, err}
-			}()
-			var r res
+			done := make(chan *Record, 1)
+			go func() { done <- s.Load("c1") }()
+			var r *Record
 			select {
 			case r = <-done:
 			case <-time.After(5 * time.Second):
@@ -766,9 +718,9 @@ func TestLoadNamedPipe(t *testing.T) {
 				t.Fatal("Load waits on a named pipe")
 			}
 			if name == "container.json" {
-				assertCorrupt(t, r.err, path)
+				assertCorrupt(t, r.Err, path)
 			} else {
-				assertCorrupt(t, r.rec.Interface("eth0").ResultErr, path)
+				assertCorrupt(t, r.Interface("eth0").ResultErr, path)
 			}
 		})
 	}
@@ -777,7 +729,7 @@ func TestLoadNamedPipe(t *testing.T) {
 // A result record that cannot be used is that interface's ResultErr, naming
 // the record; the container's record still loads.
 func TestLoadCorruptResult(t *testing.T) {
-	good := mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "default"),
+	good := mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned("eth0", "default"),
 		Result: sampleResult("eth0", "10.1.0.1/16")})
 	withField := func(k string, v any) []byte {
 		var m map[string]any
@@ -801,7 +753,7 @@ func TestLoadCorruptResult(t *testing.T) {
 		{"truncated at config", good[:bytes.Index(good, []byte(`"config"`))+12]},
 		{"not JSON", []byte("<xml/>")},
 		{"JSON null", []byte("null")},
-		{"a plan", mustJSON(t, containerFile{Kind: KindContainer, Plan: *samplePlan("c1")})},
+		{"a plan", mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")})},
 		{"no kind", withField("kind", nil)},
 		{"kind of a later format", withField("kind", "nicmuxInterfaceV3")},
 		{"other container's record", withField("containerID", "c2")},
@@ -851,7 +803,7 @@ func TestSalvage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, dir := newStore(t)
 			p := attach(t, s, "c1")
-			if err := s.Release("c1", "net1"); err != nil {
+			if err := s.MarkReleased("c1", "net1"); err != nil {
 				t.Fatal(err)
 			}
 			cdir := containerDir(dir, "c1")
@@ -868,15 +820,15 @@ func TestSalvage(t *testing.T) {
 			} else {
 				writeRaw(t, planPath, tc.plan)
 			}
-			rec, err := s.Load("c1")
-			if tc.plan == nil && !errors.Is(err, ErrNotFound) {
-				t.Errorf("Load error %v, want ErrNotFound", err)
+			rec := s.Load("c1")
+			if tc.plan == nil && (rec.Status != PlanLost || !errors.Is(rec.Err, ErrNotFound)) {
+				t.Errorf("Load: %v, %v; want PlanLost, ErrNotFound", rec.Status, rec.Err)
 			}
 			if tc.plan != nil {
-				assertCorrupt(t, err, planPath)
-			}
-			if rec == nil {
-				t.Fatal("no record with the error")
+				assertCorrupt(t, rec.Err, planPath)
+				if rec.Status != Unreadable {
+					t.Errorf("Load: %v, want Unreadable", rec.Status)
+				}
 			}
 			if rec.Plan != nil || rec.ContainerID != "c1" || rec.Complete != tc.complete {
 				t.Errorf("record %s: plan %v, complete %v (want %v)", rec.ContainerID, rec.Plan, rec.Complete, tc.complete)
@@ -912,11 +864,11 @@ func TestSalvageReadsWhatItCan(t *testing.T) {
 	}
 	writeRaw(t, filepath.Join(cdir, "if-net1.json"), []byte(`{"kind":"nicmuxInterfaceV2","contain`))
 	for _, stray := range []string{"if-.json", "if-a b.json", "if-toolongifname1234.json", "if-eth0.json.old", ".if-net3.json.tmp-1234", "net4.json"} {
-		writeRaw(t, filepath.Join(cdir, stray), mustJSON(t, interfaceFile{Kind: KindInterface, ContainerID: "c1", Planned: samplePlanned("net3", "x")}))
+		writeRaw(t, filepath.Join(cdir, stray), mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1", Planned: samplePlanned("net3", "x")}))
 	}
-	rec, err := s.Load("c1")
-	if !errors.Is(err, ErrNotFound) || rec == nil {
-		t.Fatalf("Load = %v, %v", rec, err)
+	rec := s.Load("c1")
+	if rec.Status != PlanLost || !errors.Is(rec.Err, ErrNotFound) {
+		t.Fatalf("Load = %+v", rec)
 	}
 	if got := sortedIfNames(rec); !reflect.DeepEqual(got, []string{"eth0", "net1", "net2"}) {
 		t.Fatalf("interfaces %q", got)
@@ -934,9 +886,9 @@ func TestSalvageReadsWhatItCan(t *testing.T) {
 	for _, n := range []string{"if-eth0.json", "if-net2.json"} {
 		writeRaw(t, filepath.Join(cdir, n), nil)
 	}
-	rec, err = s.Load("c1")
-	if !errors.Is(err, ErrNotFound) || rec == nil {
-		t.Fatalf("Load = %v, %v", rec, err)
+	rec = s.Load("c1")
+	if rec.Status != PlanLost || !errors.Is(rec.Err, ErrNotFound) {
+		t.Fatalf("Load = %+v", rec)
 	}
 	if got := sortedIfNames(rec); !reflect.DeepEqual(got, []string{"eth0", "net1", "net2"}) {
 		t.Errorf("interfaces %q", got)
@@ -959,7 +911,7 @@ func TestRemove(t *testing.T) {
 		}},
 		{"complete container with stray temporary files", func(t *testing.T, s *Store, dir string) {
 			attach(t, s, "c1")
-			if err := s.Release("c1", "net2"); err != nil {
+			if err := s.MarkReleased("c1", "net2"); err != nil {
 				t.Fatal(err)
 			}
 			writeRaw(t, filepath.Join(containerDir(dir, "c1"), ".container.json.tmp-123"), []byte("{half"))
@@ -987,8 +939,8 @@ func TestRemove(t *testing.T) {
 				}
 			}
 			assertGone(t, containerDir(dir, "c1"))
-			if rec, err := s.Load("c1"); rec != nil || !errors.Is(err, ErrNotFound) {
-				t.Errorf("Load after Remove = %v, %v; want nil, ErrNotFound", rec, err)
+			if rec := s.Load("c1"); rec.Status != Missing || rec.Err != nil {
+				t.Errorf("Load after Remove = %+v; want Missing", rec)
 			}
 			if ids, err := s.Containers(); err != nil || !reflect.DeepEqual(ids, []string{"keep"}) {
 				t.Errorf("Containers() = %q, %v; want [keep]", ids, err)
@@ -1010,9 +962,8 @@ func TestRemovePlanGoesLast(t *testing.T) {
 	if err := s.Remove("c1"); err == nil {
 		t.Fatal("Remove succeeded with an entry it cannot remove")
 	}
-	rec, err := s.Load("c1")
-	if err != nil || rec.Plan == nil {
-		t.Fatalf("the plan went before the rest: %v, %v", rec, err)
+	if rec := s.Load("c1"); rec.Status != Whole || rec.Plan == nil {
+		t.Fatalf("the plan went before the rest: %+v", rec)
 	}
 	if ids, err := s.Containers(); err != nil || !reflect.DeepEqual(ids, []string{"c1"}) {
 		t.Errorf("Containers() = %q, %v; want [c1]", ids, err)
@@ -1110,7 +1061,7 @@ func TestCrashLeavesTemporaryFile(t *testing.T) {
 		{"empty temporary file", nil},
 		{"half-written temporary file", []byte(`{"kind":"nicmuxContainerV2","containerID":"c1","ifn`)},
 		{"garbage", []byte{0xff, 0x00, 0x13, 0x37}},
-		{"complete record never renamed", mustJSON(t, containerFile{Kind: KindContainer, Plan: Plan{ContainerID: "c1"}})},
+		{"complete record never renamed", mustJSON(t, containerFile{Kind: kindContainer, Plan: Plan{ContainerID: "c1"}})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1179,7 +1130,8 @@ func TestSaveResultIsAtomicForReaders(t *testing.T) {
 				return
 			default:
 			}
-			rec, err := reader.Load("c1")
+			rec := reader.Load("c1")
+			err := rec.Err
 			if err == nil {
 				eth0 := rec.Interface("eth0")
 				err = eth0.ResultErr
@@ -1302,9 +1254,9 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		rec, err := s.Load("c1")
-		if err != nil || len(rec.Interfaces) != 4 || rec.Interfaces[3].Result == nil {
-			b.Fatal(rec, err)
+		rec := s.Load("c1")
+		if rec.Status != Whole || len(rec.Interfaces) != 4 || rec.Interfaces[3].Result == nil {
+			b.Fatal(rec)
 		}
 	}
 }

@@ -250,7 +250,7 @@ func (f *Exec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte, en
 		return nil, nil
 	}
 	if res == nil {
-		res = DefaultResult(c.Plugin, c.IfName, c.NetNS)
+		res = defaultResult(c.Plugin, c.IfName, c.NetNS)
 	} else {
 		res = CopyResult(res)
 	}
@@ -272,8 +272,8 @@ func DefaultIP(plugin, ifname string) string {
 	return fmt.Sprintf("10.%d.%d.2", byte(s>>8), byte(s))
 }
 
-// DefaultResult is what the fake's ADD returns when not told otherwise.
-func DefaultResult(plugin, ifname, netns string) *types100.Result {
+// defaultResult is what the fake's ADD returns when not told otherwise.
+func defaultResult(plugin, ifname, netns string) *types100.Result {
 	zero := 0
 	return &types100.Result{
 		CNIVersion: types100.ImplementedSpecVersion,

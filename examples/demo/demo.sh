@@ -127,9 +127,8 @@ cni del multi "$CTR_PATH" && echo "DEL done"
 step "what is left"
 echo "links in $CTR_NS:"; ip -n "$CTR_NS" -br link
 echo "IPAM leases:"; find "$WORK/ipam" -type f ! -name lock ! -name 'last_reserved_ip*' | sed 's/^/  /'
-# The store-wide files stay: GC's barrier (gc.lock) and the plan journal
-# (plans.slots, plans.boot).
-storewide=(! -name gc.lock ! -name plans.slots ! -name plans.boot)
+# The store-wide file stays: GC's barrier (gc.lock).
+storewide=(! -name gc.lock)
 echo "nicmux state:"; find "$WORK/state" -type f "${storewide[@]}" | sed 's/^/  /'
 leftover=$(find "$WORK/ipam" "$WORK/state" -type f ! -name lock "${storewide[@]}" ! -name 'last_reserved_ip*' | wc -l)
 links=$(ip -n "$CTR_NS" -br link | grep -vc '^lo' || true)

@@ -104,10 +104,10 @@ func attachmentYAML(chains []chain) []byte {
 }
 
 // nicmuxConflist is the runtime's single CNI network naming nicmux.
-func nicmuxConflist(name, attachments, stateDir, logFile string, parallel, prestart bool) []byte {
+func nicmuxConflist(name, attachments, stateDir, logFile string, parallel bool) []byte {
 	return mustJSON(map[string]any{"cniVersion": cniVersion, "name": name, "plugins": []any{map[string]any{
 		"type": "nicmux", "attachments": attachments, "stateDir": stateDir,
-		"logFile": logFile, "logLevel": "info", "parallel": parallel, "prestart": prestart,
+		"logFile": logFile, "logLevel": "info", "parallel": parallel,
 	}}})
 }
 

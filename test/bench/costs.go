@@ -2,13 +2,19 @@ package main
 
 import "time"
 
-// cost is nicmux's own share of one verb over some of a variant's samples,
-// from its log lines.
+// cost is where one verb's time went, over some of a variant's samples,
+// from nicmux's log lines and the driver's measure.
 type cost struct {
-	own       []time.Duration // in-process wall time not spent waiting for delegates
-	cpu       []time.Duration // nicmux's own CPU time, without its children
-	outside   []time.Duration // driver-measured wall time minus delegates: adds process start and exit
-	peakRSSKB int64
+	// own is nicmux's time in the verb outside its chains: its log line's
+	// duration less the chains' (the longest interface when the chains
+	// run at the same time, their sum when they run one after the other).
+	own []time.Duration
+	// chains is that chains' time.
+	chains []time.Duration
+	// outside is the driver-measured call less the verb's logged duration:
+	// the fork and exec of nicmux, the Go runtime's start, parsing nicmux's
+	// entry, its exit, and libcni reading its output.
+	outside []time.Duration
 }
 
 // costs is costsOf all the variant's samples: it checks that every measured
@@ -21,13 +27,28 @@ func (v *variant) costsOf(samples []sample) [nVerbs]cost {
 	for i, lines := range v.logged(samples) {
 		for verb, l := range lines {
 			c := &out[verb]
-			c.own = append(c.own, l.own)
-			c.cpu = append(c.cpu, l.cpu)
-			c.outside = append(c.outside, samples[i].d[verb]-l.delegates)
-			c.peakRSSKB = max(c.peakRSSKB, l.peakRSSKB)
+			chains := v.chainsTime(l.interfaces)
+			c.own = append(c.own, l.duration-chains)
+			c.chains = append(c.chains, chains)
+			c.outside = append(c.outside, samples[i].d[verb]-l.duration)
 		}
 	}
 	return out
+}
+
+// chainsTime is how long the chains ran, from each interface's time: the
+// longest when they run at the same time (every scenario's chains plug
+// into different bridges), their sum when they run one after the other.
+func (v *variant) chainsTime(interfaces []time.Duration) time.Duration {
+	var sum, longest time.Duration
+	for _, d := range interfaces {
+		sum += d
+		longest = max(longest, d)
+	}
+	if v.kind.serial() {
+		return sum
+	}
+	return longest
 }
 
 // logged pairs each of samples with nicmux's log lines of its verbs; a

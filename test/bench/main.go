@@ -83,6 +83,8 @@ func run(o options) {
 	r.state = newStateBench(e)
 	for run := range o.runs {
 		runMatrix(e, vs, o.reps, run)
+		progress("run %d: peak RSS", run+1)
+		r.rss = append(r.rss, peakRSS(vs))
 		progress("run %d: bare starts", run+1)
 		bareStarts(r.bare, run)
 		progress("run %d: stateDir with %d containers", run+1, fillCount)
@@ -95,7 +97,32 @@ func run(o options) {
 	md := r.markdown(e)
 	fmt.Print(md)
 	if o.out != "" {
+		md += keptSection(o.out)
 		must(os.WriteFile(o.out, []byte(md), 0o644), "writing %s", o.out)
 		progress("wrote %s", o.out)
 	}
+}
+
+// keptHeading starts the part of the results file the benchmark does not
+// write: the figures measured by hand (see "Machinery kept or removed").
+const keptHeading = "## Machinery kept or removed"
+
+// keptSection returns the section of the results file at path that begins
+// at keptHeading, up to the next "## " heading or the end; "" when there is
+// none. The benchmark rewrites the file but keeps it.
+func keptSection(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.Index(s, "\n"+keptHeading)
+	if i < 0 {
+		return ""
+	}
+	kept := s[i+1:]
+	if j := strings.Index(kept[len(keptHeading):], "\n## "); j >= 0 {
+		kept = kept[:len(keptHeading)+j+1]
+	}
+	return "\n" + strings.TrimRight(kept, "\n") + "\n"
 }

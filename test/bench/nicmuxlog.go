@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -9,22 +10,11 @@ import (
 	"time"
 )
 
-// logLine is one verb's "ok" line of nicmux's log.
+// logLine is one verb's "ok" line of nicmux's log: how long the verb took
+// in nicmux, and how long each interface's chain ran.
 type logLine struct {
-	duration, delegates, own, cpu time.Duration
-	peakRSSKB                     int64
-	// mono is when the verb's process reached main, on CLOCK_MONOTONIC
-	// (ns), and phases the points it passed, from then; both are 0 and
-	// nil from a nicmux that does not log them (a -baseline release).
-	mono   int64
-	phases []phase
-}
-
-// phase is one point of a verb: its name and when it was reached, from
-// the start of nicmux's main.
-type phase struct {
-	name string
-	at   time.Duration
+	duration   time.Duration
+	interfaces []time.Duration
 }
 
 // readLog reads nicmux's log, keyed by verb and container ID. Any warning
@@ -65,43 +55,25 @@ func readLog(path string) (map[string]logLine, error) {
 
 func toLogLine(kv map[string]string) (logLine, error) {
 	var l logLine
-	for key, dst := range map[string]*time.Duration{
-		"duration": &l.duration, "delegates": &l.delegates, "own": &l.own, "cpu": &l.cpu,
-	} {
-		d, err := time.ParseDuration(kv[key])
-		if err != nil {
-			return l, fmt.Errorf("field %s: %w", key, err)
-		}
-		*dst = d
+	var err error
+	if l.duration, err = time.ParseDuration(kv["duration"]); err != nil {
+		return l, fmt.Errorf("field duration: %w", err)
 	}
-	rss, err := strconv.ParseInt(kv["peakRSSKB"], 10, 64)
-	if err != nil {
-		return l, fmt.Errorf("field peakRSSKB: %w", err)
+	for key, v := range kv {
+		if !strings.HasPrefix(key, "interfaces.") {
+			continue
+		}
+		word, took, ok := strings.Cut(v, " ")
+		d, err := time.ParseDuration(took)
+		if !ok || word != "ok" || err != nil {
+			return l, fmt.Errorf("field %s: %q is not \"ok <duration>\"", key, v)
+		}
+		l.interfaces = append(l.interfaces, d)
 	}
-	l.peakRSSKB = rss
-	if m, ok := kv["mono"]; ok {
-		if l.mono, err = strconv.ParseInt(m, 10, 64); err != nil {
-			return l, fmt.Errorf("field mono: %w", err)
-		}
-		if l.phases, err = parsePhases(kv["phases"]); err != nil {
-			return l, fmt.Errorf("field phases: %w", err)
-		}
+	if len(l.interfaces) == 0 {
+		return l, errors.New("no interfaces.<ifname> field")
 	}
 	return l, nil
-}
-
-// parsePhases reads "parsed=0.21 loaded=0.41 ..." (ms from the start).
-func parsePhases(s string) ([]phase, error) {
-	var out []phase
-	for _, f := range strings.Fields(s) {
-		name, v, ok := strings.Cut(f, "=")
-		at, err := strconv.ParseFloat(v, 64)
-		if !ok || name == "" || err != nil {
-			return nil, fmt.Errorf("%q is not name=milliseconds", f)
-		}
-		out = append(out, phase{name, time.Duration(at * float64(time.Millisecond))})
-	}
-	return out, nil
 }
 
 // parseLogfmt splits a slog text line into its key=value pairs; quoted

@@ -25,6 +25,7 @@ type results struct {
 	bare      []*bareBin          // see bareBins
 	scale     [][nVerbs]time.Duration
 	state     *stateBench
+	rss       []map[string][nVerbs]int64 // by run: each nicmux variant's peak RSS per verb, KB (see peakRSS)
 }
 
 func (r *results) variant(s scenario, k kind) *variant { return r.variants[s.Name+"/"+k.String()] }
@@ -134,9 +135,6 @@ func (r *results) writeVerbs(b *strings.Builder) {
 		"nicmux-*: nicmux as the one go-cni network, `\"parallel\": false` / `true`. "+
 		"Ratios are of medians.\n\n")
 	r.writeRatios(b, [][2]kind{{directSerial, nicmuxSerial}, {directParallel, nicmuxParallel}})
-	fmt.Fprintf(b, "What starting delegates ahead buys, same run: nicmux with `\"prestart\": false` (noprestart) "+
-		"beside the default.\n\n")
-	r.writeRatios(b, [][2]kind{{nicmuxSerialCold, nicmuxSerial}, {nicmuxParallelCold, nicmuxParallel}})
 }
 
 // writeBaseline compares this nicmux with the -baseline binary, both in
@@ -146,7 +144,7 @@ func (r *results) writeBaseline(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "## This nicmux vs the baseline, %s\n\n", r.timeWords())
-	fmt.Fprintf(b, "nicmux-*-base: the -baseline binary, with the same configuration (default prestart), in the same "+
+	fmt.Fprintf(b, "nicmux-*-base: the -baseline binary, with the same conflist, in the same "+
 		"rounds; a ratio is new / base: below 1 is faster than the baseline.\n\n")
 	r.writeRatios(b, [][2]kind{{nicmuxSerialBase, nicmuxSerial}, {nicmuxParallelBase, nicmuxParallel}})
 }
@@ -173,32 +171,55 @@ func (r *results) writeRatios(b *strings.Builder, pairs [][2]kind) {
 }
 
 func (r *results) writeOwn(b *strings.Builder) {
-	fmt.Fprintf(b, "## nicmux's own cost, from its log: ms, serial / parallel\n\n")
-	fmt.Fprintf(b, "own: nicmux's in-process wall time during which none of its delegate processes was alive "+
-		"(a process started ahead counts from its start). "+
-		"cpu: nicmux's own CPU time (not its children's). "+
-		"wall − delegates: the driver-measured verb time minus nicmux's logged delegate time, "+
-		"so it also counts nicmux's process start, configuration parsing and exit. "+
+	fmt.Fprintf(b, "## nicmux's own cost: ms, serial / parallel\n\n")
+	fmt.Fprintf(b, "nicmux: its time in the verb outside the chains, and outside: the call less the verb (process start "+
+		"and exit, libcni), as in the breakdown above. "+
 		"Medians; of several runs, the median of the runs' medians (their range). "+
-		"peak RSS: the largest peakRSSKB logged (nicmux's own VmHWM).\n\n")
-	fmt.Fprintf(b, "| scenario | verb | own | cpu | wall − delegates | peak RSS, MB |\n")
-	fmt.Fprintf(b, "|---|---|---:|---:|---:|---:|\n")
+		"peak RSS: nicmux's VmHWM, sampled from outside every %v in an untimed pass (one container per variant and run), "+
+		"the largest of the runs; the baseline's beside it when there is one.\n\n", rssEvery)
+	base := r.opts.baseline != ""
+	fmt.Fprintf(b, "| scenario | verb | nicmux | outside | peak RSS, MB |")
+	if base {
+		fmt.Fprintf(b, " baseline's peak RSS, MB |")
+	}
+	fmt.Fprintf(b, "\n|---|---|---:|---:|---:|%s\n", strings.Repeat("---:|", btoi(base)))
 	for _, s := range r.scens {
 		vs, vp := r.variant(s, nicmuxSerial), r.variant(s, nicmuxParallel)
-		cs, cp := vs.costs(), vp.costs()
 		for verb := range nVerbs {
 			fig := func(v *variant, pick func(cost) []time.Duration) string {
 				return r.over(func(run int) float64 { return toMS(median(pick(v.costsOf(v.inRun(run))[verb]))) }).ms()
 			}
 			own := func(c cost) []time.Duration { return c.own }
-			cpu := func(c cost) []time.Duration { return c.cpu }
 			outside := func(c cost) []time.Duration { return c.outside }
-			fmt.Fprintf(b, "| %s | %s | %s / %s | %s / %s | %s / %s | %.1f / %.1f |\n", s.Name, verbNames[verb],
-				fig(vs, own), fig(vp, own), fig(vs, cpu), fig(vp, cpu), fig(vs, outside), fig(vp, outside),
-				float64(cs[verb].peakRSSKB)/1024, float64(cp[verb].peakRSSKB)/1024)
+			fmt.Fprintf(b, "| %s | %s | %s / %s | %s / %s | %s |", s.Name, verbNames[verb],
+				fig(vs, own), fig(vp, own), fig(vs, outside), fig(vp, outside), r.rssPair(s, nicmuxSerial, nicmuxParallel, verb))
+			if base {
+				fmt.Fprintf(b, " %s |", r.rssPair(s, nicmuxSerialBase, nicmuxParallelBase, verb))
+			}
+			b.WriteString("\n")
 		}
 	}
 	b.WriteString("\n")
+}
+
+// rssPair words the largest peak RSS over the runs of two variants of
+// scenario s: "serial / parallel", in MB.
+func (r *results) rssPair(s scenario, serial, parallel kind, verb int) string {
+	mb := func(k kind) float64 {
+		var kb int64
+		for _, run := range r.rss {
+			kb = max(kb, run[r.variant(s, k).label][verb])
+		}
+		return float64(kb) / 1024
+	}
+	return fmt.Sprintf("%.1f / %.1f", mb(serial), mb(parallel))
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (r *results) writeBare(b *strings.Builder) {

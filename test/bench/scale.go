@@ -177,9 +177,9 @@ func loadable(dir, id string) error {
 		return err
 	}
 	defer s.Close()
-	rec, err := s.Load(id)
-	if err != nil {
-		return err
+	rec := s.Load(id)
+	if rec.Status != state.Whole {
+		return fmt.Errorf("container %s: record %v: %v", id, rec.Status, rec.Err)
 	}
 	for _, it := range rec.Interfaces {
 		if it.Result == nil || it.ResultErr != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
-	"golang.org/x/sys/unix"
 
 	"github.com/nicmux/nicmux/test/netnsutil"
 )
@@ -28,18 +27,15 @@ const (
 	directParallel                 // N go-cni networks: Setup; CHECK and DEL in goroutines
 	nicmuxSerial                   // one go-cni network: nicmux, "parallel": false
 	nicmuxParallel                 // one go-cni network: nicmux, "parallel": true
-	nicmuxSerialCold               // nicmuxSerial with "prestart": false
-	nicmuxParallelCold             // nicmuxParallel with "prestart": false
 	nicmuxSerialBase               // nicmuxSerial run by the -baseline binary
 	nicmuxParallelBase             // nicmuxParallel run by the -baseline binary
 )
 
-var kinds = []kind{directSerial, directParallel, nicmuxSerial, nicmuxParallel, nicmuxSerialCold, nicmuxParallelCold,
-	nicmuxSerialBase, nicmuxParallelBase}
+var kinds = []kind{directSerial, directParallel, nicmuxSerial, nicmuxParallel, nicmuxSerialBase, nicmuxParallelBase}
 
 func (k kind) String() string {
 	return [...]string{"direct-serial", "direct-parallel", "nicmux-serial", "nicmux-parallel",
-		"nicmux-serial-noprestart", "nicmux-parallel-noprestart", "nicmux-serial-base", "nicmux-parallel-base"}[k]
+		"nicmux-serial-base", "nicmux-parallel-base"}[k]
 }
 
 func (k kind) nicmux() bool { return k >= nicmuxSerial }
@@ -47,11 +43,8 @@ func (k kind) nicmux() bool { return k >= nicmuxSerial }
 // base reports whether the -baseline binary runs the variant.
 func (k kind) base() bool { return k == nicmuxSerialBase || k == nicmuxParallelBase }
 
-// parallel and prestart are nicmux's settings of those names.
-func (k kind) parallel() bool {
-	return k == nicmuxParallel || k == nicmuxParallelCold || k == nicmuxParallelBase
-}
-func (k kind) prestart() bool { return k != nicmuxSerialCold && k != nicmuxParallelCold }
+// parallel is nicmux's setting of that name.
+func (k kind) parallel() bool { return k == nicmuxParallel || k == nicmuxParallelBase }
 
 // serial reports whether the chains are attached one after the other.
 func (k kind) serial() bool { return k == directSerial || (k.nicmux() && !k.parallel()) }
@@ -69,30 +62,31 @@ var verbNames = [nVerbs]string{"ADD", "CHECK", "DEL"}
 // verbTimeout bounds one verb call: a hang is a failure, not a data point.
 const verbTimeout = 2 * time.Minute
 
-// sample is one measured iteration: a container, its verbs' wall times and
-// when each verb's call began on CLOCK_MONOTONIC (ns), in run run (-runs).
+// sample is one measured iteration: a container and its verbs' wall
+// times, in run run (-runs).
 type sample struct {
 	id  string
 	run int
 	d   [nVerbs]time.Duration
-	at  [nVerbs]int64
 }
 
 // variant is one scenario attached one way, with its own IPAM folder (and
 // bridge, state folder and log), so that variants never share a lease.
 type variant struct {
-	env     *env
-	kind    kind
-	scen    scenario
-	label   string
-	res     resources
-	chains  []chain
-	cni     gocni.CNI
-	lib     *libcni.CNIConfig           // for direct-parallel CHECK and DEL
-	lists   []*libcni.NetworkConfigList // direct: one per chain, eth0...
-	state   string                      // nicmux: stateDir
-	logFile string                      // nicmux: logFile
-	samples []sample
+	env      *env
+	kind     kind
+	scen     scenario
+	label    string
+	res      resources
+	chains   []chain
+	cni      gocni.CNI
+	lib      *libcni.CNIConfig           // for direct-parallel CHECK and DEL
+	lists    []*libcni.NetworkConfigList // direct: one per chain, eth0...
+	state    string                      // nicmux: stateDir
+	logFile  string                      // nicmux: logFile
+	conflist []byte                      // nicmux: the runtime's conflist
+	dirs     []string                    // the runtime's CNI_PATH
+	samples  []sample
 }
 
 // newVariant sets up scenario s attached the k way, on the given macvlan
@@ -109,7 +103,7 @@ func newVariant(e *env, s scenario, k kind, masters []string) *variant {
 func newVariantIn(e *env, s scenario, k kind, masters, dirs []string) *variant {
 	label := s.Name + "/" + k.String()
 	dir := e.folder(strings.NewReplacer("/", "_", "=", "").Replace(label) + "-" + e.name(""))
-	v := &variant{env: e, kind: k, scen: s, label: label,
+	v := &variant{env: e, kind: k, scen: s, label: label, dirs: dirs,
 		res: resources{env: e, ipamDir: filepath.Join(dir, "ipam"), masters: masters}}
 	if s.Bridged {
 		v.res.bridge = e.name("br")
@@ -118,7 +112,8 @@ func newVariantIn(e *env, s scenario, k kind, masters, dirs []string) *variant {
 	// go-cni names network i "eth<i>" from the options before it.
 	opts := []gocni.Opt{gocni.WithPluginDir(dirs), gocni.WithInterfacePrefix("eth")}
 	if k.nicmux() {
-		opts = append(opts, gocni.WithConfListBytes(v.nicmuxList(dir)))
+		v.conflist = v.nicmuxList(dir)
+		opts = append(opts, gocni.WithConfListBytes(v.conflist))
 	} else {
 		for _, c := range v.chains {
 			l, err := libcni.ConfListFromBytes(c.conflist())
@@ -142,7 +137,7 @@ func (v *variant) nicmuxList(dir string) []byte {
 	must(os.WriteFile(att, attachmentYAML(v.chains), 0o644), "writing %s", att)
 	v.state = filepath.Join(dir, "state")
 	v.logFile = filepath.Join(dir, "nicmux.log")
-	return nicmuxConflist(v.env.name("mux"), att, v.state, v.logFile, v.kind.parallel(), v.kind.prestart())
+	return nicmuxConflist(v.env.name("mux"), att, v.state, v.logFile, v.kind.parallel())
 }
 
 func (v *variant) add(ctx context.Context, id, ns string) (*gocni.Result, error) {
@@ -199,26 +194,17 @@ func (v *variant) iterate(run int) sample {
 	return s
 }
 
-// timed runs one verb's call and records in s when it began and how long
-// it took, on CLOCK_MONOTONIC: the clock nicmux logs its start on ("mono"),
-// so that its phases fall on the same time line.
+// timed runs one verb's call and records in s how long it took.
 func (v *variant) timed(s *sample, verb int, f func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
 	defer cancel()
-	start := monoNow()
+	start := time.Now()
 	err := f(ctx)
-	end := monoNow()
+	d := time.Since(start)
 	if err != nil {
 		fatalf("%s: %s of container %s: %v%s", v.label, verbNames[verb], s.id, err, v.logTail())
 	}
-	s.at[verb], s.d[verb] = start, time.Duration(end-start)
-}
-
-// monoNow reads CLOCK_MONOTONIC, in nanoseconds.
-func monoNow() int64 {
-	var ts unix.Timespec
-	must(unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts), "reading CLOCK_MONOTONIC")
-	return ts.Nano()
+	s.d[verb] = d
 }
 
 // inRun is the variant's samples of one run.

@@ -14,8 +14,8 @@ import (
 )
 
 // prestartYAML: eth0's chain fails at its second plugin when Fail is set;
-// the plugin after it, and eth1's first (with "parallel": false, eth1 runs
-// after eth0), are the ones nicmux starts ahead.
+// neither the plugin after it nor eth1's chain (with "parallel": false,
+// eth1 runs after eth0) may then run.
 const prestartYAML = `interfaces:
   - ifname: eth0
     network: svc
@@ -35,10 +35,10 @@ const prestartYAML = `interfaces:
       - {type: recorder, recordFile: {{.RecordFile}}}
 `
 
-// TestPrestart: a plugin nicmux starts ahead (the default) acts only once
-// it gets its configuration, after the plugin before it succeeded; one
-// whose chain stops first is killed having done nothing, and no plugin
-// process outlives the verb. "prestart": false gives the same outcomes.
+// TestPrestart: a plugin runs only after the plugin before it succeeded,
+// a chain that stops leaves the plugins after it unrun, and no plugin
+// process outlives the verb; "prestart" (accepted and ignored, see
+// docs/configuration.md) changes none of it, true or false.
 func TestPrestart(t *testing.T) {
 	for _, prestart := range []bool{true, false} {
 		t.Run(fmt.Sprintf("prestart=%v", prestart), func(t *testing.T) {
@@ -99,7 +99,7 @@ func summary(calls []testworld.Call) []string {
 }
 
 // assertNoPluginProcess checks that no process runs a plugin binary of the
-// test's CNI path: every delegate nicmux started, ahead or not, is gone.
+// test's CNI path: every delegate nicmux started is gone.
 func assertNoPluginProcess(t *testing.T) {
 	t.Helper()
 	procs, err := testworld.Procs(func(p testworld.Proc) bool {

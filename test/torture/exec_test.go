@@ -27,7 +27,7 @@ type nicmuxRun struct {
 	stdout, stderr []byte
 	err            error
 	dur            time.Duration
-	peakRSSKB      int64 // sampled from outside, when watched
+	peakRSSKB      int64 // VmHWM, sampled from outside, when watched
 	watchKilled    bool
 }
 
@@ -91,7 +91,7 @@ func (e *tExec) ExecPlugin(ctx context.Context, path string, stdin []byte, envir
 
 func (e *tExec) watch(pid int, r *nicmuxRun, stop chan struct{}) {
 	for {
-		if kb := vmRSSKB(pid); kb > r.peakRSSKB {
+		if kb := vmHWMKB(pid); kb > r.peakRSSKB {
 			r.peakRSSKB = kb
 		}
 		if r.peakRSSKB > e.maxRSSKB && !r.watchKilled {
@@ -106,13 +106,13 @@ func (e *tExec) watch(pid int, r *nicmuxRun, stop chan struct{}) {
 	}
 }
 
-func vmRSSKB(pid int) int64 {
+func vmHWMKB(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb
 		}

@@ -30,7 +30,7 @@ type wantChain struct {
 	json []string
 }
 
-// validCases holds every file in testdata/valid; TestParseAttachmentsValid
+// validCases holds every file in testdata/valid; TestParseAttachmentFileValid
 // fails when a fixture has no entry here, so none goes unchecked.
 var validCases = map[string][]wantChain{
 	"basic.yaml": {
@@ -129,7 +129,7 @@ var validCases = map[string][]wantChain{
 	},
 }
 
-func TestParseAttachmentsValid(t *testing.T) {
+func TestParseAttachmentFileValid(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "valid", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no fixtures in testdata/valid: %v", err)
@@ -142,26 +142,26 @@ func TestParseAttachmentsValid(t *testing.T) {
 	for name, want := range validCases {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join("testdata", "valid", name)
-			a, err := LoadAttachments(path, testDefaults)
+			a, err := LoadAttachmentFile(path, testDefaults)
 			if err != nil {
-				t.Fatalf("LoadAttachments: %v", err)
+				t.Fatalf("LoadAttachmentFile: %v", err)
 			}
 			if a.File != path {
 				t.Errorf("File = %q, want %q", a.File, path)
 			}
 			checkChains(t, a.Interfaces, want)
 
-			// ParseAttachments on the same bytes gives the same result.
+			// parseAttachmentFile on the same bytes gives the same result.
 			data, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := ParseAttachments(path, data, testDefaults)
+			b, err := parseAttachmentFile(path, data, testDefaults)
 			if err != nil {
-				t.Fatalf("ParseAttachments: %v", err)
+				t.Fatalf("parseAttachmentFile: %v", err)
 			}
 			if !reflect.DeepEqual(a, b) {
-				t.Errorf("LoadAttachments and ParseAttachments differ:\n%+v\n%+v", a, b)
+				t.Errorf("LoadAttachmentFile and parseAttachmentFile differ:\n%+v\n%+v", a, b)
 			}
 		})
 	}
@@ -301,7 +301,7 @@ var invalidCases = map[string]wantErr{
 	"allow-not-mapping.yaml":        {1, 8, "allow", "must be a mapping, not a list"},
 }
 
-func TestParseAttachmentsInvalid(t *testing.T) {
+func TestParseAttachmentFileInvalid(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "invalid", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no fixtures in testdata/invalid: %v", err)
@@ -314,7 +314,7 @@ func TestParseAttachmentsInvalid(t *testing.T) {
 	for name, want := range invalidCases {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join("testdata", "invalid", name)
-			a, err := LoadAttachments(path, testDefaults)
+			a, err := LoadAttachmentFile(path, testDefaults)
 			if err == nil {
 				t.Fatalf("no error; got %d interfaces", len(a.Interfaces))
 			}
@@ -357,9 +357,9 @@ func checkConfError(t *testing.T, err error, path string, want wantErr) {
 	}
 }
 
-// TestParseAttachmentsInline covers cases that depend on the Defaults or on
+// TestParseAttachmentFileInline covers cases that depend on the Defaults or on
 // the file system layout, which fixed fixtures cannot express.
-func TestParseAttachmentsInline(t *testing.T) {
+func TestParseAttachmentFileInline(t *testing.T) {
 	const oneBridge = "interfaces:\n  - plugins: [{type: bridge}]\n"
 	tests := []struct {
 		name string
@@ -395,7 +395,7 @@ func TestParseAttachmentsInline(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := "/etc/nicmux/attachments.yaml"
-			_, err := ParseAttachments(path, []byte(tt.data), tt.d)
+			_, err := parseAttachmentFile(path, []byte(tt.data), tt.d)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -404,10 +404,10 @@ func TestParseAttachmentsInline(t *testing.T) {
 	}
 }
 
-func TestParseAttachmentsIfNameLimits(t *testing.T) {
+func TestParseAttachmentFileIfNameLimits(t *testing.T) {
 	for _, name := range []string{"a", "eth0", "abcdefghijklmno", "br-0.100", "vlan_7", "..."} {
 		data := fmt.Sprintf("interfaces:\n  - ifname: %q\n    plugins: [{type: bridge}]\n", name)
-		a, err := ParseAttachments("/x/a.yaml", []byte(data), testDefaults)
+		a, err := parseAttachmentFile("/x/a.yaml", []byte(data), testDefaults)
 		if err != nil {
 			t.Errorf("ifname %q: %v", name, err)
 			continue
@@ -419,7 +419,7 @@ func TestParseAttachmentsIfNameLimits(t *testing.T) {
 	}
 }
 
-func TestParseAttachmentsConflistPaths(t *testing.T) {
+func TestParseAttachmentFileConflistPaths(t *testing.T) {
 	dir := t.TempDir()
 	other := t.TempDir()
 	cl := `{"cniVersion": "1.0.0", "name": "far", "plugins": [{"type": "bridge"}]}`
@@ -435,7 +435,7 @@ func TestParseAttachmentsConflistPaths(t *testing.T) {
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a, err := LoadAttachments(path, testDefaults)
+	a, err := LoadAttachmentFile(path, testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +446,7 @@ func TestParseAttachmentsConflistPaths(t *testing.T) {
 
 	// A relative conflist is relative to the YAML file, not to the working
 	// directory: the same bytes under another name do not find near.conf.
-	_, err = ParseAttachments(filepath.Join(other, "a.yaml"), []byte(yaml), testDefaults)
+	_, err = parseAttachmentFile(filepath.Join(other, "a.yaml"), []byte(yaml), testDefaults)
 	checkConfError(t, err, filepath.Join(other, "a.yaml"),
 		wantErr{4, 15, "interfaces[1].conflist", "cannot read " + filepath.Join(other, "near.conf")})
 	if !errors.Is(err, os.ErrNotExist) {
@@ -456,7 +456,7 @@ func TestParseAttachmentsConflistPaths(t *testing.T) {
 
 func TestLoadAttachmentsMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "missing.yaml")
-	_, err := LoadAttachments(path, testDefaults)
+	_, err := LoadAttachmentFile(path, testDefaults)
 	var ce *Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("error %v is not a *conf.Error", err)
@@ -469,16 +469,16 @@ func TestLoadAttachmentsMissingFile(t *testing.T) {
 	}
 }
 
-// TestParseAttachmentsDeterministic checks that plugin bytes do not depend on
+// TestParseAttachmentFileDeterministic checks that plugin bytes do not depend on
 // map iteration order.
-func TestParseAttachmentsDeterministic(t *testing.T) {
+func TestParseAttachmentFileDeterministic(t *testing.T) {
 	path := filepath.Join("testdata", "valid", "values.yaml")
-	first, err := LoadAttachments(path, testDefaults)
+	first, err := LoadAttachmentFile(path, testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 20 {
-		again, err := LoadAttachments(path, testDefaults)
+		again, err := LoadAttachmentFile(path, testDefaults)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -492,11 +492,11 @@ func TestParseAttachmentsDeterministic(t *testing.T) {
 	}
 }
 
-// TestParseAttachmentsAliasesAreCopies checks that a mapping reached through
+// TestParseAttachmentFileAliasesAreCopies checks that a mapping reached through
 // two aliases becomes two independent JSON objects.
-func TestParseAttachmentsAliasesAreCopies(t *testing.T) {
+func TestParseAttachmentFileAliasesAreCopies(t *testing.T) {
 	data := "interfaces:\n  - plugins:\n    - type: a\n      x: &m {k: [1]}\n      y: *m\n      z: {<<: *m, extra: true}\n"
-	a, err := ParseAttachments("/x/a.yaml", []byte(data), testDefaults)
+	a, err := parseAttachmentFile("/x/a.yaml", []byte(data), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,9 +506,9 @@ func TestParseAttachmentsAliasesAreCopies(t *testing.T) {
 	}
 }
 
-// TestParseAttachmentsManyAliasesWithinLimit checks that the expansion limit
+// TestParseAttachmentFileManyAliasesWithinLimit checks that the expansion limit
 // leaves realistic reuse of anchors alone.
-func TestParseAttachmentsManyAliasesWithinLimit(t *testing.T) {
+func TestParseAttachmentFileManyAliasesWithinLimit(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("interfaces:\n")
 	for i := range 64 {
@@ -519,7 +519,7 @@ func TestParseAttachmentsManyAliasesWithinLimit(t *testing.T) {
 			b.WriteString("      - *p\n      - {<<: *p, type: tuning}\n")
 		}
 	}
-	a, err := ParseAttachments("/x/a.yaml", []byte(b.String()), testDefaults)
+	a, err := parseAttachmentFile("/x/a.yaml", []byte(b.String()), testDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,20 +16,15 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Attachments is a parsed attachment file: the interfaces a container gets,
+// AttachmentFile is a parsed attachment file: the interfaces a container gets,
 // in order.
-type Attachments struct {
+type AttachmentFile struct {
 	File       string
 	Interfaces []*Chain
-	// Allow says which Nomad jobs may select the set; nil: any job.
-	Allow *Allow
+	// allowed says which Nomad jobs may select the set; nil: any job.
+	allowed *allowRule
 	// Warnings are what should be logged about the file itself.
 	Warnings []string
-
-	// root is the parsed file and refs the files its `conflist:` entries
-	// read, by entry index, for Locate.
-	root *yaml.Node
-	refs map[int]*source
 }
 
 // Defaults are the values an attachment file may leave out.
@@ -48,8 +43,8 @@ type Defaults struct {
 // path such as /dev/zero, or any huge file, must not grow nicmux's memory.
 const maxFileSize = 1 << 20
 
-// LoadAttachments reads and parses the attachment file at path.
-func LoadAttachments(path string, d Defaults) (*Attachments, error) {
+// LoadAttachmentFile reads and parses the attachment file at path.
+func LoadAttachmentFile(path string, d Defaults) (*AttachmentFile, error) {
 	f, err := openFile(path)
 	if err != nil {
 		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
@@ -59,12 +54,12 @@ func LoadAttachments(path string, d Defaults) (*Attachments, error) {
 }
 
 // loadFrom reads and parses an opened attachment file.
-func loadFrom(f *os.File, path string, d Defaults) (*Attachments, error) {
+func loadFrom(f *os.File, path string, d Defaults) (*AttachmentFile, error) {
 	data, fi, err := readCapped(f)
 	if err != nil {
 		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
 	}
-	att, err := ParseAttachments(path, data, d)
+	att, err := parseAttachmentFile(path, data, d)
 	if err != nil {
 		return nil, err
 	}
@@ -111,13 +106,13 @@ func readCapped(f *os.File) ([]byte, os.FileInfo, error) {
 	return data, fi, nil
 }
 
-// ParseAttachments parses an attachment file's contents. path names the file
+// parseAttachmentFile parses an attachment file's contents. path names the file
 // in errors and anchors relative conflist paths.
 //
 // Parsing is strict: unknown keys, duplicate keys, duplicate or invalid
 // interface names, an entry with both or neither of plugins and conflist, and
 // an empty list are all errors naming the line, column and field.
-func ParseAttachments(path string, data []byte, d Defaults) (*Attachments, error) {
+func parseAttachmentFile(path string, data []byte, d Defaults) (*AttachmentFile, error) {
 	p := &parser{file: path, dir: filepath.Dir(path), d: d}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -140,9 +135,6 @@ type parser struct {
 	// values counts the values value has produced, aliases expanded, to
 	// refuse files that expand exponentially ("billion laughs").
 	values int
-
-	// refs holds the files `conflist:` entries read, by entry index.
-	refs map[int]*source
 }
 
 // maxValues bounds the number of values in an attachment file's plugin
@@ -190,7 +182,7 @@ func (p *parser) mapping(n *yaml.Node, field string, allowed ...string) (map[str
 	return keys, vals, nil
 }
 
-func (p *parser) document(root *yaml.Node) (*Attachments, error) {
+func (p *parser) document(root *yaml.Node) (*AttachmentFile, error) {
 	_, vals, err := p.mapping(root, "", "interfaces", "allow")
 	if err != nil {
 		return nil, err
@@ -205,7 +197,7 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 	if len(list.Content) == 0 {
 		return nil, p.errorf(list, "interfaces", "the list is empty: it must list at least one interface")
 	}
-	a := &Attachments{File: p.file, root: root}
+	a := &AttachmentFile{File: p.file}
 	seen := map[string]int{}
 	primary := -1
 	for i, entry := range list.Content {
@@ -217,8 +209,8 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 			return nil, p.errorf(entry, fmt.Sprintf("interfaces[%d].ifname", i), "duplicate interface %q (also interfaces[%d])", c.IfName, first)
 		}
 		if c.Primary && primary >= 0 {
-			_, at := yamlMember(resolve(entry), "primary", 0)
-			return nil, p.errorf(resolve(at), fmt.Sprintf("interfaces[%d].primary", i),
+			_, vals, _ := p.mapping(entry, "")
+			return nil, p.errorf(vals["primary"], fmt.Sprintf("interfaces[%d].primary", i),
 				"only one interface may be primary: %s (interfaces[%d]) and %s (interfaces[%d]) both are",
 				a.Interfaces[primary].IfName, primary, c.IfName, i)
 		}
@@ -229,16 +221,15 @@ func (p *parser) document(root *yaml.Node) (*Attachments, error) {
 		a.Interfaces = append(a.Interfaces, c)
 	}
 	if n, ok := vals["allow"]; ok {
-		if a.Allow, err = p.allow(n); err != nil {
+		if a.allowed, err = p.allow(n); err != nil {
 			return nil, err
 		}
 	}
-	a.refs = p.refs
 	return a, nil
 }
 
 // Primary returns the interface marked `primary: true`, or nil.
-func (a *Attachments) Primary() *Chain {
+func (a *AttachmentFile) Primary() *Chain {
 	for _, c := range a.Interfaces {
 		if c.Primary {
 			return c
@@ -247,109 +238,123 @@ func (a *Attachments) Primary() *Chain {
 	return nil
 }
 
+// entry parses interfaces[i] into its chain.
 func (p *parser) entry(i int, n *yaml.Node) (*Chain, error) {
 	field := fmt.Sprintf("interfaces[%d]", i)
 	keys, vals, err := p.mapping(n, field, "ifname", "network", "cniVersion", "plugins", "conflist", "disableCheck", "disableGC", "primary")
 	if err != nil {
 		return nil, err
 	}
-	str := func(key string) (string, *yaml.Node, error) {
-		v, ok := vals[key]
-		if !ok {
-			return "", nil, nil
-		}
-		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-			return "", v, p.errorf(v, join(field, key), "must be a string, not %s", kindName(v))
-		}
-		return v.Value, v, nil
-	}
+	e := &entryNode{p: p, n: n, field: field, first: i == 0, keys: keys, vals: vals}
 	c := &Chain{}
-
-	ifname, ifNode, err := str("ifname")
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case ifNode == nil && i == 0:
-		ifname = p.d.IfName
-	case ifNode == nil:
-		return nil, p.errorf(n, join(field, "ifname"), "is required on every entry but the first")
-	}
-	if e := utils.ValidateInterfaceName(ifname); e != nil {
-		at := ifNode
-		if at == nil {
-			at = n
+	// In this order: a conflist file's name and version give way to the
+	// entry's, and the defaults, which need the ifname, to both.
+	for _, read := range []func(*Chain) error{e.ifname, e.chain, e.network, e.cniVersion, e.flags} {
+		if err := read(c); err != nil {
+			return nil, err
 		}
-		return nil, p.errorf(at, join(field, "ifname"), "invalid interface name %q: %s", ifname, cniMsg(e))
 	}
-	c.IfName = ifname
+	return c, nil
+}
 
-	var plugins, conflist = vals["plugins"], vals["conflist"]
+// entryNode is one entry of interfaces, its keys and values by key.
+type entryNode struct {
+	p          *parser
+	n          *yaml.Node
+	field      string
+	first      bool
+	keys, vals map[string]*yaml.Node
+}
+
+// str returns the string at key and where it is written: the entry itself
+// when the key is absent (given false: a default applies).
+func (e *entryNode) str(key string) (value string, given bool, at *yaml.Node, err error) {
+	v, ok := e.vals[key]
+	if !ok {
+		return "", false, e.n, nil
+	}
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+		return "", true, v, e.p.errorf(v, join(e.field, key), "must be a string, not %s", kindName(v))
+	}
+	return v.Value, true, v, nil
+}
+
+// defaulted sets *dst to the string at key when it is given, else to def
+// unless a conflist file set it; it returns where the value is written.
+func (e *entryNode) defaulted(key string, dst *string, def string) (*yaml.Node, error) {
+	v, given, at, err := e.str(key)
+	if given {
+		*dst = v
+	}
+	if *dst == "" {
+		*dst = def
+	}
+	return at, err
+}
+
+func (e *entryNode) ifname(c *Chain) error {
+	name, given, at, err := e.str("ifname")
+	switch {
+	case err != nil:
+		return err
+	case !given && !e.first:
+		return e.p.errorf(e.n, join(e.field, "ifname"), "is required on every entry but the first")
+	case !given:
+		name = e.p.d.IfName
+	}
+	if ve := utils.ValidateInterfaceName(name); ve != nil {
+		return e.p.errorf(at, join(e.field, "ifname"), "invalid interface name %q: %s", name, cniMsg(ve))
+	}
+	c.IfName = name
+	return nil
+}
+
+// chain reads the entry's plugins, or the conflist file it names.
+func (e *entryNode) chain(c *Chain) error {
+	plugins, conflist := e.vals["plugins"], e.vals["conflist"]
 	switch {
 	case plugins != nil && conflist != nil:
-		return nil, p.errorf(keys["conflist"], field, "has both plugins and conflist: give exactly one")
+		return e.p.errorf(e.keys["conflist"], e.field, "has both plugins and conflist: give exactly one")
 	case plugins == nil && conflist == nil:
-		return nil, p.errorf(n, field, "has neither plugins nor conflist: give exactly one")
+		return e.p.errorf(e.n, e.field, "has neither plugins nor conflist: give exactly one")
 	case plugins != nil:
-		if c.Plugins, err = p.plugins(join(field, "plugins"), plugins); err != nil {
-			return nil, err
-		}
-	default:
-		src, err := p.conflist(c, join(field, "conflist"), conflist)
-		if err != nil {
-			return nil, err
-		}
-		if p.refs == nil {
-			p.refs = map[int]*source{}
-		}
-		p.refs[i] = src
+		var err error
+		c.Plugins, err = e.p.plugins(join(e.field, "plugins"), plugins)
+		return err
 	}
+	return e.p.conflist(c, join(e.field, "conflist"), conflist)
+}
 
-	network, netNode, err := str("network")
+func (e *entryNode) network(c *Chain) error {
+	at, err := e.defaulted("network", &c.Network, e.p.d.ListName+"-"+c.IfName)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if netNode != nil {
-		c.Network = network
+	if ve := utils.ValidateNetworkName(c.Network); ve != nil {
+		return e.p.errorf(at, join(e.field, "network"), "invalid network name %q: %s", c.Network, cniMsg(ve))
 	}
-	if c.Network == "" {
-		c.Network = p.d.ListName + "-" + c.IfName
-	}
-	if e := utils.ValidateNetworkName(c.Network); e != nil {
-		at := netNode
-		if at == nil {
-			at = n
-		}
-		return nil, p.errorf(at, join(field, "network"), "invalid network name %q: %s", c.Network, cniMsg(e))
-	}
+	return nil
+}
 
-	ver, verNode, err := str("cniVersion")
-	if err != nil {
-		return nil, err
+func (e *entryNode) cniVersion(c *Chain) error {
+	at, err := e.defaulted("cniVersion", &c.CNIVersion, e.p.d.CNIVersion)
+	if err == nil && !IsSupportedVersion(c.CNIVersion) {
+		err = e.p.errorf(at, join(e.field, "cniVersion"), "%q is not supported (supported: %v)", c.CNIVersion, SupportedVersions())
 	}
-	if verNode != nil {
-		c.CNIVersion = ver
-	}
-	if c.CNIVersion == "" {
-		c.CNIVersion = p.d.CNIVersion
-	}
-	if !IsSupportedVersion(c.CNIVersion) {
-		at := verNode
-		if at == nil {
-			at = n
-		}
-		return nil, p.errorf(at, join(field, "cniVersion"), "%q is not supported (supported: %v)", c.CNIVersion, SupportedVersions())
-	}
+	return err
+}
 
+// flags reads the entry's booleans.
+func (e *entryNode) flags(c *Chain) error {
 	for key, dst := range map[string]*bool{"disableCheck": &c.DisableCheck, "disableGC": &c.DisableGC, "primary": &c.Primary} {
-		if v, ok := vals[key]; ok {
+		if v, ok := e.vals[key]; ok {
 			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
-				return nil, p.errorf(v, join(field, key), "must be true or false")
+				return e.p.errorf(v, join(e.field, key), "must be true or false")
 			}
 			*dst = v.Value == "true"
 		}
 	}
-	return c, nil
+	return nil
 }
 
 func (p *parser) plugins(field string, n *yaml.Node) ([]*Plugin, error) {
@@ -388,28 +393,34 @@ func (p *parser) plugins(field string, n *yaml.Node) ([]*Plugin, error) {
 	return out, nil
 }
 
-func (p *parser) conflist(c *Chain, field string, n *yaml.Node) (*source, error) {
+func (p *parser) conflist(c *Chain, field string, n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode || n.Value == "" {
-		return nil, p.errorf(n, field, "must be the path of a .conflist or .conf file")
+		return p.errorf(n, field, "must be the path of a .conflist or .conf file")
 	}
-	path := n.Value
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(p.dir, path)
-	}
+	path := conflistPath(p.dir, n.Value)
 	data, err := readFile(path)
 	if err != nil {
-		return nil, p.wrap(n, field, err, "cannot read %s", path)
+		return p.wrap(n, field, err, "cannot read %s", path)
 	}
 	parsed, err := parseConfList(data)
 	if err != nil {
-		return nil, p.wrap(n, field, err, "%s", path)
+		return p.wrap(n, field, err, "%s", path)
 	}
 	c.Plugins = parsed.Plugins
 	c.Network = parsed.Network
 	c.CNIVersion = parsed.CNIVersion
 	c.DisableCheck = parsed.DisableCheck
 	c.DisableGC = parsed.DisableGC
-	return &source{file: path, data: data}, nil
+	return nil
+}
+
+// conflistPath is the file a `conflist:` entry names, relative to the
+// attachment file's folder dir.
+func conflistPath(dir, name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(dir, name)
 }
 
 // value converts a YAML node into the value encoding/json would have decoded
@@ -432,43 +443,7 @@ func (p *parser) value(field string, n *yaml.Node) (any, error) {
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
-		obj := map[string]any{}
-		var merges []*yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if k.Tag == "!!merge" {
-				merges = append(merges, mergeSources(v)...)
-				continue
-			}
-			if k.Kind != yaml.ScalarNode {
-				return nil, p.errorf(k, field, "keys must be plain strings")
-			}
-			if _, dup := obj[k.Value]; dup {
-				return nil, p.errorf(k, join(field, k.Value), "duplicate key")
-			}
-			val, err := p.value(join(field, k.Value), v)
-			if err != nil {
-				return nil, err
-			}
-			obj[k.Value] = val
-		}
-		// YAML merge keys ("<<: *anchor") fill in what the mapping lacks.
-		for _, m := range merges {
-			mv, err := p.value(field, m)
-			if err != nil {
-				return nil, err
-			}
-			src, ok := mv.(map[string]any)
-			if !ok {
-				return nil, p.errorf(m, field, "merge key needs a mapping")
-			}
-			for k, v := range src {
-				if _, set := obj[k]; !set {
-					obj[k] = v
-				}
-			}
-		}
-		return obj, nil
+		return p.object(field, n)
 	case yaml.SequenceNode:
 		arr := make([]any, 0, len(n.Content))
 		for i, item := range n.Content {
@@ -483,6 +458,43 @@ func (p *parser) value(field string, n *yaml.Node) (any, error) {
 		return p.scalar(field, n)
 	}
 	return nil, p.errorf(n, field, "unsupported YAML node")
+}
+
+// object converts a mapping node: its own keys, then what its merge keys
+// ("<<: *anchor") bring in, where the mapping lacks it.
+func (p *parser) object(field string, n *yaml.Node) (map[string]any, error) {
+	obj := map[string]any{}
+	own, merged := members(n)
+	for _, kv := range own {
+		k := kv[0]
+		if k.Kind != yaml.ScalarNode {
+			return nil, p.errorf(k, field, "keys must be plain strings")
+		}
+		if _, dup := obj[k.Value]; dup {
+			return nil, p.errorf(k, join(field, k.Value), "duplicate key")
+		}
+		val, err := p.value(join(field, k.Value), kv[1])
+		if err != nil {
+			return nil, err
+		}
+		obj[k.Value] = val
+	}
+	for _, m := range merged {
+		mv, err := p.value(field, m)
+		if err != nil {
+			return nil, err
+		}
+		src, ok := mv.(map[string]any)
+		if !ok {
+			return nil, p.errorf(m, field, "merge key needs a mapping")
+		}
+		for k, v := range src {
+			if _, set := obj[k]; !set {
+				obj[k] = v
+			}
+		}
+	}
+	return obj, nil
 }
 
 func (p *parser) scalar(field string, n *yaml.Node) (any, error) {
@@ -528,6 +540,20 @@ func resolve(n *yaml.Node) *yaml.Node {
 		return resolve(n.Content[0])
 	}
 	return n
+}
+
+// members splits mapping m into its own key and value nodes and the
+// nodes its merge keys bring in, each in order.
+func members(m *yaml.Node) (own [][2]*yaml.Node, merged []*yaml.Node) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if k.Tag == "!!merge" {
+			merged = append(merged, mergeSources(v)...)
+			continue
+		}
+		own = append(own, [2]*yaml.Node{k, v})
+	}
+	return own, merged
 }
 
 // mergeSources is what a merge key's value brings in: "<<: *a" one
