@@ -31,10 +31,15 @@ func TestDelWhileEtcdIsStopped(t *testing.T) {
 	if err := etcd.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := w.Leases()["c1/eth1"]; !ok {
-		t.Fatal("the lease went before any call completed its release")
+	// The DEL's own transaction may sit in etcd's socket when it stops and
+	// be applied once it resumes, after the client gave up: the release then
+	// happened in etcd, and the queued one has nothing left to do. Otherwise
+	// the address stays taken until the node's next call.
+	if _, ok := w.Leases()["c1/eth1"]; ok {
+		w.owned("c1", "eth1", true)
+	} else {
+		t.Log("etcd applied the DEL's transaction after it resumed")
 	}
-	w.owned("c1", "eth1", true) // until then
 	if _, err := n.Exec(Call{Verb: "STATUS"}); err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,48 @@ func (m *Member) Running() bool {
 
 // Pause stops the member with SIGSTOP: it holds its connections and
 // answers nothing.
-func (m *Member) Pause() error { return m.signal(syscall.SIGSTOP) }
+func (m *Member) Pause() error {
+	if err := m.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return m.waitStopped()
+}
+
+// waitStopped waits until every thread of the member is stopped: a signal
+// is delivered asynchronously, and a thread on another CPU may still
+// finish a request after kill returned.
+func (m *Member) waitStopped() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if stoppedAll(m.cmd.Process.Pid) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd %s: not stopped 5s after SIGSTOP", m.Name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// stoppedAll reports whether every thread of pid is in the stopped state.
+func stoppedAll(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			return false
+		}
+		// The state follows the command name's closing parenthesis.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused member.
 func (m *Member) Resume() error { return m.signal(syscall.SIGCONT) }
