@@ -18,6 +18,9 @@ NOMAD_PLUGINS_VERSIONS := v1.3.0
 PLUGINS_MODULE  := github.com/containernetworking/plugins
 PLUGINS         := main/bridge main/macvlan main/ptp main/loopback \
                    ipam/host-local ipam/static meta/tuning meta/portmap
+# sbr: the fleet example's eth1 chain (replies leave by the interface they
+# came in on).
+PLUGINS         += meta/sbr
 # cnitool, from the CNI release nicmux builds against.
 CNI_VERSION     := v1.3.1
 DESTDIR         ?=
@@ -74,6 +77,13 @@ $(BIN)/plugins/.stamped-$(PLUGINS_VERSION):
 $(BIN)/plugins-%/.stamped:
 	$(call install-plugins,$(BIN)/plugins-$*,$*)
 	touch $@
+
+# A plugin added to PLUGINS after bin/plugins was stamped: that one alone.
+plugins: $(foreach p,$(PLUGINS),$(BIN)/plugins/$(notdir $(p)))
+$(BIN)/plugins/%: | $(BIN)/plugins/.stamped-$(PLUGINS_VERSION)
+	GOBIN=$(BIN)/plugins $(GO) install \
+		-ldflags="-X $(PLUGINS_MODULE)/pkg/utils/buildversion.BuildVersion=$(PLUGINS_VERSION)" \
+		$(PLUGINS_MODULE)/plugins/$(filter %/$*,$(PLUGINS))@$(PLUGINS_VERSION)
 
 testplugins:
 	$(GO) build -o $(BIN)/testplugins/recorder ./test/plugins/recorder
