@@ -48,9 +48,18 @@ func TestMain(m *testing.M) {
 	if code := netnsutil.ReexecInPrivateNetnsAndMounts(); code >= 0 {
 		os.Exit(code)
 	}
-	for _, b := range []string{ipamBin(), nicmuxBin(), filepath.Join(pluginsDir(), "macvlan"), etcdtest.Binary()} {
+	// The namespaces and libcni's cache (which go-cni always uses) of
+	// this run only.
+	for _, dir := range []string{"/run/netns", "/var/lib/cni"} {
+		if err := mountTmpfs(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	for _, b := range []string{ipamBin(), nicmuxBin(), filepath.Join(pluginsDir(), "macvlan"), filepath.Join(pluginsDir(), "sbr"),
+		filepath.Join(binDir(), "testplugins", "torture"), etcdtest.Binary()} {
 		if _, err := os.Stat(b); err != nil {
-			fmt.Fprintf(os.Stderr, "missing %s: build with `make build plugins etcd` (or run `make cluster`)\n", b)
+			fmt.Fprintf(os.Stderr, "missing %s: build with `make build plugins testplugins etcd` (or run `make cluster`)\n", b)
 			os.Exit(1)
 		}
 	}
@@ -66,7 +75,11 @@ func binDir() string     { return filepath.Join(repoRoot(), "bin") }
 func ipamBin() string    { return filepath.Join(binDir(), "nicmux-ipam") }
 func nicmuxBin() string  { return filepath.Join(binDir(), "nicmux") }
 func pluginsDir() string { return filepath.Join(binDir(), "plugins") }
-func cniPath() []string  { return []string{binDir(), pluginsDir()} }
+
+// cniPath holds the test plugins too: the suite's fault plugin (torture).
+func cniPath() []string {
+	return []string{binDir(), pluginsDir(), filepath.Join(binDir(), "testplugins")}
+}
 
 func randHex(n int) string {
 	b := make([]byte, n)
@@ -90,9 +103,13 @@ type World struct {
 	Timeout string
 	// Master is the veth end the nodes' macvlans share.
 	Master string
+	// sw is the bridge the nodes' NICs are plugged into (Switch).
+	sw string
 
-	mu   sync.Mutex
-	live map[string]bool // "containerID/ifname" of the owners that hold a lease
+	mu    sync.Mutex
+	live  map[string]bool // "containerID/ifname" of the owners that hold a lease
+	nodes int             // nodes made so far
+	ports int             // host ports handed out so far
 }
 
 // NewWorld starts an etcd cluster of members and returns a world whose pool
@@ -138,13 +155,27 @@ type Node struct {
 	DataDir  string
 	StateDir string
 	cni      *libcni.CNIConfig
+	nic      string // its NIC on the shared L2 (NIC)
+	index    int    // the order it was made in
 }
 
 // Node returns a new simulated node.
 func (w *World) Node(name string) *Node {
 	dir := filepath.Join(w.dir, name)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nodes++
 	return &Node{w: w, Name: name, DataDir: filepath.Join(dir, "ipam"), StateDir: filepath.Join(dir, "state"),
-		cni: libcni.NewCNIConfigWithCacheDir(cniPath(), filepath.Join(dir, "cache"), nil)}
+		cni: libcni.NewCNIConfigWithCacheDir(cniPath(), filepath.Join(dir, "cache"), nil), index: w.nodes - 1}
+}
+
+// hostPort is a host port no allocation of the world maps yet, as a Nomad
+// client picks a dynamic port.
+func (w *World) hostPort() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ports++
+	return 20000 + w.ports
 }
 
 // IPAM is the node's ipam object, as JSON.
