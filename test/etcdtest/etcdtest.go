@@ -177,8 +177,38 @@ func (m *Member) Running() bool {
 }
 
 // Pause stops the member with SIGSTOP: it holds its connections and
-// answers nothing.
-func (m *Member) Pause() error { return m.signal(syscall.SIGSTOP) }
+// answers nothing. It returns once every thread of the member has
+// stopped: a thread that waits for a CPU stops only when it gets one, and
+// answers until then.
+func (m *Member) Pause() error {
+	if err := m.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !m.stopped() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd %s: not stopped 5s after SIGSTOP", m.Name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// stopped reports whether every thread of the member is stopped.
+func (m *Member) stopped() bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", m.cmd.Process.Pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		i := strings.LastIndexByte(string(b), ')')
+		if err != nil || i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused member.
 func (m *Member) Resume() error { return m.signal(syscall.SIGCONT) }
