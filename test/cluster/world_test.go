@@ -105,6 +105,8 @@ type World struct {
 	Master string
 	// sw is the bridge the nodes' NICs are plugged into (Switch).
 	sw string
+	// Via, when set, are the endpoints the nodes reach etcd at (a proxy).
+	Via []string
 
 	mu    sync.Mutex
 	live  map[string]bool // "containerID/ifname" of the owners that hold a lease
@@ -116,9 +118,16 @@ type World struct {
 // is a /24.
 func NewWorld(t *testing.T, members int) *World {
 	t.Helper()
+	return NewWorldOn(t, etcdtest.Start(t, members))
+}
+
+// NewWorldOn returns a world on a running etcd cluster, under a prefix of
+// its own.
+func NewWorldOn(t *testing.T, c *etcdtest.Cluster) *World {
+	t.Helper()
 	w := &World{
 		t:       t,
-		Etcd:    etcdtest.Start(t, members),
+		Etcd:    c,
 		dir:     t.TempDir(),
 		Prefix:  "/nicmux-test/" + randHex(4),
 		Pool:    "storage",
@@ -181,6 +190,9 @@ func (w *World) hostPort() int {
 // IPAM is the node's ipam object, as JSON.
 func (n *Node) IPAM() string {
 	eps, _ := json.Marshal(n.w.Etcd.Endpoints())
+	if n.w.Via != nil {
+		eps, _ = json.Marshal(n.w.Via)
+	}
 	return fmt.Sprintf(`{"type": "nicmux-ipam", "pool": %q, "ranges": %s, "routes": [{"dst": "0.0.0.0/0"}],
 	  "etcd": {"endpoints": %s, "prefix": %q, "timeout": %q}, "node": %q, "dataDir": %q%s}`,
 		n.w.Pool, n.w.Ranges, eps, n.w.Prefix, n.w.Timeout, n.Name, n.DataDir, n.w.Extra)
@@ -209,6 +221,13 @@ type Call struct {
 
 // Exec runs nicmux-ipam with call and returns its result (ADD) or error.
 func (n *Node) Exec(c Call) (*types100.Result, error) {
+	cmd, out := n.Command(c)
+	return n.Outcome(c, out, cmd.Run())
+}
+
+// Command is the run of nicmux-ipam for call, not started, and the buffer
+// that gets its stdout and stderr.
+func (n *Node) Command(c Call) (*exec.Cmd, *Output) {
 	if c.IfName == "" {
 		c.IfName = "eth1"
 	}
@@ -220,22 +239,33 @@ func (n *Node) Exec(c Call) (*types100.Result, error) {
 		cmd.Env = []string{"CNI_COMMAND=" + c.Verb, "CNI_PATH=" + strings.Join(cniPath(), ":")}
 	}
 	cmd.Stdin = strings.NewReader(conf)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	runErr := cmd.Run()
+	out := &Output{}
+	cmd.Stdout, cmd.Stderr = &out.Stdout, &out.Stderr
+	return cmd, out
+}
+
+// Output is what a run of nicmux-ipam printed.
+type Output struct{ Stdout, Stderr bytes.Buffer }
+
+// Outcome reads the result (ADD) or error of a run of call that ended with
+// runErr, and records a lease the owner got.
+func (n *Node) Outcome(c Call, out *Output, runErr error) (*types100.Result, error) {
+	if c.IfName == "" {
+		c.IfName = "eth1"
+	}
 	if runErr != nil {
 		var e types.Error
-		if json.Unmarshal(out.Bytes(), &e) == nil && e.Msg != "" {
+		if json.Unmarshal(out.Stdout.Bytes(), &e) == nil && e.Msg != "" {
 			return nil, &e
 		}
-		return nil, fmt.Errorf("nicmux-ipam %s: %v: %s%s", c.Verb, runErr, out.String(), stderr.String())
+		return nil, fmt.Errorf("nicmux-ipam %s: %v: %s%s", c.Verb, runErr, out.Stdout.String(), out.Stderr.String())
 	}
 	if c.Verb != "ADD" {
 		return nil, nil
 	}
-	r, err := types100.NewResult(out.Bytes())
+	r, err := types100.NewResult(out.Stdout.Bytes())
 	if err != nil {
-		return nil, fmt.Errorf("nicmux-ipam ADD: result %q: %w", out.String(), err)
+		return nil, fmt.Errorf("nicmux-ipam ADD: result %q: %w", out.Stdout.String(), err)
 	}
 	res, err := types100.GetResult(r)
 	if err == nil {
