@@ -25,6 +25,7 @@ type results struct {
 	bare      []*bareBin          // see bareBins
 	scale     [][nVerbs]time.Duration
 	state     *stateBench
+	ipam      *ipamBench
 }
 
 func (r *results) variant(s scenario, k kind) *variant { return r.variants[s.Name+"/"+k.String()] }
@@ -89,6 +90,7 @@ func (r *results) markdown(e *env) string {
 	r.writeOwn(&b)
 	r.writeBare(&b)
 	r.writeScale(&b)
+	b.WriteString("\n" + r.ipam.markdown(r.opts.reps))
 	return b.String()
 }
 

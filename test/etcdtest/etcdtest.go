@@ -56,40 +56,62 @@ type Member struct {
 // cleanup kills every member.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
-	if _, err := os.Stat(Binary()); err != nil {
-		t.Fatalf("etcd server %s: %v (build it with `make etcd`)", Binary(), err)
+	c, err := Launch(t.TempDir(), n)
+	if c != nil {
+		t.Cleanup(func() {
+			c.Stop()
+			if t.Failed() {
+				for _, m := range c.Members {
+					if b, err := os.ReadFile(m.logFile); err == nil && len(b) > 0 {
+						t.Logf("etcd %s log (tail):\n%s", m.Name, tail(b, 3000))
+					}
+				}
+			}
+		})
 	}
-	dir := t.TempDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Launch starts an n-member cluster whose data and logs live under dir,
+// and waits until it serves. Stop ends it. On an error, the cluster it
+// returns (if any) has members to Stop.
+func Launch(dir string, n int) (*Cluster, error) {
+	if _, err := os.Stat(Binary()); err != nil {
+		return nil, fmt.Errorf("etcd server %s: %w (build it with `make etcd`)", Binary(), err)
+	}
 	c := &Cluster{token: fmt.Sprintf("nicmux-%d", time.Now().UnixNano())}
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i), DataDir: filepath.Join(dir, fmt.Sprintf("m%d", i)),
 			logFile: filepath.Join(dir, fmt.Sprintf("m%d.log", i)), cluster: c}
-		m.ClientURL, m.PeerURL = "http://"+freePort(t), "http://"+freePort(t)
+		client, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		peer, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		m.ClientURL, m.PeerURL = "http://"+client, "http://"+peer
 		c.Members = append(c.Members, m)
 	}
-	t.Cleanup(func() {
-		for _, m := range c.Members {
-			_ = m.Kill()
-		}
-		if t.Failed() {
-			for _, m := range c.Members {
-				if b, err := os.ReadFile(m.logFile); err == nil && len(b) > 0 {
-					t.Logf("etcd %s log (tail):\n%s", m.Name, tail(b, 3000))
-				}
-			}
-		}
-	})
 	for _, m := range c.Members {
 		if err := m.start("new"); err != nil {
-			t.Fatal(err)
+			return c, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := c.WaitServing(ctx); err != nil {
-		t.Fatal(err)
+	return c, c.WaitServing(ctx)
+}
+
+// Stop kills every member.
+func (c *Cluster) Stop() {
+	for _, m := range c.Members {
+		_ = m.Kill()
 	}
-	return c
 }
 
 func tail(b []byte, n int) string {
@@ -100,14 +122,13 @@ func tail(b []byte, n int) string {
 }
 
 // freePort returns a loopback address with a port nothing listens on now.
-func freePort(t testing.TB) string {
-	t.Helper()
+func freePort() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer l.Close()
-	return l.Addr().String()
+	return l.Addr().String(), nil
 }
 
 // Endpoints are the members' client URLs.
