@@ -113,6 +113,12 @@ install-plugins: $(BIN)/plugins/.stamped-$(PLUGINS_VERSION)
 demo: build plugins
 	./examples/demo/demo.sh
 
+# Two nodes sharing one nicmux-ipam pool through a local etcd (the test etcd
+# server), in namespaces of its own.
+.PHONY: demo-cluster
+demo-cluster: build plugins etcd
+	./examples/demo/demo-cluster.sh
+
 # The assignment keeps gofmt's exit status: a missing gofmt fails lint
 # instead of listing no file.
 lint:

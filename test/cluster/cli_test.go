@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,17 @@ func TestShowAndCheck(t *testing.T) {
 	out, _, code = w.CLI("check", "-node", "n1", "-data-dir", n1.DataDir)
 	if code != 1 || !strings.Contains(out, "pool storage: missing in etcd c1/eth1: the node records "+a+"; etcd does not") {
 		t.Errorf("check after the restore: exit %d\n%s", code, out)
+	}
+}
+
+// make demo-cluster's script runs to its end, in the suite's private
+// namespaces: two nodes' containers got addresses of one pool, and nothing
+// was left.
+func TestDemoCluster(t *testing.T) {
+	cmd := exec.Command(filepath.Join(repoRoot(), "examples", "demo", "demo-cluster.sh"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "node node-a: 1 blocks") || !strings.Contains(string(out), "node node-b: 1 blocks") ||
+		!strings.Contains(string(out), "no lease left") {
+		t.Errorf("demo-cluster.sh: %v\n%s", err, out)
 	}
 }
