@@ -284,6 +284,16 @@ func (n *Node) Add(id string) string {
 	return r.IPs[0].Address.IP.String()
 }
 
+// Add2 runs ADD for id with CNI_ARGS args and returns its first address.
+func (n *Node) Add2(id, args string) string {
+	n.w.t.Helper()
+	r, err := n.Exec(Call{Verb: "ADD", ID: id, Args: args})
+	if err != nil {
+		n.w.t.Fatalf("node %s: ADD %s (%s): %v", n.Name, id, args, err)
+	}
+	return r.IPs[0].Address.IP.String()
+}
+
 // Del runs DEL for id.
 func (n *Node) Del(id string) {
 	n.w.t.Helper()
