@@ -28,6 +28,8 @@ endif
 BIN             := $(CURDIR)/bin
 # The commands of cmd/ that are built, installed and shipped.
 BINARIES        := nicmux nicmux-ipam
+# The renderer of the metricsFile, which both plugins start (metrics/).
+BINARIES        += nicmux-metrics
 # The release this tree is: the tag git describe finds (v0.3.0, or
 # v0.3.0-2-gabc1234-dirty after it) and the commit, stamped into the
 # binaries, so that `nicmux version` and its bare run name them whatever
