@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -112,11 +113,15 @@ func (d *folder) read(name string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// write replaces name with data: a temporary file of a fixed name, which
-// only the holder of the file's lock writes, renamed over it. Not fsynced:
-// a crash may tear the file, which its reader detects.
-func (d *folder) write(name string, data []byte) error {
+// write replaces name with data: a temporary file, renamed over it. Not
+// fsynced: a crash may tear the file, which its reader detects. The
+// temporary file's name is fixed, for a file only the holder of its lock
+// writes (a crash leaves one at most), unless unlocked.
+func (d *folder) write(name string, data []byte, unlocked bool) error {
 	tmp := "." + name + ".tmp"
+	if unlocked {
+		tmp += "-" + strconv.Itoa(os.Getpid())
+	}
 	f, err := d.open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -166,27 +171,51 @@ var errBusy = errors.New("held by another process")
 
 // lock takes the lock file name exclusively, waiting at most wait (zero:
 // not at all, errBusy when it is held). A holder that dies lets go of it.
+// The wait is the kernel's queue: a process that polled would miss its
+// turns while 64 others take theirs.
 func (d *folder) lock(name string, wait time.Duration) (unlock func(), err error) {
 	f, err := d.open(name, unix.O_RDWR|unix.O_CREAT, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(wait)
-	delay := 50 * time.Microsecond
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) && wait > 0 {
+		err = flockWait(f, wait)
+	}
+	switch {
+	case err == nil:
+		return func() { f.Close() }, nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return nil, fmt.Errorf("%s: %w", f.Name(), errBusy)
+	case errors.Is(err, errBusy):
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	f.Close()
+	return nil, &os.PathError{Op: "flock", Path: f.Name(), Err: err}
+}
+
+// flockWait waits for the lock on f, at most wait. A wait that times out
+// leaves its goroutine blocked in the kernel; should it get the lock, it
+// lets go at once.
+func flockWait(f *os.File, wait time.Duration) error {
+	got := make(chan error, 1)
+	go func() {
+		var err error
+		for err = unix.Flock(int(f.Fd()), unix.LOCK_EX); errors.Is(err, unix.EINTR); {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+		got <- err
+	}()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case err := <-got:
+		return err
+	case <-timer.C:
+		go func() {
+			<-got
 			f.Close()
-			return nil, &os.PathError{Op: "flock", Path: f.Name(), Err: err}
-		}
-		if !time.Now().Before(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("%s: %w", f.Name(), errBusy)
-		}
-		time.Sleep(delay)
-		delay = min(2*delay, 2*time.Millisecond)
+		}()
+		return errBusy
 	}
 }

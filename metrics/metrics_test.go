@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -180,5 +181,25 @@ func TestReportLogsOnce(t *testing.T) {
 	}
 	if n := strings.Count(buf.String(), "recovered"); n != 1 {
 		t.Errorf("recovery logged %d times, want once:\n%s", n, buf.String())
+	}
+}
+
+// The plugins must not link the Prometheus library: its package
+// initialisation would lengthen every start (see the package's doc).
+func TestPluginsDoNotLinkPrometheus(t *testing.T) {
+	for _, cmd := range []string{"nicmux", "nicmux-ipam"} {
+		out, err := exec.Command("go", "list", "-deps", "github.com/nicmux/nicmux/cmd/"+cmd).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "github.com/nicmux/nicmux/metrics") {
+			t.Errorf("cmd/%s does not link package metrics", cmd)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.HasPrefix(dep, "github.com/prometheus/") || strings.HasPrefix(dep, "github.com/nicmux/nicmux/metrics/textfile") ||
+				cmd == "nicmux" && strings.HasPrefix(dep, "google.golang.org/protobuf") {
+				t.Errorf("cmd/%s depends on %s", cmd, dep)
+			}
+		}
 	}
 }

@@ -64,7 +64,7 @@ func (d *folder) fold(t *Tally) (*Snapshot, error) {
 	}
 	snap.apply(t)
 	snap.Generation++
-	if err := d.write(countersFile, snap.encode()); err != nil {
+	if err := d.write(countersFile, snap.encode(), false); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	return snap, torn

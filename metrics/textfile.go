@@ -149,12 +149,13 @@ func (p Textfile) drawWhileFolding(d *folder, draw func(*Snapshot) error, report
 	drawn, first := uint64(0), true
 	for idle := time.Now(); first || time.Since(idle) < linger; time.Sleep(poll) {
 		if gen := d.generation(); first || gen != drawn {
+			drawn, first, idle = gen, false, time.Now()
 			snap, err := d.load()
-			if err == nil {
-				err = draw(snap)
+			if err != nil {
+				continue // torn: the next fold starts them again, and says so
 			}
-			report(err)
-			drawn, first, idle = snap.Generation, false, time.Now()
+			report(draw(snap))
+			drawn = snap.Generation
 		}
 	}
 	return drawn
@@ -191,7 +192,7 @@ func (d *folder) report(log *slog.Logger, key, msg string, err error) {
 		log.Info("metrics: recovered", "was", string(old))
 		return
 	}
-	if werr := d.write(name, []byte(problem)); werr != nil {
+	if werr := d.write(name, []byte(problem), true); werr != nil {
 		err = errors.Join(err, werr) // logged again by the next run
 	}
 	log.Warn(msg, "error", err)
