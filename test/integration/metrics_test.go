@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
 
+	"github.com/nicmux/nicmux/test/netnsutil"
 	"github.com/nicmux/nicmux/test/testworld"
 )
 
@@ -460,4 +461,87 @@ func TestMetricsProblemsNeverFailAVerb(t *testing.T) {
 			t.Errorf("the torn counters are logged %d times, want once:\n%s", n, w.Log())
 		}
 	})
+}
+
+// TestMetricsStaleAndGC: an ADD again after the namespace was made anew
+// counts a stale release by its reason; nicmux gc counts its run and what
+// it released, and counts the containers' gauge again from the whole state
+// folder.
+func TestMetricsStaleAndGC(t *testing.T) {
+	w := newMetricsWorld(t)
+	l := w.list(w.writeYAML("one.yaml", oneBridgeYAML), nil)
+	conflist := filepath.Join(w.Dir, "multi.conflist")
+	testworld.WriteFile(t, conflist, l.Bytes)
+	kept, gone := newNS(t), newNS(t)
+	w.mustAdd(l, rt("metrics-kept", kept))
+	w.mustAdd(l, rt("metrics-gone", gone))
+	// Rebuilt at the same path, as Nomad does after a failed CHECK.
+	if err := netnsutil.DestroyAt(kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := netnsutil.CreateAt(kept); err != nil {
+		t.Fatal(err)
+	}
+	w.mustAdd(l, rt("metrics-kept", kept))
+	fams := w.textfile(3)
+	if v := value(t, fams["nicmux_stale_releases_total"], "reason", "rebuild"); v != 1 {
+		t.Errorf("stale releases (rebuild): %v", v)
+	}
+	if v := value(t, fams["nicmux_containers"], "state", "live"); v != 2 {
+		t.Errorf("live: %v, want 2", v)
+	}
+	if err := netnsutil.DestroyAt(gone); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.ops(conflist, "gc"); r.code != 0 {
+		t.Fatalf("nicmux gc: %s", r)
+	}
+	fams = w.textfile(4)
+	if v := value(t, fams["nicmux_verbs_total"], "verb", "nicmux gc", "result", "ok"); v != 1 {
+		t.Errorf("nicmux gc ok: %v", v)
+	}
+	for fam, want := range map[string]float64{"nicmux_gc_runs_total": 1, "nicmux_gc_released_total": 1, "nicmux_gc_last_released": 1, "nicmux_gc_failures_total": 0} {
+		if v := value(t, fams[fam], "by", "command"); v != want {
+			t.Errorf("%s: %v, want %v", fam, v, want)
+		}
+	}
+	if v := value(t, fams["nicmux_gc_last_run_timestamp_seconds"], "by", "command"); time.Since(time.Unix(int64(v), 0)) > time.Minute {
+		t.Errorf("last gc run at %v", time.Unix(int64(v), 0))
+	}
+	for state, want := range map[string]float64{"live": 1, "incomplete": 0, "stuck": 0} {
+		if v := value(t, fams["nicmux_containers"], "state", state); v != want {
+			t.Errorf("%s after gc: %v, want %v", state, v, want)
+		}
+	}
+	if v := value(t, fams["nicmux_containers_counted_timestamp_seconds"]); time.Since(time.Unix(int64(v), 0)) > time.Minute {
+		t.Errorf("containers counted at %v", time.Unix(int64(v), 0))
+	}
+	if err := w.del(l, rt("metrics-kept", kept)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMetricsDelegateTimeout: a plugin killed at delegateTimeout counts as
+// a timeout and a kill, and its call by its CNI code.
+func TestMetricsDelegateTimeout(t *testing.T) {
+	w := newMetricsWorld(t)
+	yaml := "interfaces:\n  - ifname: eth0\n    plugins:\n      - {type: torture, torture: {verbs: [ADD], action: hang}}\n"
+	l := w.list(w.writeYAML("hang.yaml", yaml), map[string]any{"delegateTimeout": "300ms"})
+	_, err := w.add(l, rt("metrics-hang", newNS(t)))
+	if err == nil {
+		t.Fatal("ADD with a hanging plugin succeeded")
+	}
+	fams := w.textfile(1)
+	if v := value(t, fams["nicmux_delegate_timeouts_total"], "plugin", "torture", "verb", "ADD"); v != 1 {
+		t.Errorf("timeouts: %v", v)
+	}
+	if v := value(t, fams["nicmux_delegate_kills_total"], "cause", "timeout"); v != 1 {
+		t.Errorf("kills: %v", v)
+	}
+	if v := value(t, fams["nicmux_delegate_calls_total"], "plugin", "torture", "verb", "ADD", "result", "999"); v != 1 {
+		t.Errorf("calls: %v", v)
+	}
+	if v := value(t, fams["nicmux_verbs_total"], "verb", "ADD", "result", cniCode(err)); v != 1 {
+		t.Errorf("ADD %s: %v", cniCode(err), v)
+	}
 }
