@@ -289,7 +289,7 @@ test: lint unit integration nomad torture-short cluster demo distcheck
 # -runs K repeats it all for the figures' spread, -baseline DIR adds the
 # nicmux binary in DIR (an older release) as variants of their own.
 bench: build plugins testplugins
-	$(GO) test -run '^$$' -bench . -benchmem ./conf/ ./state/ ./mux/
+	$(GO) test -run '^$$' -bench . -benchmem ./conf/ ./state/ ./mux/ ./metrics/
 	cd $(BENCH_DIR) && $(GO) run . -bin $(BIN) -out RESULTS.md $(BENCH_ARGS)
 # nicmux-ipam's figures need the test etcd server; BENCH_ARGS="-only ipam"
 # runs them alone and puts their section in place in RESULTS.md.

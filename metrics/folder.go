@@ -27,25 +27,19 @@ type folder struct {
 }
 
 // openFolder opens the folder at path, making it (and its parents) first
-// when create is set.
+// when create is set and it is not there.
 func openFolder(path string, create bool) (*folder, error) {
-	parent, name := filepath.Dir(path), filepath.Base(path)
-	if create {
-		if err := os.MkdirAll(parent, 0o700); err != nil {
-			return nil, err
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) && create {
+		if err = os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
+			if err = unix.Mkdir(path, 0o700); errors.Is(err, unix.EEXIST) {
+				err = nil
+			}
+		}
+		if err == nil {
+			fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		}
 	}
-	pfd, err := unix.Open(parent, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: parent, Err: err}
-	}
-	defer unix.Close(pfd)
-	if create {
-		if err := unix.Mkdirat(pfd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, &os.PathError{Op: "mkdir", Path: path, Err: err}
-		}
-	}
-	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -95,6 +89,11 @@ func (d *folder) read(name string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return readAll(f)
+}
+
+// readAll reads f from its start: a regular file of at most maxFile bytes.
+func readAll(f *os.File) ([]byte, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -104,7 +103,7 @@ func (d *folder) read(name string) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	buf.Grow(int(min(fi.Size(), maxFile)) + bytes.MinRead)
-	if _, err := buf.ReadFrom(io.LimitReader(f, maxFile+1)); err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(io.NewSectionReader(f, 0, maxFile+1), maxFile+1)); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
 	if buf.Len() > maxFile {
@@ -113,15 +112,11 @@ func (d *folder) read(name string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// write replaces name with data: a temporary file, renamed over it. Not
-// fsynced: a crash may tear the file, which its reader detects. The
-// temporary file's name is fixed, for a file only the holder of its lock
-// writes (a crash leaves one at most), unless unlocked.
-func (d *folder) write(name string, data []byte, unlocked bool) error {
-	tmp := "." + name + ".tmp"
-	if unlocked {
-		tmp += "-" + strconv.Itoa(os.Getpid())
-	}
+// write replaces name with data: a temporary file of a name of the
+// process's own, renamed over it. Not fsynced: a crash may tear the file,
+// which its reader detects.
+func (d *folder) write(name string, data []byte) error {
+	tmp := "." + name + ".tmp-" + strconv.Itoa(os.Getpid())
 	f, err := d.open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -142,6 +137,21 @@ func (d *folder) write(name string, data []byte, unlocked bool) error {
 	return nil
 }
 
+// rewrite puts data in place of f's content, which f's lock guards: no
+// new file, so no new inode for the file system to journal at every fold.
+// Not fsynced, and not atomic: a crash may tear it, which its reader
+// detects by its checksum.
+func rewrite(f *os.File, data []byte) error {
+	_, err := f.WriteAt(data, 0)
+	if err == nil {
+		err = f.Truncate(int64(len(data)))
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
 // remove unlinks name; a missing one is no error.
 func (d *folder) remove(name string) error {
 	if err := unix.Unlinkat(d.fd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
@@ -150,45 +160,37 @@ func (d *folder) remove(name string) error {
 	return nil
 }
 
-// stamp identifies the version of a file: a rename makes a new inode.
-type stamp struct {
-	ino  uint64
-	time int64
-	size int64
-}
-
-// stampOf returns the stamp of name; the zero stamp when it is missing.
-func (d *folder) stampOf(name string) stamp {
-	var st unix.Stat_t
-	if unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
-		return stamp{}
-	}
-	return stamp{ino: st.Ino, time: st.Mtim.Nano(), size: st.Size}
-}
-
 // errBusy is a lock another process holds.
 var errBusy = errors.New("held by another process")
 
 // lock takes the lock file name exclusively, waiting at most wait (zero:
 // not at all, errBusy when it is held). A holder that dies lets go of it.
-// The wait is the kernel's queue: a process that polled would miss its
-// turns while 64 others take theirs.
 func (d *folder) lock(name string, wait time.Duration) (unlock func(), err error) {
-	f, err := d.open(name, unix.O_RDWR|unix.O_CREAT, 0o600)
+	f, err := d.lockFile(name, unix.O_RDWR|unix.O_CREAT, unix.LOCK_EX, wait)
 	if err != nil {
 		return nil, err
 	}
-	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	return func() { f.Close() }, nil
+}
+
+// lockFile opens name with flags and locks it (how: unix.LOCK_EX or
+// LOCK_SH), waiting at most wait; closing the file lets go. The wait is
+// the kernel's queue: a process that polled would miss its turns while 64
+// others take theirs.
+func (d *folder) lockFile(name string, flags, how int, wait time.Duration) (*os.File, error) {
+	f, err := d.open(name, flags, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 	if errors.Is(err, unix.EWOULDBLOCK) && wait > 0 {
-		err = flockWait(f, wait)
+		err = flockWait(f, how, wait)
 	}
 	switch {
 	case err == nil:
-		return func() { f.Close() }, nil
-	case errors.Is(err, unix.EWOULDBLOCK):
+		return f, nil
+	case errors.Is(err, unix.EWOULDBLOCK), errors.Is(err, errBusy):
 		return nil, fmt.Errorf("%s: %w", f.Name(), errBusy)
-	case errors.Is(err, errBusy):
-		return nil, fmt.Errorf("%s: %w", f.Name(), err)
 	}
 	f.Close()
 	return nil, &os.PathError{Op: "flock", Path: f.Name(), Err: err}
@@ -197,12 +199,12 @@ func (d *folder) lock(name string, wait time.Duration) (unlock func(), err error
 // flockWait waits for the lock on f, at most wait. A wait that times out
 // leaves its goroutine blocked in the kernel; should it get the lock, it
 // lets go at once.
-func flockWait(f *os.File, wait time.Duration) error {
+func flockWait(f *os.File, how int, wait time.Duration) error {
 	got := make(chan error, 1)
 	go func() {
 		var err error
-		for err = unix.Flock(int(f.Fd()), unix.LOCK_EX); errors.Is(err, unix.EINTR); {
-			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		for err = unix.Flock(int(f.Fd()), how); errors.Is(err, unix.EINTR); {
+			err = unix.Flock(int(f.Fd()), how)
 		}
 		got <- err
 	}()

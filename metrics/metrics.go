@@ -142,7 +142,7 @@ func (s *Snapshot) series(f *Family, labels []string) *Series {
 	if sr, ok := s.index[k]; ok {
 		return sr
 	}
-	sr := &Series{Family: f, Labels: slices.Clone(labels)}
+	sr := &Series{Family: f, Labels: slices.Clip(slices.Clone(labels))}
 	if f.Kind == Histogram {
 		sr.Counts = make([]uint64, len(f.Buckets)+1)
 	}

@@ -83,15 +83,15 @@ func TestLabelsAreCleaned(t *testing.T) {
 	}
 }
 
-// A torn counters file (a crash after the rename, before the data was on
-// disk) is read as torn, and the next fold starts again from zero with
+// A torn counters file (a crash while it was rewritten in place, or
+// before the data was on disk) is read as torn, and the next fold starts again from zero with
 // its own figures.
 func TestTornCountersStartAgain(t *testing.T) {
 	for name, damage := range map[string]func([]byte) []byte{
 		"cut":     func(b []byte) []byte { return b[:len(b)-5] },
 		"zeroes":  func(b []byte) []byte { return make([]byte, len(b)) },
 		"flipped": func(b []byte) []byte { b[len(b)-3] ^= 1; return b },
-		"empty":   func([]byte) []byte { return nil },
+		"garbage": func([]byte) []byte { return []byte("not the counters") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "metrics")
@@ -201,5 +201,21 @@ func TestPluginsDoNotLinkPrometheus(t *testing.T) {
 				t.Errorf("cmd/%s depends on %s", cmd, dep)
 			}
 		}
+	}
+}
+
+// An empty counters file (a crash between its creation and its first
+// write) holds nothing yet: no error.
+func TestEmptyCountersHoldNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "metrics")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, countersFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Fold(dir, tally(func(t *Tally) { t.Add(Verbs, 1, "ADD", "ok") }))
+	if err != nil || s.Get(Verbs.Name, "ADD", "ok").Value != 1 {
+		t.Fatalf("Fold: %v, %v", s, err)
 	}
 }

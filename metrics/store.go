@@ -9,13 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// Files of a counters folder.
-const (
-	countersFile = "counters"
-	countersLock = "counters.lock"
-)
+// countersFile is the counters, written in place under their own lock.
+const countersFile = "counters"
 
 // foldWait bounds the wait for the counters' lock: its holders only read,
 // add and write some kilobytes, so a run that waits longer skips its
@@ -53,26 +52,25 @@ func Fold(dir string, t *Tally) (*Snapshot, error) {
 }
 
 func (d *folder) fold(t *Tally) (*Snapshot, error) {
-	unlock, err := d.lock(countersLock, foldWait)
+	f, err := d.lockFile(countersFile, unix.O_RDWR|unix.O_CREAT, unix.LOCK_EX, foldWait)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	defer unlock()
-	snap, torn := d.load()
+	defer f.Close()
+	snap, torn := decodeFile(f)
 	if torn != nil && !errors.As(torn, new(*TornError)) {
 		return nil, torn
 	}
 	snap.apply(t)
 	snap.Generation++
-	if err := d.write(countersFile, snap.encode(), false); err != nil {
+	if err := rewrite(f, snap.encode()); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	return snap, torn
 }
 
-// Read reads the counters in the folder dir without taking their lock:
-// files are replaced whole. A folder or file that is not there holds
-// nothing yet.
+// Read reads the counters in the folder dir, under their lock, shared. A
+// folder or file that is not there holds nothing yet.
 func Read(dir string) (*Snapshot, error) {
 	d, err := openFolder(dir, false)
 	if errors.Is(err, os.ErrNotExist) {
@@ -85,19 +83,32 @@ func Read(dir string) (*Snapshot, error) {
 	return d.load()
 }
 
-// load reads the counters file: an empty snapshot when there is none, or
-// with a *TornError when it cannot be decoded.
+// load reads the counters file under its lock, shared: an empty snapshot
+// when there is none, or with a *TornError when it cannot be decoded.
 func (d *folder) load() (*Snapshot, error) {
-	b, err := d.read(countersFile)
+	f, err := d.lockFile(countersFile, unix.O_RDONLY|unix.O_NONBLOCK, unix.LOCK_SH, foldWait)
 	if errors.Is(err, os.ErrNotExist) {
 		return &Snapshot{}, nil
 	}
 	if err != nil {
 		return &Snapshot{}, fmt.Errorf("metrics: %w", err)
 	}
+	defer f.Close()
+	return decodeFile(f)
+}
+
+// decodeFile decodes the counters in f; an empty file holds nothing yet.
+func decodeFile(f *os.File) (*Snapshot, error) {
+	b, err := readAll(f)
+	if err != nil {
+		return &Snapshot{}, fmt.Errorf("metrics: %w", err)
+	}
+	if len(b) == 0 {
+		return &Snapshot{}, nil
+	}
 	snap, err := decode(b)
 	if err != nil {
-		return &Snapshot{}, &TornError{Path: d.path + "/" + countersFile, Err: err}
+		return &Snapshot{}, &TornError{Path: f.Name(), Err: err}
 	}
 	return snap, nil
 }
@@ -143,11 +154,17 @@ func decode(b []byte) (*Snapshot, error) {
 	}
 	s := &Snapshot{Generation: gen}
 	families := known()
-	for _, l := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
-		if l == "" {
-			continue
+	var fields []string
+	for rest := string(body); rest != ""; {
+		var l string
+		l, rest, _ = strings.Cut(rest, "\n")
+		fields = fields[:0]
+		for f, more, ok := strings.Cut(l, "\t"); ; f, more, ok = strings.Cut(more, "\t") {
+			fields = append(fields, f)
+			if !ok {
+				break
+			}
 		}
-		fields := strings.Split(l, "\t")
 		f := families[fields[0]]
 		if f == nil {
 			continue

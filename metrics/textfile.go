@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // RendererName is the renderer's binary, looked for beside the running
@@ -18,10 +20,10 @@ const RendererName = "nicmux-metrics"
 
 // How a renderer waits for more folds: a runtime that attaches containers
 // one after another folds every few tens of milliseconds, and one renderer
-// then draws them all instead of one process per verb.
+// then draws them, a few at a time, instead of one process per verb.
 const (
 	linger = time.Second
-	poll   = 20 * time.Millisecond
+	poll   = 100 * time.Millisecond
 )
 
 // Textfile is where a node's figures go: the counters folder (inside the
@@ -164,11 +166,14 @@ func (p Textfile) drawWhileFolding(d *folder, draw func(*Snapshot) error, report
 // generation is the counters' generation, read from their header alone;
 // zero when they cannot be read.
 func (d *folder) generation() uint64 {
-	b, err := d.read(countersFile)
+	f, err := d.lockFile(countersFile, unix.O_RDONLY|unix.O_NONBLOCK, unix.LOCK_SH, foldWait)
 	if err != nil {
 		return 0
 	}
-	line, _, _ := bytes.Cut(b, []byte("\n"))
+	defer f.Close()
+	var head [64]byte
+	n, _ := f.ReadAt(head[:], 0)
+	line, _, _ := bytes.Cut(head[:n], []byte("\n"))
 	gen, _, _, _ := decodeHeader(string(line))
 	return gen
 }
@@ -192,7 +197,7 @@ func (d *folder) report(log *slog.Logger, key, msg string, err error) {
 		log.Info("metrics: recovered", "was", string(old))
 		return
 	}
-	if werr := d.write(name, []byte(problem), true); werr != nil {
+	if werr := d.write(name, []byte(problem)); werr != nil {
 		err = errors.Join(err, werr) // logged again by the next run
 	}
 	log.Warn(msg, "error", err)

@@ -15,6 +15,8 @@ import (
 	"os"
 	"runtime"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nicmux/nicmux/metrics"
 	"github.com/nicmux/nicmux/metrics/textfile"
 	"github.com/nicmux/nicmux/release"
@@ -58,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nicmux-metrics render: -counters and -file are required, and nothing else")
 		return 2
 	}
+	// Drawing waits, the verbs do not: the runtime waits for them.
+	_ = unix.Setpriority(unix.PRIO_PROCESS, 0, 10)
 	log, closeLog := logger(p.LogFile, stderr)
 	defer closeLog()
 	if err := p.Serve(func(s *metrics.Snapshot) error { return textfile.Write(s, p.File) }, log); err != nil {
