@@ -90,6 +90,8 @@ DIST_VERSION    := $(or $(RELEASE_VERSION),v0.0.0-dev)
 DIST_EPOCH       = $(or $(shell $(GIT) log -1 --format=%ct 2>/dev/null),0)
 DEB_MAINTAINER  ?= nicmux <dev@nicmux.invalid>
 RELEASE_TEST_DIR := test/release
+# The check of the example alert rules (Prometheus's rule parser).
+RULES_DIR       := test/rules
 
 .PHONY: all build plugins testplugins install install-plugins demo test unit integration nomad torture torture-short lint bench clean
 .PHONY: etcd cluster
@@ -176,6 +178,7 @@ lint:
 	cd $(ETCDTEST_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(CLUSTER_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(RELEASE_TEST_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd $(RULES_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd packaging && $(GO) mod tidy -diff
 
 unit:
@@ -184,6 +187,7 @@ unit:
 	$(GO) test -race -count=1 ./nomad/... ./rehearse/... ./adopt/...
 	cd test/netnsutil && $(GO) test -count=1 ./...
 	cd test/testworld && $(GO) test -count=1 ./...
+	cd $(RULES_DIR) && $(GO) test -count=1 ./...
 
 # Integration tests need root: they make network namespaces and links.
 integration: build plugins testplugins
