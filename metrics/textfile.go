@@ -19,10 +19,13 @@ import (
 const RendererName = "nicmux-metrics"
 
 // How a renderer waits for more folds: a runtime that attaches containers
-// one after another folds every few tens of milliseconds, and one renderer
-// then draws them, a few at a time, instead of one process per verb.
+// one after another (Nomad, behind its client-wide lock) folds every few
+// tens of milliseconds, and one renderer then draws them, a few at a
+// time, instead of starting a process per verb; starting one costs the
+// verb that does it more than its fold (test/bench/RESULTS.md). Waiting
+// costs a read of the counters' header per poll.
 const (
-	linger = time.Second
+	linger = 10 * time.Second
 	poll   = 100 * time.Millisecond
 )
 
@@ -139,18 +142,23 @@ func (p Textfile) Serve(draw func(*Snapshot) error, log *slog.Logger) error {
 			d.report(log, key, "metrics: the textfile "+p.File+" cannot be written", err)
 		})
 		unlock()
-		if d.generation() == drawn {
+		if gen, err := d.generation(); err != nil || gen == drawn {
 			return nil
 		}
 	}
 }
 
 // drawWhileFolding draws the counters at once, then at every change, until
-// none came for linger, and returns the generation it drew last.
+// none came for linger or they are gone (their folder was removed), and
+// returns the generation it drew last.
 func (p Textfile) drawWhileFolding(d *folder, draw func(*Snapshot) error, report func(error)) uint64 {
 	drawn, first := uint64(0), true
 	for idle := time.Now(); first || time.Since(idle) < linger; time.Sleep(poll) {
-		if gen := d.generation(); first || gen != drawn {
+		gen, err := d.generation()
+		if errors.Is(err, os.ErrNotExist) {
+			return drawn
+		}
+		if first || gen != drawn {
 			drawn, first, idle = gen, false, time.Now()
 			snap, err := d.load()
 			if err != nil {
@@ -164,18 +172,18 @@ func (p Textfile) drawWhileFolding(d *folder, draw func(*Snapshot) error, report
 }
 
 // generation is the counters' generation, read from their header alone;
-// zero when they cannot be read.
-func (d *folder) generation() uint64 {
+// zero when it cannot be read.
+func (d *folder) generation() (uint64, error) {
 	f, err := d.lockFile(countersFile, unix.O_RDONLY|unix.O_NONBLOCK, unix.LOCK_SH, foldWait)
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	defer f.Close()
 	var head [64]byte
 	n, _ := f.ReadAt(head[:], 0)
 	line, _, _ := bytes.Cut(head[:n], []byte("\n"))
 	gen, _, _, _ := decodeHeader(string(line))
-	return gen
+	return gen, nil
 }
 
 // report logs a problem of the counters folder once: the first run that

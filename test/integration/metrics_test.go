@@ -19,7 +19,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"golang.org/x/sys/unix"
 
 	"github.com/nicmux/nicmux/test/netnsutil"
 	"github.com/nicmux/nicmux/test/testworld"
@@ -38,9 +37,9 @@ func newMetricsWorld(t *testing.T) *metricsWorld {
 	if err := os.MkdirAll(filepath.Dir(w.file), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// The renderer lingers after the last verb: let it end before the
-	// test's folders go.
-	t.Cleanup(func() { w.waitRenderer() })
+	// The renderer lingers after the last verb: let it draw the last
+	// before the test's folders go.
+	t.Cleanup(func() { w.waitDrawn() })
 	return w
 }
 
@@ -52,22 +51,40 @@ func (w *metricsWorld) list(attachments string, extra map[string]any) *libcni.Ne
 	return w.world.list(attachments, all)
 }
 
-// waitRenderer waits until no renderer holds a render lock of the world's
-// counters: until each is seen free for 200 ms, which a renderer a verb
-// just started takes within.
-func (w *metricsWorld) waitRenderer() {
-	locks, _ := filepath.Glob(filepath.Join(w.StateDir, "metrics", "render-*.lock"))
+// waitDrawn waits until the textfile counts every verb folded into the
+// counters (their header's generation), and a little more for the
+// renderer to note its outcome: the renderer lingers, reading only, and
+// ends once the test's folders are gone.
+func (w *metricsWorld) waitDrawn() {
+	b, err := os.ReadFile(filepath.Join(w.StateDir, "metrics", "counters"))
+	if err != nil {
+		return
+	}
+	var gen int
+	if _, err := fmt.Sscanf(string(b), "nicmux-counters 1 %d", &gen); err != nil {
+		return
+	}
 	deadline := time.Now().Add(15 * time.Second)
-	for _, l := range locks {
-		for free := 0; free < 10 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			free++
-			if f, err := os.Open(l); err == nil {
-				if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-					free = 0
-				}
-				f.Close()
-			}
+	for time.Now().Before(deadline) {
+		if fams, err := families(w.file); err == nil && total(fams["nicmux_verbs_total"]) == float64(gen) {
+			break
 		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+}
+
+// logLines waits up to 5 s for n lines of the log holding part, and
+// returns how many there are.
+func (w *metricsWorld) logLines(part string, n int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := len(w.LogLines(part))
+		if got >= n || time.Now().After(deadline) {
+			time.Sleep(300 * time.Millisecond) // and no more come
+			return len(w.LogLines(part))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -392,10 +409,9 @@ func TestMetricsProblemsNeverFailAVerb(t *testing.T) {
 			if err := w.del(l, r); err != nil {
 				t.Fatalf("DEL: %v", err)
 			}
-			// A renderer at a time: each verb meets the problem anew.
-			w.waitRenderer()
+			time.Sleep(250 * time.Millisecond) // the renderer meets the problem anew
 		}
-		if n := len(w.LogLines("cannot be written")); n != 1 {
+		if n := w.logLines("cannot be written", 1); n != 1 {
 			t.Errorf("the problem is logged %d times, want once:\n%s", n, w.Log())
 		}
 		if n := len(w.LogLines("msg=ok")); n != 6 {
@@ -408,8 +424,7 @@ func TestMetricsProblemsNeverFailAVerb(t *testing.T) {
 		r := rt("unwritable-fixed", newNS(t))
 		w.mustAdd(l, r)
 		w.textfile(7)
-		w.waitRenderer()
-		if n := len(w.LogLines("metrics: recovered")); n != 1 {
+		if n := w.logLines("metrics: recovered", 1); n != 1 {
 			t.Errorf("the recovery is logged %d times, want once:\n%s", n, w.Log())
 		}
 		if err := w.del(l, r); err != nil {
