@@ -50,7 +50,7 @@ type Runner struct {
 	Started func(Proc)
 }
 
-// Span is one plugin call, for the log.
+// Span is one plugin call, for the log and the metrics.
 type Span struct {
 	Verb, IfName, Plugin string
 	// Took is how long the call took, its process's start included.
