@@ -98,6 +98,9 @@ type Exec struct {
 	results  map[fakeKey]*types100.Result
 	fails    map[failKey]uint
 	notFound map[string]bool
+	// refuseArgs are the plugins that parse CNI_ARGS as the reference
+	// plugins do, knowing no key of their own (see RefuseArgs).
+	refuseArgs map[string]bool
 	// resultVersion, when set, is the version ADD results are printed at
 	// instead of the configuration's cniVersion.
 	resultVersion string
@@ -115,9 +118,10 @@ var (
 
 func New() *Exec {
 	return &Exec{
-		results:  map[fakeKey]*types100.Result{},
-		fails:    map[failKey]uint{},
-		notFound: map[string]bool{},
+		results:    map[fakeKey]*types100.Result{},
+		fails:      map[failKey]uint{},
+		notFound:   map[string]bool{},
+		refuseArgs: map[string]bool{},
 	}
 }
 
@@ -142,6 +146,16 @@ func (f *Exec) ClearFailures() {
 	defer f.mu.Unlock()
 	f.fails = map[failKey]uint{}
 	f.notFound = map[string]bool{}
+}
+
+// RefuseArgs makes plugin parse CNI_ARGS on every verb with the CNI
+// library's parser, as the reference plugins do, knowing no key but
+// IgnoreUnknown: it fails with that parser's error (code 999) on any pair
+// unless IgnoreUnknown is set, and on an empty or malformed pair.
+func (f *Exec) RefuseArgs(plugin string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refuseArgs[plugin] = true
 }
 
 // NotFound makes FindInPath report plugin as missing.
@@ -241,8 +255,14 @@ func (f *Exec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte, en
 	}
 	res := f.results[fakeKey{c.Plugin, c.IfName}]
 	resVer := f.resultVersion
+	strict := f.refuseArgs[c.Plugin]
 	f.mu.Unlock()
 
+	if strict {
+		if err := types.LoadArgs(c.Args, &struct{ types.CommonArgs }{}); err != nil {
+			return nil, types.NewError(types.ErrInternal, err.Error(), "")
+		}
+	}
 	if fail {
 		return nil, types.NewError(code, fmt.Sprintf("fake %s failed %s", c.Plugin, c.Command), "on "+c.IfName)
 	}
