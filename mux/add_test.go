@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -200,6 +201,24 @@ func testAddFailureRollsBack(t *testing.T, h *harness, k, at int, code uint) {
 			if got := delegatetest.IPOf(prev); got != delegatetest.DefaultIP(chainPlugins[kc][1], c.IfName) || !reflect.DeepEqual(names(prev), []string{c.IfName}) {
 				t.Errorf("%s: prevResult %s, want the chain's own result", c, c.Conf["prevResult"])
 			}
+		}
+	}
+	h.assertNoState()
+}
+
+// TestAddOutcomeAfterRollback: the outcome line of a failed ADD whose
+// rollback released everything says what ADD did with each interface (the
+// one that failed: failed), and that the rollback succeeded.
+func TestAddOutcomeAfterRollback(t *testing.T) {
+	h := newHarness(t)
+	h.fake.FailOn("beta2", "ADD", "eth1", 11)
+	if err := h.add(h.args("")); err == nil {
+		t.Fatal("ADD succeeded")
+	}
+	line := h.stderr.String()
+	for _, re := range []string{`interfaces\.eth0="ok [0-9.]+[µm]?s"`, `interfaces\.eth1="failed [0-9.]+[µm]?s"`, `interfaces\.eth2="not run"`, `rollback=ok`} {
+		if !regexp.MustCompile(re).MatchString(line) {
+			t.Errorf("the outcome line lacks %s:\n%s", re, line)
 		}
 	}
 	h.assertNoState()
