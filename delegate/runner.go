@@ -76,9 +76,18 @@ type PluginError struct {
 	// Index is the plugin's position in its chain.
 	Index int
 	Err   error
+	// Field is what the plugin's configuration says of the failure when
+	// its message does not ("master: ens5"), or "".
+	Field string
 }
 
-func (e *PluginError) Error() string { return "plugin " + e.Plugin + ": " + e.Err.Error() }
+func (e *PluginError) Error() string {
+	msg := "plugin " + e.Plugin + ": " + e.Err.Error()
+	if e.Field != "" {
+		msg += " (" + e.Field + ")"
+	}
+	return msg
+}
 func (e *PluginError) Unwrap() error { return e.Err }
 
 // CNICode is the plugin's own CNI code when it gave one, 7 when its binary
@@ -273,7 +282,7 @@ func (r *Runner) call(ctx context.Context, verb string, c *conf.Chain, i int, en
 		}
 	}
 	if err != nil {
-		return nil, fail(err)
+		return nil, &PluginError{Plugin: p.Type, Index: i, Err: err, Field: linkField(p, err)}
 	}
 	if verb != "ADD" {
 		return nil, nil
@@ -283,6 +292,28 @@ func (r *Runner) call(ctx context.Context, verb string, c *conf.Chain, i int, en
 		return nil, fail(err)
 	}
 	return res, nil
+}
+
+// linkField names the host link a plugin's configuration points at, when
+// its failure is netlink's bare "Link not found", as macvlan, ipvlan and
+// vlan report a master that is missing, and host-device a device: e.g.
+// "master: ens5". It is "" when the message names the link already, or
+// the configuration names none.
+func linkField(p *conf.Plugin, err error) string {
+	var te *types.Error
+	if !errors.As(err, &te) || !strings.Contains(te.Msg, "Link not found") {
+		return ""
+	}
+	var cfg struct{ Master, Device string }
+	if json.Unmarshal(p.Bytes, &cfg) != nil {
+		return ""
+	}
+	for _, f := range []struct{ key, link string }{{"master", cfg.Master}, {"device", cfg.Device}} {
+		if f.link != "" && !strings.Contains(te.Msg, f.link) {
+			return f.key + ": " + f.link
+		}
+	}
+	return ""
 }
 
 // refusesArgs reports whether a plugin failed because it refused its

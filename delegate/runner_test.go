@@ -783,3 +783,34 @@ func TestDelWithoutRefusedArgs(t *testing.T) {
 		}
 	})
 }
+
+// TestLinkNotFoundNamesTheLink: netlink's bare "Link not found", as
+// macvlan reports a master that is missing, gains the field of the
+// plugin's configuration that names the link; a message that names it
+// already, or a plugin without one, is left as it is.
+func TestLinkNotFoundNamesTheLink(t *testing.T) {
+	cases := []struct{ plugin, msg, want string }{
+		{`{"type":"a","master":"ens5"}`, "Link not found", "plugin a: Link not found (master: ens5)"},
+		{`{"type":"a","device":"ens6"}`, "Link not found", "plugin a: Link not found (device: ens6)"},
+		{`{"type":"a","master":"ens5"}`, `failed to lookup master "ens5": Link not found`, `plugin a: failed to lookup master "ens5": Link not found`},
+		{`{"type":"a"}`, "Link not found", "plugin a: Link not found"},
+		{`{"type":"a","master":"ens5"}`, "no such thing", "plugin a: no such thing"},
+	}
+	for _, c := range cases {
+		for _, verb := range []string{"ADD", "DEL"} {
+			f := delegatetest.New()
+			f.FailWith("a", verb, "eth1", 999, c.msg)
+			chain := chainOf(t, "eth1", "n", "1.0.0", c.plugin)
+			var err error
+			if verb == "ADD" {
+				_, _, err = (&Runner{Exec: f}).Add(context.Background(), chain, testEnv("/x"))
+			} else {
+				err = (&Runner{Exec: f}).Del(context.Background(), chain, testEnv("/x"), nil)
+			}
+			var pe *PluginError
+			if !errors.As(err, &pe) || err.Error() != c.want || pe.CNICode() != 999 {
+				t.Errorf("%s %s failing with %q: %v, want %q (code 999)", verb, c.plugin, c.msg, err, c.want)
+			}
+		}
+	}
+}
