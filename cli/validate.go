@@ -4,8 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 
 	"github.com/nicmux/nicmux/conf"
 )
@@ -157,9 +155,6 @@ func (v *validator) loadEntryFiles(e *entry, nc *conf.NetConf, d conf.Defaults) 
 	}
 }
 
-// yamlLine finds the line yaml.v3 names in its syntax errors.
-var yamlLine = regexp.MustCompile(`\byaml: line (\d+):`)
-
 // load parses one attachment file, reporting its errors.
 func (v *validator) load(file string, d conf.Defaults) {
 	v.report.Files = append(v.report.Files, file)
@@ -175,14 +170,18 @@ func (v *validator) load(file string, d conf.Defaults) {
 		return
 	}
 	f := finding{File: ce.File, Line: ce.Line, Column: ce.Column, Severity: sevError, Field: ce.Field, Message: ce.Msg, Hint: hint}
-	if ce.Err != nil {
-		f.Message += ": " + ce.Err.Error()
-		if m := yamlLine.FindStringSubmatch(ce.Err.Error()); m != nil && f.Line == 0 {
-			f.Line, _ = strconv.Atoi(m[1])
-		}
-	}
 	if f.File == "" {
 		f.File = file
+	}
+	if ce.Err != nil {
+		f.Message += ": " + ce.Err.Error()
+	}
+	if ce.Err != nil && f.Line == 0 {
+		// yaml.v3's own line is, for most errors, where the enclosing
+		// block begins, counted from 0.
+		if se := conf.FindSyntaxError(f.File); se.Line > 0 {
+			f.Line, f.Message = se.Line, ce.Msg+": "+se.Problem
+		}
 	}
 	v.add(f)
 }
