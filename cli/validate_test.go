@@ -201,6 +201,24 @@ func TestValidateFindings(t *testing.T) {
       - {type: macvlan, master: lo, ipam: {type: static, routes: [{dst: "::/0"}, {dst: 10.0.0.0/8}]}}
 `},
 			args: []string{"$DIR/a.yaml"}},
+		{name: "two interfaces on one subnet", files: map[string]string{"a.yaml": okYAML + `  - ifname: eth1
+    plugins:
+      - type: macvlan
+        master: lo
+        ipam: {type: host-local, ranges: [[{subnet: 10.1.0.0/24}, {subnet: 172.26.64.0/20}]]}
+`},
+			args: []string{"$DIR/a.yaml"},
+			want: []wantFinding{{`$DIR/a.yaml:17:68: error: interfaces[1].plugins[0].ipam.ranges[0][1].subnet: subnet 172.26.64.0/20 is also interfaces[0] (eth0)'s, at $DIR/a.yaml:9:22: the container gets two routes to it, and which interface its traffic to it takes depends on which chain came up first`,
+				"give each interface of a set a subnet of its own"}}},
+		{name: "an interface's subnet inside another's", files: map[string]string{"a.yaml": okYAML + `  - ifname: eth1
+    plugins:
+      - type: macvlan
+        master: lo
+        ipam: {type: static, addresses: [{address: 172.26.70.5/24}]}
+`},
+			args: []string{"$DIR/a.yaml"},
+			want: []wantFinding{{`$DIR/a.yaml:17:43: warning: interfaces[1].plugins[0].ipam.addresses[0].address: subnet 172.26.70.0/24 overlaps interfaces[0] (eth0)'s 172.26.64.0/20, at $DIR/a.yaml:9:22: the container's traffic to the narrower one's addresses takes its interface, the rest the other's`,
+				"give each interface of a set a subnet of its own, unless the narrower route is what you mean"}}},
 		{name: "two sets on one bridge, two subnets", files: map[string]string{"multi.yaml": okYAML,
 			"storage.yaml": strings.Replace(okYAML, "172.26.64.0/20", "172.26.80.0/20", 1)},
 			args: []string{"$DIR/multi.yaml", "$DIR/storage.yaml"},
