@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/state"
 )
 
 // entryCheck checks nicmux's entry in the runtime's conflist, for the
@@ -45,7 +46,28 @@ func (ck entryCheck) check() *conf.NetConf {
 	if nc != nil && nc.LogFile != "" && filepath.IsAbs(nc.LogFile) {
 		ck.logFolder(filepath.Dir(nc.LogFile))
 	}
+	if nc != nil && filepath.IsAbs(nc.StateDir) {
+		ck.stateFolder(nc.StateDir)
+	}
 	return nc
+}
+
+// stateFolder reports a state folder nicmux cannot use, as ADD and DEL
+// check it before anything runs (state.Usable).
+func (ck entryCheck) stateFolder(dir string) {
+	err := state.Usable(dir)
+	if err == nil {
+		return
+	}
+	field := ck.e.field("stateDir")
+	if _, ok := ck.e.raw["stateDir"]; !ok {
+		field = ck.e.field("") // the default
+	}
+	hint := "nicmux fails every ADD and DEL with it (CNI error 5, I/O failure) until it is fixed"
+	if uid := os.Geteuid(); uid != 0 {
+		hint += fmt.Sprintf("; validate checked it as uid %d: run it as the user that runs the plugins (root, under Nomad)", uid)
+	}
+	ck.add(newFinding(sevError, ck.e.pos(field), field, hint, "%v", err))
 }
 
 // parseError reports conf.ParseNetConf's verdict on the entry, at the field

@@ -22,7 +22,7 @@ const (
     {
       "type": "nicmux",
       "attachments": "$DIR/multi.yaml",
-      "capabilities": {"portMappings": true}
+      "capabilities": {"portMappings": true}, "stateDir": "$DIR/state"
     },
     {"type": "loopback"}
   ]
@@ -59,6 +59,8 @@ type validateCase struct {
 	code int
 	// versionTimeout, when set, bounds the plugins' VERSION answers.
 	versionTimeout time.Duration
+	// setup, when set, prepares the case's folder beyond its files.
+	setup func(t *testing.T, dir string)
 }
 
 // hints used by several cases
@@ -311,7 +313,7 @@ func TestValidateFindings(t *testing.T) {
 			args: []string{"-strict", "-conflist", "$DIR/multi.conflist"}, code: 1,
 			want: []wantFinding{{`$DIR/multi.conflist:4:3: warning: plugins: no "loopback" plugin in the conflist: the tasks of Nomad's exec and java drivers get their "lo" interface down`, hintLoopback}}},
 		{name: "a .conf", files: map[string]string{"multi.yaml": okYAML,
-			"multi.conf": `{"cniVersion": "1.0.0", "name": "multi", "type": "nicmux", "attachments": "$DIR/multi.yaml", "capabilities": {"portMappings": true}}`},
+			"multi.conf": `{"cniVersion": "1.0.0", "name": "multi", "type": "nicmux", "attachments": "$DIR/multi.yaml", "capabilities": {"portMappings": true}, "stateDir": "$DIR/state"}`},
 			args: []string{"-conflist", "$DIR/multi.conf"},
 			want: []wantFinding{{`$DIR/multi.conf:1:42: warning: type: no "loopback" plugin in the conflist: the tasks of Nomad's exec and java drivers get their "lo" interface down`,
 				`make this a .conflist whose "plugins" are the nicmux entry, then {"type": "loopback"}`}}},
@@ -327,6 +329,21 @@ func TestValidateFindings(t *testing.T) {
 			args: []string{"-conflist", "$DIR/multi.conflist"},
 			want: []wantFinding{{`$DIR/multi.conflist:8:7: warning: plugins[0].logFile: the folder $DIR/log is not a folder: nicmux cannot open its log and writes warnings and errors to stderr, which Nomad does not keep`,
 				"point logFile at a file in an existing folder"}}},
+		{name: "state folder under a file", files: map[string]string{"multi.yaml": okYAML, "st": "",
+			"multi.conflist": strings.Replace(okConflist, `"$DIR/state"`, `"$DIR/st/state"`, 1)},
+			args: []string{"-conflist", "$DIR/multi.conflist"},
+			want: []wantFinding{{`$DIR/multi.conflist:8:47: error: plugins[0].stateDir: stateDir $DIR/st/state: $DIR/st is a file, not a folder`,
+				"nicmux fails every ADD and DEL with it (CNI error 5, I/O failure) until it is fixed"}}},
+		{name: "state folder others can write", files: map[string]string{"multi.yaml": okYAML,
+			"multi.conflist": strings.Replace(okConflist, `"$DIR/state"`, `"$DIR/st"`, 1)},
+			setup: func(t *testing.T, dir string) {
+				if err := os.Mkdir(filepath.Join(dir, "st"), 0o700); err != nil || os.Chmod(filepath.Join(dir, "st"), 0o777) != nil {
+					t.Fatal(err)
+				}
+			},
+			args: []string{"-conflist", "$DIR/multi.conflist"},
+			want: []wantFinding{{`$DIR/multi.conflist:8:47: error: plugins[0].stateDir: stateDir: $DIR/st is writable by group or others (mode 0777): make it 0700`,
+				"nicmux fails every ADD and DEL with it (CNI error 5, I/O failure) until it is fixed"}}},
 		{name: "name with capitals", files: map[string]string{"multi.yaml": okYAML,
 			"multi.conflist": strings.Replace(okConflist, `"multi"`, `"Multi"`, 1)},
 			args: []string{"-conflist", "$DIR/multi.conflist"},
@@ -357,6 +374,9 @@ func checkValidate(t *testing.T, tt validateCase) {
 		if err := os.WriteFile(path, []byte(expand(body)), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if tt.setup != nil {
+		tt.setup(t, dir)
 	}
 	args := []string{"validate", "-cni-path", fakeBin, "-json"}
 	for _, a := range tt.args {
