@@ -139,8 +139,8 @@ func delegates(att *set) []*delegate {
 }
 
 // checkSet checks one attachment set's chains: their plugins' binaries and
-// versions, portmap's capability, default routes and the host facts they
-// rely on.
+// versions, their IPAM sections, portmap's capability, default routes,
+// overlapping subnets and the host facts they rely on.
 func (v *validator) checkSet(att *set) {
 	ds := delegates(att)
 	for _, d := range ds {
@@ -149,6 +149,7 @@ func (v *validator) checkSet(att *set) {
 		if d.facts.IPAM.Type != "" {
 			at, field := d.at("ipam.type")
 			v.checkBinary(at, field, "IPAM plugin", d.facts.IPAM.Type, d.chain.CNIVersion, "the chain's")
+			v.checkIPAM(d)
 		}
 		if d.Type == "portmap" && !d.Capabilities["portMappings"] {
 			at, field := d.at("")

@@ -203,6 +203,10 @@ func TestValidateFindings(t *testing.T) {
       - {type: macvlan, master: lo, ipam: {type: static, routes: [{dst: "::/0"}, {dst: 10.0.0.0/8}]}}
 `},
 			args: []string{"$DIR/a.yaml"}},
+		{name: "an IPAM type validate does not check", files: map[string]string{"a.yaml": "interfaces:\n  - plugins: [{type: macvlan, master: lo, ipam: {type: dhcp}}]\n"},
+			args: []string{"$DIR/a.yaml"},
+			want: []wantFinding{{`$DIR/a.yaml:2:50: note: interfaces[0].plugins[0].ipam.type: validate does not check the section of IPAM type "dhcp": it runs the ADD of host-local and static only`,
+				"the first ADD that uses this chain is the first to try it"}}},
 		{name: "two interfaces on one subnet", files: map[string]string{"a.yaml": okYAML + `  - ifname: eth1
     plugins:
       - type: macvlan
@@ -418,8 +422,8 @@ func checkValidate(t *testing.T, tt validateCase) {
 	if code != wantCode {
 		t.Errorf("exit code %d, want %d", code, wantCode)
 	}
-	if r.Errors+r.Warnings != len(r.Findings) {
-		t.Errorf("report counts %d errors and %d warnings for %d findings", r.Errors, r.Warnings, len(r.Findings))
+	if r.Errors+r.Warnings+r.Notes != len(r.Findings) {
+		t.Errorf("report counts %d errors, %d warnings and %d notes for %d findings", r.Errors, r.Warnings, r.Notes, len(r.Findings))
 	}
 }
 
