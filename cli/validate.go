@@ -86,6 +86,22 @@ func (v *validator) add(f finding) { v.report.Findings = append(v.report.Finding
 // run checks the conflist's entry (when given) and the attachment files
 // (given, or the entry's file and its sets).
 func (v *validator) run(conflist string, files []string) *report {
+	e, nc := v.read(conflist, files, func(e *entry) *conf.NetConf { return entryCheck{v, e}.check() })
+	for _, att := range v.sets {
+		v.checkSet(att)
+	}
+	v.checkBridges()
+	if e != nil {
+		entryCheck{v, e}.portmap(nc)
+	}
+	v.report.sort()
+	return &v.report
+}
+
+// read reads the conflist's entry, when given, with decode (which checks
+// it, or only decodes it), then the attachment files: those given, or the
+// entry's file and its sets. What cannot be read is a finding.
+func (v *validator) read(conflist string, files []string, decode func(*entry) *conf.NetConf) (*entry, *conf.NetConf) {
 	d := conf.Defaults{IfName: "eth0", ListName: defaultListName, CNIVersion: defaultCNIVersion}
 	var e *entry
 	var nc *conf.NetConf
@@ -103,7 +119,7 @@ func (v *validator) run(conflist string, files []string) *report {
 			if e.cniVersion != "" {
 				d.CNIVersion = e.cniVersion
 			}
-			nc = entryCheck{v, e}.check()
+			nc = decode(e)
 		}
 	}
 	if len(files) == 0 && nc != nil && filepath.IsAbs(nc.Attachments) {
@@ -112,15 +128,7 @@ func (v *validator) run(conflist string, files []string) *report {
 	for _, f := range files {
 		v.load(f, d)
 	}
-	for _, att := range v.sets {
-		v.checkSet(att)
-	}
-	v.checkBridges()
-	if e != nil {
-		entryCheck{v, e}.portmap(nc)
-	}
-	v.report.sort()
-	return &v.report
+	return e, nc
 }
 
 // loadEntryFiles loads the entry's attachment file and every set in its

@@ -189,3 +189,50 @@ func TestValidateStateDir(t *testing.T) {
 		})
 	}
 }
+
+// TestPluginsCommand: nicmux plugins with the reference plugins the
+// Makefile stamps: every plugin of the seed job with its release, the
+// test's recorder unversioned (a plain go build), and CHECK's gate open.
+func TestPluginsCommand(t *testing.T) {
+	w := newWorld(t)
+	conflist := w.conflistFile(w.list(w.seed(), nil))
+	r := runNicmux(t, "plugins", "-json", "-conflist", conflist, "-cni-path", strings.Join(testworld.CNIPath(), ":"))
+	var inv struct {
+		Plugins []struct {
+			Name, Binary, Version, Problem string
+		}
+		Check struct {
+			Open    bool
+			Version string
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &inv); err != nil || r.code != 0 {
+		t.Fatalf("plugins -json: %v\n%s", err, r)
+	}
+	got := map[string]string{}
+	for _, p := range inv.Plugins {
+		got[p.Name] = p.Version
+	}
+	release := stampedRelease(t)
+	for name, want := range map[string]string{"bridge": release, "host-local": release, "macvlan": release, "tuning": release, "recorder": ""} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("plugins: %s version %q (listed %v), want %q\n%s", name, v, ok, want, r.stdout)
+		}
+	}
+	if !inv.Check.Open || inv.Check.Version != release {
+		t.Errorf("plugins: CHECK gate %+v, want open at %s", inv.Check, release)
+	}
+}
+
+// stampedRelease is the release `make plugins` built and stamped into
+// bin/plugins (its stamp files say which: a longer plugin list makes
+// another for the same release), without its v.
+func stampedRelease(t *testing.T) string {
+	t.Helper()
+	stamps, err := filepath.Glob(filepath.Join(testworld.PluginsDir(), ".stamped-v*"))
+	if err != nil || len(stamps) == 0 {
+		t.Fatalf("bin/plugins has no stamp file (%v)", err)
+	}
+	release, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(stamps[0]), ".stamped-v"), "-")
+	return release
+}
