@@ -11,17 +11,23 @@ import (
 const validateHelp = `Checks what can be known before an allocation lands, and prints each
 finding as FILE:LINE:COL: error|warning: message, with a hint:
 
-  - the attachment files' schema and their conflist: references;
+  - the attachment files' schema and their conflist: references (a YAML
+    error at the line where the parser's trouble starts);
   - every delegate and IPAM plugin binary in the CNI path, and that its
     VERSION answer supports the chain's cniVersion;
+  - each host-local and static IPAM section, through that plugin's own
+    ADD (host-local's with a scratch dataDir, removed afterwards); another
+    IPAM type gets a note: it is not checked;
   - on this host: that a macvlan, ipvlan or vlan master exists, and that no
     MTU (the plugin's or tuning's) is above the master's;
-  - two chains of one set installing a default route of the same family;
-    two chains on one bridge with different subnets;
+  - two chains of one set installing a default route of the same family,
+    or on overlapping subnets; two chains on one bridge with different
+    subnets;
   - portmap without the portMappings capability;
   - with -conflist, nicmux's entry: unknown keys, its own settings, the
     portMappings capability when a chain uses portmap, a loopback plugin
-    beside it (Nomad), the log file's folder, the plugins' binaries.
+    beside it and cniVersion 1.0.0 (Nomad), the log file's folder, the
+    state folder as ADD and DEL use it, the plugins' binaries.
 
 With -conflist and no files, it checks the entry's attachment file and every
 attachment set beside it (the <name>.yaml files NICMUX_ATTACHMENTS selects).
@@ -29,8 +35,8 @@ Without -conflist, chains default to cniVersion ` + defaultCNIVersion + ` and ne
 ` + defaultListName + `-<ifname>. Host facts are those of the current network namespace:
 run it on the client that runs the allocations.
 
-Exit status: 0 no errors (warnings allowed unless -strict), 1 errors found,
-2 usage error.`
+Exit status: 0 no errors (warnings allowed unless -strict; notes always),
+1 errors found, 2 usage error.`
 
 // The defaults for attachment files checked without a conflist: the version
 // docs/nomad.md recommends, and a list name for default network names.
