@@ -150,6 +150,12 @@ install-plugins: $(BIN)/plugins/.stamped-$(PLUGINS_VERSION)-$(PLUGINS_SUM)
 demo: build plugins
 	./examples/demo/demo.sh
 
+# Two nodes sharing one nicmux-ipam pool through a local etcd (the test etcd
+# server), in namespaces of its own.
+.PHONY: demo-cluster
+demo-cluster: build plugins etcd
+	./examples/demo/demo-cluster.sh
+
 # The assignment keeps gofmt's exit status: a missing gofmt fails lint
 # instead of listing no file.
 lint:
@@ -205,6 +211,20 @@ torture: build plugins testplugins
 	cd $(TORTURE_DIR) && $(GO) test -count=1 -timeout 90m . -args \
 		-torture.trials=$(TORTURE_LONG) -torture.report=$(BIN)/torture-long.md
 
+# nicmux-ipam's torture classes (test/cluster's TestTorture; needs root):
+# the plugin killed at random points of ADD, DEL, GC and of completing a
+# queued release, against a real etcd, then the runtime's recovery, with
+# what was left counted; the summary goes to $(BIN)/torture-*-ipam.md.
+torture-short: torture-ipam-short
+torture: torture-ipam
+.PHONY: torture-ipam-short torture-ipam
+torture-ipam-short: build plugins testplugins etcd
+	cd $(CLUSTER_DIR) && $(GO) test -count=1 -timeout 20m -run '^TestTorture$$' . -args \
+		-torture.trials=$(TORTURE_SHORT) -torture.report=$(BIN)/torture-short-ipam.md
+torture-ipam: build plugins testplugins etcd
+	cd $(CLUSTER_DIR) && $(GO) test -count=1 -timeout 90m -run '^TestTorture$$' . -args \
+		-torture.trials=$(TORTURE_LONG) -torture.report=$(BIN)/torture-long-ipam.md
+
 # The etcd server the cluster tests start (test/etcdtest, its own module):
 # etcd's own main at the version its go.mod pins, in bin/tools, out of the
 # cni_path the go-cni suite fingerprints (run bare, etcd serves).
@@ -214,10 +234,12 @@ etcd:
 # The cluster suite (test/cluster, its own module; needs root): the real
 # nicmux-ipam binary, alone, under macvlan and bridge, and through nicmux,
 # against real etcd servers (one member, and three), as several simulated
-# nodes; etcd paused, a leader killed, release-node.
+# nodes; etcd paused, a leader killed, release-node; the fleet example
+# (examples/nomad/fleet) through go-cni as Nomad clients drive it. Its
+# torture classes run with the torture targets.
 cluster: build plugins testplugins etcd
 	cd $(ETCDTEST_DIR) && $(GO) test -count=1 -timeout 10m ./...
-	cd $(CLUSTER_DIR) && $(GO) test -count=1 -timeout 20m ./...
+	cd $(CLUSTER_DIR) && $(GO) test -count=1 -timeout 20m -skip '^TestTorture$$' ./...
 
 # What a release ships, in bin/dist: for each of DIST_ARCHES, the static
 # BINARIES in a tarball laid out as the reference plugins' releases (the
@@ -267,6 +289,9 @@ test: lint unit integration nomad torture-short cluster demo distcheck
 bench: build plugins testplugins
 	$(GO) test -run '^$$' -bench . -benchmem ./conf/ ./state/ ./mux/
 	cd $(BENCH_DIR) && $(GO) run . -bin $(BIN) -out RESULTS.md $(BENCH_ARGS)
+# nicmux-ipam's figures need the test etcd server; BENCH_ARGS="-only ipam"
+# runs them alone and puts their section in place in RESULTS.md.
+bench: etcd
 
 clean:
 	rm -rf $(BIN)

@@ -22,13 +22,16 @@ import (
 //	<dataDir>/<pool>/leases/<containerID>:<ifname>            what the node holds, per owner
 //	<dataDir>/<pool>/releases/<containerID>:<ifname>:<claim>  a release queued while etcd was away
 //	<dataDir>/<pool>/blocks                                   the node's blocks, as last seen
+//	<dataDir>/<pool>/tmp/                                     files being written
 //
 // etcd is the truth; the leases are what check compares it with, and the
 // blocks a hint that saves a round trip. A queued release is the only
 // memory of a DEL that could not reach etcd: it is durable before DEL
 // succeeds, and the next call on the node completes it. Every file is
-// written whole (temp file, fsync, rename, folder fsync) and opened
-// without following symbolic links.
+// written whole (a temporary file in tmp/, fsync, rename, folder fsync)
+// and opened without following symbolic links. A writer holds its
+// temporary file's lock until the file is renamed into place, so that
+// every call sweeps the files of writers killed mid-write and no other.
 type records struct {
 	dir string
 }
@@ -64,12 +67,53 @@ func openRecords(dataDir, pool string) (*records, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
 	}
-	for _, d := range []string{r.dir, r.path("leases"), r.path("releases")} {
+	for _, d := range []string{r.dir, r.path("leases"), r.path("releases"), r.path("tmp")} {
 		if err := mkdirNoLink(d); err != nil {
 			return nil, codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
 		}
 	}
+	r.sweep()
 	return r, nil
+}
+
+// sweep removes the temporary files of writers that died mid-write: the
+// files whose lock nobody holds. A file renamed into place meanwhile is
+// not at its temporary name any more, and stays.
+func (r *records) sweep() {
+	ents, err := os.ReadDir(r.path("tmp"))
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := r.path("tmp", e.Name())
+		if !e.Type().IsRegular() {
+			_ = os.Remove(name)
+			continue
+		}
+		f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			_ = os.Remove(name)
+		}
+		f.Close()
+	}
+}
+
+// createTemp makes a temporary file for base in tmp/, locked until it is
+// closed.
+func (r *records) createTemp(base string) (*os.File, error) {
+	f, err := os.CreateTemp(r.path("tmp"), base+".*")
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
 }
 
 // mkdirNoLink makes dir if needed and refuses one that is not a folder.
@@ -235,39 +279,43 @@ func readNoLink(name string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// write writes v as JSON at name whole: a temp file beside it, fsynced,
-// renamed over it, and the folder fsynced.
+// write writes v as JSON at name whole: a locked temporary file, fsynced,
+// renamed over name, and the folder fsynced.
 func (r *records) write(name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(name)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*")
+	err = r.writeOnce(name, b)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Another call's sweep took the temporary file between its
+		// creation and its lock: once more.
+		err = r.writeOnce(name, b)
+	}
 	if err != nil {
-		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(b); err != nil {
 		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: writing %s: %w", name, err))
 	}
-	if err := tmp.Sync(); err != nil {
-		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: writing %s: %w", name, err))
+	return syncDir(filepath.Dir(name))
+}
+
+// writeOnce writes b through a temporary file renamed over name before it
+// is closed: while it lives, it is locked.
+func (r *records) writeOnce(name string, b []byte) error {
+	tmp, err := r.createTemp(filepath.Base(name))
+	if err != nil {
+		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: writing %s: %w", name, err))
+	defer tmp.Close()
+	if _, err = tmp.Write(b); err == nil {
+		err = tmp.Sync()
 	}
-	if err := os.Rename(tmp.Name(), name); err != nil {
-		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
+	if err == nil {
+		err = os.Rename(tmp.Name(), name)
 	}
-	ok = true
-	return syncDir(dir)
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }
 
 // remove removes name, if there, and fsyncs its folder.

@@ -36,8 +36,9 @@ const (
 
 // bareBins returns nicmux run with an empty environment (Nomad's
 // fingerprint: it prints its version), a static Go hello-world built like
-// nicmux as the floor, and the -baseline nicmux if there is one; each has
-// been started a few times.
+// nicmux as the floor, the -baseline nicmux if there is one, and
+// nicmux-ipam (which Nomad fingerprints too); each has been started a few
+// times.
 func bareBins(e *env) []*bareBin {
 	const version = "CNI nicmux plugin"
 	bins := []*bareBin{
@@ -47,6 +48,7 @@ func bareBins(e *env) []*bareBin {
 	if e.baseline != "" {
 		bins = append(bins, &bareBin{label: "-baseline nicmux", path: filepath.Join(e.baseline, "nicmux"), want: version})
 	}
+	bins = append(bins, &bareBin{label: "bin/nicmux-ipam (prints its version)", path: filepath.Join(e.bin, "nicmux-ipam"), want: "CNI nicmux-ipam plugin"})
 	for range 5 {
 		for _, b := range bins {
 			runBare(b.path, b.want)

@@ -29,6 +29,7 @@ type options struct {
 	out      string
 	bin      string
 	baseline string
+	only     string
 }
 
 func parseFlags() options {
@@ -41,8 +42,9 @@ func parseFlags() options {
 	flag.StringVar(&o.bin, "bin", "../../bin", "the repository's bin folder (nicmux, plugins/)")
 	flag.StringVar(&o.baseline, "baseline", "", "a folder holding another nicmux binary (e.g. the previous release) "+
 		"to run as the variants nicmux-serial-base and nicmux-parallel-base")
+	flag.StringVar(&o.only, "only", "", "run one phase alone and put its section in place in -out: ipam (nicmux-ipam's figures)")
 	flag.Parse()
-	if o.reps < 1 || o.runs < 1 || flag.NArg() > 0 {
+	if o.reps < 1 || o.runs < 1 || flag.NArg() > 0 || (o.only != "" && o.only != "ipam") {
 		fatalf("usage: bench [-reps n] [-runs k] [-n 1,2,4] [-out file.md] [-bin dir] [-baseline dir]")
 	}
 	for _, f := range strings.Split(ns, ",") {
@@ -71,6 +73,10 @@ func main() {
 // starts, the stateDir comparison and the concurrent containers o.runs
 // times.
 func run(o options) {
+	if o.only == "ipam" {
+		runIPAMOnly(o)
+		return
+	}
 	e := newEnv(o.bin, o.baseline)
 	r := &results{opts: o, started: time.Now(), loadStart: loadAvg(), scens: scenarios(o.ns), variants: map[string]*variant{}}
 	vs := buildMatrix(e, r.scens)
@@ -81,6 +87,7 @@ func run(o options) {
 	r.bare = bareBins(e)
 	progress("scale: filling a stateDir with %d containers", fillCount)
 	r.state = newStateBench(e)
+	r.ipam = newIPAMBench(e)
 	for run := range o.runs {
 		runMatrix(e, vs, o.reps, run)
 		progress("run %d: peak RSS", run+1)
@@ -91,6 +98,7 @@ func run(o options) {
 		r.state.measure(o.reps, run)
 		progress("run %d: %d containers at once", run+1, scaleContainers)
 		r.scale = append(r.scale, scaleConcurrent(e))
+		r.ipam.measure(o.reps, run)
 		e.assertCacheEmpty()
 	}
 	r.elapsed, r.loadEnd = time.Since(r.started), loadAvg()

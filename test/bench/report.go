@@ -26,6 +26,7 @@ type results struct {
 	scale     [][nVerbs]time.Duration
 	state     *stateBench
 	rss       []map[string][nVerbs]int64 // by run: each nicmux variant's peak RSS per verb, KB (see peakRSS)
+	ipam      *ipamBench
 }
 
 func (r *results) variant(s scenario, k kind) *variant { return r.variants[s.Name+"/"+k.String()] }
@@ -90,6 +91,7 @@ func (r *results) markdown(e *env) string {
 	r.writeOwn(&b)
 	r.writeBare(&b)
 	r.writeScale(&b)
+	b.WriteString("\n" + r.ipam.markdown(r.opts.reps))
 	return b.String()
 }
 

@@ -98,9 +98,11 @@ func TestStatusWithoutEtcd(t *testing.T) {
 	}
 }
 
-// The leader of three is killed while three nodes run 30 ADDs at once: an
-// ADD may fail (Nomad retries it), none gets an address twice.
+// The leader of three is killed while three nodes run 50 ADDs at once,
+// once a few have returned, so that the rest are in flight: an ADD may
+// fail (Nomad retries it), none gets an address twice.
 func TestLeaderKilledDuringConcurrentAdds(t *testing.T) {
+	const adds = 50
 	w := NewWorld(t, 3)
 	w.Timeout = "5s"
 	nodes := []*Node{w.Node("n1"), w.Node("n2"), w.Node("n3")}
@@ -113,28 +115,44 @@ func TestLeaderKilledDuringConcurrentAdds(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failed []int
-	for i := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := nodes[i%3].Exec(Call{Verb: "ADD", ID: id(i)}); err != nil {
-				mu.Lock()
+	returned := make(chan struct{}, adds)
+	var after int // ADDs that returned after the kill
+	var killed bool
+	for i := range adds {
+		wg.Go(func() {
+			_, err := nodes[i%3].Exec(Call{Verb: "ADD", ID: id(i)})
+			mu.Lock()
+			defer mu.Unlock()
+			if killed {
+				after++
+			}
+			if err != nil {
 				t.Logf("ADD %s: %v", id(i), err)
 				failed = append(failed, i)
-				mu.Unlock()
 			}
-		}()
+			returned <- struct{}{}
+		})
 	}
-	time.Sleep(100 * time.Millisecond)
-	if err := leader.Kill(); err != nil {
+	for range 5 {
+		<-returned
+	}
+	mu.Lock()
+	err = leader.Kill()
+	killed = true
+	mu.Unlock()
+	if err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	t.Logf("%d of 30 ADDs failed while the leader died", len(failed))
+	if after == 0 {
+		t.Errorf("every ADD returned before the leader died")
+	}
+	t.Logf("the leader died with %d ADDs in flight", after)
+	t.Logf("%d of %d ADDs failed while the leader died", len(failed), adds)
 	for _, i := range failed {
 		nodes[i%3].Add(id(i))
 	}
-	if got := w.Addresses(); len(got) != 30 {
-		t.Errorf("%d addresses leased, want 30", len(got))
+	if got := w.Addresses(); len(got) != adds {
+		t.Errorf("%d addresses leased, want %d", len(got), adds)
 	}
 }

@@ -42,7 +42,11 @@ func TestMain(m *testing.M) {
 	suite := testworld.Suite{
 		Makes:  "the cluster tests make network namespaces and links",
 		Target: "cluster",
-		Files:  []string{ipamBin(), testworld.NicmuxBin(), filepath.Join(testworld.PluginsDir(), "macvlan"), etcdtest.Binary()},
+		Files: []string{ipamBin(), testworld.NicmuxBin(), filepath.Join(testworld.PluginsDir(), "macvlan"),
+			filepath.Join(testworld.PluginsDir(), "sbr"), filepath.Join(testworld.TestPluginsDir(), "torture"), etcdtest.Binary()},
+		// The namespaces and libcni's cache (which go-cni always uses) of
+		// this run only.
+		Tmpfs: []string{"/run/netns", "/var/lib/cni"},
 	}
 	if code := suite.Enter(); code >= 0 {
 		os.Exit(code)
@@ -50,8 +54,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func ipamBin() string   { return filepath.Join(testworld.BinDir(), "nicmux-ipam") }
-func cniPath() []string { return []string{testworld.BinDir(), testworld.PluginsDir()} }
+func ipamBin() string { return filepath.Join(testworld.BinDir(), "nicmux-ipam") }
+
+// cniPath holds the test plugins too: the suite's fault plugin (torture).
+func cniPath() []string { return testworld.CNIPath() }
 
 // World is one scenario's cluster: etcd, the pool every node shares, the
 // shared L2 and the owners the test holds live.
@@ -69,18 +75,31 @@ type World struct {
 	Timeout string
 	// Master is the veth end the nodes' macvlans share.
 	Master string
+	// sw is the bridge the nodes' NICs are plugged into (Switch).
+	sw string
+	// Via, when set, are the endpoints the nodes reach etcd at (a proxy).
+	Via []string
 
-	mu   sync.Mutex
-	live map[string]bool // "containerID/ifname" of the owners that hold a lease
+	mu    sync.Mutex
+	live  map[string]bool // "containerID/ifname" of the owners that hold a lease
+	nodes int             // nodes made so far
+	ports int             // host ports handed out so far
 }
 
 // NewWorld starts an etcd cluster of members and returns a world whose pool
 // is a /24.
 func NewWorld(t *testing.T, members int) *World {
 	t.Helper()
+	return NewWorldOn(t, etcdtest.Start(t, members))
+}
+
+// NewWorldOn returns a world on a running etcd cluster, under a prefix of
+// its own.
+func NewWorldOn(t *testing.T, c *etcdtest.Cluster) *World {
+	t.Helper()
 	w := &World{
 		t:       t,
-		Etcd:    etcdtest.Start(t, members),
+		Etcd:    c,
 		dir:     t.TempDir(),
 		Prefix:  "/nicmux-test/" + testworld.RandHex(4),
 		Pool:    "storage",
@@ -117,18 +136,35 @@ type Node struct {
 	DataDir  string
 	StateDir string
 	cni      *libcni.CNIConfig
+	nic      string // its NIC on the shared L2 (NIC)
+	index    int    // the order it was made in
 }
 
 // Node returns a new simulated node.
 func (w *World) Node(name string) *Node {
 	dir := filepath.Join(w.dir, name)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nodes++
 	return &Node{w: w, Name: name, DataDir: filepath.Join(dir, "ipam"), StateDir: filepath.Join(dir, "state"),
-		cni: libcni.NewCNIConfigWithCacheDir(cniPath(), filepath.Join(dir, "cache"), nil)}
+		cni: libcni.NewCNIConfigWithCacheDir(cniPath(), filepath.Join(dir, "cache"), nil), index: w.nodes - 1}
+}
+
+// hostPort is a host port no allocation of the world maps yet, as a Nomad
+// client picks a dynamic port.
+func (w *World) hostPort() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ports++
+	return 20000 + w.ports
 }
 
 // IPAM is the node's ipam object, as JSON.
 func (n *Node) IPAM() string {
 	eps, _ := json.Marshal(n.w.Etcd.Endpoints())
+	if n.w.Via != nil {
+		eps, _ = json.Marshal(n.w.Via)
+	}
 	return fmt.Sprintf(`{"type": "nicmux-ipam", "pool": %q, "ranges": %s, "routes": [{"dst": "0.0.0.0/0"}],
 	  "etcd": {"endpoints": %s, "prefix": %q, "timeout": %q}, "node": %q, "dataDir": %q%s}`,
 		n.w.Pool, n.w.Ranges, eps, n.w.Prefix, n.w.Timeout, n.Name, n.DataDir, n.w.Extra)
@@ -157,6 +193,13 @@ type Call struct {
 
 // Exec runs nicmux-ipam with call and returns its result (ADD) or error.
 func (n *Node) Exec(c Call) (*types100.Result, error) {
+	cmd, out := n.Command(c)
+	return n.Outcome(c, out, cmd.Run())
+}
+
+// Command is the run of nicmux-ipam for call, not started, and the buffer
+// that gets its stdout and stderr.
+func (n *Node) Command(c Call) (*exec.Cmd, *Output) {
 	if c.IfName == "" {
 		c.IfName = "eth1"
 	}
@@ -168,22 +211,33 @@ func (n *Node) Exec(c Call) (*types100.Result, error) {
 		cmd.Env = []string{"CNI_COMMAND=" + c.Verb, "CNI_PATH=" + strings.Join(cniPath(), ":")}
 	}
 	cmd.Stdin = strings.NewReader(conf)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	runErr := cmd.Run()
+	out := &Output{}
+	cmd.Stdout, cmd.Stderr = &out.Stdout, &out.Stderr
+	return cmd, out
+}
+
+// Output is what a run of nicmux-ipam printed.
+type Output struct{ Stdout, Stderr bytes.Buffer }
+
+// Outcome reads the result (ADD) or error of a run of call that ended with
+// runErr, and records a lease the owner got.
+func (n *Node) Outcome(c Call, out *Output, runErr error) (*types100.Result, error) {
+	if c.IfName == "" {
+		c.IfName = "eth1"
+	}
 	if runErr != nil {
 		var e types.Error
-		if json.Unmarshal(out.Bytes(), &e) == nil && e.Msg != "" {
+		if json.Unmarshal(out.Stdout.Bytes(), &e) == nil && e.Msg != "" {
 			return nil, &e
 		}
-		return nil, fmt.Errorf("nicmux-ipam %s: %v: %s%s", c.Verb, runErr, out.String(), stderr.String())
+		return nil, fmt.Errorf("nicmux-ipam %s: %v: %s%s", c.Verb, runErr, out.Stdout.String(), out.Stderr.String())
 	}
 	if c.Verb != "ADD" {
 		return nil, nil
 	}
-	r, err := types100.NewResult(out.Bytes())
+	r, err := types100.NewResult(out.Stdout.Bytes())
 	if err != nil {
-		return nil, fmt.Errorf("nicmux-ipam ADD: result %q: %w", out.String(), err)
+		return nil, fmt.Errorf("nicmux-ipam ADD: result %q: %w", out.Stdout.String(), err)
 	}
 	res, err := types100.GetResult(r)
 	if err == nil {
@@ -198,6 +252,16 @@ func (n *Node) Add(id string) string {
 	r, err := n.Exec(Call{Verb: "ADD", ID: id})
 	if err != nil {
 		n.w.t.Fatalf("node %s: ADD %s: %v", n.Name, id, err)
+	}
+	return r.IPs[0].Address.IP.String()
+}
+
+// Add2 runs ADD for id with CNI_ARGS args and returns its first address.
+func (n *Node) Add2(id, args string) string {
+	n.w.t.Helper()
+	r, err := n.Exec(Call{Verb: "ADD", ID: id, Args: args})
+	if err != nil {
+		n.w.t.Fatalf("node %s: ADD %s (%s): %v", n.Name, id, args, err)
 	}
 	return r.IPs[0].Address.IP.String()
 }

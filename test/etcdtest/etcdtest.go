@@ -56,40 +56,62 @@ type Member struct {
 // cleanup kills every member.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
-	if _, err := os.Stat(Binary()); err != nil {
-		t.Fatalf("etcd server %s: %v (build it with `make etcd`)", Binary(), err)
+	c, err := Launch(t.TempDir(), n)
+	if c != nil {
+		t.Cleanup(func() {
+			c.Stop()
+			if t.Failed() {
+				for _, m := range c.Members {
+					if b, err := os.ReadFile(m.logFile); err == nil && len(b) > 0 {
+						t.Logf("etcd %s log (tail):\n%s", m.Name, tail(b, 3000))
+					}
+				}
+			}
+		})
 	}
-	dir := t.TempDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Launch starts an n-member cluster whose data and logs live under dir,
+// and waits until it serves. Stop ends it. On an error, the cluster it
+// returns (if any) has members to Stop.
+func Launch(dir string, n int) (*Cluster, error) {
+	if _, err := os.Stat(Binary()); err != nil {
+		return nil, fmt.Errorf("etcd server %s: %w (build it with `make etcd`)", Binary(), err)
+	}
 	c := &Cluster{token: fmt.Sprintf("nicmux-%d", time.Now().UnixNano())}
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i), DataDir: filepath.Join(dir, fmt.Sprintf("m%d", i)),
 			logFile: filepath.Join(dir, fmt.Sprintf("m%d.log", i)), cluster: c}
-		m.ClientURL, m.PeerURL = "http://"+freePort(t), "http://"+freePort(t)
+		client, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		peer, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		m.ClientURL, m.PeerURL = "http://"+client, "http://"+peer
 		c.Members = append(c.Members, m)
 	}
-	t.Cleanup(func() {
-		for _, m := range c.Members {
-			_ = m.Kill()
-		}
-		if t.Failed() {
-			for _, m := range c.Members {
-				if b, err := os.ReadFile(m.logFile); err == nil && len(b) > 0 {
-					t.Logf("etcd %s log (tail):\n%s", m.Name, tail(b, 3000))
-				}
-			}
-		}
-	})
 	for _, m := range c.Members {
 		if err := m.start("new"); err != nil {
-			t.Fatal(err)
+			return c, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := c.WaitServing(ctx); err != nil {
-		t.Fatal(err)
+	return c, c.WaitServing(ctx)
+}
+
+// Stop kills every member.
+func (c *Cluster) Stop() {
+	for _, m := range c.Members {
+		_ = m.Kill()
 	}
-	return c
 }
 
 func tail(b []byte, n int) string {
@@ -100,14 +122,13 @@ func tail(b []byte, n int) string {
 }
 
 // freePort returns a loopback address with a port nothing listens on now.
-func freePort(t testing.TB) string {
-	t.Helper()
+func freePort() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer l.Close()
-	return l.Addr().String()
+	return l.Addr().String(), nil
 }
 
 // Endpoints are the members' client URLs.
@@ -177,44 +198,33 @@ func (m *Member) Running() bool {
 }
 
 // Pause stops the member with SIGSTOP: it holds its connections and
-// answers nothing.
+// answers nothing. It returns once every thread of the member has
+// stopped: a thread that waits for a CPU stops only when it gets one, and
+// answers until then.
 func (m *Member) Pause() error {
 	if err := m.signal(syscall.SIGSTOP); err != nil {
 		return err
 	}
-	return m.waitStopped()
-}
-
-// waitStopped waits until every thread of the member is stopped: a signal
-// is delivered asynchronously, and a thread on another CPU may still
-// finish a request after kill returned.
-func (m *Member) waitStopped() error {
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if stoppedAll(m.cmd.Process.Pid) {
-			return nil
-		}
+	for !m.stopped() {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("etcd %s: not stopped 5s after SIGSTOP", m.Name)
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return nil
 }
 
-// stoppedAll reports whether every thread of pid is in the stopped state.
-func stoppedAll(pid int) bool {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+// stopped reports whether every thread of the member is stopped.
+func (m *Member) stopped() bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", m.cmd.Process.Pid))
 	if err != nil || len(tasks) == 0 {
 		return false
 	}
-	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
-		if err != nil {
-			return false
-		}
-		// The state follows the command name's closing parenthesis.
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
 		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+		if err != nil || i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
 			return false
 		}
 	}
