@@ -31,6 +31,10 @@ type facts struct {
 		Routes []struct {
 			Dst string `json:"dst"`
 		}
+		// Addresses are the static plugin's.
+		Addresses []struct {
+			Address string `json:"address"`
+		}
 	}
 }
 
@@ -43,7 +47,8 @@ func readFacts(b []byte) facts {
 		"mtu": &f.MTU, "bridge": &f.Bridge} {
 		_ = json.Unmarshal(raw[key], dst)
 	}
-	for key, dst := range map[string]any{"type": &f.IPAM.Type, "subnet": &f.IPAM.Subnet, "ranges": &f.IPAM.Ranges, "routes": &f.IPAM.Routes} {
+	for key, dst := range map[string]any{"type": &f.IPAM.Type, "subnet": &f.IPAM.Subnet, "ranges": &f.IPAM.Ranges, "routes": &f.IPAM.Routes,
+		"addresses": &f.IPAM.Addresses} {
 		_ = json.Unmarshal(ipam[key], dst)
 	}
 	_, f.BridgeSet = raw["bridge"]
@@ -71,6 +76,34 @@ func (f *facts) subnets() []string {
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// subnetAt is a subnet an interface's IPAM puts it on, and the field that
+// says so.
+type subnetAt struct {
+	net   *net.IPNet
+	field string // below the plugin, e.g. "ipam.ranges[0][1].subnet"
+}
+
+// subnetsAt returns the subnets the IPAM section puts the interface on:
+// host-local's subnet and ranges, static's addresses' networks.
+func (f *facts) subnetsAt() []subnetAt {
+	var out []subnetAt
+	add := func(cidr, field string) {
+		if _, n, err := net.ParseCIDR(cidr); err == nil {
+			out = append(out, subnetAt{n, field})
+		}
+	}
+	add(f.IPAM.Subnet, "ipam.subnet")
+	for i, set := range f.IPAM.Ranges {
+		for j, r := range set {
+			add(r.Subnet, fmt.Sprintf("ipam.ranges[%d][%d].subnet", i, j))
+		}
+	}
+	for i, a := range f.IPAM.Addresses {
+		add(a.Address, fmt.Sprintf("ipam.addresses[%d].address", i))
+	}
 	return out
 }
 
@@ -106,8 +139,8 @@ func delegates(att *set) []*delegate {
 }
 
 // checkSet checks one attachment set's chains: their plugins' binaries and
-// versions, portmap's capability, default routes and the host facts they
-// rely on.
+// versions, their IPAM sections, portmap's capability, default routes,
+// overlapping subnets and the host facts they rely on.
 func (v *validator) checkSet(att *set) {
 	ds := delegates(att)
 	for _, d := range ds {
@@ -116,6 +149,7 @@ func (v *validator) checkSet(att *set) {
 		if d.facts.IPAM.Type != "" {
 			at, field := d.at("ipam.type")
 			v.checkBinary(at, field, "IPAM plugin", d.facts.IPAM.Type, d.chain.CNIVersion, "the chain's")
+			v.checkIPAM(d)
 		}
 		if d.Type == "portmap" && !d.Capabilities["portMappings"] {
 			at, field := d.at("")
@@ -124,6 +158,7 @@ func (v *validator) checkSet(att *set) {
 		}
 	}
 	v.checkDefaultRoutes(ds)
+	v.checkOverlaps(ds)
 	for i := range att.Interfaces {
 		v.checkHost(ds, i)
 	}
@@ -172,6 +207,52 @@ func (v *validator) checkDefaultRoutes(ds []*delegate) {
 		}
 	}
 }
+
+// checkOverlaps reports two interfaces of a set on overlapping subnets:
+// the container gets a route to each through its own interface. With the
+// same subnet, which one carries the traffic is down to which came up
+// first (an error); with one inside the other, the narrower route wins
+// for its addresses (a warning: it may be meant).
+func (v *validator) checkOverlaps(ds []*delegate) {
+	type use struct {
+		d *delegate
+		subnetAt
+	}
+	var seen []use
+	reported := map[[2]int]bool{}
+	for _, d := range ds {
+		for _, sub := range d.facts.subnetsAt() {
+			for _, prev := range seen {
+				pair := [2]int{prev.d.iface, d.iface}
+				if prev.d.iface == d.iface || reported[pair] || !overlap(prev.net, sub.net) {
+					continue
+				}
+				reported[pair] = true
+				v.reportOverlap(prev.d, prev.subnetAt, d, sub)
+			}
+			seen = append(seen, use{d, sub})
+		}
+	}
+}
+
+func (v *validator) reportOverlap(first *delegate, a subnetAt, second *delegate, b subnetAt) {
+	at, field := second.at(b.field)
+	firstAt, _ := first.at(a.field)
+	onesA, _ := a.net.Mask.Size()
+	onesB, _ := b.net.Mask.Size()
+	if onesA == onesB {
+		v.add(newFinding(sevError, at, field, "give each interface of a set a subnet of its own",
+			"subnet %s is also interfaces[%d] (%s)'s, at %s: the container gets two routes to it, and which interface its traffic to it takes depends on which chain came up first",
+			b.net, first.iface, first.chain.IfName, firstAt))
+		return
+	}
+	v.add(newFinding(sevWarning, at, field, "give each interface of a set a subnet of its own, unless the narrower route is what you mean",
+		"subnet %s overlaps interfaces[%d] (%s)'s %s, at %s: the container's traffic to the narrower one's addresses takes its interface, the rest the other's",
+		b.net, first.iface, first.chain.IfName, a.net, firstAt))
+}
+
+// overlap reports whether two subnets share an address.
+func overlap(a, b *net.IPNet) bool { return a.Contains(b.IP) || b.Contains(a.IP) }
 
 // checkBridges reports chains, of one set or of several, that plug into one
 // bridge with different subnets: with isGateway the bridge gets a gateway

@@ -110,6 +110,8 @@ func commands() []command {
 			"split a hand-written multi-interface conflist into a nicmux attachment file and conflist", runAdopt},
 		{"metrics", "[-state-dir DIR | -conflist FILE | -counters DIR] [-json]",
 			"print the figures nicmux keeps for its metricsFile, as the file holds them", runMetrics},
+		{"plugins", "[-conflist FILE] [-cni-path DIRS] [-json] [ATTACHMENT_FILE...]",
+			"list the plugins the configuration uses, each binary's version, and whether Nomad runs CHECK", runPlugins},
 		{"version", "[-json]", "print nicmux's version, commit, Go version and the CNI versions it speaks", runVersion},
 		{"help", "[COMMAND]", "print this help, or a command's", runHelp},
 	}

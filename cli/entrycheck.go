@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/state"
 )
 
 // entryCheck checks nicmux's entry in the runtime's conflist, for the
@@ -45,7 +46,28 @@ func (ck entryCheck) check() *conf.NetConf {
 	if nc != nil && nc.LogFile != "" && filepath.IsAbs(nc.LogFile) {
 		ck.logFolder(filepath.Dir(nc.LogFile))
 	}
+	if nc != nil && filepath.IsAbs(nc.StateDir) {
+		ck.stateFolder(nc.StateDir)
+	}
 	return nc
+}
+
+// stateFolder reports a state folder nicmux cannot use, as ADD and DEL
+// check it before anything runs (state.Usable).
+func (ck entryCheck) stateFolder(dir string) {
+	err := state.Usable(dir)
+	if err == nil {
+		return
+	}
+	field := ck.e.field("stateDir")
+	if _, ok := ck.e.raw["stateDir"]; !ok {
+		field = ck.e.field("") // the default
+	}
+	hint := "nicmux fails every ADD and DEL with it (CNI error 5, I/O failure) until it is fixed"
+	if uid := os.Geteuid(); uid != 0 {
+		hint += fmt.Sprintf("; validate checked it as uid %d: run it as the user that runs the plugins (root, under Nomad)", uid)
+	}
+	ck.add(newFinding(sevError, ck.e.pos(field), field, hint, "%v", err))
 }
 
 // parseError reports conf.ParseNetConf's verdict on the entry, at the field
@@ -72,14 +94,21 @@ func (ck entryCheck) parseError(err error) {
 }
 
 // nomadList reports what Nomad needs of the list: a lower-case name
-// (it lower-cases the job's mode) and a loopback plugin (without one,
-// tasks of the exec and java drivers, which get no lo from elsewhere, have
-// it down).
+// (it lower-cases the job's mode), cniVersion 1.0.0 (see the warning) and
+// a loopback plugin (without one, tasks of the exec and java drivers,
+// which get no lo from elsewhere, have it down).
 func (ck entryCheck) nomadList() {
 	if ck.e.name != strings.ToLower(ck.e.name) {
 		ck.add(newFinding(sevWarning, ck.e.pos("name"), "name",
 			"write the name in lower case (and the job's mode with it)",
 			"%q has capitals: Nomad lower-cases the job's network mode, so cni/%s finds no conflist of this name", ck.e.name, ck.e.name))
+	}
+	if conf.AtLeast(ck.e.cniVersion, "1.1.0") {
+		ck.add(newFinding(sevWarning, ck.e.pos("cniVersion"), "cniVersion",
+			`give the list "cniVersion": "1.0.0" (docs/nomad.md, section 6, "Why cniVersion 1.0.0")`,
+			"%s: Nomad 1.9.5 and later ask every plugin for STATUS before every setup and teardown of a list at 1.1.0 or later, "+
+				"and skip the teardown (no DEL) when STATUS fails: the allocation's links, leases and iptables rules stay; "+
+				"Nomad 1.8.0 to 1.8.2 fail every setup of such a list", ck.e.cniVersion))
 	}
 	if slices.Contains(ck.e.plugins, "loopback") {
 		return

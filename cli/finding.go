@@ -13,6 +13,7 @@ import (
 const (
 	sevError   = "error"   // the configuration will fail, or silently not do what it says
 	sevWarning = "warning" // likely a mistake; -strict makes it fail
+	sevNote    = "note"    // what validate could not check; never fails it
 )
 
 // finding is one thing validate found, where it is written and what to do
@@ -58,6 +59,7 @@ type report struct {
 	Findings []finding `json:"findings"`
 	Errors   int       `json:"errors"`
 	Warnings int       `json:"warnings"`
+	Notes    int       `json:"notes"`
 }
 
 // sort orders the findings by file (in the order the files first come up),
@@ -83,12 +85,15 @@ func (r *report) sort() {
 		}
 		return a.Column - b.Column
 	})
-	r.Errors, r.Warnings = 0, 0
+	r.Errors, r.Warnings, r.Notes = 0, 0, 0
 	for _, f := range r.Findings {
-		if f.Severity == sevError {
+		switch f.Severity {
+		case sevError:
 			r.Errors++
-		} else {
+		case sevWarning:
 			r.Warnings++
+		default:
+			r.Notes++
 		}
 	}
 }
@@ -101,11 +106,15 @@ func (r *report) printText(w io.Writer) {
 		}
 	}
 	files := fmt.Sprintf("%d %s (%s)", len(r.Files), plural(len(r.Files), "file"), strings.Join(r.Files, ", "))
-	if len(r.Findings) == 0 {
-		fmt.Fprintf(w, "ok: %s\n", files)
+	notes := ""
+	if r.Notes > 0 {
+		notes = fmt.Sprintf(", %d %s", r.Notes, plural(r.Notes, "note"))
+	}
+	if r.Errors+r.Warnings == 0 {
+		fmt.Fprintf(w, "ok: %s%s\n", files, notes)
 		return
 	}
-	fmt.Fprintf(w, "%d %s, %d %s in %s\n", r.Errors, plural(r.Errors, "error"), r.Warnings, plural(r.Warnings, "warning"), files)
+	fmt.Fprintf(w, "%d %s, %d %s%s in %s\n", r.Errors, plural(r.Errors, "error"), r.Warnings, plural(r.Warnings, "warning"), notes, files)
 }
 
 func (r *report) printJSON(w io.Writer) {

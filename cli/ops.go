@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -40,8 +42,8 @@ show only reads: it takes no lock and works on a read-only state folder.
 The state folder is -state-dir, else the stateDir of -conflist's nicmux
 entry, else ` + conf.DefaultStateDir + `.
 
-Exit status: 0 ok, 1 a record cannot be read or CONTAINER_ID has no state,
-2 usage error.`
+Exit status: 0 ok, 1 the state folder does not exist, a record cannot be
+read or CONTAINER_ID has no state, 2 usage error.`
 
 const gcHelp = `Releases every container of the conflist's network whose network namespace
 no longer exists, or is not the one ADD attached (it was made again), exactly
@@ -131,6 +133,12 @@ func runShow(e *env, args []string) int {
 	id := ""
 	if len(rest) == 1 {
 		id = rest[0]
+	}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		// A typo, or the wrong conflist: not an empty folder.
+		fmt.Fprintf(e.stderr, "nicmux show: the state folder %s does not exist: nicmux has recorded nothing there "+
+			"(the folder is -state-dir, else the stateDir of -conflist's nicmux entry, else %s)\n", dir, conf.DefaultStateDir)
+		return exitFail
 	}
 	inv, err := inspect.Inspect(dir, id)
 	if err != nil {
@@ -376,13 +384,16 @@ func printGC(w io.Writer, r *ops.GCReport) {
 	case r.DryRun:
 		fmt.Fprintln(w, "dry run: nothing released, no GC forwarded to the chains")
 	case r.Forwarded && len(r.ForwardErrors) == 0:
-		fmt.Fprintln(w, "GC forwarded to the chains")
+		fmt.Fprintf(w, "GC forwarded to the chains of %s %s\n", plural(len(r.ForwardedTo), "network"), strings.Join(r.ForwardedTo, ", "))
 	case r.Forwarded:
 		for _, e := range r.ForwardErrors {
 			fmt.Fprintf(w, "forwarded GC failed: %s\n", e)
 		}
 	default:
-		fmt.Fprintln(w, "GC not forwarded to the chains: disableGC")
+		for _, e := range r.ForwardErrors { // the attachment files that cannot be read
+			fmt.Fprintf(w, "error: %s\n", e)
+		}
+		fmt.Fprintln(w, "GC not forwarded to the chains: "+r.NotForwarded)
 	}
 	fmt.Fprintf(w, "nicmux gc (list %s, %s): %d %s, %d failed, %d unreadable, %d kept\n", r.List, r.StateDir,
 		len(r.Released), verb, len(r.Failed), len(r.Unreadable), r.Kept)

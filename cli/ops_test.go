@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -118,7 +119,8 @@ func TestOpsUsage(t *testing.T) {
 		{name: "show both sources", args: []string{"show", "-state-dir", empty, "-conflist", "x"}, code: 2, errHas: "give -state-dir or -conflist, not both"},
 		{name: "show bad flag", args: []string{"show", "-statedir", empty}, code: 2, errHas: "flag provided but not defined: -statedir"},
 		{name: "show empty", args: []string{"show", "-state-dir", empty}, outHas: "no container in " + empty + "\n"},
-		{name: "show absent folder", args: []string{"show", "-state-dir", filepath.Join(empty, "none")}, outHas: "no container in "},
+		{name: "show absent folder", args: []string{"show", "-state-dir", filepath.Join(empty, "none")}, code: 1,
+			errHas: "nicmux show: the state folder " + filepath.Join(empty, "none") + " does not exist: nicmux has recorded nothing there"},
 		{name: "show unknown", args: []string{"show", "-state-dir", empty, "nosuch"}, code: 1, errHas: "nicmux show: container nosuch: no state recorded in " + empty},
 		{name: "show bad ID", args: []string{"show", "-state-dir", empty, "a/b"}, code: 1, errHas: `container ID "a/b"`},
 		{name: "show missing conflist", args: []string{"show", "-conflist", "/nonexistent/x.conflist"}, code: 1, errHas: "nicmux show: /nonexistent/x.conflist: error: cannot read the conflist"},
@@ -226,14 +228,17 @@ func TestGCOutput(t *testing.T) {
 	}
 	stdout, _, code = run(t, pathEnv, "gc", "-dry-run", "-json", "-conflist", w.conflist, "-cni-path", fakeBin)
 	top := decodeObject(t, stdout)
-	wantKeys(t, "gc -json", top, "dryRun", "failed", "forwardErrors", "forwarded", "kept", "list", "otherLists", "released", "stateDir", "unreadable")
+	wantKeys(t, "gc -json", top, "dryRun", "failed", "forwardErrors", "forwarded", "forwardedTo", "kept", "list", "notForwarded", "otherLists", "released", "stateDir", "unreadable")
 	wantKeys(t, "gc outcome", top["released"].([]any)[0], "containerID", "interfaces", "reason")
 	if code != 0 || top["dryRun"] != true {
 		t.Errorf("gc -dry-run -json: exit %d, %v", code, top)
 	}
 
+	// The file's chains are at 1.0.0, which has no GC: none is forwarded,
+	// and gc says so.
 	stdout, _, code = run(t, pathEnv, "gc", "-conflist", w.conflist, "-cni-path", fakeBin)
-	if code != 0 || !strings.HasPrefix(stdout, "released c1 (eth0): its netns "+opsNetNS+" is gone\nGC forwarded to the chains\n") {
+	if code != 0 || !strings.HasPrefix(stdout, "released c1 (eth0): its netns "+opsNetNS+" is gone\n"+
+		"GC not forwarded to the chains: no chain of the attachment files is at cniVersion 1.1.0 or later, where GC begins\n") {
 		t.Errorf("gc: exit %d\n%s", code, stdout)
 	}
 	if w.hasRecord() {
@@ -244,6 +249,17 @@ func TestGCOutput(t *testing.T) {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("the log lacks %s:\n%s", want, log)
 		}
+	}
+
+	// A 1.1.0 chain gets GC, and gc names its network.
+	writeTestFile(t, filepath.Join(w.dir, "multi.yaml"), "interfaces: [{ifname: eth9, network: storage, cniVersion: 1.1.0, plugins: [{type: macvlan}]}]\n")
+	stdout, _, code = run(t, pathEnv, "gc", "-conflist", w.conflist, "-cni-path", fakeBin)
+	if code != 0 || !strings.HasPrefix(stdout, "GC forwarded to the chains of network storage\n") {
+		t.Errorf("gc with a 1.1.0 chain: exit %d\n%s", code, stdout)
+	}
+	stdout, _, _ = run(t, pathEnv, "gc", "-json", "-conflist", w.conflist, "-cni-path", fakeBin)
+	if top := decodeObject(t, stdout); top["forwarded"] != true || fmt.Sprint(top["forwardedTo"]) != "[storage]" || top["notForwarded"] != nil {
+		t.Errorf("gc -json with a 1.1.0 chain: %s", stdout)
 	}
 }
 

@@ -85,28 +85,44 @@ func (p *prober) versions(kind, bin, cniVersion string) ([]string, *probeError) 
 	return vs, err
 }
 
+// pluginRun is what one run of a plugin binary printed, and how it ended.
+type pluginRun struct {
+	stdout, stderr bytes.Buffer
+	err            error
+	timedOut       bool
+}
+
+// run runs the plugin binary bin with the CNI variables env (CNI_PATH
+// added) and stdin, for at most the prober's timeout.
+func (p *prober) run(bin string, env []string, stdin []byte) *pluginRun {
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append(env, "CNI_PATH="+joinPath(p.path))
+	if path := p.env.getenv("PATH"); path != "" {
+		cmd.Env = append(cmd.Env, "PATH="+path)
+	}
+	cmd.Stdin = bytes.NewReader(stdin)
+	r := &pluginRun{}
+	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
+	// A grandchild holding the output open must not hold validate up.
+	cmd.WaitDelay = time.Second
+	r.err = cmd.Run()
+	r.timedOut = ctx.Err() != nil
+	return r
+}
+
 func (p *prober) ask(kind, bin, cniVersion string) ([]string, *probeError) {
 	if cniVersion == "" {
 		cniVersion = version.Current()
 	}
 	stdin := fmt.Sprintf(`{"cniVersion":%q}`, cniVersion)
-	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
 	// The dummy values are libcni's: plugins built on older skel versions
 	// insist on them even for VERSION.
-	cmd.Env = []string{"CNI_COMMAND=VERSION", "CNI_NETNS=dummy", "CNI_IFNAME=dummy", "CNI_PATH=" + joinPath(p.path)}
-	if path := p.env.getenv("PATH"); path != "" {
-		cmd.Env = append(cmd.Env, "PATH="+path)
-	}
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// A grandchild holding the output open must not hold validate up.
-	cmd.WaitDelay = time.Second
+	r := p.run(bin, []string{"CNI_COMMAND=VERSION", "CNI_NETNS=dummy", "CNI_IFNAME=dummy"}, []byte(stdin))
+	stdout, stderr, err := &r.stdout, &r.stderr, r.err
 	byHand := fmt.Sprintf("run it by hand: echo '%s' | CNI_COMMAND=VERSION %s", stdin, bin)
-	err := cmd.Run()
-	if ctx.Err() != nil {
+	if r.timedOut {
 		return nil, &probeError{fmt.Sprintf("%s %s did not answer VERSION within %s", kind, bin, p.timeout),
 			"a plugin that hangs stalls every CNI call of a Nomad client, which runs them one at a time: " + byHand}
 	}

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 
 	"github.com/nicmux/nicmux/conf"
 )
@@ -13,17 +11,23 @@ import (
 const validateHelp = `Checks what can be known before an allocation lands, and prints each
 finding as FILE:LINE:COL: error|warning: message, with a hint:
 
-  - the attachment files' schema and their conflist: references;
+  - the attachment files' schema and their conflist: references (a YAML
+    error at the line where the parser's trouble starts);
   - every delegate and IPAM plugin binary in the CNI path, and that its
     VERSION answer supports the chain's cniVersion;
+  - each host-local and static IPAM section, through that plugin's own
+    ADD (host-local's with a scratch dataDir, removed afterwards); another
+    IPAM type gets a note: it is not checked;
   - on this host: that a macvlan, ipvlan or vlan master exists, and that no
     MTU (the plugin's or tuning's) is above the master's;
-  - two chains of one set installing a default route of the same family;
-    two chains on one bridge with different subnets;
+  - two chains of one set installing a default route of the same family,
+    or on overlapping subnets; two chains on one bridge with different
+    subnets;
   - portmap without the portMappings capability;
   - with -conflist, nicmux's entry: unknown keys, its own settings, the
     portMappings capability when a chain uses portmap, a loopback plugin
-    beside it (Nomad), the log file's folder, the plugins' binaries.
+    beside it and cniVersion 1.0.0 (Nomad), the log file's folder, the
+    state folder as ADD and DEL use it, the plugins' binaries.
 
 With -conflist and no files, it checks the entry's attachment file and every
 attachment set beside it (the <name>.yaml files NICMUX_ATTACHMENTS selects).
@@ -31,8 +35,8 @@ Without -conflist, chains default to cniVersion ` + defaultCNIVersion + ` and ne
 ` + defaultListName + `-<ifname>. Host facts are those of the current network namespace:
 run it on the client that runs the allocations.
 
-Exit status: 0 no errors (warnings allowed unless -strict), 1 errors found,
-2 usage error.`
+Exit status: 0 no errors (warnings allowed unless -strict; notes always),
+1 errors found, 2 usage error.`
 
 // The defaults for attachment files checked without a conflist: the version
 // docs/nomad.md recommends, and a list name for default network names.
@@ -88,6 +92,22 @@ func (v *validator) add(f finding) { v.report.Findings = append(v.report.Finding
 // run checks the conflist's entry (when given) and the attachment files
 // (given, or the entry's file and its sets).
 func (v *validator) run(conflist string, files []string) *report {
+	e, nc := v.read(conflist, files, func(e *entry) *conf.NetConf { return entryCheck{v, e}.check() })
+	for _, att := range v.sets {
+		v.checkSet(att)
+	}
+	v.checkBridges()
+	if e != nil {
+		entryCheck{v, e}.portmap(nc)
+	}
+	v.report.sort()
+	return &v.report
+}
+
+// read reads the conflist's entry, when given, with decode (which checks
+// it, or only decodes it), then the attachment files: those given, or the
+// entry's file and its sets. What cannot be read is a finding.
+func (v *validator) read(conflist string, files []string, decode func(*entry) *conf.NetConf) (*entry, *conf.NetConf) {
 	d := conf.Defaults{IfName: "eth0", ListName: defaultListName, CNIVersion: defaultCNIVersion}
 	var e *entry
 	var nc *conf.NetConf
@@ -105,7 +125,7 @@ func (v *validator) run(conflist string, files []string) *report {
 			if e.cniVersion != "" {
 				d.CNIVersion = e.cniVersion
 			}
-			nc = entryCheck{v, e}.check()
+			nc = decode(e)
 		}
 	}
 	if len(files) == 0 && nc != nil && filepath.IsAbs(nc.Attachments) {
@@ -114,15 +134,7 @@ func (v *validator) run(conflist string, files []string) *report {
 	for _, f := range files {
 		v.load(f, d)
 	}
-	for _, att := range v.sets {
-		v.checkSet(att)
-	}
-	v.checkBridges()
-	if e != nil {
-		entryCheck{v, e}.portmap(nc)
-	}
-	v.report.sort()
-	return &v.report
+	return e, nc
 }
 
 // loadEntryFiles loads the entry's attachment file and every set in its
@@ -157,9 +169,6 @@ func (v *validator) loadEntryFiles(e *entry, nc *conf.NetConf, d conf.Defaults) 
 	}
 }
 
-// yamlLine finds the line yaml.v3 names in its syntax errors.
-var yamlLine = regexp.MustCompile(`\byaml: line (\d+):`)
-
 // load parses one attachment file, reporting its errors.
 func (v *validator) load(file string, d conf.Defaults) {
 	v.report.Files = append(v.report.Files, file)
@@ -175,14 +184,18 @@ func (v *validator) load(file string, d conf.Defaults) {
 		return
 	}
 	f := finding{File: ce.File, Line: ce.Line, Column: ce.Column, Severity: sevError, Field: ce.Field, Message: ce.Msg, Hint: hint}
-	if ce.Err != nil {
-		f.Message += ": " + ce.Err.Error()
-		if m := yamlLine.FindStringSubmatch(ce.Err.Error()); m != nil && f.Line == 0 {
-			f.Line, _ = strconv.Atoi(m[1])
-		}
-	}
 	if f.File == "" {
 		f.File = file
+	}
+	if ce.Err != nil {
+		f.Message += ": " + ce.Err.Error()
+	}
+	if ce.Err != nil && f.Line == 0 {
+		// yaml.v3's own line is, for most errors, where the enclosing
+		// block begins, counted from 0.
+		if se := conf.FindSyntaxError(f.File); se.Line > 0 {
+			f.Line, f.Message = se.Line, ce.Msg+": "+se.Problem
+		}
 	}
 	v.add(f)
 }

@@ -22,7 +22,7 @@ const (
     {
       "type": "nicmux",
       "attachments": "$DIR/multi.yaml",
-      "capabilities": {"portMappings": true}
+      "capabilities": {"portMappings": true}, "stateDir": "$DIR/state"
     },
     {"type": "loopback"}
   ]
@@ -59,6 +59,8 @@ type validateCase struct {
 	code int
 	// versionTimeout, when set, bounds the plugins' VERSION answers.
 	versionTimeout time.Duration
+	// setup, when set, prepares the case's folder beyond its files.
+	setup func(t *testing.T, dir string)
 }
 
 // hints used by several cases
@@ -85,7 +87,20 @@ func TestValidateFindings(t *testing.T) {
 			want: []wantFinding{{`$DIR/a.yaml:2:13: error: interfaces[0].ifname: invalid interface name "eth0:1": interface name contains / or : or whitespace characters`, hintSchema}}},
 		{name: "YAML syntax", files: map[string]string{"a.yaml": "interfaces:\n  - ifname: eth0\n    plugins: [{type: bridge}\n  - ifname: eth1\n"},
 			args: []string{"$DIR/a.yaml"},
-			want: []wantFinding{{`$DIR/a.yaml:2: error: not valid YAML: yaml: line 2: did not find expected ',' or ']'`, hintSchema}}},
+			want: []wantFinding{{`$DIR/a.yaml:3: error: not valid YAML: did not find expected ',' or ']'`, hintSchema}}},
+		// yaml.v3 says "line 1" for each: where the enclosing block begins.
+		{name: "YAML: a key indented less than its siblings", files: map[string]string{"a.yaml": "interfaces:\n  - ifname: eth0\n   plugins:\n      - type: bridge\n"},
+			args: []string{"$DIR/a.yaml"},
+			want: []wantFinding{{`$DIR/a.yaml:3: error: not valid YAML: did not find expected '-' indicator`, hintSchema}}},
+		{name: "YAML: plugins: out of its list entry", files: map[string]string{"a.yaml": "interfaces:\n  - ifname: eth0\n    plugins:\n    - type: bridge\n      ipam: {type: host-local}\n  - ifname: eth1\n  plugins:\n      - type: macvlan\n"},
+			args: []string{"$DIR/a.yaml"},
+			want: []wantFinding{{`$DIR/a.yaml:7: error: not valid YAML: did not find expected '-' indicator`, hintSchema}}},
+		{name: "YAML: a plugin's key indented less than the plugin", files: map[string]string{"a.yaml": "interfaces:\n- ifname: eth0\n  plugins:\n  - type: bridge\n    bridge: br0\n   ipam: {type: host-local}\n"},
+			args: []string{"$DIR/a.yaml"},
+			want: []wantFinding{{`$DIR/a.yaml:6: error: not valid YAML: did not find expected key`, hintSchema}}},
+		{name: "YAML: a scanner error keeps its line", files: map[string]string{"a.yaml": "interfaces:\n  - ifname: eth0\n    plugins:\n      - type: bridge\n  - ifname: eth1\n     plugins:\n      - type: macvlan\n"},
+			args: []string{"$DIR/a.yaml"},
+			want: []wantFinding{{`$DIR/a.yaml:6: error: not valid YAML: mapping values are not allowed in this context`, hintSchema}}},
 		{name: "conflist reference missing", files: map[string]string{"a.yaml": "interfaces:\n  - conflist: gone.conflist\n"},
 			args: []string{"$DIR/a.yaml"},
 			want: []wantFinding{{`$DIR/a.yaml:2:15: error: interfaces[0].conflist: cannot read $DIR/gone.conflist: open $DIR/gone.conflist: no such file or directory`, hintSchema}}},
@@ -188,6 +203,28 @@ func TestValidateFindings(t *testing.T) {
       - {type: macvlan, master: lo, ipam: {type: static, routes: [{dst: "::/0"}, {dst: 10.0.0.0/8}]}}
 `},
 			args: []string{"$DIR/a.yaml"}},
+		{name: "an IPAM type validate does not check", files: map[string]string{"a.yaml": "interfaces:\n  - plugins: [{type: macvlan, master: lo, ipam: {type: dhcp}}]\n"},
+			args: []string{"$DIR/a.yaml"},
+			want: []wantFinding{{`$DIR/a.yaml:2:50: note: interfaces[0].plugins[0].ipam.type: validate does not check the section of IPAM type "dhcp": it runs the ADD of host-local and static only`,
+				"the first ADD that uses this chain is the first to try it"}}},
+		{name: "two interfaces on one subnet", files: map[string]string{"a.yaml": okYAML + `  - ifname: eth1
+    plugins:
+      - type: macvlan
+        master: lo
+        ipam: {type: host-local, ranges: [[{subnet: 10.1.0.0/24}, {subnet: 172.26.64.0/20}]]}
+`},
+			args: []string{"$DIR/a.yaml"},
+			want: []wantFinding{{`$DIR/a.yaml:17:68: error: interfaces[1].plugins[0].ipam.ranges[0][1].subnet: subnet 172.26.64.0/20 is also interfaces[0] (eth0)'s, at $DIR/a.yaml:9:22: the container gets two routes to it, and which interface its traffic to it takes depends on which chain came up first`,
+				"give each interface of a set a subnet of its own"}}},
+		{name: "an interface's subnet inside another's", files: map[string]string{"a.yaml": okYAML + `  - ifname: eth1
+    plugins:
+      - type: macvlan
+        master: lo
+        ipam: {type: static, addresses: [{address: 172.26.70.5/24}]}
+`},
+			args: []string{"$DIR/a.yaml"},
+			want: []wantFinding{{`$DIR/a.yaml:17:43: warning: interfaces[1].plugins[0].ipam.addresses[0].address: subnet 172.26.70.0/24 overlaps interfaces[0] (eth0)'s 172.26.64.0/20, at $DIR/a.yaml:9:22: the container's traffic to the narrower one's addresses takes its interface, the rest the other's`,
+				"give each interface of a set a subnet of its own, unless the narrower route is what you mean"}}},
 		{name: "two sets on one bridge, two subnets", files: map[string]string{"multi.yaml": okYAML,
 			"storage.yaml": strings.Replace(okYAML, "172.26.64.0/20", "172.26.80.0/20", 1)},
 			args: []string{"$DIR/multi.yaml", "$DIR/storage.yaml"},
@@ -280,7 +317,7 @@ func TestValidateFindings(t *testing.T) {
 			args: []string{"-strict", "-conflist", "$DIR/multi.conflist"}, code: 1,
 			want: []wantFinding{{`$DIR/multi.conflist:4:3: warning: plugins: no "loopback" plugin in the conflist: the tasks of Nomad's exec and java drivers get their "lo" interface down`, hintLoopback}}},
 		{name: "a .conf", files: map[string]string{"multi.yaml": okYAML,
-			"multi.conf": `{"cniVersion": "1.0.0", "name": "multi", "type": "nicmux", "attachments": "$DIR/multi.yaml", "capabilities": {"portMappings": true}}`},
+			"multi.conf": `{"cniVersion": "1.0.0", "name": "multi", "type": "nicmux", "attachments": "$DIR/multi.yaml", "capabilities": {"portMappings": true}, "stateDir": "$DIR/state"}`},
 			args: []string{"-conflist", "$DIR/multi.conf"},
 			want: []wantFinding{{`$DIR/multi.conf:1:42: warning: type: no "loopback" plugin in the conflist: the tasks of Nomad's exec and java drivers get their "lo" interface down`,
 				`make this a .conflist whose "plugins" are the nicmux entry, then {"type": "loopback"}`}}},
@@ -296,6 +333,26 @@ func TestValidateFindings(t *testing.T) {
 			args: []string{"-conflist", "$DIR/multi.conflist"},
 			want: []wantFinding{{`$DIR/multi.conflist:8:7: warning: plugins[0].logFile: the folder $DIR/log is not a folder: nicmux cannot open its log and writes warnings and errors to stderr, which Nomad does not keep`,
 				"point logFile at a file in an existing folder"}}},
+		{name: "state folder under a file", files: map[string]string{"multi.yaml": okYAML, "st": "",
+			"multi.conflist": strings.Replace(okConflist, `"$DIR/state"`, `"$DIR/st/state"`, 1)},
+			args: []string{"-conflist", "$DIR/multi.conflist"},
+			want: []wantFinding{{`$DIR/multi.conflist:8:47: error: plugins[0].stateDir: stateDir $DIR/st/state: $DIR/st is a file, not a folder`,
+				"nicmux fails every ADD and DEL with it (CNI error 5, I/O failure) until it is fixed"}}},
+		{name: "state folder others can write", files: map[string]string{"multi.yaml": okYAML,
+			"multi.conflist": strings.Replace(okConflist, `"$DIR/state"`, `"$DIR/st"`, 1)},
+			setup: func(t *testing.T, dir string) {
+				if err := os.Mkdir(filepath.Join(dir, "st"), 0o700); err != nil || os.Chmod(filepath.Join(dir, "st"), 0o777) != nil {
+					t.Fatal(err)
+				}
+			},
+			args: []string{"-conflist", "$DIR/multi.conflist"},
+			want: []wantFinding{{`$DIR/multi.conflist:8:47: error: plugins[0].stateDir: stateDir: $DIR/st is writable by group or others (mode 0777): make it 0700`,
+				"nicmux fails every ADD and DEL with it (CNI error 5, I/O failure) until it is fixed"}}},
+		{name: "cniVersion 1.1.0", files: map[string]string{"multi.yaml": okYAML,
+			"multi.conflist": strings.Replace(okConflist, `"1.0.0"`, `"1.1.0"`, 1)},
+			args: []string{"-conflist", "$DIR/multi.conflist"},
+			want: []wantFinding{{`$DIR/multi.conflist:2:3: warning: cniVersion: 1.1.0: Nomad 1.9.5 and later ask every plugin for STATUS before every setup and teardown of a list at 1.1.0 or later, and skip the teardown (no DEL) when STATUS fails: the allocation's links, leases and iptables rules stay; Nomad 1.8.0 to 1.8.2 fail every setup of such a list`,
+				`give the list "cniVersion": "1.0.0" (docs/nomad.md, section 6, "Why cniVersion 1.0.0")`}}},
 		{name: "name with capitals", files: map[string]string{"multi.yaml": okYAML,
 			"multi.conflist": strings.Replace(okConflist, `"multi"`, `"Multi"`, 1)},
 			args: []string{"-conflist", "$DIR/multi.conflist"},
@@ -326,6 +383,9 @@ func checkValidate(t *testing.T, tt validateCase) {
 		if err := os.WriteFile(path, []byte(expand(body)), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if tt.setup != nil {
+		tt.setup(t, dir)
 	}
 	args := []string{"validate", "-cni-path", fakeBin, "-json"}
 	for _, a := range tt.args {
@@ -362,8 +422,8 @@ func checkValidate(t *testing.T, tt validateCase) {
 	if code != wantCode {
 		t.Errorf("exit code %d, want %d", code, wantCode)
 	}
-	if r.Errors+r.Warnings != len(r.Findings) {
-		t.Errorf("report counts %d errors and %d warnings for %d findings", r.Errors, r.Warnings, len(r.Findings))
+	if r.Errors+r.Warnings+r.Notes != len(r.Findings) {
+		t.Errorf("report counts %d errors, %d warnings and %d notes for %d findings", r.Errors, r.Warnings, r.Notes, len(r.Findings))
 	}
 }
 

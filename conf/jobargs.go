@@ -14,8 +14,10 @@ import (
 
 // CNI_ARGS keys nicmux reads on ADD besides argSet: a job's per-interface
 // arguments ("<prefix><ifname>"), and Nomad's identity of the job (1.9.4
-// and later).
+// and later). Every key of nicmuxPrefix is nicmux's: none reaches a
+// delegate.
 const (
+	nicmuxPrefix = "NICMUX_"
 	argIPsPrefix = "NICMUX_IPS_"
 	argMACPrefix = "NICMUX_MAC_"
 	argNamespace = "NOMAD_NAMESPACE"
@@ -36,9 +38,11 @@ type JobArgs struct {
 	Namespace, JobID string
 	// ifaces are the per-interface arguments, sorted by key.
 	ifaces []ifaceArg
-	// Delegated is CNI_ARGS as the delegates get it: without the
-	// per-interface keys, which reach their own chain only, as capability
-	// arguments. With none, it is CNI_ARGS unchanged.
+	// Delegated is CNI_ARGS as the delegates get it: without nicmux's own
+	// keys (NICMUX_*: the set, and the per-interface keys, which reach
+	// their own chain only, as capability arguments), which a delegate
+	// that parses CNI_ARGS strictly would refuse as unknown. Every other
+	// pair is kept as the runtime sent it, empty ones included.
 	Delegated string
 }
 
@@ -57,8 +61,7 @@ type ifaceArg struct {
 // ignored) and a NOMAD_ identity key given twice are errors (code 7)
 // naming the key; all of them are reported.
 func ParseJobArgs(cniArgs string) (*JobArgs, error) {
-	j := &JobArgs{}
-	var kept []string
+	j := &JobArgs{Delegated: DelegatedArgs(cniArgs)}
 	var errs []error
 	seen := map[string]bool{}
 	bad := func(key, format string, args ...any) {
@@ -67,9 +70,6 @@ func ParseJobArgs(cniArgs string) (*JobArgs, error) {
 	for _, kv := range strings.Split(cniArgs, ";") {
 		k, v, _ := strings.Cut(kv, "=")
 		prefix, ifname := splitIfaceKey(k)
-		if prefix == "" {
-			kept = append(kept, kv)
-		}
 		again := seen[k]
 		seen[k] = true
 		switch {
@@ -97,7 +97,7 @@ func ParseJobArgs(cniArgs string) (*JobArgs, error) {
 				continue
 			}
 			j.ifaces = append(j.ifaces, ifaceArg{Key: k, IfName: ifname, Capability: capabilityOf[prefix].name, Value: val})
-		case strings.HasPrefix(k, "NICMUX_") && k != argSet:
+		case strings.HasPrefix(k, nicmuxPrefix) && k != argSet:
 			bad(k, "not an argument nicmux knows (%s, %s<ifname>, %s<ifname>)", argSet, argIPsPrefix, argMACPrefix)
 		}
 	}
@@ -106,8 +106,22 @@ func ParseJobArgs(cniArgs string) (*JobArgs, error) {
 		return nil, errors.Join(errs...)
 	}
 	sort.Slice(j.ifaces, func(a, b int) bool { return j.ifaces[a].Key < j.ifaces[b].Key })
-	j.Delegated = strings.Join(kept, ";")
 	return j, nil
+}
+
+// DelegatedArgs returns CNI_ARGS as the delegates get it (see
+// JobArgs.Delegated).
+func DelegatedArgs(cniArgs string) string {
+	if !strings.Contains(cniArgs, nicmuxPrefix) {
+		return cniArgs
+	}
+	var kept []string
+	for _, kv := range strings.Split(cniArgs, ";") {
+		if !strings.HasPrefix(kv, nicmuxPrefix) {
+			kept = append(kept, kv)
+		}
+	}
+	return strings.Join(kept, ";")
 }
 
 // splitIfaceKey splits a per-interface key into its prefix and interface

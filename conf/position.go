@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -280,4 +281,49 @@ func nextToken(data []byte, off int64) int {
 		i++
 	}
 	return i
+}
+
+// SyntaxError is where and why an attachment file is not valid YAML, for
+// nicmux validate: Line is where the parser's trouble starts (0 when the
+// file parses or cannot be read), Problem what yaml.v3 says, without its
+// line.
+//
+// yaml.v3 names, for an error of its parser (not its scanner), the line
+// where the enclosing block begins, counted from 0: a mis-indented key
+// deep in a file reads "line 1". Line is instead the first line that ends
+// a prefix of the file that fails with the same problem: the parser meets
+// it there.
+type SyntaxError struct {
+	Line    int
+	Problem string
+}
+
+// yamlErrLine is the line yaml.v3 puts before its problem.
+var yamlErrLine = regexp.MustCompile(`^yaml: (line \d+: )?`)
+
+// FindSyntaxError reads and parses the attachment file at file and says
+// where its YAML goes wrong.
+func FindSyntaxError(file string) SyntaxError {
+	data, err := readFile(file)
+	if err != nil {
+		return SyntaxError{}
+	}
+	var doc yaml.Node
+	full := yaml.Unmarshal(data, &doc)
+	if full == nil {
+		return SyntaxError{}
+	}
+	problem := yamlErrLine.ReplaceAllString(full.Error(), "")
+	end := 0
+	for i, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if len(line) == 0 {
+			break
+		}
+		end += len(line)
+		var prefix yaml.Node
+		if err := yaml.Unmarshal(data[:end], &prefix); err != nil && yamlErrLine.ReplaceAllString(err.Error(), "") == problem {
+			return SyntaxError{Line: i + 1, Problem: problem}
+		}
+	}
+	return SyntaxError{Problem: problem}
 }

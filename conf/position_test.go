@@ -171,3 +171,28 @@ func TestLocateConflistFile(t *testing.T) {
 		t.Errorf("Locate = %s, want %s", got, want)
 	}
 }
+
+func TestFindSyntaxError(t *testing.T) {
+	cases := []struct {
+		yaml    string
+		line    int
+		problem string
+	}{
+		{"interfaces:\n  - plugins: [{type: bridge}]\n", 0, ""},
+		{"interfaces:\n  - ifname: eth0\n   plugins:\n      - type: bridge\n", 3, "did not find expected '-' indicator"},
+		// A flow list that never closes: the line that opens it.
+		{"interfaces:\n  - plugins: [{type: bridge}\n\n\n", 2, "did not find expected ',' or ']'"},
+		// No newline at the end.
+		{"a: 1\nb: [", 2, "did not find expected node content"},
+		{"a: 1\n\tb: 2\n", 2, "found a tab character that violates indentation"},
+	}
+	for _, c := range cases {
+		path := filepath.Join(t.TempDir(), "a.yaml")
+		if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := FindSyntaxError(path); got.Line != c.line || got.Problem != c.problem {
+			t.Errorf("%q: %+v, want line %d, %q", c.yaml, got, c.line, c.problem)
+		}
+	}
+}

@@ -76,9 +76,18 @@ type PluginError struct {
 	// Index is the plugin's position in its chain.
 	Index int
 	Err   error
+	// Field is what the plugin's configuration says of the failure when
+	// its message does not ("master: ens5"), or "".
+	Field string
 }
 
-func (e *PluginError) Error() string { return "plugin " + e.Plugin + ": " + e.Err.Error() }
+func (e *PluginError) Error() string {
+	msg := "plugin " + e.Plugin + ": " + e.Err.Error()
+	if e.Field != "" {
+		msg += " (" + e.Field + ")"
+	}
+	return msg
+}
 func (e *PluginError) Unwrap() error { return e.Err }
 
 // CNICode is the plugin's own CNI code when it gave one, 7 when its binary
@@ -253,7 +262,8 @@ func (r *Runner) run(ctx context.Context, verb string, c *conf.Chain, env Env, p
 	return result, nil
 }
 
-// call runs plugin i of the chain.
+// call runs plugin i of the chain. A DEL the plugin refuses for its
+// CNI_ARGS is run again without them (see refusesArgs).
 func (r *Runner) call(ctx context.Context, verb string, c *conf.Chain, i int, env Env, prev types.Result) (types.Result, error) {
 	p := c.Plugins[i]
 	fail := func(err error) error { return &PluginError{Plugin: p.Type, Index: i, Err: err} }
@@ -262,8 +272,17 @@ func (r *Runner) call(ctx context.Context, verb string, c *conf.Chain, i int, en
 		return nil, fail(err)
 	}
 	out, err := r.exec(ctx, verb, env, p.Type, stdin)
+	if err != nil && verb == "DEL" && env.CNIArgs != "" && refusesArgs(err) {
+		bare := env
+		bare.CNIArgs = ""
+		if _, err2 := r.exec(ctx, verb, bare, p.Type, stdin); err2 != nil {
+			err = fmt.Errorf("without CNI_ARGS, which it refused (%v): %w", err, err2)
+		} else {
+			err = nil
+		}
+	}
 	if err != nil {
-		return nil, fail(err)
+		return nil, &PluginError{Plugin: p.Type, Index: i, Err: err, Field: linkField(p, err)}
 	}
 	if verb != "ADD" {
 		return nil, nil
@@ -273,6 +292,45 @@ func (r *Runner) call(ctx context.Context, verb string, c *conf.Chain, i int, en
 		return nil, fail(err)
 	}
 	return res, nil
+}
+
+// linkField names the host link a plugin's configuration points at, when
+// its failure is netlink's bare "Link not found", as macvlan, ipvlan and
+// vlan report a master that is missing, and host-device a device: e.g.
+// "master: ens5". It is "" when the message names the link already, or
+// the configuration names none.
+func linkField(p *conf.Plugin, err error) string {
+	var te *types.Error
+	if !errors.As(err, &te) || !strings.Contains(te.Msg, "Link not found") {
+		return ""
+	}
+	var cfg struct{ Master, Device string }
+	if json.Unmarshal(p.Bytes, &cfg) != nil {
+		return ""
+	}
+	for _, f := range []struct{ key, link string }{{"master", cfg.Master}, {"device", cfg.Device}} {
+		if f.link != "" && !strings.Contains(te.Msg, f.link) {
+			return f.key + ": " + f.link
+		}
+	}
+	return ""
+}
+
+// refusesArgs reports whether a plugin failed because it refused its
+// CNI_ARGS: the CNI library's parser of CNI_ARGS, which the reference
+// plugins run on DEL as on ADD, refuses a key it does not know (without
+// IgnoreUnknown), an empty or malformed pair and a value it cannot parse,
+// each with an error that says "ARGS: ", while it loads its configuration,
+// before it acts. A release needs none of them (Nomad's DEL has no
+// CNI_ARGS at all, so every plugin a Nomad client runs releases without),
+// so a DEL refused for them is run again with none: a record whose
+// arguments a plugin refuses (an ADD that failed on them, a record of a
+// nicmux that passed its own keys on) converges all the same. Retrying
+// with IgnoreUnknown=1, or without the pairs the message names, would
+// still fail on an empty pair or a value the plugin cannot parse.
+func refusesArgs(err error) bool {
+	var te *types.Error
+	return errors.As(err, &te) && strings.Contains(te.Msg, "ARGS: ")
 }
 
 // plain runs a verb that takes no container (GC, STATUS) on one plugin (or

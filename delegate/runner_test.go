@@ -725,3 +725,92 @@ func TestEnviron(t *testing.T) {
 		t.Errorf("nicmux's own environment was not passed on: %d variables of %d", len(env), len(os.Environ()))
 	}
 }
+
+// TestDelWithoutRefusedArgs: a plugin that refuses the recorded CNI_ARGS
+// on DEL (as the reference plugins refuse an unknown key without
+// IgnoreUnknown, or an empty pair with it) is run again without them, and
+// the release goes on; the plugins that took them keep them; a failure
+// that is not a refusal is not retried.
+func TestDelWithoutRefusedArgs(t *testing.T) {
+	for _, args := range []string{"JOB=web", "IgnoreUnknown=1;;JOB=web", "IgnoreUnknown=maybe", "A=1=2"} {
+		t.Run(args, func(t *testing.T) {
+			f := delegatetest.New()
+			f.RefuseArgs("b")
+			c := chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`, `{"type":"b"}`, `{"type":"c"}`)
+			env := testEnv("/x")
+			env.CNIArgs = args
+			if err := (&Runner{Exec: f}).Del(context.Background(), c, env, nil); err != nil {
+				t.Fatalf("DEL: %v", err)
+			}
+			var got []string
+			for _, call := range f.Calls() {
+				got = append(got, call.String()+" "+call.Args)
+			}
+			want := []string{"DEL c/eth1 " + args, "DEL b/eth1 " + args, "DEL b/eth1 ", "DEL a/eth1 " + args}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("calls = %q, want %q", got, want)
+			}
+		})
+	}
+	t.Run("ADD is not retried", func(t *testing.T) {
+		f := delegatetest.New()
+		f.RefuseArgs("a")
+		env := testEnv("/x")
+		env.CNIArgs = "JOB=web"
+		_, _, err := (&Runner{Exec: f}).Add(context.Background(), chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`), env)
+		if err == nil || !strings.Contains(err.Error(), `plugin a: ARGS: unknown args ["JOB=web"]`) || len(f.Calls()) != 1 {
+			t.Errorf("ADD: %v after %d calls, want the refusal after one", err, len(f.Calls()))
+		}
+	})
+	t.Run("other failures are not retried", func(t *testing.T) {
+		f := delegatetest.New()
+		f.FailOn("a", "DEL", "eth1", 11)
+		err := (&Runner{Exec: f}).Del(context.Background(), chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`), testEnv("/x"), nil)
+		if err == nil || len(f.Calls()) != 1 {
+			t.Errorf("DEL: %v after %d calls, want the failure after one", err, len(f.Calls()))
+		}
+	})
+	t.Run("refused without arguments too", func(t *testing.T) {
+		f := delegatetest.New()
+		f.RefuseArgs("a")
+		f.FailOn("a", "DEL", "eth1", 11)
+		env := testEnv("/x")
+		env.CNIArgs = "JOB=web"
+		err := (&Runner{Exec: f}).Del(context.Background(), chainOf(t, "eth1", "n", "1.0.0", `{"type":"a"}`), env, nil)
+		var pe *PluginError
+		if !errors.As(err, &pe) || pe.CNICode() != 11 || !strings.Contains(err.Error(), `without CNI_ARGS, which it refused (ARGS: unknown args ["JOB=web"]): fake a failed DEL`) {
+			t.Errorf("DEL: %v, want the failure without the arguments, code 11, naming the refusal", err)
+		}
+	})
+}
+
+// TestLinkNotFoundNamesTheLink: netlink's bare "Link not found", as
+// macvlan reports a master that is missing, gains the field of the
+// plugin's configuration that names the link; a message that names it
+// already, or a plugin without one, is left as it is.
+func TestLinkNotFoundNamesTheLink(t *testing.T) {
+	cases := []struct{ plugin, msg, want string }{
+		{`{"type":"a","master":"ens5"}`, "Link not found", "plugin a: Link not found (master: ens5)"},
+		{`{"type":"a","device":"ens6"}`, "Link not found", "plugin a: Link not found (device: ens6)"},
+		{`{"type":"a","master":"ens5"}`, `failed to lookup master "ens5": Link not found`, `plugin a: failed to lookup master "ens5": Link not found`},
+		{`{"type":"a"}`, "Link not found", "plugin a: Link not found"},
+		{`{"type":"a","master":"ens5"}`, "no such thing", "plugin a: no such thing"},
+	}
+	for _, c := range cases {
+		for _, verb := range []string{"ADD", "DEL"} {
+			f := delegatetest.New()
+			f.FailWith("a", verb, "eth1", 999, c.msg)
+			chain := chainOf(t, "eth1", "n", "1.0.0", c.plugin)
+			var err error
+			if verb == "ADD" {
+				_, _, err = (&Runner{Exec: f}).Add(context.Background(), chain, testEnv("/x"))
+			} else {
+				err = (&Runner{Exec: f}).Del(context.Background(), chain, testEnv("/x"), nil)
+			}
+			var pe *PluginError
+			if !errors.As(err, &pe) || err.Error() != c.want || pe.CNICode() != 999 {
+				t.Errorf("%s %s failing with %q: %v, want %q (code 999)", verb, c.plugin, c.msg, err, c.want)
+			}
+		}
+	}
+}

@@ -137,13 +137,17 @@ func saveResult(txn *state.Txn, n *nic) error {
 // rollback releases what a failed ADD attached: every chain as far as it
 // ran, with the result it reached, last first. It removes the container's
 // state once all are released, and otherwise keeps the plan of those it
-// could not release, for a later DEL or ADD to finish the job.
+// could not release, for a later DEL or ADD to finish the job. It releases
+// copies of the nics, so that the verb's outcome says what ADD did with
+// each interface (the one that failed: failed), and the rollback's
+// outcome what the release did.
 func (a *adding) rollback(ctx context.Context, cause error) error {
 	var ran []*nic
 	for _, n := range a.nics {
 		if n.ran != nil { // one that never ran holds nothing
-			n.chain = n.ran
-			ran = append(ran, n)
+			r := *n
+			r.chain, r.err, r.took = n.ran, nil, 0
+			ran = append(ran, &r)
 		}
 	}
 	err := a.rel.teardown(ctx, ran, a.args.Netns, false) // a failure path: one at a time, in order

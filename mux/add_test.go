@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -205,6 +206,49 @@ func testAddFailureRollsBack(t *testing.T, h *harness, k, at int, code uint) {
 	h.assertNoState()
 }
 
+// TestAddOutcomeAfterRollback: the outcome line of a failed ADD whose
+// rollback released everything says what ADD did with each interface (the
+// one that failed: failed), and that the rollback succeeded.
+func TestAddOutcomeAfterRollback(t *testing.T) {
+	h := newHarness(t)
+	h.fake.FailOn("beta2", "ADD", "eth1", 11)
+	if err := h.add(h.args("")); err == nil {
+		t.Fatal("ADD succeeded")
+	}
+	line := h.stderr.String()
+	for _, re := range []string{`interfaces\.eth0="ok [0-9.]+[µm]?s"`, `interfaces\.eth1="failed [0-9.]+[µm]?s"`, `interfaces\.eth2="not run"`, `rollback=ok`} {
+		if !regexp.MustCompile(re).MatchString(line) {
+			t.Errorf("the outcome line lacks %s:\n%s", re, line)
+		}
+	}
+	h.assertNoState()
+}
+
+// TestAddWithRefusedArgs: a delegate that refuses the runtime's CNI_ARGS
+// (cnitool sends a job's without IgnoreUnknown) fails the ADD with its own
+// words; the rollback, which replays them, converges; nothing is left, and
+// a DEL with the same arguments succeeds.
+func TestAddWithRefusedArgs(t *testing.T) {
+	for _, args := range []string{"NICMUX_ATTACHMENTS=storage;JOB=web", "IgnoreUnknown=1;;NICMUX_ATTACHMENTS=storage;JOB=web"} {
+		t.Run(args, func(t *testing.T) {
+			h := newHarness(t)
+			h.fake.RefuseArgs("tau")
+			err := h.add(h.args(args))
+			if err == nil || !strings.HasPrefix(err.Error(), "stor0: plugin tau: ARGS: ") || strings.Contains(err.Error(), "NICMUX") {
+				t.Fatalf("ADD: %v, want tau's refusal of the runtime's arguments only", err)
+			}
+			if !strings.Contains(h.stderr.String(), "rollback=ok") {
+				t.Errorf("the rollback did not converge:\n%s", h.stderr)
+			}
+			h.assertNoState()
+			if err := h.del(h.args(args)); err != nil {
+				t.Errorf("DEL: %v", err)
+			}
+			h.assertNoState()
+		})
+	}
+}
+
 func TestAddSeveralFailuresInParallel(t *testing.T) {
 	h := newHarnessMode(t, true)
 	h.fake.FailOn("gamma2", "ADD", "eth2", 11)
@@ -365,15 +409,16 @@ func TestAddAgainReleasesStaleState(t *testing.T) {
 
 func TestAttachmentSet(t *testing.T) {
 	h := newHarness(t)
-	const args = "IgnoreUnknown=true;NICMUX_ATTACHMENTS=storage"
+	// The set is nicmux's argument: the delegates get the runtime's.
+	const args, delegated = "IgnoreUnknown=true;NICMUX_ATTACHMENTS=storage", "IgnoreUnknown=true"
 	h.mustAdd(h.args(args))
 	calls := h.fake.Calls()
 	if want := []string{"ADD sigma/eth0", "ADD tau/stor0"}; !reflect.DeepEqual(delegatetest.Summary(calls), want) {
 		t.Fatalf("calls = %v, want %v (storage.yaml)", delegatetest.Summary(calls), want)
 	}
 	for _, c := range calls {
-		if c.Args != args {
-			t.Errorf("%s: CNI_ARGS = %q, want %q verbatim", c, c.Args, args)
+		if c.Args != delegated {
+			t.Errorf("%s: CNI_ARGS = %q, want %q", c, c.Args, delegated)
 		}
 	}
 	if calls[0].Str("name") != "multi-eth0" || calls[1].Str("name") != "san" {
@@ -397,8 +442,8 @@ func TestAttachmentSet(t *testing.T) {
 		t.Fatalf("DEL calls = %v, want %v (the recorded set's chains)", delegatetest.Summary(calls), want)
 	}
 	for _, c := range calls {
-		if c.Args != args {
-			t.Errorf("%s: CNI_ARGS = %q, want the recorded %q", c, c.Args, args)
+		if c.Args != delegated {
+			t.Errorf("%s: CNI_ARGS = %q, want the recorded %q", c, c.Args, delegated)
 		}
 	}
 	h.assertNoState()

@@ -70,7 +70,7 @@ func (v *invocation) delWithoutState(ctx context.Context) error {
 	}
 	if err != nil {
 		v.log.Warn("the job's arguments do not apply to the attachment file: releasing without them", "containerID", v.args.ContainerID, "error", err)
-		if nics, err = fromFile(v.args.ContainerID, set, file, &conf.JobArgs{Delegated: v.args.Args}, v.nc.RuntimeConfig); err != nil {
+		if nics, err = fromFile(v.args.ContainerID, set, file, &conf.JobArgs{Delegated: conf.DelegatedArgs(v.args.Args)}, v.nc.RuntimeConfig); err != nil {
 			return err
 		}
 	}

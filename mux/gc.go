@@ -54,7 +54,8 @@ func (v *invocation) gc(ctx context.Context) error {
 			released++
 		}
 	}
-	errs = append(errs, c.forward(ctx, validIDs(valid))...)
+	_, ferrs := c.forward(ctx, validIDs(valid))
+	errs = append(errs, ferrs...)
 	v.log.Info("GC", "released", released)
 	return errors.Join(errs...)
 }
@@ -191,13 +192,15 @@ func (c collector) collectOne(ctx context.Context, id string, stale func(*state.
 }
 
 // forward sends GC to every chain (once per delegate network) of the
-// attachment files in the folder, each with the attachments of its network
-// that nicmux still knows; valid are the containers the runtime lists. It
-// holds GC's barrier (state.Store.Barrier) from the moment it reads the
-// records until the delegates are done, so that an ADD's plan is either
-// read here or recorded after the delegates' GC; and it gives up after
-// gcForwardLimit.
-func (c collector) forward(ctx context.Context, valid []string) []error {
+// attachment files in the folder that speaks GC (cniVersion 1.1.0 or
+// later, no disableGC), each with the attachments of its network that
+// nicmux still knows; valid are the containers the runtime lists. It holds
+// GC's barrier (state.Store.Barrier) from the moment it reads the records
+// until the delegates are done, so that an ADD's plan is either read here
+// or recorded after the delegates' GC; and it gives up after
+// gcForwardLimit. It returns the networks it sent GC to (none when no
+// chain speaks GC), and the failures.
+func (c collector) forward(ctx context.Context, valid []string) (networks []string, errs []error) {
 	v := c.v
 	all, errs := v.sets.every()
 	ifnames := make([]string, len(all))
@@ -206,18 +209,18 @@ func (c collector) forward(ctx context.Context, valid []string) []error {
 	}
 	chains := onePerNetwork(all, func(ch *conf.Chain) bool { return !ch.DisableGC && conf.AtLeast(ch.CNIVersion, "1.1.0") })
 	if len(chains) == 0 {
-		return errs
+		return nil, errs
 	}
 	lockCtx, cancel := context.WithTimeout(ctx, v.p.LockTimeout)
 	release, err := v.store.Barrier(lockCtx, state.Exclusive)
 	cancel()
 	if err != nil {
-		return append(errs, err)
+		return nil, append(errs, err)
 	}
 	defer release()
 	live, err := liveAttachments(v.store, valid, ifnames)
 	if err != nil {
-		return append(errs, err)
+		return nil, append(errs, err)
 	}
 	ctx, cancel = context.WithTimeout(ctx, min(v.nc.Timeout, gcForwardLimit))
 	defer cancel()
@@ -231,12 +234,13 @@ func (c collector) forward(ctx context.Context, valid []string) []error {
 		}
 	}
 	together(calls...)
-	for _, err := range failed {
+	for i, err := range failed {
+		networks = append(networks, chains[i].Network)
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return errs
+	return networks, errs
 }
 
 // liveAttachments returns, for a delegate network, the (container ID,

@@ -225,11 +225,17 @@ func TestDelWithoutStateIgnoresBadArgs(t *testing.T) {
 	if got := delegatetest.Summary(h.fake.CallsOf("DEL")); len(got) != 5 {
 		t.Errorf("DEL calls = %v, want the file's chains", got)
 	}
+	for _, c := range h.fake.Calls() {
+		if c.Args != "" {
+			t.Errorf("%s: CNI_ARGS %q: nicmux's own arguments reach no delegate", c, c.Args)
+		}
+	}
+	h.fake.Reset()
 	if err := h.del(h.args("NICMUX_IPS_eth1=10.40.0.17/24")); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
 	for _, c := range h.fake.CallsOf("DEL") {
-		if c.Plugin == "beta" && c.Args == "" && runtimeConfig(t, c)["ips"] != `["10.40.0.17/24"]` {
+		if c.Plugin == "beta" && runtimeConfig(t, c)["ips"] != `["10.40.0.17/24"]` {
 			t.Errorf("%s: runtimeConfig %v, want the arguments of the DEL that has them", c, runtimeConfig(t, c))
 		}
 	}

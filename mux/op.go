@@ -59,10 +59,12 @@ func (o *Op) Collect(ctx context.Context, stale func(*state.Record) string, dryR
 	return collector{o.v}.collect(ctx, stale, dryRun)
 }
 
-// ForwardGC forwards GC to the attachment files' chains with the
-// attachments the state folder still records, under the barrier against
-// ADDs recording their plans, as the GC verb does.
-func (o *Op) ForwardGC(ctx context.Context) []error {
+// ForwardGC forwards GC to the attachment files' chains that speak it
+// (cniVersion 1.1.0 or later) with the attachments the state folder still
+// records, under the barrier against ADDs recording their plans, as the GC
+// verb does. It returns the delegate networks it forwarded to, none when
+// no chain speaks GC, and the failures.
+func (o *Op) ForwardGC(ctx context.Context) (networks []string, errs []error) {
 	return collector{o.v}.forward(ctx, nil)
 }
 

@@ -29,9 +29,12 @@ type GCReport struct {
 	// those of other conflists sharing the state folder.
 	Kept  int `json:"kept"`
 	Other int `json:"otherLists"`
-	// Forwarded is set once GC was forwarded to the chains; ForwardErrors
-	// are the chains' failures.
+	// Forwarded is set once GC was forwarded to a chain; ForwardedTo are
+	// the delegate networks it went to (one chain each); NotForwarded says
+	// why it went to none; ForwardErrors are the chains' failures.
 	Forwarded     bool     `json:"forwarded"`
+	ForwardedTo   []string `json:"forwardedTo"`
+	NotForwarded  string   `json:"notForwarded,omitempty"`
 	ForwardErrors []string `json:"forwardErrors"`
 	// Error is a failure of gc as a whole (the state folder cannot be
 	// opened or listed, the lock files cannot be swept).
@@ -45,6 +48,13 @@ type GCOutcome struct {
 	Interfaces  []string `json:"interfaces,omitempty"`
 	Error       string   `json:"error,omitempty"`
 }
+
+// Why nicmux gc forwarded GC to no chain.
+const (
+	notForwardedDryRun   = "a dry run"
+	notForwardedDisabled = "disableGC"
+	notForwardedVersion  = "no chain of the attachment files is at cniVersion 1.1.0 or later, where GC begins"
+)
 
 // emptyFolder is why a folder without a plan is removed.
 const emptyFolder = "a folder without a plan (a crash before ADD recorded one): no delegate ran"
@@ -66,7 +76,7 @@ func CollectStale(ctx context.Context, p *mux.Plugin, req Request, dryRun bool) 
 	}
 	nc := op.NetConf()
 	r := &GCReport{List: nc.Name, StateDir: nc.StateDir, DryRun: dryRun,
-		Released: []GCOutcome{}, Failed: []GCOutcome{}, Unreadable: []GCOutcome{}, ForwardErrors: []string{}}
+		Released: []GCOutcome{}, Failed: []GCOutcome{}, Unreadable: []GCOutcome{}, ForwardedTo: []string{}, ForwardErrors: []string{}}
 	err = r.collect(ctx, op)
 	op.End(err)
 	return r, err
@@ -86,15 +96,23 @@ func (r *GCReport) collect(ctx context.Context, op *mux.Op) error {
 	r.Kept, r.Other = s.counts()
 	switch {
 	case r.DryRun:
+		r.NotForwarded = notForwardedDryRun
 	case op.NetConf().DisableGC:
-		op.Log().Info("nicmux gc: GC not forwarded to the chains: disableGC")
+		r.NotForwarded = notForwardedDisabled
 	default:
-		fwd := op.ForwardGC(ctx)
-		r.Forwarded = true
+		networks, fwd := op.ForwardGC(ctx)
+		r.ForwardedTo = append(r.ForwardedTo, networks...)
+		r.Forwarded = len(networks) > 0
+		if !r.Forwarded {
+			r.NotForwarded = notForwardedVersion
+		}
 		for _, err := range fwd {
 			r.ForwardErrors = append(r.ForwardErrors, err.Error())
 		}
 		errs = append(errs, fwd...)
+	}
+	if r.NotForwarded != "" {
+		op.Log().Info("nicmux gc: GC not forwarded to the chains: " + r.NotForwarded)
 	}
 	op.Log().Info("nicmux gc", "dryRun", r.DryRun, "released", len(r.Released), "failed", len(r.Failed),
 		"unreadable", len(r.Unreadable), "kept", r.Kept)

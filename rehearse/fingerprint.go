@@ -38,7 +38,7 @@ func TakeFingerprint(ctx context.Context, dirs []string) Fingerprint {
 			if _, seen := fp.Versions[name]; seen || strings.HasPrefix(name, ".") || !executable(path) {
 				continue
 			}
-			fp.Versions[name] = bareVersion(ctx, path)
+			fp.Versions[name] = BareVersion(ctx, path)
 			if name == "bridge" {
 				fp.Bridge = path
 			}
@@ -55,8 +55,9 @@ func executable(path string) bool {
 	return err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0
 }
 
-// bareVersion runs bin as the fingerprint does and reads its version.
-func bareVersion(ctx context.Context, bin string) string {
+// BareVersion runs bin as the fingerprint does and reads its version: ""
+// when it prints none.
+func BareVersion(ctx context.Context, bin string) string {
 	ctx, cancel := context.WithTimeout(ctx, nomad.FingerprintTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)

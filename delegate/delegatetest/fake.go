@@ -84,6 +84,13 @@ func DecodeResult(t testing.TB, raw []byte) *types100.Result {
 type fakeKey struct{ plugin, ifname string }
 type failKey struct{ plugin, verb, ifname string }
 
+// failure is how a call the fake was told to fail fails: its code, and
+// its message ("" for the fake's own).
+type failure struct {
+	code uint
+	msg  string
+}
+
 // Exec is an invoke.Exec that runs no binary. It records every call,
 // answers ADD with a result per (plugin, ifname) (by default one interface
 // named CNI_IFNAME in CNI_NETNS with DefaultIP(plugin, ifname)), fails the
@@ -96,8 +103,11 @@ type Exec struct {
 	mu       sync.Mutex
 	calls    []Call
 	results  map[fakeKey]*types100.Result
-	fails    map[failKey]uint
+	fails    map[failKey]failure
 	notFound map[string]bool
+	// refuseArgs are the plugins that parse CNI_ARGS as the reference
+	// plugins do, knowing no key of their own (see RefuseArgs).
+	refuseArgs map[string]bool
 	// resultVersion, when set, is the version ADD results are printed at
 	// instead of the configuration's cniVersion.
 	resultVersion string
@@ -115,9 +125,10 @@ var (
 
 func New() *Exec {
 	return &Exec{
-		results:  map[fakeKey]*types100.Result{},
-		fails:    map[failKey]uint{},
-		notFound: map[string]bool{},
+		results:    map[fakeKey]*types100.Result{},
+		fails:      map[failKey]failure{},
+		notFound:   map[string]bool{},
+		refuseArgs: map[string]bool{},
 	}
 }
 
@@ -133,15 +144,32 @@ func (f *Exec) SetResult(plugin, ifname string, r *types100.Result) {
 func (f *Exec) FailOn(plugin, verb, ifname string, code uint) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.fails[failKey{plugin, verb, ifname}] = code
+	f.fails[failKey{plugin, verb, ifname}] = failure{code: code}
+}
+
+// FailWith is FailOn with the plugin's own message.
+func (f *Exec) FailWith(plugin, verb, ifname string, code uint, msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fails[failKey{plugin, verb, ifname}] = failure{code: code, msg: msg}
 }
 
 // ClearFailures undoes every FailOn and NotFound.
 func (f *Exec) ClearFailures() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.fails = map[failKey]uint{}
+	f.fails = map[failKey]failure{}
 	f.notFound = map[string]bool{}
+}
+
+// RefuseArgs makes plugin parse CNI_ARGS on every verb with the CNI
+// library's parser, as the reference plugins do, knowing no key but
+// IgnoreUnknown: it fails with that parser's error (code 999) on any pair
+// unless IgnoreUnknown is set, and on an empty or malformed pair.
+func (f *Exec) RefuseArgs(plugin string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refuseArgs[plugin] = true
 }
 
 // NotFound makes FindInPath report plugin as missing.
@@ -235,16 +263,25 @@ func (f *Exec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte, en
 	}
 
 	f.mu.Lock()
-	code, fail := f.fails[failKey{c.Plugin, c.Command, c.IfName}]
+	how, fail := f.fails[failKey{c.Plugin, c.Command, c.IfName}]
 	if !fail {
-		code, fail = f.fails[failKey{c.Plugin, c.Command, "*"}]
+		how, fail = f.fails[failKey{c.Plugin, c.Command, "*"}]
 	}
 	res := f.results[fakeKey{c.Plugin, c.IfName}]
 	resVer := f.resultVersion
+	strict := f.refuseArgs[c.Plugin]
 	f.mu.Unlock()
 
+	if strict {
+		if err := types.LoadArgs(c.Args, &struct{ types.CommonArgs }{}); err != nil {
+			return nil, types.NewError(types.ErrInternal, err.Error(), "")
+		}
+	}
+	if fail && how.msg != "" {
+		return nil, types.NewError(how.code, how.msg, "")
+	}
 	if fail {
-		return nil, types.NewError(code, fmt.Sprintf("fake %s failed %s", c.Plugin, c.Command), "on "+c.IfName)
+		return nil, types.NewError(how.code, fmt.Sprintf("fake %s failed %s", c.Plugin, c.Command), "on "+c.IfName)
 	}
 	if c.Command != "ADD" {
 		return nil, nil

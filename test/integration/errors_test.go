@@ -110,3 +110,25 @@ func TestErrorTable(t *testing.T) {
 func (w *world) seedless() string {
 	return w.writeYAML("seed.yaml", "interfaces:\n  - plugins: [{type: recorder}]\n")
 }
+
+// TestMissingMasterNamed: macvlan says only "Link not found" when its
+// master is missing; nicmux's error adds the master its configuration
+// names, on ADD and on the DEL that follows, and leaves nothing.
+func TestMissingMasterNamed(t *testing.T) {
+	w := newWorld(t)
+	l := w.list(w.writeYAML("multi.yaml", `interfaces:
+  - ifname: eth1
+    network: storage
+    plugins:
+      - type: macvlan
+        master: nosuch0
+        ipam: {type: host-local, dataDir: {{.IPAMDir}}, ranges: [[{subnet: 10.88.0.0/24}]]}
+`), nil)
+	netns := newNS(t)
+	_, err := w.add(l, rt("nomaster-1", netns))
+	testworld.WantCNIError(t, err, 999, "eth1: plugin macvlan: Link not found (master: nosuch0)")
+	w.assertNothingLeft(netns, "storage")
+	if err := w.del(l, rt("nomaster-1", netns)); err != nil && !strings.Contains(err.Error(), "(master: nosuch0)") {
+		t.Errorf("DEL: %v, want success or the master named", err)
+	}
+}

@@ -1,8 +1,11 @@
 package nomad
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -39,6 +42,47 @@ func TestJobSets(t *testing.T) {
 	w.wantAttached(plain, resPlain, "multi") // untouched
 	failIf(t, w.node.remove(plain), "remove of the default allocation")
 	w.assertClean(plain, networks(t, "multi", "storage")...)
+}
+
+// TestJobArgsReachDelegates: the job's cni args reach the delegates as
+// Nomad sent them (IgnoreUnknown, its identity, a key of the job's own,
+// 10,000 more unknown pairs), without NICMUX_ATTACHMENTS, which is
+// nicmux's; CHECK passes with them, and Remove (no args) leaves nothing.
+func TestJobArgsReachDelegates(t *testing.T) {
+	w := newWorld(t)
+	var edits []chainEdit
+	for _, si := range exampleSet(t, "storage") {
+		edits = append(edits, w.withRecorder("storage", si.IfName, nil))
+	}
+	w.install(edits...)
+	args := withArgs(w.job.CNIArgs, map[string]string{"JOB_TIER": "web"})
+	for i := range 10000 {
+		args[fmt.Sprintf("K%d", i)] = "v"
+	}
+	a := w.newAlloc(args)
+	w.mustSetup(a)
+	failIf(t, w.node.check(a), "CHECK with the job's args")
+	for _, verb := range []string{"ADD", "CHECK"} {
+		calls := w.callsByIf(verb)
+		if len(calls) != len(exampleSet(t, "storage")) {
+			t.Errorf("%s reached the recorders of %d interfaces, want every one of storage.yaml's", verb, len(calls))
+		}
+		for ifname, c := range calls {
+			pairs := strings.Split(c.Args, ";")
+			for _, want := range []string{"IgnoreUnknown=true", "JOB_TIER=web", "K9999=v", "NOMAD_ALLOC_ID=" + a.ID} {
+				if !slices.Contains(pairs, want) {
+					t.Errorf("%s %s: CNI_ARGS (%d pairs) lack %s", verb, ifname, len(pairs), want)
+				}
+			}
+			for _, p := range pairs {
+				if strings.HasPrefix(p, "NICMUX_") {
+					t.Errorf("%s %s: CNI_ARGS hold nicmux's own %s", verb, ifname, p)
+				}
+			}
+		}
+	}
+	failIf(t, w.node.remove(a), "remove")
+	w.assertClean(a, networks(t, "storage")...)
 }
 
 // TestBadSetNames: a set name that could leave the attachment folder, or
