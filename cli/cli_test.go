@@ -317,3 +317,18 @@ func TestMetricsPrintsTheCounters(t *testing.T) {
 		t.Errorf("for a person:\n%s", text)
 	}
 }
+
+func TestMetricsPrintsProblems(t *testing.T) {
+	state := t.TempDir()
+	dir := filepath.Join(state, "metrics")
+	if _, err := metrics.Fold(dir, &metrics.Tally{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "render-0123.problem"), []byte("open /x/nicmux.prom: permission denied"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := run(t, nil, "metrics", "-state-dir", state)
+	if code != exitOK || !strings.Contains(out, "problem (render-0123): open /x/nicmux.prom: permission denied") {
+		t.Errorf("exit %d: %s%s", code, out, stderr)
+	}
+}

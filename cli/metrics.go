@@ -3,7 +3,9 @@ package cli
 import (
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,15 +17,18 @@ import (
 const metricsHelp = `Prints the figures nicmux keeps for its metricsFile (the conflist key that
 has node_exporter's textfile collector export them), read from the
 counters in the state folder: the same numbers the file holds, each
-histogram with its cumulative buckets as the file's "le" series. It only
-reads. -counters reads another counters folder, such as nicmux-ipam's
+histogram with its cumulative buckets as the file's "le" series, and the
+problems met and not ended (a file that cannot be written, a renderer
+that cannot start). It only reads. -counters reads another counters folder, such as nicmux-ipam's
 (<dataDir>/metrics). docs/operations.md lists the series.`
 
 // metricsReport is what nicmux metrics prints.
 type metricsReport struct {
-	Counters   string         `json:"counters"`
-	Generation uint64         `json:"generation"`
-	Families   []familyReport `json:"families"`
+	Counters   string `json:"counters"`
+	Generation uint64 `json:"generation"`
+	// Problems are those logged once and not ended, by what met them.
+	Problems map[string]string `json:"problems"`
+	Families []familyReport    `json:"families"`
 }
 
 type familyReport struct {
@@ -84,6 +89,10 @@ func runMetrics(e *env, args []string) int {
 		return exitFail
 	}
 	r := reportOf(dir, snap)
+	if r.Problems, err = metrics.Problems(dir); err != nil {
+		fmt.Fprintf(e.stderr, "nicmux metrics: %v\n", err)
+		return exitFail
+	}
 	if *asJSON {
 		printJSON(e.stdout, r)
 	} else {
@@ -135,6 +144,9 @@ func reportOf(dir string, snap *metrics.Snapshot) *metricsReport {
 // buckets.
 func (r *metricsReport) print(w io.Writer) {
 	fmt.Fprintf(w, "counters: %s (%d folds)\n", r.Counters, r.Generation)
+	for _, k := range slices.Sorted(maps.Keys(r.Problems)) {
+		fmt.Fprintf(w, "problem (%s): %s\n", k, r.Problems[k])
+	}
 	if len(r.Families) == 0 {
 		fmt.Fprintln(w, "no figures yet: set metricsFile in nicmux's entry, and run a verb")
 		return

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -209,4 +210,31 @@ func (d *folder) report(log *slog.Logger, key, msg string, err error) {
 		err = errors.Join(err, werr) // logged again by the next run
 	}
 	log.Warn(msg, "error", err)
+}
+
+// Problems returns the problems noted in the counters folder dir, by what
+// met them ("fold", "publish", or "render-…" for a renderer of one file):
+// what was logged once and has not ended. The renderer of nicmux-ipam's
+// file has no log: this is where its problems show.
+func Problems(dir string) (map[string]string, error) {
+	d, err := openFolder(dir, false)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	defer d.close()
+	names, err := filepath.Glob(filepath.Join(dir, "*.problem"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, n := range names {
+		key := strings.TrimSuffix(filepath.Base(n), ".problem")
+		if b, err := d.read(filepath.Base(n)); err == nil {
+			out[key] = string(b)
+		}
+	}
+	return out, nil
 }

@@ -417,6 +417,10 @@ func TestMetricsProblemsNeverFailAVerb(t *testing.T) {
 		if n := len(w.LogLines("msg=ok")); n != 6 {
 			t.Errorf("%d verbs logged ok, want 6", n)
 		}
+		out, err := exec.Command(testworld.NicmuxBin(), "metrics", "-state-dir", w.StateDir).Output()
+		if err != nil || !strings.Contains(string(out), "problem (render-") || !strings.Contains(string(out), w.file) {
+			t.Errorf("nicmux metrics shows no problem (%v):\n%s", err, out)
+		}
 		// Fixed, it is drawn, and the recovery is logged once.
 		if err := os.Remove(w.file); err != nil {
 			t.Fatal(err)
