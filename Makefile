@@ -28,6 +28,8 @@ endif
 BIN             := $(CURDIR)/bin
 # The commands of cmd/ that are built, installed and shipped.
 BINARIES        := nicmux nicmux-ipam
+# The renderer of the metricsFile, which both plugins start (metrics/).
+BINARIES        += nicmux-metrics
 # The release this tree is: the tag git describe finds (v0.3.0, or
 # v0.3.0-2-gabc1234-dirty after it) and the commit, stamped into the
 # binaries, so that `nicmux version` and its bare run name them whatever
@@ -88,6 +90,8 @@ DIST_VERSION    := $(or $(RELEASE_VERSION),v0.0.0-dev)
 DIST_EPOCH       = $(or $(shell $(GIT) log -1 --format=%ct 2>/dev/null),0)
 DEB_MAINTAINER  ?= nicmux <dev@nicmux.invalid>
 RELEASE_TEST_DIR := test/release
+# The check of the example alert rules (Prometheus's rule parser).
+RULES_DIR       := test/rules
 
 .PHONY: all build plugins testplugins install install-plugins demo test unit integration nomad torture torture-short lint bench clean
 .PHONY: etcd cluster
@@ -174,6 +178,7 @@ lint:
 	cd $(ETCDTEST_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(CLUSTER_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd $(RELEASE_TEST_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd $(RULES_DIR) && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd packaging && $(GO) mod tidy -diff
 
 unit:
@@ -182,6 +187,7 @@ unit:
 	$(GO) test -race -count=1 ./nomad/... ./rehearse/... ./adopt/...
 	cd test/netnsutil && $(GO) test -count=1 ./...
 	cd test/testworld && $(GO) test -count=1 ./...
+	cd $(RULES_DIR) && $(GO) test -count=1 ./...
 
 # Integration tests need root: they make network namespaces and links.
 integration: build plugins testplugins
@@ -287,7 +293,7 @@ test: lint unit integration nomad torture-short cluster demo distcheck
 # -runs K repeats it all for the figures' spread, -baseline DIR adds the
 # nicmux binary in DIR (an older release) as variants of their own.
 bench: build plugins testplugins
-	$(GO) test -run '^$$' -bench . -benchmem ./conf/ ./state/ ./mux/
+	$(GO) test -run '^$$' -bench . -benchmem ./conf/ ./state/ ./mux/ ./metrics/
 	cd $(BENCH_DIR) && $(GO) run . -bin $(BIN) -out RESULTS.md $(BENCH_ARGS)
 # nicmux-ipam's figures need the test etcd server; BENCH_ARGS="-only ipam"
 # runs them alone and puts their section in place in RESULTS.md.

@@ -108,6 +108,8 @@ func commands() []command {
 			"drive a conflist as each Nomad release would, in a scratch netns, and check nothing leaks", runRehearse},
 		{"adopt", "-conflist FILE -out DIR [-attachments PATH] [-wrapper TYPE]... [-force] [-rehearse [-nomad VERSIONS]] [-json]",
 			"split a hand-written multi-interface conflist into a nicmux attachment file and conflist", runAdopt},
+		{"metrics", "[-state-dir DIR | -conflist FILE | -counters DIR] [-json]",
+			"print the figures nicmux keeps for its metricsFile, as the file holds them", runMetrics},
 		{"plugins", "[-conflist FILE] [-cni-path DIRS] [-json] [ATTACHMENT_FILE...]",
 			"list the plugins the configuration uses, each binary's version, and whether Nomad runs CHECK", runPlugins},
 		{"version", "[-json]", "print nicmux's version, commit, Go version and the CNI versions it speaks", runVersion},

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nicmux/nicmux/metrics"
 	"github.com/nicmux/nicmux/release"
 )
 
@@ -282,5 +283,52 @@ func TestBuildVersion(t *testing.T) {
 				t.Errorf("JSON %s lacks the version and commit", j)
 			}
 		})
+	}
+}
+
+func TestMetricsPrintsTheCounters(t *testing.T) {
+	state := t.TempDir()
+	tally := &metrics.Tally{}
+	tally.Add(metrics.Verbs, 2, "ADD", "ok")
+	tally.Observe(metrics.VerbSeconds, 0.04, "ADD")
+	if _, err := metrics.Fold(filepath.Join(state, "metrics"), tally); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := run(t, nil, "metrics", "-state-dir", state, "-json")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r metricsReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Generation != 1 || len(r.Families) != 2 {
+		t.Fatalf("report %+v", r)
+	}
+	h, v := r.Families[0].Series[0], r.Families[1].Series[0]
+	if *v.Value != 2 || v.Labels["verb"] != "ADD" || v.Labels["result"] != "ok" {
+		t.Errorf("nicmux_verbs_total: %+v", v)
+	}
+	if *h.Count != 1 || h.Buckets[2].LE != "0.025" || h.Buckets[2].Count != 0 || h.Buckets[3].Count != 1 || h.Buckets[13].LE != "+Inf" {
+		t.Errorf("nicmux_verb_duration_seconds: %+v", h)
+	}
+	text, _, _ := run(t, nil, "metrics", "-state-dir", state)
+	if !strings.Contains(text, "verb=ADD result=ok") || !strings.Contains(text, "0.05:1") {
+		t.Errorf("for a person:\n%s", text)
+	}
+}
+
+func TestMetricsPrintsProblems(t *testing.T) {
+	state := t.TempDir()
+	dir := filepath.Join(state, "metrics")
+	if _, err := metrics.Fold(dir, &metrics.Tally{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "render-0123.problem"), []byte("open /x/nicmux.prom: permission denied"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := run(t, nil, "metrics", "-state-dir", state)
+	if code != exitOK || !strings.Contains(out, "problem (render-0123): open /x/nicmux.prom: permission denied") {
+		t.Errorf("exit %d: %s%s", code, out, stderr)
 	}
 }

@@ -260,7 +260,7 @@ func TestValidateFindings(t *testing.T) {
       "capabilities"`, 1)},
 			args: []string{"-conflist", "$DIR/multi.conflist"},
 			want: []wantFinding{{`$DIR/multi.conflist:8:7: error: plugins[0].flavour: unknown key: nicmux ignores it`,
-				"nicmux's keys: attachments, capabilities, cni.dev/attachments, cni.dev/valid-attachments, cniVersion, delegateTimeout, disableCheck, disableGC, logFile, logLevel, name, parallel, prestart, prevResult, runtimeConfig, stateDir, type"}}},
+				"nicmux's keys: attachments, capabilities, cni.dev/attachments, cni.dev/valid-attachments, cniVersion, delegateTimeout, disableCheck, disableGC, logFile, logLevel, metricsFile, name, parallel, prestart, prevResult, runtimeConfig, stateDir, type"}}},
 		{name: "key in another case", files: map[string]string{"multi.yaml": okYAML,
 			"multi.conflist": strings.Replace(okConflist, `"capabilities"`, `"LogLevel": "debug",
       "capabilities"`, 1)},

@@ -41,6 +41,9 @@ type NetConf struct {
 	StateDir    string `json:"stateDir"`
 	LogFile     string `json:"logFile"`
 	LogLevel    string `json:"logLevel"`
+	// MetricsFile is the Prometheus text file nicmux's figures are drawn
+	// in, for node_exporter's textfile collector; "" for none.
+	MetricsFile string `json:"metricsFile,omitempty"`
 	// Parallel runs independent chains at the same time (default true).
 	Parallel bool `json:"parallel"`
 	// Prestart is accepted and ignored, so that conflists written for
@@ -92,10 +95,13 @@ func (nc *NetConf) validate() error {
 	if nc.Attachments == "" {
 		return bad("attachments", "is required: the path of the YAML attachment file")
 	}
-	for field, p := range map[string]string{"attachments": nc.Attachments, "stateDir": nc.StateDir, "logFile": nc.LogFile} {
+	for field, p := range map[string]string{"attachments": nc.Attachments, "stateDir": nc.StateDir, "logFile": nc.LogFile, "metricsFile": nc.MetricsFile} {
 		if p != "" && !filepath.IsAbs(p) {
 			return bad(field, "%q must be an absolute path", p)
 		}
+	}
+	if nc.MetricsFile != "" && filepath.Ext(nc.MetricsFile) != ".prom" {
+		return bad("metricsFile", "%q must end in .prom: node_exporter's textfile collector reads no other file", nc.MetricsFile)
 	}
 	if !IsSupportedVersion(nc.CNIVersion) {
 		return &Error{Code: types.ErrIncompatibleCNIVersion, File: "network config " + quoteName(nc.Name),

@@ -205,6 +205,19 @@ func (e *timeoutError) Error() string {
 
 func (e *timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
 
+// Killed reports whether a plugin call failed with err because its
+// process group was killed, and whether that was at its timeout (the
+// Runner's Timeout, delegateTimeout) rather than at the end of the verb's
+// own context.
+func Killed(err error) (killed, timeout bool) {
+	var caused *causedError
+	if !errors.As(err, &caused) {
+		return false, false
+	}
+	var te *timeoutError
+	return true, errors.As(caused.cause, &te)
+}
+
 // capped keeps the first max bytes written to it and counts the rest. It
 // needs no lock: os/exec's one copying goroutine writes to it, and Wait
 // returns only once that goroutine is done.

@@ -50,7 +50,7 @@ type Runner struct {
 	Started func(Proc)
 }
 
-// Span is one plugin call, for the log.
+// Span is one plugin call, for the log and the metrics.
 type Span struct {
 	Verb, IfName, Plugin string
 	// Took is how long the call took, its process's start included.
@@ -368,8 +368,9 @@ func (r *Runner) exec(ctx context.Context, verb string, env Env, binary string, 
 	if r.Exec != nil {
 		path, err := r.Exec.FindInPath(binary, r.Path)
 		if err != nil {
-			span.Err = err
-			return nil, &NotFoundError{Plugin: binary, Err: err}
+			nf := &NotFoundError{Plugin: binary, Err: err}
+			span.Err = nf
+			return nil, nf
 		}
 		out, err := r.Exec.ExecPlugin(ctx, path, stdin, r.environ(verb, env))
 		span.Err = err
@@ -377,8 +378,9 @@ func (r *Runner) exec(ctx context.Context, verb string, env Env, binary string, 
 	}
 	path, err := findInPath(binary, r.Path)
 	if err != nil {
-		span.Err = err
-		return nil, &NotFoundError{Plugin: binary, Err: err}
+		nf := &NotFoundError{Plugin: binary, Err: err}
+		span.Err = nf
+		return nil, nf
 	}
 	p, err := r.start(path, r.environ(verb, env))
 	if err != nil {

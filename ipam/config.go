@@ -31,6 +31,9 @@ type config struct {
 	Etcd       EtcdConfig
 	Node       string
 	DataDir    string
+	// MetricsFile is the Prometheus text file the node's figures are
+	// drawn in; "" for none.
+	MetricsFile string
 	// Requested are the addresses the runtime asked for (runtimeConfig.ips,
 	// args.cni.ips, CNI_ARGS IP=), each in its range set.
 	Requested []netip.Addr
@@ -69,6 +72,7 @@ type ipamConf struct {
 	Node              string          `json:"node"`
 	DataDir           string          `json:"dataDir"`
 	BlockPrefixLength *blockLengths   `json:"blockPrefixLength"`
+	MetricsFile       string          `json:"metricsFile"`
 	ResolvConf        json.RawMessage `json:"resolvConf"`
 }
 
@@ -156,6 +160,10 @@ func (c *config) fill(ic *ipamConf, hostname func() (string, error)) error {
 	}
 	if !strings.HasPrefix(c.DataDir, "/") {
 		return configErr("ipam.dataDir: %q is not an absolute path", c.DataDir)
+	}
+	c.MetricsFile = ic.MetricsFile
+	if c.MetricsFile != "" && (!strings.HasPrefix(c.MetricsFile, "/") || !strings.HasSuffix(c.MetricsFile, ".prom")) {
+		return configErr("ipam.metricsFile: %q is not an absolute path ending in .prom (node_exporter's textfile collector reads no other file)", c.MetricsFile)
 	}
 	return nil
 }

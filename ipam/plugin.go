@@ -34,11 +34,11 @@ type plugin struct {
 // Funcs are the verbs, for skel.
 func (p *plugin) Funcs() skel.CNIFuncs {
 	return skel.CNIFuncs{
-		Add:    p.verb((*call).add),
-		Del:    p.verb((*call).del),
-		Check:  p.verb((*call).check),
-		GC:     p.verb((*call).gc),
-		Status: p.verb((*call).status),
+		Add:    p.verb("ADD", (*call).add),
+		Del:    p.verb("DEL", (*call).del),
+		Check:  p.verb("CHECK", (*call).check),
+		GC:     p.verb("GC", (*call).gc),
+		Status: p.verb("STATUS", (*call).status),
 	}
 }
 
@@ -52,11 +52,16 @@ type call struct {
 	store  Store
 	ctx    context.Context
 	stdout io.Writer
+	// For the metrics: the store's unanswered requests, and the pool's
+	// leased addresses when the verb read them all (GC), else -1.
+	watched *watched
+	used    int
 }
 
 // verb runs f in a call; its error becomes the CNI error here, once.
-func (p *plugin) verb(f func(*call) error) func(*skel.CmdArgs) error {
+func (p *plugin) verb(name string, f func(*call) error) func(*skel.CmdArgs) error {
 	return func(args *skel.CmdArgs) error {
+		start := time.Now()
 		c, err := p.open(args)
 		if err != nil {
 			return toCNI(err)
@@ -65,7 +70,9 @@ func (p *plugin) verb(f func(*call) error) func(*skel.CmdArgs) error {
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Etcd.Timeout)
 		defer cancel()
 		c.ctx = ctx
-		return toCNI(f(c))
+		err = f(c)
+		c.record(name, err, time.Since(start))
+		return toCNI(err)
 	}
 }
 
@@ -82,13 +89,16 @@ func (p *plugin) open(args *skel.CmdArgs) (*call, error) {
 	if err != nil {
 		return nil, configErr("ipam.etcd: %v", err)
 	}
+	w := &watched{Store: store}
 	return &call{
-		cfg:    cfg,
-		id:     OwnerID{ContainerID: args.ContainerID, IfName: args.IfName},
-		rec:    rec,
-		alloc:  newAllocator(store, cfg.Pool, cfg.Etcd.Prefix, cfg.Node, rec.Blocks()),
-		store:  store,
-		stdout: p.Stdout,
+		cfg:     cfg,
+		id:      OwnerID{ContainerID: args.ContainerID, IfName: args.IfName},
+		rec:     rec,
+		alloc:   newAllocator(w, cfg.Pool, cfg.Etcd.Prefix, cfg.Node, rec.Blocks()),
+		store:   w,
+		stdout:  p.Stdout,
+		watched: w,
+		used:    -1,
 	}, nil
 }
 
@@ -274,8 +284,10 @@ func (c *call) gc() error {
 		return errors.Join(append(errs, c.unreachable(err))...)
 	}
 	errs = append(errs, bad...)
+	c.used = 0
 	for _, h := range held {
 		l := h.Lease
+		c.used += len(l.IPs())
 		if l.Node != c.cfg.Node || l.Network != c.cfg.Network || valid[l.Owner()] {
 			continue
 		}
@@ -283,6 +295,7 @@ func (c *call) gc() error {
 			errs = append(errs, c.unreachable(err))
 			continue
 		}
+		c.used -= len(l.IPs())
 		errs = append(errs, c.rec.Drop(l.Owner()))
 	}
 	// Records etcd has no lease for (released elsewhere, or lost in a

@@ -22,6 +22,8 @@ type node struct {
 	dataDir string
 	name    string
 	out     bytes.Buffer
+	// metricsFile, when set, is the ipam object's.
+	metricsFile string
 }
 
 func newNode(t *testing.T, m *memStore, name string) *node {
@@ -31,7 +33,14 @@ func newNode(t *testing.T, m *memStore, name string) *node {
 func (n *node) conf(extra string) []byte {
 	return []byte(`{"cniVersion": "1.1.0", "name": "net", "type": "macvlan", "ipam": {"type": "nicmux-ipam", "pool": "verbs",
 	  "ranges": [[{"subnet": "10.1.0.0/24", "gateway": "10.1.0.1"}]], "routes": [{"dst": "0.0.0.0/0"}],
-	  "etcd": {"endpoints": ["http://127.0.0.1:1"], "prefix": "` + testPrefix + `"}, "node": "` + n.name + `", "dataDir": "` + n.dataDir + `"}` + extra + `}`)
+	  "etcd": {"endpoints": ["http://127.0.0.1:1"], "prefix": "` + testPrefix + `"}, "node": "` + n.name + `", "dataDir": "` + n.dataDir + `"` + n.metricsKey() + `}` + extra + `}`)
+}
+
+func (n *node) metricsKey() string {
+	if n.metricsFile == "" {
+		return ""
+	}
+	return `, "metricsFile": "` + n.metricsFile + `"`
 }
 
 func (n *node) run(verb string, id OwnerID, extra string) error {

@@ -176,6 +176,7 @@ func (a *adding) rollback(ctx context.Context, cause error) error {
 func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error {
 	id := v.args.ContainerID
 	rec := v.store.Load(id)
+	v.out.fig.found(v.out, rec)
 	switch rec.Status {
 	case state.Missing, state.Empty:
 		return nil // Begin clears a folder a crash left without a plan
@@ -195,6 +196,7 @@ func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error 
 		}
 	}
 	reason := staleReason(rec, same)
+	v.out.fig.stale(rec, same)
 	v.log.Warn("releasing stale attachment before ADD", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
 	netns := ""
 	if same {

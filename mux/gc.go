@@ -114,6 +114,7 @@ func (c collector) collect(ctx context.Context, stale func(*state.Record) string
 	var out []Collected
 	for _, id := range ids {
 		rec := c.v.store.Load(id)
+		c.v.out.fig.found(c.v.out, rec)
 		o := Collected{ContainerID: id}
 		switch rec.Status {
 		case state.Missing:
@@ -148,6 +149,7 @@ func (c collector) collect(ctx context.Context, stale func(*state.Record) string
 			out = append(out, Collected{Err: err})
 		}
 	}
+	c.v.out.fig.collected(c.v.out.verb, out, dryRun)
 	return out
 }
 

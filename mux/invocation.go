@@ -42,7 +42,7 @@ func (p *Plugin) start(name string, args *skel.CmdArgs) (*invocation, error) {
 	p = p.withDefaults()
 	log, closeLog := newLogger(p.Stderr, nc)
 	v := &invocation{p: p, args: args, nc: nc, log: log, closeLog: closeLog,
-		out: &outcome{log: log, verb: name, id: args.ContainerID, netns: args.Netns, start: start},
+		out: &outcome{log: log, verb: name, id: args.ContainerID, netns: args.Netns, start: start, fig: newFigures(nc)},
 		sets: &sets{base: nc.Attachments, log: log,
 			d: conf.Defaults{IfName: args.IfName, ListName: nc.Name, CNIVersion: nc.CNIVersion}}}
 	v.runner = &delegate.Runner{Path: splitPath(args.Path), Exec: p.Exec, Stderr: p.Stderr, Timeout: nc.Timeout,
@@ -50,8 +50,10 @@ func (p *Plugin) start(name string, args *skel.CmdArgs) (*invocation, error) {
 	return v, nil
 }
 
-// finish ends the verb: it closes the store and writes the verb's log line.
+// finish ends the verb: it records its figures, closes the store and
+// writes the verb's log line.
 func (v *invocation) finish(err error) {
+	v.record(err)
 	v.store.Close()
 	v.out.write(err)
 	v.closeLog()
@@ -95,7 +97,7 @@ func (v *invocation) lock(ctx context.Context, id string, mode state.Mode) (unlo
 		v.log.Debug("waited for the container's lock", "containerID", id, "waited", d)
 	}
 	if mode == state.Exclusive {
-		fence(v.log, lock, id)
+		v.out.fig.fenced(fence(v.log, lock, id))
 		v.held.hold(lock)
 	}
 	return func() {
@@ -120,7 +122,9 @@ func (v *invocation) locked(ctx context.Context, readOnly bool, mode state.Mode)
 	if unlock, err = v.lock(ctx, v.args.ContainerID, mode); err != nil {
 		return nil, nil, err
 	}
-	return v.store.Load(v.args.ContainerID), unlock, nil
+	rec = v.store.Load(v.args.ContainerID)
+	v.out.fig.found(v.out, rec)
+	return rec, unlock, nil
 }
 
 // identify identifies the namespace at path now. One that cannot be

@@ -40,11 +40,12 @@ func (h *held) note(p delegate.Proc) {
 }
 
 // fence kills the plugins a killed predecessor left running, noted in the
-// lock file, before anything else acts on the container.
-func fence(log *slog.Logger, lock *state.Lock, id string) {
+// lock file, before anything else acts on the container. It returns how
+// many process groups it killed.
+func fence(log *slog.Logger, lock *state.Lock, id string) int {
 	notes, err := lock.Notes()
 	if err != nil || strings.TrimSpace(notes) == "" {
-		return
+		return 0
 	}
 	killed, err := delegate.Fence(notes, fenceWait)
 	if len(killed) > 0 || err != nil {
@@ -52,4 +53,5 @@ func fence(log *slog.Logger, lock *state.Lock, id string) {
 			"groups", len(killed), "error", err)
 	}
 	_ = lock.ClearNotes()
+	return len(killed)
 }

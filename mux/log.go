@@ -67,10 +67,12 @@ type outcome struct {
 	file, set string
 	nics      []*nic
 	rollback  error
+	fig       *figures // nil without metricsFile
 }
 
 // delegate is the delegate runner's Observe: one plugin call ended.
 func (o *outcome) delegate(s delegate.Span) {
+	o.fig.call(s)
 	if !o.log.Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}

@@ -42,9 +42,9 @@ func parseFlags() options {
 	flag.StringVar(&o.bin, "bin", "../../bin", "the repository's bin folder (nicmux, plugins/)")
 	flag.StringVar(&o.baseline, "baseline", "", "a folder holding another nicmux binary (e.g. the previous release) "+
 		"to run as the variants nicmux-serial-base and nicmux-parallel-base")
-	flag.StringVar(&o.only, "only", "", "run one phase alone and put its section in place in -out: ipam (nicmux-ipam's figures)")
+	flag.StringVar(&o.only, "only", "", "run one phase alone and put its section in place in -out: ipam (nicmux-ipam's figures), metrics (metricsFile's cost)")
 	flag.Parse()
-	if o.reps < 1 || o.runs < 1 || flag.NArg() > 0 || (o.only != "" && o.only != "ipam") {
+	if o.reps < 1 || o.runs < 1 || flag.NArg() > 0 || (o.only != "" && o.only != "ipam" && o.only != "metrics") {
 		fatalf("usage: bench [-reps n] [-runs k] [-n 1,2,4] [-out file.md] [-bin dir] [-baseline dir]")
 	}
 	for _, f := range strings.Split(ns, ",") {
@@ -77,6 +77,10 @@ func run(o options) {
 		runIPAMOnly(o)
 		return
 	}
+	if o.only == "metrics" {
+		runMetricsOnly(o)
+		return
+	}
 	e := newEnv(o.bin, o.baseline)
 	r := &results{opts: o, started: time.Now(), loadStart: loadAvg(), scens: scenarios(o.ns), variants: map[string]*variant{}}
 	vs := buildMatrix(e, r.scens)
@@ -88,6 +92,7 @@ func run(o options) {
 	progress("scale: filling a stateDir with %d containers", fillCount)
 	r.state = newStateBench(e)
 	r.ipam = newIPAMBench(e)
+	r.metrics = newMetricsBench(e)
 	for run := range o.runs {
 		runMatrix(e, vs, o.reps, run)
 		progress("run %d: peak RSS", run+1)
@@ -99,6 +104,7 @@ func run(o options) {
 		progress("run %d: %d containers at once", run+1, scaleContainers)
 		r.scale = append(r.scale, scaleConcurrent(e))
 		r.ipam.measure(o.reps, run)
+		r.metrics.measure(o.reps, run)
 		e.assertCacheEmpty()
 	}
 	r.elapsed, r.loadEnd = time.Since(r.started), loadAvg()

@@ -27,6 +27,7 @@ type results struct {
 	state     *stateBench
 	rss       []map[string][nVerbs]int64 // by run: each nicmux variant's peak RSS per verb, KB (see peakRSS)
 	ipam      *ipamBench
+	metrics   *metricsBench
 }
 
 func (r *results) variant(s scenario, k kind) *variant { return r.variants[s.Name+"/"+k.String()] }
@@ -92,6 +93,7 @@ func (r *results) markdown(e *env) string {
 	r.writeBare(&b)
 	r.writeScale(&b)
 	b.WriteString("\n" + r.ipam.markdown(r.opts.reps))
+	b.WriteString("\n" + r.metrics.markdown(r.opts.reps))
 	return b.String()
 }
 

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	suite := testworld.Suite{
 		Makes:  "integration tests make network namespaces and links",
 		Target: "integration",
-		Files: []string{testworld.NicmuxBin(), filepath.Join(testworld.PluginsDir(), "bridge"),
+		Files: []string{testworld.NicmuxBin(), filepath.Join(testworld.BinDir(), "nicmux-metrics"), filepath.Join(testworld.PluginsDir(), "bridge"),
 			filepath.Join(testworld.TestPluginsDir(), "recorder")},
 	}
 	if code := suite.Enter(); code >= 0 {

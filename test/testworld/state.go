@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // The layout of nicmux's state folder (docs/state.md); the suites know it
@@ -18,6 +19,7 @@ import (
 //	<stateDir>/containers/<id>/if-<ifname>.json     one interface's result
 //	<stateDir>/containers/<id>/complete.json        the mark of a complete ADD
 //	<stateDir>/locks/<id>.lock                      the container's lock
+//	<stateDir>/metrics/...                          metricsFile's counters, stay
 
 // ContainersDir is the folder of every container's folder.
 func ContainersDir(stateDir string) string { return filepath.Join(stateDir, "containers") }
@@ -49,7 +51,7 @@ func LockFile(stateDir, id string) string { return filepath.Join(LocksDir(stateD
 // isStoreWide reports whether a state file (relative to the state folder)
 // belongs to no container and stays when none has state.
 func isStoreWide(rel string) bool {
-	return slices.Contains([]string{"gc.lock", "plans.slots", "plans.boot"}, rel)
+	return slices.Contains([]string{"gc.lock", "plans.slots", "plans.boot"}, rel) || strings.HasPrefix(rel, "metrics/")
 }
 
 // StateLeft lists what a state folder holds for containers, relative to
