@@ -196,7 +196,7 @@ func (n *Handle) Verify(ifname string, result types.Result) error {
 			problems = append(problems, fmt.Sprintf("MAC is %s, recorded %s", attrs.HardwareAddr, want))
 		}
 	}
-	addrs, err := n.h.AddrList(link, netlink.FAMILY_ALL)
+	addrs, err := n.addrList(link)
 	if err != nil {
 		return fmt.Errorf("listing addresses of %s: %w", ifname, err)
 	}
@@ -282,4 +282,16 @@ func LiveLinks(path string, ifnames []string) []string {
 		}
 	}
 	return live
+}
+
+// addrList lists link's addresses, again when the kernel interrupted the
+// dump because addresses changed meanwhile (another container's, on a
+// busy host): CHECK must not fail on a partial list.
+func (n *Handle) addrList(link netlink.Link) ([]netlink.Addr, error) {
+	for tries := 1; ; tries++ {
+		addrs, err := n.h.AddrList(link, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || tries == 10 {
+			return addrs, err
+		}
+	}
 }

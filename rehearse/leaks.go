@@ -3,6 +3,7 @@ package rehearse
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,7 +31,7 @@ func (l Leak) String() string { return l.Kind + ": " + l.What }
 type hostLinks map[int]string
 
 func snapshotHost() (hostLinks, error) {
-	links, err := netlink.LinkList()
+	links, err := linkList(nil)
 	if err != nil {
 		return nil, fmt.Errorf("listing the host's links: %w", err)
 	}
@@ -43,7 +44,7 @@ func snapshotHost() (hostLinks, error) {
 
 // newSince returns the host links that were not there in before.
 func newSince(before hostLinks) ([]netlink.Link, error) {
-	links, err := netlink.LinkList()
+	links, err := linkList(nil)
 	if err != nil {
 		return nil, fmt.Errorf("listing the host's links: %w", err)
 	}
@@ -137,7 +138,7 @@ func linksIn(path string) ([]string, int) {
 		return nil, nsid
 	}
 	defer nh.Close()
-	links, _ := nh.LinkList()
+	links, _ := linkList(nh)
 	var names []string
 	for _, l := range links {
 		if l.Attrs().Name != "lo" {
@@ -154,7 +155,7 @@ func (f *leakFinder) peers() []int {
 		return nil
 	}
 	_, nsid := linksIn(f.netnsDir)
-	links, _ := netlink.LinkList()
+	links, _ := linkList(nil)
 	var out []int
 	for _, l := range links {
 		if l.Type() == "veth" && nsid >= 0 && l.Attrs().NetNsID == nsid {
@@ -207,7 +208,7 @@ func (f *leakFinder) newBridges() []netlink.Link {
 // bridge plugin makes its bridge and never removes it, so the rehearsal
 // does.
 func (f *leakFinder) madeBridges() []netlink.Link {
-	all, _ := netlink.LinkList()
+	all, _ := linkList(nil)
 	var out []netlink.Link
 	for _, l := range f.newBridges() {
 		ports := 0
@@ -285,3 +286,21 @@ func nicmuxForget(cniPath []string, conflist, id string) func(ctx context.Contex
 		return fmt.Errorf("no nicmux binary in the CNI path to forget the record with")
 	}
 }
+
+// linkList lists the links of h (nil: the current namespace), again when
+// the kernel interrupted the dump because the table changed meanwhile: a
+// partial list would count links as leaked or miss them.
+func linkList(h *netlink.Handle) ([]netlink.Link, error) {
+	if h == nil {
+		h = &netlink.Handle{}
+	}
+	for tries := 1; ; tries++ {
+		links, err := h.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || tries == dumpTries {
+			return links, err
+		}
+	}
+}
+
+// dumpTries bounds the retries of a netlink dump the kernel interrupted.
+const dumpTries = 10
