@@ -36,11 +36,14 @@ BINARIES        += nicmux-metrics
 # -buildvcs says. Outside a checkout both are empty, and nicmux falls back
 # on what go recorded (see release/). RELEASE_VERSION=... overrides.
 GIT             := git -C $(CURDIR) -c safe.directory=$(CURDIR)
+# A clone without tags (a CI's shallow or single-branch clone) describes a
+# bare commit hash, which is no version: the binaries then say v0.0.0-dev.
+RELEASE_DESCRIBE := $(shell $(GIT) describe --tags --always --dirty --match 'v[0-9]*' 2>/dev/null)
 ifeq ($(origin RELEASE_VERSION),undefined)
-RELEASE_VERSION := $(shell $(GIT) describe --tags --always --dirty --match 'v[0-9]*' 2>/dev/null)
+RELEASE_VERSION := $(filter v%,$(RELEASE_DESCRIBE))
 endif
 ifeq ($(origin RELEASE_COMMIT),undefined)
-RELEASE_COMMIT  := $(shell $(GIT) rev-parse HEAD 2>/dev/null)$(if $(filter %-dirty,$(RELEASE_VERSION)),-dirty)
+RELEASE_COMMIT  := $(shell $(GIT) rev-parse HEAD 2>/dev/null)$(if $(filter %-dirty,$(RELEASE_DESCRIBE)),-dirty)
 endif
 # Static and stripped: a dynamic loader and symbol tables only slow the start
 # of a binary that runs once per verb (and once per Nomad fingerprint).
