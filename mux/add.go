@@ -30,7 +30,7 @@ func (v *invocation) add(ctx context.Context) error {
 	if err := a.read(); err != nil {
 		return err
 	}
-	target, err := targetNetNS(v.args.Netns)
+	target, err := v.targetNetNS()
 	if err != nil {
 		return err
 	}
@@ -218,12 +218,14 @@ func staleReason(rec *state.Record, same bool) string {
 }
 
 // targetNetNS checks ADD's CNI_NETNS before anything acts on it: a
-// namespace must be there, and must not be nicmux's own (the host's).
-func targetNetNS(path string) (ns.NetNSID, error) {
+// network namespace must be there, and must not be nicmux's own (the
+// host's).
+func (v *invocation) targetNetNS() (ns.NetNSID, error) {
+	path := v.args.Netns
 	bad := func(err error) (ns.NetNSID, error) {
 		return ns.NetNSID{}, withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
 	}
-	id, err := ns.Identify(path)
+	id, err := v.p.Identify(path)
 	if err != nil {
 		return bad(err)
 	}

@@ -35,7 +35,7 @@ func (v *invocation) check(ctx context.Context) error {
 		return withCode(types.ErrUnknownContainer, fmt.Errorf("container %s: the ADD of %v did not complete", id, rec.IfNames()))
 	}
 	v.out.set, v.out.file = rec.Set(), rec.Plan.AttachmentFile
-	if !identify(v.log, v.args.Netns).Same(rec.Plan.NetNSID) {
+	if !v.identify(v.args.Netns).Same(rec.Plan.NetNSID) {
 		return fmt.Errorf("%v: netns %s is not the namespace ADD attached (it was removed or recreated)", rec.IfNames(), v.args.Netns)
 	}
 	nics := fromRecord(rec)

@@ -9,7 +9,6 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
-	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -179,7 +178,7 @@ func (c collector) collectOne(ctx context.Context, id string, stale func(*state.
 	}
 	v.log.Info(v.out.verb+": releasing a stale attachment", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
 	netns := ""
-	if cur, err := ns.Identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
+	if cur, err := v.p.Identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
 		netns = rec.Plan.NetNS
 	}
 	if err := v.rel.teardown(ctx, v.rel.toRelease(rec), netns, v.nc.Parallel); err != nil {

@@ -3,17 +3,21 @@ package mux
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/nicmux/nicmux/delegate/delegatetest"
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -88,8 +92,26 @@ func newHarnessMode(t *testing.T, parallel bool) *harness {
 	h.netns = h.newNetNS("netns-a")
 	h.write("multi.yaml", multiYAML)
 	h.write("storage.yaml", storageYAML)
-	h.p = &Plugin{Exec: h.fake, Stdout: h.stdout, Stderr: h.stderr, LockTimeout: 5 * time.Second}
+	h.p = &Plugin{Exec: h.fake, Stdout: h.stdout, Stderr: h.stderr, LockTimeout: 5 * time.Second, Identify: identifyFile}
 	return h
+}
+
+// identifyFile is the harness's Plugin.Identify: a regular file stands in
+// for a namespace, its inode its identity (it has no cookie); what is not
+// there is none.
+func identifyFile(path string) (ns.NetNSID, error) {
+	if path == "" {
+		return ns.NetNSID{}, nil
+	}
+	var st syscall.Stat_t
+	err := syscall.Stat(path, &st)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ns.NetNSID{}, nil
+	}
+	if err != nil {
+		return ns.NetNSID{}, err
+	}
+	return ns.NetNSID{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
 func (h *harness) write(name, data string) {

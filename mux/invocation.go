@@ -124,11 +124,11 @@ func (v *invocation) locked(ctx context.Context, readOnly bool, mode state.Mode)
 }
 
 // identify identifies the namespace at path now. One that cannot be
-// identified is logged and taken for none.
-func identify(log *slog.Logger, path string) ns.NetNSID {
-	cur, err := ns.Identify(path)
+// identified, or is not a network namespace, is logged and taken for none.
+func (v *invocation) identify(path string) ns.NetNSID {
+	cur, err := v.p.Identify(path)
 	if err != nil {
-		log.Warn("cannot identify netns; taking it for gone", "netns", path, "error", err)
+		v.log.Warn("cannot identify netns; taking it for gone", "netns", path, "error", err)
 		return ns.NetNSID{}
 	}
 	return cur
