@@ -302,8 +302,8 @@ func (e *entryNode) ifname(c *Chain) error {
 	case !given:
 		name = e.p.d.IfName
 	}
-	if ve := utils.ValidateInterfaceName(name); ve != nil {
-		return e.p.errorf(at, join(e.field, "ifname"), "invalid interface name %q: %s", name, cniMsg(ve))
+	if err := validateIfName(name); err != nil {
+		return e.p.errorf(at, join(e.field, "ifname"), "invalid interface name %q: %v", name, err)
 	}
 	c.IfName = name
 	return nil
