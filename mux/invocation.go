@@ -82,8 +82,8 @@ func (v *invocation) openStore(readOnly bool) error {
 // lock takes container id's lock, waiting at most the lock timeout. An
 // exclusive holder first kills what a killed predecessor left running, and
 // notes its own plugin processes in the lock file while it holds it.
-// unlock releases the lock; it removes the lock file when the container's
-// state is gone.
+// unlock releases the lock; when the container's state is gone it removes
+// the lock file, held exclusively for that (see state.Lock.Discard).
 func (v *invocation) lock(ctx context.Context, id string, mode state.Mode) (unlock func(), err error) {
 	ctx, cancel := context.WithTimeout(ctx, v.p.LockTimeout)
 	lock, err := v.store.Acquire(ctx, id, mode)
@@ -103,10 +103,14 @@ func (v *invocation) lock(ctx context.Context, id string, mode state.Mode) (unlo
 			v.held.hold(nil)
 			_ = lock.ClearNotes()
 		}
-		if v.store.Has(id) {
+		switch {
+		case v.store.Has(id):
 			lock.Release()
-		} else {
+		case mode == state.Exclusive:
 			lock.Discard()
+		default:
+			lock.Release()
+			_ = v.store.DropLock(id)
 		}
 	}, nil
 }
