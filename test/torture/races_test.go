@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/nicmux/nicmux/test/netnsutil"
 	"github.com/nicmux/nicmux/test/testworld"
 )
 
@@ -17,7 +19,9 @@ import (
 // each, counted in the summary.
 
 func raceClasses(t *testing.T) {
+	runClass(t, "race/add-one-id-two-namespaces", trials(2), addTwoNamespaces)
 	runClass(t, "race/lock-exclusive-never-overlap", 1, lockNeverOverlaps)
+	runClass(t, "race/netns-replaced-mid-add", trials(4), netnsReplacedMidAdd)
 }
 
 // --- spans: when each delegate call ran --------------------------------------
@@ -161,4 +165,106 @@ func lockNeverOverlaps(tr *trial) {
 	}
 	tr.check(len(over) == 0, "%d delegate calls ran beside an ADD's or a DEL's for the same container over %d rounds (%d calls): two verbs held its lock at once, one exclusively",
 		len(over), rounds, len(all))
+}
+
+// --- 1. one ID, two namespaces ---------------------------------------------------
+
+// addTwoNamespaces: two ADDs of one container ID into two namespaces start
+// at once, five rounds a trial. Both may succeed (the container's lock
+// orders them; the second releases the first where it is attached), but
+// at most one namespace may end up attached, with one lease per network,
+// and the runtime's DELs leave nothing.
+func addTwoNamespaces(tr *trial) {
+	w := tr.w
+	const rounds = 5
+	for i := 0; i < rounds; i++ {
+		a := w.newCtr()
+		b := &ctr{id: a.id, netns: w.newNetns(), port: a.port}
+		var wg sync.WaitGroup
+		var oa, ob outcome
+		wg.Add(2)
+		go func() { defer wg.Done(); oa = w.add(a) }()
+		go func() { defer wg.Done(); ob = w.add(b) }()
+		wg.Wait()
+		tr.count("rounds", 1)
+		tr.count("ADDs that succeeded", btoi(oa.ok())+btoi(ob.ok()))
+		attached := 0
+		for _, c := range []*ctr{a, b} {
+			if links := w.linksIn(c.netns); len(links) > 0 {
+				attached++
+				tr.logf("round %d: %s holds %v", i, c.netns, links)
+			}
+		}
+		if attached > 1 {
+			tr.count("both namespaces attached", 1)
+		}
+		tr.check(attached <= 1, "round %d: two ADDs of %s into two namespaces left both attached", i, a.id)
+		for _, n := range []string{"svc", "storage"} {
+			leases := w.leasesOf(n, a)
+			tr.check(len(leases) <= 1, "round %d: %s holds %d %s leases %v", i, a.id, len(leases), n, leases)
+		}
+		tr.check(w.del(a).ok(), "round %d: DEL in the first namespace", i)
+		tr.check(w.del(b).ok(), "round %d: DEL in the second namespace", i)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// linksIn lists the links in the namespace at path but lo.
+func (w *world) linksIn(path string) []string {
+	links, err := netnsutil.Links(path)
+	if err != nil {
+		w.tr.fatalf("links in %s: %v", path, err)
+	}
+	return links
+}
+
+// --- 4. the namespace replaced at its path during ADD ------------------------
+
+// netnsReplacedMidAdd: a delegate of a random chain slowed by 100-400 ms,
+// and the namespace replaced by a new one at the same path (Nomad's
+// rebuild, or a runtime's mistake) a random time after it starts. An ADD
+// that succeeds has attached every interface in one namespace; one that
+// fails leaves nothing in either, nor leases, nor state.
+func netnsReplacedMidAdd(tr *trial) {
+	w := tr.w
+	randomFault(tr, "ADD", map[string]any{"delayMs": 100 + tr.rng.Intn(300)})
+	c := w.newCtr()
+	old, err := os.Open(c.netns)
+	if err != nil {
+		tr.fatalf("%v", err)
+	}
+	defer old.Close()
+	oldPath := fmt.Sprintf("/proc/self/fd/%d", old.Fd())
+	w.arm()
+	before := w.markerCount("ADD")
+	done := make(chan outcome, 1)
+	go func() { done <- w.add(c) }()
+	for deadline := time.Now().Add(verbDeadline); w.markerCount("ADD") == before && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(time.Duration(tr.rng.Intn(150)) * time.Millisecond)
+	w.rebuildNetns(c)
+	o := <-done
+	w.disarm()
+	inOld, inNew := w.linksIn(oldPath), w.linksIn(c.netns)
+	tr.logf("links: in the namespace ADD started with %v, in the one now at its path %v", inOld, inNew)
+	tr.count("trials", 1)
+	if o.ok() {
+		tr.count("ADDs done before the swap", 1)
+		tr.check(len(inNew) == 0 || len(inOld) == 0, "ADD succeeded with %v in the namespace it started with and %v in the one that replaced it", inOld, inNew)
+	} else {
+		tr.count("ADDs failed with code "+strconv.Itoa(int(o.code())), 1)
+		tr.check(len(inOld)+len(inNew) == 0, "the failed ADD left %v in the namespace it started with and %v in the one that replaced it", inOld, inNew)
+		for _, n := range []string{"svc", "storage"} {
+			tr.check(len(w.leasesOf(n, c)) == 0, "the failed ADD left %s leases %v", n, w.leasesOf(n, c))
+		}
+		tr.check(!tFolder.exists(w, c.id), "the failed ADD left its state")
+	}
+	tr.check(w.del(c).ok(), "the runtime's DEL after the ADD")
 }
