@@ -426,16 +426,16 @@ func TestParseAttachmentFileConflistPaths(t *testing.T) {
 	dir := t.TempDir()
 	other := t.TempDir()
 	cl := `{"cniVersion": "1.0.0", "name": "far", "plugins": [{"type": "bridge"}]}`
-	if err := os.WriteFile(filepath.Join(other, "far.conflist"), []byte(cl), 0o644); err != nil {
+	if err := writeSettled(filepath.Join(other, "far.conflist"), []byte(cl), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "near.conf"), []byte(`{"name": "near", "type": "macvlan"}`), 0o644); err != nil {
+	if err := writeSettled(filepath.Join(dir, "near.conf"), []byte(`{"name": "near", "type": "macvlan"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	yaml := fmt.Sprintf("interfaces:\n  - conflist: %s\n  - ifname: eth1\n    conflist: near.conf\n",
 		filepath.Join(other, "far.conflist"))
 	path := filepath.Join(dir, "a.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+	if err := writeSettled(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a, err := LoadAttachmentFile(path, testDefaults)
@@ -535,7 +535,7 @@ func TestParseAttachmentFileManyAliasesWithinLimit(t *testing.T) {
 // it out: a name a namespace has of its own is refused there too.
 func TestDefaultIfNameNamespaceOwn(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.yaml")
-	if err := os.WriteFile(path, []byte("interfaces:\n  - plugins: [{type: bridge}]\n"), 0o644); err != nil {
+	if err := writeSettled(path, []byte("interfaces:\n  - plugins: [{type: bridge}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d := testDefaults

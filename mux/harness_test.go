@@ -116,7 +116,7 @@ func identifyFile(path string) (ns.NetNSID, error) {
 
 func (h *harness) write(name, data string) {
 	h.t.Helper()
-	if err := os.WriteFile(filepath.Join(h.dir, name), []byte(data), 0o600); err != nil {
+	if err := writeSettled(filepath.Join(h.dir, name), []byte(data), 0o600); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -276,4 +276,15 @@ func chainIndex(ifname string) int { return slices.Index(chainIfs, ifname) }
 // pluginIndex returns the position of plugin in its chain.
 func pluginIndex(c delegatetest.Call) int {
 	return slices.Index(chainPlugins[chainIndex(c.IfName)], c.Plugin)
+}
+
+// writeSettled is os.WriteFile for a configuration file, dated an hour
+// back as a file deployed before the verb is: nicmux reads one written
+// less than 100 ms ago again once it is older (see conf.readSettled).
+func writeSettled(path string, data []byte, perm os.FileMode) error {
+	if err := os.WriteFile(path, data, perm); err != nil {
+		return err
+	}
+	past := time.Now().Add(-time.Hour)
+	return os.Chtimes(path, past, past)
 }
