@@ -167,7 +167,7 @@ func Describe(rec *state.Record, detail bool) *Container {
 	case state.Missing, state.Empty:
 		c.Status = StatusEmpty
 		return c
-	case state.Unsafe, state.Failed:
+	case state.Unsafe, state.Failed, state.Newer:
 		c.Status, c.Error = StatusUnreadable, rec.Err.Error()
 		return c
 	}

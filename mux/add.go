@@ -239,8 +239,8 @@ func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error 
 	switch rec.Status {
 	case state.Missing, state.Empty:
 		return nil // Begin clears a folder a crash left without a plan
-	case state.Unsafe, state.Failed:
-		return rec.Err
+	case state.Unsafe, state.Failed, state.Newer:
+		return rec.Err // a newer nicmux's container is live: nothing is released
 	}
 	_, recorded := rec.NetNS()
 	same := recorded.Same(target)

@@ -18,8 +18,8 @@ func (v *invocation) del(ctx context.Context) error {
 	}
 	defer unlock()
 	switch rec.Status {
-	case state.Failed:
-		return rec.Err
+	case state.Failed, state.Newer:
+		return rec.Err // a newer nicmux's record: what it holds cannot be known
 	case state.Unsafe:
 		v.log.Error("removing what is not nicmux's state", "containerID", id, "error", rec.Err)
 		fallthrough

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -11,6 +12,11 @@ import (
 	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/state"
 )
+
+// errNewerRecords is why GC is not forwarded to the delegates while a
+// container recorded by a newer nicmux is in the state folder.
+var errNewerRecords = errors.New("GC not forwarded to the chains: a newer nicmux recorded these containers, " +
+	"whose interfaces this nicmux cannot list (a delegate's GC would free them)")
 
 // gcForwardLimit bounds GC's forwarding to the delegates, during which ADDs
 // wait to record their plans (see state.Store.Barrier): a hung delegate
@@ -241,13 +247,16 @@ func (c collector) forward(ctx context.Context, valid []string) []error {
 // container it has state for. A container whose record cannot be read, or
 // that the runtime lists as valid without nicmux having state for it,
 // keeps every interface name the attachment files use, in every network.
+// A container recorded by a newer nicmux fails it (errNewerRecords):
+// which interfaces it holds, in which networks, cannot be known, and the
+// delegates' GC would free what they are not told of.
 func liveAttachments(store *state.Store, valid, ifnames []string) (func(network string) []types.GCAttachment, error) {
 	ids, err := store.Containers()
 	if err != nil {
 		return nil, err
 	}
 	byNetwork := map[string][]types.GCAttachment{}
-	var unknown []string
+	var unknown, newer []string
 	known := map[string]bool{}
 	for _, id := range ids {
 		known[id] = true
@@ -255,6 +264,8 @@ func liveAttachments(store *state.Store, valid, ifnames []string) (func(network 
 		switch rec.Status {
 		case state.Missing, state.Empty:
 			continue
+		case state.Newer:
+			newer = append(newer, id)
 		case state.Whole:
 		default:
 			unknown = append(unknown, id)
@@ -267,6 +278,9 @@ func liveAttachments(store *state.Store, valid, ifnames []string) (func(network 
 			}
 			byNetwork[it.Network] = append(byNetwork[it.Network], types.GCAttachment{ContainerID: id, IfName: it.IfName})
 		}
+	}
+	if len(newer) > 0 {
+		return nil, fmt.Errorf("%w: %s", errNewerRecords, strings.Join(newer, ", "))
 	}
 	for _, id := range valid {
 		if !known[id] {
