@@ -120,7 +120,7 @@ func TestDispatch(t *testing.T) {
 	var usageText bytes.Buffer
 	usage(&usageText)
 	good := filepath.Join(t.TempDir(), "ok.yaml")
-	if err := os.WriteFile(good, []byte("interfaces: [{plugins: [{type: loopback}]}]\n"), 0o644); err != nil {
+	if err := writeSettled(good, []byte("interfaces: [{plugins: [{type: loopback}]}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {

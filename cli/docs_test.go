@@ -245,3 +245,39 @@ func TestDocCommandsCheck(t *testing.T) {
 		t.Error("a checked block without a nicmux command passes")
 	}
 }
+
+// TestOperationsVersionNotes: the upgrade and rollback notes keep what a
+// mixed-version client needs (issue 17): a killed 0.1 ADD's plugins are
+// fenced by no later verb, so the upgrade from 0.1 drains or waits; 0.1's
+// GC frees the leases of 0.2's containers, so a rollback below 0.2 runs
+// none; a later release's records are left alone.
+func TestOperationsVersionNotes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := func(heading string) string {
+		s := string(b)
+		i := strings.Index(s, "\n"+heading+"\n")
+		if i < 0 {
+			t.Fatalf("docs/operations.md has no %q", heading)
+		}
+		s = s[i+len(heading)+2:]
+		if j := strings.Index(s, "\n#"); j >= 0 {
+			s = s[:j]
+		}
+		return strings.Join(strings.Fields(s), " ")
+	}
+	for heading, says := range map[string][]string{
+		"### Upgrading 0.1 to 0.2, allocations running": {"Drain the client, or wait until no ADD is in flight"},
+		"### Rolling back 0.2 to 0.1":                   {"Run no GC of 0.1 after rolling back below 0.2"},
+		"### Rolling back from a later release":         {"takes its container to be live", "neither the GC verb nor `nicmux gc` forwards GC"},
+	} {
+		text := section(heading)
+		for _, s := range says {
+			if !strings.Contains(text, s) {
+				t.Errorf("docs/operations.md, %s, does not say %q", heading, s)
+			}
+		}
+	}
+}

@@ -60,7 +60,7 @@ func newOpsWorld(t *testing.T, plugin string) *opsWorld {
 
 func writeTestFile(t *testing.T, path, content string) {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+	if err := writeSettled(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -311,4 +311,15 @@ func TestForgetOutput(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "nicmux forget: container c1: no state recorded in "+w.stateDir) {
 		t.Errorf("forget of nothing: exit %d, stderr %s", code, stderr)
 	}
+}
+
+// writeSettled is os.WriteFile for a configuration file, dated an hour
+// back as a file deployed before the verb is: nicmux reads one written
+// less than 100 ms ago again once it is older (see conf.readSettled).
+func writeSettled(path string, data []byte, perm os.FileMode) error {
+	if err := os.WriteFile(path, data, perm); err != nil {
+		return err
+	}
+	past := time.Now().Add(-time.Hour)
+	return os.Chtimes(path, past, past)
 }

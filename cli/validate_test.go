@@ -380,7 +380,7 @@ func checkValidate(t *testing.T, tt validateCase) {
 			}
 			continue
 		}
-		if err := os.WriteFile(path, []byte(expand(body)), 0o644); err != nil {
+		if err := writeSettled(path, []byte(expand(body)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,6 +2,7 @@ package conf
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -43,20 +44,20 @@ type Defaults struct {
 // path such as /dev/zero, or any huge file, must not grow nicmux's memory.
 const maxFileSize = 1 << 20
 
-// LoadAttachmentFile reads and parses the attachment file at path.
+// LoadAttachmentFile reads (see readSettled) and parses the attachment file
+// at path.
 func LoadAttachmentFile(path string, d Defaults) (*AttachmentFile, error) {
-	f, err := openFile(path)
-	if err != nil {
-		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
-	}
-	defer f.Close()
-	return loadFrom(f, path, d)
+	return load(path, func() (*os.File, error) { return openFile(path) }, d)
 }
 
-// loadFrom reads and parses an opened attachment file.
-func loadFrom(f *os.File, path string, d Defaults) (*AttachmentFile, error) {
-	data, fi, err := readCapped(f)
+// load reads the attachment file at path, which open opens, and parses it.
+func load(path string, open func() (*os.File, error), d Defaults) (*AttachmentFile, error) {
+	data, fi, err := readSettled(path, open)
 	if err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
 		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
 	}
 	att, err := parseAttachmentFile(path, data, d)
@@ -76,14 +77,9 @@ func openFile(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }
 
-// readFile reads the configuration file at path as readCapped does.
+// readFile reads the configuration file at path as readSettled does.
 func readFile(path string) ([]byte, error) {
-	f, err := openFile(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, _, err := readCapped(f)
+	data, _, err := readSettled(path, func() (*os.File, error) { return openFile(path) })
 	return data, err
 }
 
@@ -302,8 +298,8 @@ func (e *entryNode) ifname(c *Chain) error {
 	case !given:
 		name = e.p.d.IfName
 	}
-	if ve := utils.ValidateInterfaceName(name); ve != nil {
-		return e.p.errorf(at, join(e.field, "ifname"), "invalid interface name %q: %s", name, cniMsg(ve))
+	if err := validateIfName(name); err != nil {
+		return e.p.errorf(at, join(e.field, "ifname"), "invalid interface name %q: %v", name, err)
 	}
 	c.IfName = name
 	return nil

@@ -251,6 +251,9 @@ var invalidCases = map[string]wantErr{
 	"ifname-empty.yaml":             {2, 13, "interfaces[0].ifname", `invalid interface name "": interface name is empty`},
 	"ifname-not-string.yaml":        {2, 13, "interfaces[0].ifname", "must be a string, not a list"},
 	"ifname-missing.yaml":           {3, 5, "interfaces[1].ifname", "is required on every entry but the first"},
+	"ifname-percent.yaml":           {2, 13, "interfaces[0].ifname", `invalid interface name "net%d": the kernel would choose the link's name itself ('%')`},
+	"ifname-lo.yaml":                {2, 13, "interfaces[0].ifname", `invalid interface name "lo": every network namespace has a link of that name`},
+	"ifname-tunnel.yaml":            {4, 13, "interfaces[1].ifname", `invalid interface name "gre0": a network namespace has a link of that name once the kernel's ip_gre module is loaded`},
 
 	// Network names and versions.
 	"network-invalid.yaml":        {3, 14, "interfaces[0].network", `invalid network name "my network!"`},
@@ -423,16 +426,16 @@ func TestParseAttachmentFileConflistPaths(t *testing.T) {
 	dir := t.TempDir()
 	other := t.TempDir()
 	cl := `{"cniVersion": "1.0.0", "name": "far", "plugins": [{"type": "bridge"}]}`
-	if err := os.WriteFile(filepath.Join(other, "far.conflist"), []byte(cl), 0o644); err != nil {
+	if err := writeSettled(filepath.Join(other, "far.conflist"), []byte(cl), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "near.conf"), []byte(`{"name": "near", "type": "macvlan"}`), 0o644); err != nil {
+	if err := writeSettled(filepath.Join(dir, "near.conf"), []byte(`{"name": "near", "type": "macvlan"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	yaml := fmt.Sprintf("interfaces:\n  - conflist: %s\n  - ifname: eth1\n    conflist: near.conf\n",
 		filepath.Join(other, "far.conflist"))
 	path := filepath.Join(dir, "a.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+	if err := writeSettled(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a, err := LoadAttachmentFile(path, testDefaults)
@@ -526,4 +529,17 @@ func TestParseAttachmentFileManyAliasesWithinLimit(t *testing.T) {
 	if len(a.Interfaces) != 64 || len(a.Interfaces[63].Plugins) != 2 || a.Interfaces[63].Plugins[1].Type != "tuning" {
 		t.Errorf("unexpected result: %d interfaces", len(a.Interfaces))
 	}
+}
+
+// The runtime's CNI_IFNAME names the first interface when the file leaves
+// it out: a name a namespace has of its own is refused there too.
+func TestDefaultIfNameNamespaceOwn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.yaml")
+	if err := writeSettled(path, []byte("interfaces:\n  - plugins: [{type: bridge}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := testDefaults
+	d.IfName = "lo"
+	_, err := LoadAttachmentFile(path, d)
+	checkConfError(t, err, path, wantErr{2, 5, "interfaces[0].ifname", `invalid interface name "lo": every network namespace has a link of that name`})
 }

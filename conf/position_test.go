@@ -68,7 +68,7 @@ func TestLocateAliases(t *testing.T) {
         ipam: *ipam
 `
 	path := filepath.Join(t.TempDir(), "x.yaml")
-	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+	if err := writeSettled(path, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := LoadAttachmentFile(path, testDefaults); err != nil {
@@ -152,12 +152,12 @@ func TestLocateConflistFile(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(cl), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(cl, []byte(`{"cniVersion": "1.0.0", "name": "s",
+	if err := writeSettled(cl, []byte(`{"cniVersion": "1.0.0", "name": "s",
 "plugins": [{"type": "macvlan", "master": "ens5"}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "a.yaml")
-	if err := os.WriteFile(path, []byte("interfaces:\n  - conflist: sub/s.conflist\n"), 0o644); err != nil {
+	if err := writeSettled(path, []byte("interfaces:\n  - conflist: sub/s.conflist\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := LoadAttachmentFile(path, testDefaults); err != nil {

@@ -66,19 +66,25 @@ func LoadSet(base, name string, d Defaults) (*AttachmentFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := openFile(path)
+	// What was opened is checked: a symbolic link swapped in since
+	// setPath must not lead outside the folder.
+	open := func() (*os.File, error) {
+		f, err := openFile(path)
+		if err != nil {
+			return nil, err
+		}
+		opened, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+		if err != nil || filepath.Dir(opened) != realDir {
+			f.Close()
+			return nil, outside(base, name, opened)
+		}
+		return f, nil
+	}
+	att, err := load(path, open, d)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, noSet(base, name)
 	}
-	if err != nil {
-		return nil, &Error{Code: types.ErrInvalidNetworkConfig, File: path, Msg: "cannot read attachment file", Err: err}
-	}
-	defer f.Close()
-	opened, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
-	if err != nil || filepath.Dir(opened) != realDir {
-		return nil, outside(base, name, opened)
-	}
-	return loadFrom(f, path, d)
+	return att, err
 }
 
 // setPath checks set name's spelling and returns its file and the real

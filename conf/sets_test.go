@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 )
@@ -41,7 +42,7 @@ func setsDir(t *testing.T) (dir, base string) {
 	t.Helper()
 	dir = t.TempDir()
 	for _, f := range []string{"default.yaml", "storage.yaml", "gpu.v2.yaml", "under_score-x.yaml", "notes.txt", "storage.yaml.bak", ".hidden.yaml", "-dash.yaml"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte("interfaces: []\n"), 0o644); err != nil {
+		if err := writeSettled(filepath.Join(dir, f), []byte("interfaces: []\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,7 +53,7 @@ func TestResolveSet(t *testing.T) {
 	dir, base := setsDir(t)
 	outside := t.TempDir()
 	secret := filepath.Join(outside, "secret.yaml")
-	if err := os.WriteFile(secret, []byte("interfaces: []\n"), 0o644); err != nil {
+	if err := writeSettled(secret, []byte("interfaces: []\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
@@ -201,7 +202,7 @@ func TestAvailableSets(t *testing.T) {
 	if err := os.Mkdir(odd, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(odd, "web.yaml"), nil, 0o644); err != nil {
+	if err := writeSettled(filepath.Join(odd, "web.yaml"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if got := AvailableSets(odd); !reflect.DeepEqual(got, []string{"web"}) {
@@ -214,7 +215,7 @@ func TestLoadSetChecksWhatItOpened(t *testing.T) {
 	outside := t.TempDir()
 	body := "interfaces:\n  - plugins: [{type: bridge}]\n"
 	for _, p := range []string{filepath.Join(dir, "multi.yaml"), filepath.Join(outside, "evil.yaml"), filepath.Join(dir, "real.yaml")} {
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		if err := writeSettled(p, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -239,7 +240,7 @@ func TestLoadSetChecksWhatItOpened(t *testing.T) {
 func TestLoadAttachmentsRefusesWhatIsNotAFile(t *testing.T) {
 	d := Defaults{IfName: "eth0", ListName: "l", CNIVersion: "1.0.0"}
 	big := filepath.Join(t.TempDir(), "big.yaml")
-	if err := os.WriteFile(big, append([]byte("interfaces: []\n#"), make([]byte, maxFileSize)...), 0o600); err != nil {
+	if err := writeSettled(big, append([]byte("interfaces: []\n#"), make([]byte, maxFileSize)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// A FIFO must not block the verb waiting for a writer.
@@ -263,7 +264,7 @@ func TestLoadAttachmentsRefusesWhatIsNotAFile(t *testing.T) {
 
 func TestLoadAttachmentsWarnsWhenOthersCanWrite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "multi.yaml")
-	if err := os.WriteFile(path, []byte("interfaces:\n  - plugins: [{type: bridge}]\n"), 0o600); err != nil {
+	if err := writeSettled(path, []byte("interfaces:\n  - plugins: [{type: bridge}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(path, 0o666); err != nil {
@@ -276,4 +277,15 @@ func TestLoadAttachmentsWarnsWhenOthersCanWrite(t *testing.T) {
 	if len(att.Warnings) != 1 || !strings.Contains(att.Warnings[0], "writable by group or others (mode 0666)") {
 		t.Errorf("warnings = %q", att.Warnings)
 	}
+}
+
+// writeSettled is os.WriteFile for a configuration file, dated an hour
+// back as a file deployed before the verb is: nicmux reads one written
+// less than 100 ms ago again once it is older (see readSettled).
+func writeSettled(path string, data []byte, perm os.FileMode) error {
+	if err := os.WriteFile(path, data, perm); err != nil {
+		return err
+	}
+	past := time.Now().Add(-time.Hour)
+	return os.Chtimes(path, past, past)
 }

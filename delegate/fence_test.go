@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A nicmux killed mid-verb leaves its plugin's children running; Fence,
@@ -20,9 +22,9 @@ func TestFenceKillsLeftovers(t *testing.T) {
 		t.Fatalf("the helper said %q: %v", note, err)
 	}
 	family := pids(t, readMarker(t, dir, "family"))
-	var leader Proc
-	if _, err := fmt.Sscanf(note, "proc %s %d %d", new(string), &leader.Pid, &leader.StartTicks); err != nil {
-		t.Fatalf("note %q: %v", note, err)
+	leader, full, ok := parseNote(strings.TrimSpace(note), bootID())
+	if !ok || !full {
+		t.Fatalf("note %q", note)
 	}
 	killAtCleanup(t, leader.Pid)
 	if err := helper.Process.Kill(); err != nil {
@@ -91,18 +93,65 @@ func TestFenceIgnoresOthers(t *testing.T) {
 		t.Fatal("the process was killed")
 	}
 	// The same process, noted right, is killed.
-	right := Proc{Pid: p.pid(), StartTicks: ticks}
+	right := noteProc(p.pid())
 	if killed, err := Fence(right.Note(), 5*time.Second); len(killed) != 1 || err != nil || running(p.pid()) {
 		t.Errorf("Fence of the right note killed %v, %v", killed, err)
 	}
 }
 
 func TestProcNote(t *testing.T) {
-	want := fmt.Sprintf("proc %s 1234 5678", bootID())
-	if got := (Proc{Pid: 1234, StartTicks: 5678}).Note(); got != want {
+	p := Proc{Pid: 1234, StartTicks: 5678, Session: 42, Exe: "/opt/cni/bin/my bridge"}
+	want := fmt.Sprintf(`proc %s 1234 5678 42 "/opt/cni/bin/my bridge"`, bootID())
+	if got := p.Note(); got != want {
 		t.Errorf("Note() = %q, want %q", got, want)
+	}
+	if got, full, ok := parseNote(want, bootID()); got != p || !full || !ok {
+		t.Errorf("parseNote(%q) = %+v, %v, %v", want, got, full, ok)
 	}
 	if len(bootID()) != 36 {
 		t.Errorf("boot id %q", bootID())
+	}
+}
+
+// A live process that holds a noted pid and started in the same clock tick
+// (a pid reused within the tick a note records: simulated here by notes
+// that match a running process's pid and start time) is spared unless
+// everything else the note records matches too: its session and its
+// executable. A note of the form before those were recorded spares a live
+// leader too: it cannot tell.
+func TestFenceSparesAReuser(t *testing.T) {
+	p, err := startProc(filepath.Join(pluginDir, "tp-sleep"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.abort()
+	pid := p.pid()
+	ticks, err := startTicks(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, err := unix.Getsid(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := func(sid int, exe string) string {
+		return fmt.Sprintf("proc %s %d %d %d %q", bootID(), pid, ticks, sid, exe)
+	}
+	for name, note := range map[string]string{
+		"another session":        note(sid+1, exe),
+		"another executable":     note(sid, "/usr/sbin/other"),
+		"the pid and ticks only": fmt.Sprintf("proc %s %d %d", bootID(), pid, ticks),
+	} {
+		killed, err := Fence(note, time.Second)
+		if len(killed) != 0 || err != nil || !running(pid) {
+			t.Fatalf("%s: Fence killed %v (%v); the process must survive", name, killed, err)
+		}
+	}
+	if killed, err := Fence(note(sid, exe), 5*time.Second); len(killed) != 1 || err != nil || running(pid) {
+		t.Errorf("Fence of the right note killed %v, %v", killed, err)
 	}
 }

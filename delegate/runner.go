@@ -418,8 +418,7 @@ func (r *Runner) start(path string, env []string) (*proc, error) {
 		return nil, err
 	}
 	if r.Started != nil {
-		ticks, _ := startTicks(p.pid())
-		r.Started(Proc{Pid: p.pid(), StartTicks: ticks})
+		r.Started(noteProc(p.pid()))
 	}
 	return p, nil
 }

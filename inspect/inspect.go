@@ -6,6 +6,7 @@ package inspect
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -166,7 +167,7 @@ func Describe(rec *state.Record, detail bool) *Container {
 	case state.Missing, state.Empty:
 		c.Status = StatusEmpty
 		return c
-	case state.Unsafe, state.Failed:
+	case state.Unsafe, state.Failed, state.Newer:
 		c.Status, c.Error = StatusUnreadable, rec.Err.Error()
 		return c
 	}
@@ -176,7 +177,7 @@ func Describe(rec *state.Record, detail bool) *Container {
 	c.Set, c.Complete, c.Format = rec.Set(), rec.Complete, rec.Format
 	path, recorded := rec.NetNS()
 	c.NetNS = NetNSStatus{Path: path}
-	cur, err := ns.Identify(path)
+	cur, err := NetNSNow(path)
 	if err != nil {
 		c.NetNS.Error = err.Error()
 	} else {
@@ -204,6 +205,17 @@ func Describe(rec *state.Record, detail bool) *Container {
 		c.Interfaces = append(c.Interfaces, describeInterface(it, c.Status == StatusLive, detail))
 	}
 	return c
+}
+
+// NetNSNow identifies what is at a recorded namespace's path now (see
+// ns.Identify). Something there that is not a network namespace (an empty
+// file left under /run/netns) is none: the namespace ADD attached is gone.
+func NetNSNow(path string) (ns.NetNSID, error) {
+	cur, err := ns.Identify(path)
+	if errors.Is(err, ns.ErrNotNetNS) {
+		return ns.NetNSID{}, nil
+	}
+	return cur, err
 }
 
 // StaleReason says why a container whose namespace was recorded at path

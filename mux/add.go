@@ -21,6 +21,9 @@ type adding struct {
 	file *conf.AttachmentFile
 	set  string
 	nics []*nic
+	// target is the namespace at CNI_NETNS when the ADD started, held
+	// open: a rollback can release in it whatever is at the path then.
+	target *heldNetNS
 }
 
 // add attaches every interface of the attachment file and prints the merged
@@ -30,10 +33,12 @@ func (v *invocation) add(ctx context.Context) error {
 	if err := a.read(); err != nil {
 		return err
 	}
-	target, err := targetNetNS(v.args.Netns)
+	target, err := v.targetNetNS()
 	if err != nil {
 		return err
 	}
+	defer target.close()
+	a.target = target
 	if err := v.openStore(false); err != nil {
 		return err
 	}
@@ -42,10 +47,10 @@ func (v *invocation) add(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	if err := v.releaseStale(ctx, target); err != nil {
+	if err := v.releaseStale(ctx, target.id); err != nil {
 		return err
 	}
-	txn, err := a.begin(ctx, target)
+	txn, err := a.begin(ctx, target.id)
 	if err != nil {
 		return err
 	}
@@ -62,6 +67,9 @@ func (v *invocation) add(ctx context.Context) error {
 		return n.err == nil
 	})
 	if err := failures(a.nics); err != nil {
+		return a.rollback(ctx, err)
+	}
+	if err := a.sameNetNS(); err != nil {
 		return a.rollback(ctx, err)
 	}
 	return a.complete(ctx, txn)
@@ -150,7 +158,7 @@ func (a *adding) rollback(ctx context.Context, cause error) error {
 			ran = append(ran, &r)
 		}
 	}
-	err := a.rel.teardown(ctx, ran, a.args.Netns, false) // a failure path: one at a time, in order
+	err := a.releaseRan(ctx, ran)
 	a.out.rollback = err
 	if err == nil {
 		if err := a.store.Remove(a.args.ContainerID); err != nil {
@@ -167,12 +175,68 @@ func (a *adding) rollback(ctx context.Context, cause error) error {
 	return errors.Join(cause, fmt.Errorf("rollback: %w", err))
 }
 
+// releaseRan releases what the chains of a failed ADD attached: in
+// CNI_NETNS while it still holds the namespace the ADD started with, else in
+// that namespace, held open, after a sweep of the one now at the path, if
+// any: the chains that ran after the namespace was replaced attached there
+// (nicmux's own namespace is never touched).
+func (a *adding) releaseRan(ctx context.Context, ran []*nic) error {
+	now := a.identify(a.args.Netns)
+	if now.Same(a.target.id) {
+		return a.rel.teardown(ctx, ran, a.args.Netns, false) // a failure path: one at a time, in order
+	}
+	var stray error
+	if !now.IsZero() && !ns.IsOwn(now) {
+		stray = a.sweep(ctx, ran, a.args.Netns)
+	}
+	err := a.rel.teardown(ctx, ran, a.target.path(), false)
+	if stray != nil {
+		err = errors.Join(err, fmt.Errorf("in the namespace now at %s: %w", a.args.Netns, stray))
+	}
+	return err
+}
+
+// sweep runs the DEL of each chain that ran, last first, in netns: a
+// second namespace the ADD's chains may have attached in. A chain that
+// attached nothing there releases nothing but what its other DEL
+// releases too, which delegates treat as a no-op.
+func (a *adding) sweep(ctx context.Context, ran []*nic, netns string) error {
+	var errs []error
+	for i := len(ran) - 1; i >= 0; i-- {
+		n := ran[i]
+		if err := a.runner.Del(ctx, n.chain, n.env(netns), n.result); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.ifname, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sameNetNS fails an ADD whose CNI_NETNS no longer holds the namespace it
+// started with: its chains may have attached in either. Gone, it is code 4
+// (CNI_NETNS names no namespace); replaced, code 11: the runtime may try
+// again, and attach the namespace now there.
+func (a *adding) sameNetNS() error {
+	now := a.identify(a.args.Netns)
+	switch {
+	case now.Same(a.target.id):
+		return nil
+	case now.IsZero():
+		return withCode(types.ErrInvalidEnvironmentVariables,
+			fmt.Errorf("CNI_NETNS: the network namespace at %s was removed while ADD ran", a.args.Netns))
+	}
+	return withCode(types.ErrTryAgainLater, fmt.Errorf("CNI_NETNS: %s holds another network namespace than the one ADD started with "+
+		"(it was replaced while ADD ran): what the chains attached is released in both; try again", a.args.Netns))
+}
+
 // releaseStale deals with an ADD for a container that already has state.
 // If the recorded interfaces are live in the same namespace, the ADD is
 // refused and nothing changes. Otherwise the state is stale (the namespace
 // was recreated, as Nomad does after a failed CHECK or a reboot, or the
 // earlier ADD never completed): the old delegates are released with what
-// was recorded, so the new ADD starts clean.
+// was recorded, so the new ADD starts clean. They are released in the
+// namespace the record names while its path still holds it (the container
+// is attached in another namespace, which is still there): its links go
+// with its leases, and no two namespaces stay attached under one ID.
 func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error {
 	id := v.args.ContainerID
 	rec := v.store.Load(id)
@@ -180,8 +244,8 @@ func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error 
 	switch rec.Status {
 	case state.Missing, state.Empty:
 		return nil // Begin clears a folder a crash left without a plan
-	case state.Unsafe, state.Failed:
-		return rec.Err
+	case state.Unsafe, state.Failed, state.Newer:
+		return rec.Err // a newer nicmux's container is live: nothing is released
 	}
 	_, recorded := rec.NetNS()
 	same := recorded.Same(target)
@@ -195,13 +259,17 @@ func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error 
 			return withCode(errAlreadyAttached, err)
 		}
 	}
-	reason := staleReason(rec, same)
+	netns, elsewhere := "", v.recordedNetNS(rec)
+	defer elsewhere.close()
 	v.out.fig.stale(rec, same)
-	v.log.Warn("releasing stale attachment before ADD", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
-	netns := ""
-	if same {
+	switch {
+	case same:
 		netns = v.args.Netns // an incomplete ADD in this very namespace
+	case elsewhere != nil:
+		netns = elsewhere.path()
 	}
+	reason := staleReason(rec, same, elsewhere != nil)
+	v.log.Warn("releasing stale attachment before ADD", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
 	if err := v.rel.teardown(ctx, v.rel.toRelease(rec), netns, v.nc.Parallel); err != nil {
 		return fmt.Errorf("releasing the stale attachment of container %s (%s): %w (a chain that cannot be released "+
 			"is retried with the attachment file's chain for it: fix it there, or see `nicmux forget`)", id, reason, err)
@@ -209,12 +277,31 @@ func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error 
 	return v.store.Remove(id)
 }
 
+// recordedNetNS holds the namespace rec names when its path still holds
+// it; nil otherwise (gone, or another namespace made at its path).
+func (v *invocation) recordedNetNS(rec *state.Record) *heldNetNS {
+	path, recorded := rec.NetNS()
+	if recorded.IsZero() || path == "" {
+		return nil
+	}
+	h, err := v.holdNetNS(path)
+	if err != nil || !h.id.Same(recorded) {
+		h.close()
+		return nil
+	}
+	return h
+}
+
 // staleReason says why state found before an ADD is stale; same tells
-// whether the namespace is the one it records.
-func staleReason(rec *state.Record, same bool) string {
+// whether the namespace is the one it records, elsewhere whether the one
+// it records is still there.
+func staleReason(rec *state.Record, same, elsewhere bool) string {
 	switch {
 	case rec.Err != nil:
 		return "its record cannot be read (" + rec.Err.Error() + ")"
+	case elsewhere:
+		path, _ := rec.NetNS()
+		return "the container is attached in another network namespace, " + path + ", still there: released there"
 	case !same:
 		return "the network namespace was recreated"
 	case rec.Complete:
@@ -224,20 +311,22 @@ func staleReason(rec *state.Record, same bool) string {
 }
 
 // targetNetNS checks ADD's CNI_NETNS before anything acts on it: a
-// namespace must be there, and must not be nicmux's own (the host's).
-func targetNetNS(path string) (ns.NetNSID, error) {
-	bad := func(err error) (ns.NetNSID, error) {
-		return ns.NetNSID{}, withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
+// network namespace must be there, and must not be nicmux's own (the
+// host's).
+func (v *invocation) targetNetNS() (*heldNetNS, error) {
+	path := v.args.Netns
+	bad := func(err error) (*heldNetNS, error) {
+		return nil, withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
 	}
-	id, err := ns.Identify(path)
-	if err != nil {
+	h, err := v.holdNetNS(path)
+	switch {
+	case err != nil:
 		return bad(err)
-	}
-	if id.IsZero() {
+	case h.id.IsZero():
 		return bad(fmt.Errorf("no network namespace at %q", path))
-	}
-	if ns.IsOwn(id) {
+	case ns.IsOwn(h.id):
+		h.close()
 		return bad(fmt.Errorf("%q is nicmux's own network namespace (the host's), not a container's", path))
 	}
-	return id, nil
+	return h, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -370,16 +371,44 @@ func TestAddFailedRollbackThenAddReleasesFirst(t *testing.T) {
 func TestAddAgainReleasesStaleState(t *testing.T) {
 	// A second ADD for the same container whose recorded links are not in
 	// the namespace (a plain file here, which netlink cannot enter): the
-	// old attachment is released and the ADD starts clean.
-	for _, recreated := range []bool{false, true} {
-		t.Run(fmt.Sprintf("recreated=%v", recreated), func(t *testing.T) {
+	// old attachment is released and the ADD starts clean. Where it is
+	// released depends on what became of the namespace it was attached in.
+	held := func(ns string) bool { return strings.HasPrefix(ns, fmt.Sprintf("/proc/%d/fd/", os.Getpid())) }
+	for _, tc := range []struct {
+		name string
+		move func(h *harness) // what happens to the namespace between the ADDs
+		// wantNS says whether a DEL's CNI_NETNS is right, given the
+		// namespace ADD attached first.
+		wantNS func(ns, old string) bool
+	}{
+		{"same namespace", func(h *harness) {}, func(ns, old string) bool { return ns == old }},
+		// Nomad's rebuild: its old links went with it, and nothing in the
+		// new one may be touched.
+		// (The new file is made while the old one lives: a file system
+		// hands a freed inode out again, and files have no cookie.)
+		{"recreated at its path", func(h *harness) {
+			if err := os.Rename(h.newNetNS("netns-new"), h.netns); err != nil {
+				h.t.Fatal(err)
+			}
+		}, func(ns, old string) bool { return ns == "" }},
+		{"another path, the old one gone", func(h *harness) {
+			old := h.netns
+			h.netns = h.newNetNS("netns-b")
+			if err := os.Remove(old); err != nil {
+				h.t.Fatal(err)
+			}
+		}, func(ns, old string) bool { return ns == "" }},
+		// The container still attached in its old namespace: released
+		// there, held open, links and leases together.
+		{"another path, the old one still there", func(h *harness) { h.netns = h.newNetNS("netns-b") },
+			func(ns, old string) bool { return held(ns) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.mustAdd(h.args(""))
 			h.fake.Reset()
 			oldNetNS := h.netns
-			if recreated {
-				h.netns = h.newNetNS("netns-b")
-			}
+			tc.move(h)
 			h.mustAdd(h.args(""))
 			calls := h.fake.Calls()
 			want := append(expectCalls("DEL", true, 2, 1, 0), expectCalls("ADD", false, 0, 1, 2)...)
@@ -387,14 +416,8 @@ func TestAddAgainReleasesStaleState(t *testing.T) {
 				t.Fatalf("calls = %v, want %v", delegatetest.Summary(calls), want)
 			}
 			for _, c := range calls[:6] {
-				// A recreated namespace: the old links went with the old
-				// one, and nothing in the new one may be touched.
-				wantNS := oldNetNS
-				if recreated {
-					wantNS = ""
-				}
-				if c.NetNS != wantNS {
-					t.Errorf("%s: CNI_NETNS = %q, want %q", c, c.NetNS, wantNS)
+				if !tc.wantNS(c.NetNS, oldNetNS) {
+					t.Errorf("%s: CNI_NETNS = %q (attached in %s)", c, c.NetNS, oldNetNS)
 				}
 				if !c.HasPrevResult() {
 					t.Errorf("%s: released without its stored result", c)
@@ -610,4 +633,64 @@ func TestAddParallelFailureStopsSharedBridgeGroup(t *testing.T) {
 		t.Errorf("rollback = %v, want %v (eth2 never ran)", dels, want)
 	}
 	h.assertNoState()
+}
+
+// The namespace at CNI_NETNS replaced (code 11: a retry attaches the new
+// one) or removed (code 4) while ADD runs, after eth1's first plugin ran:
+// whatever the chains attached is released, every chain in the namespace
+// the ADD started with (held open, named under /proc) and, when another
+// is at the path now, there too; no state is left.
+func TestAddNetNSChangedMidAdd(t *testing.T) {
+	held := fmt.Sprintf("/proc/%d/fd/", os.Getpid())
+	for _, tc := range []struct {
+		name   string
+		change func(h *harness)
+		code   uint
+		where  []string // the namespaces each chain's DEL gets, in order
+	}{
+		{"replaced", func(h *harness) {
+			if err := os.Rename(h.newNetNS("netns-new"), h.netns); err != nil {
+				h.t.Error(err)
+			}
+		}, types.ErrTryAgainLater, []string{"path", "held"}},
+		{"removed", func(h *harness) {
+			if err := os.Remove(h.netns); err != nil {
+				h.t.Error(err)
+			}
+		}, types.ErrInvalidEnvironmentVariables, []string{"held"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			var once sync.Once
+			h.fake.SetHook(func(c delegatetest.Call) {
+				if c.Command == "ADD" && c.Plugin == "beta" {
+					once.Do(func() { tc.change(h) })
+				}
+			})
+			err := h.add(h.args(""))
+			var e *types.Error
+			if !errors.As(toCNIError(err), &e) || e.Code != tc.code || !strings.Contains(e.Msg, "CNI_NETNS") {
+				t.Fatalf("ADD = %v, want code %d naming CNI_NETNS", err, tc.code)
+			}
+			got := map[string][]string{}
+			for _, c := range h.fake.CallsOf("DEL") {
+				where := c.NetNS
+				switch {
+				case where == h.netns:
+					where = "path"
+				case strings.HasPrefix(where, held):
+					where = "held"
+				}
+				got[c.Plugin] = append(got[c.Plugin], where)
+			}
+			for _, ps := range chainPlugins {
+				for _, p := range ps {
+					if !slices.Equal(got[p], tc.where) {
+						t.Errorf("DEL of %s in %v, want %v", p, got[p], tc.where)
+					}
+				}
+			}
+			h.assertNoState()
+		})
+	}
 }

@@ -43,7 +43,7 @@ func BenchmarkVerbs(b *testing.B) {
 		}
 		nc := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"multi","type":"nicmux","attachments":%q,"stateDir":%q,"parallel":%v}`,
 			attach, filepath.Join(dir, "state"), parallel)
-		p := &Plugin{Exec: delegatetest.New(), Stdout: io.Discard, Stderr: io.Discard}
+		p := &Plugin{Exec: delegatetest.New(), Stdout: io.Discard, Stderr: io.Discard, Identify: identifyFile}
 		args := func(i int) *skel.CmdArgs {
 			return &skel.CmdArgs{ContainerID: fmt.Sprintf("c%d", i), Netns: netns, IfName: "eth0", Path: "/opt/cni/bin", StdinData: []byte(nc)}
 		}

@@ -193,3 +193,45 @@ func TestAddRefusesTheHostNamespace(t *testing.T) {
 	}
 	h.assertNoState()
 }
+
+// A record written before nicmux refused names a namespace has of its own
+// (conf.NamespaceOwn) is released with no namespace for such an
+// interface: its DEL would delete the namespace's own link, or fail on it
+// for ever. The other interfaces are released in theirs, and DEL
+// converges.
+func TestDelConvergesWithANamespaceOwnName(t *testing.T) {
+	for _, name := range []string{"lo", "net%d", "gre0"} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			h.mustAdd(h.args(""))
+			plan := filepath.Join(h.containerDir(), "container.json")
+			b, err := os.ReadFile(plan)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = []byte(strings.ReplaceAll(string(b), `"ifname":"eth2"`, `"ifname":"`+name+`"`))
+			if err := os.WriteFile(plan, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_ = os.Remove(h.resultPath("eth2"))
+			h.fake.Reset()
+			if err := h.del(h.args("")); err != nil {
+				t.Fatalf("DEL of a record with an interface named %q: %v", name, err)
+			}
+			calls := h.fake.Calls()
+			if len(calls) != 6 {
+				t.Errorf("calls = %v, want each chain's two plugins", delegatetest.Summary(calls))
+			}
+			for _, c := range calls {
+				want := h.netns
+				if c.IfName == name {
+					want = ""
+				}
+				if c.NetNS != want {
+					t.Errorf("%s: CNI_NETNS %q, want %q", c, c.NetNS, want)
+				}
+			}
+			h.assertNoState()
+		})
+	}
+}

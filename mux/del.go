@@ -2,8 +2,10 @@ package mux
 
 import (
 	"context"
+	"errors"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -16,8 +18,8 @@ func (v *invocation) del(ctx context.Context) error {
 	}
 	defer unlock()
 	switch rec.Status {
-	case state.Failed:
-		return rec.Err
+	case state.Failed, state.Newer:
+		return rec.Err // a newer nicmux's record: what it holds cannot be known
 	case state.Unsafe:
 		v.log.Error("removing what is not nicmux's state", "containerID", id, "error", rec.Err)
 		fallthrough
@@ -37,7 +39,7 @@ func (v *invocation) del(ctx context.Context) error {
 	nics := v.rel.toRelease(rec)
 	v.out.nics = nics
 	netns := v.args.Netns
-	if _, recorded := rec.NetNS(); !recorded.IsZero() && !identify(v.log, netns).Same(recorded) {
+	if _, recorded := rec.NetNS(); !recorded.IsZero() && !v.identify(netns).Same(recorded) {
 		netns = "" // gone, or recreated: not the namespace ADD attached
 	}
 	if err := v.rel.teardown(ctx, nics, netns, v.nc.Parallel); err != nil {
@@ -75,5 +77,12 @@ func (v *invocation) delWithoutState(ctx context.Context) error {
 		}
 	}
 	v.out.nics = nics
-	return v.rel.teardown(ctx, nics, v.args.Netns, false)
+	netns := v.args.Netns
+	if _, err := v.p.Identify(netns); errors.Is(err, ns.ErrNotNetNS) {
+		// Nothing of the container can be in it: its delegates release
+		// what they hold on the host only.
+		v.log.Warn("CNI_NETNS is not a network namespace: releasing without it", "containerID", v.args.ContainerID, "error", err)
+		netns = ""
+	}
+	return v.rel.teardown(ctx, nics, netns, false)
 }

@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
-	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
+
+// errNewerRecords is why GC is not forwarded to the delegates while a
+// container recorded by a newer nicmux is in the state folder.
+var errNewerRecords = errors.New("GC not forwarded to the chains: a newer nicmux recorded these containers, " +
+	"whose interfaces this nicmux cannot list (a delegate's GC would free them)")
 
 // gcForwardLimit bounds GC's forwarding to the delegates, during which ADDs
 // wait to record their plans (see state.Store.Barrier): a hung delegate
@@ -182,7 +187,7 @@ func (c collector) collectOne(ctx context.Context, id string, stale func(*state.
 	}
 	v.log.Info(v.out.verb+": releasing a stale attachment", "containerID", id, "reason", reason, "interfaces", rec.IfNames())
 	netns := ""
-	if cur, err := ns.Identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
+	if cur, err := v.p.Identify(rec.Plan.NetNS); err == nil && cur.Same(rec.Plan.NetNSID) {
 		netns = rec.Plan.NetNS
 	}
 	if err := v.rel.teardown(ctx, v.rel.toRelease(rec), netns, v.nc.Parallel); err != nil {
@@ -248,13 +253,16 @@ func (c collector) forward(ctx context.Context, valid []string) (networks []stri
 // container it has state for. A container whose record cannot be read, or
 // that the runtime lists as valid without nicmux having state for it,
 // keeps every interface name the attachment files use, in every network.
+// A container recorded by a newer nicmux fails it (errNewerRecords):
+// which interfaces it holds, in which networks, cannot be known, and the
+// delegates' GC would free what they are not told of.
 func liveAttachments(store *state.Store, valid, ifnames []string) (func(network string) []types.GCAttachment, error) {
 	ids, err := store.Containers()
 	if err != nil {
 		return nil, err
 	}
 	byNetwork := map[string][]types.GCAttachment{}
-	var unknown []string
+	var unknown, newer []string
 	known := map[string]bool{}
 	for _, id := range ids {
 		known[id] = true
@@ -262,6 +270,8 @@ func liveAttachments(store *state.Store, valid, ifnames []string) (func(network 
 		switch rec.Status {
 		case state.Missing, state.Empty:
 			continue
+		case state.Newer:
+			newer = append(newer, id)
 		case state.Whole:
 		default:
 			unknown = append(unknown, id)
@@ -274,6 +284,9 @@ func liveAttachments(store *state.Store, valid, ifnames []string) (func(network 
 			}
 			byNetwork[it.Network] = append(byNetwork[it.Network], types.GCAttachment{ContainerID: id, IfName: it.IfName})
 		}
+	}
+	if len(newer) > 0 {
+		return nil, fmt.Errorf("%w: %s", errNewerRecords, strings.Join(newer, ", "))
 	}
 	for _, id := range valid {
 		if !known[id] {

@@ -156,7 +156,7 @@ func TestGCSkipsASetOutsideTheFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	outside := filepath.Join(t.TempDir(), "evil.yaml")
-	if err := os.WriteFile(outside, []byte(strings.ReplaceAll(gcYAML, "alpha", "omega")), 0o600); err != nil {
+	if err := writeSettled(outside, []byte(strings.ReplaceAll(gcYAML, "alpha", "omega")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(outside, filepath.Join(h.dir, "evil.yaml")); err != nil {

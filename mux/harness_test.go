@@ -3,17 +3,21 @@ package mux
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/nicmux/nicmux/delegate/delegatetest"
+	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -88,13 +92,31 @@ func newHarnessMode(t *testing.T, parallel bool) *harness {
 	h.netns = h.newNetNS("netns-a")
 	h.write("multi.yaml", multiYAML)
 	h.write("storage.yaml", storageYAML)
-	h.p = &Plugin{Exec: h.fake, Stdout: h.stdout, Stderr: h.stderr, LockTimeout: 5 * time.Second}
+	h.p = &Plugin{Exec: h.fake, Stdout: h.stdout, Stderr: h.stderr, LockTimeout: 5 * time.Second, Identify: identifyFile}
 	return h
+}
+
+// identifyFile is the harness's Plugin.Identify: a regular file stands in
+// for a namespace, its inode its identity (it has no cookie); what is not
+// there is none.
+func identifyFile(path string) (ns.NetNSID, error) {
+	if path == "" {
+		return ns.NetNSID{}, nil
+	}
+	var st syscall.Stat_t
+	err := syscall.Stat(path, &st)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ns.NetNSID{}, nil
+	}
+	if err != nil {
+		return ns.NetNSID{}, err
+	}
+	return ns.NetNSID{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
 func (h *harness) write(name, data string) {
 	h.t.Helper()
-	if err := os.WriteFile(filepath.Join(h.dir, name), []byte(data), 0o600); err != nil {
+	if err := writeSettled(filepath.Join(h.dir, name), []byte(data), 0o600); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -254,4 +276,15 @@ func chainIndex(ifname string) int { return slices.Index(chainIfs, ifname) }
 // pluginIndex returns the position of plugin in its chain.
 func pluginIndex(c delegatetest.Call) int {
 	return slices.Index(chainPlugins[chainIndex(c.IfName)], c.Plugin)
+}
+
+// writeSettled is os.WriteFile for a configuration file, dated an hour
+// back as a file deployed before the verb is: nicmux reads one written
+// less than 100 ms ago again once it is older (see conf.readSettled).
+func writeSettled(path string, data []byte, perm os.FileMode) error {
+	if err := os.WriteFile(path, data, perm); err != nil {
+		return err
+	}
+	past := time.Now().Add(-time.Hour)
+	return os.Chtimes(path, past, past)
 }

@@ -84,8 +84,8 @@ func (v *invocation) openStore(readOnly bool) error {
 // lock takes container id's lock, waiting at most the lock timeout. An
 // exclusive holder first kills what a killed predecessor left running, and
 // notes its own plugin processes in the lock file while it holds it.
-// unlock releases the lock; it removes the lock file when the container's
-// state is gone.
+// unlock releases the lock; when the container's state is gone it removes
+// the lock file, held exclusively for that (see state.Lock.Discard).
 func (v *invocation) lock(ctx context.Context, id string, mode state.Mode) (unlock func(), err error) {
 	ctx, cancel := context.WithTimeout(ctx, v.p.LockTimeout)
 	lock, err := v.store.Acquire(ctx, id, mode)
@@ -105,10 +105,14 @@ func (v *invocation) lock(ctx context.Context, id string, mode state.Mode) (unlo
 			v.held.hold(nil)
 			_ = lock.ClearNotes()
 		}
-		if v.store.Has(id) {
+		switch {
+		case v.store.Has(id):
 			lock.Release()
-		} else {
+		case mode == state.Exclusive:
 			lock.Discard()
+		default:
+			lock.Release()
+			_ = v.store.DropLock(id)
 		}
 	}, nil
 }
@@ -128,11 +132,11 @@ func (v *invocation) locked(ctx context.Context, readOnly bool, mode state.Mode)
 }
 
 // identify identifies the namespace at path now. One that cannot be
-// identified is logged and taken for none.
-func identify(log *slog.Logger, path string) ns.NetNSID {
-	cur, err := ns.Identify(path)
+// identified, or is not a network namespace, is logged and taken for none.
+func (v *invocation) identify(path string) ns.NetNSID {
+	cur, err := v.p.Identify(path)
 	if err != nil {
-		log.Warn("cannot identify netns; taking it for gone", "netns", path, "error", err)
+		v.log.Warn("cannot identify netns; taking it for gone", "netns", path, "error", err)
 		return ns.NetNSID{}
 	}
 	return cur

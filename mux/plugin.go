@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nicmux/nicmux/delegate"
+	"github.com/nicmux/nicmux/ns"
 )
 
 // defaultLockTimeout bounds the wait for another verb on the same container.
@@ -37,6 +38,11 @@ type Plugin struct {
 	LockTimeout time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Identify identifies the network namespace at a path (see
+	// ns.Identify, which refuses anything else); nil means ns.Identify.
+	// Unit tests, which cannot make namespaces without root, stand
+	// regular files in for them.
+	Identify func(path string) (ns.NetNSID, error)
 }
 
 // New returns a Plugin bound to the process's standard streams.
@@ -59,6 +65,9 @@ func (p *Plugin) withDefaults() *Plugin {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Identify == nil {
+		c.Identify = ns.Identify
 	}
 	return &c
 }

@@ -61,11 +61,7 @@ func (r *releaser) teardown(ctx context.Context, nics []*nic, netns string, para
 		defer scratch.Close()
 	}
 	runGroups(todo, releaseGroups(todo, parallel), func(n *nic) bool {
-		where := netns
-		if scratch != nil && n.chain != nil && needsScratch(n.chain) {
-			where = scratch.Path()
-		}
-		n.err = r.release(ctx, n, where)
+		n.err = r.release(ctx, n, where(n, netns, scratch))
 		n.released = n.err == nil
 		return true // best effort: go on past a failure
 	})
@@ -83,6 +79,20 @@ func (r *releaser) teardown(ctx context.Context, nics []*nic, netns string, para
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// where is the namespace n is released in: netns, the scratch namespace
+// for a chain that needs one, or none for a name no chain can have put in
+// a namespace (see conf.NamespaceOwn): its DEL would delete the
+// namespace's own link, or fail on it for ever.
+func where(n *nic, netns string, scratch *ns.Scratch) string {
+	switch {
+	case conf.NamespaceOwn(n.ifname) != "":
+		return ""
+	case scratch != nil && n.chain != nil && needsScratch(n.chain):
+		return scratch.Path()
+	}
+	return netns
 }
 
 // release releases one interface (see teardown).
@@ -147,7 +157,7 @@ func (r *releaser) toRelease(rec *state.Record) []*nic {
 func (r *releaser) scratch(nics []*nic) *ns.Scratch {
 	var need []*nic
 	for _, n := range nics {
-		if n.chain != nil && needsScratch(n.chain) {
+		if n.chain != nil && needsScratch(n.chain) && conf.NamespaceOwn(n.ifname) == "" {
 			need = append(need, n)
 		}
 	}

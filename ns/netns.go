@@ -9,12 +9,9 @@ package ns
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"os"
 	"runtime"
 	"strings"
-	"syscall"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -45,38 +42,91 @@ func (id NetNSID) Same(other NetNSID) bool {
 	return id.Cookie == 0 || other.Cookie == 0 || id.Cookie == other.Cookie
 }
 
+// ErrNotNetNS is what Identify's error wraps when something is at the path
+// but it is not a network namespace: a regular file (an empty file left
+// under /run/netns), a directory, a namespace of another type
+// (/proc/self/ns/mnt). Whatever ADD attached, it is not there.
+var ErrNotNetNS = errors.New("not a network namespace")
+
 // Identify returns the identity of the network namespace at path, or the
-// zero identity when there is none (empty path, or nothing there).
+// zero identity when there is none (empty path, or nothing there). What is
+// there and is not a network namespace is an error wrapping ErrNotNetNS;
+// it is refused before it is opened (a device's open may act), by its file
+// system, then, once opened, by the namespace's type.
 func Identify(path string) (NetNSID, error) {
 	if path == "" {
 		return NetNSID{}, nil
 	}
-	fi, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	var sfs unix.Statfs_t
+	err := unix.Statfs(path, &sfs)
+	if errors.Is(err, unix.ENOENT) {
 		return NetNSID{}, nil
 	}
 	if err != nil {
 		return NetNSID{}, fmt.Errorf("netns %s: %w", path, err)
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return NetNSID{}, fmt.Errorf("netns %s: no inode information", path)
+	if err := nsFS(path, sfs.Type); err != nil {
+		return NetNSID{}, err
 	}
-	id := NetNSID{Dev: uint64(st.Dev), Ino: st.Ino}
-	// Without a cookie (an old kernel, or not a namespace) the inode is
-	// all there is to go by.
-	id.Cookie, _ = netnsCookie(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return NetNSID{}, nil
+	}
+	if err != nil {
+		return NetNSID{}, fmt.Errorf("netns %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	return identifyFD(path, fd)
+}
+
+// identifyFD identifies the network namespace open at fd (see Identify).
+func identifyFD(path string, fd int) (NetNSID, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return NetNSID{}, fmt.Errorf("netns %s: %w", path, err)
+	}
+	// Checked again: the path may have been replaced since.
+	if err := nsFS(path, sfs.Type); err != nil {
+		return NetNSID{}, err
+	}
+	// NS_GET_NSTYPE (Linux 4.11): /proc/self/ns/mnt is an nsfs file too.
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err == nil && typ != unix.CLONE_NEWNET {
+		return NetNSID{}, fmt.Errorf("netns %s: %w: a namespace of another type (%s)", path, ErrNotNetNS, nsType(typ))
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return NetNSID{}, fmt.Errorf("netns %s: %w", path, err)
+	}
+	id := NetNSID{Dev: st.Dev, Ino: st.Ino}
+	// Without a cookie (a kernel before 5.14) the inode is all there is
+	// to go by.
+	id.Cookie, _ = netnsCookie(netns.NsHandle(fd))
 	return id, nil
 }
 
-// netnsCookie returns the cookie of the namespace at path, read from a
-// socket made inside it.
-func netnsCookie(path string) (uint64, error) {
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		return 0, err
+// nsFS refuses a file system that holds no namespace: nsfs, or procfs on
+// kernels that showed /proc/<pid>/ns/* there.
+func nsFS(path string, magic int64) error {
+	if magic == unix.NSFS_MAGIC || magic == unix.PROC_SUPER_MAGIC {
+		return nil
 	}
-	defer target.Close()
+	return fmt.Errorf("netns %s: %w: a file of another file system (magic %#x)", path, ErrNotNetNS, magic)
+}
+
+// nsType names a namespace type NS_GET_NSTYPE returned.
+func nsType(typ int) string {
+	names := map[int]string{unix.CLONE_NEWNS: "mount", unix.CLONE_NEWUTS: "uts", unix.CLONE_NEWIPC: "ipc",
+		unix.CLONE_NEWUSER: "user", unix.CLONE_NEWPID: "pid", unix.CLONE_NEWCGROUP: "cgroup", unix.CLONE_NEWTIME: "time"}
+	if n, ok := names[typ]; ok {
+		return n
+	}
+	return fmt.Sprintf("type %#x", typ)
+}
+
+// netnsCookie returns the cookie of the namespace target, read from a
+// socket made inside it.
+func netnsCookie(target netns.NsHandle) (uint64, error) {
 	var fd int
 	if err := inNetNS(target, func() (err error) {
 		fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)

@@ -1,9 +1,12 @@
 package ns
 
 import (
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -43,19 +46,38 @@ func TestIdentify(t *testing.T) {
 			t.Errorf("Identify(%q) = %v, %v; want the zero identity", path, id, err)
 		}
 	}
-	// A plain file stands in for a namespace in unit tests: its inode is
-	// its identity, it has no cookie.
-	f := filepath.Join(t.TempDir(), "netns")
-	if err := os.WriteFile(f, nil, 0o600); err != nil {
+	own, err := Identify("/proc/self/ns/net")
+	if err != nil || !IsOwn(own) || IsOwn(NetNSID{}) {
+		t.Errorf("IsOwn: own %+v (%v) -> %v", own, err, IsOwn(own))
+	}
+	if other := (NetNSID{Dev: own.Dev, Ino: own.Ino + 1}); IsOwn(other) {
+		t.Errorf("IsOwn(%+v) with own %+v", other, own)
+	}
+}
+
+// What is at a CNI_NETNS path and is not a network namespace is refused,
+// naming the path and what it is; a FIFO does not block the refusal.
+func TestIdentifyNotNetNS(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "empty")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	id, err := Identify(f)
-	if err != nil || id.IsZero() || id.Cookie != 0 {
-		t.Errorf("Identify(file) = %+v, %v", id, err)
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	own, err := Identify("/proc/self/ns/net")
-	if err != nil || !IsOwn(own) || IsOwn(id) || IsOwn(NetNSID{}) {
-		t.Errorf("IsOwn: own %+v (%v) -> %v; a file -> %v", own, err, IsOwn(own), IsOwn(id))
+	for path, what := range map[string]string{
+		file:                "another file system",
+		dir:                 "another file system",
+		fifo:                "another file system",
+		"/proc/self/ns/mnt": "another type (mount)",
+		"/proc/self/ns/uts": "another type (uts)",
+	} {
+		id, err := Identify(path)
+		if !errors.Is(err, ErrNotNetNS) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), what) || !id.IsZero() {
+			t.Errorf("Identify(%s) = %+v, %v; want ErrNotNetNS naming it and %q", path, id, err, what)
+		}
 	}
 }
 

@@ -71,6 +71,10 @@ func (r *ForgetReport) forget(ctx context.Context, op *mux.Op) error {
 	switch rec.Status {
 	case state.Unsafe, state.Failed:
 		return rec.Err
+	case state.Newer:
+		if !r.Force {
+			return fmt.Errorf("%w (nicmux forget -force releases the attachment file's chains for it and drops it)", rec.Err)
+		}
 	case state.Missing:
 		return fmt.Errorf("container %s: %w in %s", r.ContainerID, state.ErrNotFound, r.StateDir)
 	case state.Empty:

@@ -7,7 +7,6 @@ import (
 
 	"github.com/nicmux/nicmux/inspect"
 	"github.com/nicmux/nicmux/mux"
-	"github.com/nicmux/nicmux/ns"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -165,7 +164,7 @@ func (s *staleness) stale(rec *state.Record) string {
 		return ""
 	}
 	path, recorded := rec.NetNS()
-	cur, err := ns.Identify(path)
+	cur, err := inspect.NetNSNow(path)
 	why := ""
 	if err != nil {
 		s.op.Log().Warn("nicmux gc: cannot identify the container's netns: kept", "containerID", rec.ContainerID, "netns", path, "error", err)

@@ -38,6 +38,7 @@ func (m Mode) flock() int {
 // Lock is a held container lock.
 type Lock struct {
 	f      *os.File // nil: a read-only store without the lock file
+	mode   Mode
 	name   string
 	locks  *dir
 	waited time.Duration
@@ -50,9 +51,9 @@ type Lock struct {
 // read-only store whose lock file cannot be made holds nothing: its holder
 // only reads.
 //
-// A lock file may be removed by its holder (Discard), so a waiter that gets
-// the lock checks that the file it locked is still the one at the path, and
-// starts over if not.
+// A lock file may be removed by its exclusive holder (Discard), so a
+// waiter that gets the lock checks that the file it locked is still the one
+// at the path, and starts over if not.
 func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
@@ -62,7 +63,7 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 	for {
 		if s.locks == nil {
 			if mode == Shared && s.readOnly {
-				return &Lock{name: name}, nil
+				return &Lock{name: name, mode: mode}, nil
 			}
 			return nil, &dirError{Path: s.root.path, Err: errors.New("no locks folder")}
 		}
@@ -70,7 +71,7 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 		f, err := s.locks.open(name, unix.O_RDWR|unix.O_CREAT|unix.O_APPEND, 0o600)
 		if err != nil && mode == Shared && (errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, ErrNotFound)) {
 			if f, err = s.locks.open(name, unix.O_RDONLY, 0); errors.Is(err, ErrNotFound) {
-				return &Lock{name: name}, nil
+				return &Lock{name: name, mode: mode}, nil
 			}
 		}
 		if err != nil {
@@ -93,7 +94,7 @@ func (s *Store) Acquire(ctx context.Context, id string, mode Mode) (*Lock, error
 			f.Close()
 			continue
 		}
-		return &Lock{f: f, name: name, locks: s.locks, waited: time.Since(start)}, nil
+		return &Lock{f: f, mode: mode, name: name, locks: s.locks, waited: time.Since(start)}, nil
 	}
 }
 
@@ -121,15 +122,20 @@ func (l *Lock) Release() {
 	})
 }
 
-// Discard releases the lock and removes its file: for an exclusive
-// holder, once the container's state is gone. It is safe to call more than
-// once, and after Release it does nothing.
+// Discard releases the lock and, held exclusively, removes its file: once
+// the container's state is gone. A shared lock is only released: the file
+// at the path is its holder's only while no exclusive holder removed it,
+// and the one there then may be a newer holder's, which a removal would
+// let a third verb run beside. It is safe to call more than once, and
+// after Release it does nothing.
 func (l *Lock) Discard() {
 	l.once.Do(func() {
 		if l.f != nil {
-			// Only the holder removes the file: waiters then notice it is
-			// gone and lock a new one.
-			_ = l.locks.remove(l.name)
+			// Only the exclusive holder removes the file: waiters then
+			// notice it is gone and lock a new one.
+			if l.mode == Exclusive {
+				_ = l.locks.remove(l.name)
+			}
 			_ = l.f.Close()
 		}
 	})
@@ -280,22 +286,31 @@ func (s *Store) SweepLocks() error {
 		if !ok || ValidateID(id) != nil {
 			continue
 		}
-		if st := s.Load(id).Status; st != Missing && st != Empty {
-			continue // state, if only result records to salvage
-		}
-		l, err := tryAcquire(s, id)
-		if err != nil {
+		if err := s.DropLock(id); err != nil {
 			errs = append(errs, err)
-			continue
-		}
-		if l == nil {
-			continue // held: its holder removes it, or a later sweep does
-		}
-		if st := s.Load(id).Status; st == Missing || st == Empty {
-			l.Discard()
-		} else {
-			l.Release()
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DropLock removes container id's lock file if the container has no state
+// and nobody holds the lock, which it takes exclusively to do so: only an
+// exclusive holder removes a lock file (see Lock.Discard).
+func (s *Store) DropLock(id string) error {
+	if s.locks == nil {
+		return nil
+	}
+	if st := s.Load(id).Status; st != Missing && st != Empty {
+		return nil // state, if only result records to salvage
+	}
+	l, err := tryAcquire(s, id)
+	if err != nil || l == nil {
+		return err // nil, nil: held: its holder removes it, or a later sweep does
+	}
+	if st := s.Load(id).Status; st == Missing || st == Empty {
+		l.Discard()
+	} else {
+		l.Release()
+	}
+	return nil
 }

@@ -602,6 +602,39 @@ func TestLockCrossProcessCounter(t *testing.T) {
 	}
 }
 
+// Shared holders that Discard their lock, as a CHECK of a container without
+// state does, never remove a lock file: one that did could remove the file
+// an exclusive holder locked after it, and let a third verb lock a new
+// one beside it. Exclusive holders in other processes lose no update.
+func TestLockSharedHolderNeverRemoves(t *testing.T) {
+	_, dir := newStore(t)
+	counter := filepath.Join(t.TempDir(), "counter")
+	const counters, peekers, rounds = 2, 3, 400
+	var peeking []*helper
+	for range peekers {
+		peeking = append(peeking, startHelper(t, envHelper+"=peek", envDir+"="+dir, envID+"=c1"))
+	}
+	var counting []*helper
+	for range counters {
+		counting = append(counting, startHelper(t, envHelper+"=count", envDir+"="+dir, envID+"=c1",
+			envRounds+"="+strconv.Itoa(rounds), envFile+"="+counter))
+	}
+	for i, h := range counting {
+		if err := h.cmd.Wait(); err != nil {
+			t.Fatalf("counter %d: %v (stderr: %s)", i, err, h.stderr)
+		}
+	}
+	for i, h := range peeking {
+		_ = h.stdin.Close()
+		if err := h.cmd.Wait(); err != nil {
+			t.Fatalf("peeker %d: %v (stderr: %s)", i, err, h.stderr)
+		}
+	}
+	if got, want := string(readRaw(t, counter)), strconv.Itoa(counters*rounds); got != want {
+		t.Errorf("counter = %s, want %s: two exclusive holders held the lock at once", got, want)
+	}
+}
+
 // Failures other than waiting are reported as such, at once, not as a
 // timeout.
 func TestLockErrors(t *testing.T) {

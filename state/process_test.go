@@ -18,7 +18,7 @@ import (
 
 // Environment of the helper process (see TestHelperProcess).
 const (
-	envHelper = "NICMUX_STATE_TEST_HELPER" // "hold", "count" or "barrier"
+	envHelper = "NICMUX_STATE_TEST_HELPER" // "hold", "count", "peek" or "barrier"
 	envDir    = "NICMUX_STATE_TEST_DIR"
 	envID     = "NICMUX_STATE_TEST_ID"
 	envMode   = "NICMUX_STATE_TEST_MODE"  // hold: "shared" or "exclusive"
@@ -39,7 +39,9 @@ const (
 // progress) and notes a line, prints "locked", waits for its standard input
 // to close, keeps the lock envHold more, and exits without releasing it.
 // "count" increments a counter file under the exclusive lock envRounds
-// times, removing the lock file (Discard) on every other release. "barrier"
+// times, removing the lock file (Discard) on every other release. "peek"
+// takes the lock Shared and Discards it, over and over, as a CHECK of a
+// container without state does, until its standard input closes. "barrier"
 // takes GC's barrier Shared over and over, as a stream of ADDs does,
 // printing "ready" once it held it, until its standard input closes; it
 // fails if it ever holds it while the file envFile exists.
@@ -106,6 +108,21 @@ func TestHelperProcess(t *testing.T) {
 			} else {
 				l.Release()
 			}
+		}
+		os.Exit(0)
+	case "peek":
+		var stop atomic.Bool
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			stop.Store(true)
+		}()
+		for !stop.Load() {
+			l := acquire(Shared)
+			time.Sleep(500 * time.Microsecond) // a CHECK reads the state meanwhile
+			l.Discard()
+			// Shared holders that never pause would starve the
+			// exclusive ones (flock prefers none).
+			time.Sleep(time.Millisecond)
 		}
 		os.Exit(0)
 	case "barrier":

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -42,6 +43,47 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 
 // CNICode is the spec's I/O failure.
 func (e *CorruptError) CNICode() uint { return types.ErrIOFailure }
+
+// NewerError reports a record of a format newer than this nicmux reads:
+// its kind names a later version of one of this nicmux's kinds.
+type NewerError struct {
+	Path string
+	Kind string
+}
+
+func (e *NewerError) Error() string {
+	return fmt.Sprintf("state record %s was written by a newer nicmux (kind %q): this nicmux leaves the container alone; "+
+		"release it with that nicmux, or drop it with `nicmux forget -force`", e.Path, e.Kind)
+}
+
+// CNICode is the spec's I/O failure.
+func (e *NewerError) CNICode() uint { return types.ErrIOFailure }
+
+// newerKind reports whether kind names a later version of one of kinds
+// ("nicmuxContainerV3" for "nicmuxContainerV2").
+func newerKind(kind string, kinds []string) bool {
+	base, v, ok := kindVersion(kind)
+	if !ok {
+		return false
+	}
+	for _, k := range kinds {
+		if kb, kv, ok := kindVersion(k); ok && kb == base && v > kv {
+			return true
+		}
+	}
+	return false
+}
+
+// kindVersion splits a record kind into its name and version:
+// "nicmuxContainerV2" is ("nicmuxContainer", 2).
+func kindVersion(kind string) (string, int, bool) {
+	i := strings.LastIndex(kind, "V")
+	if i <= 0 || !strings.HasPrefix(kind, "nicmux") {
+		return "", 0, false
+	}
+	v, err := strconv.Atoi(kind[i+1:])
+	return kind[:i], v, err == nil && v > 0
+}
 
 // unsafeError reports a folder or file of the store that nicmux refuses to
 // use: a symbolic link, or something another user could change.
@@ -113,10 +155,15 @@ const (
 	// Failed: nothing could be read (Err): a bad container ID, an I/O
 	// error on the folder.
 	Failed
+	// Newer: a record is of a format newer than this nicmux's (Err, a
+	// *NewerError): a newer nicmux attached the container, and this one
+	// was rolled back below it. Nothing was read, and nothing may be
+	// released: the container is taken to be live.
+	Newer
 )
 
 func (s Status) String() string {
-	names := [...]string{"missing", "empty", "whole", "plan lost", "unreadable", "unsafe", "failed"}
+	names := [...]string{"missing", "empty", "whole", "plan lost", "unreadable", "unsafe", "failed", "newer"}
 	if int(s) < len(names) {
 		return names[s]
 	}
@@ -258,6 +305,9 @@ func decode(path string, data []byte, v any, kinds ...string) (kind string, err 
 	known := false
 	for _, k := range kinds {
 		known = known || probe.Kind == k
+	}
+	if !known && newerKind(probe.Kind, kinds) {
+		return "", &NewerError{Path: path, Kind: probe.Kind}
 	}
 	if !known {
 		return "", &CorruptError{Path: path, Err: fmt.Errorf("kind is %q, want %q", probe.Kind, kinds[0])}

@@ -217,11 +217,29 @@ func (s *Store) Load(id string) *Record {
 	case errors.Is(err, ErrNotFound) && !salvaged:
 		rec.Status = Empty
 	case errors.Is(err, ErrNotFound):
-		return fail(PlanLost, err)
+		rec.Status, rec.Err = PlanLost, err
 	default:
-		return fail(Unreadable, err)
+		rec.Status, rec.Err = Unreadable, err
+	}
+	if newer := rec.newer(err); newer != nil {
+		return &Record{ContainerID: id, Status: Newer, Err: newer, Format: rec.Format}
 	}
 	return rec
+}
+
+// newer returns the first of err (the plan's) and the result records'
+// errors that is a *NewerError, or nil.
+func (rec *Record) newer(err error) error {
+	var newer *NewerError
+	if errors.As(err, &newer) {
+		return newer
+	}
+	for _, it := range rec.Interfaces {
+		if errors.As(it.ResultErr, &newer) {
+			return newer
+		}
+	}
+	return nil
 }
 
 // openFailure says what a failure to open a container's folder means: no

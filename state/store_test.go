@@ -643,7 +643,7 @@ func TestLoadCorruptPlan(t *testing.T) {
 		{"JSON string", []byte(`"container"`)},
 		{"empty object", []byte("{}")},
 		{"no kind", []byte(`{"containerID":"c1","ifname":"eth0"}`)},
-		{"kind of a later format", []byte(`{"kind":"nicmuxContainerV3","containerID":"c1"}`)},
+		{"kind of no nicmux format", []byte(`{"kind":"nicmuxWidgetV3","containerID":"c1"}`)},
 		{"kind with wrong type", []byte(`{"kind":1,"containerID":"c1"}`)},
 		{"result record", iface},
 		{"completion mark", []byte(`{"kind":"` + kindComplete + `","containerID":"c1"}`)},
@@ -755,7 +755,7 @@ func TestLoadCorruptResult(t *testing.T) {
 		{"JSON null", []byte("null")},
 		{"a plan", mustJSON(t, containerFile{Kind: kindContainer, Plan: *samplePlan("c1")})},
 		{"no kind", withField("kind", nil)},
-		{"kind of a later format", withField("kind", "nicmuxInterfaceV3")},
+		{"kind of another record", withField("kind", "nicmuxCompleteV1")},
 		{"other container's record", withField("containerID", "c2")},
 		{"other interface's record", withField("ifname", "net1")},
 		{"no container ID", withField("containerID", nil)},
@@ -1258,5 +1258,55 @@ func BenchmarkLoad(b *testing.B) {
 		if rec.Status != Whole || len(rec.Interfaces) != 4 || rec.Interfaces[3].Result == nil {
 			b.Fatal(rec)
 		}
+	}
+}
+
+// A record of a format newer than this nicmux's (a newer nicmux attached the
+// container, and this one was rolled back below it) is neither read nor
+// taken for corrupt: the container's status is Newer, its error names the
+// file and its kind, and the record holds nothing to release.
+func TestLoadNewerFormat(t *testing.T) {
+	iface := func(t *testing.T, kind string) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(mustJSON(t, interfaceFile{Kind: kindInterface, ContainerID: "c1",
+			Planned: samplePlanned("eth0", "svc"), Result: sampleResult("eth0", "10.1.0.1/16")}), &m); err != nil {
+			t.Fatal(err)
+		}
+		m["kind"] = kind
+		return mustJSON(t, m)
+	}
+	tests := []struct {
+		name, file, kind string
+		plan             bool // a plan of this format beside it
+	}{
+		{"plan", "container.json", "nicmuxContainerV3", false},
+		{"plan, ten formats on", "container.json", "nicmuxContainerV12", false},
+		{"result beside a plan", "if-eth0.json", "nicmuxInterfaceV3", true},
+		{"result, the plan lost", "if-eth0.json", "nicmuxInterfaceV3", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, dir := newStore(t)
+			if tc.plan {
+				begin(t, s, samplePlan("c1"))
+			}
+			path := filepath.Join(containerDir(dir, "c1"), tc.file)
+			data := []byte(`{"kind":"` + tc.kind + `","containerID":"c1","newField":{"x":1}}`)
+			if tc.file != "container.json" {
+				data = iface(t, tc.kind)
+			}
+			writeRaw(t, path, data)
+			rec := s.Load("c1")
+			var newer *NewerError
+			if rec.Status != Newer || !errors.As(rec.Err, &newer) || newer.Path != path || newer.Kind != tc.kind {
+				t.Fatalf("Load = status %v, %v; want newer, naming %s and %s", rec.Status, rec.Err, path, tc.kind)
+			}
+			if rec.Plan != nil || len(rec.Interfaces) != 0 || rec.Complete {
+				t.Errorf("a newer record returned %+v: nothing may be taken from it", rec)
+			}
+			if !strings.Contains(rec.Err.Error(), "newer nicmux") {
+				t.Errorf("error %q does not say a newer nicmux wrote it", rec.Err)
+			}
+		})
 	}
 }

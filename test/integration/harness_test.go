@@ -114,9 +114,7 @@ func (w *world) writeYAML(name, tmpl string) string {
 		w.t.Fatal(err)
 	}
 	path := filepath.Join(w.Dir, name)
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		w.t.Fatal(err)
-	}
+	testworld.WriteDeployed(w.t, path, buf.Bytes())
 	return path
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Files are a test world's folders and files, all under Dir: nicmux's
@@ -136,6 +137,20 @@ func WriteFile[D ~string | ~[]byte](t testing.TB, path string, data D) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WriteDeployed writes a configuration file as WriteFile does, dated an
+// hour back, as a file deployed before the verbs that read it: nicmux reads
+// a file changed less than 100 ms ago again once it is older
+// (docs/configuration.md), which would add that wait to a test's first
+// verb.
+func WriteDeployed[D ~string | ~[]byte](t testing.TB, path string, data D) {
+	t.Helper()
+	WriteFile(t, path, data)
+	past := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(path, past, past); err != nil {
 		t.Fatal(err)
 	}
 }

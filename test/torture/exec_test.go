@@ -147,6 +147,14 @@ func (w *world) lastRun(verb string) *nicmuxRun {
 	return nil
 }
 
+// forgetRuns forgets the nicmux runs so far: a class that runs thousands
+// keeps those of its last round for a failure report.
+func (w *world) forgetRuns() {
+	w.ex.mu.Lock()
+	defer w.ex.mu.Unlock()
+	w.ex.runs = nil
+}
+
 // runsLog is every nicmux run of the trial, for a failure report.
 func (w *world) runsLog() string {
 	w.ex.mu.Lock()

@@ -849,4 +849,5 @@ func TestTorture(t *testing.T) {
 	// kill -9 and recovery, misbehaving delegates
 	crashClasses(t)
 	misbehaveClasses(t)
+	raceClasses(t)
 }

@@ -81,11 +81,26 @@ func TestMain(m *testing.M) {
 
 // --- statistics ------------------------------------------------------------
 
+// countsLine lists counts by name.
+func countsLine(counts map[string]int) string {
+	var names []string
+	for k := range counts {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, k := range names {
+		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
 type classStats struct {
 	trials, failed int
 	leaks          map[string]int
 	upstream       map[string]int // "plugin X: cause" -> count
 	symptoms       map[string]int // first failed check of a trial -> trials
+	counts         map[string]int // what the trials counted (see trial.count)
 	wall           time.Duration
 }
 
@@ -94,12 +109,12 @@ var (
 	stats   = map[string]*classStats{}
 )
 
-func record(class string, failed bool, leaks, upstream map[string]int, symptom string, wall time.Duration) {
+func record(class string, failed bool, leaks, upstream, counts map[string]int, symptom string, wall time.Duration) {
 	statsMu.Lock()
 	defer statsMu.Unlock()
 	s := stats[class]
 	if s == nil {
-		s = &classStats{leaks: map[string]int{}, upstream: map[string]int{}, symptoms: map[string]int{}}
+		s = &classStats{leaks: map[string]int{}, upstream: map[string]int{}, symptoms: map[string]int{}, counts: map[string]int{}}
 		stats[class] = s
 	}
 	s.trials++
@@ -113,6 +128,9 @@ func record(class string, failed bool, leaks, upstream map[string]int, symptom s
 	}
 	for k, v := range upstream {
 		s.upstream[k] += v
+	}
+	for k, v := range counts {
+		s.counts[k] += v
 	}
 }
 
@@ -145,7 +163,13 @@ func summaryTable(wall time.Duration) string {
 		sort.Strings(up)
 		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %.1f |\n", n, s.trials, s.failed, strings.Join(cols, " | "), strings.Join(up, "; "), s.wall.Seconds())
 	}
-	fmt.Fprintf(&b, "\ntotal: %d trials, %d failed\n\n### symptoms (first failed check of each failed trial)\n\n", tt, tf)
+	fmt.Fprintf(&b, "\ntotal: %d trials, %d failed\n\n### counts (what the classes that race count, over all their trials)\n\n", tt, tf)
+	for _, n := range names {
+		if line := countsLine(stats[n].counts); line != "" {
+			fmt.Fprintf(&b, "- %s: %s\n", n, line)
+		}
+	}
+	fmt.Fprintf(&b, "\n### symptoms (first failed check of each failed trial)\n\n")
 	for _, n := range names {
 		s := stats[n]
 		var sy []string

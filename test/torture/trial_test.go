@@ -30,6 +30,9 @@ type trial struct {
 	fails []string
 	log   []string
 	up    map[string]int // upstream causes seen by the trial's own checks
+	// counts are what the trial counted (rounds, races won), summed per
+	// class in the summary.
+	counts map[string]int
 	// settleFor is how long the leak accounting waits for the trial's
 	// processes to end first.
 	settleFor time.Duration
@@ -69,6 +72,16 @@ func (tr *trial) upstreamf(plugin, format string, args ...any) {
 		tr.up = map[string]int{}
 	}
 	tr.up["plugin "+plugin+": "+fmt.Sprintf(format, args...)]++
+}
+
+// count adds n to what the trial counted under name.
+func (tr *trial) count(name string, n int) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.counts == nil {
+		tr.counts = map[string]int{}
+	}
+	tr.counts[name] += n
 }
 
 // must fails the trial and ends it unless o succeeded.
@@ -158,7 +171,7 @@ func runTrial(t *testing.T, class string, n int, f func(tr *trial)) {
 	if failed {
 		symptom = tr.fails[0]
 	}
-	record(class, failed, counts, up, symptomKey(symptom), time.Since(start))
+	record(class, failed, counts, up, tr.counts, symptomKey(symptom), time.Since(start))
 	if !failed {
 		t.Logf("trial %d ok (%s)", n, time.Since(start).Round(time.Millisecond))
 		if testing.Verbose() {

@@ -61,6 +61,9 @@ type world struct {
 	ports    int
 	// deadline, when set, replaces verbDeadline.
 	deadline time.Duration
+	// quiet leaves the verbs out of the trial's log: a class that runs
+	// thousands logs what it counts.
+	quiet bool
 }
 
 // ctr is one container of the world.
@@ -210,6 +213,12 @@ func (w *world) writeAttachments() {
 		w.tr.fatalf("%v", err)
 	}
 	if err := os.WriteFile(w.Attachments, b, 0o644); err != nil {
+		w.tr.fatalf("%v", err)
+	}
+	// Dated back, as a file deployed before the allocation lands: nicmux
+	// reads one changed less than 100 ms ago again once it is older.
+	past := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(w.Attachments, past, past); err != nil {
 		w.tr.fatalf("%v", err)
 	}
 }
@@ -369,7 +378,9 @@ func (w *world) run(ctx context.Context, verb string, c *ctr, gcValid []types.GC
 			o.killed = true
 		}
 	}
-	w.tr.logf("%s %s: %s", verb, idOf(c), o)
+	if !w.quiet {
+		w.tr.logf("%s %s: %s", verb, idOf(c), o)
+	}
 	return o
 }
 

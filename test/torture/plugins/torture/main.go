@@ -8,6 +8,8 @@
 //	 "torture": {
 //	   "verbs":   ["ADD"],         // verbs the fault applies to (default: all)
 //	   "marker":  "/path",         // appended "<verb> <ifname> <pid>" on every call, before anything else
+//	   "span":    "/path",         // appended "begin <verb> <containerID> <ifname> <pid> <ns>" first, and "end ..." when a
+//	                               //   pass-through call is done (CLOCK_MONOTONIC nanoseconds): when the call ran
 //	   "armFile": "/path",         // the fault applies only while this file exists
 //	   "once":    true,            // ... and disarms it (removes armFile) when it fires
 //	   "delayMs": 500,             // sleep first (then act, or exec the real plugin)
@@ -42,6 +44,7 @@ import (
 type settings struct {
 	Verbs   []string `json:"verbs"`
 	Marker  string   `json:"marker"`
+	Span    string   `json:"span"`
 	ArmFile string   `json:"armFile"`
 	Once    bool     `json:"once"`
 	DelayMs int      `json:"delayMs"`
@@ -96,6 +99,7 @@ func main() {
 			f.Close()
 		}
 	}
+	span(s.Span, "begin", verb)
 	if active(&s, verb) {
 		if s.DelayMs > 0 {
 			time.Sleep(time.Duration(s.DelayMs) * time.Millisecond)
@@ -106,6 +110,21 @@ func main() {
 		become(target, obj, stdin)
 	}
 	pass(verb, obj)
+	span(s.Span, "end", verb)
+}
+
+// span appends a line saying what this call is and when, in nanoseconds of
+// CLOCK_MONOTONIC (one clock for every process), to path, if set.
+func span(path, what, verb string) {
+	if path == "" {
+		return
+	}
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+		fmt.Fprintf(f, "%s %s %s %s %d %d\n", what, verb, os.Getenv("CNI_CONTAINERID"), os.Getenv("CNI_IFNAME"), os.Getpid(), ts.Nano())
+		f.Close()
+	}
 }
 
 // active reports whether the fault applies to this call, disarming a
