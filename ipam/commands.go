@@ -227,7 +227,11 @@ func (c *conn) checkPool(p *pool, node, dataDir string) ([]finding, []queuedRele
 	if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
 		return nil, nil, nil // the node never used the pool
 	}
-	rec := &records{dir: dir}
+	rec, err := openRecords(dataDir, p.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rec.Close()
 	a := c.alloc(p, node)
 	done, err := drainQueue(c.ctx, rec, a, c.cfg)
 	var out []finding

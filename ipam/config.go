@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 )
@@ -31,6 +32,8 @@ type config struct {
 	Etcd       EtcdConfig
 	Node       string
 	DataDir    string
+	// Sticky is how long etcd keeps a released owner's addresses for it.
+	Sticky time.Duration
 	// Requested are the addresses the runtime asked for (runtimeConfig.ips,
 	// args.cni.ips, CNI_ARGS IP=), each in its range set.
 	Requested []netip.Addr
@@ -69,6 +72,7 @@ type ipamConf struct {
 	Node              string          `json:"node"`
 	DataDir           string          `json:"dataDir"`
 	BlockPrefixLength *blockLengths   `json:"blockPrefixLength"`
+	Sticky            string          `json:"sticky"`
 	ResolvConf        json.RawMessage `json:"resolvConf"`
 }
 
@@ -150,6 +154,9 @@ func (c *config) fill(ic *ipamConf, hostname func() (string, error)) error {
 	if err := checkName("ipam.node", c.Node); err != nil {
 		return configErr("%v", err)
 	}
+	if c.Sticky, err = parseSticky(ic.Sticky); err != nil {
+		return err
+	}
 	c.DataDir = ic.DataDir
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
@@ -158,6 +165,21 @@ func (c *config) fill(ic *ipamConf, hostname func() (string, error)) error {
 		return configErr("ipam.dataDir: %q is not an absolute path", c.DataDir)
 	}
 	return nil
+}
+
+// parseSticky reads ipam.sticky: a duration up to a day, "0s" for none.
+func parseSticky(s string) (time.Duration, error) {
+	if s == "" {
+		return DefaultSticky, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > 24*time.Hour {
+		return 0, configErr("ipam.sticky: %q is not a duration between 0s (keep nothing) and 24h (e.g. \"5m\")", s)
+	}
+	if d > 0 && d < time.Second {
+		d = time.Second // etcd's leases count whole seconds
+	}
+	return d, nil
 }
 
 // setBlockBits applies the configured block prefix lengths.
