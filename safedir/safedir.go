@@ -133,17 +133,24 @@ const tempMark = ".tmp-"
 // removes the temporary files of writers that died, never a live one's.
 // The folder's entry is made durable by Sync, when the caller needs it.
 func (d Dir) WriteFile(name string, data []byte, durable bool) error {
-	err := d.writeOnce(name, data, durable)
-	if errors.Is(err, fs.ErrNotExist) {
-		// A sweep took the temporary file between its creation and its
-		// lock: once more.
-		err = d.writeOnce(name, data, durable)
+	err := errSwept
+	for range maxSwept {
+		if err = d.writeOnce(name, data, durable); !errors.Is(err, errSwept) {
+			break
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", filepath.Join(d.Path, name), err)
 	}
 	return nil
 }
+
+// errSwept says that a sweep removed a temporary file between its
+// creation and its lock; once locked, no sweep can. maxSwept bounds the
+// writes one WriteFile tries: each has a window of microseconds.
+var errSwept = errors.New("a sweep removed the temporary file before its lock")
+
+const maxSwept = 8
 
 func (d Dir) writeOnce(name string, data []byte, durable bool) error {
 	var suffix [6]byte
@@ -156,6 +163,13 @@ func (d Dir) writeOnce(name string, data []byte, durable bool) error {
 	// Closed after the rename: the lock goes with the descriptor.
 	defer f.Close()
 	err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(int(f.Fd()), &st)
+	}
+	if err == nil && st.Nlink == 0 {
+		return errSwept
+	}
 	if err == nil {
 		_, err = f.Write(data)
 	}
