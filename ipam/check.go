@@ -42,20 +42,16 @@ type finding struct {
 }
 
 func runCheck(e *env, args []string) int {
-	f := newFlags("check", checkHelp)
-	var ef etcdFlags
-	ef.register(f)
+	f := newPoolFlags("check", checkHelp, "check `POOL` only")
 	host, _ := os.Hostname()
 	node := f.String("node", host, "the node's `NAME` (its configuration's node)")
 	dataDir := f.String("data-dir", DefaultDataDir, "the node's data folder `DIR`")
-	pool := f.String("pool", "", "check `POOL` only")
-	asJSON := f.Bool("json", false, "print one JSON object")
-	c, code, ok := f.open(e, &ef, args, pool, nil)
+	c, code, ok := f.open(e, args, nil)
 	if !ok {
 		return code
 	}
 	defer c.close()
-	r := newRecovery(c.cfg, ef.file, *node, *dataDir)
+	r := newRecovery(c.cfg, f.etcd.file, *node, *dataDir)
 	var findings []finding
 	var completed []queuedRelease
 	for _, p := range c.pools {
@@ -65,7 +61,7 @@ func runCheck(e *env, args []string) int {
 		}
 		findings, completed = append(findings, fs...), append(completed, done...)
 	}
-	if *asJSON {
+	if *f.asJSON {
 		printJSON(e.stdout, map[string]any{"node": *node, "completed": completed, "findings": findings})
 	} else {
 		printFindings(e, completed, findings)

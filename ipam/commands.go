@@ -45,10 +45,27 @@ func (e *env) connect(cfg EtcdConfig, pool string) (*conn, error) {
 	return c, nil
 }
 
+// poolFlags are the flags of a command that works on etcd's pools: the
+// etcd settings, -pool and -json, beside the command's own.
+type poolFlags struct {
+	*flags
+	etcd   etcdFlags
+	pool   *string
+	asJSON *bool
+}
+
+func newPoolFlags(name, help, poolUsage string) *poolFlags {
+	f := &poolFlags{flags: newFlags(name, help)}
+	f.etcd.register(f.flags)
+	f.pool = f.String("pool", "", poolUsage)
+	f.asJSON = f.Bool("json", false, "print one JSON object")
+	return f
+}
+
 // open parses a command's flags, checks them with need (a usage error
 // when it says one), then connects as they say; ok false means stop with
 // code.
-func (f *flags) open(e *env, ef *etcdFlags, args []string, pool *string, need func() string) (*conn, int, bool) {
+func (f *poolFlags) open(e *env, args []string, need func() string) (*conn, int, bool) {
 	if code, ok := f.parse(e, args); !ok {
 		return nil, code, false
 	}
@@ -57,13 +74,13 @@ func (f *flags) open(e *env, ef *etcdFlags, args []string, pool *string, need fu
 			return nil, f.fail(e, "%s", msg), false
 		}
 	}
-	cfg, err := ef.config(e)
+	cfg, err := f.etcd.config(e)
 	if err != nil {
 		return nil, f.fail(e, "%v", err), false
 	}
-	c, err := e.connect(cfg, *pool)
+	c, err := e.connect(cfg, *f.pool)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "nicmux-ipam %s: %v\n", f.name, err)
+		fmt.Fprintf(e.stderr, "nicmux-ipam %s: %v\n", f.Name(), err)
 		return nil, exitFail, false
 	}
 	return c, 0, true
@@ -84,13 +101,9 @@ func (c *conn) alloc(p *pool, node string) *allocator {
 }
 
 func runShow(e *env, args []string) int {
-	f := newFlags("show", showHelp)
-	var ef etcdFlags
-	ef.register(f)
-	pool := f.String("pool", "", "show `POOL` only")
+	f := newPoolFlags("show", showHelp, "show `POOL` only")
 	node := f.String("node", "", "show the blocks and leases of `NODE` only")
-	asJSON := f.Bool("json", false, "print one JSON object")
-	c, code, ok := f.open(e, &ef, args, pool, nil)
+	c, code, ok := f.open(e, args, nil)
 	if !ok {
 		return code
 	}
@@ -111,7 +124,7 @@ func runShow(e *env, args []string) int {
 		out.Pools = append(out.Pools, r)
 		out.Errors = append(out.Errors, r.Errors...)
 	}
-	if *asJSON {
+	if *f.asJSON {
 		printJSON(e.stdout, out)
 	} else {
 		printPools(e.stdout, out.Pools, e.now())
@@ -135,7 +148,7 @@ func printPools(w io.Writer, pools []*poolReport, now time.Time) {
 		}
 		fmt.Fprintf(w, "pool %s\n", r.Pool)
 		for _, s := range r.Sets {
-			fmt.Fprintf(w, "  range set %s: %s addresses, %d used, %s free\n", s.Ranges, s.Size, s.Used, s.Free)
+			fmt.Fprintf(w, "  range set %s: %s addresses, %d used, %d kept for released owners, %s free\n", s.Ranges, s.Size, s.Used, s.Kept, s.Free)
 		}
 		for _, nb := range r.Blocks {
 			fmt.Fprintf(w, "  node %s: %d blocks: %s\n", nb.Node, len(nb.Blocks), strings.Join(nb.Blocks, " "))

@@ -73,6 +73,8 @@ func TestShowAndCheck(t *testing.T) {
 	n1 := w.Node("n1")
 	a := n1.Add("c1")
 	n1.Add("c2")
+	n1.Add("c3")
+	n1.Del("c3") // its address is kept for it a while
 	out, _, code := w.CLI("show", "-json", "-node", "n1")
 	var shown struct {
 		Pools []struct {
@@ -80,6 +82,7 @@ func TestShowAndCheck(t *testing.T) {
 			Sets []struct {
 				Size int `json:"size"`
 				Used int `json:"used"`
+				Kept int `json:"kept"`
 				Free int `json:"free"`
 			} `json:"rangeSets"`
 			Blocks []struct {
@@ -96,12 +99,12 @@ func TestShowAndCheck(t *testing.T) {
 		t.Fatalf("show: exit %d, %v\n%s", code, err, out)
 	}
 	p := shown.Pools[0]
-	if p.Pool != "storage" || p.Sets[0].Size != 253 || p.Sets[0].Used != 2 || p.Sets[0].Free != 251 ||
+	if p.Pool != "storage" || p.Sets[0].Size != 253 || p.Sets[0].Used != 2 || p.Sets[0].Kept != 1 || p.Sets[0].Free != 250 ||
 		len(p.Blocks) != 1 || p.Blocks[0].Node != "n1" || len(p.Leases) != 2 {
 		t.Errorf("show: %s", out)
 	}
 	text, _, _ := w.CLI("show")
-	if !strings.Contains(text, "range set 10.20.0.0/24: 253 addresses, 2 used, 251 free") || !strings.Contains(text, a) {
+	if !strings.Contains(text, "range set 10.20.0.0/24: 253 addresses, 2 used, 1 kept for released owners, 250 free") || !strings.Contains(text, a) {
 		t.Errorf("show:\n%s", text)
 	}
 	out, _, code = w.CLI("check", "-node", "n1", "-data-dir", n1.DataDir)

@@ -215,14 +215,7 @@ func TestFleetAllocationAddress(t *testing.T) {
 	w := NewWorld(t, 1)
 	f := w.Node("client-1").InstallFleet(t)
 	a := f.NewAlloc(t)
-	res, errs := a.Setup()
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	ip, err := eth1IP(res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ip, res := a.MustSetup(t)
 	if got := nomadAddress(res); got != ip {
 		t.Errorf("Nomad reports %s as the allocation's address, want eth1's %s", got, ip)
 	}

@@ -73,15 +73,27 @@ func TestStickyAddressOnNomadsRetry(t *testing.T) {
 		t.Fatalf("after the rolled back setup: etcd keeps %q for the allocation, leases %v", kept, w.Leases())
 	}
 	all := setUpOthers(t, f, 8, kept)
+	wantAgain(t, a, kept, "Nomad's retry")
+	removeAllOf(t, w, f, append(all, placed{a: a, ip: kept}))
+}
+
+// wantAgain sets a up once more: eth1 must get ip.
+func wantAgain(t *testing.T, a *Alloc, ip, what string) {
+	t.Helper()
 	res, err := a.SetupOnce()
 	if err != nil {
-		t.Fatalf("Nomad's retry: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
-	if ip, _ := eth1IP(res); ip != kept {
-		t.Fatalf("Nomad's retry got %s, want the allocation's %s", ip, kept)
+	if got, _ := eth1IP(res); got != ip {
+		t.Fatalf("%s got %s, want the allocation's %s", what, got, ip)
 	}
+}
+
+// removeAllOf checks the pool's invariants, then removes every allocation
+// placed on f: nothing may be left.
+func removeAllOf(t *testing.T, w *World, f *Fleet, all []placed) {
+	t.Helper()
 	w.CheckInvariants()
-	all = append(all, placed{a: a, ip: kept})
 	removeAll(t, all)
 	wantNothingLeft(t, w, []*Fleet{f}, all)
 }
@@ -92,14 +104,7 @@ func setUpOthers(t *testing.T, f *Fleet, n int, kept string) []placed {
 	var out []placed
 	for range n {
 		o := f.NewAlloc(t)
-		res, errs := o.Setup()
-		if len(errs) > 0 {
-			t.Fatalf("setup of another allocation: %v", errs)
-		}
-		ip, err := eth1IP(res)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ip, _ := o.MustSetup(t)
 		if ip == kept {
 			t.Fatalf("allocation %s got %s, kept for another", o.ID, ip)
 		}
@@ -116,14 +121,7 @@ func TestStickyAddressOnRebuild(t *testing.T) {
 	w := NewWorld(t, 1)
 	f := w.Node("client-1").InstallFleet(t, smallPool)
 	a := f.NewAlloc(t)
-	res, errs := a.Setup()
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	ip, err := eth1IP(res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ip, _ := a.MustSetup(t)
 	all := setUpOthers(t, f, 6, "")
 	if err := exec.Command("nsenter", "--net="+a.NetNS, "ip", "link", "del", "eth1").Run(); err != nil {
 		t.Fatal(err)
@@ -137,17 +135,23 @@ func TestStickyAddressOnRebuild(t *testing.T) {
 	if err := netnsutil.CreateAt(a.NetNS); err != nil {
 		t.Fatal(err)
 	}
-	res, err = a.SetupOnce()
+	wantAgain(t, a, ip, "the setup of the rebuilt namespace")
+	removeAllOf(t, w, f, append(all, placed{a: a, ip: ip}))
+}
+
+// MustSetup is Nomad's network setup of a, which must succeed: eth1's
+// IPv4 address, and the result.
+func (a *Alloc) MustSetup(t *testing.T) (string, *gocni.Result) {
+	t.Helper()
+	res, errs := a.Setup()
+	if len(errs) > 0 {
+		t.Fatalf("setup of %s: %v", a.ID, errs)
+	}
+	ip, err := eth1IP(res)
 	if err != nil {
-		t.Fatalf("setup of the rebuilt namespace: %v", err)
+		t.Fatal(err)
 	}
-	if got, _ := eth1IP(res); got != ip {
-		t.Errorf("the rebuilt namespace got %s, want the allocation's %s", got, ip)
-	}
-	w.CheckInvariants()
-	all = append(all, placed{a: a, ip: ip})
-	removeAll(t, all)
-	wantNothingLeft(t, w, []*Fleet{f}, all)
+	return ip, res
 }
 
 // Check is the CHECK a Nomad client runs on restore.
