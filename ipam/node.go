@@ -159,14 +159,16 @@ func (r *records) Hold(l *Lease, raw []byte) error {
 	if err != nil {
 		return err
 	}
+	// Stale records first: a crash between the two leaves no record of the
+	// owner (unknown), never two.
 	name := leaseName(l)
-	if err := r.leases.WriteFile(name, raw, false); err != nil {
-		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
-	}
 	for _, o := range old {
 		if o != name {
 			_ = r.leases.Remove(o)
 		}
+	}
+	if err := r.leases.WriteFile(name, raw, false); err != nil {
+		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
 	}
 	return nil
 }
