@@ -30,7 +30,7 @@ type aloneBin struct {
 type aloneRun struct {
 	add, del                   map[string][]time.Duration // by the plugin's label
 	hello, floorBare, floorTxn []time.Duration
-	walFsync, commit           time.Duration // etcd's means over the run
+	walFsync                   time.Duration // etcd's mean over the run
 }
 
 // aloneSetup builds the floors and lists the probe's plugins, each with a
@@ -101,7 +101,6 @@ func (ib *ipamBench) measureAlone(reps, run int) aloneRun {
 	}
 	after := ib.etcdMetrics()
 	r.walFsync = after.mean("etcd_disk_wal_fsync_duration_seconds", before)
-	r.commit = after.mean("etcd_disk_backend_commit_duration_seconds", before)
 	return r
 }
 
@@ -196,7 +195,6 @@ func (ib *ipamBench) writeAlone(b *strings.Builder, reps int) {
 		{"+ a connection to etcd and one transaction that writes (the same, dialing etcd, − bare)",
 			func(r aloneRun) float64 { return medMS(r.floorTxn) - medMS(r.floorBare) }},
 		{"  of which etcd's WAL fdatasync (etcd's metrics, the mean over the run)", func(r aloneRun) float64 { return toMS(r.walFsync) }},
-		{"  and etcd's backend commit (the same)", func(r aloneRun) float64 { return toMS(r.commit) }},
 		{"+ nicmux-ipam's own work (its ADD − the etcd client's transaction)", func(r aloneRun) float64 { return medMS(r.add[mine]) - medMS(r.floorTxn) }},
 		{"= nicmux-ipam's ADD", func(r aloneRun) float64 { return medMS(r.add[mine]) }},
 		{"host-local's ADD", func(r aloneRun) float64 { return medMS(r.add["host-local"]) }},
