@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,20 +22,22 @@ const maxRecord = 1 << 20
 
 // records are a node's own records of one pool, in its data folder:
 //
-//	<dataDir>/<pool>/leases/<containerID>:<ifname>@<ip>[,<ip>]    what the node holds, per owner
-//	<dataDir>/<pool>/releases/<containerID>:<ifname>:<claim|any>  a release queued while etcd was away
-//	<dataDir>/<pool>/hint                                         the node's blocks, the pool's definition, the memory's etcd lease
+//	<dataDir>/<pool>/leases/<containerID>:<ifname>@<ip>[,<ip>]          what the node holds, per owner
+//	<dataDir>/<pool>/kept/<containerID>:<ifname>@<ip>[,<ip>]@<until>     what etcd keeps for an owner the node released, until (unix seconds)
+//	<dataDir>/<pool>/releases/<containerID>:<ifname>:<claim|any>        a release queued while etcd was away
+//	<dataDir>/<pool>/hint                                               the node's blocks, the pool's definition, the memory's etcd lease
 //
-// etcd is the truth. The lease records are what check compares it with,
-// and their names the addresses the node's next claim avoids when it
-// guesses a free one; the hint saves round trips. Both are a cache: written
+// etcd is the truth. The lease records are what check compares it with;
+// their names, and those of the kept records, are the addresses the
+// node's next claim avoids when it guesses a free one; the hint saves
+// round trips. All are a cache: written
 // whole (a temporary file renamed into place) but not fsynced, and one that
 // a crash lost or cut reads as unknown. A queued release is the only memory
 // of a DEL that could not reach etcd: it is fsynced, with its folder,
 // before DEL succeeds, and the next call on the node completes it. Every
 // name is opened through its folder's descriptor without following links.
 type records struct {
-	dir, leases, releases safedir.Dir
+	dir, leases, kept, releases safedir.Dir
 }
 
 // queuedRelease is a release that waits for etcd.
@@ -83,7 +86,9 @@ func openRecords(dataDir, pool string) (*records, error) {
 	r := &records{}
 	if r.dir, err = sub(root, pool); err == nil {
 		if r.leases, err = sub(r.dir, "leases"); err == nil {
-			r.releases, err = sub(r.dir, "releases")
+			if r.kept, err = sub(r.dir, "kept"); err == nil {
+				r.releases, err = sub(r.dir, "releases")
+			}
 		}
 	}
 	if err != nil {
@@ -106,7 +111,7 @@ func sub(d safedir.Dir, name string) (safedir.Dir, error) {
 
 // Close closes the records' folders.
 func (r *records) Close() {
-	for _, d := range []safedir.Dir{r.releases, r.leases, r.dir} {
+	for _, d := range []safedir.Dir{r.releases, r.kept, r.leases, r.dir} {
 		d.Close()
 	}
 }
@@ -166,6 +171,9 @@ func (r *records) Hold(l *Lease, raw []byte) error {
 		if o != name {
 			_ = r.leases.Remove(o)
 		}
+	}
+	for _, k := range r.keptOf(l.Owner()) {
+		_ = r.kept.Remove(k)
 	}
 	if err := r.leases.WriteFile(name, raw, false); err != nil {
 		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
@@ -231,8 +239,9 @@ func (r *records) All() (held []*Lease, bad []error, err error) {
 	return held, bad, err
 }
 
-// Used lists the addresses the node's lease records name.
-func (r *records) Used() map[netip.Addr]bool {
+// Used lists the addresses the node's lease records name, and those its
+// kept records name until their time; kept records past it go.
+func (r *records) Used(now time.Time) map[netip.Addr]bool {
 	names, _ := r.recordNames(nil)
 	used := map[netip.Addr]bool{}
 	for _, name := range names {
@@ -241,7 +250,62 @@ func (r *records) Used() map[netip.Addr]bool {
 			used[a] = true
 		}
 	}
+	ents, _ := r.kept.Names()
+	for _, e := range ents {
+		_, addrs, until, ok := parseKeptName(e.Name())
+		switch {
+		case !ok:
+		case until.Before(now):
+			_ = r.kept.Remove(e.Name())
+		default:
+			for _, a := range addrs {
+				used[a] = true
+			}
+		}
+	}
 	return used
+}
+
+// Keep moves the node's record of id's lease to kept/, until until: etcd
+// keeps its addresses for id meanwhile, and the node's guesses avoid them.
+func (r *records) Keep(id OwnerID, until time.Time) error {
+	names, err := r.recordNames(&id)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := r.leases.Rename(n, r.kept, n+"@"+strconv.FormatInt(until.Unix(), 10)); err != nil {
+			return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
+		}
+	}
+	return nil
+}
+
+// keptOf lists the kept records of id.
+func (r *records) keptOf(id OwnerID) []string {
+	ents, _ := r.kept.Names()
+	var out []string
+	for _, e := range ents {
+		owner, _, _, ok := parseKeptName(e.Name())
+		if ok && owner == ownerFile(id) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// parseKeptName reads a kept record's name back.
+func parseKeptName(name string) (owner string, addrs []netip.Addr, until time.Time, ok bool) {
+	i := strings.LastIndexByte(name, '@')
+	if i < 0 {
+		return "", nil, until, false
+	}
+	sec, err := strconv.ParseInt(name[i+1:], 10, 64)
+	if err != nil {
+		return "", nil, until, false
+	}
+	owner, addrs, ok = parseLeaseName(name[:i])
+	return owner, addrs, time.Unix(sec, 0), ok
 }
 
 // Queue records a release for the next call to complete, durably.

@@ -154,7 +154,7 @@ func (c *call) add() error {
 		return fmt.Errorf("node %s: completing the releases queued while etcd was away: %w", c.cfg.Node, err)
 	}
 	claim := newClaimID()
-	c.alloc.used = c.rec.Used()
+	c.alloc.used = c.rec.Used(time.Now())
 	got, err := c.alloc.Claim(c.ctx, c.id, c.cfg.Network, c.cfg.Requested, claim)
 	if errors.Is(err, ErrUnavailable) {
 		// The claim may be written although no answer came: queue its
@@ -201,7 +201,7 @@ func (c *call) print(l *Lease) error {
 func (c *call) del() error {
 	_ = c.drain()
 	held := c.rec.Held(c.id)
-	_, err := c.alloc.Release(c.ctx, c.id, "", held)
+	released, err := c.alloc.Release(c.ctx, c.id, "", held)
 	if errors.Is(err, ErrUnavailable) {
 		// Limited to the recorded claim when there is one, so that a late
 		// drain cannot release a later ADD's lease of the same owner.
@@ -214,7 +214,15 @@ func (c *call) del() error {
 		}
 		return c.rec.Drop(c.id)
 	}
-	if derr := c.rec.Drop(c.id); derr != nil {
+	var derr error
+	if released != nil && c.cfg.Sticky > 0 {
+		// etcd keeps the addresses for the owner: the node's guesses avoid
+		// them as long as etcd may.
+		derr = c.rec.Keep(c.id, time.Now().Add(2*c.cfg.Sticky))
+	} else {
+		derr = c.rec.Drop(c.id)
+	}
+	if derr != nil {
 		return errors.Join(err, derr)
 	}
 	return err

@@ -142,8 +142,32 @@ func TestLeaseRecordsAreACache(t *testing.T) {
 	if h := r.Held(l.Owner()); h == nil || string(h.raw) != string(l.encode()) {
 		t.Fatalf("held %v", h)
 	}
-	if used := r.Used(); !used[netip.MustParseAddr("10.0.0.9")] || !used[netip.MustParseAddr("fd00::9")] || len(used) != 2 {
+	if used := r.Used(time.Now()); !used[netip.MustParseAddr("10.0.0.9")] || !used[netip.MustParseAddr("fd00::9")] || len(used) != 2 {
 		t.Errorf("used %v", used)
+	}
+	// Released, kept for its owner a while: its addresses stay used until
+	// then, and its record goes when the owner holds them again.
+	now := time.Now()
+	if err := r.Keep(l.Owner(), now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := r.recordNames(nil); len(names) != 0 || r.Held(l.Owner()) != nil {
+		t.Errorf("after Keep: lease records %v", names)
+	}
+	if used := r.Used(now); len(used) != 2 {
+		t.Errorf("used while kept %v", used)
+	}
+	if used := r.Used(now.Add(2 * time.Minute)); len(used) != 0 || len(r.keptOf(l.Owner())) != 0 {
+		t.Errorf("used after the kept time %v, kept records %v", used, r.keptOf(l.Owner()))
+	}
+	if err := r.Keep(l.Owner(), now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Hold(l, l.encode()); err != nil {
+		t.Fatal(err)
+	}
+	if k := r.keptOf(l.Owner()); len(k) != 0 {
+		t.Errorf("held again, kept records %v", k)
 	}
 	// A claim of the owner again, with another address: one record.
 	l.Addrs = l.Addrs[:1]

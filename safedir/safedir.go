@@ -230,6 +230,15 @@ func (d Dir) Remove(name string) error {
 	return nil
 }
 
+// Rename moves name to newName in the folder to, which may be d: never
+// through a symbolic link (a link is moved itself).
+func (d Dir) Rename(name string, to Dir, newName string) error {
+	if err := unix.Renameat(d.FD, name, to.FD, newName); err != nil {
+		return &os.LinkError{Op: "rename", Old: filepath.Join(d.Path, name), New: filepath.Join(to.Path, newName), Err: err}
+	}
+	return nil
+}
+
 // Names lists the folder's entries.
 func (d Dir) Names() ([]fs.DirEntry, error) {
 	fd, err := unix.Openat(d.FD, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
