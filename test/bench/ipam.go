@@ -416,13 +416,7 @@ func (ib *ipamBench) writeTargets(b *strings.Builder) {
 	fmt.Fprintf(b, "| seed job, eth1's IPAM nicmux-ipam − host-local, ADD, ms ≤ 2 | %s | %s |\n", add.ms(), met(add, 2))
 	fmt.Fprintf(b, "| seed job, eth1's IPAM nicmux-ipam − host-local, DEL, ms ≤ 2 | %s | %s |\n", del.ms(), met(del, 2))
 	for _, verb := range []string{"ADD", "DEL"} {
-		f := ib.aloneFig(func(r aloneRun) float64 {
-			ds := r.add
-			if verb == "DEL" {
-				ds = r.del
-			}
-			return medMS(ds[ib.alone[1].label]) - medMS(ds["host-local"])
-		})
+		f := ib.aloneDiff(ib.alone[1].label, "host-local", verb == "ADD")
 		fmt.Fprintf(b, "| the plugin alone, nicmux-ipam − host-local, %s, ms ≤ 2 | %s | %s |\n", verb, f.ms(), met(f, 2))
 	}
 	dups := ib.concFig(func(c concRun) float64 { return float64(c.duplicate) })

@@ -172,19 +172,29 @@ func (ib *ipamBench) aloneFig(f func(r aloneRun) float64) figure {
 
 func medMS(ds []time.Duration) float64 { return toMS(median(ds)) }
 
+// aloneDiff is a plugin's median ADD (or DEL) minus another's, run by run.
+func (ib *ipamBench) aloneDiff(label, minus string, add bool) figure {
+	return ib.aloneFig(func(r aloneRun) float64 {
+		ds := r.del
+		if add {
+			ds = r.add
+		}
+		return medMS(ds[label]) - medMS(ds[minus])
+	})
+}
+
 func (ib *ipamBench) writeAlone(b *strings.Builder, reps int) {
 	fmt.Fprintf(b, "\nThe plugin alone, as macvlan runs its IPAM (a fresh owner's ADD, then its DEL; nicmux-ipam's node holds its block), "+
 		"%d repetitions per run interleaved with the floors below; ms, the median per run:\n\n", aloneReps*reps)
-	fmt.Fprintf(b, "| IPAM plugin | ADD | DEL | ADD − host-local | DEL − host-local |\n|---|---:|---:|---:|---:|\n")
+	mine := ib.alone[1].label
+	fmt.Fprintf(b, "| IPAM plugin | ADD | DEL | ADD − host-local | DEL − host-local | ADD − %s | DEL − %s |\n|---|---:|---:|---:|---:|---:|---:|\n", mine, mine)
 	for _, bin := range ib.alone {
 		l := bin.label
-		add := ib.aloneFig(func(r aloneRun) float64 { return medMS(r.add[l]) })
-		del := ib.aloneFig(func(r aloneRun) float64 { return medMS(r.del[l]) })
-		dadd := ib.aloneFig(func(r aloneRun) float64 { return medMS(r.add[l]) - medMS(r.add["host-local"]) })
-		ddel := ib.aloneFig(func(r aloneRun) float64 { return medMS(r.del[l]) - medMS(r.del["host-local"]) })
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", l, add.ms(), del.ms(), dadd.ms(), ddel.ms())
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", l, ib.aloneFig(func(r aloneRun) float64 { return medMS(r.add[l]) }).ms(),
+			ib.aloneFig(func(r aloneRun) float64 { return medMS(r.del[l]) }).ms(),
+			ib.aloneDiff(l, "host-local", true).ms(), ib.aloneDiff(l, "host-local", false).ms(),
+			ib.aloneDiff(l, mine, true).ms(), ib.aloneDiff(l, mine, false).ms())
 	}
-	mine := ib.alone[1].label
 	parts := []struct {
 		what string
 		f    func(r aloneRun) float64
