@@ -5,23 +5,21 @@
 package cli
 
 import (
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nicmux/nicmux/cmdline"
 	"github.com/nicmux/nicmux/mux"
 )
 
 // Exit codes of the commands.
 const (
-	exitOK    = 0 // done, nothing wrong
-	exitFail  = 1 // the command ran and found errors, or failed
-	exitUsage = 2 // unknown command or flag, wrong arguments
+	exitOK    = cmdline.ExitOK
+	exitFail  = cmdline.ExitFail
+	exitUsage = cmdline.ExitUsage
 )
 
 // defaultCNIPath is where the commands look for plugin binaries without
@@ -45,22 +43,7 @@ func Main(args []string, getenv func(string) string, stdin io.Reader, stdout, st
 }
 
 // dispatch runs the command args name.
-func dispatch(e *env, args []string) int {
-	name, rest := args[0], args[1:]
-	switch name {
-	case "-h", "-help", "--help":
-		name = "help"
-	case "-version", "--version":
-		name = "version"
-	}
-	cmd := lookup(name)
-	if cmd == nil {
-		fmt.Fprintf(e.stderr, "nicmux: unknown command %q\n\n", name)
-		usage(e.stderr)
-		return exitUsage
-	}
-	return cmd.run(e, rest)
-}
+func dispatch(e *env, args []string) int { return program().Dispatch(e, e.stderr, args) }
 
 // plugin is nicmux as a CNI plugin, and its bare run.
 func plugin(getenv func(string) string) int {
@@ -117,17 +100,9 @@ func commands() []command {
 	}
 }
 
-func lookup(name string) *command {
-	for _, c := range commands() {
-		if c.name == name {
-			return &c
-		}
-	}
-	return nil
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, `nicmux is a CNI meta-plugin: one CNI entry that gives a container several
+// program is nicmux's command line: the command table and the help.
+func program() *cmdline.Program[*env] {
+	p := &cmdline.Program[*env]{Name: "nicmux", Intro: `nicmux is a CNI meta-plugin: one CNI entry that gives a container several
 interfaces, each through its own delegate plugin chain.
 
 Usage:
@@ -136,48 +111,30 @@ Usage:
   CNI_COMMAND=VERB nicmux   act as the CNI plugin (as a runtime runs it)
 
 Commands:
-`)
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
-	}
-	fmt.Fprint(w, `
+`, Outro: `
 Run "nicmux COMMAND -h" for a command's flags. The commands find plugin
-binaries through -cni-path, else CNI_PATH, else `+defaultCNIPath+`, and nicmux's
+binaries through -cni-path, else CNI_PATH, else ` + defaultCNIPath + `, and nicmux's
 entry through -conflist (the runtime's conflist).
 Exit status: 0 ok, 1 the command found errors or failed, 2 usage error.
-`)
+`}
+	for _, c := range commands() {
+		p.Commands = append(p.Commands, cmdline.Command[*env]{Name: c.name, Synopsis: c.synopsis, Summary: c.summary, Run: c.run})
+	}
+	return p
 }
 
-func runHelp(e *env, args []string) int {
-	switch {
-	case len(args) == 0 || (len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help")):
-		usage(e.stdout)
-		return exitOK
-	case len(args) > 1:
-		fmt.Fprintln(e.stderr, "nicmux help: give at most one command")
-		return exitUsage
-	}
-	cmd := lookup(args[0])
-	if cmd == nil {
-		fmt.Fprintf(e.stderr, "nicmux help: unknown command %q\n\n", args[0])
-		usage(e.stderr)
-		return exitUsage
-	}
-	return cmd.run(e, []string{"-h"})
-}
+func usage(w io.Writer) { program().Usage(w) }
+
+func runHelp(e *env, args []string) int { return program().Help(e, e.stdout, e.stderr, args) }
 
 // flags is a command's flag set, parsed so that flags and arguments may mix
 // ("validate a.yaml -json") and "-h" prints the command's help on stdout.
 type flags struct {
-	*flag.FlagSet
-	cmd  *command
-	help string // what the command does, after its synopsis
+	*cmdline.Flags
 }
 
 func newFlags(name, help string) *flags {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return &flags{FlagSet: fs, cmd: lookup(name), help: help}
+	return &flags{cmdline.NewFlags("nicmux", program().Lookup(name), help)}
 }
 
 // parseN is parse, then a check that between min and max arguments
@@ -206,45 +163,12 @@ func (f *flags) parseN(e *env, args []string, min, max int, what string) ([]stri
 // code when the command should stop: exitOK after -h, exitUsage after a
 // bad flag.
 func (f *flags) parse(e *env, args []string) ([]string, int, bool) {
-	var rest []string
-	for {
-		err := f.Parse(args)
-		if errors.Is(err, flag.ErrHelp) {
-			f.usage(e.stdout)
-			return nil, exitOK, false
-		}
-		if err != nil {
-			return nil, f.fail(e, "%v", err), false
-		}
-		left := f.Args()
-		if len(left) == 0 {
-			return rest, 0, true
-		}
-		// flag stops at "--", which it consumes, or at the first non-flag.
-		if len(args) > len(left) && args[len(args)-len(left)-1] == "--" {
-			return append(rest, left...), 0, true
-		}
-		rest, args = append(rest, left[0]), left[1:]
-	}
+	return f.Parse(e.stdout, e.stderr, args)
 }
 
 // fail reports a usage error and returns exitUsage.
 func (f *flags) fail(e *env, format string, args ...any) int {
-	fmt.Fprintf(e.stderr, "nicmux %s: %s\n\n", f.Name(), fmt.Sprintf(format, args...))
-	f.usage(e.stderr)
-	return exitUsage
-}
-
-func (f *flags) usage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: nicmux %s %s\n\n%s\n", f.cmd.name, f.cmd.synopsis, f.help)
-	has := false
-	f.VisitAll(func(*flag.Flag) { has = true })
-	if has {
-		fmt.Fprintln(w, "\nFlags:")
-		f.SetOutput(w)
-		f.PrintDefaults()
-		f.SetOutput(io.Discard)
-	}
+	return f.Fail(e.stderr, format, args...)
 }
 
 // common holds the flags every command that looks at a deployment shares.

@@ -86,11 +86,14 @@ func (a *allocator) FreeBlock(ctx context.Context, b blockInfo) (bool, error) {
 	return ok, nil
 }
 
-// setReport is one range set's use.
+// setReport is one range set's use: of its size, the addresses leased
+// (used), those kept for their released owners a while (kept: taken by
+// another owner only when nothing else is free), and the rest (free).
 type setReport struct {
 	Ranges string      `json:"ranges"`
 	Size   json.Number `json:"size"`
 	Used   int         `json:"used"`
+	Kept   int         `json:"kept"`
 	Free   json.Number `json:"free"`
 }
 
@@ -124,24 +127,49 @@ func (a *allocator) Report(ctx context.Context, node string) (*poolReport, error
 	for _, e := range append(bad, badBlocks...) {
 		r.Errors = append(r.Errors, e.Error())
 	}
-	used := make([]int, len(a.pool.Sets))
 	for _, h := range held {
-		for _, ip := range h.Lease.IPs() {
-			if s := a.pool.setOf(ip); s >= 0 {
-				used[s]++
-			}
-		}
 		if node == "" || h.Lease.Node == node {
 			r.Leases = append(r.Leases, h.Lease)
 		}
 	}
-	for i, set := range a.pool.Sets {
-		size := set.size()
-		r.Sets = append(r.Sets, setReport{Ranges: set.String(), Size: json.Number(size.String()), Used: used[i],
-			Free: json.Number(size.sub(u64(uint64(used[i]))).String())})
+	if r.Sets, err = a.setReports(ctx, held); err != nil {
+		return nil, err
 	}
 	r.Blocks = perNode(blocks, node)
 	return r, nil
+}
+
+// setReports counts each range set's leased and kept addresses.
+func (a *allocator) setReports(ctx context.Context, held []holding) ([]setReport, error) {
+	got, err := a.store.Read(ctx, keysUnder(a.keys.kept()))
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: listing its kept addresses: %w", a.pool.Name, err)
+	}
+	t := newTaken()
+	for _, h := range held {
+		for _, ip := range h.Lease.IPs() {
+			t.leased[ip] = true
+		}
+	}
+	a.markTaken(t, got...)
+	out := make([]setReport, len(a.pool.Sets))
+	for i, set := range a.pool.Sets {
+		out[i] = setReport{Ranges: set.String(), Size: json.Number(set.size().String())}
+	}
+	for ip := range t.leased {
+		if s := a.pool.setOf(ip); s >= 0 {
+			out[s].Used++
+		}
+	}
+	for ip := range t.kept {
+		if s := a.pool.setOf(ip); s >= 0 && !t.leased[ip] {
+			out[s].Kept++
+		}
+	}
+	for i, set := range a.pool.Sets {
+		out[i].Free = json.Number(set.size().sub(u64(uint64(out[i].Used + out[i].Kept))).String())
+	}
+	return out, nil
 }
 
 // perNode groups blocks by node, of node only when it is set.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 const testPrefix = "/t"
@@ -68,43 +71,89 @@ func leasesOf(t testing.TB, m *memStore, p *pool) map[netip.Addr]string {
 	return out
 }
 
+// trips runs f and returns the round trips it cost.
+func trips(m *memStore, f func()) int {
+	before := m.count()
+	f()
+	return m.count() - before
+}
+
 func TestRoundTripsPerClaim(t *testing.T) {
 	m := newMemStore()
 	p := testPool(t, "rt", 26, v4("10.20.0.0/16"))
 	a := newAllocator(m, p, testPrefix, "n1", nil)
 	// The first claim of the pool on the node: view, the definition, the
 	// pool's blocks, the new block's leases, the claim.
-	first, err := a.Claim(context.Background(), owner(0), "net", nil, newClaimID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := m.count(); got != 5 {
+	if got := trips(m, func() { claim(t, a, 0) }); got != 5 {
 		t.Errorf("first claim: %d round trips, want 5", got)
 	}
-	hinted := newAllocator(m, p, testPrefix, "n1", first.Blocks)
-	blk, _ := p.blockByID(first.Blocks[0])
-	room := len(blk.free(nil)) - 1
-	for i := 1; i <= room-1; i++ {
-		before := m.count()
-		claim(t, hinted, i)
-		if got := m.count() - before; got != 2 {
-			t.Fatalf("claim %d in the node's block: %d round trips, want 2 (view, claim)", i, got)
+	blk, _ := p.blockByID(a.hint.Blocks[0])
+	room := len(blk.free(taken{}))
+	// What the node records now (its blocks, the definition, its leases)
+	// guesses a free address: the claim is one transaction.
+	for i := 1; i < room-2; i++ {
+		if got := trips(m, func() { claim(t, a, i) }); got != 1 {
+			t.Fatalf("claim %d in the node's block: %d round trips, want 1", i, got)
 		}
 	}
-	// Without the hint, the node's block list costs one more read.
-	before := m.count()
-	claim(t, newAllocator(m, p, testPrefix, "n1", nil), room)
-	if got := m.count() - before; got != 3 {
-		t.Errorf("claim without the records' hint: %d round trips, want 3", got)
+	// A guess that names a leased address (a record the node lost) costs
+	// the claim its view: the transaction's else branch, then the claim.
+	wrong := newAllocator(m, p, testPrefix, "n1", &a.hint)
+	wrong.used = maps.Clone(a.used)
+	for _, ip := range blk.free(taken{}) {
+		wrong.used[ip] = !a.used[ip]
+	}
+	if got := trips(m, func() { claim(t, wrong, room-2) }); got != 2 {
+		t.Errorf("claim on a wrong guess: %d round trips, want 2", got)
+	}
+	// Without the node's records: the view, the node's block list, the claim.
+	if got := trips(m, func() { claim(t, newAllocator(m, p, testPrefix, "n1", nil), room-1) }); got != 3 {
+		t.Errorf("claim without the records: %d round trips, want 3", got)
 	}
 	// The block is full: the next claim claims a block (two more reads).
-	before = m.count()
-	c, err := hinted.Claim(context.Background(), owner(room+1), "net", nil, newClaimID())
-	if err != nil {
-		t.Fatal(err)
+	for _, ip := range blk.free(taken{}) {
+		a.used[ip] = true
 	}
-	if got := m.count() - before; got != 4 || len(c.Blocks) != 2 {
-		t.Errorf("claim in a new block: %d round trips, %d blocks, want 4 and 2", got, len(c.Blocks))
+	if got := trips(m, func() { claim(t, a, room) }); got != 4 || len(a.hint.Blocks) != 2 {
+		t.Errorf("claim in a new block: %d round trips, %d blocks, want 4 and 2", got, len(a.hint.Blocks))
+	}
+}
+
+// A release costs one round trip when etcd holds what the node records,
+// two when the node records nothing; remembering the released lease costs
+// a grant once per sticky time.
+func TestRoundTripsPerRelease(t *testing.T) {
+	m := newMemStore()
+	p := testPool(t, "rel", 26, v4("10.21.0.0/24"))
+	a := newAllocator(m, p, testPrefix, "n1", nil)
+	a.sticky = time.Minute
+	var held []*claimed
+	for i := range 3 {
+		c, err := a.Claim(context.Background(), owner(i), "net", nil, newClaimID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	release := func(i int, rec *recorded) {
+		if l, err := a.Release(context.Background(), owner(i), "", rec); err != nil || l == nil {
+			t.Fatalf("release %d: %v, %v", i, l, err)
+		}
+	}
+	if got := trips(m, func() { release(0, &recorded{Lease: held[0].Lease, raw: held[0].Raw}) }); got != 2 {
+		t.Errorf("first release: %d round trips, want 2 (the grant, the release)", got)
+	}
+	if got := trips(m, func() { release(1, &recorded{Lease: held[1].Lease, raw: held[1].Raw}) }); got != 1 {
+		t.Errorf("release of what the node records: %d round trips, want 1", got)
+	}
+	if got := trips(m, func() { release(2, nil) }); got != 2 {
+		t.Errorf("release without a record: %d round trips, want 2", got)
+	}
+	if got := trips(m, func() { _, _ = a.Release(context.Background(), owner(2), "", nil) }); got != 1 {
+		t.Errorf("release of nothing: %d round trips, want 1", got)
+	}
+	if n := len(m.keysUnder(keys{prefix: testPrefix, pool: "rel"}.base() + "/released/")); n != 3 {
+		t.Errorf("%d released leases kept, want 3", n)
 	}
 }
 
@@ -115,11 +164,15 @@ func TestConcurrentClaimsNeverShareAnAddress(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, nodes*per)
 	for n := range nodes {
-		a := newAllocator(m, p, testPrefix, fmt.Sprintf("node%d", n), nil)
-		for i := range per {
+		// Each claim is a process of its own, starting from what the
+		// node's records said after its first claim: their guesses collide.
+		first := newAllocator(m, p, testPrefix, fmt.Sprintf("node%d", n), nil)
+		claim(t, first, n*per)
+		for i := 1; i < per; i++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				a := newAllocator(m, p, testPrefix, fmt.Sprintf("node%d", n), &first.hint)
 				if _, err := a.Claim(context.Background(), owner(n*per+i), "net", nil, newClaimID()); err != nil {
 					errs <- err
 				}
@@ -157,17 +210,15 @@ func TestExhaustionBorrowAndReuse(t *testing.T) {
 	if got := len(m.keysUnder(testPrefix)); got != keysBefore {
 		t.Errorf("the failed claim left %d keys more", got-keysBefore)
 	}
-	freed, err := a.Release(context.Background(), owner(3), "")
+	freed, err := a.Release(context.Background(), owner(3), "", nil)
 	if err != nil || freed == nil {
 		t.Fatalf("release: %v, %v", freed, err)
 	}
-	hinted := newAllocator(m, p, testPrefix, "b", m.nodeBlocks(p, "b"))
-	before := m.count()
-	got := claim(t, hinted, 99)
+	var got *Lease
 	// b's blocks are full and no block is free: view, the pool's blocks,
 	// the pool's leases (keys only), the claim.
-	if trips := m.count() - before; trips != 4 {
-		t.Errorf("borrowing claim: %d round trips, want 4", trips)
+	if n := trips(m, func() { got = claim(t, b, 99) }); n != 4 {
+		t.Errorf("borrowing claim: %d round trips, want 4", n)
 	}
 	if got.IPs()[0] != freed.IPs()[0] {
 		t.Errorf("b got %s, want the freed %s", got.IPs()[0], freed.IPs()[0])
@@ -223,20 +274,20 @@ func TestReleaseOfOneClaimKeepsALaterOne(t *testing.T) {
 	p := testPool(t, "claims", 26, v4("10.70.0.0/24"))
 	a := newAllocator(m, p, testPrefix, "a", nil)
 	old := claim(t, a, 1)
-	if _, err := a.Release(context.Background(), owner(1), ""); err != nil {
+	if _, err := a.Release(context.Background(), owner(1), "", nil); err != nil {
 		t.Fatal(err)
 	}
 	claim(t, a, 1)
-	if l, err := a.Release(context.Background(), owner(1), old.Claim); err != nil || l != nil {
+	if l, err := a.Release(context.Background(), owner(1), old.Claim, nil); err != nil || l != nil {
 		t.Fatalf("release of the old claim: %v, %v", l, err)
 	}
 	if n := len(leasesOf(t, m, p)); n != 1 {
 		t.Errorf("%d leases, want the later claim's", n)
 	}
-	if l, err := a.Release(context.Background(), owner(1), ""); err != nil || l == nil {
+	if l, err := a.Release(context.Background(), owner(1), "", nil); err != nil || l == nil {
 		t.Fatalf("release: %v, %v", l, err)
 	}
-	if l, err := a.Release(context.Background(), owner(1), ""); err != nil || l != nil {
+	if l, err := a.Release(context.Background(), owner(1), "", nil); err != nil || l != nil {
 		t.Fatalf("second release: %v, %v", l, err)
 	}
 	if n := len(m.keysUnder(keys{prefix: testPrefix, pool: "claims"}.owners())); n != 0 {
@@ -276,5 +327,103 @@ func TestUnavailableStore(t *testing.T) {
 	_, err := a.Claim(context.Background(), owner(1), "net", nil, newClaimID())
 	if !errors.Is(err, ErrUnavailable) || codeOf(err) != 11 {
 		t.Fatalf("claim with the store down: code %d, %v", codeOf(err), err)
+	}
+}
+
+// freeOwner releases owner i on a, failing the test on error.
+func freeOwner(t testing.TB, a *allocator, i int) *Lease {
+	t.Helper()
+	l, err := a.Release(context.Background(), owner(i), "", nil)
+	if err != nil || l == nil {
+		t.Fatalf("release %d: %v, %v", i, l, err)
+	}
+	return l
+}
+
+// An owner released a moment ago gets its addresses back, and no other
+// owner gets them meanwhile, unless nothing else is free.
+func TestReleasedOwnerGetsItsAddressesBack(t *testing.T) {
+	m := newMemStore()
+	// Each range set hands out 14 addresses, in one block.
+	p := testPool(t, "sticky", 28, v4("10.23.0.0/28"), []rangeConf{{Subnet: "fd23::/124", RangeStart: "fd23::1", RangeEnd: "fd23::e"}})
+	a := newAllocator(m, p, testPrefix, "n1", nil)
+	a.sticky = time.Minute
+	first := claim(t, a, 1)
+	freeOwner(t, a, 1)
+	for i := 2; i <= 13; i++ {
+		if l := claim(t, a, i); slices.ContainsFunc(l.IPs(), func(ip netip.Addr) bool { return slices.Contains(first.IPs(), ip) }) {
+			t.Fatalf("owner %d got %s, kept for owner 1 (%s)", i, l, first)
+		}
+	}
+	again := claim(t, a, 1)
+	if !slices.Equal(again.IPs(), first.IPs()) {
+		t.Fatalf("owner 1 claimed again %s, want its %s", again, first)
+	}
+	base := keys{prefix: testPrefix, pool: "sticky"}.base()
+	if k := m.keysUnder(base + "/released/"); len(k) != 0 {
+		t.Errorf("claimed again, the released lease stays: %v", k)
+	}
+	if k := m.keysUnder(base + "/kept/"); len(k) != 0 {
+		t.Errorf("claimed again, its addresses stay kept: %v", k)
+	}
+	// Pool full but for one owner's kept addresses: another owner takes
+	// them, and the owner, back, gets other addresses, never the holder's.
+	claim(t, a, 14)
+	freeOwner(t, a, 1)
+	kept := claim(t, a, 15)
+	if !slices.Equal(kept.IPs(), first.IPs()) {
+		t.Fatalf("owner 15 got %s in a pool full but for %s", kept, first)
+	}
+	freeOwner(t, a, 2)
+	back := claim(t, a, 1)
+	if slices.Equal(back.IPs(), first.IPs()) {
+		t.Fatalf("owner 1 took back %s, which owner 14 holds", back)
+	}
+	leasesOf(t, m, p)
+}
+
+// An owner's released addresses that another owner asked for meanwhile
+// stay that owner's; once etcd ends the memory, a claim picks freely.
+func TestRememberedAddressIsNeverStolen(t *testing.T) {
+	m := newMemStore()
+	p := testPool(t, "steal", 26, v4("10.24.0.0/24"))
+	a := newAllocator(m, p, testPrefix, "n1", nil)
+	b := newAllocator(m, p, testPrefix, "n2", nil)
+	a.sticky, b.sticky = time.Minute, time.Minute
+	first := claim(t, a, 1)
+	freeOwner(t, a, 1)
+	if got := claim(t, b, 2, first.IPs()...); !slices.Equal(got.IPs(), first.IPs()) {
+		t.Fatalf("owner 2 asked for %s, got %s", first, got)
+	}
+	again := claim(t, a, 1)
+	if slices.Equal(again.IPs(), first.IPs()) {
+		t.Fatalf("owner 1 took %s from owner 2", again)
+	}
+	// The memory's lease ends (etcd restored from an older snapshot): the
+	// node's next release gets a new one.
+	freeOwner(t, a, 1)
+	m.expire()
+	if n := len(m.keysUnder(keys{prefix: testPrefix, pool: "steal"}.base() + "/released/")); n != 0 {
+		t.Fatalf("%d released leases after their lease ended", n)
+	}
+	claim(t, a, 3)
+	freeOwner(t, a, 3)
+	if n := len(m.keysUnder(keys{prefix: testPrefix, pool: "steal"}.base() + "/released/")); n != 1 {
+		t.Errorf("%d released leases, want owner 3's", n)
+	}
+	leasesOf(t, m, p)
+}
+
+// With sticky 0, a release keeps nothing.
+func TestStickyOff(t *testing.T) {
+	m := newMemStore()
+	p := testPool(t, "off", 26, v4("10.25.0.0/24"))
+	a := newAllocator(m, p, testPrefix, "n1", nil)
+	claim(t, a, 1)
+	if n := trips(m, func() { freeOwner(t, a, 1) }); n != 2 {
+		t.Errorf("release: %d round trips, want 2", n)
+	}
+	if k := m.keysUnder(testPrefix); slices.ContainsFunc(k, func(s string) bool { return strings.Contains(s, "/released/") || strings.Contains(s, "/kept/") }) {
+		t.Errorf("keys %v", k)
 	}
 }

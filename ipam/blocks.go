@@ -50,13 +50,13 @@ func (b addrBlock) span() (first, last netip.Addr) {
 	return first, last
 }
 
-// free lists the addresses of the block that may be handed out and are not
-// in used.
-func (b addrBlock) free(used map[netip.Addr]bool) []netip.Addr {
+// free lists the addresses of the block that may be handed out and that
+// taken (nil: none) does not hold.
+func (b addrBlock) free(t taken) []netip.Addr {
 	var out []netip.Addr
 	first, last := b.span()
 	for a := first; a.IsValid() && !last.Less(a); a = a.Next() {
-		if b.r.usable(a) && !used[a] {
+		if b.r.usable(a) && !t.has(a) {
 			out = append(out, a)
 		}
 	}
@@ -145,7 +145,7 @@ func (p *pool) freeBlock(set int, claimed map[string]bool) (addrBlock, bool) {
 	}
 	for range steps {
 		b := blockAt(parts, i, set)
-		if !claimed[b.ID()] && len(b.free(nil)) > 0 {
+		if !claimed[b.ID()] && len(b.free(taken{})) > 0 {
 			return b, true
 		}
 		if i = i.add(u64(1)); i == total {

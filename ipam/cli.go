@@ -3,7 +3,6 @@ package ipam
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,14 +11,14 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
+	"github.com/nicmux/nicmux/cmdline"
 	"github.com/nicmux/nicmux/release"
 )
 
 // Exit codes of the commands, as nicmux's.
 const (
-	exitOK    = 0 // done, nothing wrong
-	exitFail  = 1 // the command ran and found disagreements, or failed
-	exitUsage = 2 // unknown command or flag, wrong arguments
+	exitOK   = cmdline.ExitOK   // done, nothing wrong
+	exitFail = cmdline.ExitFail // the command ran and found disagreements, or failed
 )
 
 // Dialer connects to the store an etcd configuration names.
@@ -39,21 +38,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, d
 		return exitOK
 	}
 	e := &env{getenv: getenv, stdout: stdout, stderr: stderr, dial: dial, now: time.Now}
-	name, rest := args[0], args[1:]
-	switch name {
-	case "-h", "-help", "--help":
-		name = "help"
-	case "-version", "--version":
-		name = "version"
-	}
-	for _, c := range commands() {
-		if c.name == name {
-			return c.run(e, rest)
-		}
-	}
-	fmt.Fprintf(stderr, "nicmux-ipam: unknown command %q\n\n", name)
-	usage(stderr)
-	return exitUsage
+	return program().Dispatch(e, stderr, args)
 }
 
 // env is what a command runs with.
@@ -64,23 +49,9 @@ type env struct {
 	now            func() time.Time
 }
 
-type command struct {
-	name, synopsis, summary string
-	run                     func(e *env, args []string) int
-}
-
-func commands() []command {
-	return []command{
-		{"show", "[-pool P] [-node N] [-json] [ETCD FLAGS]", "print each pool's size, use, blocks per node and leases", runShow},
-		{"check", "[-node N] [-data-dir DIR] [-pool P] [-json] [ETCD FLAGS]", "compare a node's own records with etcd, and complete its queued releases", runCheck},
-		{"release-node", "-node NAME [-dry-run] [-force] [-grace D] [-pool P] [-json] [ETCD FLAGS]", "free the blocks and leases of a node that is gone for good", runReleaseNode},
-		{"version", "[-json]", "print nicmux-ipam's version, commit and the CNI versions it speaks", runVersion},
-		{"help", "[COMMAND]", "print this help, or a command's", runHelp},
-	}
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, `nicmux-ipam is a CNI IPAM plugin: one address pool across every node, kept in etcd.
+// program is nicmux-ipam's command line: the command table and the help.
+func program() *cmdline.Program[*env] {
+	return &cmdline.Program[*env]{Name: "nicmux-ipam", Intro: `nicmux-ipam is a CNI IPAM plugin: one address pool across every node, kept in etcd.
 
 Usage:
   nicmux-ipam                    print the version (how Nomad fingerprints plugins)
@@ -88,32 +59,21 @@ Usage:
   CNI_COMMAND=VERB nicmux-ipam   act as the IPAM plugin (as a plugin's ipam runs it)
 
 Commands:
-`)
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
-	}
-	fmt.Fprint(w, `
+`, Outro: `
 Run "nicmux-ipam COMMAND -h" for a command's flags. The commands reach etcd
 through -endpoints (and the TLS flags) or -etcd-config FILE, the file an
 ipam configuration's etcdConfig names.
 Exit status: 0 ok, 1 the command found disagreements or failed, 2 usage error.
-`)
+`, Commands: []cmdline.Command[*env]{
+		{Name: "show", Synopsis: "[-pool P] [-node N] [-json] [ETCD FLAGS]", Summary: "print each pool's size, use, blocks per node and leases", Run: runShow},
+		{Name: "check", Synopsis: "[-node N] [-data-dir DIR] [-pool P] [-json] [ETCD FLAGS]", Summary: "compare a node's own records with etcd, and complete its queued releases", Run: runCheck},
+		{Name: "release-node", Synopsis: "-node NAME [-dry-run] [-force] [-grace D] [-pool P] [-json] [ETCD FLAGS]", Summary: "free the blocks and leases of a node that is gone for good", Run: runReleaseNode},
+		{Name: "version", Synopsis: "[-json]", Summary: "print nicmux-ipam's version, commit and the CNI versions it speaks", Run: runVersion},
+		{Name: "help", Synopsis: "[COMMAND]", Summary: "print this help, or a command's", Run: runHelp},
+	}}
 }
 
-func runHelp(e *env, args []string) int {
-	if len(args) == 0 || (len(args) == 1 && strings.TrimLeft(args[0], "-") == "h") {
-		usage(e.stdout)
-		return exitOK
-	}
-	for _, c := range commands() {
-		if len(args) == 1 && c.name == args[0] {
-			return c.run(e, []string{"-h"})
-		}
-	}
-	fmt.Fprintf(e.stderr, "nicmux-ipam help: unknown command %q\n\n", strings.Join(args, " "))
-	usage(e.stderr)
-	return exitUsage
-}
+func runHelp(e *env, args []string) int { return program().Help(e, e.stdout, e.stderr, args) }
 
 func runVersion(e *env, args []string) int {
 	f := newFlags("version", "Prints nicmux-ipam's version, the commit it was built from and the CNI\nspecification versions it speaks.")
@@ -137,47 +97,25 @@ func runVersion(e *env, args []string) int {
 
 // flags is a command's flag set; -h prints the command's help on stdout.
 type flags struct {
-	*flag.FlagSet
-	name, help string
+	*cmdline.Flags
 }
 
 func newFlags(name, help string) *flags {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return &flags{FlagSet: fs, name: name, help: help}
+	return &flags{cmdline.NewFlags("nicmux-ipam", program().Lookup(name), help)}
 }
 
 // parse parses args, which must all be flags; ok false means stop with
 // code (exitOK after -h).
 func (f *flags) parse(e *env, args []string) (int, bool) {
-	err := f.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		f.usage(e.stdout)
-		return exitOK, false
-	case err != nil:
-		return f.fail(e, "%v", err), false
-	case f.NArg() > 0:
-		return f.fail(e, "takes no arguments, got %q", f.Arg(0)), false
+	rest, code, ok := f.Parse(e.stdout, e.stderr, args)
+	if ok && len(rest) > 0 {
+		return f.fail(e, "takes no arguments, got %q", rest[0]), false
 	}
-	return 0, true
+	return code, ok
 }
 
 func (f *flags) fail(e *env, format string, args ...any) int {
-	fmt.Fprintf(e.stderr, "nicmux-ipam %s: %s\n\n", f.name, fmt.Sprintf(format, args...))
-	f.usage(e.stderr)
-	return exitUsage
-}
-
-func (f *flags) usage(w io.Writer) {
-	for _, c := range commands() {
-		if c.name == f.name {
-			fmt.Fprintf(w, "Usage: nicmux-ipam %s %s\n\n%s\n\nFlags:\n", c.name, c.synopsis, f.help)
-		}
-	}
-	f.SetOutput(w)
-	f.PrintDefaults()
-	f.SetOutput(io.Discard)
+	return f.Fail(e.stderr, format, args...)
 }
 
 // etcdFlags are the flags that say how to reach etcd.

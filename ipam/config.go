@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 )
@@ -34,6 +35,8 @@ type config struct {
 	// MetricsFile is the Prometheus text file the node's figures are
 	// drawn in; "" for none.
 	MetricsFile string
+	// Sticky is how long etcd keeps a released owner's addresses for it.
+	Sticky time.Duration
 	// Requested are the addresses the runtime asked for (runtimeConfig.ips,
 	// args.cni.ips, CNI_ARGS IP=), each in its range set.
 	Requested []netip.Addr
@@ -73,6 +76,7 @@ type ipamConf struct {
 	DataDir           string          `json:"dataDir"`
 	BlockPrefixLength *blockLengths   `json:"blockPrefixLength"`
 	MetricsFile       string          `json:"metricsFile"`
+	Sticky            string          `json:"sticky"`
 	ResolvConf        json.RawMessage `json:"resolvConf"`
 }
 
@@ -154,6 +158,9 @@ func (c *config) fill(ic *ipamConf, hostname func() (string, error)) error {
 	if err := checkName("ipam.node", c.Node); err != nil {
 		return configErr("%v", err)
 	}
+	if c.Sticky, err = parseSticky(ic.Sticky); err != nil {
+		return err
+	}
 	c.DataDir = ic.DataDir
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
@@ -166,6 +173,21 @@ func (c *config) fill(ic *ipamConf, hostname func() (string, error)) error {
 		return configErr("ipam.metricsFile: %q is not an absolute path ending in .prom (node_exporter's textfile collector reads no other file)", c.MetricsFile)
 	}
 	return nil
+}
+
+// parseSticky reads ipam.sticky: a duration up to a day, "0s" for none.
+func parseSticky(s string) (time.Duration, error) {
+	if s == "" {
+		return DefaultSticky, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > 24*time.Hour {
+		return 0, configErr("ipam.sticky: %q is not a duration between 0s (keep nothing) and 24h (e.g. \"5m\")", s)
+	}
+	if d > 0 && d < time.Second {
+		d = time.Second // etcd's leases count whole seconds
+	}
+	return d, nil
 }
 
 // setBlockBits applies the configured block prefix lengths.

@@ -63,6 +63,7 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{`{"type": "nicmux-ipam", "pool": "p", "ranges": [[{"subnet": "10.0.0.0/24"}]], "etcdConfig": "/nonexistent/etcd.json"}`, "", 7, "ipam.etcdConfig: open /nonexistent/etcd.json"},
 		{`{"type": "nicmux-ipam", "pool": "p", "ranges": [[{"subnet": "10.0.0.0/24"}]], ` + etcd + `, "dataDir": "rel"}`, "", 7, `ipam.dataDir: "rel" is not an absolute path`},
 		{`{"type": "nicmux-ipam", "pool": "p", "ranges": [[{"subnet": "10.0.0.0/24"}]], ` + etcd + `, "blockPrefixLength": {"ipv4": 8}}`, "", 7, "ipam.blockPrefixLength: ipv4: 8 is not between 16 and 32"},
+		{`{"type": "nicmux-ipam", "pool": "p", "ranges": [[{"subnet": "10.0.0.0/24"}]], ` + etcd + `, "sticky": "2d"}`, "", 7, `ipam.sticky: "2d" is not a duration between 0s`},
 		{`{"type": "nicmux-ipam", "pool": "p", "ranges": [[{"subnet": "10.0.0.0/24"}]], ` + etcd + `, "rangez": 1}`, "", 6, `ipam: json: unknown field "rangez"`},
 		{`{"type": "nicmux-ipam", "pool": "p", "ranges": [[{"subnet": "10.0.0.0/24"}]], ` + etcd + `}`, "IP=10.0.1.5", 7, "CNI_ARGS IP: 10.0.1.5 is not an address pool p hands out"},
 		{`{"type": "nicmux-ipam", "pool": "p", "ranges": [[{"subnet": "10.0.0.0/24", "gateway": "10.0.0.1"}]], ` + etcd + `}`, "IP=10.0.0.1", 7, "CNI_ARGS IP: 10.0.0.1 is not an address pool p hands out"},

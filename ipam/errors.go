@@ -16,6 +16,10 @@ const ErrPoolFull uint = 110
 // taken effect.
 var ErrUnavailable = errors.New("unavailable")
 
+// ErrNoLease is what a Store's error wraps when a transaction names a
+// lease the store does not know (it ended).
+var ErrNoLease = errors.New("the lease ended")
+
 // ErrUnreadable marks a record that cannot be read, reported after what
 // could be done without it.
 var ErrUnreadable = errors.New("a record that cannot be read")

@@ -12,11 +12,13 @@ import (
 //	<prefix>/pools/<pool>/nodes/<node>/<block>        the node's list of its blocks
 //	<prefix>/pools/<pool>/leases/<block>/<ip>         a lease: its owner
 //	<prefix>/pools/<pool>/owners/<containerID>/<if>   the owner's lease (the same value)
+//	<prefix>/pools/<pool>/released/<containerID>/<if> the owner's lease as it was released, for a while
+//	<prefix>/pools/<pool>/kept/<block>/<ip>           an address kept for its released owner meanwhile
 //	<prefix>/nodes/<node>                             the node's last write
 //
 // A block's leases share a prefix, so a node reads its blocks' leases
 // without reading the pool's; an owner's key finds its lease without a
-// search.
+// search, and its released key the addresses it held last.
 type keys struct {
 	prefix string
 	pool   string
@@ -40,15 +42,26 @@ func (k keys) owners() string { return k.base() + "/owners/" }
 func (k keys) owner(id OwnerID) string {
 	return k.owners() + id.ContainerID + "/" + id.IfName
 }
-func (k keys) nodes() string            { return k.prefix + "/nodes/" }
-func (k keys) alive(node string) string { return k.nodes() + node }
+func (k keys) released(id OwnerID) string {
+	return k.base() + "/released/" + id.ContainerID + "/" + id.IfName
+}
+func (k keys) kept() string               { return k.base() + "/kept/" }
+func (k keys) blockKept(id string) string { return k.kept() + id + "/" }
+func (k keys) keep(ad Address) string     { return k.blockKept(ad.Block) + ad.IP.String() }
+func (k keys) nodes() string              { return k.prefix + "/nodes/" }
+func (k keys) alive(node string) string   { return k.nodes() + node }
 
 // last is the last part of a key.
 func last(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
 
 // leaseAddr reads the address and block of a lease key.
 func (k keys) leaseAddr(key string) (block string, a netip.Addr, ok bool) {
-	rest, found := strings.CutPrefix(key, k.leases())
+	return addrUnder(key, k.leases())
+}
+
+// addrUnder reads the address and block of a key <prefix><block>/<ip>.
+func addrUnder(key, prefix string) (block string, a netip.Addr, ok bool) {
+	rest, found := strings.CutPrefix(key, prefix)
 	if !found {
 		return "", a, false
 	}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // memStore is the in-memory Store of the allocator's unit tests: the same
@@ -24,9 +25,15 @@ type memStore struct {
 	// downAfterTxn makes the next transaction apply, and then the store
 	// go down: a write that committed just before etcd stopped answering.
 	downAfterTxn bool
+	// leases are the live leases; keyLease the lease each key is under.
+	leases    map[int64]bool
+	keyLease  map[string]int64
+	lastLease int64
 }
 
-func newMemStore() *memStore { return &memStore{kv: map[string][]byte{}} }
+func newMemStore() *memStore {
+	return &memStore{kv: map[string][]byte{}, leases: map[int64]bool{}, keyLease: map[string]int64{}}
+}
 
 var errDown = fmt.Errorf("memstore: %w", ErrUnavailable)
 
@@ -76,9 +83,19 @@ func (m *memStore) Txn(ctx context.Context, t Txn) (bool, [][]KV, error) {
 		}
 	}
 	for _, op := range t.Then {
-		if op.Delete {
+		if op.Lease != 0 && !m.leases[op.Lease] {
+			return false, nil, fmt.Errorf("memstore: lease %x: %w", op.Lease, ErrNoLease)
+		}
+	}
+	for _, op := range t.Then {
+		delete(m.keyLease, op.Key)
+		switch {
+		case op.Delete:
 			delete(m.kv, op.Key)
-		} else {
+		case op.Lease != 0:
+			m.keyLease[op.Key] = op.Lease
+			fallthrough
+		default:
 			m.kv[op.Key] = append([]byte{}, op.Value...)
 		}
 	}
@@ -91,6 +108,28 @@ func (m *memStore) Txn(ctx context.Context, t Txn) (bool, [][]KV, error) {
 		return false, nil, errDown
 	}
 	return true, nil, nil
+}
+
+func (m *memStore) Grant(ctx context.Context, ttl time.Duration) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.trips++
+	if m.down {
+		return 0, errDown
+	}
+	m.lastLease++
+	m.leases[m.lastLease] = true
+	return m.lastLease, nil
+}
+
+// expire ends every lease, and the keys under them go.
+func (m *memStore) expire() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.keyLease {
+		delete(m.kv, k)
+	}
+	m.keyLease, m.leases = map[string]int64{}, map[int64]bool{}
 }
 
 func (m *memStore) Close() error { return nil }

@@ -4,36 +4,40 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
+	"net/netip"
 	"slices"
-	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/nicmux/nicmux/safedir"
 )
+
+// maxRecord bounds what is read of one record of the node's: they are a
+// few hundred bytes.
+const maxRecord = 1 << 20
 
 // records are a node's own records of one pool, in its data folder:
 //
-//	<dataDir>/<pool>/leases/<containerID>:<ifname>            what the node holds, per owner
-//	<dataDir>/<pool>/releases/<containerID>:<ifname>:<claim>  a release queued while etcd was away
-//	<dataDir>/<pool>/blocks                                   the node's blocks, as last seen
-//	<dataDir>/<pool>/tmp/                                     files being written
+//	<dataDir>/<pool>/leases/<containerID>:<ifname>@<ip>[,<ip>]          what the node holds, per owner
+//	<dataDir>/<pool>/kept/<containerID>:<ifname>@<ip>[,<ip>]@<until>     what etcd keeps for an owner the node released, until (unix seconds)
+//	<dataDir>/<pool>/releases/<containerID>:<ifname>:<claim|any>        a release queued while etcd was away
+//	<dataDir>/<pool>/hint                                               the node's blocks, the pool's definition, the memory's etcd lease
 //
-// etcd is the truth; the leases are what check compares it with, and the
-// blocks a hint that saves a round trip. A queued release is the only
-// memory of a DEL that could not reach etcd: it is durable before DEL
-// succeeds, and the next call on the node completes it. Every file is
-// written whole (a temporary file in tmp/, fsync, rename, folder fsync)
-// and opened without following symbolic links. A writer holds its
-// temporary file's lock until the file is renamed into place, so that
-// every call sweeps the files of writers killed mid-write and no other.
+// etcd is the truth. The lease records are what check compares it with;
+// their names, and those of the kept records, are the addresses the
+// node's next claim avoids when it guesses a free one; the hint saves
+// round trips. All are a cache: written
+// whole (a temporary file renamed into place) but not fsynced, and one that
+// a crash lost or cut reads as unknown. A queued release is the only memory
+// of a DEL that could not reach etcd: it is fsynced, with its folder,
+// before DEL succeeds, and the next call on the node completes it. Every
+// name is opened through its folder's descriptor without following links.
 type records struct {
-	dir string
+	dir, leases, kept, releases safedir.Dir
 }
 
 // queuedRelease is a release that waits for etcd.
@@ -61,283 +65,334 @@ func (q *queuedRelease) file() string {
 	return q.ContainerID + ":" + q.IfName + ":" + claim
 }
 
-// openRecords opens, making it if needed, the node's records of pool.
+// hint is what the node last saw of etcd, to save round trips: its blocks,
+// the pool's definition (as stored, so that a claim can compare it), and
+// the etcd lease that keeps the addresses of released owners.
+type hint struct {
+	Version int          `json:"version"`
+	Blocks  []string     `json:"blocks,omitempty"`
+	Def     string       `json:"def,omitempty"`
+	Memory  *memoryLease `json:"memory,omitempty"`
+}
+
+// openRecords opens, making them if needed, the node's records of pool,
+// and sweeps the temporary files of writers that died mid-write.
 func openRecords(dataDir, pool string) (*records, error) {
-	r := &records{dir: filepath.Join(dataDir, pool)}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	root, err := safedir.Open(dataDir, true)
+	if err != nil {
 		return nil, codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
 	}
-	for _, d := range []string{r.dir, r.path("leases"), r.path("releases"), r.path("tmp")} {
-		if err := mkdirNoLink(d); err != nil {
-			return nil, codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
+	defer root.Close()
+	r := &records{}
+	if r.dir, err = sub(root, pool); err == nil {
+		if r.leases, err = sub(r.dir, "leases"); err == nil {
+			if r.kept, err = sub(r.dir, "kept"); err == nil {
+				r.releases, err = sub(r.dir, "releases")
+			}
 		}
 	}
-	r.sweep()
+	if err != nil {
+		r.Close()
+		return nil, codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
+	}
+	for _, d := range []safedir.Dir{r.dir, r.leases, r.releases} {
+		d.Sweep()
+	}
 	return r, nil
 }
 
-// sweep removes the temporary files of writers that died mid-write: the
-// files whose lock nobody holds. A file renamed into place meanwhile is
-// not at its temporary name any more, and stays.
-func (r *records) sweep() {
-	ents, err := os.ReadDir(r.path("tmp"))
-	if err != nil {
-		return
+func sub(d safedir.Dir, name string) (safedir.Dir, error) {
+	s, _, err := d.Sub(name, true)
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return s, fmt.Errorf("%s/%s is not a folder (a symbolic link?)", d.Path, name)
 	}
-	for _, e := range ents {
-		name := r.path("tmp", e.Name())
-		if !e.Type().IsRegular() {
-			_ = os.Remove(name)
-			continue
-		}
-		f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-		if err != nil {
-			continue
-		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			_ = os.Remove(name)
-		}
-		f.Close()
+	return s, err
+}
+
+// Close closes the records' folders.
+func (r *records) Close() {
+	for _, d := range []safedir.Dir{r.releases, r.kept, r.leases, r.dir} {
+		d.Close()
 	}
 }
 
-// createTemp makes a temporary file for base in tmp/, locked until it is
-// closed.
-func (r *records) createTemp(base string) (*os.File, error) {
-	f, err := os.CreateTemp(r.path("tmp"), base+".*")
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
-	}
-	return f, nil
-}
-
-// mkdirNoLink makes dir if needed and refuses one that is not a folder.
-func mkdirNoLink(dir string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	st, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("%s is not a folder (a symbolic link?)", dir)
-	}
-	return nil
-}
-
-func (r *records) path(parts ...string) string {
-	return filepath.Join(append([]string{r.dir}, parts...)...)
+// leaseName is the name of the record of l: its owner and its addresses.
+func leaseName(l *Lease) string {
+	return ownerFile(l.Owner()) + "@" + ipList(l)
 }
 
 func ownerFile(id OwnerID) string { return id.ContainerID + ":" + id.IfName }
 
-// Hold records that the node holds l.
-func (r *records) Hold(l *Lease) error {
-	return r.write(r.path("leases", ownerFile(l.Owner())), l)
+// parseLeaseName reads a lease record's name back: its owner's file part
+// and its addresses. IDs never hold ':', addresses never '@'.
+func parseLeaseName(name string) (owner string, addrs []netip.Addr, ok bool) {
+	i := strings.LastIndexByte(name, '@')
+	if i < 0 || !strings.Contains(name[:i], ":") {
+		return "", nil, false
+	}
+	for _, s := range strings.Split(name[i+1:], ",") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return "", nil, false
+		}
+		addrs = append(addrs, a)
+	}
+	return name[:i], addrs, true
 }
 
-// Held returns the lease the node records for id, or nil.
-func (r *records) Held(id OwnerID) (*Lease, error) {
-	name := r.path("leases", ownerFile(id))
-	b, err := readNoLink(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+// recordNames lists the lease records' names, those of id only when id
+// is set.
+func (r *records) recordNames(id *OwnerID) ([]string, error) {
+	ents, err := r.leases.Names()
 	if err != nil {
-		return nil, codeErr(types.ErrIOFailure, err)
+		return nil, codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
 	}
-	l, err := decodeLease(name, b)
-	if err != nil {
-		return nil, codeErr(types.ErrIOFailure, err)
+	var out []string
+	for _, e := range ents {
+		owner, _, ok := parseLeaseName(e.Name())
+		if ok && (id == nil || owner == ownerFile(*id)) {
+			out = append(out, e.Name())
+		}
 	}
-	return l, nil
+	return out, nil
 }
 
-// Drop removes the node's record of id's lease.
-func (r *records) Drop(id OwnerID) error { return r.remove(r.path("leases", ownerFile(id))) }
+// Hold records that the node holds l, whose value in etcd is raw, and
+// drops any other record of its owner.
+func (r *records) Hold(l *Lease, raw []byte) error {
+	old, err := r.recordNames(&OwnerID{ContainerID: l.ContainerID, IfName: l.IfName})
+	if err != nil {
+		return err
+	}
+	// Stale records first: a crash between the two leaves no record of the
+	// owner (unknown), never two.
+	name := leaseName(l)
+	for _, o := range old {
+		if o != name {
+			_ = r.leases.Remove(o)
+		}
+	}
+	for _, k := range r.keptOf(l.Owner()) {
+		_ = r.kept.Remove(k)
+	}
+	if err := r.leases.WriteFile(name, raw, false); err != nil {
+		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
+	}
+	return nil
+}
+
+// recorded is a lease record: the lease, and its value in etcd when the
+// node recorded it.
+type recorded struct {
+	Lease *Lease
+	raw   []byte
+}
+
+// Held returns what the node records for id: nil when it records nothing,
+// or when its record cannot be read (a crash cut it: the lease is unknown
+// here, and etcd tells).
+func (r *records) Held(id OwnerID) *recorded {
+	names, err := r.recordNames(&id)
+	if err != nil || len(names) != 1 {
+		return nil
+	}
+	b, err := r.leases.ReadFile(names[0], maxRecord)
+	if err != nil {
+		return nil
+	}
+	l, err := decodeLease(names[0], b)
+	if err != nil || l.Owner() != id {
+		return nil
+	}
+	return &recorded{Lease: l, raw: b}
+}
+
+// Drop removes the node's records of id's lease. They are a cache: not
+// fsynced.
+func (r *records) Drop(id OwnerID) error {
+	names, err := r.recordNames(&id)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := r.leases.Remove(n); err != nil {
+			return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
+		}
+	}
+	return nil
+}
 
 // All lists the node's lease records; those that cannot be read are in bad.
 func (r *records) All() (held []*Lease, bad []error, err error) {
-	err = r.each("leases", func(name string, b []byte) {
-		l, err := decodeLease(name, b)
-		if err != nil {
-			bad = append(bad, err)
-			return
+	names, err := r.recordNames(nil)
+	for _, name := range names {
+		b, err := r.leases.ReadFile(name, maxRecord)
+		if err == nil {
+			var l *Lease
+			if l, err = decodeLease(r.leases.Path+"/"+name, b); err == nil {
+				held = append(held, l)
+				continue
+			}
 		}
-		held = append(held, l)
-	})
+		bad = append(bad, err)
+	}
 	return held, bad, err
 }
 
-// Queue records a release for the next call to complete.
+// Used lists the addresses the node's lease records name, and those its
+// kept records name until their time; kept records past it go.
+func (r *records) Used(now time.Time) map[netip.Addr]bool {
+	names, _ := r.recordNames(nil)
+	used := map[netip.Addr]bool{}
+	for _, name := range names {
+		_, addrs, _ := parseLeaseName(name)
+		for _, a := range addrs {
+			used[a] = true
+		}
+	}
+	ents, _ := r.kept.Names()
+	for _, e := range ents {
+		_, addrs, until, ok := parseKeptName(e.Name())
+		switch {
+		case !ok:
+		case until.Before(now):
+			_ = r.kept.Remove(e.Name())
+		default:
+			for _, a := range addrs {
+				used[a] = true
+			}
+		}
+	}
+	return used
+}
+
+// Keep moves the node's record of id's lease to kept/, until until: etcd
+// keeps its addresses for id meanwhile, and the node's guesses avoid them.
+func (r *records) Keep(id OwnerID, until time.Time) error {
+	names, err := r.recordNames(&id)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := r.leases.Rename(n, r.kept, n+"@"+strconv.FormatInt(until.Unix(), 10)); err != nil {
+			return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
+		}
+	}
+	return nil
+}
+
+// keptOf lists the kept records of id.
+func (r *records) keptOf(id OwnerID) []string {
+	ents, _ := r.kept.Names()
+	var out []string
+	for _, e := range ents {
+		owner, _, _, ok := parseKeptName(e.Name())
+		if ok && owner == ownerFile(id) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// parseKeptName reads a kept record's name back.
+func parseKeptName(name string) (owner string, addrs []netip.Addr, until time.Time, ok bool) {
+	i := strings.LastIndexByte(name, '@')
+	if i < 0 {
+		return "", nil, until, false
+	}
+	sec, err := strconv.ParseInt(name[i+1:], 10, 64)
+	if err != nil {
+		return "", nil, until, false
+	}
+	owner, addrs, ok = parseLeaseName(name[:i])
+	return owner, addrs, time.Unix(sec, 0), ok
+}
+
+// Queue records a release for the next call to complete, durably.
 func (r *records) Queue(q queuedRelease) error {
 	q.Version = recordVersion
-	return r.write(r.path("releases", q.file()), &q)
+	b, _ := json.Marshal(&q)
+	err := r.releases.WriteFile(q.file(), b, true)
+	if err == nil {
+		err = r.releases.Sync()
+	}
+	if err != nil {
+		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
+	}
+	return nil
 }
 
 // Queued lists the queued releases. A record that cannot be read is
 // listed from its name, releasing whatever the owner holds: it must not
 // pin the address for ever.
 func (r *records) Queued() ([]queuedRelease, error) {
+	ents, err := r.releases.Names()
+	if err != nil {
+		return nil, codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
+	}
 	var out []queuedRelease
-	err := r.each("releases", func(name string, b []byte) {
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
 		var q queuedRelease
-		if json.Unmarshal(b, &q) != nil || q.file() != filepath.Base(name) {
-			parts := strings.SplitN(filepath.Base(name), ":", 3)
+		b, err := r.releases.ReadFile(name, maxRecord)
+		if err != nil || json.Unmarshal(b, &q) != nil || q.file() != name {
+			parts := strings.SplitN(name, ":", 3)
 			if len(parts) != 3 {
-				return
+				continue
 			}
-			q = queuedRelease{ContainerID: parts[0], IfName: parts[1], Why: "unreadable record " + name}
+			q = queuedRelease{ContainerID: parts[0], IfName: parts[1], Why: "unreadable record " + r.releases.Path + "/" + name}
 		}
 		q.name = name
 		out = append(out, q)
-	})
-	return out, err
+	}
+	return out, nil
 }
 
-// Done removes a queued release, and the node's record of the lease it
-// released.
+// Done removes a queued release, durably (a release of "any" claim that
+// ran again after a crash could undo a later claim), and the node's record
+// of the lease it released.
 func (r *records) Done(q queuedRelease) error {
 	name := q.name
 	if name == "" {
-		name = r.path("releases", q.file())
+		name = q.file()
 	}
-	if err := r.remove(name); err != nil {
-		return err
+	err := r.releases.Remove(name)
+	if err == nil {
+		err = r.releases.Sync()
 	}
-	if l, err := r.Held(q.Owner()); err == nil && l != nil && (q.Claim == "" || q.Claim == l.Claim) {
+	if err != nil {
+		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
+	}
+	if h := r.Held(q.Owner()); h != nil && (q.Claim == "" || q.Claim == h.Lease.Claim) {
 		return r.Drop(q.Owner())
 	}
 	return nil
 }
 
-// Blocks returns the node's blocks as last recorded; nil when none are.
-func (r *records) Blocks() []string {
-	b, err := readNoLink(r.path("blocks"))
-	if err != nil {
-		return nil
+// Hint returns what the node last recorded of etcd; empty when nothing
+// can be read.
+func (r *records) Hint() *hint {
+	h := &hint{}
+	b, err := r.dir.ReadFile("hint", maxRecord)
+	if err != nil || json.Unmarshal(b, h) != nil || h.Version != recordVersion {
+		return &hint{}
 	}
-	var rec struct {
-		Blocks []string `json:"blocks"`
-	}
-	if json.Unmarshal(b, &rec) != nil {
-		return nil
-	}
-	return rec.Blocks
+	return h
 }
 
-// SetBlocks records the node's blocks, when they differ from the record.
-func (r *records) SetBlocks(ids []string) error {
-	ids = slices.Clone(ids)
-	sort.Strings(ids)
-	if slices.Equal(ids, r.Blocks()) {
+// SetHint records h, when it differs from old.
+func (r *records) SetHint(old, h *hint) error {
+	h.Version = recordVersion
+	slices.Sort(h.Blocks)
+	if old != nil && old.Def == h.Def && slices.Equal(old.Blocks, h.Blocks) && old.Memory.same(h.Memory) {
 		return nil
 	}
-	return r.write(r.path("blocks"), map[string]any{"version": recordVersion, "blocks": ids})
-}
-
-// each calls f with every file of a folder of the records.
-func (r *records) each(folder string, f func(name string, b []byte)) error {
-	ents, err := os.ReadDir(r.path(folder))
-	if err != nil {
+	b, _ := json.Marshal(h)
+	if err := r.dir.WriteFile("hint", b, false); err != nil {
 		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		name := r.path(folder, e.Name())
-		b, err := readNoLink(name)
-		if err != nil {
-			b = nil
-		}
-		f(name, b)
-	}
-	return nil
-}
-
-// readNoLink reads a file, refusing a symbolic link.
-func readNoLink(name string) ([]byte, error) {
-	f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", name)
-	}
-	return io.ReadAll(f)
-}
-
-// write writes v as JSON at name whole: a locked temporary file, fsynced,
-// renamed over name, and the folder fsynced.
-func (r *records) write(name string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	err = r.writeOnce(name, b)
-	if errors.Is(err, fs.ErrNotExist) {
-		// Another call's sweep took the temporary file between its
-		// creation and its lock: once more.
-		err = r.writeOnce(name, b)
-	}
-	if err != nil {
-		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: writing %s: %w", name, err))
-	}
-	return syncDir(filepath.Dir(name))
-}
-
-// writeOnce writes b through a temporary file renamed over name before it
-// is closed: while it lives, it is locked.
-func (r *records) writeOnce(name string, b []byte) error {
-	tmp, err := r.createTemp(filepath.Base(name))
-	if err != nil {
-		return err
-	}
-	defer tmp.Close()
-	if _, err = tmp.Write(b); err == nil {
-		err = tmp.Sync()
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), name)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
-}
-
-// remove removes name, if there, and fsyncs its folder.
-func (r *records) remove(name string) error {
-	err := os.Remove(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
-	}
-	return syncDir(filepath.Dir(name))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: %w", err))
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return codeErr(types.ErrIOFailure, fmt.Errorf("dataDir: syncing %s: %w", dir, err))
 	}
 	return nil
 }

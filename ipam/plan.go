@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -12,39 +13,106 @@ import (
 // it claims with them.
 type plan struct {
 	addrs     []Address
-	wanted    []bool   // the address was asked for
+	from      []source // where each address comes from
 	newBlocks []string // blocks the claim claims for the node
 }
+
+// source is where a plan's address comes from.
+type source int
+
+const (
+	chosen     source = iota // a free address the claim picked
+	wanted                   // the runtime asked for it
+	remembered               // the owner held it when it was last released
+)
 
 // wide is what a claim reads of the whole pool, at most once, on the rare
 // paths: the claimed blocks' IDs when the node needs a block, and the
 // leased addresses when no block is free.
 type wide struct {
 	claimed map[string]bool
-	used    map[netip.Addr]bool
+	taken   *taken
 }
 
-// plan chooses the addresses of a claim.
-func (a *allocator) plan(ctx context.Context, v *view, want []netip.Addr) (*plan, error) {
+// plan chooses the addresses of a claim: the one asked for in a range set,
+// else the owner's remembered one (when remember is set and the view does
+// not show it taken), else a free one.
+func (a *allocator) plan(ctx context.Context, v *view, want []netip.Addr, remember bool) (*plan, error) {
 	p := &plan{}
 	w := &wide{}
+	var mem []netip.Addr
+	if remember && v.memory != nil {
+		mem = v.memory.IPs()
+	}
 	for set := range a.pool.Sets {
-		if i := slices.IndexFunc(want, func(x netip.Addr) bool { return a.pool.setOf(x) == set }); i >= 0 {
-			b, _ := a.pool.blockOf(want[i])
-			p.add(want[i], b.ID(), true)
+		if addr, ok := a.inSet(want, set); ok {
+			p.add(a.address(addr), wanted)
+			continue
+		}
+		if addr, ok := a.inSet(mem, set); ok && !v.taken.leased[addr] {
+			p.add(a.address(addr), remembered)
 			continue
 		}
 		addr, block, err := a.choose(ctx, v, w, p, set)
 		if err != nil {
 			return nil, err
 		}
-		p.add(addr, block, false)
+		p.add(Address{IP: addr, Block: block}, chosen)
 	}
 	return p, nil
 }
 
-func (p *plan) add(a netip.Addr, block string, wanted bool) {
-	p.addrs, p.wanted = append(p.addrs, Address{IP: a, Block: block}), append(p.wanted, wanted)
+// inSet returns the address of addrs in range set set, if any.
+func (a *allocator) inSet(addrs []netip.Addr, set int) (netip.Addr, bool) {
+	i := slices.IndexFunc(addrs, func(x netip.Addr) bool { return a.pool.setOf(x) == set })
+	if i < 0 {
+		return netip.Addr{}, false
+	}
+	return addrs[i], true
+}
+
+// address is addr, which the pool hands out, with its block.
+func (a *allocator) address(addr netip.Addr) Address {
+	b, _ := a.pool.blockOf(addr)
+	return Address{IP: addr, Block: b.ID()}
+}
+
+func (p *plan) add(ad Address, from source) {
+	p.addrs, p.from = append(p.addrs, ad), append(p.from, from)
+}
+
+// guess plans a claim from the node's records alone: in each range set,
+// the address asked for, else a random address of the blocks the hint
+// lists that no lease record of the node names. Nil when the records
+// cannot tell: no block of a set, or no pool definition that agrees with
+// this node's.
+func (a *allocator) guess(want []netip.Addr) *plan {
+	if a.hint.Def == "" || len(a.hint.Blocks) == 0 {
+		return nil
+	}
+	if d, err := decodeDef(KV{Key: "hint", Value: []byte(a.hint.Def)}); err != nil || !a.pool.def().sameAs(d) {
+		return nil
+	}
+	p := &plan{}
+	for set := range a.pool.Sets {
+		if addr, ok := a.inSet(want, set); ok {
+			p.add(a.address(addr), wanted)
+			continue
+		}
+		var free []Address
+		for _, id := range a.hint.Blocks {
+			if b, ok := a.pool.blockByID(id); ok && b.Set == set {
+				for _, f := range b.free(taken{leased: a.used}) {
+					free = append(free, Address{IP: f, Block: id})
+				}
+			}
+		}
+		if len(free) == 0 {
+			return nil
+		}
+		p.add(pick(free), chosen)
+	}
+	return p
 }
 
 // choose picks a free address of range set set: in the node's blocks, else
@@ -55,7 +123,7 @@ func (a *allocator) choose(ctx context.Context, v *view, w *wide, p *plan, set i
 	}
 	for _, id := range v.blocks {
 		if b, ok := a.pool.blockByID(id); ok && b.Set == set {
-			if free := b.free(v.used); len(free) > 0 {
+			if free := b.free(v.taken); len(free) > 0 {
 				return pick(free), id, nil
 			}
 		}
@@ -70,24 +138,22 @@ func (a *allocator) choose(ctx context.Context, v *view, w *wide, p *plan, set i
 // did not (its records did not list them), in one round trip.
 func (a *allocator) readNodeBlocks(ctx context.Context, v *view) error {
 	var ids []string
-	var reads []Read
 	for _, id := range v.blocks {
 		if !v.read[id] {
 			ids = append(ids, id)
-			reads = append(reads, keysUnder(a.keys.blockLeases(id)))
 		}
 	}
-	if len(reads) == 0 {
+	if len(ids) == 0 {
 		return nil
 	}
-	got, err := a.store.Read(ctx, reads...)
+	got, err := a.store.Read(ctx, a.blockReads(ids)...)
 	if err != nil {
 		return fmt.Errorf("pool %s: reading the node's blocks: %w", a.pool.Name, err)
 	}
-	for i, id := range ids {
+	for _, id := range ids {
 		v.read[id] = true
-		a.markUsed(v.used, got[i])
 	}
+	a.markTaken(v.taken, got...)
 	return nil
 }
 
@@ -117,13 +183,13 @@ func (a *allocator) newBlock(ctx context.Context, w *wide, p *plan, set int) (pi
 		}
 		// An unclaimed block may hold leases: borrowed, asked for, or
 		// left by a node released by release-node.
-		got, err := a.store.Read(ctx, keysUnder(a.keys.blockLeases(b.ID())))
+		got, err := a.store.Read(ctx, a.blockReads([]string{b.ID()})...)
 		if err != nil {
 			return pickedBlock{}, false, fmt.Errorf("pool %s: reading block %s: %w", a.pool.Name, b.ID(), err)
 		}
-		used := map[netip.Addr]bool{}
-		a.markUsed(used, got[0])
-		if free := b.free(used); len(free) > 0 {
+		t := newTaken()
+		a.markTaken(t, got...)
+		if free := b.free(t); len(free) > 0 {
 			p.newBlocks = append(p.newBlocks, b.ID())
 			return pickedBlock{addr: pick(free), id: b.ID()}, true, nil
 		}
@@ -133,23 +199,30 @@ func (a *allocator) newBlock(ctx context.Context, w *wide, p *plan, set int) (pi
 }
 
 // borrow picks a free address of any block of set, when every block is
-// claimed: one read of the pool's leased addresses, keys only.
+// claimed: one read of the pool's leased and kept addresses, keys only.
+// An address kept for a released owner is taken only when no other is
+// free: a pool is full when every address is leased.
 func (a *allocator) borrow(ctx context.Context, w *wide, set int) (netip.Addr, string, error) {
-	if w.used == nil {
-		got, err := a.store.Read(ctx, keysUnder(a.keys.leases()))
+	if w.taken == nil {
+		got, err := a.store.Read(ctx, keysUnder(a.keys.leases()), keysUnder(a.keys.kept()))
 		if err != nil {
 			return netip.Addr{}, "", fmt.Errorf("pool %s: reading its leases: %w", a.pool.Name, err)
 		}
-		w.used = map[netip.Addr]bool{}
-		a.markUsed(w.used, got[0])
+		t := newTaken()
+		a.markTaken(t, got...)
+		w.taken = &t
 	}
 	blocks, ok := a.pool.blocks(set, maxBlockWalk)
 	if !ok {
 		return netip.Addr{}, "", a.fullErr(set)
 	}
-	var free []netip.Addr
+	var free, kept []netip.Addr
 	for _, b := range blocks {
-		free = append(free, b.free(w.used)...)
+		free = append(free, b.free(*w.taken)...)
+		kept = append(kept, b.free(taken{leased: w.taken.leased})...)
+	}
+	if len(free) == 0 {
+		free = kept
 	}
 	if len(free) == 0 {
 		return netip.Addr{}, "", a.fullErr(set)
@@ -160,8 +233,9 @@ func (a *allocator) borrow(ctx context.Context, w *wide, set int) (netip.Addr, s
 }
 
 // txn is the claim's transaction: the lease's keys, the owner's key and
-// the new blocks, written only if none of them exists.
-func (p *plan) txn(a *allocator, l *Lease) Txn {
+// the new blocks, written only if none of them exists; the owner's
+// released lease, and what it kept, go with forget.
+func (p *plan) txn(a *allocator, l *Lease, forget *Lease) Txn {
 	val := l.encode()
 	owner := a.keys.owner(l.Owner())
 	t := Txn{If: []Cond{absent(owner)}, Then: []Op{put(owner, val)}, Else: []Read{get(owner)}}
@@ -176,6 +250,12 @@ func (p *plan) txn(a *allocator, l *Lease) Txn {
 		t.If = append(t.If, absent(a.keys.block(id)))
 		t.Then = append(t.Then, put(a.keys.block(id), claim), put(a.keys.nodeBlock(a.node, id), nil))
 	}
+	if forget != nil {
+		t.Then = append(t.Then, del(a.keys.released(l.Owner())))
+		for _, ad := range forget.Addrs {
+			t.Then = append(t.Then, del(a.keys.keep(ad)))
+		}
+	}
 	t.Then = append(t.Then, a.touch(l.Time))
 	return t
 }
@@ -185,18 +265,25 @@ func (a *allocator) touch(t time.Time) Op {
 	return put(a.keys.alive(a.node), encode(nodeAlive{Version: recordVersion, Time: t.UTC()}))
 }
 
+// errRememberedTaken says that another owner holds the address an owner
+// held when it was released: the claim tries again without it.
+var errRememberedTaken = errors.New("the owner's remembered address is taken")
+
 // refused reads why a claim's transaction did not apply. A requested
-// address that another owner holds fails the claim, naming the holder; any
-// other loss (the owner claimed meanwhile, an address or block taken) is a
-// race to try again.
+// address that another owner holds fails the claim, naming the holder; a
+// remembered one is given up; any other loss (the owner claimed meanwhile,
+// an address or block taken) is a race to try again.
 func (a *allocator) refused(got [][]KV, p *plan, id OwnerID) error {
 	if len(got[0]) > 0 {
 		return nil
 	}
 	for i, ad := range p.addrs {
 		ip := ad.IP
-		if !p.wanted[i] || len(got[1+i]) == 0 {
+		if p.from[i] == chosen || len(got[1+i]) == 0 {
 			continue
+		}
+		if p.from[i] == remembered {
+			return errRememberedTaken
 		}
 		kv := got[1+i][0]
 		holder, err := decodeLease(kv.Key, kv.Value)

@@ -45,11 +45,12 @@ func (p *plugin) Funcs() skel.CNIFuncs {
 // call is one verb's run: its configuration, the node's records, the
 // allocator, and the deadline of all its etcd work.
 type call struct {
-	cfg    *config
-	id     OwnerID
-	rec    *records
+	cfg *config
+	id  OwnerID
+	rec *records
+	// hint is what the records said when the call began.
+	hint   hint
 	alloc  *allocator
-	store  Store
 	ctx    context.Context
 	stdout io.Writer
 	// For the metrics: the store's unanswered requests, and the pool's
@@ -58,7 +59,9 @@ type call struct {
 	used    int
 }
 
-// verb runs f in a call; its error becomes the CNI error here, once.
+// verb runs f in a call; its error becomes the CNI error here, once. The
+// store's connection is not closed: the process ends with the verb, and
+// its exit closes it without delaying the answer.
 func (p *plugin) verb(name string, f func(*call) error) func(*skel.CmdArgs) error {
 	return func(args *skel.CmdArgs) error {
 		start := time.Now()
@@ -66,11 +69,14 @@ func (p *plugin) verb(name string, f func(*call) error) func(*skel.CmdArgs) erro
 		if err != nil {
 			return toCNI(err)
 		}
-		defer c.store.Close()
+		defer c.rec.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Etcd.Timeout)
 		defer cancel()
 		c.ctx = ctx
 		err = f(c)
+		// A hint only: one not written costs a round trip later, never an
+		// address.
+		_ = c.rec.SetHint(&c.hint, &c.alloc.hint)
 		c.record(name, err, time.Since(start))
 		return toCNI(err)
 	}
@@ -87,15 +93,19 @@ func (p *plugin) open(args *skel.CmdArgs) (*call, error) {
 	}
 	store, err := p.Dial(cfg.Etcd)
 	if err != nil {
+		rec.Close()
 		return nil, configErr("ipam.etcd: %v", err)
 	}
 	w := &watched{Store: store}
+	h := rec.Hint()
+	a := newAllocator(w, cfg.Pool, cfg.Etcd.Prefix, cfg.Node, h)
+	a.sticky = cfg.Sticky
 	return &call{
 		cfg:     cfg,
 		id:      OwnerID{ContainerID: args.ContainerID, IfName: args.IfName},
 		rec:     rec,
-		alloc:   newAllocator(w, cfg.Pool, cfg.Etcd.Prefix, cfg.Node, rec.Blocks()),
-		store:   w,
+		hint:    *h,
+		alloc:   a,
 		stdout:  p.Stdout,
 		watched: w,
 		used:    -1,
@@ -129,7 +139,7 @@ func drainQueue(ctx context.Context, rec *records, a *allocator, etcd EtcdConfig
 	var done []queuedRelease
 	var errs []error
 	for _, q := range qs {
-		_, err := a.Release(ctx, q.Owner(), q.Claim)
+		_, err := a.Release(ctx, q.Owner(), q.Claim, rec.Held(q.Owner()))
 		if err != nil && !errors.Is(err, ErrUnreadable) {
 			errs = append(errs, fmt.Errorf("the release of %s queued %s: %w", q.Owner(), q.Queued.Format(time.RFC3339), unreachable(etcd, err)))
 			if errors.Is(err, ErrUnavailable) {
@@ -153,6 +163,7 @@ func (c *call) add() error {
 		return fmt.Errorf("node %s: completing the releases queued while etcd was away: %w", c.cfg.Node, err)
 	}
 	claim := newClaimID()
+	c.alloc.used = c.rec.Used(time.Now())
 	got, err := c.alloc.Claim(c.ctx, c.id, c.cfg.Network, c.cfg.Requested, claim)
 	if errors.Is(err, ErrUnavailable) {
 		// The claim may be written although no answer came: queue its
@@ -163,14 +174,12 @@ func (c *call) add() error {
 	if err != nil {
 		return err
 	}
-	if err := c.rec.Hold(got.Lease); err != nil {
+	if err := c.rec.Hold(got.Lease, got.Raw); err != nil {
 		if !got.Held {
-			_, _ = c.alloc.Release(c.ctx, c.id, got.Lease.Claim)
+			_, _ = c.alloc.Release(c.ctx, c.id, got.Lease.Claim, nil)
 		}
 		return err
 	}
-	// A hint only: a stale one costs a round trip, never an address.
-	_ = c.rec.SetBlocks(got.Blocks)
 	return c.print(got.Lease)
 }
 
@@ -200,20 +209,29 @@ func (c *call) print(l *Lease) error {
 // stays taken until the next call on the node completes it.
 func (c *call) del() error {
 	_ = c.drain()
-	_, err := c.alloc.Release(c.ctx, c.id, "")
+	held := c.rec.Held(c.id)
+	released, err := c.alloc.Release(c.ctx, c.id, "", held)
 	if errors.Is(err, ErrUnavailable) {
 		// Limited to the recorded claim when there is one, so that a late
 		// drain cannot release a later ADD's lease of the same owner.
 		q := queuedRelease{ContainerID: c.id.ContainerID, IfName: c.id.IfName, Queued: time.Now().UTC(), Why: "DEL got no answer from etcd"}
-		if held, _ := c.rec.Held(c.id); held != nil {
-			q.Claim = held.Claim
+		if held != nil {
+			q.Claim = held.Lease.Claim
 		}
 		if qerr := c.rec.Queue(q); qerr != nil {
 			return errors.Join(c.unreachable(err), qerr)
 		}
 		return c.rec.Drop(c.id)
 	}
-	if derr := c.rec.Drop(c.id); derr != nil {
+	var derr error
+	if released != nil && c.cfg.Sticky > 0 {
+		// etcd keeps the addresses for the owner: the node's guesses avoid
+		// them as long as etcd may.
+		derr = c.rec.Keep(c.id, time.Now().Add(2*c.cfg.Sticky))
+	} else {
+		derr = c.rec.Drop(c.id)
+	}
+	if derr != nil {
 		return errors.Join(err, derr)
 	}
 	return err
@@ -228,7 +246,10 @@ func (c *call) check() error {
 	if errors.Is(err, ErrUnavailable) {
 		// A failed CHECK makes Nomad rebuild the namespace and ADD again,
 		// which etcd's absence fails too: the node's record stands in.
-		l, err = c.rec.Held(c.id)
+		l, err = nil, nil
+		if h := c.rec.Held(c.id); h != nil {
+			l = h.Lease
+		}
 		from = "node " + c.cfg.Node + "'s records (etcd does not answer)"
 	}
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,7 +91,7 @@ func TestVerbsAddCheckDel(t *testing.T) {
 	if again := n.add(id); again.IPs[0].Address.String() != r.IPs[0].Address.String() {
 		t.Errorf("repeated ADD got %s, want %s", again.IPs[0].Address.String(), r.IPs[0].Address.String())
 	}
-	if got := n.files("leases"); len(got) != 1 || got[0] != "c0001:eth1" {
+	if got := n.files("leases"); len(got) != 1 || got[0] != "c0001:eth1@"+r.IPs[0].Address.IP.String() {
 		t.Errorf("node records %v", got)
 	}
 	prev, _ := json.Marshal(r)
@@ -111,6 +112,48 @@ func TestVerbsAddCheckDel(t *testing.T) {
 	}
 	if k := m.keysUnder(keys{prefix: testPrefix, pool: "verbs"}.owners()); len(k) != 0 || len(n.files("leases")) != 0 {
 		t.Errorf("left: %v, node records %v", k, n.files("leases"))
+	}
+}
+
+// Nomad retries a setup its rollback released, and rebuilds a namespace
+// after a failed CHECK (nicmux DELs, then ADDs the same container): the
+// owner gets its address back, and another owner meanwhile does not. ADD
+// costs one round trip once the node's records know its block, DEL one
+// (and a grant once per sticky time).
+func TestReleasedOwnerAddsBackItsAddress(t *testing.T) {
+	m := newMemStore()
+	n := newNode(t, m, "n1")
+	first := n.add(owner(1)).IPs[0].Address.String()
+	if got := trips(m, func() { n.add(owner(2)) }); got != 1 {
+		t.Errorf("ADD with the node's records: %d round trips, want 1", got)
+	}
+	del := func(i int) {
+		if err := n.run("DEL", owner(i), ""); err != nil {
+			t.Fatalf("DEL %d: %v", i, err)
+		}
+	}
+	if got := trips(m, func() { del(1) }); got != 2 {
+		t.Errorf("first DEL: %d round trips, want 2 (the grant, the release)", got)
+	}
+	// The node's guesses avoid the kept address: each ADD one round trip.
+	for i := 3; i < 40; i++ {
+		var got string
+		if rt := trips(m, func() { got = n.add(owner(i)).IPs[0].Address.String() }); rt != 1 {
+			t.Errorf("ADD %d: %d round trips, want 1", i, rt)
+		}
+		if got == first {
+			t.Fatalf("owner %d got %s, kept for owner 1", i, got)
+		}
+	}
+	if got := trips(m, func() { del(3) }); got != 1 {
+		t.Errorf("DEL: %d round trips, want 1", got)
+	}
+	if got := n.add(owner(1)).IPs[0].Address.String(); got != first {
+		t.Errorf("owner 1 added again got %s, want its %s", got, first)
+	}
+	hint := n.files("")
+	if !slices.Contains(hint, "hint") {
+		t.Errorf("node files %v, want its hint", hint)
 	}
 }
 

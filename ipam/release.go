@@ -10,16 +10,24 @@ import (
 )
 
 // Release frees owner id's lease and returns it, or nil when the owner
-// holds none. With claim set it frees that claim only: a lease the owner
-// claimed again since is kept. Two round trips, and two more each time the
-// owner's lease changes meanwhile or an attempt gets no answer.
-func (a *allocator) Release(ctx context.Context, id OwnerID, claim string) (*Lease, error) {
+// holds none; etcd keeps the lease as released for a while (sticky), so
+// that the owner's next claim gets its addresses back. With claim set it
+// frees that claim only: a lease the owner claimed again since is kept.
+// rec is what the node records for the owner, if anything. Costs: one
+// round trip when etcd holds what the node records, two otherwise, and two
+// more each time the owner's lease changes meanwhile or an attempt gets no
+// answer.
+func (a *allocator) Release(ctx context.Context, id OwnerID, claim string, rec *recorded) (*Lease, error) {
 	var lastErr error
 	for i := range maxAttempts {
 		if err := backoff(ctx, i, lastErr); err != nil {
 			return nil, err
 		}
-		l, done, err := a.releaseOnce(ctx, id, claim)
+		l, done, err := a.releaseOnce(ctx, id, claim, rec)
+		rec = nil
+		if l != nil && err == nil {
+			a.noteUsed(l, false)
+		}
 		if errors.Is(err, ErrUnavailable) {
 			lastErr = fmt.Errorf("pool %s: releasing the lease of %s: %w", a.pool.Name, id, err)
 			continue
@@ -36,20 +44,36 @@ func (a *allocator) Release(ctx context.Context, id OwnerID, claim string) (*Lea
 }
 
 // releaseOnce is one attempt of Release, within half the time left; done
-// is false when the lease changed under it.
-func (a *allocator) releaseOnce(ctx context.Context, id OwnerID, claim string) (*Lease, bool, error) {
+// is false when the lease changed under it. With rec, its first round trip
+// drops what the node records, if etcd holds just that, and reads the
+// owner's key otherwise.
+func (a *allocator) releaseOnce(ctx context.Context, id OwnerID, claim string, rec *recorded) (*Lease, bool, error) {
 	ctx, cancel := halfOf(ctx)
 	defer cancel()
-	got, err := a.store.Read(ctx, get(a.keys.owner(id)))
-	if err != nil || len(got[0]) == 0 {
-		return nil, err == nil, err
+	owner := get(a.keys.owner(id))
+	var got [][]KV
+	if rec != nil && (claim == "" || rec.Lease.Claim == claim) {
+		ok, g, err := a.drop(ctx, KV{Key: owner.Key, Value: rec.raw}, rec.Lease, true, owner)
+		if err != nil || ok {
+			return rec.Lease, err == nil, err
+		}
+		got = g
+	} else {
+		g, err := a.store.Read(ctx, owner)
+		if err != nil {
+			return nil, false, err
+		}
+		got = g
+	}
+	if len(got[0]) == 0 {
+		return nil, true, nil
 	}
 	kv := got[0][0]
 	l, bad := decodeLease(kv.Key, kv.Value)
 	if bad == nil && claim != "" && l.Claim != claim {
 		return nil, true, nil
 	}
-	ok, err := a.drop(ctx, kv, l)
+	ok, _, err := a.drop(ctx, kv, l, bad == nil)
 	switch {
 	case err != nil || !ok:
 		return nil, false, err
@@ -61,19 +85,36 @@ func (a *allocator) releaseOnce(ctx context.Context, id OwnerID, claim string) (
 }
 
 // drop deletes an owner's key and its lease's keys (l nil: the owner key
-// only) if the owner key still holds what was read.
-func (a *allocator) drop(ctx context.Context, owner KV, l *Lease) (bool, error) {
-	t := Txn{If: []Cond{holds(owner.Key, owner.Value)}, Then: []Op{del(owner.Key)}}
+// only) if the owner key still holds what was read; with remember, the
+// lease stays in etcd as the owner's released one for a while. When the
+// owner key holds something else, the transaction answers else.
+func (a *allocator) drop(ctx context.Context, owner KV, l *Lease, remember bool, elseReads ...Read) (bool, [][]KV, error) {
+	t := Txn{If: []Cond{holds(owner.Key, owner.Value)}, Then: []Op{del(owner.Key)}, Else: elseReads}
 	if l != nil {
 		for _, ad := range l.Addrs {
 			t.Then = append(t.Then, del(a.keys.lease(ad.Block, ad.IP)))
 		}
 	}
+	fresh := false
+	if l != nil && remember {
+		op, granted, err := a.remember(ctx, l, owner.Value)
+		if err != nil {
+			return false, nil, err
+		}
+		t.Then, fresh = append(t.Then, op...), granted
+	}
 	if a.node != "" {
 		t.Then = append(t.Then, a.touch(a.now()))
 	}
-	ok, _, err := a.store.Txn(ctx, t)
-	return ok, err
+	ok, got, err := a.store.Txn(ctx, t)
+	if errors.Is(err, ErrNoLease) {
+		// The memory's lease ended before the node thought (etcd restored
+		// from a snapshot): once more, with a new one, or without memory
+		// if the new one was the one refused.
+		a.hint.Memory = nil
+		return a.drop(ctx, owner, l, !fresh, elseReads...)
+	}
+	return ok, got, err
 }
 
 // Lookup returns owner id's lease, or nil.
@@ -126,7 +167,7 @@ func (a *allocator) Leases(ctx context.Context) (held []holding, bad []error, er
 
 // Free releases a listed lease, if it is still what was listed.
 func (a *allocator) Free(ctx context.Context, h holding) (bool, error) {
-	ok, err := a.drop(ctx, h.raw, h.Lease)
+	ok, _, err := a.drop(ctx, h.raw, h.Lease, false)
 	if err != nil {
 		return false, fmt.Errorf("pool %s: releasing %s: %w", a.pool.Name, h.Lease, err)
 	}

@@ -29,16 +29,12 @@ type nodeRelease struct {
 }
 
 func runReleaseNode(e *env, args []string) int {
-	f := newFlags("release-node", releaseNodeHelp)
-	var ef etcdFlags
-	ef.register(f)
+	f := newPoolFlags("release-node", releaseNodeHelp, "release the node in `POOL` only")
 	node := f.String("node", "", "the `NAME` of the node to release (required)")
 	dryRun := f.Bool("dry-run", false, "list what would be freed, free nothing")
 	force := f.Bool("force", false, "release even a node that wrote within the grace period")
 	grace := f.Duration("grace", defaultGrace, "refuse a node that wrote within this `DURATION`")
-	pool := f.String("pool", "", "release the node in `POOL` only")
-	asJSON := f.Bool("json", false, "print one JSON object")
-	c, code, ok := f.open(e, &ef, args, pool, func() string {
+	c, code, ok := f.open(e, args, func() string {
 		if *node == "" {
 			return "give -node NAME"
 		}
@@ -58,13 +54,13 @@ func runReleaseNode(e *env, args []string) int {
 		failed = failed || len(r.Errors) > 0
 		out = append(out, r)
 	}
-	if !*dryRun && !failed && *pool == "" {
+	if !*dryRun && !failed && *f.pool == "" {
 		if _, _, err := c.store.Txn(c.ctx, Txn{Then: []Op{del(keys{prefix: c.cfg.Prefix}.alive(*node))}}); err != nil {
 			fmt.Fprintf(e.stderr, "nicmux-ipam release-node: forgetting node %s's last write: %v\n", *node, unreachable(c.cfg, err))
 			failed = true
 		}
 	}
-	if *asJSON {
+	if *f.asJSON {
 		printJSON(e.stdout, map[string]any{"node": *node, "dryRun": *dryRun, "pools": out})
 	} else {
 		printNodeRelease(e, *node, *dryRun, out)

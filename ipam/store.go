@@ -1,6 +1,9 @@
 package ipam
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Store is the cluster's key-value store as the allocator needs it: reads
 // and compare-and-swap transactions, each one round trip, linearizable. It
@@ -14,6 +17,9 @@ type Store interface {
 	// Txn applies t.Then if every condition of t.If holds, else answers
 	// t.Else's reads, atomically and in one round trip. ok reports which.
 	Txn(ctx context.Context, t Txn) (ok bool, got [][]KV, err error)
+	// Grant makes a lease of the store's for ttl: the keys a transaction
+	// puts under it go when it ends.
+	Grant(ctx context.Context, ttl time.Duration) (int64, error)
 	// Close ends the connection.
 	Close() error
 }
@@ -38,11 +44,14 @@ type Cond struct {
 	Value []byte
 }
 
-// Op writes Value at Key, or deletes Key.
+// Op writes Value at Key, or deletes Key. A Lease (Grant's) makes the
+// key go when the lease ends; a transaction that names a lease the store
+// does not know fails with an error that wraps ErrNoLease.
 type Op struct {
 	Key    string
 	Value  []byte
 	Delete bool
+	Lease  int64
 }
 
 // Txn is a compare-and-swap transaction.

@@ -177,18 +177,20 @@ func (r *releaser) scratch(nics []*nic) *ns.Scratch {
 	return s
 }
 
-// needsScratch reports whether a chain's DEL needs its container interface
-// to undo what it set up on the host. The reference bridge and ptp plugins
-// read the interface's addresses to remove their ipMasq rules, and tuning
-// restores its backup onto the interface before it deletes the backup:
-// with an empty CNI_NETNS they release their IPAM only, and the rules and
-// the backup stay for good. Other plugins keep the empty CNI_NETNS they
-// always got for a namespace that is gone (host-device, for one, would move
-// whatever it finds there to the host).
+// needsScratch reports whether a chain's DEL needs a namespace holding its
+// container interface. The reference bridge and ptp plugins read the
+// interface's addresses to remove their ipMasq rules, and tuning restores
+// its backup onto the interface before it deletes the backup: with an
+// empty CNI_NETNS they release their IPAM only, and the rules and the
+// backup stay for good. sbr locks and enters the namespace's path: with an
+// empty CNI_NETNS its DEL fails, and the chain is never released. Other
+// plugins keep the empty CNI_NETNS they always got for a namespace that is
+// gone (host-device, for one, would move whatever it finds there to the
+// host).
 func needsScratch(c *conf.Chain) bool {
 	for _, p := range c.Plugins {
 		switch p.Type {
-		case "bridge", "ptp", "tuning":
+		case "bridge", "ptp", "tuning", "sbr":
 			return true
 		}
 	}

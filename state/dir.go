@@ -1,16 +1,13 @@
 package state
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/nicmux/nicmux/safedir"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,21 +27,11 @@ type dir struct {
 // create is set. created reports whether this call made it. The folder
 // must belong to nicmux's user and be writable by nobody else.
 func openDir(parent *dir, name string, create bool) (d *dir, created bool, err error) {
-	path := filepath.Join(parent.path, name)
-	if create {
-		switch err := unix.Mkdirat(parent.fd, name, 0o700); {
-		case err == nil:
-			created = true
-		case errors.Is(err, unix.EEXIST):
-		default:
-			return nil, false, &os.PathError{Op: "mkdir", Path: path, Err: err}
-		}
-	}
-	fd, err := unix.Openat(parent.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	sd, created, err := parent.safe().Sub(name, create)
 	if err != nil {
-		return nil, false, openErr(path, err)
+		return nil, false, pathErr(err)
 	}
-	d = &dir{fd: fd, path: path}
+	d = &dir{fd: sd.FD, path: sd.Path}
 	if err := d.checkOwner(); err != nil {
 		d.close()
 		return nil, false, err
@@ -55,21 +42,27 @@ func openDir(parent *dir, name string, create bool) (d *dir, created bool, err e
 // openRoot opens the state folder itself, which may be reached through
 // symbolic links (as /var/lib often is); what is inside it may not.
 func openRoot(path string, create bool) (*dir, error) {
-	if create {
-		if err := os.MkdirAll(path, 0o700); err != nil {
-			return nil, err
-		}
-	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	sd, err := safedir.Open(path, create)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, err
 	}
-	d := &dir{fd: fd, path: path}
+	d := &dir{fd: sd.FD, path: sd.Path}
 	if err := d.checkOwner(); err != nil {
 		d.close()
 		return nil, err
 	}
 	return d, nil
+}
+
+// safe is the folder as package safedir reads and writes it.
+func (d *dir) safe() safedir.Dir { return safedir.Dir{FD: d.fd, Path: d.path} }
+
+// pathErr words a failed open of a store folder or record as openErr does.
+func pathErr(err error) error {
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) && pe.Op == "open" {
+		return openErr(pe.Path, pe.Err)
+	}
+	return err
 }
 
 // openErr words a failed open of a store folder or record.
@@ -108,71 +101,25 @@ func (d *dir) close() {
 
 // open opens a file of the folder, never through a symbolic link.
 func (d *dir) open(name string, flags int, perm uint32) (*os.File, error) {
-	fd, err := unix.Openat(d.fd, name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
-	if err != nil {
-		return nil, openErr(filepath.Join(d.path, name), err)
-	}
-	return os.NewFile(uintptr(fd), filepath.Join(d.path, name)), nil
+	f, err := d.safe().OpenFile(name, flags, perm)
+	return f, pathErr(err)
 }
 
 // readFile reads a record. A missing file wraps ErrNotFound; one that is not
 // a regular file, or too large, is a *CorruptError.
 func (d *dir) readFile(name string) ([]byte, error) {
-	// O_NONBLOCK: opening a named pipe planted here would otherwise wait
-	// for a writer before the type check below. It changes nothing for a
-	// regular file.
-	f, err := d.open(name, unix.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
+	data, err := d.safe().ReadFile(name, maxRecord)
+	if errors.Is(err, safedir.ErrNotRegular) || errors.Is(err, safedir.ErrTooLarge) {
+		return nil, &CorruptError{Path: filepath.Join(d.path, name), Err: err}
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, &CorruptError{Path: f.Name(), Err: errors.New("not a regular file")}
-	}
-	// Sized from the fstat, as os.ReadFile does: one read and the EOF.
-	var buf bytes.Buffer
-	buf.Grow(int(min(fi.Size(), maxRecord)) + bytes.MinRead)
-	if _, err := buf.ReadFrom(io.LimitReader(f, maxRecord+1)); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
-	}
-	if buf.Len() > maxRecord {
-		return nil, &CorruptError{Path: f.Name(), Err: fmt.Errorf("larger than %d bytes", maxRecord)}
-	}
-	return buf.Bytes(), nil
+	return data, pathErr(err)
 }
 
 // writeFile puts data at name atomically: a new temporary file beside it,
 // written (and fsynced when durable), then renamed over name. Readers see
 // the old record or the new one, never a part.
 func (d *dir) writeFile(name string, data []byte, durable bool) error {
-	var suffix [6]byte
-	_, _ = rand.Read(suffix[:])
-	tmp := "." + name + ".tmp-" + hex.EncodeToString(suffix[:])
-	f, err := d.open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil && durable {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		if rerr := unix.Renameat(d.fd, tmp, d.fd, name); rerr != nil {
-			err = &os.LinkError{Op: "rename", Old: tmp, New: filepath.Join(d.path, name), Err: rerr}
-		}
-	}
-	if err != nil {
-		_ = unix.Unlinkat(d.fd, tmp, 0)
-		return fmt.Errorf("writing %s: %w", filepath.Join(d.path, name), err)
-	}
-	return nil
+	return pathErr(d.safe().WriteFile(name, data, durable))
 }
 
 // create makes an empty file if there is none: a mark whose presence is
@@ -187,12 +134,7 @@ func (d *dir) create(name string) error {
 
 // remove unlinks name; a missing name is no error. A symbolic link is
 // removed itself, its target left alone.
-func (d *dir) remove(name string) error {
-	if err := unix.Unlinkat(d.fd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return &os.PathError{Op: "remove", Path: filepath.Join(d.path, name), Err: err}
-	}
-	return nil
-}
+func (d *dir) remove(name string) error { return d.safe().Remove(name) }
 
 // removeDir removes the empty folder name.
 func (d *dir) removeDir(name string) error {
@@ -203,24 +145,7 @@ func (d *dir) removeDir(name string) error {
 }
 
 // names lists the folder's entries.
-func (d *dir) names() ([]fs.DirEntry, error) {
-	fd, err := unix.Openat(d.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: d.path, Err: err}
-	}
-	f := os.NewFile(uintptr(fd), d.path)
-	defer f.Close()
-	entries, err := f.ReadDir(-1)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", d.path, err)
-	}
-	return entries, nil
-}
+func (d *dir) names() ([]fs.DirEntry, error) { return d.safe().Names() }
 
 // sync makes the folder's entries (creations, renames, removals) durable.
-func (d *dir) sync() error {
-	if err := unix.Fsync(d.fd); err != nil {
-		return &os.PathError{Op: "fsync", Path: d.path, Err: err}
-	}
-	return nil
-}
+func (d *dir) sync() error { return d.safe().Sync() }

@@ -142,7 +142,7 @@ if [[ $left -ne 0 || $queued -ne 0 ]]; then
 	echo "demo-cluster: $left leases and $queued queued releases left behind" >&2
 	exit 1
 fi
-echo "no lease left; the blocks stay with their nodes (release-node frees a node that is gone)."
+echo "no lease left; the released addresses stay kept for their owners a while (sticky), the blocks with their nodes (release-node frees a node that is gone)."
 
 step "clean up"
 echo "stopping etcd, removing namespaces and $WORK"

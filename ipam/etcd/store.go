@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -38,12 +39,13 @@ func Dial(c ipam.EtcdConfig) (ipam.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The client retries on its own only what never reached etcd, and
+	// reads; the allocator retries the rest, knowing which claims may have
+	// been applied.
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: c.Endpoints,
 		TLS:       tlsConf,
 		Logger:    zap.NewNop(),
-		// Never retried by the client: the allocator retries what is safe.
-		MaxUnaryRetries: 0,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c, err)
@@ -118,9 +120,12 @@ func (s *Store) Txn(ctx context.Context, t ipam.Txn) (bool, [][]ipam.KV, error) 
 	}
 	thens := make([]clientv3.Op, len(t.Then))
 	for i, op := range t.Then {
-		if op.Delete {
+		switch {
+		case op.Delete:
 			thens[i] = clientv3.OpDelete(op.Key)
-		} else {
+		case op.Lease != 0:
+			thens[i] = clientv3.OpPut(op.Key, string(op.Value), clientv3.WithLease(clientv3.LeaseID(op.Lease)))
+		default:
 			thens[i] = clientv3.OpPut(op.Key, string(op.Value))
 		}
 	}
@@ -136,6 +141,15 @@ func (s *Store) Txn(ctx context.Context, t ipam.Txn) (bool, [][]ipam.KV, error) 
 		return true, nil, nil
 	}
 	return false, ranges(resp.Responses), nil
+}
+
+// Grant makes a lease of ttl, in whole seconds.
+func (s *Store) Grant(ctx context.Context, ttl time.Duration) (int64, error) {
+	resp, err := s.c.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return int64(resp.ID), nil
 }
 
 // Close ends the client's connections.
@@ -171,6 +185,9 @@ func ranges(resps []*etcdserverpb.ResponseOp) [][]ipam.KV {
 // wrap marks the errors that say the cluster did not answer (in time, or
 // at all: no leader, a leader change, no endpoint) as ipam.ErrUnavailable.
 func wrap(err error) error {
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("%w: %w", ipam.ErrNoLease, err)
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%w: %w", ipam.ErrUnavailable, err)
 	}

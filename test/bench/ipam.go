@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -48,11 +47,16 @@ type ipamBench struct {
 	hl, mine *variant
 	runs     []ipamRun
 	bare     []*bareBin
+	// alone are the IPAM plugins of the plugin-alone probe; hello and
+	// floor its floors (ipamalone.go).
+	alone        []*aloneBin
+	hello, floor string
 }
 
 // ipamRun is what one run measured beyond the variants' samples.
 type ipamRun struct {
-	conc concRun
+	alone aloneRun
+	conc  concRun
 	// fill[level][path] are ADD wall times: path 0 a node whose block has
 	// room, path 1 a node's first ADD (it claims a block).
 	fill map[int][2][]time.Duration
@@ -66,7 +70,7 @@ type concRun struct {
 	duplicate int
 }
 
-func newIPAMBench(e *env) *ipamBench {
+func newIPAMBench(e *env, variants string) *ipamBench {
 	ib := &ipamBench{e: e, ipam: filepath.Join(e.bin, "nicmux-ipam")}
 	if _, err := os.Stat(ib.ipam); err != nil {
 		fatalf("missing %s: run `make build` first (or `make bench`)", ib.ipam)
@@ -85,6 +89,7 @@ func newIPAMBench(e *env) *ipamBench {
 	ib.mine = newVariant(e, scenario{Name: "seed-nicmux-ipam", N: 2, Masters: 1, Bridged: true, chains: ib.seedChains}, nicmuxParallel, []string{master})
 	ib.hl.iterate(-1)
 	ib.mine.iterate(-1)
+	ib.aloneSetup(variants)
 	return ib
 }
 
@@ -113,29 +118,19 @@ func (ib *ipamBench) measure(reps, run int) {
 		v.costs()
 	}
 	ib.assertNoLeases("/bench/seed-")
+	progress("run %d: nicmux-ipam alone beside host-local and the floors", run+1)
+	r := ipamRun{alone: ib.measureAlone(reps, run)}
 	progress("run %d: nicmux-ipam, %d nodes x %d ADDs at once", run+1, concNodes, concPerNode)
-	r := ipamRun{conc: ib.concurrent(run), fill: map[int][2][]time.Duration{}}
+	r.conc = ib.concurrent(run)
 	progress("run %d: nicmux-ipam, ADD with the pool %v%% full", run+1, fillLevels)
 	r.fill = ib.fill(reps, run)
 	ib.runs = append(ib.runs, r)
 }
 
-// call runs nicmux-ipam as its plugin does, for verb, owner id on node,
-// with the ipam object conf, and returns how long it took.
+// call runs nicmux-ipam as its plugin does, for verb, owner id, with the
+// ipam object conf, and returns how long it took.
 func (ib *ipamBench) call(verb, id, conf string) (time.Duration, error) {
-	cmd := exec.Command(ib.ipam)
-	cmd.Env = []string{"CNI_COMMAND=" + verb, "CNI_CONTAINERID=" + id, "CNI_NETNS=/var/run/netns/" + id,
-		"CNI_IFNAME=eth1", "CNI_PATH=" + ib.e.bin}
-	cmd.Stdin = strings.NewReader(`{"cniVersion": "1.0.0", "name": "bench", "type": "macvlan", "ipam": ` + conf + `}`)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		return d, fmt.Errorf("nicmux-ipam %s %s: %v: %s", verb, id, err, out.String())
-	}
-	return d, nil
+	return ib.callBin(ib.ipam, verb, id, conf)
 }
 
 // ipamConf is an ipam object of the phase.
@@ -407,6 +402,7 @@ func (ib *ipamBench) markdown(reps int) string {
 		"The ADD and DEL times are the go-cni call's (seed job) or the plugin's process, from its start to its exit (the rest).\n\n", len(ib.runs))
 	ib.writeTargets(&b)
 	ib.writeSeed(&b, reps)
+	ib.writeAlone(&b, reps)
 	ib.writeConcurrent(&b)
 	ib.writeFill(&b, reps)
 	ib.writeBare(&b)
@@ -419,6 +415,10 @@ func (ib *ipamBench) writeTargets(b *strings.Builder) {
 	add, del := ib.overheadFig(vADD), ib.overheadFig(vDEL)
 	fmt.Fprintf(b, "| seed job, eth1's IPAM nicmux-ipam − host-local, ADD, ms ≤ 2 | %s | %s |\n", add.ms(), met(add, 2))
 	fmt.Fprintf(b, "| seed job, eth1's IPAM nicmux-ipam − host-local, DEL, ms ≤ 2 | %s | %s |\n", del.ms(), met(del, 2))
+	for _, verb := range []string{"ADD", "DEL"} {
+		f := ib.aloneDiff(ib.alone[1].label, "host-local", verb == "ADD")
+		fmt.Fprintf(b, "| the plugin alone, nicmux-ipam − host-local, %s, ms ≤ 2 | %s | %s |\n", verb, f.ms(), met(f, 2))
+	}
 	dups := ib.concFig(func(c concRun) float64 { return float64(c.duplicate) })
 	fmt.Fprintf(b, "| %d nodes × %d ADDs at once: addresses leased twice = 0 | %s | %s |\n", concNodes, concPerNode, msf(dups.hi), met(dups, 0))
 	for path, what := range fillPaths {
@@ -428,7 +428,7 @@ func (ib *ipamBench) writeTargets(b *strings.Builder) {
 }
 
 // fillPaths name the fill figures' two ADDs.
-var fillPaths = [2]string{"by a node with room in its block (2 round trips)", "by a node's first ADD (claims a block: 4 round trips)"}
+var fillPaths = [2]string{"by a node with room in its block (1 round trip)", "by a node's first ADD (claims a block: 4 round trips)"}
 
 func (ib *ipamBench) writeSeed(b *strings.Builder, reps int) {
 	fmt.Fprintf(b, "\nThe seed job (eth0 bridge + host-local, eth1 macvlan + tuning) through nicmux (parallel), eth1's address from "+
@@ -490,7 +490,7 @@ func sizeMB(path string) float64 {
 // puts it in place of the one in -out.
 func runIPAMOnly(o options) {
 	e := newEnv(o.bin, "")
-	ib := newIPAMBench(e)
+	ib := newIPAMBench(e, o.ipamVariants)
 	ib.bare = bareBins(e)
 	for run := range o.runs {
 		ib.measure(o.reps, run)

@@ -30,6 +30,9 @@ type options struct {
 	bin      string
 	baseline string
 	only     string
+	// ipamVariants are more nicmux-ipam binaries for the plugin-alone
+	// probe: LABEL=PATH,...
+	ipamVariants string
 }
 
 func parseFlags() options {
@@ -42,6 +45,7 @@ func parseFlags() options {
 	flag.StringVar(&o.bin, "bin", "../../bin", "the repository's bin folder (nicmux, plugins/)")
 	flag.StringVar(&o.baseline, "baseline", "", "a folder holding another nicmux binary (e.g. the previous release) "+
 		"to run as the variants nicmux-serial-base and nicmux-parallel-base")
+	flag.StringVar(&o.ipamVariants, "ipam-variants", "", "more nicmux-ipam binaries, `LABEL=PATH,...`, to run beside bin's in the plugin-alone probe")
 	flag.StringVar(&o.only, "only", "", "run one phase alone and put its section in place in -out: ipam (nicmux-ipam's figures), metrics (metricsFile's cost)")
 	flag.Parse()
 	if o.reps < 1 || o.runs < 1 || flag.NArg() > 0 || (o.only != "" && o.only != "ipam" && o.only != "metrics") {
@@ -91,7 +95,7 @@ func run(o options) {
 	r.bare = bareBins(e)
 	progress("scale: filling a stateDir with %d containers", fillCount)
 	r.state = newStateBench(e)
-	r.ipam = newIPAMBench(e)
+	r.ipam = newIPAMBench(e, o.ipamVariants)
 	r.metrics = newMetricsBench(e)
 	for run := range o.runs {
 		runMatrix(e, vs, o.reps, run)

@@ -73,6 +73,8 @@ func TestShowAndCheck(t *testing.T) {
 	n1 := w.Node("n1")
 	a := n1.Add("c1")
 	n1.Add("c2")
+	n1.Add("c3")
+	n1.Del("c3") // its address is kept for it a while
 	out, _, code := w.CLI("show", "-json", "-node", "n1")
 	var shown struct {
 		Pools []struct {
@@ -80,6 +82,7 @@ func TestShowAndCheck(t *testing.T) {
 			Sets []struct {
 				Size int `json:"size"`
 				Used int `json:"used"`
+				Kept int `json:"kept"`
 				Free int `json:"free"`
 			} `json:"rangeSets"`
 			Blocks []struct {
@@ -96,12 +99,12 @@ func TestShowAndCheck(t *testing.T) {
 		t.Fatalf("show: exit %d, %v\n%s", code, err, out)
 	}
 	p := shown.Pools[0]
-	if p.Pool != "storage" || p.Sets[0].Size != 253 || p.Sets[0].Used != 2 || p.Sets[0].Free != 251 ||
+	if p.Pool != "storage" || p.Sets[0].Size != 253 || p.Sets[0].Used != 2 || p.Sets[0].Kept != 1 || p.Sets[0].Free != 250 ||
 		len(p.Blocks) != 1 || p.Blocks[0].Node != "n1" || len(p.Leases) != 2 {
 		t.Errorf("show: %s", out)
 	}
 	text, _, _ := w.CLI("show")
-	if !strings.Contains(text, "range set 10.20.0.0/24: 253 addresses, 2 used, 251 free") || !strings.Contains(text, a) {
+	if !strings.Contains(text, "range set 10.20.0.0/24: 253 addresses, 2 used, 1 kept for released owners, 250 free") || !strings.Contains(text, a) {
 		t.Errorf("show:\n%s", text)
 	}
 	out, _, code = w.CLI("check", "-node", "n1", "-data-dir", n1.DataDir)
@@ -138,10 +141,10 @@ func TestDemoCluster(t *testing.T) {
 }
 
 // etcd restored from an older snapshot: what was claimed since is gone,
-// what was released since is back. check finds both on the node, and the
-// recovery docs/ipam.md gives (an ADD that asks for the address the node
-// records, a DEL of the owner etcd still lists) leaves the records and
-// etcd agreeing.
+// what was released since is back. check finds both on the node and prints
+// the commands that recover (an ADD that asks for the address the node
+// records, a DEL of the owner etcd still lists); run as printed, they leave
+// the records and etcd agreeing.
 func TestRestoreFromAnOlderSnapshot(t *testing.T) {
 	w := NewWorld(t, 1)
 	n1 := w.Node("n1")
@@ -164,13 +167,28 @@ func TestRestoreFromAnOlderSnapshot(t *testing.T) {
 		!strings.Contains(out, "not recorded released/eth1") {
 		t.Fatalf("check after the restore: exit %d\n%s", code, out)
 	}
-	if got := n1.Add2("claimed", "IgnoreUnknown=true;IP="+claimed); got != claimed {
-		t.Errorf("claiming the recorded address again gave %s, want %s", got, claimed)
+	var cmds []string
+	for _, line := range strings.Split(out, "\n") {
+		if cmd, ok := strings.CutPrefix(line, "  echo "); ok {
+			cmds = append(cmds, "echo "+cmd)
+		}
 	}
-	w.owned("released", "eth1", true) // etcd holds it again, until its DEL
-	n1.Del("released")
+	if len(cmds) != 2 || !strings.Contains(cmds[0]+cmds[1], "IP="+claimed) {
+		t.Fatalf("check printed %d commands, want an ADD with IP=%s and a DEL:\n%s", len(cmds), claimed, out)
+	}
+	w.owned("claimed", "eth1", true)
+	w.owned("released", "eth1", false)
+	for _, cmd := range cmds {
+		if b, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, b)
+		}
+	}
+	if got := w.Leases()["claimed/eth1"]; len(got.Addresses) != 1 || got.Addresses[0].IP != claimed {
+		t.Errorf("after the recovery etcd leases %v to claimed/eth1, want %s", got.Addresses, claimed)
+	}
 	out, _, code = w.CLI("check", "-node", "n1", "-data-dir", n1.DataDir)
 	if code != 0 {
 		t.Errorf("check after the recovery: exit %d\n%s", code, out)
 	}
+	w.CheckInvariants()
 }

@@ -173,16 +173,7 @@ func TestFleetConcurrentAllocationsReachable(t *testing.T) {
 func TestNomadRetriedSetup(t *testing.T) {
 	w := NewWorld(t, 1)
 	arm := filepath.Join(t.TempDir(), "arm")
-	failSbrOnce := func(ifname string, plugins []any) []any {
-		if ifname != "eth1" {
-			return plugins
-		}
-		last := plugins[len(plugins)-1].(map[string]any)
-		last["exec"], last["type"] = last["type"], "torture"
-		last["torture"] = map[string]any{"verbs": []string{"ADD"}, "armFile": arm, "once": true, "action": "fail", "code": 11}
-		return plugins
-	}
-	f := w.Node("client-1").InstallFleet(t, failSbrOnce)
+	f := w.Node("client-1").InstallFleet(t, failOnce(arm))
 	a := f.NewAlloc(t)
 	if err := os.WriteFile(arm, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -224,14 +215,7 @@ func TestFleetAllocationAddress(t *testing.T) {
 	w := NewWorld(t, 1)
 	f := w.Node("client-1").InstallFleet(t)
 	a := f.NewAlloc(t)
-	res, errs := a.Setup()
-	if len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	ip, err := eth1IP(res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ip, res := a.MustSetup(t)
 	if got := nomadAddress(res); got != ip {
 		t.Errorf("Nomad reports %s as the allocation's address, want eth1's %s", got, ip)
 	}

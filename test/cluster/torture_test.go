@@ -412,15 +412,19 @@ func (tr *trial) account() tally {
 		left["duplicate"] += n - 1
 	}
 	left["queued"] = len(tr.n.Queued())
+	// A lease record's name is <containerID>:<ifname>@<addresses>.
 	ents, _ := os.ReadDir(filepath.Join(tr.n.DataDir, w.Pool, "leases"))
 	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), ".") && !w.isLive(strings.Replace(e.Name(), ":", "/", 1)) {
+		owner := e.Name()
+		if i := strings.LastIndexByte(owner, '@'); i >= 0 {
+			owner = owner[:i]
+		}
+		if !strings.HasPrefix(e.Name(), ".") && !w.isLive(strings.Replace(owner, ":", "/", 1)) {
 			left["record"]++
 		}
 	}
-	tmp := filepath.Join(tr.n.DataDir, w.Pool, "tmp") + string(filepath.Separator)
 	_ = filepath.WalkDir(tr.n.DataDir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && (strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(path, tmp)) {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), ".") {
 			left["temp file"]++
 			tr.logf("temporary file left: %s", path)
 		}

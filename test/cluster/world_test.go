@@ -275,12 +275,15 @@ func (n *Node) Del(id string) {
 	n.w.owned(id, "eth1", false)
 }
 
-// Queued lists the node's queued releases.
+// Queued lists the node's queued releases (not the temporary files of
+// their writers).
 func (n *Node) Queued() []string {
 	ents, _ := os.ReadDir(filepath.Join(n.DataDir, n.w.Pool, "releases"))
 	var out []string
 	for _, e := range ents {
-		out = append(out, e.Name())
+		if !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, e.Name())
+		}
 	}
 	return out
 }
