@@ -240,7 +240,7 @@ func (a *adding) sameNetNS() error {
 func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error {
 	id := v.args.ContainerID
 	rec := v.store.Load(id)
-	v.out.fig.found(v.out, rec)
+	v.out.fig.found(v.out.verb, v.out.id, rec)
 	switch rec.Status {
 	case state.Missing, state.Empty:
 		return nil // Begin clears a folder a crash left without a plan

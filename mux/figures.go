@@ -1,7 +1,6 @@
 package mux
 
 import (
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -86,16 +85,16 @@ func (f *figures) call(s delegate.Span) {
 // found is told of every record the verb reads: one that cannot be read
 // is counted, and the verb's own container's state is kept for the
 // transition its end makes.
-func (f *figures) found(o *outcome, rec *state.Record) {
+func (f *figures) found(verb, id string, rec *state.Record) {
 	if f == nil {
 		return
 	}
 	switch rec.Status {
 	case state.Missing, state.Empty, state.Whole:
 	default:
-		f.tally.Add(metrics.Unreadable, 1, o.verb)
+		f.tally.Add(metrics.Unreadable, 1, verb)
 	}
-	if rec.ContainerID == o.id && !f.known {
+	if rec.ContainerID == id && !f.known {
 		f.before, f.known = containerState(rec), true
 	}
 }
@@ -137,8 +136,9 @@ func (f *figures) fenced(n int) {
 	}
 }
 
-// collected is told what a collection (the GC verb, nicmux gc) did.
-func (f *figures) collected(verb string, out []Collected, dryRun bool) {
+// collected is told what a collection (the GC verb, nicmux gc) released
+// and failed to release.
+func (f *figures) collected(verb string, released, failed int, dryRun bool) {
 	if f == nil || dryRun {
 		return
 	}
@@ -146,98 +146,10 @@ func (f *figures) collected(verb string, out []Collected, dryRun bool) {
 	if verb == "GC" {
 		by = "verb"
 	}
-	released, failed := 0, 0
-	for _, o := range out {
-		switch {
-		case o.ContainerID == "" || o.Unreadable:
-		case o.Err != nil:
-			failed++
-		case o.Released && o.Reason != "":
-			released++
-		}
-	}
 	f.tally.Add(metrics.GCRuns, 1, by)
 	f.tally.Add(metrics.GCReleased, float64(released), by)
 	f.tally.Add(metrics.GCFailed, float64(failed), by)
 	f.tally.Set(metrics.GCLastReleased, float64(released), by)
 	f.tally.Set(metrics.GCLastRun, float64(time.Now().Unix()), by)
 	f.recount = true
-}
-
-// record folds the verb's figures into the node's counters and has the
-// metricsFile drawn again; it never fails the verb.
-func (v *invocation) record(err error) {
-	f := v.out.fig
-	if f == nil {
-		return
-	}
-	took := time.Since(v.out.start)
-	result := "ok"
-	if err != nil {
-		result = strconv.FormatUint(uint64(codeOf(err)), 10)
-	}
-	f.tally.Add(metrics.Verbs, 1, v.out.verb, result)
-	f.tally.Observe(metrics.VerbSeconds, took.Seconds(), v.out.verb)
-	if v.out.verb == "ADD" && err != nil && len(v.out.nics) > 0 {
-		rollback := "ok"
-		if v.out.rollback != nil {
-			rollback = "failed"
-		}
-		f.tally.Add(metrics.Rollbacks, 1, rollback)
-	}
-	v.containers(err)
-	metrics.Textfile{Counters: filepath.Join(v.nc.StateDir, "metrics"), File: v.nc.MetricsFile, LogFile: v.nc.LogFile}.
-		Record(&f.tally, v.log)
-}
-
-// containers moves nicmux_containers: counted again after a GC, else by
-// the transition of an ADD's or DEL's container from the state it read to
-// the state it left, told by the outcome and one look at the folder (see
-// docs/operations.md).
-func (v *invocation) containers(err error) {
-	f := v.out.fig
-	if v.store == nil {
-		return
-	}
-	if f.recount {
-		v.recount()
-		return
-	}
-	if !f.known || v.out.verb != "ADD" && v.out.verb != "DEL" {
-		return
-	}
-	after := ""
-	switch {
-	case err == nil && v.out.verb == "ADD":
-		after = containerLive
-	case err != nil && codeOf(err) == errAlreadyAttached:
-		after = f.before
-	case err != nil && v.store.Has(v.args.ContainerID):
-		after = containerStuck
-	}
-	if after == f.before {
-		return
-	}
-	if f.before != "" {
-		f.tally.Add(metrics.Containers, -1, f.before)
-	}
-	if after != "" {
-		f.tally.Add(metrics.Containers, 1, after)
-	}
-}
-
-// recount counts the containers of the state folder by state.
-func (v *invocation) recount() {
-	ids, err := v.store.Containers()
-	if err != nil {
-		return
-	}
-	n := map[string]float64{}
-	for _, id := range ids {
-		n[containerState(v.store.Load(id))]++
-	}
-	for _, s := range []string{containerLive, containerIncomplete, containerStuck} {
-		v.out.fig.tally.Set(metrics.Containers, n[s], s)
-	}
-	v.out.fig.tally.Set(metrics.ContainersCounted, float64(time.Now().Unix()))
 }

@@ -119,7 +119,7 @@ func (c collector) collect(ctx context.Context, stale func(*state.Record) string
 	var out []Collected
 	for _, id := range ids {
 		rec := c.v.store.Load(id)
-		c.v.out.fig.found(c.v.out, rec)
+		c.v.out.fig.found(c.v.out.verb, c.v.out.id, rec)
 		o := Collected{ContainerID: id}
 		switch rec.Status {
 		case state.Missing:
@@ -154,7 +154,8 @@ func (c collector) collect(ctx context.Context, stale func(*state.Record) string
 			out = append(out, Collected{Err: err})
 		}
 	}
-	c.v.out.fig.collected(c.v.out.verb, out, dryRun)
+	released, failed := countCollected(out)
+	c.v.out.fig.collected(c.v.out.verb, released, failed, dryRun)
 	return out
 }
 
@@ -309,4 +310,20 @@ func liveAttachments(store *state.Store, valid, ifnames []string) (func(network 
 		}
 		return out
 	}, nil
+}
+
+// countCollected counts the containers a collection released, and those
+// it failed to release (a failure of the collection as a whole, or an
+// unreadable record reported, is neither).
+func countCollected(out []Collected) (released, failed int) {
+	for _, o := range out {
+		switch {
+		case o.ContainerID == "" || o.Unreadable:
+		case o.Err != nil:
+			failed++
+		case o.Released && o.Reason != "":
+			released++
+		}
+	}
+	return released, failed
 }

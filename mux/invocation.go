@@ -50,15 +50,6 @@ func (p *Plugin) start(name string, args *skel.CmdArgs) (*invocation, error) {
 	return v, nil
 }
 
-// finish ends the verb: it records its figures, closes the store and
-// writes the verb's log line.
-func (v *invocation) finish(err error) {
-	v.record(err)
-	v.store.Close()
-	v.out.write(err)
-	v.closeLog()
-}
-
 func splitPath(p string) []string {
 	var out []string
 	for _, d := range strings.Split(p, string(os.PathListSeparator)) {
@@ -127,7 +118,7 @@ func (v *invocation) locked(ctx context.Context, readOnly bool, mode state.Mode)
 		return nil, nil, err
 	}
 	rec = v.store.Load(v.args.ContainerID)
-	v.out.fig.found(v.out, rec)
+	v.out.fig.found(v.out.verb, v.out.id, rec)
 	return rec, unlock, nil
 }
 
