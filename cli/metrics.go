@@ -10,7 +10,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/nicmux/nicmux/conf"
 	"github.com/nicmux/nicmux/metrics"
 )
 
@@ -65,23 +64,15 @@ func runMetrics(e *env, args []string) int {
 		return code
 	}
 	dir := *counters
-	switch {
-	case (*stateDir != "") && (*conflist != "") || dir != "" && (*stateDir != "" || *conflist != ""):
+	if (*stateDir != "") && (*conflist != "") || dir != "" && (*stateDir != "" || *conflist != "") {
 		return f.fail(e, "give one of -state-dir, -conflist and -counters")
-	case *conflist != "":
-		en, ok := loadEntry(e, "metrics", *conflist)
+	}
+	if dir == "" {
+		sd, ok := stateDirOf(e, "metrics", *stateDir, *conflist)
 		if !ok {
 			return exitFail
 		}
-		nc, err := en.netConf()
-		if nc == nil {
-			fmt.Fprintf(e.stderr, "nicmux metrics: %s: nicmux's entry: %v\n", *conflist, err)
-			return exitFail
-		}
-		*stateDir = nc.StateDir
-	}
-	if dir == "" {
-		dir = filepath.Join(cmp(*stateDir, conf.DefaultStateDir), "metrics")
+		dir = filepath.Join(sd, "metrics")
 	}
 	snap, err := metrics.Read(dir)
 	if err != nil {
@@ -99,13 +90,6 @@ func runMetrics(e *env, args []string) int {
 		r.print(e.stdout)
 	}
 	return exitOK
-}
-
-func cmp(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func reportOf(dir string, snap *metrics.Snapshot) *metricsReport {

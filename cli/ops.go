@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -93,6 +94,25 @@ func loadEntry(e *env, cmd, file string) (*entry, bool) {
 	return en, true
 }
 
+// stateDirOf is the state folder an operator command reads: stateDir,
+// else the stateDir of conflist's nicmux entry, else nicmux's default. ok
+// is false when the conflist's entry cannot be read, which it says.
+func stateDirOf(e *env, cmd, stateDir, conflist string) (dir string, ok bool) {
+	if conflist != "" {
+		en, ok := loadEntry(e, cmd, conflist)
+		if !ok {
+			return "", false
+		}
+		nc, err := en.netConf()
+		if nc == nil {
+			fmt.Fprintf(e.stderr, "nicmux %s: %s: nicmux's entry: %v\n", cmd, conflist, err)
+			return "", false
+		}
+		stateDir = nc.StateDir
+	}
+	return cmp.Or(stateDir, conf.DefaultStateDir), true
+}
+
 func printJSON(w io.Writer, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
@@ -114,21 +134,9 @@ func runShow(e *env, args []string) int {
 	if *stateDir != "" && *conflist != "" {
 		return f.fail(e, "give -state-dir or -conflist, not both")
 	}
-	dir := *stateDir
-	if *conflist != "" {
-		en, ok := loadEntry(e, "show", *conflist)
-		if !ok {
-			return exitFail
-		}
-		nc, err := en.netConf()
-		if nc == nil {
-			fmt.Fprintf(e.stderr, "nicmux show: %s: nicmux's entry: %v\n", *conflist, err)
-			return exitFail
-		}
-		dir = nc.StateDir
-	}
-	if dir == "" {
-		dir = conf.DefaultStateDir
+	dir, ok := stateDirOf(e, "show", *stateDir, *conflist)
+	if !ok {
+		return exitFail
 	}
 	id := ""
 	if len(rest) == 1 {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nicmux/nicmux/safedir"
 )
 
 // countersFile is the counters, written in place under their own lock.
@@ -47,7 +49,7 @@ func Fold(dir string, t *Tally) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	defer d.close()
+	defer d.Close()
 	return d.fold(t)
 }
 
@@ -79,7 +81,7 @@ func Read(dir string) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	defer d.close()
+	defer d.Close()
 	return d.load()
 }
 
@@ -99,7 +101,7 @@ func (d *folder) load() (*Snapshot, error) {
 
 // decodeFile decodes the counters in f; an empty file holds nothing yet.
 func decodeFile(f *os.File) (*Snapshot, error) {
-	b, err := readAll(f)
+	b, err := safedir.ReadAll(f, maxFile)
 	if err != nil {
 		return &Snapshot{}, fmt.Errorf("metrics: %w", err)
 	}

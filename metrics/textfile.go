@@ -52,7 +52,7 @@ func (p Textfile) Record(t *Tally, log *slog.Logger) {
 		log.Warn("metrics: the figures of this run are lost", "error", err)
 		return
 	}
-	defer d.close()
+	defer d.Close()
 	_, err = d.fold(t)
 	var torn *TornError
 	switch {
@@ -129,7 +129,7 @@ func (p Textfile) Serve(draw func(*Snapshot) error, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer d.close()
+	defer d.Close()
 	lock, key := p.names()
 	for {
 		unlock, err := d.lock(lock, 0)
@@ -197,16 +197,16 @@ func (d *folder) report(log *slog.Logger, key, msg string, err error) {
 		problem = err.Error()
 	}
 	name := key + ".problem"
-	old, rerr := d.read(name)
+	old, rerr := d.ReadFile(name, maxFile)
 	if rerr == nil && string(old) == problem || rerr != nil && problem == "" {
 		return
 	}
 	if err == nil {
-		_ = d.remove(name)
+		_ = d.Remove(name)
 		log.Info("metrics: recovered", "was", string(old))
 		return
 	}
-	if werr := d.write(name, []byte(problem)); werr != nil {
+	if werr := d.WriteFile(name, []byte(problem), false); werr != nil {
 		err = errors.Join(err, werr) // logged again by the next run
 	}
 	log.Warn(msg, "error", err)
@@ -224,7 +224,7 @@ func Problems(dir string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	defer d.close()
+	defer d.Close()
 	names, err := filepath.Glob(filepath.Join(dir, "*.problem"))
 	if err != nil {
 		return nil, err
@@ -232,7 +232,7 @@ func Problems(dir string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, n := range names {
 		key := strings.TrimSuffix(filepath.Base(n), ".problem")
-		if b, err := d.read(filepath.Base(n)); err == nil {
+		if b, err := d.ReadFile(filepath.Base(n), maxFile); err == nil {
 			out[key] = string(b)
 		}
 	}

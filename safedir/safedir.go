@@ -74,6 +74,33 @@ func (d Dir) Sub(name string, create bool) (sub Dir, created bool, err error) {
 	return Dir{FD: fd, Path: path}, created, nil
 }
 
+// UnsafeError is a folder that another user than the process's could
+// change, and why: Error is Path, a space, then Reason.
+type UnsafeError struct {
+	Path   string
+	Reason string
+}
+
+func (e *UnsafeError) Error() string { return e.Path + " " + e.Reason }
+
+// CheckOwner refuses, with an *UnsafeError, a folder that belongs to
+// another user than the process's, or that group or others may write:
+// what is in it decides what the process does. user names the process's
+// user in the message, e.g. "nicmux's user".
+func (d Dir) CheckOwner(user string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(d.FD, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: d.Path, Err: err}
+	}
+	if euid := os.Geteuid(); int(st.Uid) != euid {
+		return &UnsafeError{Path: d.Path, Reason: fmt.Sprintf("is owned by uid %d, not by %s (uid %d): chown it to uid %d", st.Uid, user, euid, euid)}
+	}
+	if st.Mode&0o022 != 0 {
+		return &UnsafeError{Path: d.Path, Reason: fmt.Sprintf("is writable by group or others (mode %04o): make it 0700", st.Mode&0o7777)}
+	}
+	return nil
+}
+
 // Close closes the folder's descriptor.
 func (d Dir) Close() {
 	if d.FD > 0 {
@@ -104,6 +131,12 @@ func (d Dir) ReadFile(name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return ReadAll(f, limit)
+}
+
+// ReadAll reads the open file f from its start, at most limit bytes: a
+// file that is not regular wraps ErrNotRegular, a larger one ErrTooLarge.
+func ReadAll(f *os.File, limit int64) ([]byte, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -114,7 +147,7 @@ func (d Dir) ReadFile(name string, limit int64) ([]byte, error) {
 	// Sized from the fstat, as os.ReadFile does: one read and the EOF.
 	var buf bytes.Buffer
 	buf.Grow(int(min(fi.Size(), limit)) + bytes.MinRead)
-	if _, err := buf.ReadFrom(io.LimitReader(f, limit+1)); err != nil {
+	if _, err := buf.ReadFrom(io.NewSectionReader(f, 0, limit+1)); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
 	if int64(buf.Len()) > limit {

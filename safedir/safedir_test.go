@@ -94,3 +94,50 @@ func TestNoLinkFollowed(t *testing.T) {
 		t.Errorf("read of a large file: %v", err)
 	}
 }
+
+// A folder another user could change is refused, with why; the process's
+// own 0700 folder is not.
+func TestCheckOwner(t *testing.T) {
+	root := t.TempDir()
+	type ownerCase struct {
+		name       string
+		mode       uint32
+		uid        int
+		wantReason string
+	}
+	cases := []ownerCase{
+		{"own", 0o700, os.Geteuid(), ""},
+		{"writable by group", 0o770, os.Geteuid(), "is writable by group or others (mode 0770): make it 0700"},
+		{"writable by others", 0o702, os.Geteuid(), "is writable by group or others (mode 0702): make it 0700"},
+	}
+	if os.Geteuid() == 0 {
+		cases = append(cases, ownerCase{"another user's", 0o700, 4321, "is owned by uid 4321, not by the test's user (uid 0): chown it to uid 0"})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(root, c.name)
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, os.FileMode(c.mode)); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(path, c.uid, -1); err != nil {
+				t.Fatal(err)
+			}
+			d, err := Open(path, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			err = d.CheckOwner("the test's user")
+			var ue *UnsafeError
+			switch {
+			case c.wantReason == "" && err != nil:
+				t.Errorf("CheckOwner: %v", err)
+			case c.wantReason != "" && (!errors.As(err, &ue) || ue.Path != path || ue.Reason != c.wantReason):
+				t.Errorf("CheckOwner = %v, want an *UnsafeError of %s: %s", err, path, c.wantReason)
+			}
+		})
+	}
+}

@@ -79,17 +79,11 @@ func openErr(path string, err error) error {
 // checkOwner refuses a folder that another user could change: every record
 // in it decides what a later DEL runs.
 func (d *dir) checkOwner() error {
-	var st unix.Stat_t
-	if err := unix.Fstat(d.fd, &st); err != nil {
-		return &os.PathError{Op: "stat", Path: d.path, Err: err}
+	err := d.safe().CheckOwner("nicmux's user")
+	if ue := (*safedir.UnsafeError)(nil); errors.As(err, &ue) {
+		return &unsafeError{Path: ue.Path, Reason: ue.Reason}
 	}
-	if euid := os.Geteuid(); int(st.Uid) != euid {
-		return &unsafeError{Path: d.path, Reason: fmt.Sprintf("is owned by uid %d, not by nicmux's user (uid %d): chown it to uid %d", st.Uid, euid, euid)}
-	}
-	if st.Mode&0o022 != 0 {
-		return &unsafeError{Path: d.path, Reason: fmt.Sprintf("is writable by group or others (mode %04o): make it 0700", st.Mode&0o7777)}
-	}
-	return nil
+	return err
 }
 
 func (d *dir) close() {
