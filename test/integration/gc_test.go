@@ -75,17 +75,7 @@ func TestGC(t *testing.T) {
 			t.Errorf("%s: state left (%v)", id, err)
 		}
 	}
-	for n, want := range map[string]string{"svc": "live/eth0", "storage": "live/eth1"} {
-		got := w.leases(n)
-		if len(got) != 1 {
-			t.Errorf("%s leases = %v, want only the live container's", n, got)
-		}
-		for _, owner := range got {
-			if owner != want {
-				t.Errorf("%s lease held by %s, want %s", n, owner, want)
-			}
-		}
-	}
+	w.wantOnlyLeasesOf("live")
 	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
 		t.Errorf("the orphan lease survived the forwarded GC")
 	}
@@ -112,6 +102,23 @@ func TestGC(t *testing.T) {
 	}
 	if err := w.del(l, rt("live", nets["live"])); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// wantOnlyLeasesOf fails the test unless container id holds the only
+// host-local lease of svc (eth0) and of storage (eth1).
+func (w *world) wantOnlyLeasesOf(id string) {
+	w.t.Helper()
+	for n, want := range map[string]string{"svc": id + "/eth0", "storage": id + "/eth1"} {
+		got := w.leases(n)
+		if len(got) != 1 {
+			w.t.Errorf("%s leases = %v, want only %s's", n, got, id)
+		}
+		for _, owner := range got {
+			if owner != want {
+				w.t.Errorf("%s lease held by %s, want %s", n, owner, want)
+			}
+		}
 	}
 }
 
@@ -258,17 +265,7 @@ func TestGCCollectsIPAMBelow110(t *testing.T) {
 	if r := w.ops(w.conflistFile(l), "gc"); r.code != 0 || !strings.Contains(r.stdout, "GC forwarded to the chains of networks svc, storage\n") {
 		t.Fatalf("nicmux gc: %s", r)
 	}
-	for n, want := range map[string]string{"svc": "live/eth0", "storage": "live/eth1"} {
-		got := w.leases(n)
-		if len(got) != 1 {
-			t.Errorf("%s leases = %v, want only the live container's", n, got)
-		}
-		for _, owner := range got {
-			if owner != want {
-				t.Errorf("%s lease held by %s, want %s", n, owner, want)
-			}
-		}
-	}
+	w.wantOnlyLeasesOf("live")
 	if got := testworld.Links(t, netns); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Errorf("live container's links = %v", got)
 	}
