@@ -11,12 +11,8 @@ import (
 	"github.com/nicmux/nicmux/delegate"
 )
 
-// status reports whether nicmux can serve its verbs (see Plugin.Status). A
-// chain that is not ready is logged, never a failure: STATUS does not say
-// which verb follows, and a runtime that skips the teardown on a failed
-// STATUS (Nomad) would leak the allocations of a chain that is only not
-// ready to ADD (nicmux-ipam while etcd is away). The ADD fails on its own,
-// with the chain's error, and rolls back; DEL goes through.
+// status reports whether nicmux can serve its verbs (see Plugin.Status); a
+// chain that is not ready is logged, never a failure.
 func (v *invocation) status(ctx context.Context) error {
 	notReady := func(err error) error { return withCode(types.ErrPluginNotAvailable, fmt.Errorf("not ready: %w", err)) }
 	if err := v.openStore(false); err != nil {
