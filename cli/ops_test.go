@@ -238,7 +238,7 @@ func TestGCOutput(t *testing.T) {
 	// and gc says so.
 	stdout, _, code = run(t, pathEnv, "gc", "-conflist", w.conflist, "-cni-path", fakeBin)
 	if code != 0 || !strings.HasPrefix(stdout, "released c1 (eth0): its netns "+opsNetNS+" is gone\n"+
-		"GC not forwarded to the chains: no chain of the attachment files is at cniVersion 1.1.0 or later, where GC begins\n") {
+		"GC not forwarded to the chains: no chain of the attachment files is at cniVersion 1.1.0 or later, where GC begins, and none has an IPAM plugin that speaks GC\n") {
 		t.Errorf("gc: exit %d\n%s", code, stdout)
 	}
 	if w.hasRecord() {

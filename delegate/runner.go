@@ -183,33 +183,31 @@ func (r *Runner) Del(ctx context.Context, c *conf.Chain, env Env, prev types.Res
 // GC runs GC for every plugin of the chain (spec 1.1), handing each the
 // attachments of this chain that are still valid, under both the current
 // and the legacy key, as libcni does. It goes on past a failing plugin.
-//
-// GC also goes to each plugin's IPAM plugin, with the same configuration:
-// the spec leaves forwarding GC to IPAM to the main plugin, and the
-// reference main plugins (bridge, macvlan, ...) do not do it yet, so their
-// host-local leases would never be collected. GC is idempotent, so a main
-// plugin that does forward it does no harm.
+// The chain's IPAM plugins get theirs from GCIPAM.
 func (r *Runner) GC(ctx context.Context, c *conf.Chain, valid []types.GCAttachment) error {
-	if valid == nil {
-		valid = []types.GCAttachment{}
-	}
-	b, err := json.Marshal(valid)
+	extra, err := validExtra(valid)
 	if err != nil {
 		return err
 	}
-	extra := map[string]json.RawMessage{"cni.dev/valid-attachments": b, "cni.dev/attachments": b}
 	var errs []error
 	for i, p := range c.Plugins {
 		if err := r.plain(ctx, "GC", c, i, p.Type, extra); err != nil {
 			errs = append(errs, err)
 		}
-		if ipam := ipamType(p); ipam != "" {
-			if err := r.plain(ctx, "GC", c, i, ipam, extra); err != nil {
-				errs = append(errs, err)
-			}
-		}
 	}
 	return errors.Join(errs...)
+}
+
+// validExtra is GC's list of valid attachments, under both keys.
+func validExtra(valid []types.GCAttachment) (map[string]json.RawMessage, error) {
+	if valid == nil {
+		valid = []types.GCAttachment{}
+	}
+	b, err := json.Marshal(valid)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]json.RawMessage{"cni.dev/valid-attachments": b, "cni.dev/attachments": b}, nil
 }
 
 // Status runs STATUS for every plugin of the chain (spec 1.1) and stops at
@@ -525,13 +523,4 @@ func prefix(c *conf.Chain, n int) *conf.Chain {
 		cp.Plugins = c.Plugins[:n]
 	}
 	return &cp
-}
-
-// ipamType returns the type of a plugin's IPAM section, if it has one.
-func ipamType(p *conf.Plugin) string {
-	var pc types.PluginConf
-	if json.Unmarshal(p.Bytes, &pc) != nil {
-		return ""
-	}
-	return pc.IPAM.Type
 }

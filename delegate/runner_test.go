@@ -581,14 +581,15 @@ func TestGC(t *testing.T) {
 	valid := []types.GCAttachment{{ContainerID: "ctr-1", IfName: "eth1"}, {ContainerID: "ctr-2", IfName: "eth1"}}
 	wantValid := `[{"containerID":"ctr-1","ifname":"eth1"},{"containerID":"ctr-2","ifname":"eth1"}]`
 
-	t.Run("keys and IPAM", func(t *testing.T) {
+	t.Run("keys", func(t *testing.T) {
 		f := delegatetest.New()
 		if err := (&Runner{Exec: f}).GC(context.Background(), c, valid); err != nil {
 			t.Fatal(err)
 		}
 		calls := f.Calls()
-		if want := []string{"GC a/", "GC host-local/", "GC b/", "GC c/", "GC dhcp/"}; !reflect.DeepEqual(delegatetest.Summary(calls), want) {
-			t.Fatalf("calls = %v, want %v (each plugin, then its IPAM)", delegatetest.Summary(calls), want)
+		// The IPAM plugins get theirs from GCIPAM.
+		if want := []string{"GC a/", "GC b/", "GC c/"}; !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+			t.Fatalf("calls = %v, want %v (each plugin)", delegatetest.Summary(calls), want)
 		}
 		for _, call := range calls {
 			for _, key := range []string{"cni.dev/valid-attachments", "cni.dev/attachments"} {
@@ -599,10 +600,6 @@ func TestGC(t *testing.T) {
 			if call.Str("name") != "n" || call.Str("cniVersion") != "1.1.0" || call.HasPrevResult() || call.ContainerID != "" {
 				t.Errorf("%s: configuration %s", call, call.Stdin)
 			}
-		}
-		// An IPAM plugin gets its main plugin's configuration.
-		if calls[1].Str("type") != "a" || !bytes.Contains(calls[1].Stdin, []byte(`"subnet":"10.1.0.0/16"`)) {
-			t.Errorf("host-local got %s, want a's configuration", calls[1].Stdin)
 		}
 	})
 	t.Run("no valid attachment", func(t *testing.T) {
@@ -617,15 +614,14 @@ func TestGC(t *testing.T) {
 	t.Run("goes on past failures", func(t *testing.T) {
 		f := delegatetest.New()
 		f.FailOn("a", "GC", "*", 11)
-		f.FailOn("host-local", "GC", "*", 12)
-		f.NotFound("dhcp")
+		f.NotFound("c")
 		err := (&Runner{Exec: f}).GC(context.Background(), c, valid)
-		if want := []string{"GC a/", "GC host-local/", "GC b/", "GC c/"}; !reflect.DeepEqual(delegatetest.Summary(f.Calls()), want) {
+		if want := []string{"GC a/", "GC b/"}; !reflect.DeepEqual(delegatetest.Summary(f.Calls()), want) {
 			t.Errorf("calls = %v, want %v", delegatetest.Summary(f.Calls()), want)
 		}
 		var joined interface{ Unwrap() []error }
-		if !errors.As(err, &joined) || len(joined.Unwrap()) != 3 {
-			t.Fatalf("error = %v, want three failures", err)
+		if !errors.As(err, &joined) || len(joined.Unwrap()) != 2 {
+			t.Fatalf("error = %v, want two failures", err)
 		}
 		var got []string
 		for _, e := range joined.Unwrap() {
@@ -635,13 +631,85 @@ func TestGC(t *testing.T) {
 			}
 			got = append(got, fmt.Sprintf("%s@%d:%d", pe.Plugin, pe.Index, pe.CNICode()))
 		}
-		if want := []string{"a@0:11", "a@0:12", "c@2:7"}; !reflect.DeepEqual(got, want) {
+		if want := []string{"a@0:11", "c@2:7"}; !reflect.DeepEqual(got, want) {
 			t.Errorf("failures = %v, want %v", got, want)
 		}
-		if !strings.Contains(err.Error(), "plugin a: ipam host-local: ") || !strings.Contains(err.Error(), "plugin c: ipam dhcp: ") {
-			t.Errorf("message %q does not name the IPAM plugins", err)
-		}
 	})
+}
+
+// TestIPAMs: every plugin's IPAM section with a type, canonical, so that
+// the same section written two ways has one key.
+func TestIPAMs(t *testing.T) {
+	c := chainOf(t, "eth1", "n", "1.0.0",
+		`{"type":"a","ipam":{"type":"host-local","subnet":"10.1.0.0/16","dataDir":"/d"}}`, `{"type":"b"}`,
+		`{"type":"c","ipam":{}}`, `{"type":"d","ipam":{"dataDir":"/d","type":"host-local","subnet":"10.1.0.0/16"}}`)
+	got := IPAMs(c)
+	if len(got) != 2 {
+		t.Fatalf("IPAMs = %+v, want a's and d's", got)
+	}
+	want := `{"dataDir":"/d","subnet":"10.1.0.0/16","type":"host-local"}`
+	for i, plugin := range []string{"a", "d"} {
+		a := got[i]
+		if a.Type != "host-local" || a.Network != "n" || a.IfName != "eth1" || a.Plugin != plugin || string(a.Section) != want {
+			t.Errorf("IPAMs[%d] = %+v %s, want %s's host-local section %s", i, a, a.Section, plugin, want)
+		}
+	}
+	if got[0].Key() != got[1].Key() {
+		t.Errorf("one section written two ways has two keys: %q, %q", got[0].Key(), got[1].Key())
+	}
+	other := chainOf(t, "eth2", "m", "1.0.0", `{"type":"a","ipam":{"type":"host-local","subnet":"10.1.0.0/16","dataDir":"/d"}}`)
+	if IPAMs(other)[0].Key() == got[0].Key() {
+		t.Error("one section in two networks has one key")
+	}
+}
+
+// TestGCIPAM: an IPAM plugin gets GC at 1.1.0, with its section alone and
+// the network's name, whatever the chain's version; one that does not
+// speak 1.1.0 or refuses GC there is skipped (ErrNoGC); other failures
+// name the plugin and its IPAM.
+func TestGCIPAM(t *testing.T) {
+	c := chainOf(t, "eth1", "n", "1.0.0", `{"type":"a","master":"m0","ipam":{"type":"host-local","subnet":"10.1.0.0/16"}}`)
+	a := IPAMs(c)[0]
+	valid := []types.GCAttachment{{ContainerID: "ctr-1", IfName: "eth1"}}
+
+	f := delegatetest.New()
+	if err := (&Runner{Exec: f}).GCIPAM(context.Background(), a, valid); err != nil {
+		t.Fatal(err)
+	}
+	calls := f.Calls()
+	if want := []string{"VERSION host-local/", "GC host-local/"}; !reflect.DeepEqual(delegatetest.Summary(calls), want) {
+		t.Fatalf("calls = %v, want %v", delegatetest.Summary(calls), want)
+	}
+	want := `{"cni.dev/attachments":[{"containerID":"ctr-1","ifname":"eth1"}],` +
+		`"cni.dev/valid-attachments":[{"containerID":"ctr-1","ifname":"eth1"}],` +
+		`"cniVersion":"1.1.0","ipam":{"subnet":"10.1.0.0/16","type":"host-local"},"name":"n"}`
+	if got := string(calls[1].Stdin); got != want {
+		t.Errorf("GC's configuration = %s\nwant %s", got, want)
+	}
+
+	f = delegatetest.New()
+	f.SetVersions("host-local", "0.3.1", "0.4.0", "1.0.0")
+	err := (&Runner{Exec: f}).GCIPAM(context.Background(), a, valid)
+	if !errors.Is(err, ErrNoGC) || len(f.CallsOf("GC")) != 0 {
+		t.Errorf("a plugin without 1.1.0: error %v, %d GC calls; want ErrNoGC and none", err, len(f.CallsOf("GC")))
+	}
+	f = delegatetest.New()
+	f.FailOn("host-local", "GC", "*", types.ErrIncompatibleCNIVersion)
+	if err := (&Runner{Exec: f}).GCIPAM(context.Background(), a, valid); !errors.Is(err, ErrNoGC) {
+		t.Errorf("a plugin refusing GC at 1.1.0: error %v, want ErrNoGC", err)
+	}
+	f = delegatetest.New()
+	f.FailOn("host-local", "GC", "*", 11)
+	err = (&Runner{Exec: f}).GCIPAM(context.Background(), a, valid)
+	var pe *PluginError
+	if !errors.As(err, &pe) || errors.Is(err, ErrNoGC) || pe.CNICode() != 11 || !strings.HasPrefix(err.Error(), "plugin a: ipam host-local: ") {
+		t.Errorf("a failing GC: error %v, want plugin a's IPAM named, code 11", err)
+	}
+	f = delegatetest.New()
+	f.NotFound("host-local")
+	if err := (&Runner{Exec: f}).GCIPAM(context.Background(), a, valid); errors.Is(err, ErrNoGC) || !errors.As(err, &pe) || pe.CNICode() != 7 {
+		t.Errorf("a missing IPAM binary: error %v, want code 7, not a skip", err)
+	}
 }
 
 func TestStatus(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/delegate"
 	"github.com/nicmux/nicmux/state"
 )
 
@@ -199,13 +200,15 @@ func (c collector) collectOne(ctx context.Context, id string, stale func(*state.
 
 // forward sends GC to every chain (once per delegate network) of the
 // attachment files in the folder that speaks GC (cniVersion 1.1.0 or
-// later, no disableGC), each with the attachments of its network that
-// nicmux still knows; valid are the containers the runtime lists. It holds
-// GC's barrier (state.Store.Barrier) from the moment it reads the records
-// until the delegates are done, so that an ADD's plan is either read here
-// or recorded after the delegates' GC; and it gives up after
-// gcForwardLimit. It returns the networks it sent GC to (none when no
-// chain speaks GC), and the failures.
+// later, no disableGC), and to every IPAM section of every chain without
+// disableGC, whatever its version (once per section: see ipamTargets),
+// each with the attachments of its network that nicmux still knows; valid
+// are the containers the runtime lists. It holds GC's barrier
+// (state.Store.Barrier) from the moment it reads the records until the
+// delegates are done, so that an ADD's plan is either read here or
+// recorded after the delegates' GC; and it gives up after gcForwardLimit.
+// It returns the networks it sent GC to (none when nothing speaks GC), and
+// the failures.
 func (c collector) forward(ctx context.Context, valid []string) (networks []string, errs []error) {
 	v := c.v
 	all, errs := v.sets.every()
@@ -214,7 +217,8 @@ func (c collector) forward(ctx context.Context, valid []string) (networks []stri
 		ifnames[i] = ch.IfName
 	}
 	chains := onePerNetwork(all, func(ch *conf.Chain) bool { return !ch.DisableGC && conf.AtLeast(ch.CNIVersion, "1.1.0") })
-	if len(chains) == 0 {
+	ipams := ipamTargets(all)
+	if len(chains) == 0 && len(ipams) == 0 {
 		return nil, errs
 	}
 	lockCtx, cancel := context.WithTimeout(ctx, v.p.LockTimeout)
@@ -230,23 +234,70 @@ func (c collector) forward(ctx context.Context, valid []string) (networks []stri
 	}
 	ctx, cancel = context.WithTimeout(ctx, min(v.nc.Timeout, gcForwardLimit))
 	defer cancel()
-	failed := make([]error, len(chains))
-	calls := make([]func(), len(chains))
+	// Each call files the network it reached ("" for none) and its failure.
+	reached := make([]string, len(chains)+len(ipams))
+	failed := make([]error, len(reached))
+	calls := make([]func(), 0, len(reached))
 	for i, ch := range chains {
-		calls[i] = func() {
+		calls = append(calls, func() {
+			reached[i] = ch.Network
 			if err := v.runner.GC(ctx, ch, live(ch.Network)); err != nil {
 				failed[i] = fmt.Errorf("%s (network %s): %w", ch.IfName, ch.Network, err)
 			}
-		}
+		})
+	}
+	for i, a := range ipams {
+		k := len(chains) + i
+		calls = append(calls, func() { reached[k], failed[k] = v.gcIPAM(ctx, a, live(a.Network)) })
 	}
 	together(calls...)
-	for i, err := range failed {
-		networks = append(networks, chains[i].Network)
-		if err != nil {
-			errs = append(errs, err)
+	seen := map[string]bool{}
+	for i, network := range reached {
+		if network != "" && !seen[network] {
+			seen[network] = true
+			networks = append(networks, network)
+		}
+		if failed[i] != nil {
+			errs = append(errs, failed[i])
 		}
 	}
 	return networks, errs
+}
+
+// gcIPAM sends GC to one IPAM section (see delegate.Runner.GCIPAM) and
+// returns the network it reached, "" when the IPAM plugin does not speak
+// GC: that one is logged and skipped.
+func (v *invocation) gcIPAM(ctx context.Context, a delegate.IPAM, live []types.GCAttachment) (network string, err error) {
+	err = v.runner.GCIPAM(ctx, a, live)
+	if errors.Is(err, delegate.ErrNoGC) {
+		v.log.Info("GC: an IPAM plugin does not support GC: skipped", "interface", a.IfName, "network", a.Network,
+			"delegate", a.Plugin, "ipam", a.Type, "why", err)
+		return "", nil
+	}
+	if err != nil {
+		return a.Network, fmt.Errorf("%s (network %s): %w", a.IfName, a.Network, err)
+	}
+	return a.Network, nil
+}
+
+// ipamTargets returns the IPAM sections of the chains without disableGC,
+// one per (IPAM type, network, section): chains that share one hold the
+// same leases, and one GC collects them.
+func ipamTargets(chains []*conf.Chain) []delegate.IPAM {
+	var out []delegate.IPAM
+	seen := map[string]bool{}
+	for _, ch := range chains {
+		if ch.DisableGC {
+			continue
+		}
+		for _, a := range delegate.IPAMs(ch) {
+			if !seen[a.Key()] {
+				seen[a.Key()] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // liveAttachments returns, for a delegate network, the (container ID,

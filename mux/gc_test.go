@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -174,4 +175,189 @@ func TestGCSkipsASetOutsideTheFolder(t *testing.T) {
 	if want := []string{"alpha", "beta", "lease"}; !slices.Equal(got, want) {
 		t.Errorf("GC calls = %v, want %v (none of the set outside the folder)", got, want)
 	}
+}
+
+// ipamYAML has chains below 1.1.0 whose IPAM sections GC reaches all the
+// same: eth1's two plugins share one section (written in two key orders),
+// eth2 shares eth1's network with a section of its own.
+const ipamYAML = `interfaces:
+  - ifname: eth0
+    network: svc
+    cniVersion: 1.0.0
+    plugins:
+      - {type: alpha, ipam: {type: lease, subnet: 10.1.0.0/24}}
+  - ifname: eth1
+    network: storage
+    cniVersion: 0.4.0
+    plugins:
+      - {type: beta, ipam: {type: lease, subnet: 10.2.0.0/24}}
+      - {type: beta2, ipam: {subnet: 10.2.0.0/24, type: lease}}
+  - ifname: eth2
+    network: storage
+    cniVersion: 1.1.0
+    plugins:
+      - {type: gamma, ipam: {type: lease, subnet: 10.3.0.0/24}}
+`
+
+// ipamGCs returns the GC calls of plugin lease as "network subnet
+// cniVersion: valid attachments".
+func ipamGCs(t *testing.T, calls []delegatetest.Call) []string {
+	t.Helper()
+	var out []string
+	for _, c := range calls {
+		if c.Command != "GC" || c.Plugin != "lease" {
+			continue
+		}
+		var sec struct{ Subnet string }
+		if err := json.Unmarshal(c.Conf["ipam"], &sec); err != nil {
+			t.Fatal(err)
+		}
+		valid := strings.Join(gcValid(t, []delegatetest.Call{c}, "lease"), ",")
+		out = append(out, fmt.Sprintf("%s %s %s: %s", c.Str("name"), sec.Subnet, c.Str("cniVersion"), valid))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestGCReachesEveryIPAMOnce: GC goes to the IPAM plugin of every chain,
+// whatever the chain's version, at 1.1.0, once per (type, network,
+// section) however many chains and attachment sets share it, with the
+// network's live attachments; the main plugins of chains below 1.1.0 get
+// none.
+func TestGCReachesEveryIPAMOnce(t *testing.T) {
+	h := newHarnessMode(t, true)
+	h.write("multi.yaml", ipamYAML)
+	h.write("other.yaml", ipamYAML)
+	h.addAs("live")
+	h.addAs("stale")
+	h.fake.Reset()
+	if err := h.gc("live"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"storage 10.2.0.0/24 1.1.0: live/eth1,live/eth2",
+		"storage 10.3.0.0/24 1.1.0: live/eth1,live/eth2",
+		"svc 10.1.0.0/24 1.1.0: live/eth0",
+	}
+	if got := ipamGCs(t, h.fake.Calls()); !slices.Equal(got, want) {
+		t.Errorf("IPAM GCs = %q\nwant %q", got, want)
+	}
+	var mains []string
+	for _, c := range h.fake.CallsOf("GC") {
+		if c.Plugin != "lease" && c.Str("name") != "multi-eth0" && c.Str("name") != "san" { // not storage.yaml's
+			mains = append(mains, c.Plugin)
+		}
+	}
+	if !slices.Equal(mains, []string{"gamma"}) {
+		t.Errorf("main plugins that got GC: %v, want gamma only (the 1.1.0 chain)", mains)
+	}
+}
+
+// TestGCIPAMSkipRules: an IPAM plugin that does not speak GC at 1.1.0 is
+// skipped, not a failure; disableGC on a chain keeps GC from its IPAM
+// plugin; a failing IPAM GC is reported naming the interface, network and
+// plugins; an unreadable record keeps every interface name, and a newer
+// one stops the forwarding.
+func TestGCIPAMSkipRules(t *testing.T) {
+	h := newHarnessMode(t, true)
+	h.write("multi.yaml", `interfaces:
+  - ifname: eth0
+    network: svc
+    cniVersion: 1.0.0
+    plugins:
+      - {type: alpha, ipam: {type: lease, subnet: 10.1.0.0/24}}
+  - ifname: eth1
+    network: storage
+    cniVersion: 1.0.0
+    disableGC: true
+    plugins:
+      - {type: beta, ipam: {type: hold, subnet: 10.2.0.0/24}}
+`)
+	if err := os.Remove(filepath.Join(h.dir, "storage.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h.addAs("live")
+	h.fake.Reset()
+	if err := h.gc("live"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := delegatetest.Summary(h.fake.Calls()), []string{"VERSION lease/", "GC lease/"}; !slices.Equal(got, want) {
+		t.Errorf("calls = %v, want %v (none to disableGC's hold)", got, want)
+	}
+
+	h.fake.Reset()
+	h.fake.SetVersions("lease", "0.3.1", "0.4.0", "1.0.0")
+	if err := h.gc("live"); err != nil {
+		t.Errorf("GC with an IPAM plugin below 1.1.0: %v, want it skipped", err)
+	}
+	if n := len(h.fake.CallsOf("GC")); n != 0 {
+		t.Errorf("%d GC calls to an IPAM plugin below 1.1.0", n)
+	}
+	h.fake.SetVersions("lease", "1.1.0")
+	h.fake.FailOn("lease", "GC", "*", types.ErrIncompatibleCNIVersion)
+	if err := h.gc("live"); err != nil {
+		t.Errorf("GC with an IPAM plugin that refuses GC: %v, want it skipped", err)
+	}
+	h.fake.FailOn("lease", "GC", "*", types.ErrTryAgainLater)
+	if err := h.gc("live"); err == nil || !strings.Contains(err.Error(), "eth0 (network svc): plugin alpha: ipam lease: ") {
+		t.Errorf("GC with a failing IPAM plugin: %v, want it named", err)
+	}
+	h.fake.ClearFailures()
+
+	h.addAs("corrupt")
+	h.truncate(filepath.Join(h.stateDir, "containers", "corrupt", "container.json"))
+	h.fake.Reset()
+	if err := h.gc("live", "corrupt"); err == nil || !strings.Contains(err.Error(), "container corrupt") {
+		t.Errorf("GC = %v, want the corrupt record reported", err)
+	}
+	if got, want := gcValid(t, h.fake.Calls(), "lease"), []string{"corrupt/eth0", "corrupt/eth1", "live/eth0"}; !slices.Equal(got, want) {
+		t.Errorf("lease was told %v are valid, want %v", got, want)
+	}
+
+	plan := filepath.Join(h.stateDir, "containers", "live", "container.json")
+	b, err := os.ReadFile(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(plan, bytes.Replace(b, []byte(`"kind":"nicmuxContainerV2"`), []byte(`"kind":"nicmuxContainerV3"`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.fake.Reset()
+	if err := h.gc("live", "corrupt"); err == nil || !strings.Contains(err.Error(), "not forwarded") {
+		t.Errorf("GC beside a newer record = %v, want it to say it forwarded nothing", err)
+	}
+	if n := len(h.fake.CallsOf("GC")); n != 0 {
+		t.Errorf("%d GC calls beside a newer record", n)
+	}
+}
+
+// TestStatusPassesOverAChainNotReady: a chain whose STATUS fails (any
+// code) is logged, naming the interface, network and plugin, and STATUS
+// passes: the ADD fails on its own with the chain's error, and a teardown
+// that follows goes through.
+func TestStatusPassesOverAChainNotReady(t *testing.T) {
+	h := newHarness(t)
+	h.write("multi.yaml", gcYAML)
+	for _, code := range []uint{types.ErrPluginNotAvailable, types.ErrLimitedConnectivity, types.ErrInternal} {
+		h.stderr.Reset()
+		h.fake.FailWith("lease", "STATUS", "*", code, "etcd away")
+		h.fake.FailOn("alpha", "STATUS", "*", code)
+		if err := h.p.Status(h.t.Context(), &skel.CmdArgs{Path: testPath, StdinData: h.netconf()}); err != nil {
+			t.Errorf("STATUS with a chain not ready (%d) = %v, want it passed over", code, err)
+		}
+		log := h.stderr.String()
+		if !strings.Contains(log, `msg="STATUS: a chain is not ready; ADDs that use it fail, teardowns go on" plugin=nicmux interface=eth0 network=svc delegate=alpha code=`+fmt.Sprint(code)) {
+			t.Errorf("the log does not name the chain:\n%s", log)
+		}
+	}
+	h.fake.ClearFailures()
+	h.mustAdd(h.args(""))
+	h.fake.FailOn("alpha", "STATUS", "*", types.ErrPluginNotAvailable)
+	if err := h.p.Status(h.t.Context(), &skel.CmdArgs{Path: testPath, StdinData: h.netconf()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.del(h.args("")); err != nil {
+		t.Fatal(err)
+	}
+	h.assertNoState()
 }

@@ -60,10 +60,11 @@ func (o *Op) Collect(ctx context.Context, stale func(*state.Record) string, dryR
 }
 
 // ForwardGC forwards GC to the attachment files' chains that speak it
-// (cniVersion 1.1.0 or later) with the attachments the state folder still
-// records, under the barrier against ADDs recording their plans, as the GC
-// verb does. It returns the delegate networks it forwarded to, none when
-// no chain speaks GC, and the failures.
+// (cniVersion 1.1.0 or later) and to every chain's IPAM plugin that speaks
+// it, whatever the chain's version, with the attachments the state folder
+// still records, under the barrier against ADDs recording their plans, as
+// the GC verb does. It returns the delegate networks it forwarded to, none
+// when nothing speaks GC, and the failures.
 func (o *Op) ForwardGC(ctx context.Context) (networks []string, errs []error) {
 	return collector{o.v}.forward(ctx, nil)
 }

@@ -2,14 +2,17 @@ package mux
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/nicmux/nicmux/conf"
+	"github.com/nicmux/nicmux/delegate"
 )
 
-// status reports whether nicmux can serve its verbs (see Plugin.Status).
+// status reports whether nicmux can serve its verbs (see Plugin.Status); a
+// chain that is not ready is logged, never a failure.
 func (v *invocation) status(ctx context.Context) error {
 	notReady := func(err error) error { return withCode(types.ErrPluginNotAvailable, fmt.Errorf("not ready: %w", err)) }
 	if err := v.openStore(false); err != nil {
@@ -24,12 +27,18 @@ func (v *invocation) status(ctx context.Context) error {
 	}
 	for _, c := range onePerNetwork(all, func(c *conf.Chain) bool { return conf.AtLeast(c.CNIVersion, "1.1.0") }) {
 		if err := v.runner.Status(ctx, c); err != nil {
-			err = fmt.Errorf("not ready: %s (network %s): %w", c.IfName, c.Network, err)
-			if code := codeOf(err); code == types.ErrPluginNotAvailable || code == types.ErrLimitedConnectivity {
-				return err
-			}
-			return withCode(types.ErrPluginNotAvailable, err)
+			v.log.Warn("STATUS: a chain is not ready; ADDs that use it fail, teardowns go on", "interface", c.IfName,
+				"network", c.Network, "delegate", pluginOf(err), "code", codeOf(err), "error", err)
 		}
 	}
 	return nil
+}
+
+// pluginOf names the plugin a delegate failure came from, or "".
+func pluginOf(err error) string {
+	var pe *delegate.PluginError
+	if errors.As(err, &pe) {
+		return pe.Plugin
+	}
+	return ""
 }

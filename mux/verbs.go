@@ -48,19 +48,23 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs) error { return p.r
 
 // GC (spec 1.1) releases, as DEL would, every container of this network
 // whose attachment (container ID, runtime ifname) the runtime no longer
-// lists as valid, then forwards GC to every chain of the attachment files
-// with the attachments nicmux still knows, so that a delegate never
-// collects a live one. A valid attachment is never collected, whatever
+// lists as valid, then forwards GC to every chain of the attachment files,
+// and to every chain's IPAM plugin whatever the chain's version, with the
+// attachments nicmux still knows, so that a delegate never collects a live
+// one. A valid attachment is never collected, whatever
 // state nicmux has or lacks for it: a container whose record cannot be read
 // is neither released nor left out of what the delegates are told is
 // valid. It goes on past failures and reports them all.
 func (p *Plugin) GC(ctx context.Context, args *skel.CmdArgs) error { return p.run(ctx, "GC", args) }
 
 // Status (spec 1.1) reports whether nicmux can serve its verbs: the state
-// folder is usable, and every chain at 1.1.0 or later of the attachment
-// files answers STATUS. Otherwise it fails with code 50 naming the folder or
-// chain, or with a delegate's own 50 or 51 (51: existing containers have
-// limited connectivity).
+// folder is usable. Otherwise it fails with code 50 naming the folder. It
+// asks every chain at 1.1.0 or later of the attachment files for STATUS,
+// and logs a chain that is not ready, naming it, without failing: STATUS
+// does not say which verb follows, and Nomad skips the teardown when it
+// fails, so a chain that is only not ready to ADD (nicmux-ipam while etcd
+// is away) would leak every allocation stopped meanwhile. Its ADDs fail on
+// their own with its error, and roll back.
 //
 // An attachment file that does not parse is logged, never a failure: Nomad
 // 1.9.5 and later run STATUS before every ADD and every teardown of a

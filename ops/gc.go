@@ -52,7 +52,7 @@ type GCOutcome struct {
 const (
 	notForwardedDryRun   = "a dry run"
 	notForwardedDisabled = "disableGC"
-	notForwardedVersion  = "no chain of the attachment files is at cniVersion 1.1.0 or later, where GC begins"
+	notForwardedVersion  = "no chain of the attachment files is at cniVersion 1.1.0 or later, where GC begins, and none has an IPAM plugin that speaks GC"
 )
 
 // emptyFolder is why a folder without a plan is removed.

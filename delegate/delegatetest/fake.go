@@ -108,6 +108,9 @@ type Exec struct {
 	// refuseArgs are the plugins that parse CNI_ARGS as the reference
 	// plugins do, knowing no key of their own (see RefuseArgs).
 	refuseArgs map[string]bool
+	// versions are the versions the plugins named answer VERSION with;
+	// every other plugin answers with every version the CNI library knows.
+	versions map[string][]string
 	// resultVersion, when set, is the version ADD results are printed at
 	// instead of the configuration's cniVersion.
 	resultVersion string
@@ -129,7 +132,16 @@ func New() *Exec {
 		fails:      map[failKey]failure{},
 		notFound:   map[string]bool{},
 		refuseArgs: map[string]bool{},
+		versions:   map[string][]string{},
 	}
+}
+
+// SetVersions makes plugin answer VERSION with versions as those it
+// supports.
+func (f *Exec) SetVersions(plugin string, versions ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.versions[plugin] = versions
 }
 
 // SetResult makes ADD of plugin for ifname return r.
@@ -270,6 +282,7 @@ func (f *Exec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte, en
 	res := f.results[fakeKey{c.Plugin, c.IfName}]
 	resVer := f.resultVersion
 	strict := f.refuseArgs[c.Plugin]
+	vers, versSet := f.versions[c.Plugin]
 	f.mu.Unlock()
 
 	if strict {
@@ -282,6 +295,13 @@ func (f *Exec) ExecPlugin(_ context.Context, pluginPath string, stdin []byte, en
 	}
 	if fail {
 		return nil, types.NewError(how.code, fmt.Sprintf("fake %s failed %s", c.Plugin, c.Command), "on "+c.IfName)
+	}
+	if c.Command == "VERSION" {
+		info := version.All
+		if versSet {
+			info = version.PluginSupports(vers...)
+		}
+		return json.Marshal(info)
 	}
 	if c.Command != "ADD" {
 		return nil, nil
