@@ -33,7 +33,7 @@ func (v *invocation) add(ctx context.Context) error {
 	if err := a.read(); err != nil {
 		return err
 	}
-	target, err := v.targetNetNS()
+	target, err := targetNetNS(v.p.Identify, v.args.Netns)
 	if err != nil {
 		return err
 	}
@@ -259,7 +259,7 @@ func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error 
 			return withCode(errAlreadyAttached, err)
 		}
 	}
-	netns, elsewhere := "", v.recordedNetNS(rec)
+	netns, elsewhere := "", recordedNetNS(v.p.Identify, rec)
 	defer elsewhere.close()
 	v.out.fig.stale(rec, same)
 	switch {
@@ -275,21 +275,6 @@ func (v *invocation) releaseStale(ctx context.Context, target ns.NetNSID) error 
 			"is retried with the attachment file's chain for it: fix it there, or see `nicmux forget`)", id, reason, err)
 	}
 	return v.store.Remove(id)
-}
-
-// recordedNetNS holds the namespace rec names when its path still holds
-// it; nil otherwise (gone, or another namespace made at its path).
-func (v *invocation) recordedNetNS(rec *state.Record) *heldNetNS {
-	path, recorded := rec.NetNS()
-	if recorded.IsZero() || path == "" {
-		return nil
-	}
-	h, err := v.holdNetNS(path)
-	if err != nil || !h.id.Same(recorded) {
-		h.close()
-		return nil
-	}
-	return h
 }
 
 // staleReason says why state found before an ADD is stale; same tells
@@ -308,25 +293,4 @@ func staleReason(rec *state.Record, same, elsewhere bool) string {
 		return "none of the recorded interfaces is left in the namespace"
 	}
 	return "the earlier ADD did not complete"
-}
-
-// targetNetNS checks ADD's CNI_NETNS before anything acts on it: a
-// network namespace must be there, and must not be nicmux's own (the
-// host's).
-func (v *invocation) targetNetNS() (*heldNetNS, error) {
-	path := v.args.Netns
-	bad := func(err error) (*heldNetNS, error) {
-		return nil, withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
-	}
-	h, err := v.holdNetNS(path)
-	switch {
-	case err != nil:
-		return bad(err)
-	case h.id.IsZero():
-		return bad(fmt.Errorf("no network namespace at %q", path))
-	case ns.IsOwn(h.id):
-		h.close()
-		return bad(fmt.Errorf("%q is nicmux's own network namespace (the host's), not a container's", path))
-	}
-	return h, nil
 }

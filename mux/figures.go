@@ -153,3 +153,51 @@ func (f *figures) collected(verb string, released, failed int, dryRun bool) {
 	f.tally.Set(metrics.GCLastRun, float64(time.Now().Unix()), by)
 	f.recount = true
 }
+
+// containers moves nicmux_containers: counted again after a GC, else by
+// the transition of an ADD's or DEL's container from the state it read to
+// the state it left, told by the outcome and one look at the folder (see
+// docs/operations.md).
+func (f *figures) containers(store *state.Store, verb, id string, err error) {
+	if f.recount {
+		f.countAll(store)
+		return
+	}
+	if !f.known || verb != "ADD" && verb != "DEL" {
+		return
+	}
+	after := ""
+	switch {
+	case err == nil && verb == "ADD":
+		after = containerLive
+	case err != nil && codeOf(err) == errAlreadyAttached:
+		after = f.before
+	case err != nil && store.Has(id):
+		after = containerStuck
+	}
+	if after == f.before {
+		return
+	}
+	if f.before != "" {
+		f.tally.Add(metrics.Containers, -1, f.before)
+	}
+	if after != "" {
+		f.tally.Add(metrics.Containers, 1, after)
+	}
+}
+
+// countAll counts the containers of the state folder by state.
+func (f *figures) countAll(store *state.Store) {
+	ids, err := store.Containers()
+	if err != nil {
+		return
+	}
+	n := map[string]float64{}
+	for _, id := range ids {
+		n[containerState(store.Load(id))]++
+	}
+	for _, s := range []string{containerLive, containerIncomplete, containerStuck} {
+		f.tally.Set(metrics.Containers, n[s], s)
+	}
+	f.tally.Set(metrics.ContainersCounted, float64(time.Now().Unix()))
+}

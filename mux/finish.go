@@ -38,59 +38,9 @@ func (v *invocation) record(err error) {
 		}
 		f.tally.Add(metrics.Rollbacks, 1, rollback)
 	}
-	v.containers(err)
+	if v.store != nil {
+		f.containers(v.store, v.out.verb, v.args.ContainerID, err)
+	}
 	metrics.Textfile{Counters: filepath.Join(v.nc.StateDir, "metrics"), File: v.nc.MetricsFile, LogFile: v.nc.LogFile}.
 		Record(&f.tally, v.log)
-}
-
-// containers moves nicmux_containers: counted again after a GC, else by
-// the transition of an ADD's or DEL's container from the state it read to
-// the state it left, told by the outcome and one look at the folder (see
-// docs/operations.md).
-func (v *invocation) containers(err error) {
-	f := v.out.fig
-	if v.store == nil {
-		return
-	}
-	if f.recount {
-		v.recount()
-		return
-	}
-	if !f.known || v.out.verb != "ADD" && v.out.verb != "DEL" {
-		return
-	}
-	after := ""
-	switch {
-	case err == nil && v.out.verb == "ADD":
-		after = containerLive
-	case err != nil && codeOf(err) == errAlreadyAttached:
-		after = f.before
-	case err != nil && v.store.Has(v.args.ContainerID):
-		after = containerStuck
-	}
-	if after == f.before {
-		return
-	}
-	if f.before != "" {
-		f.tally.Add(metrics.Containers, -1, f.before)
-	}
-	if after != "" {
-		f.tally.Add(metrics.Containers, 1, after)
-	}
-}
-
-// recount counts the containers of the state folder by state.
-func (v *invocation) recount() {
-	ids, err := v.store.Containers()
-	if err != nil {
-		return
-	}
-	n := map[string]float64{}
-	for _, id := range ids {
-		n[containerState(v.store.Load(id))]++
-	}
-	for _, s := range []string{containerLive, containerIncomplete, containerStuck} {
-		v.out.fig.tally.Set(metrics.Containers, n[s], s)
-	}
-	v.out.fig.tally.Set(metrics.ContainersCounted, float64(time.Now().Unix()))
 }

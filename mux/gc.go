@@ -248,7 +248,7 @@ func (c collector) forward(ctx context.Context, valid []string) (networks []stri
 	}
 	for i, a := range ipams {
 		k := len(chains) + i
-		calls = append(calls, func() { reached[k], failed[k] = v.gcIPAM(ctx, a, live(a.Network)) })
+		calls = append(calls, func() { reached[k], failed[k] = c.gcIPAM(ctx, a, live(a.Network)) })
 	}
 	together(calls...)
 	seen := map[string]bool{}
@@ -267,10 +267,10 @@ func (c collector) forward(ctx context.Context, valid []string) (networks []stri
 // gcIPAM sends GC to one IPAM section (see delegate.Runner.GCIPAM) and
 // returns the network it reached, "" when the IPAM plugin does not speak
 // GC: that one is logged and skipped.
-func (v *invocation) gcIPAM(ctx context.Context, a delegate.IPAM, live []types.GCAttachment) (network string, err error) {
-	err = v.runner.GCIPAM(ctx, a, live)
+func (c collector) gcIPAM(ctx context.Context, a delegate.IPAM, live []types.GCAttachment) (network string, err error) {
+	err = c.v.runner.GCIPAM(ctx, a, live)
 	if errors.Is(err, delegate.ErrNoGC) {
-		v.log.Info("GC: an IPAM plugin does not support GC: skipped", "interface", a.IfName, "network", a.Network,
+		c.v.log.Info("GC: an IPAM plugin does not support GC: skipped", "interface", a.IfName, "network", a.Network,
 			"delegate", a.Plugin, "ipam", a.Type, "why", err)
 		return "", nil
 	}

@@ -5,8 +5,13 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/containernetworking/cni/pkg/types"
 	"github.com/nicmux/nicmux/ns"
+	"github.com/nicmux/nicmux/state"
 )
+
+// identifier identifies the network namespace at a path (Plugin.Identify).
+type identifier func(path string) (ns.NetNSID, error)
 
 // heldNetNS is a network namespace a verb holds open: it can act in it
 // through path() once the path it was found at holds another namespace, or
@@ -19,8 +24,8 @@ type heldNetNS struct {
 // holdNetNS identifies the namespace at path and holds it open. It checks
 // what it opened is what it identified (the path may be replaced between
 // the two); what is not a namespace is never opened (see ns.Identify).
-func (v *invocation) holdNetNS(path string) (*heldNetNS, error) {
-	id, err := v.p.Identify(path)
+func holdNetNS(identify identifier, path string) (*heldNetNS, error) {
+	id, err := identify(path)
 	if err != nil || id.IsZero() {
 		return &heldNetNS{id: id}, err
 	}
@@ -49,4 +54,39 @@ func (h *heldNetNS) close() {
 	if h != nil && h.f != nil {
 		_ = h.f.Close()
 	}
+}
+
+// recordedNetNS holds the namespace rec names when its path still holds
+// it; nil otherwise (gone, or another namespace made at its path).
+func recordedNetNS(identify identifier, rec *state.Record) *heldNetNS {
+	path, recorded := rec.NetNS()
+	if recorded.IsZero() || path == "" {
+		return nil
+	}
+	h, err := holdNetNS(identify, path)
+	if err != nil || !h.id.Same(recorded) {
+		h.close()
+		return nil
+	}
+	return h
+}
+
+// targetNetNS checks ADD's CNI_NETNS before anything acts on it: a
+// network namespace must be there, and must not be nicmux's own (the
+// host's).
+func targetNetNS(identify identifier, path string) (*heldNetNS, error) {
+	bad := func(err error) (*heldNetNS, error) {
+		return nil, withCode(types.ErrInvalidEnvironmentVariables, fmt.Errorf("CNI_NETNS: %w", err))
+	}
+	h, err := holdNetNS(identify, path)
+	switch {
+	case err != nil:
+		return bad(err)
+	case h.id.IsZero():
+		return bad(fmt.Errorf("no network namespace at %q", path))
+	case ns.IsOwn(h.id):
+		h.close()
+		return bad(fmt.Errorf("%q is nicmux's own network namespace (the host's), not a container's", path))
+	}
+	return h, nil
 }
