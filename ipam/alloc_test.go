@@ -202,7 +202,8 @@ func TestBlockClaimCostsNoMoreWhenThePoolIsFull(t *testing.T) {
 }
 
 // When every block the probe looks up is claimed, the claim reads every
-// claimed block and finds the last free one.
+// claimed block and finds the last free one; once none is free, a claim
+// borrows an address.
 func TestBlockClaimFallbackFindsTheLastFreeBlock(t *testing.T) {
 	fellBack := 0
 	for run := range 10 {
@@ -231,6 +232,13 @@ func TestBlockClaimFallbackFindsTheLastFreeBlock(t *testing.T) {
 		case 4: // the probe drew the free block
 		default:
 			t.Errorf("run %d: %d round trips, want 4 or 5", run, n)
+		}
+		// No block is free now: the view, the probe, every claimed block,
+		// the pool's leases, the claim of a borrowed address.
+		if run == 0 {
+			if n := trips(m, func() { claim(t, newAllocator(m, p, testPrefix, "borrower", nil), 99) }); n != 5 {
+				t.Errorf("a borrow in a pool larger than the probe: %d round trips, want 5", n)
+			}
 		}
 	}
 	// The probe draws the free block in 1 claim of 32.
