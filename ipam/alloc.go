@@ -79,9 +79,11 @@ type attempt struct {
 // gets it back. claim identifies this claim (newClaimID): a claim whose
 // transaction got no answer is looked for under it. Costs: one round trip
 // when the node's records guess a free address right; two when they do
-// not; two more to claim a block; one more to borrow an address from
-// another node's block; two more per lost race or unanswered transaction,
-// at most maxAttempts times.
+// not; two more to claim a block, three when the probe of random blocks
+// finds only claimed ones; two more to borrow an address from another
+// node's block when no block is free, three in a pool with more blocks
+// than the probe; two more per lost race or unanswered transaction, at
+// most maxAttempts times.
 func (a *allocator) Claim(ctx context.Context, id OwnerID, network string, want []netip.Addr, claim string) (*claimed, error) {
 	var lastErr error
 	at := &attempt{guess: true, remember: a.sticky > 0}

@@ -83,7 +83,7 @@ func TestRoundTripsPerClaim(t *testing.T) {
 	p := testPool(t, "rt", 26, v4("10.20.0.0/16"))
 	a := newAllocator(m, p, testPrefix, "n1", nil)
 	// The first claim of the pool on the node: view, the definition, the
-	// pool's blocks, the new block's leases, the claim.
+	// probe of random blocks' claims, the new block's leases, the claim.
 	if got := trips(m, func() { claim(t, a, 0) }); got != 5 {
 		t.Errorf("first claim: %d round trips, want 5", got)
 	}
@@ -110,7 +110,8 @@ func TestRoundTripsPerClaim(t *testing.T) {
 	if got := trips(m, func() { claim(t, newAllocator(m, p, testPrefix, "n1", nil), room-1) }); got != 3 {
 		t.Errorf("claim without the records: %d round trips, want 3", got)
 	}
-	// The block is full: the next claim claims a block (two more reads).
+	// The block is full: the next claim claims a block (two more reads:
+	// the probe, the new block's leases).
 	for _, ip := range blk.free(taken{}) {
 		a.used[ip] = true
 	}
@@ -154,6 +155,95 @@ func TestRoundTripsPerRelease(t *testing.T) {
 	}
 	if n := len(m.keysUnder(keys{prefix: testPrefix, pool: "rel"}.base() + "/released/")); n != 3 {
 		t.Errorf("%d released leases kept, want 3", n)
+	}
+}
+
+// claimBlocks writes the claims of blocks of p for node, as a claim does.
+func claimBlocks(m *memStore, p *pool, node string, blocks []addrBlock) {
+	k := keys{prefix: testPrefix, pool: p.Name}
+	claim := encode(blockClaim{Version: recordVersion, Node: node, Time: time.Now().UTC()})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, b := range blocks {
+		m.kv[k.block(b.ID())] = claim
+		m.kv[k.nodeBlock(node, b.ID())] = nil
+	}
+}
+
+// A node's claim of a block costs the same round trips, and reads as many
+// keys, with 90% of the pool's blocks claimed as with 10%: it looks up a
+// few random blocks' claims, not every claimed block.
+func TestBlockClaimCostsNoMoreWhenThePoolIsFull(t *testing.T) {
+	cost := map[int][2]int{}
+	for _, lvl := range []int{10, 90} {
+		m := newMemStore()
+		p := testPool(t, "fill", 26, v4("10.20.0.0/16"))
+		claim(t, newAllocator(m, p, testPrefix, "first", nil), 0)
+		all, _ := p.blocks(0, maxBlockWalk)
+		claimBlocks(m, p, "filler", all[:len(all)*lvl/100])
+		var tr, keys []int
+		for i := 1; i <= 21; i++ {
+			a := newAllocator(m, p, testPrefix, fmt.Sprintf("new%d", i), nil)
+			before := m.answeredKeys()
+			tr = append(tr, trips(m, func() { claim(t, a, i) }))
+			keys = append(keys, m.answeredKeys()-before)
+		}
+		slices.Sort(tr)
+		slices.Sort(keys)
+		cost[lvl] = [2]int{tr[10], keys[10]}
+	}
+	// The median claim: the view, the probe, the new block's leases, the
+	// claim; the probe answers at most probeBlocks keys, the view one.
+	for lvl, c := range cost {
+		if c[0] != 4 || c[1] > probeBlocks+1 {
+			t.Errorf("pool %d%% full: a block's claim costs %d round trips and reads %d keys (medians), want 4 and at most %d", lvl, c[0], c[1], probeBlocks+1)
+		}
+	}
+}
+
+// When every block the probe looks up is claimed, the claim reads every
+// claimed block and finds the last free one; once none is free, a claim
+// borrows an address.
+func TestBlockClaimFallbackFindsTheLastFreeBlock(t *testing.T) {
+	fellBack := 0
+	for run := range 10 {
+		m := newMemStore()
+		p := testPool(t, "last", 26, v4("10.20.0.0/16"))
+		claim(t, newAllocator(m, p, testPrefix, "first", nil), 0)
+		all, _ := p.blocks(0, maxBlockWalk)
+		k := keys{prefix: testPrefix, pool: p.Name}
+		var others []addrBlock
+		for _, b := range all {
+			if m.kv[k.block(b.ID())] == nil {
+				others = append(others, b)
+			}
+		}
+		free := pick(others)
+		claimBlocks(m, p, "filler", slices.DeleteFunc(others, func(b addrBlock) bool { return b == free }))
+		a := newAllocator(m, p, testPrefix, "late", nil)
+		var l *Lease
+		n := trips(m, func() { l = claim(t, a, run+1) })
+		if got := l.Addrs[0].Block; got != free.ID() {
+			t.Fatalf("run %d: claimed in block %s, want the last free block %s", run, got, free.ID())
+		}
+		switch n {
+		case 5: // the view, the probe, every claimed block, the block's leases, the claim
+			fellBack++
+		case 4: // the probe drew the free block
+		default:
+			t.Errorf("run %d: %d round trips, want 4 or 5", run, n)
+		}
+		// No block is free now: the view, the probe, every claimed block,
+		// the pool's leases, the claim of a borrowed address.
+		if run == 0 {
+			if n := trips(m, func() { claim(t, newAllocator(m, p, testPrefix, "borrower", nil), 99) }); n != 5 {
+				t.Errorf("a borrow in a pool larger than the probe: %d round trips, want 5", n)
+			}
+		}
+	}
+	// The probe draws the free block in 1 claim of 32.
+	if fellBack == 0 {
+		t.Error("no claim fell back to reading every claimed block")
 	}
 }
 
@@ -215,8 +305,9 @@ func TestExhaustionBorrowAndReuse(t *testing.T) {
 		t.Fatalf("release: %v, %v", freed, err)
 	}
 	var got *Lease
-	// b's blocks are full and no block is free: view, the pool's blocks,
-	// the pool's leases (keys only), the claim.
+	// b's blocks are full and no block is free: view, the probe (of every
+	// block: the pool has fewer than probeBlocks), the pool's leases (keys
+	// only), the claim.
 	if n := trips(m, func() { got = claim(t, b, 99) }); n != 4 {
 		t.Errorf("borrowing claim: %d round trips, want 4", n)
 	}

@@ -63,6 +63,17 @@ func (b addrBlock) free(t taken) []netip.Addr {
 	return out
 }
 
+// hasRoom reports whether the block has an address to hand out.
+func (b addrBlock) hasRoom() bool {
+	first, last := b.span()
+	for a := first; a.IsValid() && !last.Less(a); a = a.Next() {
+		if b.r.usable(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // blockBits is the prefix length of r's blocks.
 func (p *pool) blockBits(r addrRange) int {
 	bits := p.BlockBits6
@@ -126,18 +137,53 @@ func (rb rangeBlocks) block(i u128, set int) addrBlock {
 // pool with more blocks than this is never close to full.
 const maxBlockWalk = 1 << 20
 
-// freeBlock finds a block of range set set that no node claims (claimed
-// holds the claimed blocks' IDs) and that has an address to hand out. It
-// starts at a random block, so that nodes claiming at once rarely pick the
-// same one, and walks on from there.
-func (p *pool) freeBlock(set int, claimed map[string]bool) (addrBlock, bool) {
-	var parts []rangeBlocks
-	var total u128
+// setBlocks is how the blocks of range set set are numbered: its ranges'
+// blocks one after the other, total in all.
+func (p *pool) setBlocks(set int) (parts []rangeBlocks, total u128) {
 	for _, r := range p.Sets[set] {
 		rb := p.rangeBlocks(r)
 		parts = append(parts, rb)
 		total = total.add(rb.count)
 	}
+	return parts, total
+}
+
+// candidates returns up to n distinct random blocks of range set set that
+// have an address to hand out, in random order, for a claim to look up
+// whether nodes claim them. every is true when they are all such blocks
+// of the set.
+func (p *pool) candidates(set, n int) (out []addrBlock, every bool) {
+	parts, total := p.setBlocks(set)
+	if k, ok := total.small(n); ok {
+		for _, i := range rand.Perm(k) {
+			if b := blockAt(parts, u64(uint64(i)), set); b.hasRoom() {
+				out = append(out, b)
+			}
+		}
+		return out, true
+	}
+	seen := map[u128]bool{}
+	// A range whose ends cut blocks short may have blocks without an
+	// address to hand out: a few more draws make up for them.
+	for draws := 0; len(out) < n && draws < 4*n; draws++ {
+		i := randBelow(total)
+		if seen[i] {
+			continue
+		}
+		seen[i] = true
+		if b := blockAt(parts, i, set); b.hasRoom() {
+			out = append(out, b)
+		}
+	}
+	return out, false
+}
+
+// freeBlock finds a block of range set set that no node claims (claimed
+// holds the claimed blocks' IDs) and that has an address to hand out. It
+// starts at a random block, so that nodes claiming at once rarely pick the
+// same one, and walks on from there.
+func (p *pool) freeBlock(set int, claimed map[string]bool) (addrBlock, bool) {
+	parts, total := p.setBlocks(set)
 	i := randBelow(total)
 	steps, ok := total.small(maxBlockWalk)
 	if !ok {
@@ -145,7 +191,7 @@ func (p *pool) freeBlock(set int, claimed map[string]bool) (addrBlock, bool) {
 	}
 	for range steps {
 		b := blockAt(parts, i, set)
-		if !claimed[b.ID()] && len(b.free(taken{})) > 0 {
+		if !claimed[b.ID()] && b.hasRoom() {
 			return b, true
 		}
 		if i = i.add(u64(1)); i == total {

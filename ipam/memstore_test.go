@@ -15,8 +15,10 @@ import (
 type memStore struct {
 	mu sync.Mutex
 	kv map[string][]byte
-	// trips counts round trips (Read and Txn calls).
-	trips int
+	// trips counts round trips (Read and Txn calls); answered the keys
+	// their reads answered.
+	trips    int
+	answered int
 	// down makes every call fail as unreachable.
 	down bool
 	// lostAnswers makes the next n transactions apply and then fail as
@@ -65,6 +67,9 @@ func (m *memStore) read(reads []Read) [][]KV {
 			}
 		}
 		sort.Slice(out[i], func(a, b int) bool { return out[i][a].Key < out[i][b].Key })
+	}
+	for _, kvs := range out {
+		m.answered += len(kvs)
 	}
 	return out
 }
@@ -145,6 +150,13 @@ func (m *memStore) count() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.trips
+}
+
+// answeredKeys returns the keys the store's reads answered so far.
+func (m *memStore) answeredKeys() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.answered
 }
 
 // keysUnder lists the stored keys with prefix, sorted.
