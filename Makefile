@@ -28,6 +28,8 @@ endif
 BIN             := $(CURDIR)/bin
 # The commands of cmd/ that are built, installed and shipped.
 BINARIES        := nicmux nicmux-ipam
+# nicmux-ipam's node daemon, which holds the etcd clients (ipam/ipamd).
+BINARIES        += nicmux-ipamd
 # The renderer of the metricsFile, which both plugins start (metrics/).
 BINARIES        += nicmux-metrics
 # The release this tree is: the tag git describe finds (v0.3.0, or

@@ -68,6 +68,7 @@ Exit status: 0 ok, 1 the command found disagreements or failed, 2 usage error.
 		{Name: "show", Synopsis: "[-pool P] [-node N] [-json] [ETCD FLAGS]", Summary: "print each pool's size, use, blocks per node and leases", Run: runShow},
 		{Name: "check", Synopsis: "[-node N] [-data-dir DIR] [-pool P] [-json] [ETCD FLAGS]", Summary: "compare a node's own records with etcd, and complete its queued releases", Run: runCheck},
 		{Name: "release-node", Synopsis: "-node NAME [-dry-run] [-force] [-grace D] [-pool P] [-json] [ETCD FLAGS]", Summary: "free the blocks and leases of a node that is gone for good", Run: runReleaseNode},
+		{Name: "serve", Synopsis: "[-socket PATH]", Summary: "run the node's daemon, which answers nicmux-ipam's calls (nicmux-ipamd)", Run: runServe},
 		{Name: "version", Synopsis: "[-json]", Summary: "print nicmux-ipam's version, commit and the CNI versions it speaks", Run: runVersion},
 		{Name: "help", Synopsis: "[COMMAND]", Summary: "print this help, or a command's", Run: runHelp},
 	}}
