@@ -24,14 +24,14 @@ const (
 // Dialer connects to the store an etcd configuration names.
 type Dialer func(EtcdConfig) (Store, error)
 
-// Main runs nicmux-ipam with args (the program name left out) and returns
+// Main runs nicmux-ipamd with args (the program name left out) and returns
 // its exit code. Run bare, or with CNI_COMMAND set, it is the CNI plugin
-// (the bare run prints the version line Nomad's fingerprint reads);
-// otherwise args name a command.
+// (the bare run prints its version line as a plugin's); otherwise args
+// name a command.
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, dial Dialer) int {
 	if len(args) == 0 || getenv("CNI_COMMAND") != "" {
 		p := &plugin{Dial: dial, Hostname: os.Hostname, Stdout: stdout}
-		if e := skel.PluginMainFuncsWithError(p.Funcs(), supported(), release.About("nicmux-ipam")); e != nil {
+		if e := skel.PluginMainFuncsWithError(p.Funcs(), supported(), release.About("nicmux-ipamd")); e != nil {
 			_ = e.Print()
 			return exitFail
 		}
