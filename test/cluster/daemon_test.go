@@ -143,8 +143,19 @@ func TestDaemonKilledDuringAdds(t *testing.T) {
 	for i := range adds {
 		n.Del(id(i))
 	}
-	if l := w.Leases(); len(l) != 0 {
+	n.wantNothingHeld()
+}
+
+// wantNothingHeld checks that etcd holds no lease of the world and the
+// node no record.
+func (n *Node) wantNothingHeld() {
+	t := n.w.t
+	t.Helper()
+	if l := n.w.Leases(); len(l) != 0 {
 		t.Errorf("leases left: %v", l)
+	}
+	if files, _ := os.ReadDir(filepath.Join(n.DataDir, n.w.Pool, "leases")); len(files) != 0 {
+		t.Errorf("node %s: records left: %v", n.Name, files)
 	}
 }
 
@@ -174,19 +185,11 @@ func TestWithoutDaemonThenWithOne(t *testing.T) {
 	n.Del("c1")
 	n.Del("c1")
 	n.Del("c2")
-	if l := w.Leases(); len(l) != 0 {
-		t.Errorf("leases left: %v", l)
-	}
-	files, _ := os.ReadDir(filepath.Join(n.DataDir, w.Pool, "leases"))
-	if len(files) != 0 {
-		t.Errorf("records left: %v", files)
-	}
+	n.wantNothingHeld()
 }
 
-// A call refused by the daemon's peer check (a caller not root) gets no
-// answer, and nicmux-ipam, as root, runs it directly: covered in package
-// ipamd's unit tests. Here: what the daemon answers equals what a direct
-// run prints, error included.
+// What the daemon answers equals what a direct run prints, errors
+// included (the node's name aside).
 func TestDaemonAnswersAsDirect(t *testing.T) {
 	w := NewWorld(t, 1)
 	w.Daemons = false
