@@ -191,15 +191,30 @@ func (s *stores) get(c EtcdConfig) (Store, error) {
 	key := storeKey(c)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st, ok := s.open[key]; ok {
-		return kept{st}, nil
+	st, ok := s.open[key]
+	if !ok {
+		var err error
+		if st, err = s.dial(c); err != nil {
+			return nil, err
+		}
+		s.open[key] = st
 	}
-	st, err := s.dial(c)
-	if err != nil {
-		return nil, err
+	return &kept{Store: st, drop: func() { s.drop(key, st, c.Timeout) }}, nil
+}
+
+// drop forgets st, the store of key, so that the next call dials afresh,
+// as a direct run does: a request it did not answer in time may have
+// died on a connection that will not answer again (a peer gone without
+// a reset). The calls under way end within their timeout; st is closed
+// after.
+func (s *stores) drop(key string, st Store, timeout time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[key] != st {
+		return
 	}
-	s.open[key] = st
-	return kept{st}, nil
+	delete(s.open, key)
+	time.AfterFunc(2*timeout+time.Second, func() { _ = st.Close() })
 }
 
 // Close closes every store.
@@ -226,10 +241,38 @@ func storeKey(c EtcdConfig) string {
 	return strings.Join(parts, "\x00")
 }
 
-// kept is a store the daemon keeps: a call does not close it.
-type kept struct{ Store }
+// kept is a store the daemon keeps for the calls to come: a call does not
+// close it, and one that gets no answer from it drops it.
+type kept struct {
+	Store
+	drop func()
+}
 
-func (kept) Close() error { return nil }
+func (k *kept) Read(ctx context.Context, reads ...Read) ([][]KV, error) {
+	got, err := k.Store.Read(ctx, reads...)
+	k.answered(err)
+	return got, err
+}
+
+func (k *kept) Txn(ctx context.Context, t Txn) (bool, [][]KV, error) {
+	ok, got, err := k.Store.Txn(ctx, t)
+	k.answered(err)
+	return ok, got, err
+}
+
+func (k *kept) Grant(ctx context.Context, ttl time.Duration) (int64, error) {
+	id, err := k.Store.Grant(ctx, ttl)
+	k.answered(err)
+	return id, err
+}
+
+func (k *kept) answered(err error) {
+	if errors.Is(err, ErrUnavailable) {
+		k.drop()
+	}
+}
+
+func (*kept) Close() error { return nil }
 
 // owners are the locks of the owners whose calls run.
 type owners struct {

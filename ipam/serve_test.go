@@ -292,3 +292,24 @@ func viaSkel(t *testing.T, env map[string]string, stdin string, funcs skel.CNIFu
 	out, _ := os.ReadFile(outF.Name())
 	return string(out), e
 }
+
+// A store that did not answer is dropped: the next call dials afresh, as a
+// direct run would, rather than wait on a connection that may be dead.
+func TestDaemonRedialsAfterNoAnswer(t *testing.T) {
+	m := newMemStore()
+	n := newNode(t, m, "n1")
+	var dials atomic.Int32
+	socket, _ := startDaemon(t, func(EtcdConfig) (Store, error) { dials.Add(1); return m, nil })
+	daemonAdd(t, socket, n, OwnerID{ContainerID: "c1", IfName: "eth1"})
+	m.setDown(true)
+	resp, err := ipamd.Forward(socket, n.request("ADD", OwnerID{ContainerID: "c2", IfName: "eth1"}))
+	if err != nil || resp.Code != 1 || !strings.Contains(string(resp.Stdout), `"code": 11`) {
+		t.Fatalf("ADD with the store down: %v %+v", err, resp)
+	}
+	m.setDown(false)
+	daemonAdd(t, socket, n, OwnerID{ContainerID: "c2", IfName: "eth1"})
+	daemonAdd(t, socket, n, OwnerID{ContainerID: "c3", IfName: "eth1"})
+	if d := dials.Load(); d != 2 {
+		t.Errorf("%d dials, want 2: one before the failure, one after", d)
+	}
+}

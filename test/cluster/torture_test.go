@@ -404,6 +404,7 @@ func runTrial(t *testing.T, etcd *etcdtest.Cluster, c tortureClass, base int64, 
 		w := NewWorldOn(t, etcd)
 		w.Timeout = "1s"
 		tr := &trial{t: t, w: w, proxy: newEtcdProxy(t, etcd.Members[0].ClientURL), rng: rand.New(rand.NewSource(seed)), seed: seed, base: base}
+		tr.proxy.cut = w.Daemons
 		w.Via = []string{tr.proxy.URL()}
 		tr.n = w.Node("n1")
 		c.run(tr)
