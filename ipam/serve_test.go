@@ -21,6 +21,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/nicmux/nicmux/ipam/ipamd"
 )
@@ -271,6 +272,17 @@ func TestDispatchAsSkel(t *testing.T) {
 
 // viaSkel runs skel on env and stdin, as a plugin process does.
 func viaSkel(t *testing.T, env map[string]string, stdin string, funcs skel.CNIFuncs) (string, *types.Error) {
+	out, _, e := viaSkelWith(t, env, stdin, funcs, "")
+	return out, e
+}
+
+// viaSkelAbout is a run of skel with no verbs and about: its stdout and
+// stderr.
+func viaSkelAbout(t *testing.T, env map[string]string, stdin, about string) (string, string, *types.Error) {
+	return viaSkelWith(t, env, stdin, skel.CNIFuncs{}, about)
+}
+
+func viaSkelWith(t *testing.T, env map[string]string, stdin string, funcs skel.CNIFuncs, about string) (string, string, *types.Error) {
 	for _, k := range []string{"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH", "CNI_NETNS_OVERRIDE"} {
 		t.Setenv(k, env[k])
 		if env[k] == "" {
@@ -285,12 +297,15 @@ func viaSkel(t *testing.T, env map[string]string, stdin string, funcs skel.CNIFu
 	defer inF.Close()
 	outF, _ := os.Create(filepath.Join(t.TempDir(), "stdout"))
 	defer outF.Close()
-	oldIn, oldOut := os.Stdin, os.Stdout
-	os.Stdin, os.Stdout = inF, outF
-	e := skel.PluginMainFuncsWithError(funcs, supported(), "")
-	os.Stdin, os.Stdout = oldIn, oldOut
+	errF, _ := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	defer errF.Close()
+	oldIn, oldOut, oldErr := os.Stdin, os.Stdout, os.Stderr
+	os.Stdin, os.Stdout, os.Stderr = inF, outF, errF
+	e := skel.PluginMainFuncsWithError(funcs, supported(), about)
+	os.Stdin, os.Stdout, os.Stderr = oldIn, oldOut, oldErr
 	out, _ := os.ReadFile(outF.Name())
-	return string(out), e
+	errOut, _ := os.ReadFile(errF.Name())
+	return string(out), string(errOut), e
 }
 
 // A store that did not answer is dropped: the next call dials afresh, as a
@@ -311,5 +326,24 @@ func TestDaemonRedialsAfterNoAnswer(t *testing.T) {
 	daemonAdd(t, socket, n, OwnerID{ContainerID: "c3", IfName: "eth1"})
 	if d := dials.Load(); d != 2 {
 		t.Errorf("%d dials, want 2: one before the failure, one after", d)
+	}
+}
+
+// nicmux-ipam answers the bare run and VERSION itself, without skel: its
+// answers must be skel's, byte for byte.
+func TestThinLocalAnswersAsSkel(t *testing.T) {
+	if ipamd.CurrentCNIVersion != version.Current() {
+		t.Errorf("ipamd.CurrentCNIVersion %s, the CNI library's %s", ipamd.CurrentCNIVersion, version.Current())
+	}
+	for _, cmd := range []string{"", "VERSION"} {
+		var out, errOut bytes.Buffer
+		p := &ipamd.Plugin{Environ: []string{"CNI_COMMAND=" + cmd}, Stdout: &out, Stderr: &errOut, About: "CNI nicmux-ipam plugin v1"}
+		if code := p.Run(); code != 0 {
+			t.Errorf("%q: exit %d", cmd, code)
+		}
+		wantOut, wantErr, e := viaSkelAbout(t, map[string]string{"CNI_COMMAND": cmd}, "", "CNI nicmux-ipam plugin v1")
+		if e != nil || out.String() != wantOut || errOut.String() != wantErr {
+			t.Errorf("%q: nicmux-ipam printed %q and %q; skel %q and %q (%v)", cmd, out.String(), errOut.String(), wantOut, wantErr, e)
+		}
 	}
 }

@@ -10,9 +10,6 @@ package main
 import (
 	"os"
 
-	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
-
 	"github.com/nicmux/nicmux/ipam/ipamd"
 	"github.com/nicmux/nicmux/release"
 )
@@ -23,16 +20,6 @@ func main() {
 		daemon = "nicmux-ipamd"
 	}
 	p := &ipamd.Plugin{Args: os.Args[1:], Environ: os.Environ(), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		Daemon: daemon, Local: local, Wait: ipamd.DefaultWait}
+		Daemon: daemon, About: release.About("nicmux-ipam"), Wait: ipamd.DefaultWait}
 	os.Exit(p.Run())
-}
-
-// local answers the bare run and VERSION as nicmux-ipamd does: skel
-// prints them from the same version information.
-func local() int {
-	if e := skel.PluginMainFuncsWithError(skel.CNIFuncs{}, version.PluginSupports(ipamd.CNIVersions()...), release.About("nicmux-ipam")); e != nil {
-		_ = e.Print()
-		return 1
-	}
-	return 0
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -23,6 +24,10 @@ const DefaultWait = 30 * time.Second
 // CNIVersions are the CNI versions nicmux-ipam speaks, whichever binary
 // answers.
 func CNIVersions() []string { return []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} }
+
+// CurrentCNIVersion is the version of the CNI library nicmux-ipamd is
+// built with, which VERSION's answer names (skel's).
+const CurrentCNIVersion = "1.1.0"
 
 // Route is what the plugin does with an invocation.
 type Route int
@@ -103,8 +108,8 @@ type Plugin struct {
 	// Daemon is nicmux-ipamd's binary, which runs the calls the daemon does
 	// not answer, and the commands.
 	Daemon string
-	// Local answers the bare run and VERSION.
-	Local func() int
+	// About is the bare run's first line (release.About).
+	About string
 	// Wait bounds the wait for the daemon's answer.
 	Wait time.Duration
 }
@@ -114,7 +119,7 @@ func (p *Plugin) Run() int {
 	cmd := CNIEnv(p.Environ)["CNI_COMMAND"]
 	switch RouteOf(p.Args, cmd) {
 	case Local:
-		return p.Local()
+		return p.local(cmd)
 	case Command:
 		// Replaced by nicmux-ipamd: a command's signals and terminal are
 		// its own.
@@ -134,6 +139,23 @@ func (p *Plugin) Run() int {
 	_, _ = p.Stdout.Write(resp.Stdout)
 	_, _ = p.Stderr.Write(resp.Stderr)
 	return resp.Code
+}
+
+// local answers the bare run and VERSION as skel does, without linking
+// it: skel's packages' initialisation would lengthen every start.
+func (p *Plugin) local(cmd string) int {
+	if cmd == "VERSION" {
+		v := struct {
+			CNIVersion        string   `json:"cniVersion"`
+			SupportedVersions []string `json:"supportedVersions,omitempty"`
+		}{CurrentCNIVersion, CNIVersions()}
+		if err := json.NewEncoder(p.Stdout).Encode(v); err != nil {
+			return p.fail(err)
+		}
+		return 0
+	}
+	fmt.Fprintf(p.Stderr, "%s\nCNI protocol versions supported: %s\n", p.About, strings.Join(CNIVersions(), ", "))
+	return 0
 }
 
 // exec runs nicmux-ipamd with the same arguments, environment and stdin,

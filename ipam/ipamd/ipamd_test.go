@@ -225,16 +225,11 @@ func plugin(t *testing.T, socket string) (*Plugin, *bytes.Buffer, *bytes.Buffer)
 	}
 	var out, errOut bytes.Buffer
 	return &Plugin{Environ: []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=c1"}, Stdin: strings.NewReader(confWith(socket)),
-		Stdout: &out, Stderr: &errOut, Daemon: script, Local: func() int { t.Error("local answer"); return 0 },
-		Wait: 300 * time.Millisecond}, &out, &errOut
+		Stdout: &out, Stderr: &errOut, Daemon: script, About: "about", Wait: 300 * time.Millisecond}, &out, &errOut
 }
 
-func TestLocalAndMissingDaemon(t *testing.T) {
+func TestMissingDaemon(t *testing.T) {
 	p, out, _ := plugin(t, "/nonexistent.sock")
-	p.Local = func() int { return 7 }
-	if code := (&Plugin{Environ: []string{"CNI_COMMAND=VERSION"}, Local: p.Local}).Run(); code != 7 {
-		t.Errorf("VERSION: %d", code)
-	}
 	p.Daemon = filepath.Join(t.TempDir(), "nicmux-ipamd")
 	if code := p.Run(); code != 1 || !strings.Contains(out.String(), `"code": 999`) || !strings.Contains(out.String(), "nicmux-ipamd") {
 		t.Errorf("no nicmux-ipamd: code %d, %s", code, out)
