@@ -54,8 +54,8 @@ type ipamBench struct {
 	// eth1's address from host-local, from nicmux-ipamd run directly, and
 	// from nicmux-ipam through the daemon.
 	hl, mine, served *variant
-	runs     []ipamRun
-	bare     []*bareBin
+	runs             []ipamRun
+	bare             []*bareBin
 	// alone are the IPAM plugins of the plugin-alone probe; hello and
 	// floor its floors (ipamalone.go).
 	alone        []*aloneBin
