@@ -132,7 +132,7 @@ func checkContents(t *testing.T, deb string) {
 
 // checkScripts checks the control archive: the defaults file is the only
 // conffile, and the maintainer scripts are shell that parses and handle
-// the timer.
+// the timer and the daemon.
 func checkScripts(t *testing.T, deb string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -140,10 +140,10 @@ func checkScripts(t *testing.T, deb string) {
 	if b, err := os.ReadFile(filepath.Join(dir, "conffiles")); err != nil || string(b) != "/etc/default/nicmux-gc\n" {
 		t.Errorf("conffiles %q (%v), want /etc/default/nicmux-gc", b, err)
 	}
-	for script, want := range map[string]string{
-		"postinst": "deb-systemd-helper enable nicmux-gc.timer",
-		"prerm":    "deb-systemd-invoke stop nicmux-gc.timer",
-		"postrm":   "deb-systemd-helper purge nicmux-gc.timer",
+	for script, wants := range map[string][]string{
+		"postinst": {"for unit in nicmux-gc.timer nicmux-ipamd.service", "deb-systemd-helper enable $unit", "deb-systemd-invoke restart nicmux-ipamd.service"},
+		"prerm":    {"deb-systemd-invoke stop nicmux-gc.timer nicmux-gc.service nicmux-ipamd.service"},
+		"postrm":   {"deb-systemd-helper purge nicmux-gc.timer", "deb-systemd-helper purge nicmux-ipamd.service"},
 	} {
 		p := filepath.Join(dir, script)
 		fi, err := os.Stat(p)
@@ -152,8 +152,10 @@ func checkScripts(t *testing.T, deb string) {
 			continue
 		}
 		b, _ := os.ReadFile(p)
-		if fi.Mode().Perm() != 0o755 || !strings.HasPrefix(string(b), "#!/bin/sh\n") || !strings.Contains(string(b), want) {
-			t.Errorf("%s: mode %v, want 0755, a #!/bin/sh script running %q:\n%s", script, fi.Mode(), want, b)
+		for _, want := range wants {
+			if fi.Mode().Perm() != 0o755 || !strings.HasPrefix(string(b), "#!/bin/sh\n") || !strings.Contains(string(b), want) {
+				t.Errorf("%s: mode %v, want 0755, a #!/bin/sh script running %q:\n%s", script, fi.Mode(), want, b)
+			}
 		}
 		run(t, "/", cleanEnv(), "sh", "-n", p)
 	}
