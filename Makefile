@@ -28,6 +28,8 @@ endif
 BIN             := $(CURDIR)/bin
 # The commands of cmd/ that are built, installed and shipped.
 BINARIES        := nicmux nicmux-ipam
+# nicmux-ipam's node daemon, which holds the etcd clients (ipam/ipamd).
+BINARIES        += nicmux-ipamd
 # The renderer of the metricsFile, which both plugins start (metrics/).
 BINARIES        += nicmux-metrics
 # The release this tree is: the tag git describe finds (v0.3.0, or
@@ -224,16 +226,21 @@ torture: build plugins testplugins
 # nicmux-ipam's torture classes (test/cluster's TestTorture; needs root):
 # the plugin killed at random points of ADD, DEL, GC and of completing a
 # queued release, against a real etcd, then the runtime's recovery, with
-# what was left counted; the summary goes to $(BIN)/torture-*-ipam.md.
+# what was left counted; the summary goes to $(BIN)/torture-*-ipam.md, and
+# with a node daemon answering the calls to $(BIN)/torture-*-ipamd.md.
 torture-short: torture-ipam-short
 torture: torture-ipam
 .PHONY: torture-ipam-short torture-ipam
 torture-ipam-short: build plugins testplugins etcd
 	cd $(CLUSTER_DIR) && $(GO) test -count=1 -timeout 20m -run '^TestTorture$$' . -args \
 		-torture.trials=$(TORTURE_SHORT) -torture.report=$(BIN)/torture-short-ipam.md
+	cd $(CLUSTER_DIR) && NICMUX_TEST_IPAMD=1 $(GO) test -count=1 -timeout 20m -run '^TestTorture$$' . -args \
+		-torture.trials=$(TORTURE_SHORT) -torture.report=$(BIN)/torture-short-ipamd.md
 torture-ipam: build plugins testplugins etcd
 	cd $(CLUSTER_DIR) && $(GO) test -count=1 -timeout 90m -run '^TestTorture$$' . -args \
 		-torture.trials=$(TORTURE_LONG) -torture.report=$(BIN)/torture-long-ipam.md
+	cd $(CLUSTER_DIR) && NICMUX_TEST_IPAMD=1 $(GO) test -count=1 -timeout 90m -run '^TestTorture$$' . -args \
+		-torture.trials=$(TORTURE_LONG) -torture.report=$(BIN)/torture-long-ipamd.md
 
 # The etcd server the cluster tests start (test/etcdtest, its own module):
 # etcd's own main at the version its go.mod pins, in bin/tools, out of the
@@ -246,10 +253,13 @@ etcd:
 # against real etcd servers (one member, and three), as several simulated
 # nodes; etcd paused, a leader killed, release-node; the fleet example
 # (examples/nomad/fleet) through go-cni as Nomad clients drive it. Its
-# torture classes run with the torture targets.
+# torture classes run with the torture targets. It runs twice: with no
+# node daemon (nicmux-ipam runs nicmux-ipamd for each call), then with a
+# nicmux-ipamd per simulated node answering its calls.
 cluster: build plugins testplugins etcd
 	cd $(ETCDTEST_DIR) && $(GO) test -count=1 -timeout 10m ./...
 	cd $(CLUSTER_DIR) && $(GO) test -count=1 -timeout 20m -skip '^TestTorture$$' ./...
+	cd $(CLUSTER_DIR) && NICMUX_TEST_IPAMD=1 $(GO) test -count=1 -timeout 20m -skip '^TestTorture$$' ./...
 
 # What a release ships, in bin/dist: for each of DIST_ARCHES, the static
 # BINARIES in a tarball laid out as the reference plugins' releases (the

@@ -24,14 +24,14 @@ const (
 // Dialer connects to the store an etcd configuration names.
 type Dialer func(EtcdConfig) (Store, error)
 
-// Main runs nicmux-ipam with args (the program name left out) and returns
+// Main runs nicmux-ipamd with args (the program name left out) and returns
 // its exit code. Run bare, or with CNI_COMMAND set, it is the CNI plugin
-// (the bare run prints the version line Nomad's fingerprint reads);
-// otherwise args name a command.
+// (the bare run prints its version line as a plugin's); otherwise args
+// name a command.
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, dial Dialer) int {
 	if len(args) == 0 || getenv("CNI_COMMAND") != "" {
 		p := &plugin{Dial: dial, Hostname: os.Hostname, Stdout: stdout}
-		if e := skel.PluginMainFuncsWithError(p.Funcs(), supported(), release.About("nicmux-ipam")); e != nil {
+		if e := skel.PluginMainFuncsWithError(p.Funcs(), supported(), release.About("nicmux-ipamd")); e != nil {
 			_ = e.Print()
 			return exitFail
 		}
@@ -68,6 +68,7 @@ Exit status: 0 ok, 1 the command found disagreements or failed, 2 usage error.
 		{Name: "show", Synopsis: "[-pool P] [-node N] [-json] [ETCD FLAGS]", Summary: "print each pool's size, use, blocks per node and leases", Run: runShow},
 		{Name: "check", Synopsis: "[-node N] [-data-dir DIR] [-pool P] [-json] [ETCD FLAGS]", Summary: "compare a node's own records with etcd, and complete its queued releases", Run: runCheck},
 		{Name: "release-node", Synopsis: "-node NAME [-dry-run] [-force] [-grace D] [-pool P] [-json] [ETCD FLAGS]", Summary: "free the blocks and leases of a node that is gone for good", Run: runReleaseNode},
+		{Name: "serve", Synopsis: "[-socket PATH]", Summary: "run the node's daemon, which answers nicmux-ipam's calls (nicmux-ipamd)", Run: runServe},
 		{Name: "version", Synopsis: "[-json]", Summary: "print nicmux-ipam's version, commit and the CNI versions it speaks", Run: runVersion},
 		{Name: "help", Synopsis: "[COMMAND]", Summary: "print this help, or a command's", Run: runHelp},
 	}}

@@ -26,6 +26,10 @@ func TestCommandsExitCodes(t *testing.T) {
 		{[]string{"show", "-endpoints", "127.0.0.1:2379"}, 2, "", `flags.endpoints[0]: "127.0.0.1:2379" is not an etcd client URL`},
 		{[]string{"release-node", "-endpoints", "http://127.0.0.1:1"}, 2, "", "give -node NAME"},
 		{[]string{"check", "extra"}, 2, "", `takes no arguments, got "extra"`},
+		{[]string{"serve", "-h"}, 0, "-socket PATH", ""},
+		{[]string{"serve", "extra"}, 2, "", `takes no arguments, got "extra"`},
+		{[]string{"serve", "-socket", "relative.sock"}, 1, "", `socket "relative.sock": not an absolute path`},
+		{[]string{"serve", "-socket", "/tmp/ipamd.sock"}, 1, "", "socket folder /tmp: mode 0777 lets others in"},
 	} {
 		var out, errb bytes.Buffer
 		getenv := func(string) string { return "" }

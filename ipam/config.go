@@ -78,6 +78,9 @@ type ipamConf struct {
 	MetricsFile       string          `json:"metricsFile"`
 	Sticky            string          `json:"sticky"`
 	ResolvConf        json.RawMessage `json:"resolvConf"`
+	// Socket is the node daemon's socket, which nicmux-ipam calls
+	// (package ipamd); the verbs do not read it.
+	Socket string `json:"socket"`
 }
 
 // blockLengths are the prefix lengths of the pool's blocks, per family.
@@ -167,6 +170,9 @@ func (c *config) fill(ic *ipamConf, hostname func() (string, error)) error {
 	}
 	if !strings.HasPrefix(c.DataDir, "/") {
 		return configErr("ipam.dataDir: %q is not an absolute path", c.DataDir)
+	}
+	if ic.Socket != "" && !strings.HasPrefix(ic.Socket, "/") {
+		return configErr("ipam.socket: %q is not an absolute path", ic.Socket)
 	}
 	c.MetricsFile = ic.MetricsFile
 	if c.MetricsFile != "" && (!strings.HasPrefix(c.MetricsFile, "/") || !strings.HasSuffix(c.MetricsFile, ".prom")) {

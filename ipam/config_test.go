@@ -91,18 +91,27 @@ func TestEtcdConfigFile(t *testing.T) {
 }
 
 // nicmux's own binary must not link the etcd client: its start, once per
-// verb and per Nomad fingerprint, would grow.
+// verb and per Nomad fingerprint, would grow. Nor must nicmux-ipam, the
+// thin client of nicmux-ipamd: grpc's, protobuf's and etcd's package
+// initialisation is most of a direct call's start.
 func TestNicmuxDoesNotImportIPAM(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "github.com/nicmux/nicmux/cmd/nicmux").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "github.com/nicmux/nicmux/mux") {
-		t.Fatalf("go list printed no nicmux package:\n%s", out)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.Contains(dep, "etcd") || strings.HasPrefix(dep, "github.com/nicmux/nicmux/ipam") || strings.HasPrefix(dep, "google.golang.org/grpc") {
-			t.Errorf("cmd/nicmux depends on %s", dep)
+	for _, c := range []struct{ cmd, links, forbidden string }{
+		{"nicmux", "github.com/nicmux/nicmux/mux", "github.com/nicmux/nicmux/ipam"},
+		{"nicmux-ipam", "github.com/nicmux/nicmux/ipam/ipamd", "github.com/nicmux/nicmux/ipam/etcd"},
+	} {
+		out, err := exec.Command("go", "list", "-deps", "github.com/nicmux/nicmux/cmd/"+c.cmd).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), c.links) {
+			t.Fatalf("go list printed no %s:\n%s", c.links, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.Contains(dep, "etcd") || dep == c.forbidden || dep == "github.com/nicmux/nicmux/ipam" ||
+				strings.HasPrefix(dep, "google.golang.org/") || strings.Contains(dep, "protobuf") ||
+				c.cmd == "nicmux" && strings.HasPrefix(dep, c.forbidden) {
+				t.Errorf("cmd/%s depends on %s", c.cmd, dep)
+			}
 		}
 	}
 }

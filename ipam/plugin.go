@@ -14,11 +14,13 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/nicmux/nicmux/ipam/ipamd"
 )
 
 // supported are the CNI versions nicmux-ipam speaks.
 func supported() version.PluginInfo {
-	return version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+	return version.PluginSupports(ipamd.CNIVersions()...)
 }
 
 // plugin runs nicmux-ipam's CNI verbs.
@@ -29,6 +31,8 @@ type plugin struct {
 	Hostname func() (string, error)
 	// Stdout receives ADD's result.
 	Stdout io.Writer
+	// Parent bounds the verbs with the daemon's call (nil: none).
+	Parent context.Context
 }
 
 // Funcs are the verbs, for skel.
@@ -70,7 +74,11 @@ func (p *plugin) verb(name string, f func(*call) error) func(*skel.CmdArgs) erro
 			return toCNI(err)
 		}
 		defer c.rec.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Etcd.Timeout)
+		parent := p.Parent
+		if parent == nil {
+			parent = context.Background()
+		}
+		ctx, cancel := context.WithTimeout(parent, c.cfg.Etcd.Timeout)
 		defer cancel()
 		c.ctx = ctx
 		err = f(c)

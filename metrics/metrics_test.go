@@ -187,7 +187,7 @@ func TestReportLogsOnce(t *testing.T) {
 // The plugins must not link the Prometheus library: its package
 // initialisation would lengthen every start (see the package's doc).
 func TestPluginsDoNotLinkPrometheus(t *testing.T) {
-	for _, cmd := range []string{"nicmux", "nicmux-ipam"} {
+	for _, cmd := range []string{"nicmux", "nicmux-ipamd"} {
 		out, err := exec.Command("go", "list", "-deps", "github.com/nicmux/nicmux/cmd/"+cmd).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list: %v\n%s", err, out)

@@ -22,7 +22,7 @@ if [[ $EUID -ne 0 ]]; then
 	echo "demo-cluster: needs root (network namespaces)" >&2
 	exit 1
 fi
-for b in "$BIN/nicmux-ipam" "$BIN/cnitool" "$BIN/plugins/macvlan" "$ETCD"; do
+for b in "$BIN/nicmux-ipam" "$BIN/nicmux-ipamd" "$BIN/cnitool" "$BIN/plugins/macvlan" "$ETCD"; do
 	[[ -x $b ]] || { echo "demo-cluster: $b missing: run 'make demo-cluster'" >&2; exit 1; }
 done
 

@@ -49,6 +49,7 @@ func bareBins(e *env) []*bareBin {
 		bins = append(bins, &bareBin{label: "-baseline nicmux", path: filepath.Join(e.baseline, "nicmux"), want: version})
 	}
 	bins = append(bins, &bareBin{label: "bin/nicmux-ipam (prints its version)", path: filepath.Join(e.bin, "nicmux-ipam"), want: "CNI nicmux-ipam plugin"})
+	bins = append(bins, &bareBin{label: "bin/nicmux-ipamd (prints its version)", path: filepath.Join(e.bin, "nicmux-ipamd"), want: "CNI nicmux-ipamd plugin"})
 	for range 5 {
 		for _, b := range bins {
 			runBare(b.path, b.want)

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -12,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,9 +24,11 @@ import (
 )
 
 // nicmux-ipam's figures (issue 19), against one etcd member on loopback:
-// the seed job with eth1's address from nicmux-ipam beside the same job
+// the seed job with eth1's address from nicmux-ipam (through its node
+// daemon, and nicmux-ipamd run directly for each call) beside the same job
 // with host-local; many nodes' ADDs at once; and an ADD with the pool
-// nearly empty beside one with it nearly full.
+// nearly empty beside one with it nearly full. The last two run
+// nicmux-ipamd directly: what they measure is etcd's side.
 
 const (
 	concNodes   = 8  // nodes of the concurrent ADDs
@@ -41,12 +46,16 @@ type ipamBench struct {
 	e    *env
 	etcd *etcdtest.Cluster
 	cli  *clientv3.Client
-	ipam string // bin/nicmux-ipam
-	// hl and mine are the seed job through nicmux (parallel), eth1's
-	// address from host-local and from nicmux-ipam.
-	hl, mine *variant
-	runs     []ipamRun
-	bare     []*bareBin
+	ipam string // bin/nicmux-ipamd, run directly for each call
+	thin string // bin/nicmux-ipam, which calls the daemon
+	// socket is the daemon's (nicmux-ipamd serve, for the phase).
+	socket string
+	// hl, mine and served are the seed job through nicmux (parallel),
+	// eth1's address from host-local, from nicmux-ipamd run directly, and
+	// from nicmux-ipam through the daemon.
+	hl, mine, served *variant
+	runs             []ipamRun
+	bare             []*bareBin
 	// alone are the IPAM plugins of the plugin-alone probe; hello and
 	// floor its floors (ipamalone.go).
 	alone        []*aloneBin
@@ -71,9 +80,11 @@ type concRun struct {
 }
 
 func newIPAMBench(e *env, variants string) *ipamBench {
-	ib := &ipamBench{e: e, ipam: filepath.Join(e.bin, "nicmux-ipam")}
-	if _, err := os.Stat(ib.ipam); err != nil {
-		fatalf("missing %s: run `make build` first (or `make bench`)", ib.ipam)
+	ib := &ipamBench{e: e, ipam: filepath.Join(e.bin, "nicmux-ipamd"), thin: filepath.Join(e.bin, "nicmux-ipam")}
+	for _, bin := range []string{ib.ipam, ib.thin} {
+		if _, err := os.Stat(bin); err != nil {
+			fatalf("missing %s: run `make build` first (or `make bench`)", bin)
+		}
 	}
 	var err error
 	ib.etcd, err = etcdtest.Launch(e.folder("etcd"), 1)
@@ -84,30 +95,67 @@ func newIPAMBench(e *env, variants string) *ipamBench {
 	ib.cli, err = clientv3.New(clientv3.Config{Endpoints: ib.etcd.Endpoints(), Logger: zap.NewNop(), DialTimeout: 5 * time.Second})
 	must(err, "etcd client")
 	atCleanup(func() { ib.cli.Close() })
+	ib.serve()
 	master := e.addMaster()
 	ib.hl = newVariant(e, seedScenario(), nicmuxParallel, []string{master})
-	ib.mine = newVariant(e, scenario{Name: "seed-nicmux-ipam", N: 2, Masters: 1, Bridged: true, chains: ib.seedChains}, nicmuxParallel, []string{master})
+	ib.mine = newVariant(e, scenario{Name: "seed-nicmux-ipamd", N: 2, Masters: 1, Bridged: true, chains: ib.seedChains("nicmux-ipamd", "")}, nicmuxParallel, []string{master})
+	ib.served = newVariant(e, scenario{Name: "seed-nicmux-ipam", N: 2, Masters: 1, Bridged: true, chains: ib.seedChains("nicmux-ipam", ib.socket)}, nicmuxParallel, []string{master})
 	ib.hl.iterate(-1)
 	ib.mine.iterate(-1)
+	ib.served.iterate(-1)
 	ib.aloneSetup(variants)
 	return ib
 }
 
-// seedChains is the seed job with eth1's address from nicmux-ipam.
-func (ib *ipamBench) seedChains(r resources) []chain {
-	cs := seedChains(r)
-	cs[1].Plugins[0]["ipam"] = map[string]any{
-		"type": "nicmux-ipam", "pool": "seed", "node": "bench", "dataDir": filepath.Join(r.ipamDir, "nicmux-ipam"),
-		"ranges": [][]map[string]string{{{"subnet": r.env.subnet()}}},
-		"etcd":   map[string]any{"endpoints": ib.etcd.Endpoints(), "prefix": "/bench/seed-" + r.env.name("")},
+// seedChains is the seed job with eth1's address from the IPAM plugin typ,
+// which calls the daemon on socket when it is set.
+func (ib *ipamBench) seedChains(typ, socket string) func(r resources) []chain {
+	return func(r resources) []chain {
+		cs := seedChains(r)
+		o := map[string]any{
+			"type": typ, "pool": "seed", "node": "bench", "dataDir": filepath.Join(r.ipamDir, "nicmux-ipam"),
+			"ranges": [][]map[string]string{{{"subnet": r.env.subnet()}}},
+			"etcd":   map[string]any{"endpoints": ib.etcd.Endpoints(), "prefix": "/bench/seed-" + r.env.name("")},
+		}
+		if socket != "" {
+			o["socket"] = socket
+		}
+		cs[1].Plugins[0]["ipam"] = o
+		return cs
 	}
-	return cs
+}
+
+// serve starts nicmux-ipamd serve for the phase, on a socket of its own
+// (a folder under /tmp: a socket's path is short), and waits until it
+// answers.
+func (ib *ipamBench) serve() {
+	dir, err := os.MkdirTemp("", "nmb-ipamd")
+	must(err, "the daemon's folder")
+	ib.socket = filepath.Join(dir, "ipamd.sock")
+	cmd := exec.Command(ib.ipam, "serve", "-socket", ib.socket)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(cmd.Start(), "starting nicmux-ipamd serve")
+	atCleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if c, err := net.Dial("unix", ib.socket); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			fatalf("nicmux-ipamd serve does not answer on %s: %s", ib.socket, out.String())
+		}
+	}
 }
 
 // measure runs the phase's figures once, as run run.
 func (ib *ipamBench) measure(reps, run int) {
 	rng := rand.New(rand.NewPCG(seed+uint64(run), seed))
-	vs := []*variant{ib.hl, ib.mine}
+	vs := []*variant{ib.hl, ib.mine, ib.served}
 	for range reps {
 		for _, i := range rng.Perm(len(vs)) {
 			vs[i].samples = append(vs[i].samples, vs[i].iterate(run))
@@ -127,19 +175,28 @@ func (ib *ipamBench) measure(reps, run int) {
 	ib.runs = append(ib.runs, r)
 }
 
-// call runs nicmux-ipam as its plugin does, for verb, owner id, with the
-// ipam object conf, and returns how long it took.
+// call runs nicmux-ipamd as a plugin runs its IPAM, for verb, owner id,
+// with the ipam object conf, and returns how long it took.
 func (ib *ipamBench) call(verb, id, conf string) (time.Duration, error) {
 	return ib.callBin(ib.ipam, verb, id, conf)
 }
 
 // ipamConf is an ipam object of the phase.
 func (ib *ipamBench) ipamConf(pool, subnet, prefix, node string) string {
-	b, _ := json.Marshal(map[string]any{
+	return ib.ipamConfOn(pool, subnet, prefix, node, "")
+}
+
+// ipamConfOn is an ipam object that names the daemon's socket.
+func (ib *ipamBench) ipamConfOn(pool, subnet, prefix, node, socket string) string {
+	o := map[string]any{
 		"type": "nicmux-ipam", "pool": pool, "node": node, "dataDir": filepath.Join(ib.e.dir, "nicmux-ipam", prefix, node),
 		"ranges": [][]map[string]string{{{"subnet": subnet}}},
 		"etcd":   map[string]any{"endpoints": ib.etcd.Endpoints(), "prefix": prefix, "timeout": "30s"},
-	})
+	}
+	if socket != "" {
+		o["socket"] = socket
+	}
+	b, _ := json.Marshal(o)
 	return string(b)
 }
 
@@ -269,7 +326,7 @@ func (ib *ipamBench) fill(reps, run int) map[int][2][]time.Duration {
 	return out
 }
 
-// releaseNode frees a node's block with nicmux-ipam's own command.
+// releaseNode frees a node's block with nicmux-ipamd's own command.
 func (ib *ipamBench) releaseNode(prefix, node string) {
 	cmd := exec.Command(ib.ipam, "release-node", "-node", node, "-force", "-endpoints", strings.Join(ib.etcd.Endpoints(), ","), "-prefix", prefix)
 	out, err := cmd.CombinedOutput()
@@ -356,10 +413,10 @@ func lastOf(p netip.Prefix) netip.Addr {
 
 func (ib *ipamBench) over(f func(run int) float64) figure { return overRuns(len(ib.runs), f) }
 
-// overheadFig is nicmux-ipam's median minus host-local's, run by run.
-func (ib *ipamBench) overheadFig(verb int) figure {
+// overheadFig is v's median minus host-local's, run by run.
+func (ib *ipamBench) overheadFig(v *variant, verb int) figure {
 	return ib.over(func(run int) float64 {
-		return toMS(median(durations(ib.mine.inRun(run), verb))) - toMS(median(durations(ib.hl.inRun(run), verb)))
+		return toMS(median(durations(v.inRun(run), verb))) - toMS(median(durations(ib.hl.inRun(run), verb)))
 	})
 }
 
@@ -412,12 +469,18 @@ func (ib *ipamBench) markdown(reps int) string {
 
 func (ib *ipamBench) writeTargets(b *strings.Builder) {
 	fmt.Fprintf(b, "| target | figure | met |\n|---|---:|---|\n")
-	add, del := ib.overheadFig(vADD), ib.overheadFig(vDEL)
-	fmt.Fprintf(b, "| seed job, eth1's IPAM nicmux-ipam − host-local, ADD, ms ≤ 2 | %s | %s |\n", add.ms(), met(add, 2))
-	fmt.Fprintf(b, "| seed job, eth1's IPAM nicmux-ipam − host-local, DEL, ms ≤ 2 | %s | %s |\n", del.ms(), met(del, 2))
-	for _, verb := range []string{"ADD", "DEL"} {
-		f := ib.aloneDiff(ib.alone[1].label, "host-local", verb == "ADD")
-		fmt.Fprintf(b, "| the plugin alone, nicmux-ipam − host-local, %s, ms ≤ 2 | %s | %s |\n", verb, f.ms(), met(f, 2))
+	for _, v := range []struct {
+		what string
+		v    *variant
+		bin  string
+	}{{"nicmux-ipam through its daemon", ib.served, aloneServed}, {"nicmux-ipamd run directly", ib.mine, aloneDirect}} {
+		add, del := ib.overheadFig(v.v, vADD), ib.overheadFig(v.v, vDEL)
+		fmt.Fprintf(b, "| seed job, eth1's IPAM %s − host-local, ADD, ms ≤ 2 | %s | %s |\n", v.what, add.ms(), met(add, 2))
+		fmt.Fprintf(b, "| seed job, eth1's IPAM %s − host-local, DEL, ms ≤ 2 | %s | %s |\n", v.what, del.ms(), met(del, 2))
+		for _, verb := range []string{"ADD", "DEL"} {
+			f := ib.aloneDiff(v.bin, "host-local", verb == "ADD")
+			fmt.Fprintf(b, "| the plugin alone, %s − host-local, %s, ms ≤ 2 | %s | %s |\n", v.what, verb, f.ms(), met(f, 2))
+		}
 	}
 	dups := ib.concFig(func(c concRun) float64 { return float64(c.duplicate) })
 	fmt.Fprintf(b, "| %d nodes × %d ADDs at once: addresses leased twice = 0 | %s | %s |\n", concNodes, concPerNode, msf(dups.hi), met(dups, 0))
@@ -432,16 +495,18 @@ var fillPaths = [2]string{"by a node with room in its block (1 round trip)", "by
 
 func (ib *ipamBench) writeSeed(b *strings.Builder, reps int) {
 	fmt.Fprintf(b, "\nThe seed job (eth0 bridge + host-local, eth1 macvlan + tuning) through nicmux (parallel), eth1's address from "+
-		"host-local or from nicmux-ipam (pool of one /24, a node holding its block), %d interleaved repetitions per run, "+
+		"host-local, from nicmux-ipam through its node daemon (nicmux-ipamd serve), or from nicmux-ipamd run directly for each call "+
+		"(pool of one /24, a node holding its block), %d interleaved repetitions per run, "+
 		"each a fresh container in a fresh netns; ms, the median per run:\n\n", reps)
-	fmt.Fprintf(b, "| verb | eth1 on host-local | eth1 on nicmux-ipam | difference |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(b, "| verb | eth1 on host-local | nicmux-ipam, daemon | difference | nicmux-ipamd, direct | difference |\n|---|---:|---:|---:|---:|---:|\n")
 	for verb := range nVerbs {
-		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", verbNames[verb], ib.verbFig(ib.hl, verb).ms(), ib.verbFig(ib.mine, verb).ms(), ib.overheadFig(verb).ms())
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", verbNames[verb], ib.verbFig(ib.hl, verb).ms(),
+			ib.verbFig(ib.served, verb).ms(), ib.overheadFig(ib.served, verb).ms(), ib.verbFig(ib.mine, verb).ms(), ib.overheadFig(ib.mine, verb).ms())
 	}
 }
 
 func (ib *ipamBench) writeConcurrent(b *strings.Builder) {
-	fmt.Fprintf(b, "\n%d nodes × %d ADDs of nicmux-ipam at once (the plugin alone, as macvlan runs it; %d processes started together "+
+	fmt.Fprintf(b, "\n%d nodes × %d ADDs of nicmux-ipamd at once (the plugin alone, as macvlan runs it, directly; %d processes started together "+
 		"on %d cores), then as many DELs; one pool of a /16 in /26 blocks; ms:\n\n", concNodes, concPerNode, concNodes*concPerNode, runtime.NumCPU())
 	fmt.Fprintf(b, "| | p50 | p99 | max | wall until the last |\n|---|---:|---:|---:|---:|\n")
 	q := func(ds func(c concRun) []time.Duration, p float64) string {
@@ -456,7 +521,7 @@ func (ib *ipamBench) writeConcurrent(b *strings.Builder) {
 
 func (ib *ipamBench) writeFill(b *strings.Builder, reps int) {
 	fmt.Fprintf(b, "\nADD in a pool of a /16 (/26 blocks) with 10%% or 90%% of its addresses leased (whole blocks of 64 other nodes, "+
-		"written as nicmux-ipam writes them), %d interleaved repetitions per run; the plugin alone, ms, the median per run:\n\n", reps)
+		"written as nicmux-ipam writes them), %d interleaved repetitions per run; nicmux-ipamd alone, directly, ms, the median per run:\n\n", reps)
 	fmt.Fprintf(b, "| ADD | 10%% full | 90%% full | ratio |\n|---|---:|---:|---:|\n")
 	for path, what := range fillPaths {
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", what, ib.fillFig(10, path).ms(), ib.fillFig(90, path).ms(), ib.fillRatio(path).ratio())

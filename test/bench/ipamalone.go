@@ -15,7 +15,8 @@ import (
 )
 
 // The plugin alone, as macvlan runs its IPAM: host-local and nicmux-ipam
-// (bin's, and each of -ipam-variants), a fresh owner's ADD then its DEL,
+// (bin's: through its daemon, without one, and nicmux-ipamd run directly;
+// and each of -ipam-variants, run directly), a fresh owner's ADD then its DEL,
 // interleaved with the floors that say where nicmux-ipam's time goes: a
 // static Go binary's bare start, the same linking etcd's client (bare, and
 // with one transaction), and etcd's own WAL fdatasync over the same time,
@@ -45,7 +46,7 @@ func (ib *ipamBench) aloneSetup(variants string) {
 	hl, _ := json.Marshal(map[string]any{"type": "host-local", "dataDir": ib.e.folder("alone", "host-local"),
 		"ranges": [][]map[string]string{{{"subnet": "10.61.0.0/24"}}}})
 	ib.alone = []*aloneBin{{label: "host-local", path: ib.e.plugin("host-local"), conf: string(hl)}}
-	bins := []string{"bin/nicmux-ipam=" + ib.ipam}
+	bins := []string{aloneDirect + "=" + ib.ipam, aloneServed + "=" + ib.thin, aloneNoDaemon + "=" + ib.thin}
 	if variants != "" {
 		bins = append(bins, strings.Split(variants, ",")...)
 	}
@@ -55,8 +56,15 @@ func (ib *ipamBench) aloneSetup(variants string) {
 			fatalf("-ipam-variants: %q is not LABEL=PATH", spec)
 		}
 		prefix := fmt.Sprintf("/bench/alone-%d-%s", i, ib.e.name(""))
+		socket := ""
+		switch label {
+		case aloneServed:
+			socket = ib.socket
+		case aloneNoDaemon:
+			socket = filepath.Join(filepath.Dir(ib.socket), "none.sock")
+		}
 		ib.alone = append(ib.alone, &aloneBin{label: label, path: path,
-			conf: ib.ipamConf("alone", fmt.Sprintf("10.62.%d.0/24", i), prefix, "alone")})
+			conf: ib.ipamConfOn("alone", fmt.Sprintf("10.62.%d.0/24", i), prefix, "alone", socket)})
 	}
 	for _, b := range ib.alone { // the pool's definition, the node's block
 		ib.addDel(b, "warm")
@@ -71,6 +79,13 @@ func (ib *ipamBench) addDel(b *aloneBin, id string) (add, del time.Duration) {
 	must(err, "%s DEL", b.label)
 	return add, del
 }
+
+// The labels of bin's plugins in the probe.
+const (
+	aloneDirect   = "bin/nicmux-ipamd, directly"
+	aloneServed   = "bin/nicmux-ipam, through nicmux-ipamd serve"
+	aloneNoDaemon = "bin/nicmux-ipam, no daemon (runs nicmux-ipamd)"
+)
 
 // aloneReps is how many times the probe runs per repetition of the other
 // figures: its differences are smaller than theirs.
@@ -208,6 +223,7 @@ func (ib *ipamBench) writeAlone(b *strings.Builder, reps int) {
 		{"+ nicmux-ipam's own work (its ADD − the etcd client's transaction)", func(r aloneRun) float64 { return medMS(r.add[mine]) - medMS(r.floorTxn) }},
 		{"= nicmux-ipam's ADD", func(r aloneRun) float64 { return medMS(r.add[mine]) }},
 		{"host-local's ADD", func(r aloneRun) float64 { return medMS(r.add["host-local"]) }},
+		{"nicmux-ipam's ADD through its daemon", func(r aloneRun) float64 { return medMS(r.add[aloneServed]) }},
 	}
 	fmt.Fprintf(b, "\nWhere %s's ADD goes, the same runs; ms:\n\n| part | ms |\n|---|---:|\n", mine)
 	for _, p := range parts {

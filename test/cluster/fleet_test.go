@@ -110,7 +110,7 @@ func (f *Fleet) localize(p map[string]any, etcdConf string) {
 		// The nodes share the test's network namespace: one subnet each.
 		ipam["ranges"] = [][]map[string]string{{{"subnet": fmt.Sprintf("172.%d.64.0/20", 16+n.index)}}}
 	case ipam["type"] == "nicmux-ipam":
-		ipam["etcdConfig"], ipam["node"], ipam["dataDir"] = etcdConf, n.Name, n.DataDir
+		ipam["etcdConfig"], ipam["node"], ipam["dataDir"], ipam["socket"] = etcdConf, n.Name, n.DataDir, n.Socket
 	}
 }
 

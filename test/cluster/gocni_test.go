@@ -106,8 +106,16 @@ func wantNothingLeft(t *testing.T, w *World, fleets []*Fleet, ps []placed) {
 // answering on the shared L2 a storage client on a fifth node, and
 // allocations of different nodes answering each other; then every
 // allocation is removed, and nothing is left.
-func TestFleetConcurrentAllocationsReachable(t *testing.T) {
+func TestFleetConcurrentAllocationsReachable(t *testing.T) { fleetConcurrent(t, NewWorld(t, 1)) }
+
+// The same, each node's calls answered by its nicmux-ipamd.
+func TestFleetConcurrentAllocationsThroughDaemons(t *testing.T) {
 	w := NewWorld(t, 1)
+	w.Daemons = true
+	fleetConcurrent(t, w)
+}
+
+func fleetConcurrent(t *testing.T, w *World) {
 	var fleets []*Fleet
 	for i := range 4 {
 		fleets = append(fleets, w.Node(fmt.Sprintf("client-%d", i+1)).InstallFleet(t))

@@ -23,6 +23,11 @@ type etcdProxy struct {
 	deliver  bool   // it reaches etcd before the kill
 	fire     func() // the kill
 	fired    bool
+	// cut: the connection whose message fired the kill is closed, not
+	// left silent. A node's daemon keeps its connection across calls: the
+	// plugin's death does not end it, and what the kill models for the
+	// daemon's connection is its loss.
+	cut bool
 }
 
 // newEtcdProxy proxies the etcd member at clientURL until the test ends.
@@ -81,7 +86,8 @@ func (p *etcdProxy) seen() (fire bool, deliver bool, kill func()) {
 }
 
 // pipe forwards one connection. The connection whose message fired the
-// kill forwards nothing more: the plugin died before writing it.
+// kill forwards nothing more: the plugin died before writing it (or, with
+// cut, the connection is closed).
 func (p *etcdProxy) pipe(c net.Conn) {
 	defer c.Close()
 	up, err := net.Dial("tcp", p.target)
@@ -113,6 +119,9 @@ func (p *etcdProxy) pipe(c net.Conn) {
 			dead = true
 			if kill != nil {
 				kill()
+			}
+			if p.cut {
+				return
 			}
 		}
 	}

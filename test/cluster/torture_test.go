@@ -59,6 +59,7 @@ var tortureClasses = []tortureClass{
 	{"kill/GC/gc", killGC},
 	{"kill/drain-STATUS/status", killDrain(false)},
 	{"kill/drain-ADD/readd", killDrain(true)},
+	{"kill-daemon/ADD/readd", killDaemonAdd},
 }
 
 // TestTorture runs every class -torture.trials x 2 times and prints the
@@ -157,6 +158,8 @@ type kill struct {
 	msg     int
 	deliver bool
 	after   time.Duration
+	// daemon: the node's nicmux-ipamd is killed, not the plugin.
+	daemon bool
 }
 
 func (k kill) String() string {
@@ -178,6 +181,10 @@ func (tr *trial) run(c Call, k kill) outcome {
 	killIt := func() {
 		mu.Lock()
 		defer mu.Unlock()
+		if k.daemon {
+			tr.n.KillDaemon()
+			return
+		}
 		_ = cmd.Process.Kill()
 	}
 	tr.proxy.arm(k.msg, k.deliver, killIt)
@@ -347,6 +354,40 @@ func (tr *trial) wantLease(id, ip string) {
 	tr.check(ok && len(l.Addresses) == 1 && l.Addresses[0].IP == ip, "%s held %s before the kill; etcd now leases it %+v", id, ip, l)
 }
 
+// killDaemonAdd: the node's nicmux-ipamd killed during an ADD it answers;
+// the plugin runs the ADD itself, which must succeed; a new daemon answers
+// the retried ADD with the same address, then DEL.
+func killDaemonAdd(tr *trial) {
+	if tr.n.daemon == nil {
+		tr.n.Serve()
+	}
+	keep := tr.call(Call{Verb: "ADD", ID: "keep"})
+	tr.measure(Call{Verb: "ADD", ID: "m1"})
+	m := tr.measure(Call{Verb: "ADD", ID: "m2"})
+	for _, id := range []string{"m1", "m2"} {
+		tr.del(id)
+	}
+	k := kill{after: time.Duration(tr.rng.Int63n(int64(m.d)*3/2) + 1), daemon: true}
+	if tr.rng.Intn(2) == 0 && m.messages > 0 {
+		k = kill{msg: 1 + tr.rng.Intn(m.messages), deliver: tr.rng.Intn(2) == 0, daemon: true}
+	}
+	o := tr.run(Call{Verb: "ADD", ID: "c1"}, k)
+	tr.n.KillDaemon() // when the kill came after the ADD's end
+	tr.point = "daemon killed " + k.String()
+	tr.logf("ADD c1 with the daemon killed %s: %v", k, o.err)
+	first := ""
+	if tr.check(o.err == nil && !o.killed, "the ADD whose daemon was killed: %v (plugin killed: %v)", o.err, o.killed) {
+		if l := tr.w.Leases()["c1/eth1"]; tr.check(len(l.Addresses) == 1, "the ADD succeeded; etcd leases c1 %+v", l) {
+			first = l.Addresses[0].IP
+		}
+	}
+	tr.n.Serve()
+	a := tr.call(Call{Verb: "ADD", ID: "c1"})
+	tr.check(a != "" && (first == "" || a == first), "the retried ADD got %s, the first %s", a, first)
+	tr.del("c1")
+	tr.wantLease("keep", keep)
+}
+
 // --- a trial and its accounting -------------------------------------------
 
 // tally is what a trial left, by kind.
@@ -363,6 +404,7 @@ func runTrial(t *testing.T, etcd *etcdtest.Cluster, c tortureClass, base int64, 
 		w := NewWorldOn(t, etcd)
 		w.Timeout = "1s"
 		tr := &trial{t: t, w: w, proxy: newEtcdProxy(t, etcd.Members[0].ClientURL), rng: rand.New(rand.NewSource(seed)), seed: seed, base: base}
+		tr.proxy.cut = w.Daemons
 		w.Via = []string{tr.proxy.URL()}
 		tr.n = w.Node("n1")
 		c.run(tr)

@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 	suite := testworld.Suite{
 		Makes:  "the cluster tests make network namespaces and links",
 		Target: "cluster",
-		Files: []string{ipamBin(), testworld.NicmuxBin(), filepath.Join(testworld.PluginsDir(), "macvlan"),
+		Files: []string{ipamBin(), ipamdBin(), testworld.NicmuxBin(), filepath.Join(testworld.PluginsDir(), "macvlan"),
 			filepath.Join(testworld.PluginsDir(), "sbr"), filepath.Join(testworld.TestPluginsDir(), "torture"), etcdtest.Binary()},
 		// The namespaces and libcni's cache (which go-cni always uses) of
 		// this run only.
@@ -79,6 +79,10 @@ type World struct {
 	sw string
 	// Via, when set, are the endpoints the nodes reach etcd at (a proxy).
 	Via []string
+	// Daemons: every node runs its nicmux-ipamd, which answers its calls
+	// ($NICMUX_TEST_IPAMD set); otherwise each call runs nicmux-ipamd
+	// directly, as nicmux-ipam does when no daemon answers.
+	Daemons bool
 
 	mu    sync.Mutex
 	live  map[string]bool // "containerID/ifname" of the owners that hold a lease
@@ -105,6 +109,7 @@ func NewWorldOn(t *testing.T, c *etcdtest.Cluster) *World {
 		Pool:    "storage",
 		Ranges:  `[[{"subnet": "10.20.0.0/24", "gateway": "10.20.0.1"}]]`,
 		Timeout: "2s",
+		Daemons: os.Getenv("NICMUX_TEST_IPAMD") != "",
 		live:    map[string]bool{},
 	}
 	t.Cleanup(func() {
@@ -138,16 +143,25 @@ type Node struct {
 	cni      *libcni.CNIConfig
 	nic      string // its NIC on the shared L2 (NIC)
 	index    int    // the order it was made in
+	// Socket is the node's nicmux-ipamd socket, which its ipam objects
+	// name; daemon is the daemon serving it, if any (Serve).
+	Socket string
+	daemon *daemon
 }
 
 // Node returns a new simulated node.
 func (w *World) Node(name string) *Node {
 	dir := filepath.Join(w.dir, name)
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.nodes++
-	return &Node{w: w, Name: name, DataDir: filepath.Join(dir, "ipam"), StateDir: filepath.Join(dir, "state"),
-		cni: libcni.NewCNIConfigWithCacheDir(cniPath(), filepath.Join(dir, "cache"), nil), index: w.nodes - 1}
+	n := &Node{w: w, Name: name, DataDir: filepath.Join(dir, "ipam"), StateDir: filepath.Join(dir, "state"),
+		cni: libcni.NewCNIConfigWithCacheDir(cniPath(), filepath.Join(dir, "cache"), nil), index: w.nodes - 1,
+		Socket: socketPath(w.t)}
+	w.mu.Unlock()
+	if w.Daemons {
+		n.Serve()
+	}
+	return n
 }
 
 // hostPort is a host port no allocation of the world maps yet, as a Nomad
@@ -166,8 +180,8 @@ func (n *Node) IPAM() string {
 		eps, _ = json.Marshal(n.w.Via)
 	}
 	return fmt.Sprintf(`{"type": "nicmux-ipam", "pool": %q, "ranges": %s, "routes": [{"dst": "0.0.0.0/0"}],
-	  "etcd": {"endpoints": %s, "prefix": %q, "timeout": %q}, "node": %q, "dataDir": %q%s}`,
-		n.w.Pool, n.w.Ranges, eps, n.w.Prefix, n.w.Timeout, n.Name, n.DataDir, n.w.Extra)
+	  "etcd": {"endpoints": %s, "prefix": %q, "timeout": %q}, "node": %q, "dataDir": %q, "socket": %q%s}`,
+		n.w.Pool, n.w.Ranges, eps, n.w.Prefix, n.w.Timeout, n.Name, n.DataDir, n.Socket, n.w.Extra)
 }
 
 // owned records whether owner holds a lease, for the invariants.

@@ -17,13 +17,14 @@ import (
 
 // The package's files besides the binaries, with their modes.
 var debFiles = map[string]string{
-	"./usr/libexec/nicmux/nicmux-gc":             "-rwxr-xr-x",
-	"./usr/lib/systemd/system/nicmux-gc.service": "-rw-r--r--",
-	"./usr/lib/systemd/system/nicmux-gc.timer":   "-rw-r--r--",
-	"./etc/default/nicmux-gc":                    "-rw-r--r--",
-	"./usr/share/doc/nicmux/copyright":           "-rw-r--r--",
-	"./usr/share/doc/nicmux/README.md":           "-rw-r--r--",
-	"./usr/share/doc/nicmux/CHANGELOG.md":        "-rw-r--r--",
+	"./usr/libexec/nicmux/nicmux-gc":                "-rwxr-xr-x",
+	"./usr/lib/systemd/system/nicmux-gc.service":    "-rw-r--r--",
+	"./usr/lib/systemd/system/nicmux-gc.timer":      "-rw-r--r--",
+	"./usr/lib/systemd/system/nicmux-ipamd.service": "-rw-r--r--",
+	"./etc/default/nicmux-gc":                       "-rw-r--r--",
+	"./usr/share/doc/nicmux/copyright":              "-rw-r--r--",
+	"./usr/share/doc/nicmux/README.md":              "-rw-r--r--",
+	"./usr/share/doc/nicmux/CHANGELOG.md":           "-rw-r--r--",
 }
 
 // debVersion is the Debian version nfpm gives a release tag: no "v", and a
@@ -131,7 +132,7 @@ func checkContents(t *testing.T, deb string) {
 
 // checkScripts checks the control archive: the defaults file is the only
 // conffile, and the maintainer scripts are shell that parses and handle
-// the timer.
+// the timer and the daemon.
 func checkScripts(t *testing.T, deb string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -139,10 +140,10 @@ func checkScripts(t *testing.T, deb string) {
 	if b, err := os.ReadFile(filepath.Join(dir, "conffiles")); err != nil || string(b) != "/etc/default/nicmux-gc\n" {
 		t.Errorf("conffiles %q (%v), want /etc/default/nicmux-gc", b, err)
 	}
-	for script, want := range map[string]string{
-		"postinst": "deb-systemd-helper enable nicmux-gc.timer",
-		"prerm":    "deb-systemd-invoke stop nicmux-gc.timer",
-		"postrm":   "deb-systemd-helper purge nicmux-gc.timer",
+	for script, wants := range map[string][]string{
+		"postinst": {"for unit in nicmux-gc.timer nicmux-ipamd.service", "deb-systemd-helper enable $unit", "deb-systemd-invoke restart nicmux-ipamd.service"},
+		"prerm":    {"deb-systemd-invoke stop nicmux-gc.timer nicmux-gc.service nicmux-ipamd.service"},
+		"postrm":   {"deb-systemd-helper purge nicmux-gc.timer", "deb-systemd-helper purge nicmux-ipamd.service"},
 	} {
 		p := filepath.Join(dir, script)
 		fi, err := os.Stat(p)
@@ -151,8 +152,10 @@ func checkScripts(t *testing.T, deb string) {
 			continue
 		}
 		b, _ := os.ReadFile(p)
-		if fi.Mode().Perm() != 0o755 || !strings.HasPrefix(string(b), "#!/bin/sh\n") || !strings.Contains(string(b), want) {
-			t.Errorf("%s: mode %v, want 0755, a #!/bin/sh script running %q:\n%s", script, fi.Mode(), want, b)
+		for _, want := range wants {
+			if fi.Mode().Perm() != 0o755 || !strings.HasPrefix(string(b), "#!/bin/sh\n") || !strings.Contains(string(b), want) {
+				t.Errorf("%s: mode %v, want 0755, a #!/bin/sh script running %q:\n%s", script, fi.Mode(), want, b)
+			}
 		}
 		run(t, "/", cleanEnv(), "sh", "-n", p)
 	}
@@ -192,6 +195,7 @@ func checkUnits(t *testing.T, root string) {
 	service := readUnit(t, filepath.Join(sysd, "nicmux-gc.service"))
 	timer := readUnit(t, filepath.Join(sysd, "nicmux-gc.timer"))
 	defaults := readUnit(t, filepath.Join(root, "etc/default/nicmux-gc"))
+	ipamd := readUnit(t, filepath.Join(sysd, "nicmux-ipamd.service"))
 	for _, c := range []struct {
 		name string
 		u    unitFile
@@ -208,6 +212,9 @@ func checkUnits(t *testing.T, root string) {
 		{"defaults", defaults, ".CNI_PATH", "/opt/cni/bin"},
 		{"defaults", defaults, ".NICMUX", "/opt/cni/bin/nicmux"},
 		{"defaults", defaults, ".NICMUX_GC_FLAGS", ""},
+		{"ipamd", ipamd, "Service.ExecStart", "/opt/cni/bin/nicmux-ipamd serve"},
+		{"ipamd", ipamd, "Service.Restart", "always"},
+		{"ipamd", ipamd, "Install.WantedBy", "multi-user.target"},
 	} {
 		if !slices.Equal(c.u[c.key], []string{c.want}) {
 			t.Errorf("%s: %s is %q, want %q", c.name, c.key, c.u[c.key], c.want)
@@ -225,17 +232,18 @@ func checkUnits(t *testing.T, root string) {
 func verifyUnits(t *testing.T, root string) {
 	t.Helper()
 	dir := t.TempDir()
-	for _, name := range []string{"nicmux-gc.service", "nicmux-gc.timer"} {
+	for _, name := range []string{"nicmux-gc.service", "nicmux-gc.timer", "nicmux-ipamd.service"} {
 		b, err := os.ReadFile(filepath.Join(root, "usr/lib/systemd/system", name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		b = []byte(strings.ReplaceAll(string(b), "/usr/libexec/", filepath.Join(root, "usr/libexec")+"/"))
+		b = []byte(strings.ReplaceAll(string(b), "/opt/cni/bin/", filepath.Join(root, "opt/cni/bin")+"/"))
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	out := run(t, dir, cleanEnv("SYSTEMD_LOG_COLOR=0"), "systemd-analyze", "verify", "--man=no", "./nicmux-gc.timer", "./nicmux-gc.service")
+	out := run(t, dir, cleanEnv("SYSTEMD_LOG_COLOR=0"), "systemd-analyze", "verify", "--man=no", "./nicmux-gc.timer", "./nicmux-gc.service", "./nicmux-ipamd.service")
 	if strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify:\n%s", out)
 	}
