@@ -1,8 +1,6 @@
 package ipam
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 	"math"
 	"os"
@@ -16,31 +14,6 @@ import (
 // countersDir is the counters folder in the data folder: its name starts
 // with a dot, which no pool's does.
 const countersDir = ".metrics"
-
-// watched is the store a verb uses, counting the requests etcd did not
-// answer in time.
-type watched struct {
-	Store
-	unanswered int
-}
-
-func (w *watched) Read(ctx context.Context, reads ...Read) ([][]KV, error) {
-	got, err := w.Store.Read(ctx, reads...)
-	w.count(err)
-	return got, err
-}
-
-func (w *watched) Txn(ctx context.Context, t Txn) (bool, [][]KV, error) {
-	ok, got, err := w.Store.Txn(ctx, t)
-	w.count(err)
-	return ok, got, err
-}
-
-func (w *watched) count(err error) {
-	if errors.Is(err, ErrUnavailable) {
-		w.unanswered++
-	}
-}
 
 // record folds a verb's figures into the node's counters and has the
 // metricsFile drawn again (see package metrics); it never fails the verb.
@@ -57,7 +30,7 @@ func (c *call) record(verb string, err error, took time.Duration) {
 	}
 	t.Add(metrics.IPAMVerbs, 1, pool, verb, result)
 	t.Observe(metrics.IPAMVerbSeconds, took.Seconds(), pool, verb)
-	t.Add(metrics.EtcdErrors, float64(c.watched.unanswered), pool)
+	t.Add(metrics.EtcdErrors, float64(c.unanswered), pool)
 	if qs, qerr := c.rec.Queued(); qerr == nil {
 		t.Set(metrics.QueuedReleases, float64(len(qs)), pool)
 	}

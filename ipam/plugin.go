@@ -59,8 +59,8 @@ type call struct {
 	stdout io.Writer
 	// For the metrics: the store's unanswered requests, and the pool's
 	// leased addresses when the verb read them all (GC), else -1.
-	watched *watched
-	used    int
+	unanswered int
+	used       int
 }
 
 // verb runs f in a call; its error becomes the CNI error here, once. The
@@ -104,20 +104,18 @@ func (p *plugin) open(args *skel.CmdArgs) (*call, error) {
 		rec.Close()
 		return nil, configErr("ipam.etcd: %v", err)
 	}
-	w := &watched{Store: store}
 	h := rec.Hint()
-	a := newAllocator(w, cfg.Pool, cfg.Etcd.Prefix, cfg.Node, h)
-	a.sticky = cfg.Sticky
-	return &call{
-		cfg:     cfg,
-		id:      OwnerID{ContainerID: args.ContainerID, IfName: args.IfName},
-		rec:     rec,
-		hint:    *h,
-		alloc:   a,
-		stdout:  p.Stdout,
-		watched: w,
-		used:    -1,
-	}, nil
+	c := &call{
+		cfg:    cfg,
+		id:     OwnerID{ContainerID: args.ContainerID, IfName: args.IfName},
+		rec:    rec,
+		hint:   *h,
+		stdout: p.Stdout,
+		used:   -1,
+	}
+	c.alloc = newAllocator(&unanswered{Store: store, onUnanswered: func() { c.unanswered++ }}, cfg.Pool, cfg.Etcd.Prefix, cfg.Node, h)
+	c.alloc.sticky = cfg.Sticky
+	return c, nil
 }
 
 // unreachable names etcd and its endpoints in an error that says it did

@@ -199,7 +199,7 @@ func (s *stores) get(c EtcdConfig) (Store, error) {
 		}
 		s.open[key] = st
 	}
-	return &kept{Store: st, drop: func() { s.drop(key, st, c.Timeout) }}, nil
+	return &kept{unanswered{Store: st, onUnanswered: func() { s.drop(key, st, c.Timeout) }}}, nil
 }
 
 // drop forgets st, the store of key, so that the next call dials afresh,
@@ -243,34 +243,7 @@ func storeKey(c EtcdConfig) string {
 
 // kept is a store the daemon keeps for the calls to come: a call does not
 // close it, and one that gets no answer from it drops it.
-type kept struct {
-	Store
-	drop func()
-}
-
-func (k *kept) Read(ctx context.Context, reads ...Read) ([][]KV, error) {
-	got, err := k.Store.Read(ctx, reads...)
-	k.answered(err)
-	return got, err
-}
-
-func (k *kept) Txn(ctx context.Context, t Txn) (bool, [][]KV, error) {
-	ok, got, err := k.Store.Txn(ctx, t)
-	k.answered(err)
-	return ok, got, err
-}
-
-func (k *kept) Grant(ctx context.Context, ttl time.Duration) (int64, error) {
-	id, err := k.Store.Grant(ctx, ttl)
-	k.answered(err)
-	return id, err
-}
-
-func (k *kept) answered(err error) {
-	if errors.Is(err, ErrUnavailable) {
-		k.drop()
-	}
-}
+type kept struct{ unanswered }
 
 func (*kept) Close() error { return nil }
 

@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -68,3 +69,35 @@ func put(key string, value []byte) Op     { return Op{Key: key, Value: value} }
 func del(key string) Op                   { return Op{Key: key, Delete: true} }
 func absent(key string) Cond              { return Cond{Key: key} }
 func holds(key string, value []byte) Cond { return Cond{Key: key, Value: value} }
+
+// unanswered is a store that tells onUnanswered of every request it did
+// not answer in time (ErrUnavailable): the metrics count them, and the
+// daemon drops a store that stopped answering.
+type unanswered struct {
+	Store
+	onUnanswered func()
+}
+
+func (u *unanswered) Read(ctx context.Context, reads ...Read) ([][]KV, error) {
+	got, err := u.Store.Read(ctx, reads...)
+	u.seen(err)
+	return got, err
+}
+
+func (u *unanswered) Txn(ctx context.Context, t Txn) (bool, [][]KV, error) {
+	ok, got, err := u.Store.Txn(ctx, t)
+	u.seen(err)
+	return ok, got, err
+}
+
+func (u *unanswered) Grant(ctx context.Context, ttl time.Duration) (int64, error) {
+	id, err := u.Store.Grant(ctx, ttl)
+	u.seen(err)
+	return id, err
+}
+
+func (u *unanswered) seen(err error) {
+	if errors.Is(err, ErrUnavailable) {
+		u.onUnanswered()
+	}
+}
