@@ -85,6 +85,9 @@ func Forward(socket string, req *Request) (*Response, error) {
 		return nil, err
 	}
 	defer c.Close()
+	if err := checkDaemon(c.(*net.UnixConn)); err != nil {
+		return nil, err
+	}
 	if err := c.SetDeadline(time.Now().Add(req.Wait)); err != nil {
 		return nil, err
 	}

@@ -1,12 +1,16 @@
 package ipamd
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -233,5 +237,81 @@ func TestMissingDaemon(t *testing.T) {
 	p.Daemon = filepath.Join(t.TempDir(), "nicmux-ipamd")
 	if code := p.Run(); code != 1 || !strings.Contains(out.String(), `"code": 999`) || !strings.Contains(out.String(), "nicmux-ipamd") {
 		t.Errorf("no nicmux-ipamd: code %d, %s", code, out)
+	}
+}
+
+// A listener of another user is not trusted: the plugin runs the call
+// itself. Its daemon is this test binary run as nobody (needs root).
+func TestForeignListenerIsNotTrusted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("runs a listener as another user: needs root (make test runs it so)")
+	}
+	dir, err := os.MkdirTemp("", "ipamd-foreign-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sockDir := filepath.Join(dir, "run")
+	if err := os.Mkdir(sockDir, 0o777); err != nil || os.Chmod(sockDir, 0o777) != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "ipamd.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(sockDir, "d.sock")
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "NICMUX_IPAMD_TEST_LISTEN="+socket)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("the listener did not start: %q, %v", line, err)
+	}
+	p, stdout, stderr := plugin(t, socket)
+	if code := p.Run(); code != 4 || stdout.String() != "ran: ADD "+confWith(socket) || stderr.String() != "stderr of the direct run\n" {
+		t.Errorf("a listener of uid 65534 was trusted: code %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// TestMain runs the tests, or, with NICMUX_IPAMD_TEST_LISTEN, is the
+// listener TestForeignListenerIsNotTrusted starts as another user.
+func TestMain(m *testing.M) {
+	if socket := os.Getenv("NICMUX_IPAMD_TEST_LISTEN"); socket != "" {
+		os.Exit(listenForeign(socket))
+	}
+	os.Exit(m.Run())
+}
+
+// listenForeign answers every call on socket with code 3.
+func listenForeign(socket string) int {
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer ln.Close()
+	fmt.Println("ready")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return 0
+		}
+		readReq(c)
+		_ = WriteFrame(c, &Response{Code: 3, Stdout: []byte("from another user")})
+		c.Close()
 	}
 }

@@ -76,3 +76,23 @@ func allowed(uid uint32) error {
 	}
 	return nil
 }
+
+// ErrNotDaemon is a socket whose listener is neither root nor the
+// caller's own user: what it answers is not trusted, and the caller runs
+// the call itself.
+var ErrNotDaemon = errors.New("the socket's listener is not root")
+
+// checkDaemon lets the client trust a listener that runs as root or as
+// the client's own user (a test's daemon), and no other: the socket's
+// path comes from a configuration, and a listener of another user could
+// hand out any answer.
+func checkDaemon(c *net.UnixConn) error {
+	uid, err := PeerUID(c)
+	if err != nil {
+		return err
+	}
+	if uid != 0 && int(uid) != os.Geteuid() {
+		return fmt.Errorf("%w: uid %d", ErrNotDaemon, uid)
+	}
+	return nil
+}
