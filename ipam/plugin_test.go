@@ -98,7 +98,13 @@ func TestVerbsAddCheckDel(t *testing.T) {
 	if err := n.run("CHECK", id, `, "prevResult": `+string(prev)); err != nil {
 		t.Errorf("CHECK: %v", err)
 	}
-	other := `, "prevResult": {"cniVersion": "1.1.0", "ips": [{"address": "10.1.0.250/24"}]}`
+	// An address of the pool that is not the owner's (claims pick a random
+	// free address of the block).
+	otherIP := "10.1.0.250"
+	if r.IPs[0].Address.IP.String() == otherIP {
+		otherIP = "10.1.0.251"
+	}
+	other := `, "prevResult": {"cniVersion": "1.1.0", "ips": [{"address": "` + otherIP + `/24"}]}`
 	if err := n.run("CHECK", id, other); cniCode(err) != 3 || !strings.Contains(err.Error(), "which prevResult does not hold") {
 		t.Errorf("CHECK against another address: %v", err)
 	}
