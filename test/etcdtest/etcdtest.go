@@ -76,26 +76,41 @@ func Start(t testing.TB, n int) *Cluster {
 }
 
 // Launch starts an n-member cluster whose data and logs live under dir,
-// and waits until it serves. Stop ends it. On an error, the cluster it
-// returns (if any) has members to Stop.
+// and waits until every member serves. Stop ends it. On an error, the
+// cluster it returns (if any) has members to Stop. A member that could
+// not bind its ports (another process took one between their choice and
+// etcd's bind) has the whole cluster launched again on new ports, a few
+// times.
 func Launch(dir string, n int) (*Cluster, error) {
 	if _, err := os.Stat(Binary()); err != nil {
 		return nil, fmt.Errorf("etcd server %s: %w (build it with `make etcd`)", Binary(), err)
 	}
+	var c *Cluster
+	var err error
+	for attempt := range 4 {
+		c, err = launch(filepath.Join(dir, fmt.Sprintf("launch%d", attempt)), n)
+		if err == nil || !c.portTaken() {
+			return c, err
+		}
+		c.Stop()
+	}
+	return c, err
+}
+
+func launch(dir string, n int) (*Cluster, error) {
 	c := &Cluster{token: fmt.Sprintf("nicmux-%d", time.Now().UnixNano())}
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i), DataDir: filepath.Join(dir, fmt.Sprintf("m%d", i)),
 			logFile: filepath.Join(dir, fmt.Sprintf("m%d.log", i)), cluster: c}
-		client, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		peer, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		m.ClientURL, m.PeerURL = "http://"+client, "http://"+peer
+		m.ClientURL, m.PeerURL = "http://"+ports[2*i], "http://"+ports[2*i+1]
 		c.Members = append(c.Members, m)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
 	}
 	for _, m := range c.Members {
 		if err := m.start("new"); err != nil {
@@ -104,7 +119,22 @@ func Launch(dir string, n int) (*Cluster, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return c, c.WaitServing(ctx)
+	for _, m := range c.Members {
+		if err := m.waitServing(ctx); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// portTaken tells whether a member's log says one of its ports was taken.
+func (c *Cluster) portTaken() bool {
+	for _, m := range c.Members {
+		if b, err := os.ReadFile(m.logFile); err == nil && strings.Contains(string(b), "address already in use") {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop kills every member.
@@ -121,14 +151,20 @@ func tail(b []byte, n int) string {
 	return string(b)
 }
 
-// freePort returns a loopback address with a port nothing listens on now.
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// freePorts returns n distinct loopback addresses with ports nothing
+// listens on now: all are held until the last is chosen, so that the
+// kernel cannot hand one out twice.
+func freePorts(n int) ([]string, error) {
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return out, nil
 }
 
 // Endpoints are the members' client URLs.
