@@ -86,10 +86,10 @@ const dyingWait = 200 * time.Millisecond
 
 // group reports whether the process group p names is still the one nicmux
 // noted. With its leader gone, only members of that group can hold its id.
-// A live leader must match everything the note records (full: a note of
-// the form before session and executable were recorded cannot tell, and a
-// live leader is spared); a dead one (a zombie) all but the executable,
-// which the kernel no longer shows.
+// A live leader must match everything the note records (full: a note
+// that records only the pid and start ticks cannot tell, and a live
+// leader is spared); a dead one (a zombie) all but the executable, which
+// the kernel does not show for a zombie.
 func (p Proc) group(full bool) bool {
 	st, err := readStat(p.Pid)
 	switch {

@@ -25,11 +25,20 @@ func (v *invocation) status(ctx context.Context) error {
 	for _, err := range errs {
 		v.log.Warn("STATUS: an attachment file does not parse; ADDs that use it fail", "error", err)
 	}
+	// Asked at once: Nomad waits for STATUS before every setup and
+	// teardown, and a chain that is not ready may take its plugin's whole
+	// timeout to say so.
+	var calls []func()
 	for _, c := range onePerNetwork(all, func(c *conf.Chain) bool { return conf.AtLeast(c.CNIVersion, "1.1.0") }) {
-		if err := v.runner.Status(ctx, c); err != nil {
-			v.log.Warn("STATUS: a chain is not ready; ADDs that use it fail, teardowns go on", "interface", c.IfName,
-				"network", c.Network, "delegate", pluginOf(err), "code", codeOf(err), "error", err)
-		}
+		calls = append(calls, func() {
+			if err := v.runner.Status(ctx, c); err != nil {
+				v.log.Warn("STATUS: a chain is not ready; ADDs that use it fail, teardowns go on", "interface", c.IfName,
+					"network", c.Network, "delegate", pluginOf(err), "code", codeOf(err), "error", err)
+			}
+		})
+	}
+	if len(calls) > 0 {
+		together(calls...)
 	}
 	return nil
 }
